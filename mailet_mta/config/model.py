@@ -1,0 +1,194 @@
+"""The typed configuration model that both the YAML and the James-style XML load into.
+
+Every setting a user can write lives here, with its default and a one-line doc in the
+field metadata (``doc``), so reference documentation can be generated from this file.
+Names follow James where James has one (``servernames``, ``authRequired``,
+``verifyIdentity``, ``authorizedAddresses``, ``maxmessagesize``…).
+
+``source`` fields hold ``"file:line"`` of the element that defined a thing, so errors
+found after loading (an unknown processor, a mailet class that does not exist) still
+point at the right line.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+def doc(text: str, **kw) -> Any:
+    """A dataclass field with documentation metadata."""
+    default = kw.pop("default", None)
+    factory = kw.pop("default_factory", None)
+    if factory is not None:
+        return field(default_factory=factory, metadata={"doc": text, **kw})
+    return field(default=default, metadata={"doc": text, **kw})
+
+
+@dataclass
+class MatcherSpec:
+    """``match="Name=condition"`` or a named composite matcher."""
+
+    name: str = doc("matcher class name (short, dotted path or entry point)")
+    condition: str | None = doc("text after the first '='", default=None)
+    children: list["MatcherSpec"] = doc("operands of a composite (And/Or/Not/Xor)",
+                                        default_factory=list)
+    source: str | None = None
+
+
+@dataclass
+class MailetSpec:
+    """One matcher/mailet pair in a processor."""
+
+    mailet: str = doc("mailet class name (short, dotted path or entry point)")
+    match: MatcherSpec | None = doc("the matcher; None means All", default=None)
+    notmatch: bool = doc("invert the matcher (James's notmatch=)", default=False)
+    parameters: dict[str, Any] = doc("init parameters of the mailet", default_factory=dict)
+    on_mailet_exception: str = doc(
+        "error | ignore | propagate | <processor>: what to do when the mailet raises",
+        default="error")
+    on_match_exception: str = doc(
+        "error | nomatch | matchall | propagate | <processor>: when the matcher raises",
+        default="error")
+    source: str | None = None
+
+
+@dataclass
+class ProcessorSpec:
+    """A named processor: an ordered list of pairs plus composite matchers it names."""
+
+    name: str = doc("the processor's state name")
+    mailets: list[MailetSpec] = doc("pairs, in order", default_factory=list)
+    matchers: dict[str, MatcherSpec] = doc("named composite matchers of this processor",
+                                           default_factory=dict)
+    source: str | None = None
+
+
+@dataclass
+class SpoolManagerConfig:
+    threads: int = doc("mails processed concurrently", default=16)
+    max_tries: int = doc("processing attempts before a mail goes to the error repository",
+                         default=5)
+    error_repository: str = doc("repository for mails whose processing keeps failing",
+                                default="error")
+    max_state_changes: int = doc("processor transitions per run before loop protection "
+                                 "sends the mail to error", default=100)
+    processors: dict[str, ProcessorSpec] = doc("the processors by name",
+                                               default_factory=dict)
+    source: str | None = None
+
+
+@dataclass
+class TLSConfig:
+    certificate: str | None = doc("PEM certificate (chain) file", default=None)
+    private_key: str | None = doc("PEM private key file", default=None)
+    minimum_version: str = doc("lowest TLS version accepted: TLSv1.2 or TLSv1.3",
+                               default="TLSv1.2")
+    source: str | None = None
+
+
+@dataclass
+class SMTPServerConfig:
+    """One SMTP listener and its policy (James's ``smtpserver``)."""
+
+    name: str = doc("label used in logs and metrics", default="smtp")
+    listen: str = doc("Twisted endpoint string", default="tcp:2525:interface=127.0.0.1")
+    implicit_tls: bool = doc("TLS from the first byte (port 465 style)", default=False)
+    starttls: bool = doc("offer STARTTLS when a certificate is configured", default=True)
+    helo_name: str | None = doc("name in the greeting and EHLO; default servername",
+                                default=None)
+    greeting: str | None = doc("text after 220 <helloName>", default=None)
+    auth_required: str = doc("true | false | announce (James's authRequired)",
+                             default="true")
+    auth_before_mail: bool = doc("refuse MAIL until AUTH (submission ports)",
+                                 default=False)
+    require_ssl: bool = doc("refuse AUTH before TLS (James's auth.requireSSL)",
+                            default=False)
+    verify_identity: str = doc("strict | relaxed | false (James's verifyIdentity)",
+                               default="strict")
+    authorized_addresses: list[str] = doc("networks that may relay without AUTH",
+                                          default_factory=lambda: ["127.0.0.0/8", "::1"])
+    max_message_size: int = doc("octets; 0 = unlimited (XML: KiB when no unit)",
+                                default=0)
+    max_recipients: int = doc("recipients per transaction", default=1000)
+    connection_limit: int = doc("concurrent connections; 0 = unlimited", default=0)
+    connection_limit_per_ip: int = doc("per client address; 0 = unlimited", default=0)
+    connection_timeout: float = doc("idle seconds before 421", default=300.0)
+    helo_required: bool = doc("require HELO/EHLO before MAIL", default=True)
+    enable_vrfy: bool = doc("VRFY answers 250/550 instead of 252", default=False)
+    reject_unknown_local_users: bool = doc("550 5.1.1 at RCPT for unknown local users",
+                                           default=True)
+    auth_failure_delay: float = doc("seconds before answering a failed AUTH", default=1.0)
+    tls: TLSConfig | None = doc("certificate for STARTTLS / implicit TLS", default=None)
+    source: str | None = None
+
+
+@dataclass
+class POP3ServerConfig:
+    """One POP3 listener (James's ``pop3server``)."""
+
+    name: str = doc("label used in logs", default="pop3")
+    listen: str = doc("Twisted endpoint string", default="tcp:1110:interface=127.0.0.1")
+    implicit_tls: bool = doc("TLS from the first byte (POP3S, port 995)", default=False)
+    require_ssl: bool = doc("refuse USER/PASS/AUTH before STLS", default=False)
+    connection_timeout: float = doc("idle seconds before the session is closed",
+                                    default=600.0)
+    connection_limit: int = doc("concurrent connections; 0 = unlimited", default=0)
+    auth_failure_delay: float = doc("seconds before answering a failed login", default=1.0)
+    tls: TLSConfig | None = doc("certificate for STLS / POP3S", default=None)
+    source: str | None = None
+
+
+@dataclass
+class StorageConfig:
+    url: str | None = doc("SQLAlchemy URL; default sqlite under data_dir", default=None)
+    data_dir: str = doc("directory for the database and blobs", default="./var")
+    inline_blob_limit: int = doc("messages up to this size live in the database",
+                                 default=65536)
+    pool_size: int = doc("database connections (PostgreSQL)", default=5)
+    source: str | None = None
+
+
+@dataclass
+class DNSConfig:
+    servers: list[str] = doc("resolvers host[:port]; default /etc/resolv.conf",
+                             default_factory=list)
+    hosts: dict[str, list[str]] = doc("static MX table: domain → [host[:port], …]",
+                                      default_factory=dict)
+    timeout: float = doc("seconds per DNS query", default=10.0)
+    source: str | None = None
+
+
+@dataclass
+class LoggingConfig:
+    level: str = doc("debug | info | warn | error", default="info")
+    file: str | None = doc("log file; default stdout", default=None)
+    format: str = doc("text | json", default="text")
+    source: str | None = None
+
+
+@dataclass
+class ServerConfig:
+    """The whole configuration of one mailet-mta process."""
+
+    servernames: list[str] = doc("local mail domains (plus the domains table)",
+                                 default_factory=lambda: ["localhost"])
+    postmaster: str | None = doc("postmaster address; default postmaster@<first servername>",
+                                 default=None)
+    storage: StorageConfig = doc("database and blob store", default_factory=StorageConfig)
+    spoolmanager: SpoolManagerConfig = doc("the processors", default_factory=SpoolManagerConfig)
+    smtpservers: list[SMTPServerConfig] = doc("SMTP listeners", default_factory=list)
+    pop3servers: list[POP3ServerConfig] = doc("POP3 listeners", default_factory=list)
+    dns: DNSConfig = doc("resolver settings", default_factory=DNSConfig)
+    logging: LoggingConfig = doc("log output", default_factory=LoggingConfig)
+    extra: dict[str, Any] = doc("sections other subsystems read (e.g. metrics)",
+                                default_factory=dict)
+    path: str | None = None
+
+    @property
+    def server_name(self) -> str:
+        return self.servernames[0] if self.servernames else "localhost"
+
+    @property
+    def postmaster_address(self) -> str:
+        return self.postmaster or f"postmaster@{self.server_name}"

@@ -1,0 +1,184 @@
+"""The blob store: where message bodies live.
+
+A message up to ``inline_limit`` octets is kept in the ``blobs`` table itself (one
+database write, no extra fsync). A larger one is streamed to a file under
+``<data_dir>/blobs/`` while it arrives, fsynced, and then recorded in the table with
+``data`` NULL. Writers never hold a large message whole in memory.
+
+Blobs are shared: the spool row, each mailbox message made from it and any repository
+copy refer to the same blob id. :meth:`BlobStore.sweep` removes blobs that nothing
+refers to any more.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import delete, exists, insert, select
+from sqlalchemy.engine import Connection
+from twisted.internet import defer, threads
+
+from ..mail import MessageSource
+from . import schema
+
+CHUNK = 64 * 1024
+
+
+@dataclass
+class BlobRef:
+    """A finished blob: its id and size, and its bytes when it is kept inline."""
+
+    id: str
+    size: int
+    data: bytes | None = None
+
+
+class BlobWriter:
+    """Collects a message as it arrives; spills to a file past the inline limit.
+
+    ``write`` may be called from the reactor thread (it appends to memory or to an
+    unsynced file: no fsync). ``finish`` fsyncs in a thread and returns a BlobRef.
+    """
+
+    def __init__(self, store: "BlobStore"):
+        self._store = store
+        self._chunks: list[bytes] = []
+        self._size = 0
+        self._file = None
+        self._tmp: Path | None = None
+        self.id = uuid.uuid4().hex
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+    def write(self, data: bytes) -> None:
+        if not data:
+            return
+        self._size += len(data)
+        if self._file is None:
+            self._chunks.append(data)
+            if self._size > self._store.inline_limit:
+                self._spill()
+        else:
+            self._file.write(data)
+
+    def _spill(self) -> None:
+        self._tmp = self._store.tmp_dir / self.id
+        self._file = open(self._tmp, "wb", buffering=CHUNK)
+        for chunk in self._chunks:
+            self._file.write(chunk)
+        self._chunks = []
+
+    def finish_sync(self) -> BlobRef:
+        """Make the blob durable (blocking) and return its reference."""
+        if self._file is None:
+            return BlobRef(self.id, self._size, b"".join(self._chunks))
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
+        final = self._store.path_for(self.id)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(self._tmp, final)
+        _fsync_dir(final.parent)
+        self._file = None
+        return BlobRef(self.id, self._size, None)
+
+    def finish(self) -> defer.Deferred:
+        """Deferred → BlobRef; inline blobs return at once, files are fsynced in a thread."""
+        if self._file is None:
+            return defer.succeed(self.finish_sync())
+        return threads.deferToThread(self.finish_sync)
+
+    def abort(self) -> None:
+        """Throw away what was written (connection lost, size exceeded…)."""
+        self._chunks = []
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+            try:
+                os.unlink(self._tmp)
+            except OSError:
+                pass
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class BlobStore:
+    """Blob files under ``root`` plus the ``blobs`` table."""
+
+    def __init__(self, root: str | os.PathLike, inline_limit: int = 65536):
+        self.root = Path(root)
+        self.inline_limit = inline_limit
+        self.tmp_dir = self.root / "tmp"
+        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+
+    def path_for(self, blob_id: str) -> Path:
+        return self.root / blob_id[:2] / blob_id
+
+    def writer(self) -> BlobWriter:
+        return BlobWriter(self)
+
+    def from_bytes(self, data: bytes) -> BlobRef:
+        """A blob for bytes already in memory (blocking when it spills to a file)."""
+        w = self.writer()
+        w.write(data)
+        return w.finish_sync()
+
+    # -- the table -------------------------------------------------------------------
+    @staticmethod
+    def insert_row(conn: Connection, ref: BlobRef) -> None:
+        """Record ``ref`` in the blobs table (inside the caller's transaction)."""
+        conn.execute(insert(schema.blobs).values(
+            id=ref.id, size=ref.size, data=ref.data, created=time.time()))
+
+    def source(self, blob_id: str, size: int, data: bytes | None) -> MessageSource:
+        """A MessageSource for a blob row: in memory if inline, else read from its file."""
+        if data is not None:
+            return MessageSource(data, blob_id=blob_id)
+        path = self.path_for(blob_id)
+        return MessageSource(size=size, loader=path.read_bytes,
+                             opener=lambda: open(path, "rb"), blob_id=blob_id)
+
+    def load_sources(self, conn: Connection, blob_ids) -> dict[str, MessageSource]:
+        """MessageSources for many blob ids in one query."""
+        ids = list(set(blob_ids))
+        out: dict[str, MessageSource] = {}
+        for start in range(0, len(ids), 500):
+            rows = conn.execute(select(schema.blobs.c.id, schema.blobs.c.size,
+                                       schema.blobs.c.data)
+                                .where(schema.blobs.c.id.in_(ids[start:start + 500])))
+            for bid, size, data in rows:
+                out[bid] = self.source(bid, size, data)
+        return out
+
+    def sweep(self, conn: Connection, older_than: float = 3600.0) -> int:
+        """Delete blobs no table refers to (and their files); returns how many."""
+        cutoff = time.time() - older_than
+        b = schema.blobs
+        refs = [schema.spool.c.blob_id, schema.messages.c.blob_id,
+                schema.repository_mails.c.blob_id, schema.outgoing.c.blob_id]
+        cond = b.c.created < cutoff
+        for col in refs:
+            cond = cond & ~exists().where(col == b.c.id)
+        doomed = conn.execute(select(b.c.id, b.c.data.is_(None)).where(cond)).all()
+        for start in range(0, len(doomed), 500):
+            chunk = doomed[start:start + 500]
+            conn.execute(delete(b).where(b.c.id.in_([i for i, _ in chunk])))
+        for blob_id, is_file in doomed:
+            if is_file:
+                try:
+                    os.unlink(self.path_for(blob_id))
+                except FileNotFoundError:
+                    pass
+        return len(doomed)

@@ -1,0 +1,208 @@
+"""The database: engine set-up, migrations, and the threads SQL runs on.
+
+SQL never runs on the reactor thread. Reads go to a small thread pool
+(:meth:`Database.read`). Writes go to **one writer thread** (:meth:`Database.write`)
+that takes every write waiting when it becomes free and commits them together in one
+transaction — one fsync for the whole batch (group commit). Each write runs in its own
+savepoint, so one failing write fails only its own Deferred.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any, Callable
+
+from sqlalchemy import create_engine, event, select, update
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.pool import NullPool
+from twisted.internet import defer, threads
+from twisted.logger import Logger
+from twisted.python.threadpool import ThreadPool
+
+from . import schema
+
+log = Logger(namespace="mailet_mta.storage")
+
+MAX_BATCH = 512
+
+
+def default_url(data_dir: str | os.PathLike) -> str:
+    return "sqlite:///" + str(Path(data_dir).resolve() / "mailet-mta.sqlite3")
+
+
+def make_engine(url: str, pool_size: int = 5) -> Engine:
+    """An Engine with the settings mailet-mta relies on for ``url``."""
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30},
+                               pool_size=pool_size + 2, max_overflow=8)
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_conn, _record):
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=FULL")      # a committed batch survives power loss
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.close()
+
+        # Let SQLAlchemy's "BEGIN" be a real BEGIN IMMEDIATE for writers: see begin_write.
+        return engine
+    return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+
+
+class BatchWriter:
+    """One thread that commits queued write functions in batches (group commit)."""
+
+    def __init__(self, engine: Engine, reactor=None):
+        self.engine = engine
+        self._reactor = reactor
+        self._pending: deque = deque()
+        self._cond = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._stopping = False
+        self.batches = 0
+        self.writes = 0
+
+    def start(self) -> None:
+        if self._thread is None:
+            from twisted.internet import reactor as default_reactor
+            self._reactor = self._reactor or default_reactor
+            self._stopping = False
+            self._thread = threading.Thread(target=self._run, name="db-writer", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> defer.Deferred:
+        """Finish what is queued, then stop the thread."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify()
+        thread, self._thread = self._thread, None
+        if thread is None:
+            return defer.succeed(None)
+        return threads.deferToThread(thread.join)
+
+    def submit(self, fn: Callable[..., Any], *args, **kwargs) -> defer.Deferred:
+        d = defer.Deferred()
+        with self._cond:
+            if self._thread is None:
+                raise RuntimeError("the database writer is not running")
+            self._pending.append((fn, args, kwargs, d))
+            self._cond.notify()
+        return d
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._pending and not self._stopping:
+                    self._cond.wait()
+                if not self._pending and self._stopping:
+                    return
+                batch = [self._pending.popleft()
+                         for _ in range(min(len(self._pending), MAX_BATCH))]
+            results = self._commit(batch)
+            self._reactor.callFromThread(self._deliver, results)
+
+    def _commit(self, batch):
+        results = []
+        try:
+            with self.engine.begin() as conn:
+                for fn, args, kwargs, d in batch:
+                    sp = conn.begin_nested()
+                    try:
+                        value = fn(conn, *args, **kwargs)
+                        sp.commit()
+                        results.append((d, True, value))
+                    except BaseException as exc:  # noqa: BLE001 - reported to the caller
+                        sp.rollback()
+                        results.append((d, False, exc))
+            self.batches += 1
+            self.writes += len(batch)
+        except BaseException as exc:  # noqa: BLE001 - the commit itself failed
+            log.failure("database batch commit failed")
+            results = [(d, False, exc) for _fn, _a, _k, d in batch]
+        return results
+
+    @staticmethod
+    def _deliver(results) -> None:
+        for d, ok, value in results:
+            if ok:
+                d.callback(value)
+            else:
+                d.errback(value)
+
+
+class Database:
+    """Engine + reader pool + batch writer for one database URL."""
+
+    def __init__(self, url: str, pool_size: int = 5):
+        self.url = url
+        self.engine = make_engine(url, pool_size)
+        self.is_sqlite = url.startswith("sqlite")
+        self.writer = BatchWriter(self.engine)
+        self._pool = ThreadPool(minthreads=1, maxthreads=max(2, pool_size), name="db-read")
+        self._started = False
+
+    # -- lifecycle ------------------------------------------------------------------
+    def upgrade(self) -> None:
+        """Bring the schema to the newest migration (blocking; call before serving)."""
+        from .migrate import upgrade
+
+        upgrade(self.engine)
+
+    def start(self) -> None:
+        if not self._started:
+            self._pool.start()
+            self.writer.start()
+            self._started = True
+
+    @defer.inlineCallbacks
+    def stop(self):
+        if self._started:
+            self._started = False
+            yield self.writer.stop()
+            self._pool.stop()
+        self.engine.dispose()
+
+    # -- running SQL off the reactor --------------------------------------------------
+    def read(self, fn: Callable[..., Any], *args, **kwargs) -> defer.Deferred:
+        """Run ``fn(conn, *args)`` on a reader thread inside a transaction."""
+        from twisted.internet import reactor
+
+        def run():
+            with self.engine.connect() as conn:
+                return fn(conn, *args, **kwargs)
+
+        return threads.deferToThreadPool(reactor, self._pool, run)
+
+    def write(self, fn: Callable[..., Any], *args, **kwargs) -> defer.Deferred:
+        """Run ``fn(conn, *args)`` in the writer's next batch; fires after the commit."""
+        return self.writer.submit(fn, *args, **kwargs)
+
+    def run_in_thread(self, fn: Callable[..., Any], *args, **kwargs) -> defer.Deferred:
+        """Run any blocking ``fn`` on the reader pool (e.g. file I/O, hashing)."""
+        from twisted.internet import reactor
+
+        return threads.deferToThreadPool(reactor, self._pool, fn, *args, **kwargs)
+
+    def transaction(self):
+        """A blocking ``with db.transaction() as conn`` for the CLI and tests."""
+        return self.engine.begin()
+
+    # -- the directory generation -------------------------------------------------------
+    @staticmethod
+    def bump_generation(conn: Connection) -> None:
+        """Record that users/domains/mappings changed so servers reload them."""
+        now = repr(time.time())
+        res = conn.execute(update(schema.meta).where(schema.meta.c.key == "generation")
+                           .values(value=now))
+        if res.rowcount == 0:
+            conn.execute(schema.meta.insert().values(key="generation", value=now))
+
+    @staticmethod
+    def generation(conn: Connection) -> str:
+        return conn.execute(select(schema.meta.c.value)
+                            .where(schema.meta.c.key == "generation")).scalar() or ""

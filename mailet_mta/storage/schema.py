@@ -1,0 +1,165 @@
+"""The database schema (SQLAlchemy Core). Alembic migrations are generated from it.
+
+Portable SQL only: the same tables serve SQLite (the embedded default) and PostgreSQL
+(several processes sharing one database). Message bodies live in ``blobs``: inline
+for small messages, as files under the data directory for large ones. A blob is shared
+by every row that refers to it (spool, mailbox messages, repositories, outgoing queue),
+and a sweep removes blobs nothing refers to any more.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (Boolean, Column, Float, ForeignKey, Index, Integer, LargeBinary,
+                        MetaData, String, Table, Text, UniqueConstraint)
+
+metadata = MetaData(naming_convention={
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+})
+
+# Small key/value facts: the directory generation (bumped on every user/domain/mapping
+# change so that running servers reload their in-memory directory).
+meta = Table(
+    "meta", metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+domains = Table(
+    "domains", metadata,
+    Column("name", String(255), primary_key=True),      # lower-case ASCII (IDNA)
+    Column("created", Float, nullable=False),
+)
+
+users = Table(
+    "users", metadata,
+    Column("name", String(320), primary_key=True),      # user@domain, domain lower-case
+    Column("password_hash", Text, nullable=False),      # argon2id PHC string
+    Column("quota", Integer, nullable=True),            # octets; NULL = unlimited
+    Column("created", Float, nullable=False),
+)
+
+# RecipientRewriteTable: source is "local@domain", "*@domain" or "domain" (domain
+# alias); target is an address, "regex:…", "error:code text" or "domain:other".
+mappings = Table(
+    "mappings", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("source", String(320), nullable=False, index=True),
+    Column("target", Text, nullable=False),
+    UniqueConstraint("source", "target", name="uq_mappings_source_target"),
+)
+
+blobs = Table(
+    "blobs", metadata,
+    Column("id", String(40), primary_key=True),
+    Column("size", Integer, nullable=False),
+    Column("data", LargeBinary, nullable=True),         # NULL: the file blobs/<id[:2]>/<id>
+    Column("created", Float, nullable=False),
+)
+
+spool = Table(
+    "spool", metadata,
+    Column("name", String(64), primary_key=True),
+    Column("state", String(128), nullable=False),
+    Column("sender", Text, nullable=True),              # NULL = the null sender <>
+    Column("recipients", Text, nullable=False),         # JSON list of addresses
+    Column("attributes", Text, nullable=False),         # JSON object
+    Column("error_message", Text, nullable=True),
+    Column("remote_addr", String(64), nullable=False),
+    Column("remote_host", String(255), nullable=False),
+    Column("helo", String(255), nullable=True),
+    Column("auth_user", String(320), nullable=True),
+    Column("blob_id", String(40), nullable=False),
+    Column("tries", Integer, nullable=False, default=0),
+    Column("not_before", Float, nullable=False, default=0.0),
+    Column("created", Float, nullable=False),
+    Column("last_updated", Float, nullable=False),
+    Column("owner", String(128), nullable=True),        # node holding the lease
+    Column("lease_until", Float, nullable=True),
+    Index("ix_spool_claim", "owner", "not_before"),
+)
+
+mailboxes = Table(
+    "mailboxes", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("user", String(320), nullable=False),
+    Column("name", String(255), nullable=False),
+    Column("uid_validity", Integer, nullable=False),
+    Column("uid_next", Integer, nullable=False, default=1),
+    UniqueConstraint("user", "name", name="uq_mailboxes_user_name"),
+)
+
+messages = Table(
+    "messages", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("mailbox_id", Integer, ForeignKey("mailboxes.id", ondelete="CASCADE"),
+           nullable=False),
+    Column("uid", Integer, nullable=False),
+    Column("uidl", String(70), nullable=False, unique=True),   # stable POP3 UIDL
+    Column("blob_id", String(40), nullable=False),
+    Column("prefix", LargeBinary, nullable=False),             # trace headers added here
+    Column("size", Integer, nullable=False),                   # octets as sent by RETR
+    Column("internal_date", Float, nullable=False),
+    Column("flags", Text, nullable=False, default=""),
+    Column("deleted", Boolean, nullable=False, default=False),
+    UniqueConstraint("mailbox_id", "uid", name="uq_messages_mailbox_uid"),
+)
+
+# Named mail repositories (error, relay-denied, …): whole mails kept for inspection
+# and reprocessing.
+repository_mails = Table(
+    "repository_mails", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("repository", String(255), nullable=False, index=True),
+    Column("name", String(64), nullable=False),
+    Column("state", String(128), nullable=False),
+    Column("sender", Text, nullable=True),
+    Column("recipients", Text, nullable=False),
+    Column("attributes", Text, nullable=False),
+    Column("error_message", Text, nullable=True),
+    Column("remote_addr", String(64), nullable=False),
+    Column("remote_host", String(255), nullable=False),
+    Column("blob_id", String(40), nullable=False),
+    Column("created", Float, nullable=False),
+)
+
+# The outgoing queue: one entry per mail and destination domain.
+outgoing = Table(
+    "outgoing", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("queue", String(128), nullable=False),
+    Column("mail_name", String(64), nullable=False),
+    Column("domain", String(255), nullable=False),
+    Column("sender", Text, nullable=True),
+    Column("recipients", Text, nullable=False),          # JSON: [{address, status, error}]
+    Column("attributes", Text, nullable=False),
+    Column("options", Text, nullable=False),             # JSON: the RemoteDelivery settings
+    Column("blob_id", String(40), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("dns_failures", Integer, nullable=False, default=0),
+    Column("next_attempt", Float, nullable=False),
+    Column("last_error", Text, nullable=True),
+    Column("created", Float, nullable=False),
+    Column("owner", String(128), nullable=True),
+    Column("lease_until", Float, nullable=True),
+    Index("ix_outgoing_due", "queue", "next_attempt"),
+)
+
+# One POP3 session per mailbox at a time, across processes.
+mailbox_locks = Table(
+    "mailbox_locks", metadata,
+    Column("user", String(320), primary_key=True),
+    Column("owner", String(128), nullable=False),
+    Column("lease_until", Float, nullable=False),
+)
+
+# Processes sharing the database (for status and lease take-over).
+nodes = Table(
+    "nodes", metadata,
+    Column("name", String(128), primary_key=True),
+    Column("started", Float, nullable=False),
+    Column("heartbeat", Float, nullable=False),
+    Column("info", Text, nullable=False, default="{}"),
+)

@@ -1,0 +1,51 @@
+"""TLS server settings shared by the SMTP and POP3 listeners."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from OpenSSL import crypto
+from twisted.internet import ssl
+
+from .api import ConfigurationError
+from .config.model import TLSConfig
+
+_VERSIONS = {"tlsv1.2": ssl.TLSVersion.TLSv1_2, "tlsv1.3": ssl.TLSVersion.TLSv1_3}
+
+
+def server_context(tls: TLSConfig) -> ssl.CertificateOptions:
+    """CertificateOptions for a listener, with a clear error for a bad file or key."""
+    if not tls.certificate or not tls.private_key:
+        raise ConfigurationError("tls needs both certificate and privateKey", tls.source)
+    try:
+        cert_pem = Path(tls.certificate).read_bytes()
+        key_pem = Path(tls.private_key).read_bytes()
+    except OSError as exc:
+        raise ConfigurationError(f"cannot read TLS file: {exc}", tls.source) from None
+    try:
+        certs = [ssl.Certificate.loadPEM(block) for block in _pem_blocks(cert_pem)]
+        key = ssl.KeyPair.load(key_pem, crypto.FILETYPE_PEM)
+    except Exception as exc:  # pyOpenSSL raises several error types
+        raise ConfigurationError(f"invalid TLS certificate or key: {exc}", tls.source) from None
+    if not certs:
+        raise ConfigurationError(f"{tls.certificate} holds no PEM certificate", tls.source)
+    version = _VERSIONS.get(tls.minimum_version.lower())
+    if version is None:
+        raise ConfigurationError("minimumVersion must be TLSv1.2 or TLSv1.3", tls.source)
+    try:
+        return ssl.CertificateOptions(
+            privateKey=key.original, certificate=certs[0].original,
+            extraCertChain=[c.original for c in certs[1:]], raiseMinimumTo=version)
+    except Exception as exc:
+        raise ConfigurationError(f"the TLS key does not fit the certificate: {exc}",
+                                 tls.source) from None
+
+
+def _pem_blocks(data: bytes) -> list[bytes]:
+    marker = b"-----END CERTIFICATE-----"
+    out = []
+    for part in data.split(marker)[:-1]:
+        start = part.find(b"-----BEGIN CERTIFICATE-----")
+        if start >= 0:
+            out.append(part[start:] + marker + b"\n")
+    return out
