@@ -1,0 +1,148 @@
+"""The MailetContext: the one door through which mailets reach the server.
+
+Writes (mailbox, repository, outgoing queue, new mails) join the unit of work of the
+mail being processed, so they become durable together with the end of its run. Called
+outside a run (a mailet's own timer, say), each write commits on its own.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import time
+from email.message import EmailMessage
+
+from twisted.internet import defer
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from .address import MailAddress
+from .api import ATTR_SENT_BY_MAILET, IMailetContext, Mail
+from .directory import Directory
+from .mail import MAIL_POLICY
+from .spool import store
+from .spool.unit_of_work import UnitOfWork, current_uow
+
+
+@implementer(IMailetContext)
+class MailetContext:
+    """IMailetContext over the directory, the spool, storage and delivery."""
+
+    def __init__(self, config, directory: Directory, blobs, *, spool=None, resolver=None,
+                 outgoing=None):
+        self.config = config
+        self.directory = directory
+        self.blobs = blobs
+        self.spool = spool            # SpoolManager, set once built
+        self.resolver = resolver      # delivery resolver with mx_hosts(domain)
+        self.outgoing = outgoing      # outgoing queue service with wake()
+        self.server_name = config.server_name
+        self.postmaster = MailAddress.parse(config.postmaster_address)
+        self.log = Logger(namespace="mailet_mta.mailet")
+        self._attributes = {"mailet_mta.version": _version()}
+
+    # -- lookups ------------------------------------------------------------------------
+    def is_local_server(self, domain) -> bool:
+        return self.directory.is_local_domain(str(domain))
+
+    def is_local_user(self, name) -> bool:
+        return self.directory.is_local_user(str(name))
+
+    def is_local_email(self, address) -> bool:
+        return self.directory.is_local_email(address)
+
+    def local_users_of(self, address) -> list[str]:
+        return self.directory.local_users_of(address)
+
+    def lookup_mappings(self, address) -> list[str]:
+        return self.directory.lookup_mappings(address)
+
+    def get_attribute(self, name):
+        return self._attributes.get(name)
+
+    def mx_hosts(self, domain):
+        if self.resolver is None:
+            return defer.fail(RuntimeError("no DNS resolver is configured"))
+        return self.resolver.mx_hosts(domain)
+
+    # -- writes -------------------------------------------------------------------------
+    def _write(self, fill) -> defer.Deferred:
+        """Run ``fill(uow)`` in the current run's unit of work, or commit it alone."""
+        uow = current_uow.get()
+        if uow is not None:
+            fill(uow)
+            return defer.succeed(None)
+        uow = UnitOfWork(self.blobs)
+        fill(uow)
+        d = self.spool.db.write(uow.commit)
+        d.addCallback(lambda _: self.spool._after_commit(uow))
+        return d
+
+    def send_mail(self, mail: Mail, state: str = "root", delay: float = 0) -> defer.Deferred:
+        mail.state = state
+        mail.set_attribute(ATTR_SENT_BY_MAILET, True)
+        return self._write(lambda uow: self.spool.spool_in(uow, mail, delay))
+
+    def store_in_mailbox(self, user: str, mail: Mail, folder: str = "INBOX",
+                         prefix_headers=()) -> defer.Deferred:
+        from .storage.mailboxes import store_message
+
+        prefix = b"".join(f"{name}: {value}\r\n".encode("utf-8")
+                          for name, value in prefix_headers)
+
+        def fill(uow):
+            blob_id = uow.blob_id_for(mail)
+            size = len(prefix) + mail.size
+            uow.add(store_message, user, folder, blob_id, prefix, size)
+
+        return self._write(fill)
+
+    def store_in_repository(self, repository: str, mail: Mail) -> defer.Deferred:
+        def fill(uow):
+            blob_id = uow.blob_id_for(mail)
+            uow.add(store.store_in_repository, repository, mail.duplicate(mail.name), blob_id)
+
+        return self._write(fill)
+
+    def queue_remote(self, mail: Mail, queue: str = "outgoing", options=None):
+        from .delivery.queue_store import enqueue
+
+        def fill(uow):
+            blob_id = uow.blob_id_for(mail)
+            uow.add(enqueue, mail.duplicate(mail.name), blob_id, queue, dict(options or {}))
+            if self.outgoing is not None:
+                uow.after_commit.append(self.outgoing.wake)
+
+        return self._write(fill)
+
+    def bounce(self, mail: Mail, message: str, bouncer=None) -> defer.Deferred:
+        """A plain text non-delivery notice with the original headers, from the postmaster."""
+        if mail.sender is None:
+            self.log.info("id={id} not bounced: the sender is <>", id=mail.name)
+            return defer.succeed(None)
+        notice = EmailMessage(policy=MAIL_POLICY)
+        notice["From"] = str(bouncer or self.postmaster)
+        notice["To"] = str(mail.sender)
+        notice["Subject"] = "Undeliverable mail"
+        notice["Date"] = email.utils.formatdate(time.time(), localtime=True)
+        notice["Message-ID"] = email.utils.make_msgid(domain=self.server_name)
+        notice["Auto-Submitted"] = "auto-replied"
+        notice.set_content(
+            f"Your message could not be delivered to: "
+            f"{', '.join(map(str, mail.recipients))}\n\n{message}\n")
+        try:
+            headers = mail.headers().as_bytes(policy=MAIL_POLICY)
+        except Exception:  # noqa: BLE001 - a broken original still gets a notice
+            headers = b""
+        notice.add_attachment(headers, maintype="text", subtype="rfc822-headers",
+                              disposition="inline")
+        out = Mail(sender=None, recipients=[mail.sender], message=notice)
+        return self.send_mail(out, "root")
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("mailet-mta")
+    except Exception:  # noqa: BLE001
+        return "0"

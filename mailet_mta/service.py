@@ -1,0 +1,158 @@
+"""Builds the running server — one Twisted ``MultiService`` — from a ServerConfig.
+
+Start order: database (migrations, writer thread), directory, spool manager, outgoing
+queue, then the listeners. Stop order is the reverse: listeners close first (SMTP
+sessions get ``421``), in-flight mails finish their runs, the writer drains, and the
+database closes. The bound addresses of all listeners are written to
+``<data_dir>/listeners.json`` once they listen (useful with port 0).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from pathlib import Path
+
+from twisted.application.service import MultiService
+from twisted.internet import defer
+from twisted.logger import Logger
+
+from .api import ConfigurationError
+from .config.model import ServerConfig
+from .context import MailetContext
+from .directory import Directory
+from .spool.manager import SpoolManager
+from .spool.processor import Pipeline
+from .storage.blobs import BlobStore
+from .storage.db import Database, default_url
+
+log = Logger(namespace="mailet_mta.service")
+
+
+def default_node_name() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+class MailServer(MultiService):
+    """The whole server; its parts are attributes for tests and the CLI."""
+
+    def __init__(self, config: ServerConfig, node_name: str | None = None):
+        super().__init__()
+        self.config = config
+        self.node_name = node_name or default_node_name()
+        self.data_dir = Path(config.storage.data_dir)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.db = Database(config.storage.url or default_url(self.data_dir),
+                           config.storage.pool_size)
+        self.db.upgrade()
+        self.blobs = BlobStore(self.data_dir / "blobs", config.storage.inline_blob_limit)
+        self.directory = Directory(self.db, config.servernames, config.postmaster_address)
+        self.directory.load_sync()
+        self.context = MailetContext(config, self.directory, self.blobs)
+        self.pipeline = Pipeline(config.spoolmanager, self.context)
+        sm = config.spoolmanager
+        self.spool = SpoolManager(self.db, self.blobs, self.pipeline, threads=sm.threads,
+                                  max_tries=sm.max_tries,
+                                  error_repository=sm.error_repository,
+                                  node_name=self.node_name)
+        self.context.spool = self.spool
+        self.spool.setServiceParent(self)
+        self.listeners: list = []
+        self._build_delivery()
+        self._build_listeners()
+
+    def _build_delivery(self) -> None:
+        from .delivery.dns import Resolver
+        from .delivery.queue import OutgoingQueueService
+
+        self.resolver = Resolver(self.config.dns)
+        self.context.resolver = self.resolver
+        self.outgoing = OutgoingQueueService(self.db, self.blobs, self.resolver,
+                                             self.spool.inject, self.node_name)
+        self.context.outgoing = self.outgoing
+        self.outgoing.setServiceParent(self)
+
+    def _build_listeners(self) -> None:
+        from .auth import make_authenticator
+        from .pop3.backend import POP3Backend
+        from .pop3.server import make_pop3_service
+        from .smtp.server import make_smtp_service
+        from .smtp_backend import SpoolSMTPBackend
+
+        self.authenticator = make_authenticator(self.db, self.directory)
+        for cfg in self.config.smtpservers:
+            backend = SpoolSMTPBackend(self.config, cfg, self.directory, self.authenticator,
+                                       self.blobs, self.spool)
+            svc = make_smtp_service(cfg, backend)
+            self.listeners.append((cfg.name, "smtp", svc))
+            svc.setServiceParent(self)
+        for cfg in self.config.pop3servers:
+            backend = POP3Backend(self.db, self.blobs, self.authenticator, self.node_name)
+            svc = make_pop3_service(cfg, backend)
+            self.listeners.append((cfg.name, "pop3", svc))
+            svc.setServiceParent(self)
+
+    # -- lifecycle ----------------------------------------------------------------------
+    def startService(self) -> None:
+        self.db.start()
+        self.directory.start()
+        super().startService()
+        d = defer.gatherResults([defer.maybeDeferred(_listening, svc)
+                                 for _n, _k, svc in self.listeners], consumeErrors=True)
+        d.addCallback(self._write_listeners)
+        d.addErrback(self._listen_failed)
+
+    def _write_listeners(self, ports) -> None:
+        info = {}
+        for (name, kind, _svc), port in zip(self.listeners, ports):
+            host = port.getHost() if port is not None else None
+            info[name] = {"protocol": kind, "host": getattr(host, "host", None),
+                          "port": getattr(host, "port", None)}
+            log.info("listening: {name} ({kind}) on {host}:{port}", name=name, kind=kind,
+                     host=info[name]["host"], port=info[name]["port"])
+        tmp = self.data_dir / "listeners.json.tmp"
+        tmp.write_text(json.dumps({"pid": os.getpid(), "node": self.node_name,
+                                   "listeners": info}, indent=2))
+        os.replace(tmp, self.data_dir / "listeners.json")
+
+    def _listen_failed(self, failure) -> None:
+        log.critical("a listener could not start: {error}", error=failure.getErrorMessage())
+        from twisted.internet import reactor
+
+        self.start_error = failure
+        if reactor.running:
+            reactor.stop()
+
+    @defer.inlineCallbacks
+    def stopService(self):
+        try:
+            (self.data_dir / "listeners.json").unlink()
+        except FileNotFoundError:
+            pass
+        # Listeners first (reverse of start order), then the spool, then the database.
+        for svc in reversed(list(self)):
+            if svc.running:
+                yield defer.maybeDeferred(svc.stopService)
+        self.running = 0
+        self.directory.stop()
+        self.pipeline.destroy()
+        yield self.db.stop()
+
+
+def _listening(svc):
+    """A Deferred for the listening port of a listener service."""
+    getter = getattr(svc, "listening", None)
+    if getter is not None:
+        return getter() if callable(getter) else getter
+    return getattr(svc, "port", None)
+
+
+def build_server(config: ServerConfig, node_name: str | None = None) -> MailServer:
+    """The server for ``config``; ConfigurationError for anything it cannot build."""
+    try:
+        return MailServer(config, node_name)
+    except ConfigurationError:
+        raise
+    except OSError as exc:
+        raise ConfigurationError(f"cannot prepare the data directory: {exc}") from None

@@ -1,0 +1,282 @@
+"""The pipeline engine: processors of matcher/mailet pairs with James's semantics.
+
+Rules (each has a test in tests/unit/test_pipeline.py):
+- Pairs run in order. The matcher returns the recipients it matches: all of them → the
+  mailet runs on the mail; some → the mail is split: a copy with the matched recipients
+  runs the mailet, the original keeps the rest and skips it; both go on through the
+  later pairs; none → the pair is skipped.
+- After a mailet, a mail whose ``state`` changed leaves the processor for that one;
+  ``ghost`` or no recipients left ends it; an unknown state sends it to ``error``.
+- A mail that falls off the end of a processor is ghosted, with a warning.
+- ``onMailetException``: ``error`` (default: state error, error message set),
+  ``ignore``, ``propagate`` (the whole run fails and the spool retries the mail later)
+  or a processor name. ``onMatchException``: ``error``, ``nomatch``, ``matchall``,
+  ``propagate`` or a processor name.
+- Loop protection: a mail that changes processor more than ``max_state_changes``
+  times goes to ``error`` (and is ghosted if it loops there too).
+"""
+
+from __future__ import annotations
+
+import traceback
+from dataclasses import dataclass
+
+from twisted.logger import Logger
+
+from ..api import ConfigurationError, Mail, MailetConfig, MatcherConfig
+from ..config.model import MatcherSpec, ProcessorSpec, SpoolManagerConfig
+from .composite import COMPOSITES
+from .invoke import is_async_result
+from .registry import resolve
+
+log = Logger(namespace="mailet_mta.spool")
+
+GHOST = Mail.GHOST
+ATTR_MAILET_ERROR = "mailet_mta.mailet_error"
+_KEYWORDS_MAILET = {"error", "ignore", "propagate"}
+_KEYWORDS_MATCH = {"error", "nomatch", "matchall", "propagate"}
+
+
+class PropagatedError(Exception):
+    """A mailet or matcher failed under ``propagate``: retry the whole mail later."""
+
+
+@dataclass
+class Pair:
+    matcher: object | None        # None = All
+    mailet: object
+    notmatch: bool
+    on_mailet_exception: str
+    on_match_exception: str
+    label: str                    # "Matcher/Mailet" for logs
+    source: str | None
+
+
+class Processor:
+    """One named processor: its pairs in order."""
+
+    def __init__(self, name: str, pairs: list[Pair]):
+        self.name = name
+        self.pairs = pairs
+
+
+class Pipeline:
+    """Every processor of a configuration, built and initialised, ready to run mails."""
+
+    def __init__(self, config: SpoolManagerConfig, context):
+        self.config = config
+        self.context = context
+        self.processors: dict[str, Processor] = {}
+        self.max_state_changes = config.max_state_changes
+        for spec in config.processors.values():
+            self.processors[spec.name] = self._build_processor(spec)
+        self._check_references()
+
+    # -- building -----------------------------------------------------------------------
+    def _build_processor(self, spec: ProcessorSpec) -> Processor:
+        pairs = []
+        for m in spec.mailets:
+            matcher = None
+            label_match = "All"
+            if m.match is not None and not (m.match.name == "All" and not m.match.children
+                                            and not m.notmatch and m.match.condition is None):
+                matcher = self._build_matcher(m.match, spec, set())
+                label_match = m.match.name + (f"={m.match.condition}" if m.match.condition else "")
+            mailet_cls = resolve("mailet", m.mailet, m.source)
+            mailet = mailet_cls()
+            mailet.init(MailetConfig(m.mailet, self.context, m.parameters, spec.name, m.source))
+            pairs.append(Pair(matcher, mailet, m.notmatch, m.on_mailet_exception,
+                              m.on_match_exception,
+                              f"{'not ' if m.notmatch else ''}{label_match}/{m.mailet}", m.source))
+        return Processor(spec.name, pairs)
+
+    def _build_matcher(self, spec: MatcherSpec, processor: ProcessorSpec, seen: set):
+        named = processor.matchers.get(spec.name)
+        if named is not None and not spec.children:
+            if spec.name in seen:
+                raise ConfigurationError(f"composite matcher {spec.name!r} refers to itself",
+                                         spec.source)
+            return self._build_matcher(named, processor, seen | {spec.name})
+        composite = COMPOSITES.get(spec.name)
+        if composite is not None:
+            if not spec.children:
+                raise ConfigurationError(f"{spec.name} needs at least one operand", spec.source)
+            operands = [self._build_matcher(c, processor, seen) for c in spec.children]
+            matcher = composite(operands)
+            matcher.init(MatcherConfig(spec.name, None, self.context, processor.name, spec.source))
+            return matcher
+        cls = resolve("matcher", spec.name, spec.source)
+        matcher = cls()
+        matcher.init(MatcherConfig(spec.name, spec.condition, self.context, processor.name,
+                                   spec.source))
+        return matcher
+
+    def _check_references(self) -> None:
+        names = set(self.processors)
+        for required in ("root", "error"):
+            if required not in names:
+                raise ConfigurationError(f"the spoolmanager needs a processor named {required!r}",
+                                         self.config.source)
+        for proc in self.processors.values():
+            for pair in proc.pairs:
+                wanted = []
+                required = getattr(pair.mailet, "required_processors", None)
+                if required is not None:
+                    wanted += [(p, "mailet parameter") for p in required() if p]
+                if pair.on_mailet_exception not in _KEYWORDS_MAILET:
+                    wanted.append((pair.on_mailet_exception, "onMailetException"))
+                if pair.on_match_exception not in _KEYWORDS_MATCH:
+                    wanted.append((pair.on_match_exception, "onMatchException"))
+                for target, what in wanted:
+                    if target != GHOST and target not in names:
+                        raise ConfigurationError(
+                            f"{pair.label} in processor {proc.name!r} sends mail to processor "
+                            f"{target!r} ({what}), which is not defined; defined: "
+                            f"{', '.join(sorted(names))}", pair.source)
+
+    def destroy(self) -> None:
+        for proc in self.processors.values():
+            for pair in proc.pairs:
+                for part in (pair.mailet, pair.matcher):
+                    try:
+                        if part is not None:
+                            part.destroy()
+                    except Exception:  # noqa: BLE001 - shutdown goes on
+                        log.failure("destroy of {label} failed", label=pair.label)
+
+    # -- running ------------------------------------------------------------------------
+    async def run(self, mail: Mail) -> None:
+        """Run ``mail`` (and every mail split from it) until all are ghosted.
+
+        Raises PropagatedError when a pair's policy is ``propagate``.
+        """
+        work = [(mail, 0)]
+        while work:
+            current, changes = work.pop()
+            proc = self.processors.get(current.state)
+            if proc is None:
+                log.warn("id={id} state={state} is not a processor; sending it to error",
+                         id=current.name, state=current.state)
+                current.error_message = f"unknown processor state {current.state!r}"
+                current.state = "error"
+                proc = self.processors["error"]
+            log.info("id={id} processor={proc} from=<{sender}> to={rcpts}", id=current.name,
+                     proc=proc.name, sender=current.sender or "",
+                     rcpts=",".join(str(r) for r in current.recipients))
+            for moved in await self._run_processor(proc, current):
+                changes_now = changes + 1
+                if changes_now > self.max_state_changes:
+                    if proc.name == "error" or moved.state == "error":
+                        log.error("id={id} loops through processors; ghosting it", id=moved.name)
+                        continue
+                    log.error("id={id} changed processor {n} times: loop; sending it to error",
+                              id=moved.name, n=changes_now)
+                    moved.error_message = "processing loop detected"
+                    moved.state = "error"
+                    changes_now = 0 if proc.name != "error" else changes_now
+                work.append((moved, changes_now))
+
+    async def _run_processor(self, proc: Processor, mail: Mail) -> list[Mail]:
+        """Run the pairs of ``proc``; return mails that moved on to another processor."""
+        active = [mail]
+        moved: list[Mail] = []
+        for pair in proc.pairs:
+            if not active:
+                break
+            still = []
+            for m in active:
+                matched = await self._match(pair, proc, m)
+                if matched is None:              # matcher error routed the mail away
+                    self._leave(m, proc, moved)
+                    continue
+                if not matched:
+                    still.append(m)
+                    continue
+                if len(matched) == len(m.recipients):
+                    target = m
+                else:
+                    target = m.duplicate()
+                    target.recipients = matched
+                    m.recipients = [r for r in m.recipients if r not in set(matched)]
+                    still.append(m)
+                    log.info("id={id} split to {copy} for {rcpts} at {label}", id=m.name,
+                             copy=target.name, rcpts=",".join(map(str, matched)),
+                             label=pair.label)
+                await self._service(pair, proc, target)
+                if target.state == proc.name and target.recipients:
+                    if target is not m:
+                        still.append(target)
+                    else:
+                        still.append(m)
+                else:
+                    self._leave(target, proc, moved)
+            active = still
+        for m in active:
+            log.warn("id={id} fell off the end of processor {proc}: ghosted (a configuration "
+                     "error?)", id=m.name, proc=proc.name)
+            m.state = GHOST
+        return moved
+
+    @staticmethod
+    def _leave(mail: Mail, proc: Processor, moved: list) -> None:
+        if mail.state == GHOST or not mail.recipients:
+            log.info("id={id} ghosted in {proc}", id=mail.name, proc=proc.name)
+            mail.state = GHOST
+            return
+        moved.append(mail)
+
+    async def _match(self, pair: Pair, proc: Processor, mail: Mail):
+        """The matched recipients (a list, maybe empty), or None if the mail was routed."""
+        if pair.matcher is None:
+            matched = list(mail.recipients)
+        else:
+            try:
+                result = pair.matcher.match(mail)
+                if is_async_result(result):
+                    result = await result
+                wanted = set(result or ())
+                matched = [r for r in mail.recipients if r in wanted]
+            except Exception as exc:  # noqa: BLE001 - routed by the pair's policy
+                policy = pair.on_match_exception
+                log.failure("id={id} matcher of {label} failed (onMatchException={policy})",
+                            id=mail.name, label=pair.label, policy=policy)
+                if policy == "nomatch":
+                    matched = []
+                elif policy == "matchall":
+                    matched = list(mail.recipients)
+                elif policy == "propagate":
+                    raise PropagatedError(f"{pair.label}: {exc}") from exc
+                else:
+                    self._route_error(mail, pair, "error" if policy == "error" else policy, exc)
+                    return None
+        if pair.notmatch:
+            wanted = set(matched)
+            matched = [r for r in mail.recipients if r not in wanted]
+        return matched
+
+    async def _service(self, pair: Pair, proc: Processor, mail: Mail) -> None:
+        before = (mail.state, len(mail.recipients))
+        try:
+            result = pair.mailet.service(mail)
+            if is_async_result(result):
+                await result
+        except Exception as exc:  # noqa: BLE001 - routed by the pair's policy
+            policy = pair.on_mailet_exception
+            log.failure("id={id} mailet {label} failed (onMailetException={policy})",
+                        id=mail.name, label=pair.label, policy=policy)
+            if policy == "ignore":
+                return
+            if policy == "propagate" or (policy == "error" and proc.name == "error"):
+                raise PropagatedError(f"{pair.label}: {exc}") from exc
+            self._route_error(mail, pair, "error" if policy == "error" else policy, exc)
+            return
+        if (mail.state, len(mail.recipients)) != before or mail.message_changed:
+            log.info("id={id} {label} → state={state} rcpts={n}", id=mail.name,
+                     label=pair.label, state=mail.state, n=len(mail.recipients))
+
+    @staticmethod
+    def _route_error(mail: Mail, pair: Pair, state: str, exc: Exception) -> None:
+        mail.state = state
+        mail.error_message = f"{pair.label}: {type(exc).__name__}: {exc}"
+        mail.set_attribute(ATTR_MAILET_ERROR, "".join(
+            traceback.format_exception_only(type(exc), exc)).strip())

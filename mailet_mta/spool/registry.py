@@ -1,0 +1,73 @@
+"""Finding matcher and mailet classes by the names a configuration uses.
+
+A name resolves, in this order, to:
+1. a dotted path ``package.module.ClassName`` (or ``package.module:ClassName``);
+2. an entry point in the group ``mailet_mta.matchers`` / ``mailet_mta.mailets``;
+3. a standard class: any class with that exact name in a module of the packages
+   ``mailets.matchers`` / ``mailets.mailets``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import pkgutil
+from functools import lru_cache
+from importlib import metadata
+
+from ..api import ConfigurationError, IMailet, IMatcher
+
+_KINDS = {
+    "matcher": ("mailet_mta.matchers", "mailets.matchers", IMatcher),
+    "mailet": ("mailet_mta.mailets", "mailets.mailets", IMailet),
+}
+
+
+@lru_cache(maxsize=None)
+def standard_classes(kind: str) -> dict[str, type]:
+    """Every standard class of ``kind`` ("matcher" or "mailet") by its class name."""
+    _group, package_name, iface = _KINDS[kind]
+    package = importlib.import_module(package_name)
+    found: dict[str, type] = {}
+    for info in pkgutil.iter_modules(package.__path__, package_name + "."):
+        module = importlib.import_module(info.name)
+        for name, obj in vars(module).items():
+            if (inspect.isclass(obj) and obj.__module__ == module.__name__
+                    and not name.startswith("_") and iface.implementedBy(obj)):
+                found[name] = obj
+    return found
+
+
+def _entry_point(group: str, name: str):
+    try:
+        eps = metadata.entry_points(group=group)
+    except Exception:  # noqa: BLE001 - broken metadata must not stop start-up
+        return None
+    for ep in eps:
+        if ep.name == name:
+            return ep.load()
+    return None
+
+
+def resolve(kind: str, name: str, source: str | None = None) -> type:
+    """The class for ``name``; ConfigurationError naming the source line if none."""
+    group, package_name, iface = _KINDS[kind]
+    cls = None
+    if "." in name or ":" in name:
+        module_name, _, attr = name.replace(":", ".").rpartition(".")
+        try:
+            cls = getattr(importlib.import_module(module_name), attr)
+        except (ImportError, AttributeError) as exc:
+            raise ConfigurationError(f"cannot load {kind} class {name!r}: {exc}", source) from None
+    else:
+        cls = _entry_point(group, name) or standard_classes(kind).get(name)
+        if cls is None:
+            known = ", ".join(sorted(standard_classes(kind)))
+            raise ConfigurationError(
+                f"unknown {kind} {name!r}; use a standard one ({known}), a dotted path, "
+                f"or an entry point in the group {group!r}", source)
+    if not (inspect.isclass(cls) and iface.implementedBy(cls)):
+        raise ConfigurationError(
+            f"{name!r} is not a {kind}: it must implement mailet_mta.api.{iface.__name__}",
+            source)
+    return cls

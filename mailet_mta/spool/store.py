@@ -1,0 +1,130 @@
+"""The durable spool: Mail ↔ ``spool`` rows, and the SQL the spool manager runs.
+
+Every function taking ``conn`` runs inside a transaction the caller owns (normally a
+batch of the database writer), so accepting a mail, or finishing one together with all
+it caused (mailbox rows, queue entries, new mails), is atomic.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+from sqlalchemy import and_, delete, insert, or_, select, update
+from sqlalchemy.engine import Connection
+
+from ..address import MailAddress
+from ..mail import Mail
+from ..storage import schema
+from ..storage.blobs import BlobStore
+
+S = schema.spool
+
+
+def _address(text: str | None) -> MailAddress | None:
+    return MailAddress.parse(text) if text else None
+
+
+def mail_to_row(mail: Mail, blob_id: str, owner: str | None, lease_until: float | None,
+                not_before: float = 0.0, tries: int = 0) -> dict:
+    now = time.time()
+    return dict(
+        name=mail.name, state=mail.state,
+        sender=str(mail.sender) if mail.sender is not None else None,
+        recipients=json.dumps([str(r) for r in mail.recipients]),
+        attributes=json.dumps(mail.attributes), error_message=mail.error_message,
+        remote_addr=mail.remote_addr, remote_host=mail.remote_host, helo=mail.helo,
+        auth_user=mail.auth_user, blob_id=blob_id, tries=tries, not_before=not_before,
+        created=now, last_updated=mail.last_updated or now, owner=owner,
+        lease_until=lease_until)
+
+
+def row_to_mail(row, source) -> Mail:
+    mail = Mail(row.name, sender=_address(row.sender),
+                recipients=[MailAddress.parse(r) for r in json.loads(row.recipients)],
+                message=source, state=row.state, attributes=json.loads(row.attributes),
+                error_message=row.error_message, remote_addr=row.remote_addr,
+                remote_host=row.remote_host, helo=row.helo, auth_user=row.auth_user,
+                last_updated=row.last_updated)
+    mail.spool_tries = row.tries
+    return mail
+
+
+def insert_mail(conn: Connection, mail: Mail, blob_id: str, owner: str | None = None,
+                lease_until: float | None = None, not_before: float = 0.0) -> None:
+    """Add ``mail`` to the spool (its blob row must exist or be added in this transaction)."""
+    conn.execute(insert(S).values(**mail_to_row(mail, blob_id, owner, lease_until, not_before)))
+
+
+def delete_mail(conn: Connection, name: str) -> None:
+    conn.execute(delete(S).where(S.c.name == name))
+
+
+def record_failure(conn: Connection, name: str, retry_at: float, error: str) -> int:
+    """Count a failed processing run; release the lease until ``retry_at``. → tries."""
+    conn.execute(update(S).where(S.c.name == name).values(
+        tries=S.c.tries + 1, not_before=retry_at, error_message=error, owner=None,
+        lease_until=None, last_updated=time.time()))
+    return conn.execute(select(S.c.tries).where(S.c.name == name)).scalar() or 0
+
+
+def claim(conn: Connection, owner: str, lease_seconds: float, limit: int) -> list[str]:
+    """Take up to ``limit`` due mails that no live node holds; → their names."""
+    now = time.time()
+    free = or_(S.c.owner.is_(None), S.c.lease_until < now)
+    query = (select(S.c.name).where(and_(free, S.c.not_before <= now))
+             .order_by(S.c.created).limit(limit))
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    names = list(conn.execute(query).scalars())
+    if names:
+        conn.execute(update(S).where(and_(S.c.name.in_(names), free))
+                     .values(owner=owner, lease_until=now + lease_seconds))
+    return names
+
+
+def renew_leases(conn: Connection, owner: str, lease_seconds: float) -> int:
+    res = conn.execute(update(S).where(S.c.owner == owner)
+                       .values(lease_until=time.time() + lease_seconds))
+    return res.rowcount
+
+
+def release_all(conn: Connection, owner: str) -> None:
+    conn.execute(update(S).where(S.c.owner == owner).values(owner=None, lease_until=None))
+
+
+def load_mails(conn: Connection, names: list[str], blobs: BlobStore) -> list[Mail]:
+    """The Mails for ``names`` with their message sources (inline blobs in memory)."""
+    out = []
+    for start in range(0, len(names), 500):
+        rows = conn.execute(select(S).where(S.c.name.in_(names[start:start + 500]))).all()
+        sources = blobs.load_sources(conn, [r.blob_id for r in rows])
+        for row in rows:
+            source = sources.get(row.blob_id)
+            if source is None:
+                continue
+            out.append(row_to_mail(row, source))
+    return out
+
+
+def counts_by_state(conn: Connection) -> dict[str, int]:
+    from sqlalchemy import func
+
+    return dict(conn.execute(select(S.c.state, func.count()).group_by(S.c.state)).all())
+
+
+def move_to_repository(conn: Connection, mail: Mail, blob_id: str, repository: str) -> None:
+    """Keep ``mail`` in ``repository`` and take it out of the spool (one transaction)."""
+    store_in_repository(conn, repository, mail, blob_id)
+    delete_mail(conn, mail.name)
+
+
+def store_in_repository(conn: Connection, repository: str, mail: Mail, blob_id: str) -> None:
+    """Insert a copy of ``mail`` into the named repository."""
+    conn.execute(insert(schema.repository_mails).values(
+        repository=repository, name=mail.name, state=mail.state,
+        sender=str(mail.sender) if mail.sender is not None else None,
+        recipients=json.dumps([str(r) for r in mail.recipients]),
+        attributes=json.dumps(mail.attributes), error_message=mail.error_message,
+        remote_addr=mail.remote_addr, remote_host=mail.remote_host, blob_id=blob_id,
+        created=time.time()))

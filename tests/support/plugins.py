@@ -1,0 +1,87 @@
+"""Small matchers and mailets for engine tests, loaded by dotted path like a user's."""
+
+from __future__ import annotations
+
+from twisted.internet import defer, task
+
+from mailet_mta.api import GenericMailet, GenericMatcher, GenericRecipientMatcher
+
+SEEN: list[tuple[str, str, list[str], str]] = []   # (label, mail name, recipients, state)
+
+
+def reset():
+    SEEN.clear()
+
+
+class Record(GenericMailet):
+    """Records that it saw a mail; parameter ``label``."""
+
+    def service(self, mail):
+        SEEN.append((self.get_init_parameter("label", "record"), mail.name,
+                     sorted(str(r) for r in mail.recipients), mail.state))
+
+
+class GoTo(GenericMailet):
+    """Sets the state to parameter ``processor``."""
+
+    def required_processors(self):
+        return [self.get_init_parameter("processor")]
+
+    def service(self, mail):
+        mail.state = self.get_init_parameter("processor")
+
+
+class Drop(GenericMailet):
+    def service(self, mail):
+        mail.state = "ghost"
+
+
+class Boom(GenericMailet):
+    def service(self, mail):
+        raise RuntimeError("boom")
+
+
+class AddHeader(GenericMailet):
+    def service(self, mail):
+        mail.message["X-Seen"] = self.get_init_parameter("value", "yes")
+
+
+class DeferredRecord(GenericMailet):
+    """Answers with a Deferred that fires on the next reactor turn."""
+
+    def service(self, mail):
+        from twisted.internet import reactor
+
+        return task.deferLater(reactor, 0, Record.service, self, mail)
+
+
+class CoroutineRecord(GenericMailet):
+    async def service(self, mail):
+        from twisted.internet import reactor
+
+        await task.deferLater(reactor, 0, lambda: None)
+        Record.service(self, mail)
+
+
+class LocalPartStartsWith(GenericRecipientMatcher):
+    """Matches recipients whose local part starts with the condition."""
+
+    def match_recipient(self, recipient):
+        return recipient.local_part.startswith(self.condition)
+
+
+class AsyncAll(GenericMatcher):
+    def match(self, mail):
+        return defer.succeed(list(mail.recipients))
+
+
+class BadMatcher(GenericMatcher):
+    def match(self, mail):
+        raise ValueError("bad matcher")
+
+
+class StrictParams(GenericMailet):
+    parameters = ("known",)
+
+    def service(self, mail):
+        pass
