@@ -85,3 +85,34 @@ class StrictParams(GenericMailet):
 
     def service(self, mail):
         pass
+
+
+class KeepIn(GenericMailet):
+    """Stores the mail in repository ``repository`` through the context, then ghosts it."""
+
+    def service(self, mail):
+        d = self.context.store_in_repository(self.get_init_parameter("repository"), mail)
+        mail.state = "ghost"
+        return d
+
+
+class Resend(GenericMailet):
+    """Spools a copy for the same recipients into processor ``processor``; ghosts."""
+
+    def service(self, mail):
+        copy = mail.duplicate()
+        self.context.send_mail(copy, self.get_init_parameter("processor"))
+        mail.state = "ghost"
+
+
+FLAKY_FAILS: dict[str, int] = {}
+
+
+class Flaky(GenericMailet):
+    """Raises for the first ``fails`` runs of each mail (by name)."""
+
+    def service(self, mail):
+        n = FLAKY_FAILS.get(mail.name, 0)
+        if n < int(self.get_init_parameter("fails", "1")):
+            FLAKY_FAILS[mail.name] = n + 1
+            raise RuntimeError("temporary trouble")
