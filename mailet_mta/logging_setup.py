@@ -12,6 +12,9 @@ from twisted.logger import (FilteringLogObserver, LogLevel, LogLevelFilterPredic
 
 from .api import ConfigurationError
 
+# Per-mail trail lines (info level) are skipped entirely when info is filtered out.
+trail = True
+
 _LEVELS = {"debug": LogLevel.debug, "info": LogLevel.info, "warn": LogLevel.warn,
            "warning": LogLevel.warn, "error": LogLevel.error, "critical": LogLevel.critical}
 
@@ -38,5 +41,7 @@ def make_observer(logging_config):
 
 
 def start_logging(logging_config) -> None:
+    global trail
+    trail = _LEVELS.get(str(logging_config.level).lower(), LogLevel.info) <= LogLevel.info
     globalLogBeginner.beginLoggingTo([make_observer(logging_config)],
                                      redirectStandardIO=False)

@@ -14,7 +14,8 @@ import email.parser
 import email.policy
 import io
 import time
-import uuid
+import itertools
+import os
 from email.message import EmailMessage
 from typing import Any, Callable, Iterable
 
@@ -26,9 +27,14 @@ __all__ = ["Mail", "MessageSource", "new_mail_name", "MAIL_POLICY"]
 MAIL_POLICY = email.policy.SMTP.clone(refold_source="none")
 
 
+_ID_PREFIX = os.urandom(6).hex() + "{:011x}".format(time.time_ns() // 1000)[-11:]
+_ID_COUNTER = itertools.count(1)
+
+
 def new_mail_name() -> str:
-    """A fresh, globally unique mail name (the id in logs and the spool)."""
-    return uuid.uuid4().hex
+    """A fresh, globally unique id (mail names, blob ids): 128 bits of a random process
+    prefix and start time, then a counter — cheaper than uuid4 on the hot path."""
+    return "%s%09x" % (_ID_PREFIX, next(_ID_COUNTER))
 
 
 class MessageSource:

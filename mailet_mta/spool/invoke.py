@@ -15,5 +15,11 @@ async def call_async(fn, *args):
     return result
 
 
+_PLAIN = (type(None), list, tuple, set, frozenset, bool, str, int)
+
+
 def is_async_result(result) -> bool:
+    """True for a Deferred or awaitable (plain values answer on the fast path)."""
+    if type(result) in _PLAIN:
+        return False
     return isinstance(result, Deferred) or inspect.isawaitable(result)

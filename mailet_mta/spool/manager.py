@@ -90,13 +90,8 @@ class SpoolManager(Service):
     def accept(self, mail: Mail, blob: BlobRef) -> defer.Deferred:
         """Spool a received mail durably; fires after the commit (then say 250)."""
         mail.source.blob_id = blob.id
-        lease = time.time() + self.lease_seconds
-
-        def write(conn):
-            BlobStore.insert_row(conn, blob)
-            store.insert_mail(conn, mail, blob.id, self.node_name, lease)
-
-        d = self.db.write(write)
+        d = self.db.write_statements(store.accept_statements(
+            mail, blob, self.node_name, time.time() + self.lease_seconds))
         d.addCallback(lambda _: self._enqueue(mail))
         return d
 
@@ -164,9 +159,12 @@ class SpoolManager(Service):
             await self._failed(mail, str(exc))
             return
         current_uow.reset(token)
-        uow.add(store.delete_mail, mail.name)
         try:
-            await self.db.write(uow.commit)
+            if uow.empty:
+                await self.db.write_statements([(store.DELETE_SPOOL, {"mail_name": mail.name})])
+            else:
+                uow.add(store.delete_mail, mail.name)
+                await self.db.write(uow.commit)
         except Exception as exc:  # noqa: BLE001 - the commit failed: retry the run
             uow.abort()
             log.failure("id={id} could not record the result of its run", id=mail.name)

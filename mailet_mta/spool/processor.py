@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 from twisted.logger import Logger
 
+from .. import logging_setup
 from ..api import ConfigurationError, Mail, MailetConfig, MatcherConfig
 from ..config.model import MatcherSpec, ProcessorSpec, SpoolManagerConfig
 from .composite import COMPOSITES
@@ -35,6 +36,16 @@ GHOST = Mail.GHOST
 ATTR_MAILET_ERROR = "mailet_mta.mailet_error"
 _KEYWORDS_MAILET = {"error", "ignore", "propagate"}
 _KEYWORDS_MATCH = {"error", "nomatch", "matchall", "propagate"}
+
+
+def _in_recipient_order(recipients: list, result) -> list:
+    """The matched recipients, in the mail's order, limited to the mail's recipients."""
+    if not result:
+        return []
+    if len(result) == len(recipients) and all(a is b for a, b in zip(result, recipients)):
+        return list(recipients)          # the common "everyone, as given" answer
+    wanted = set(result)
+    return [r for r in recipients if r in wanted]
 
 
 class PropagatedError(Exception):
@@ -160,9 +171,10 @@ class Pipeline:
                 current.error_message = f"unknown processor state {current.state!r}"
                 current.state = "error"
                 proc = self.processors["error"]
-            log.info("id={id} processor={proc} from=<{sender}> to={rcpts}", id=current.name,
-                     proc=proc.name, sender=current.sender or "",
-                     rcpts=",".join(str(r) for r in current.recipients))
+            if logging_setup.trail:
+                log.info("id={id} processor={proc} from=<{sender}> to={rcpts}", id=current.name,
+                         proc=proc.name, sender=current.sender or "",
+                         rcpts=",".join(str(r) for r in current.recipients))
             for moved in await self._run_processor(proc, current):
                 changes_now = changes + 1
                 if changes_now > self.max_state_changes:
@@ -220,7 +232,8 @@ class Pipeline:
     @staticmethod
     def _leave(mail: Mail, proc: Processor, moved: list) -> None:
         if mail.state == GHOST or not mail.recipients:
-            log.info("id={id} ghosted in {proc}", id=mail.name, proc=proc.name)
+            if logging_setup.trail:
+                log.info("id={id} ghosted in {proc}", id=mail.name, proc=proc.name)
             mail.state = GHOST
             return
         moved.append(mail)
@@ -234,8 +247,7 @@ class Pipeline:
                 result = pair.matcher.match(mail)
                 if is_async_result(result):
                     result = await result
-                wanted = set(result or ())
-                matched = [r for r in mail.recipients if r in wanted]
+                matched = _in_recipient_order(mail.recipients, result)
             except Exception as exc:  # noqa: BLE001 - routed by the pair's policy
                 policy = pair.on_match_exception
                 log.failure("id={id} matcher of {label} failed (onMatchException={policy})",
@@ -270,7 +282,8 @@ class Pipeline:
                 raise PropagatedError(f"{pair.label}: {exc}") from exc
             self._route_error(mail, pair, "error" if policy == "error" else policy, exc)
             return
-        if (mail.state, len(mail.recipients)) != before or mail.message_changed:
+        if logging_setup.trail and ((mail.state, len(mail.recipients)) != before
+                                    or mail.message_changed):
             log.info("id={id} {label} → state={state} rcpts={n}", id=mail.name,
                      label=pair.label, state=mail.state, n=len(mail.recipients))
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import time
 
-from sqlalchemy import and_, delete, insert, or_, select, update
+from sqlalchemy import and_, bindparam, delete, insert, or_, select, update
 from sqlalchemy.engine import Connection
 
 from ..address import MailAddress
@@ -19,6 +19,11 @@ from ..storage import schema
 from ..storage.blobs import BlobStore
 
 S = schema.spool
+
+# Prepared statements: the writer groups equal statements of a batch into one executemany.
+INSERT_SPOOL = insert(S)
+DELETE_SPOOL = delete(S).where(S.c.name == bindparam("mail_name"))
+INSERT_BLOB = insert(schema.blobs)
 
 
 def _address(text: str | None) -> MailAddress | None:
@@ -53,11 +58,18 @@ def row_to_mail(row, source) -> Mail:
 def insert_mail(conn: Connection, mail: Mail, blob_id: str, owner: str | None = None,
                 lease_until: float | None = None, not_before: float = 0.0) -> None:
     """Add ``mail`` to the spool (its blob row must exist or be added in this transaction)."""
-    conn.execute(insert(S).values(**mail_to_row(mail, blob_id, owner, lease_until, not_before)))
+    conn.execute(INSERT_SPOOL, mail_to_row(mail, blob_id, owner, lease_until, not_before))
 
 
 def delete_mail(conn: Connection, name: str) -> None:
-    conn.execute(delete(S).where(S.c.name == name))
+    conn.execute(DELETE_SPOOL, {"mail_name": name})
+
+
+def accept_statements(mail: Mail, blob, owner: str, lease_until: float) -> list:
+    """The writes that put a received mail and its blob into the spool."""
+    return [(INSERT_BLOB, {"id": blob.id, "size": blob.size, "data": blob.data,
+                           "created": time.time()}),
+            (INSERT_SPOOL, mail_to_row(mail, blob.id, owner, lease_until))]
 
 
 def record_failure(conn: Connection, name: str, retry_at: float, error: str) -> int:

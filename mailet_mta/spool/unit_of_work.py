@@ -32,6 +32,10 @@ class UnitOfWork:
         self.spooled: list[Mail] = []        # new spool rows to hand to the manager after commit
         self.after_commit: list[Callable[[], Any]] = []
 
+    @property
+    def empty(self) -> bool:
+        return not (self.ops or self._writers)
+
     def add(self, fn: Callable[..., Any], *args) -> None:
         """Run ``fn(conn, *args)`` in the commit transaction."""
         self.ops.append((fn, args))

@@ -3,7 +3,7 @@
 A message up to ``inline_limit`` octets is kept in the ``blobs`` table itself (one
 database write, no extra fsync). A larger one is streamed to a file under
 ``<data_dir>/blobs/`` while it arrives, fsynced, and then recorded in the table with
-``data`` NULL. Writers never hold a large message whole in memory.
+``data`` NULL (as ``blobs/<last two characters of the id>/<id>``). Writers never hold a large message whole in memory.
 
 Blobs are shared: the spool row, each mailbox message made from it and any repository
 copy refer to the same blob id. :meth:`BlobStore.sweep` removes blobs that nothing
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,10 +21,11 @@ from sqlalchemy import delete, exists, insert, select
 from sqlalchemy.engine import Connection
 from twisted.internet import defer, threads
 
-from ..mail import MessageSource
+from ..mail import MessageSource, new_mail_name
 from . import schema
 
 CHUNK = 64 * 1024
+_INSERT_BLOB = insert(schema.blobs)
 
 
 @dataclass
@@ -50,7 +50,7 @@ class BlobWriter:
         self._size = 0
         self._file = None
         self._tmp: Path | None = None
-        self.id = uuid.uuid4().hex
+        self.id = new_mail_name()
 
     @property
     def size(self) -> int:
@@ -124,7 +124,7 @@ class BlobStore:
         self.tmp_dir.mkdir(parents=True, exist_ok=True)
 
     def path_for(self, blob_id: str) -> Path:
-        return self.root / blob_id[:2] / blob_id
+        return self.root / blob_id[-2:] / blob_id
 
     def writer(self) -> BlobWriter:
         return BlobWriter(self)
@@ -139,8 +139,8 @@ class BlobStore:
     @staticmethod
     def insert_row(conn: Connection, ref: BlobRef) -> None:
         """Record ``ref`` in the blobs table (inside the caller's transaction)."""
-        conn.execute(insert(schema.blobs).values(
-            id=ref.id, size=ref.size, data=ref.data, created=time.time()))
+        conn.execute(_INSERT_BLOB, {"id": ref.id, "size": ref.size, "data": ref.data,
+                                    "created": time.time()})
 
     def source(self, blob_id: str, size: int, data: bytes | None) -> MessageSource:
         """A MessageSource for a blob row: in memory if inline, else read from its file."""

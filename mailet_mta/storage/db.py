@@ -3,8 +3,8 @@
 SQL never runs on the reactor thread. Reads go to a small thread pool
 (:meth:`Database.read`). Writes go to **one writer thread** (:meth:`Database.write`)
 that takes every write waiting when it becomes free and commits them together in one
-transaction — one fsync for the whole batch (group commit). Each write runs in its own
-savepoint, so one failing write fails only its own Deferred.
+transaction — one fsync for the whole batch (group commit). When a batch fails, its
+writes are retried one by one, so one failing write fails only its own Deferred.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from typing import Any, Callable
 
 from sqlalchemy import create_engine, event, select, update
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.pool import NullPool
 from twisted.internet import defer, threads
 from twisted.logger import Logger
 from twisted.python.threadpool import ThreadPool
@@ -86,13 +85,21 @@ class BatchWriter:
         return threads.deferToThread(thread.join)
 
     def submit(self, fn: Callable[..., Any], *args, **kwargs) -> defer.Deferred:
-        d = defer.Deferred()
+        """Queue ``fn(conn, *args, **kwargs)`` for the next batch."""
+        return self._queue(_Op(fn, args, kwargs, None))
+
+    def submit_statements(self, statements) -> defer.Deferred:
+        """Queue ``[(statement, params), …]``: same statements of a batch run as one
+        executemany. The statements must not depend on other writes of the batch."""
+        return self._queue(_Op(None, (), {}, statements))
+
+    def _queue(self, op: "_Op") -> defer.Deferred:
         with self._cond:
             if self._thread is None:
                 raise RuntimeError("the database writer is not running")
-            self._pending.append((fn, args, kwargs, d))
+            self._pending.append(op)
             self._cond.notify()
-        return d
+        return op.deferred
 
     def _run(self) -> None:
         while True:
@@ -107,24 +114,31 @@ class BatchWriter:
             self._reactor.callFromThread(self._deliver, results)
 
     def _commit(self, batch):
-        results = []
         try:
             with self.engine.begin() as conn:
-                for fn, args, kwargs, d in batch:
-                    sp = conn.begin_nested()
-                    try:
-                        value = fn(conn, *args, **kwargs)
-                        sp.commit()
-                        results.append((d, True, value))
-                    except BaseException as exc:  # noqa: BLE001 - reported to the caller
-                        sp.rollback()
-                        results.append((d, False, exc))
+                grouped: dict[Any, list] = {}
+                for op in batch:
+                    for statement, params in op.statements or ():
+                        grouped.setdefault(statement, []).append(params)
+                for statement, params in grouped.items():
+                    conn.execute(statement, params)
+                results = [(op.deferred, True, op.run(conn)) for op in batch]
             self.batches += 1
             self.writes += len(batch)
-        except BaseException as exc:  # noqa: BLE001 - the commit itself failed
-            log.failure("database batch commit failed")
-            results = [(d, False, exc) for _fn, _a, _k, d in batch]
-        return results
+            return results
+        except BaseException:  # noqa: BLE001 - isolate the failing write below
+            if len(batch) == 1:
+                op = batch[0]
+                try:
+                    with self.engine.begin() as conn:
+                        op.run_all(conn)
+                except BaseException as exc:  # noqa: BLE001 - reported to the caller
+                    return [(op.deferred, False, exc)]
+                return [(op.deferred, True, None)]
+            results = []
+            for op in batch:
+                results.extend(self._commit([op]))
+            return results
 
     @staticmethod
     def _deliver(results) -> None:
@@ -133,6 +147,24 @@ class BatchWriter:
                 d.callback(value)
             else:
                 d.errback(value)
+
+
+class _Op:
+    """One queued write: a function, or statements that may be grouped."""
+
+    __slots__ = ("fn", "args", "kwargs", "statements", "deferred")
+
+    def __init__(self, fn, args, kwargs, statements):
+        self.fn, self.args, self.kwargs, self.statements = fn, args, kwargs, statements
+        self.deferred = defer.Deferred()
+
+    def run(self, conn):
+        return self.fn(conn, *self.args, **self.kwargs) if self.fn is not None else None
+
+    def run_all(self, conn):
+        for statement, params in self.statements or ():
+            conn.execute(statement, params)
+        return self.run(conn)
 
 
 class Database:
@@ -181,6 +213,10 @@ class Database:
     def write(self, fn: Callable[..., Any], *args, **kwargs) -> defer.Deferred:
         """Run ``fn(conn, *args)`` in the writer's next batch; fires after the commit."""
         return self.writer.submit(fn, *args, **kwargs)
+
+    def write_statements(self, statements) -> defer.Deferred:
+        """Execute ``[(statement, params), …]`` in the next batch (grouped executemany)."""
+        return self.writer.submit_statements(statements)
 
     def run_in_thread(self, fn: Callable[..., Any], *args, **kwargs) -> defer.Deferred:
         """Run any blocking ``fn`` on the reader pool (e.g. file I/O, hashing)."""
