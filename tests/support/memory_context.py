@@ -99,10 +99,11 @@ class MemoryContext:
         """Every logged event, formatted, one per line."""
         return "\n".join(formatEvent(e) for e in self.events)
 
-    def mailet(self, cls, processor: str = "root", **parameters):
-        """An instance of the mailet class, initialised with ``parameters``."""
+    def mailet(self, cls, _processor: str = "root", **parameters):
+        """An instance of the mailet class, initialised with ``parameters`` (which may
+        include one named ``processor``: the mailet's own processor is ``_processor``)."""
         mailet = cls()
-        mailet.init(MailetConfig(cls.__name__, self, parameters, processor))
+        mailet.init(MailetConfig(cls.__name__, self, parameters, _processor))
         return mailet
 
     def matcher(self, cls, condition: str | None = None, processor: str = "root"):
