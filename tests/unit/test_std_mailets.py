@@ -376,3 +376,45 @@ def test_add_footer_keeps_quoted_printable_and_adds_no_mime_version_to_parts(ctx
     assert all(b < 128 for b in data)          # no raw 8-bit where there was none
     plain = reparse(mail).get_body(preferencelist=("plain",))
     assert plain["Content-Transfer-Encoding"] == "quoted-printable"
+
+
+# -- short names ---------------------------------------------------------------------
+def classes_in(package):
+    """{class name: [modules defining it]} over the modules of ``package``."""
+    import importlib
+    import pkgutil
+
+    found: dict[str, list[str]] = {}
+    for info in pkgutil.iter_modules(package.__path__):
+        module = importlib.import_module(f"{package.__name__}.{info.name}")
+        for name, value in vars(module).items():
+            if isinstance(value, type) and value.__module__ == module.__name__:
+                found.setdefault(name, []).append(module.__name__)
+    return found
+
+
+def test_standard_names_resolve_to_exactly_one_class_each():
+    from zope.interface.verify import verifyClass
+
+    import mailets.mailets
+    import mailets.matchers
+    from mailet_mta.api import IMailet, IMatcher
+
+    matchers = classes_in(mailets.matchers)
+    mailet_classes = classes_in(mailets.mailets)
+    expected_matchers = """All RecipientIsLocal HostIsLocal HostIs UserIs RecipientIs RecipientIsRegex
+        SenderIs SenderIsRegex SenderIsNull SenderIsLocal SenderHostIs RemoteAddrInNetwork
+        RemoteAddrNotInNetwork SMTPAuthSuccessful SMTPAuthUserIs SMTPIsAuthNetwork
+        SentByMailet RelayLimit HasHeader HasMailAttribute HasAttachment SizeGreaterThan
+        SubjectStartsWith SubjectIs IsSingleRecipient TooManyRecipients""".split()
+    expected_mailets = """ToProcessor Null SetMimeHeader RemoveMimeHeader SetMailAttribute
+        LogMessage AddFooter Forward Redirect ToRepository PostmasterAlias
+        RecipientRewriteTable""".split()
+    for name in expected_matchers:
+        assert len(matchers.get(name, [])) == 1, name
+        module = __import__(matchers[name][0], fromlist=[name])
+        assert verifyClass(IMatcher, getattr(module, name))
+    for name in expected_mailets:
+        assert len(mailet_classes.get(name, [])) == 1, name
+        module = __import__(mailet_classes[name][0], fromlist=[name])
+        assert verifyClass(IMailet, getattr(module, name))
