@@ -1,0 +1,78 @@
+"""``RecipientRewriteTable``: aliases, forwards, catch-alls, domain aliases, regex
+rewrites and refusals, applied to the envelope recipients.
+
+The mapping syntax is in :mod:`mailets.rewrite_mappings`.
+"""
+
+from __future__ import annotations
+
+from mailet_mta.api import GenericMailet, Mail
+
+from ..awaiting import settled
+from ..rewrite_mappings import MappingError, lookup_keys, parse_mapping_entries, resolve
+
+
+class RecipientRewriteTable(GenericMailet):
+    """Rewrites each recipient through the recipient rewrite table.
+
+    Mappings come from the ``mapping`` parameter (entries ``source=target;target``,
+    e.g. ``sales@example.com=bob@example.com;alice@example.com``; one per line, comma
+    separated, or a YAML list) and, for addresses it does not mention, from the
+    server's table (``context.lookup_mappings``; ``mailet-mta`` keeps it in the
+    database). For each recipient the exact address is looked up first, then
+    ``*@domain``, then the bare ``domain``.
+
+    Recipients that map to remote addresses stay in the mail; the rest of the
+    pipeline routes them. Recipients refused by an ``error:`` mapping, a bad target or
+    a loop go to ``errorProcessor`` in a copy of the mail whose error message says
+    why.
+
+    Parameters: ``errorProcessor`` (default ``error``), ``mapping`` (or ``mappings``).
+    """
+
+    info = "applies the recipient rewrite table"
+    parameters = ("errorProcessor", "mapping", "mappings")
+
+    def init_mailet(self):
+        self.error_processor = str(self.get_init_parameter("errorProcessor", "error")).strip()
+        values = [v for v in (self.get_init_parameter("mapping"),
+                              self.get_init_parameter("mappings")) if v is not None]
+        try:
+            self.table = parse_mapping_entries(values)
+        except ValueError as exc:
+            self._fail(f"mapping {exc}")
+
+    def required_processors(self) -> list[str]:
+        """The processors this mailet sends mail to (checked at start-up)."""
+        return [self.error_processor]
+
+    async def lookup(self, address) -> list[str]:
+        """The targets for ``address``: configured mappings first, then the server's."""
+        for key in lookup_keys(address):
+            if key in self.table:
+                return self.table[key]
+        return list(await settled(self.context.lookup_mappings(address)) or [])
+
+    async def service(self, mail):
+        rewritten = []
+        refused: dict[str, list] = {}
+        for rcpt in mail.recipients:
+            try:
+                targets = await resolve(rcpt, self.lookup)
+            except MappingError as exc:
+                refused.setdefault(str(exc), []).append(rcpt)
+                continue
+            rewritten.extend(t for t in targets if t not in rewritten)
+        for message, recipients in refused.items():
+            self.log.info("RecipientRewriteTable: mail {mail_name}: {recipients} refused: "
+                          "{error}", mail_name=mail.name, error=message,
+                          recipients=", ".join(str(r) for r in recipients))
+            copy = mail.duplicate()
+            copy.recipients = recipients
+            copy.error_message = message
+            copy.state = self.error_processor
+            await settled(self.context.send_mail(copy, state=self.error_processor))
+        if rewritten != mail.recipients:
+            mail.recipients = rewritten
+        if not rewritten:
+            mail.state = Mail.GHOST

@@ -1,0 +1,199 @@
+"""``Redirect``: re-send the mail, changed, to configured recipients.
+
+A practical subset of James's Redirect: the parameters below, with James's names and
+special words. The new mail starts in the ``root`` processor with the ``SentByMailet``
+mark; the original ends unless ``passThrough`` is true.
+"""
+
+from __future__ import annotations
+
+import email.parser
+import email.policy
+import email.utils
+from email.message import EmailMessage
+
+from mailet_mta.api import GenericMailet, Mail, MailAddress, MailAddressError
+
+from ..address_lists import parse_addresses, split_list
+from ..awaiting import settled
+from .forward import resend_copy
+
+INLINE = ("unaltered", "heads", "body", "all", "message", "none")
+ATTACH = ("none", "heads", "body", "all", "message")
+SPECIALS = ("sender", "postmaster", "from", "replyto", "unaltered", "recipients")
+
+
+def header_addresses(message, name) -> list[MailAddress]:
+    found = []
+    for _, addr in email.utils.getaddresses([str(v) for v in message.get_all(name) or []]):
+        try:
+            found.append(MailAddress.parse(addr))
+        except MailAddressError:
+            continue
+    return found
+
+
+class Redirect(GenericMailet):
+    """Re-sends the message to other recipients, optionally rewritten.
+
+    Parameters:
+
+    - ``recipients``: envelope recipients; addresses and the words ``sender``,
+      ``postmaster``, ``from`` (From: header), ``replyTo`` (Reply-To:, else From:),
+      ``unaltered`` (the mail's recipients). Defaults to the ``to`` addresses.
+    - ``to``: the To: header, with the same words; ``unaltered`` (the default) keeps it.
+    - ``sender``: one address (or ``postmaster``, ``sender``) for the From: header and
+      the envelope sender.
+    - ``reversePath``: the envelope sender only: an address, ``postmaster``, ``sender``
+      or ``null`` (``<>``). Defaults to ``sender`` when that is set.
+    - ``subject``: replaces the Subject; ``prefix``: put before it (``[fwd]``).
+    - ``inline``: what the new body holds: ``unaltered`` (default: the original message
+      itself), ``heads``, ``body``, ``all`` (heads and body), ``message`` (the raw
+      original) or ``none``; ``message``: a text put first in a rebuilt body.
+    - ``attachment``: ``none`` (default), ``heads``, ``body``, ``all`` (as text parts) or
+      ``message`` (the original as ``message/rfc822``).
+    - ``passThrough`` (default false): true lets the original continue as well.
+
+    At least one of ``recipients`` and ``to`` is required.
+    """
+
+    info = "re-sends the mail to configured recipients"
+    parameters = ("recipients", "to", "sender", "reversePath", "subject", "prefix",
+                  "inline", "attachment", "message", "passThrough")
+
+    def init_mailet(self):
+        self.recipients = self._address_words("recipients")
+        self.to = self._address_words("to")
+        if not self.recipients and not self.to:
+            self._fail("needs 'recipients' or 'to' (addresses or sender, postmaster, …)")
+        self.sender = self._single("sender", ("postmaster", "sender", "unaltered"))
+        self.reverse_path = self._single("reversePath",
+                                         ("postmaster", "sender", "null", "unaltered"))
+        self.subject = self.get_init_parameter("subject")
+        self.prefix = self.get_init_parameter("prefix")
+        self.inline = self._choice("inline", INLINE, "unaltered")
+        self.attachment = self._choice("attachment", ATTACH, "none")
+        self.message_text = self.get_init_parameter("message")
+        self.pass_through = self.get_bool("passThrough", False)
+
+    # -- configuration ----------------------------------------------------------------
+    def _address_words(self, name):
+        result = []
+        for item in split_list(self.get_init_parameter(name)):
+            if item.lower() in SPECIALS:
+                result.append(item.lower())
+                continue
+            try:
+                result.extend(parse_addresses([item], name))
+            except ValueError as exc:
+                self._fail(f"{exc}; or use one of {', '.join(SPECIALS)}")
+        return result
+
+    def _single(self, name, words):
+        value = self.get_init_parameter(name)
+        if value is None:
+            return None
+        text = str(value).strip()
+        if text.lower() in words:
+            return text.lower()
+        try:
+            return MailAddress.parse(text)
+        except MailAddressError as exc:
+            self._fail(f"{name} {text!r} is not an address or one of "
+                       f"{', '.join(words)} ({exc})")
+
+    def _choice(self, name, allowed, default):
+        value = str(self.get_init_parameter(name, default)).strip().lower()
+        if value not in allowed:
+            self._fail(f"{name} must be one of {', '.join(allowed)}, not {value!r}")
+        return value
+
+    # -- per mail ---------------------------------------------------------------------
+    def _resolve(self, items, mail) -> list[MailAddress]:
+        found: list[MailAddress] = []
+        for item in items:
+            if item == "sender":
+                new = [mail.sender] if mail.sender is not None else []
+            elif item == "postmaster":
+                new = [self.context.postmaster]
+            elif item == "from":
+                new = header_addresses(mail.headers(), "From")
+            elif item == "replyto":
+                new = header_addresses(mail.headers(), "Reply-To") \
+                    or header_addresses(mail.headers(), "From")
+            elif item in ("unaltered", "recipients"):
+                new = list(mail.recipients)
+            else:
+                new = [item]
+            found.extend(a for a in new if a not in found)
+        return found
+
+    def _envelope_sender(self, mail):
+        choice = self.reverse_path if self.reverse_path is not None else self.sender
+        if choice is None or choice in ("unaltered", "sender"):
+            return mail.sender
+        if choice == "null":
+            return None
+        return self.context.postmaster if choice == "postmaster" else choice
+
+    async def service(self, mail):
+        recipients = self._resolve(self.recipients or self.to, mail)
+        if recipients:
+            copy = mail.duplicate()
+            copy.recipients = recipients
+            copy.sender = self._envelope_sender(mail)
+            if not (self.inline == "unaltered" and self.attachment == "none"):
+                copy.message = self._rebuilt(mail)
+            self._edit_headers(copy, mail)
+            await settled(resend_copy(self, copy, recipients, sender=copy.sender))
+        else:
+            self.log.warn("Redirect: mail {mail_name}: no recipient to redirect to",
+                          mail_name=mail.name)
+        if not self.pass_through:
+            mail.state = Mail.GHOST
+
+    def _edit_headers(self, copy, original):
+        msg = copy.message
+        if self.to and self.to != ["unaltered"]:
+            del msg["To"]
+            msg["To"] = ", ".join(str(a) for a in self._resolve(self.to, original))
+        if self.sender is not None and self.sender not in ("unaltered", "sender"):
+            from_ = self.context.postmaster if self.sender == "postmaster" else self.sender
+            del msg["From"]
+            msg["From"] = str(from_)
+        if self.subject is not None or self.prefix:
+            subject = str(self.subject) if self.subject is not None \
+                else str(msg.get("Subject", ""))
+            if self.prefix:
+                subject = f"{str(self.prefix).strip()} {subject}".strip()
+            del msg["Subject"]
+            msg["Subject"] = subject
+
+    def _rebuilt(self, mail) -> EmailMessage:
+        """A new message: the text and inline content, then the attachment."""
+        original = mail.message
+        heads = "".join(f"{k}: {v}\n" for k, v in original.items())
+        body_part = original.get_body(preferencelist=("plain",))
+        try:
+            body = body_part.get_content() if body_part is not None else ""
+        except (LookupError, UnicodeError):
+            body = ""
+        raw = mail.message_bytes().decode("utf-8", "replace")
+        inline = {"heads": heads, "body": body, "all": heads + "\n" + body,
+                  "message": raw, "none": "", "unaltered": body}[self.inline]
+        text = (str(self.message_text) + "\n\n" if self.message_text else "") + inline
+        new = EmailMessage()
+        for name in ("From", "To", "Cc", "Reply-To", "Subject", "Date"):
+            for value in original.get_all(name) or []:
+                new[name] = str(value)
+        new["Message-ID"] = email.utils.make_msgid(
+            domain=str(self.context.server_name or "localhost"))
+        new.set_content(text or "\n")
+        if self.attachment == "message":
+            attached = email.parser.BytesParser(policy=email.policy.default).parsebytes(
+                mail.message_bytes())
+            new.add_attachment(attached, filename="original.eml")
+        elif self.attachment != "none":
+            content = {"heads": heads, "body": body, "all": heads + "\n" + body}[self.attachment]
+            new.add_attachment(content, filename=f"{self.attachment}.txt")
+        return new

@@ -1,0 +1,12 @@
+"""``All``: every recipient of every mail."""
+
+from __future__ import annotations
+
+from mailet_mta.api import GenericMatcher
+
+
+class All(GenericMatcher):
+    """Matches all recipients. Takes no condition: ``match="All"``."""
+
+    def match(self, mail):
+        return list(mail.recipients)

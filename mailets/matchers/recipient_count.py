@@ -1,0 +1,24 @@
+"""Recipient counts: IsSingleRecipient, TooManyRecipients."""
+
+from __future__ import annotations
+
+from .whole_mail import WholeMailMatcher, positive_int_condition
+
+
+class IsSingleRecipient(WholeMailMatcher):
+    """Matches the mail when it has exactly one recipient. No condition."""
+
+    def matches(self, mail):
+        return len(mail.recipients) == 1
+
+
+class TooManyRecipients(WholeMailMatcher):
+    """Matches all recipients when there are more than ``n``: ``TooManyRecipients=50``."""
+
+    condition_required = True
+
+    def init_matcher(self):
+        self.limit = positive_int_condition(self, "recipients")
+
+    def matches(self, mail):
+        return len(mail.recipients) > self.limit

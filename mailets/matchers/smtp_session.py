@@ -1,0 +1,50 @@
+"""Facts the SMTP session recorded on the mail: SMTPAuthSuccessful, SMTPAuthUserIs,
+SMTPIsAuthNetwork, SentByMailet. Each matches all recipients or none.
+"""
+
+from __future__ import annotations
+
+from mailet_mta.api import ATTR_AUTH_NETWORK, ATTR_AUTH_USER, ATTR_SENT_BY_MAILET
+
+from .whole_mail import WholeMailMatcher
+
+
+def auth_user(mail) -> str | None:
+    """The SMTP AUTH identity of the mail's session, or None."""
+    return mail.get_attribute(ATTR_AUTH_USER) or mail.auth_user or None
+
+
+class SMTPAuthSuccessful(WholeMailMatcher):
+    """Matches mails whose client authenticated with SMTP AUTH. No condition."""
+
+    def matches(self, mail):
+        return auth_user(mail) is not None
+
+
+class SMTPAuthUserIs(WholeMailMatcher):
+    """Matches mails submitted by one of the listed SMTP AUTH users:
+    ``SMTPAuthUserIs=bob,alice@example.com``. Names compare without regard to case."""
+
+    condition_required = True
+
+    def init_matcher(self):
+        self.users = {u.lower() for u in self.condition_list()}
+
+    def matches(self, mail):
+        user = auth_user(mail)
+        return user is not None and str(user).lower() in self.users
+
+
+class SMTPIsAuthNetwork(WholeMailMatcher):
+    """Matches mails whose client address is in ``smtpserver.authorizedAddresses``
+    (the session sets the attribute ``mailet_mta.smtp.auth_network``). No condition."""
+
+    def matches(self, mail):
+        return bool(mail.get_attribute(ATTR_AUTH_NETWORK))
+
+
+class SentByMailet(WholeMailMatcher):
+    """Matches mails a mailet generated (bounces, forwards, redirects). No condition."""
+
+    def matches(self, mail):
+        return bool(mail.get_attribute(ATTR_SENT_BY_MAILET))

@@ -1,0 +1,27 @@
+"""``WholeMailMatcher``: the base of matchers that decide for the whole mail."""
+
+from __future__ import annotations
+
+from mailet_mta.api import GenericMatcher
+
+
+class WholeMailMatcher(GenericMatcher):
+    """A matcher that answers all recipients or none: override ``matches(mail)``."""
+
+    def match(self, mail):
+        return list(mail.recipients) if self.matches(mail) else []
+
+    def matches(self, mail) -> bool:
+        raise NotImplementedError
+
+
+def positive_int_condition(matcher, what: str) -> int:
+    """The matcher's condition as a whole number ≥ 1, or a start-up error naming ``what``."""
+    try:
+        value = int(matcher.condition.strip())
+    except ValueError:
+        matcher._fail(f"the condition must be a whole number of {what}, "
+                      f"not {matcher.condition!r}")
+    if value < 1:
+        matcher._fail(f"the condition must be 1 or more, not {value}")
+    return value
