@@ -74,16 +74,18 @@ class MailServer(MultiService):
         self.outgoing.setServiceParent(self)
 
     def _build_listeners(self) -> None:
-        from .auth import make_authenticator
+        from .acceptance import SpoolBackend
         from .pop3.backend import POP3Backend
-        from .pop3.server import make_pop3_service
+        from .pop3.factory import make_pop3_service
         from .smtp.server import make_smtp_service
-        from .smtp_backend import SpoolSMTPBackend
+        from .storage.authenticator import Authenticator
 
-        self.authenticator = make_authenticator(self.db, self.directory)
+        delays = [c.auth_failure_delay for c in self.config.smtpservers + self.config.pop3servers]
+        self.authenticator = Authenticator(self.db, failure_delay=min(delays, default=1.0),
+                                           default_domain=self.config.server_name)
         for cfg in self.config.smtpservers:
-            backend = SpoolSMTPBackend(self.config, cfg, self.directory, self.authenticator,
-                                       self.blobs, self.spool)
+            backend = SpoolBackend(self.config, cfg, self.directory, self.authenticator,
+                                   self.blobs, self.spool)
             svc = make_smtp_service(cfg, backend)
             self.listeners.append((cfg.name, "smtp", svc))
             svc.setServiceParent(self)

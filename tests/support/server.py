@@ -1,0 +1,152 @@
+"""Run the real ``mailet-mta`` CLI as a separate process for end-to-end tests.
+
+Listeners bind port 0 on 127.0.0.1; the server writes the ports it got to
+``<data_dir>/listeners.json``, which :meth:`ServerProcess.start` waits for. Servers are
+stopped by their process id only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def base_config(data_dir: Path, *, servernames=("example.com",), smtp=None, pop3=None,
+                processors=None, **extra) -> dict:
+    """A YAML config dict: embedded default pipeline unless ``processors`` is given."""
+    from mailet_mta.config.loader import DEFAULTS_PATH
+
+    config = yaml.safe_load(Path(DEFAULTS_PATH).read_text())
+    config["servernames"] = list(servernames)
+    config["storage"] = {"data_dir": str(data_dir)}
+    config["smtpservers"] = smtp if smtp is not None else [
+        {"name": "smtp", "listen": "tcp:0:interface=127.0.0.1", "authRequired": True,
+         "authorizedAddresses": ["127.0.0.1/32"]},
+        {"name": "submission", "listen": "tcp:0:interface=127.0.0.1", "authRequired": True,
+         "auth_before_mail": True, "authorizedAddresses": []},
+    ]
+    config["pop3servers"] = pop3 if pop3 is not None else [
+        {"name": "pop3", "listen": "tcp:0:interface=127.0.0.1"}]
+    if processors is not None:
+        config["spoolmanager"] = {"processors": processors}
+    config.setdefault("logging", {"level": "info"})
+    config.update(extra)
+    return config
+
+
+class ServerProcess:
+    """One ``mailet-mta serve`` process with its own data directory and config file."""
+
+    def __init__(self, workdir: Path, config: dict | None = None, *, config_path=None,
+                 name: str = "server", command=None):
+        self.workdir = Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.name = name
+        self.data_dir = self.workdir / "var"
+        if config_path is None:
+            config = config or base_config(self.data_dir)
+            config_path = self.workdir / f"{name}.yaml"
+            config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+        self.config_path = Path(config_path)
+        self.log_path = self.workdir / f"{name}.log"
+        self.command = command
+        self.proc: subprocess.Popen | None = None
+        self.listeners: dict = {}
+
+    # -- lifecycle ----------------------------------------------------------------------
+    def start(self, timeout: float = 30.0, data_dir: Path | None = None) -> "ServerProcess":
+        if data_dir is not None:
+            self.data_dir = Path(data_dir)
+        marker = self.data_dir / "listeners.json"
+        if marker.exists():
+            marker.unlink()
+        cmd = self.command or [sys.executable, "-m", "mailet_mta", "serve",
+                               "--config", str(self.config_path)]
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
+                                     cwd=self.workdir, env=_env())
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}:\n"
+                                   + self.log_text()[-3000:])
+            try:
+                info = json.loads(marker.read_text())
+                if info.get("pid") == self.proc.pid:
+                    self.listeners = info["listeners"]
+                    return self
+            except (FileNotFoundError, json.JSONDecodeError):
+                pass
+            time.sleep(0.05)
+        self.kill()
+        raise RuntimeError(f"{self.name} did not start in {timeout}s:\n" + self.log_text()[-3000:])
+
+    def port(self, listener: str) -> int:
+        return self.listeners[listener]["port"]
+
+    def stop(self, timeout: float = 20.0) -> int | None:
+        """SIGTERM by pid, then SIGKILL if it does not exit."""
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else None
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            return None
+
+    def kill(self) -> None:
+        """SIGKILL by pid: no chance to clean up (crash tests)."""
+        if self.proc is not None and self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+
+    def log_text(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    # -- the CLI against the same config --------------------------------------------------
+    def cli(self, *args, input: str | None = None, check: bool = True):
+        result = subprocess.run([sys.executable, "-m", "mailet_mta", *args, "--config",
+                                 str(self.config_path)], input=input, capture_output=True,
+                                text=True, cwd=self.workdir, env=_env(), timeout=60)
+        if check and result.returncode != 0:
+            raise AssertionError(f"mailet-mta {' '.join(args)} failed: {result.stderr}")
+        return result
+
+    def add_user(self, address: str, password: str) -> None:
+        self.cli("users", "add", address, "--password-stdin", input=password + "\n")
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+def _env() -> dict:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    return env
+
+
+def wait_for(predicate, timeout: float = 20.0, interval: float = 0.05, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
