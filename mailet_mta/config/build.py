@@ -42,20 +42,21 @@ def read_keys(node: Node, what: str, table: Table, target: Any,
     """
     seen = {} if seen is None else seen
     rest: dict[str, Node] = {}
-    for name, child in mapping(node, what).items():
+    for name, child in mapping(node, what or "the file").items():
         if name in special:
             rest[name] = child
             continue
+        label = f"{what}.{name}" if what else name
         if name not in table:
-            fail(f"unknown key {name!r} in {what}{suggestion(name, [*table, *special])}; "
-                 f"known keys: {', '.join(sorted({*table, *special}, key=str.lower))}",
-                 child.source)
+            fail(f"unknown key {name!r} in {what or 'the top level'}"
+                 f"{suggestion(name, [*table, *special])}; known keys: "
+                 f"{', '.join(sorted({*table, *special}, key=str.lower))}", child.source)
         field, convert = table[name]
         if field in seen:
-            fail(f"{what}.{name} sets the same thing as {seen[field]}; keep one of them",
+            fail(f"{label} sets the same thing as {seen[field]}; keep one of them",
                  child.source)
-        seen[field] = f"{what}.{name}"
-        setattr(target, field, convert(child, f"{what}.{name}"))
+        seen[field] = label
+        setattr(target, field, convert(child, label))
     return rest
 
 
@@ -247,23 +248,25 @@ def parse_match(expression: str, source: str, what: str) -> MatcherSpec:
 
 
 MAILET_KEYS: Table = {
-    **keys("match", lambda n, w: v.text(n, w), "match"),
-    **keys("notmatch", lambda n, w: v.text(n, w), "notmatch"),
-    **keys("mailet", v.text, "class"),
-    **keys("on_mailet_exception", v.text, "onMailetException", "on_mailet_exception"),
-    **keys("on_match_exception", v.text, "onMatchException", "on_match_exception"),
+    **keys("match", v.written_text, "match"),
+    **keys("notmatch", v.written_text, "notmatch"),
+    **keys("mailet", v.written_text, "class"),
+    **keys("on_mailet_exception", v.written_text, "onMailetException",
+           "on_mailet_exception"),
+    **keys("on_match_exception", v.written_text, "onMatchException",
+           "on_match_exception"),
     **keys("parameters", lambda n, w: parameters(n, w), "parameters"),
 }
 
 
 def parameters(node: Node, what: str) -> dict[str, str]:
-    """Init parameters as strings (lists comma-joined), as a mailet reads them from XML."""
+    """Init parameters as the text written (lists comma-joined), as James reads XML."""
     out = {}
     for name, child in mapping(node, what).items():
-        if child.is_list:
-            out[name] = ",".join(v.as_str(v.scalar(i, f"{what}.{name}")) for i in child.value)
-        else:
-            out[name] = v.as_str(v.scalar(child, f"{what}.{name}"))
+        items = child.value if child.is_list else [child]
+        for item in items:
+            v.scalar(item, f"{what}.{name}")
+        out[name] = ",".join(item.text.strip() for item in items)
     return out
 
 
@@ -295,7 +298,7 @@ def build_mailet(node: Node, what: str) -> MailetSpec:
 def build_matcher(node: Node, what: str) -> MatcherSpec:
     """A matcher expression, or a composite ``{match: Or, matchers: [...]}``."""
     if node.is_scalar:
-        return parse_match(v.text(node, what), node.source, what)
+        return parse_match(v.written_text(node, what), node.source, what)
     items = mapping(node, what)
     for name, child in items.items():
         if name not in ("match", "matchers"):
@@ -303,7 +306,7 @@ def build_matcher(node: Node, what: str) -> MatcherSpec:
                  f"a matcher has match and, for And/Or/Not/Xor, matchers", child.source)
     if "match" not in items:
         fail(f"{what} needs match (e.g. match: Or)", node.source)
-    spec = parse_match(v.text(items["match"], f"{what}.match"), node.source, what)
+    spec = parse_match(v.written_text(items["match"], f"{what}.match"), node.source, what)
     if "matchers" in items:
         kids = items["matchers"]
         if not kids.is_list:
@@ -375,11 +378,11 @@ TOP_KEYS: Table = {
 }
 
 
-def build_config(root: Node, what: str = "config") -> ServerConfig:
+def build_config(root: Node, what: str = "") -> ServerConfig:
     """The ServerConfig described by ``root`` (not yet cross-checked: see validate)."""
     cfg = ServerConfig()
     # Top-level keys starting with "x-" are free: a place for YAML anchors (&tls).
-    kept = {k: n for k, n in mapping(root, what).items() if not k.startswith("x-")}
+    kept = {k: n for k, n in mapping(root, "the file").items() if not k.startswith("x-")}
     read_keys(Node(kept, root.source), what, TOP_KEYS, cfg)
     if cfg.postmaster is not None:
         cfg.postmaster = check_postmaster(cfg.postmaster, cfg.server_name,

@@ -19,14 +19,17 @@ class Node:
 
     ``value`` is a scalar (str, int, float, bool or None), a ``list`` of nodes or a
     ``dict`` of key → node (insertion-ordered, as written). ``source`` is
-    ``"file:line"`` of the key or element that defined the value.
+    ``"file:line"`` of the key or element that defined the value. ``raw`` is a
+    scalar's text exactly as written (YAML reads ``Null`` as None and ``011`` as 11;
+    mailet names and init parameters keep the text, as James reads it from XML).
     """
 
-    __slots__ = ("value", "source")
+    __slots__ = ("value", "source", "raw")
 
-    def __init__(self, value: Any, source: str):
+    def __init__(self, value: Any, source: str, raw: str | None = None):
         self.value = value
         self.source = source
+        self.raw = raw
 
     @property
     def is_map(self) -> bool:
@@ -39,6 +42,15 @@ class Node:
     @property
     def is_scalar(self) -> bool:
         return not (self.is_map or self.is_list)
+
+    @property
+    def text(self) -> str:
+        """A scalar as written: the raw text when known, else the value as a string."""
+        if self.raw is not None:
+            return self.raw
+        if isinstance(self.value, bool):
+            return "true" if self.value else "false"
+        return "" if self.value is None else str(self.value)
 
     def to_python(self) -> Any:
         """The plain Python value (dicts, lists, scalars) without sources."""

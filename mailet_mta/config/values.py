@@ -24,25 +24,24 @@ def scalar(node: Node, name: str) -> Any:
 
 def text(node: Node, name: str) -> str:
     value = scalar(node, name)
-    if value is None or (isinstance(value, str) and not value.strip()):
+    if value is None or not node.text.strip():
         fail(f"{name} needs a value", node.source)
-    return as_str(value).strip()
+    return node.text.strip()
+
+
+def written_text(node: Node, name: str) -> str:
+    """A name as written (``class: Null`` is the Null mailet, not a YAML null)."""
+    scalar(node, name)
+    if not node.text.strip():
+        fail(f"{name} needs a value", node.source)
+    return node.text.strip()
 
 
 def optional_text(node: Node, name: str) -> str | None:
     value = scalar(node, name)
-    if value is None or (isinstance(value, str) and not value.strip()):
+    if value is None or not node.text.strip():
         return None
-    return as_str(value).strip()
-
-
-def as_str(value: Any) -> str:
-    """A YAML scalar as the string James would have read from XML."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if value is None:
-        return ""
-    return str(value)
+    return node.text.strip()
 
 
 def boolean(node: Node, name: str) -> bool:
@@ -114,8 +113,8 @@ def string_list(node: Node, name: str) -> list[str]:
         for item in node.value:
             out.extend(_split(text(item, f"{name} entry")))
         return out
-    value = scalar(node, name)
-    return _split(as_str(value))
+    scalar(node, name)
+    return _split(node.text)
 
 
 def _split(value: str) -> list[str]:
@@ -125,7 +124,8 @@ def _split(value: str) -> list[str]:
 def choice(options: dict[str, str], hint: str) -> Converter:
     """One of ``options`` (case-insensitive) mapped to its normal form."""
     def convert(node: Node, name: str) -> str:
-        word = as_str(scalar(node, name)).strip().lower()
+        scalar(node, name)
+        word = node.text.strip().lower()
         if word not in options:
             fail(f"{name} must be {hint}, not {node.value!r}", node.source)
         return options[word]

@@ -53,7 +53,7 @@ class _Converter:
             fail(f"the document expands to more than {MAX_NODES} values (aliases "
                  f"repeating aliases?); write the configuration out plainly", source)
         if isinstance(yaml_node, ScalarNode):
-            return Node(self.scalar(yaml_node, source), source)
+            return Node(self.scalar(yaml_node, source), source, yaml_node.value)
         if isinstance(yaml_node, SequenceNode):
             self.check_tag(yaml_node, f"{_PREFIX}seq", source)
             return Node([self.node(item, _line(self.name, item))
@@ -64,21 +64,25 @@ class _Converter:
         fail(f"unsupported YAML node {yaml_node!r}", source)
 
     def mapping(self, yaml_node: MappingNode) -> dict[str, Node]:
+        own = sum(1 for k, _ in yaml_node.value if k.tag != f"{_PREFIX}merge")
         try:
             self.constructor.flatten_mapping(yaml_node)  # resolves merge keys (<<)
         except yaml.MarkedYAMLError as exc:
             fail(f"YAML merge key error: {exc.problem}", _line(self.name, yaml_node))
+        merged = len(yaml_node.value) - own  # merged pairs come first; own keys win
         out: dict[str, Node] = {}
-        for key_node, value_node in yaml_node.value:
+        own_keys: set[str] = set()
+        for index, (key_node, value_node) in enumerate(yaml_node.value):
             source = _line(self.name, key_node)
             if not isinstance(key_node, ScalarNode):
                 fail("a key must be a plain name, not a list or mapping", source)
-            key = self.scalar(key_node, source)
-            key = "" if key is None else str(key) if not isinstance(key, bool) else \
-                key_node.value
-            if key in out:
+            self.scalar(key_node, source)  # refuses tagged keys
+            key = key_node.value  # as written: "on" stays "on", "Null" stays "Null"
+            if key in own_keys:
                 fail(f"key {key!r} is written twice in this block (first at "
                      f"{out[key].source}); keep one", source)
+            if index >= merged:
+                own_keys.add(key)
             out[key] = self.node(value_node, source)
         return out
 
