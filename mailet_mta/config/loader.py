@@ -1,0 +1,64 @@
+"""Load a configuration file (YAML or James-style XML) into a checked ServerConfig."""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+from .build import build_config
+from .model import ServerConfig
+from .tree import fail
+from .validate import validate_config
+from .xml_loader import parse_xml
+from .yaml_loader import parse_yaml
+
+FORMATS = {".yaml": "yaml", ".yml": "yaml", ".xml": "xml"}
+DEFAULT_NAME = "default.yaml"
+
+
+def load_config(path) -> ServerConfig:
+    """The configuration in ``path``; the format follows the extension (.yaml/.yml/.xml).
+
+    Raises ConfigurationError (``file:line: message``) for anything wrong in the file
+    and FileNotFoundError when there is no such file.
+    """
+    path = Path(path)
+    fmt = FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        fail(f"cannot tell the format of {path.name!r}: name the file .yaml, .yml or "
+             f".xml", str(path))
+    data = path.read_bytes()
+    if fmt == "yaml":
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            fail(f"the file is not UTF-8 ({exc}); save it as UTF-8", str(path))
+        config = _load(text, fmt, str(path))
+    else:
+        config = _load(data, fmt, str(path))
+    config.path = str(path)
+    return config
+
+
+def load_config_text(text: str, fmt: str, name: str = "<string>") -> ServerConfig:
+    """The configuration in ``text`` (``fmt`` is "yaml" or "xml"); ``name`` labels errors."""
+    if fmt not in ("yaml", "xml"):
+        raise ValueError(f"fmt must be 'yaml' or 'xml', not {fmt!r}")
+    return _load(text, fmt, name)
+
+
+def default_config(data_dir: str | None = None) -> ServerConfig:
+    """The embedded default: servername localhost, SQLite under ./var, SMTP on
+    127.0.0.1:2525, submission on 127.0.0.1:5870, POP3 on 127.0.0.1:1110 and the
+    standard pipeline. ``data_dir`` replaces ``storage.data_dir``."""
+    source = resources.files(__package__).joinpath("defaults", DEFAULT_NAME)
+    label = str(source) if isinstance(source, Path) else f"<embedded>/{DEFAULT_NAME}"
+    config = _load(source.read_text(encoding="utf-8"), "yaml", label)
+    if data_dir is not None:
+        config.storage.data_dir = str(data_dir)
+    return config
+
+
+def _load(data, fmt: str, name: str) -> ServerConfig:
+    root = parse_yaml(data, name) if fmt == "yaml" else parse_xml(data, name)
+    return validate_config(build_config(root))
