@@ -268,7 +268,7 @@ class CommandsMixin:
             return self.reply(503, "5.5.1", "Error: RCPT after BDAT")
         try:
             path, params = split_path_and_params(arg, "TO")
-            rcpt = parse_forward_path(path, self.server_name)
+            rcpt = parse_forward_path(path, self.backend.server_name)
             dsn = self._rcpt_params(params)
         except CommandSyntaxError as exc:
             return self.reply(501, "5.5.4", str(exc))
@@ -280,7 +280,10 @@ class CommandsMixin:
             return self.reply(553, "5.6.7", "Non-ASCII address requires SMTPUTF8 on MAIL")
         if len(env.recipients) >= self.config.max_recipients:
             return self.reply(452, "4.5.3", "Error: too many recipients")
-        verdict = self._recipient_verdict(rcpt)
+        if path[1:-1].strip().lower() == "postmaster":  # RFC 5321 §4.5.1: always taken
+            verdict = (250, "2.1.5", f"Recipient <{rcpt}> OK")
+        else:
+            verdict = self._recipient_verdict(rcpt)
         if verdict[0] >= 400:
             return self.reply(*verdict)
         if rcpt not in env.recipients:
