@@ -1,0 +1,74 @@
+"""What the SMTP server needs from the rest of the mail server: :class:`ISMTPBackend`.
+
+The protocol asks the backend which domains and addresses are local, checks passwords
+through it, streams each message body into a blob writer it hands out, and gives it
+every accepted mail. The protocol answers ``250`` only after :meth:`ISMTPBackend.accept`
+fired: the mail is then durable (spool row and blob committed).
+
+Synchronous methods run on the reactor thread and must answer from memory; anything
+slow (SQL, password hashing) belongs behind the Deferreds of ``authenticate`` and
+``accept``.
+"""
+
+from __future__ import annotations
+
+from zope.interface import Attribute, Interface
+
+
+class ISMTPBackend(Interface):
+    """The mail server as the SMTP protocol sees it."""
+
+    server_name = Attribute(
+        "str: the host name used in the greeting, EHLO, Received: headers and bare "
+        "<postmaster>, unless the listener sets helo_name")
+
+    def is_local_domain(domain):
+        """True when mail for ``domain`` (lower-case ASCII; an IP literal like
+        ``[192.0.2.1]`` is passed as is) is delivered here. Synchronous, in memory."""
+
+    def is_local_address(addr):
+        """True when the MailAddress ``addr`` in a local domain names a user, an alias
+        or a postmaster. Synchronous, in memory. May raise: the client then gets
+        ``450 4.3.0`` (try again later)."""
+
+    def identities_of(user):
+        """The set of MailAddress an authenticated ``user`` may use as MAIL FROM in a
+        local domain when verifyIdentity is strict or relaxed (its own addresses and
+        aliases). Synchronous."""
+
+    def authenticate(username, password, client_ip):
+        """Check a password. Returns a Deferred firing with the canonical user name, or
+        None when the credentials are wrong. The backend applies the failure delay and
+        per-IP throttling and never blocks the reactor (hashing runs in a thread)."""
+
+    def new_blob_writer():
+        """A fresh :class:`mailet_mta.storage.blobs.BlobWriter` for one message body:
+        ``write(chunk)``, ``finish() -> Deferred[BlobRef]``, ``abort()``."""
+
+    def accept(mail, blob):
+        """Spool ``mail`` (a :class:`mailet_mta.mail.Mail` whose message is the blob)
+        with its finished BlobRef ``blob``. Returns a Deferred that fires once the mail
+        is durable; a failure makes the protocol answer ``451 4.3.0``, never 250."""
+
+
+class ISMTPBackendOptional(Interface):
+    """Methods a backend may offer; the protocol uses them when present.
+
+    - ``quota_ok(addr, size) -> bool``: False answers RCPT with ``552 5.2.2`` (``size``
+      is the declared MAIL SIZE= or 0). May raise: ``450 4.2.1``.
+    - ``redirect_of(addr) -> (kind, MailAddress) | None``: a local user that moved.
+      ``("forward", new)`` answers RCPT ``251 2.1.5 User not local; will forward to
+      <new>`` and accepts the recipient (the pipeline does the forwarding);
+      ``("moved", new)`` answers ``551 5.1.6 User not local; please try <new>``.
+    - ``message_source(blob) -> MessageSource``: the message of a file blob (BlobStore
+      .source). Without it the protocol reads the blob file the writer produced.
+    """
+
+    def quota_ok(addr, size):
+        """False when ``addr`` cannot take a message of ``size`` octets now."""
+
+    def redirect_of(addr):
+        """``("forward" | "moved", MailAddress)`` for a user that moved, else None."""
+
+    def message_source(blob):
+        """A MessageSource reading the finished blob ``blob``."""

@@ -1,0 +1,108 @@
+"""Bulk readers for message bodies: DATA (dot-stuffed) and BDAT (counted).
+
+:class:`DotDataReader` never makes a Python call per line. Each received buffer is
+searched for ``<CRLF>.<CRLF>`` with ``bytes.find``, unstuffed with ``bytes.replace``
+and handed to a sink in one piece. Only ``<CRLF>.<CRLF>`` ends the data (RFC 5321
+§4.1.1.4): a bare LF or bare CR anywhere in the body marks the message as bad
+(``bare_line_end``) and the session rejects it with 550 5.6.11 when the real terminator
+arrives, so no SMTP-smuggling sequence (``\\n.\\n``, ``\\r.\\r\\n``, …) can end the
+message early or inject commands.
+
+Boundaries between reads: the reader keeps a tail of at most 6 bytes so a terminator or
+a ``<CRLF>.`` stuffing sequence that straddles two reads is seen whole, and it never
+cuts between CR and LF, so the bare-CR/LF count of each piece is exact. The data starts
+with a virtual CRLF (the end of the DATA command line), so a first line ``.`` ends an
+empty message and a first line ``..x`` is unstuffed.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+TERMINATOR = b"\r\n.\r\n"
+
+
+class DotDataReader:
+    """Consume DATA bytes until ``<CRLF>.<CRLF>``; unstuffed content goes to ``sink``.
+
+    ``limit`` (octets, 0 = none): past it the reader stops calling ``sink`` and sets
+    ``too_big``, but keeps reading to the terminator so the session stays in sync.
+    """
+
+    __slots__ = ("_sink", "_limit", "_pending", "_virtual", "size", "too_big",
+                 "bare_line_end", "done")
+
+    def __init__(self, sink: Callable[[bytes], None], limit: int = 0):
+        self._sink = sink
+        self._limit = limit
+        self._pending = b"\r\n"
+        self._virtual = True
+        self.size = 0
+        self.too_big = False
+        self.bare_line_end = False
+        self.done = False
+
+    def feed(self, data: bytes) -> bytes | None:
+        """Take received bytes. Returns None while the data continues, else the bytes
+        that followed the terminator (the next pipelined commands)."""
+        buf = self._pending + data if self._pending else data
+        idx = buf.find(TERMINATOR)
+        if idx >= 0:
+            self._pending = b""
+            self._emit(buf[:idx + 2])
+            self.done = True
+            return buf[idx + 5:]
+        cut = len(buf) - 4
+        if cut <= 0:
+            self._pending = buf
+            return None
+        if buf[cut - 1] == 13:            # never split CR | LF, nor CR | LF "."
+            cut -= 1
+        elif buf[cut - 2:cut] == b"\r\n":  # keep "<CRLF>." together for unstuffing
+            cut -= 2
+        self._pending = buf[cut:]
+        if cut > 0:
+            self._emit(buf[:cut])
+        return None
+
+    def _emit(self, raw: bytes) -> None:
+        crlf = raw.count(b"\r\n")
+        if raw.count(b"\n") != crlf or raw.count(b"\r") != crlf:
+            self.bare_line_end = True
+        piece = raw.replace(b"\r\n.", b"\r\n")
+        if self._virtual:
+            piece = piece[2:]
+            self._virtual = False
+        if not piece:
+            return
+        self.size += len(piece)
+        if self.too_big:
+            return
+        if self._limit and self.size > self._limit:
+            self.too_big = True
+            return
+        self._sink(piece)
+
+
+class CountedChunkReader:
+    """Consume exactly ``count`` octets of a BDAT chunk (RFC 3030), binary-safe.
+
+    ``sink`` is None to discard the chunk (a BDAT that will be refused must still be
+    read so the session stays in sync).
+    """
+
+    __slots__ = ("_sink", "remaining")
+
+    def __init__(self, count: int, sink: Callable[[bytes], None] | None):
+        self._sink = sink
+        self.remaining = count
+
+    def feed(self, data: bytes) -> bytes | None:
+        """Returns None while more octets are due, else the bytes after the chunk."""
+        take = min(self.remaining, len(data))
+        if take and self._sink is not None:
+            self._sink(data[:take] if take < len(data) else data)
+        self.remaining -= take
+        if self.remaining:
+            return None
+        return data[take:]

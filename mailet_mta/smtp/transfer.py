@@ -1,0 +1,155 @@
+"""DATA and BDAT: streaming the body into a blob and the durable hand-off.
+
+The body goes chunk by chunk into ``backend.new_blob_writer()``, behind a
+``Received:`` header. When the data is complete the writer is finished (fsynced in a
+thread when it spilled to a file), the Mail is built and ``backend.accept`` is called;
+only when its Deferred fires does the client get ``250``. Any failure answers ``451
+4.3.0`` and aborts the writer. A connection lost before the end aborts the writer: no
+mail, no blob file.
+
+BDAT chunks are length-framed and binary-safe (RFC 3030): they are not scanned for
+bare CR/LF (no smuggling is possible through a counted chunk).
+"""
+
+from __future__ import annotations
+
+import re
+
+from twisted.internet import defer
+from twisted.logger import Logger
+
+from ..mail import MessageSource
+from .data_reader import CountedChunkReader, DotDataReader
+from .envelope import build_mail, received_header
+
+log = Logger()
+
+_BDAT_RE = re.compile(r"(\d{1,18})(?:[ \t]+(LAST))?\Z", re.IGNORECASE)
+
+
+class TransferMixin:
+    """DATA, BDAT and the commit path for the SMTP protocol."""
+
+    # -- DATA ----------------------------------------------------------------------
+    def do_DATA(self, arg):
+        if arg:
+            return self.reply(501, "5.5.4", "Syntax: DATA")
+        refusal = self._body_refusal()
+        if refusal is not None:
+            return self.reply(*refusal)
+        if self.envelope.bdat_used:
+            return self.reply(503, "5.5.1", "Error: DATA after BDAT")
+        self._start_writer()
+        self._reader = DotDataReader(self._writer.write, self.config.max_message_size)
+        self.reply(354, None, "End data with <CR><LF>.<CR><LF>")
+
+    def _body_refusal(self):
+        if self.envelope is None:
+            return (503, "5.5.1", "Error: need MAIL command")
+        if not self.envelope.recipients:
+            return (554, "5.5.1", "Error: no valid recipients")
+        return None
+
+    def _start_writer(self) -> None:
+        self._writer = self.backend.new_blob_writer()
+        self._writer.write(received_header(self.session, self.envelope, self.server_name))
+
+    def body_received(self):
+        """The body reader saw the end of its data; returns None or a Deferred."""
+        reader, self._reader = self._reader, None
+        if isinstance(reader, DotDataReader):
+            if reader.bare_line_end:
+                return self._fail_body(550, "5.6.11", "Message contains bare CR or LF; "
+                                       "use CRLF line ends")
+            if reader.too_big:
+                return self._fail_body(552, "5.3.4", "Message size exceeds fixed maximum "
+                                       "message size")
+            return self._commit()
+        return self._bdat_chunk_done()
+
+    def _fail_body(self, code, enhanced, text):
+        self.reset_transaction()
+        self.reply(code, enhanced, text)
+
+    # -- BDAT (RFC 3030) -----------------------------------------------------------
+    def do_BDAT(self, arg):
+        m = _BDAT_RE.match(arg)
+        if m is None:
+            # Without a valid count the chunk cannot be skipped: the only safe answer is
+            # to end the session rather than read body bytes as commands.
+            return self.close_with(501, "5.5.4", "Syntax: BDAT <size> [LAST]; closing")
+        size, last = int(m.group(1)), m.group(2) is not None
+        refusal = self._body_refusal()
+        env = self.envelope
+        if refusal is None and env.bdat_failed is not None:
+            refusal = env.bdat_failed
+        sink = None
+        if refusal is None:
+            if not env.bdat_used:
+                env.bdat_used = True
+                self._bdat_size = 0
+                self._start_writer()
+            self._bdat_size += size
+            limit = self.config.max_message_size
+            if limit and self._bdat_size > limit:
+                env.bdat_failed = (552, "5.3.4", "Message size exceeds fixed maximum "
+                                   "message size")
+                self._abort_body()
+            else:
+                sink = self._writer.write
+        self._bdat = (size, last, refusal)
+        self._reader = CountedChunkReader(size, sink)
+        if size == 0:
+            self._reader = None
+            return self._bdat_chunk_done()
+        return None
+
+    def _bdat_chunk_done(self):
+        size, last, refusal = self._bdat
+        env = self.envelope
+        if refusal is None and env is not None and env.bdat_failed is not None:
+            refusal = env.bdat_failed
+        if refusal is not None:
+            self.reset_transaction()
+            return self.reply(*refusal)
+        if last:
+            return self._commit()
+        self.reply(250, "2.0.0", f"{size} octets received")
+
+    # -- commit --------------------------------------------------------------------
+    def _commit(self) -> defer.Deferred:
+        env, writer = self.envelope, self._writer
+        self.envelope, self._writer = None, None
+        session = self.session
+        d = writer.finish()
+
+        def finished(ref):
+            mail = build_mail(session, env, self._message_source(ref, writer))
+            return self.backend.accept(mail, ref)
+
+        def accepted(_):
+            self.reply(250, "2.0.0", f"Ok: queued as {env.name}")
+
+        def failed(failure):
+            log.failure("could not spool mail {name}", failure, name=env.name)
+            writer.abort()
+            self.reply(451, "4.3.0", "Error: could not queue the message, try again later")
+
+        d.addCallback(finished)
+        d.addCallbacks(accepted, failed)
+        return d
+
+    def _message_source(self, ref, writer) -> MessageSource:
+        if ref.data is not None:
+            return MessageSource(ref.data, blob_id=ref.id)
+        custom = getattr(self.backend, "message_source", None)
+        if custom is not None:
+            return custom(ref)
+        path = writer._store.path_for(ref.id)  # the writer's own store: same file it wrote
+        return MessageSource(size=ref.size, loader=path.read_bytes,
+                             opener=lambda: open(path, "rb"), blob_id=ref.id)
+
+    def _abort_body(self) -> None:
+        if self._writer is not None:
+            self._writer.abort()
+            self._writer = None
