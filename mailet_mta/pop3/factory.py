@@ -1,0 +1,128 @@
+"""The POP3 listener: protocol factory and the Twisted service that binds it."""
+
+from __future__ import annotations
+
+from twisted.application import service
+from twisted.internet import defer, endpoints
+from twisted.internet.protocol import ServerFactory
+from twisted.logger import Logger
+from twisted.protocols.tls import TLSMemoryBIOFactory
+
+from .protocol import POP3Server
+
+__all__ = ["POP3ServerFactory", "POP3Service", "make_pop3_service"]
+
+log = Logger(namespace="mailet_mta.pop3")
+
+
+class POP3ServerFactory(ServerFactory):
+    """Builds :class:`POP3Server` sessions for one listener.
+
+    ``tls_context`` (a ``CertificateOptions``) enables STLS; ``clock`` is for tests.
+    Sessions beyond ``config.connection_limit`` get ``-ERR [SYS/TEMP]`` and are closed.
+    """
+
+    protocol = POP3Server
+
+    def __init__(self, config, backend, tls_context=None, clock=None):
+        self.config = config
+        self.backend = backend
+        self.tls_context = tls_context
+        self.clock = clock
+        self.sessions: set = set()
+
+    def buildProtocol(self, addr):
+        proto = _CountedPOP3Server(self.config, self.backend, self.tls_context, self.clock)
+        proto.factory = self
+        return proto
+
+    def over_limit(self) -> bool:
+        limit = self.config.connection_limit
+        return bool(limit) and len(self.sessions) > limit
+
+
+class _CountedPOP3Server(POP3Server):
+    def connectionMade(self) -> None:
+        self.factory.sessions.add(self)
+        if self.factory.over_limit():
+            self.transport.write(b"-ERR [SYS/TEMP] too many connections; try again later\r\n")
+            self._closing = True
+            self.transport.loseConnection()
+            return
+        super().connectionMade()
+
+    def connectionLost(self, reason=None) -> None:
+        self.factory.sessions.discard(self)
+        super().connectionLost(reason)
+
+
+class POP3Service(service.Service):
+    """Listens on ``config.listen``; ``port`` is the bound port once started."""
+
+    def __init__(self, config, backend, reactor=None):
+        self.config = config
+        self.backend = backend
+        self._reactor = reactor
+        self.listening_port = None
+        self.port: int | None = None
+        self.factory: POP3ServerFactory | None = None
+        self.name = f"pop3:{config.name}"
+
+    def _tls_context(self):
+        if self.config.tls is None:
+            return None
+        from ..tls import server_context
+
+        return server_context(self.config.tls)
+
+    @defer.inlineCallbacks
+    def _listen(self):
+        from twisted.internet import reactor as default_reactor
+
+        reactor = self._reactor or default_reactor
+        tls = self._tls_context()
+        implicit = self.config.implicit_tls
+        self.factory = POP3ServerFactory(self.config, self.backend,
+                                         None if implicit else tls)
+        factory = self.factory
+        listen = self.config.listen
+        if implicit and not listen.startswith("ssl:"):
+            if tls is None:
+                from ..api import ConfigurationError
+
+                raise ConfigurationError(
+                    f"pop3server {self.config.name}: implicitTLS needs a tls certificate",
+                    self.config.source)
+            factory = TLSMemoryBIOFactory(tls, False, factory)
+        endpoint = endpoints.serverFromString(reactor, listen)
+        self.listening_port = yield endpoint.listen(factory)
+        self.port = self.listening_port.getHost().port
+        log.info("POP3 {name} listening on port {port}", name=self.config.name,
+                 port=self.port)
+        return self.port
+
+    def startService(self) -> None:
+        super().startService()
+        self.started = self._listen()
+        self.started.addErrback(self._failed)
+
+    def _failed(self, failure):
+        log.failure("POP3 {name} could not listen on {listen}", failure,
+                    name=self.config.name, listen=self.config.listen)
+        return failure
+
+    def stopService(self):
+        super().stopService()
+        port, self.listening_port = self.listening_port, None
+        sessions = list(self.factory.sessions) if self.factory else []
+        for session in sessions:
+            session.transport.loseConnection()
+        if port is not None:
+            return defer.maybeDeferred(port.stopListening)
+        return defer.succeed(None)
+
+
+def make_pop3_service(config, backend, reactor=None) -> POP3Service:
+    """An IService listening per ``config`` (a POP3ServerConfig); after start,
+    ``service.started`` fires with the bound port and ``service.port`` holds it."""
+    return POP3Service(config, backend, reactor)

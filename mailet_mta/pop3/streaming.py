@@ -1,0 +1,174 @@
+"""Sending a message for RETR/TOP: chunked, byte-stuffed, with flow control.
+
+Byte-stuffing (RFC 1939 §3) doubles a '.' at the start of **every** line — the first
+line of the message and lines that begin exactly at a chunk boundary included — so a
+line holding only '.' never ends the response early. A message that does not end with
+a line break gets CRLF before the terminating ``.CRLF``.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Iterator
+
+from twisted.internet import defer
+from twisted.internet.interfaces import IPullProducer
+from zope.interface import implementer
+
+__all__ = ["ByteStuffer", "TopFilter", "MessageStreamer", "CHUNK"]
+
+CHUNK = 64 * 1024
+
+
+class ByteStuffer:
+    """Dot-stuffs a stream of chunks, remembering whether a line starts next."""
+
+    def __init__(self):
+        self.at_line_start = True
+
+    def stuff(self, chunk: bytes) -> bytes:
+        if not chunk:
+            return chunk
+        if self.at_line_start and chunk[:1] == b".":
+            chunk = b"." + chunk
+        chunk = chunk.replace(b"\n.", b"\n..")
+        self.at_line_start = chunk[-1:] == b"\n"
+        return chunk
+
+
+class TopFilter:
+    """Passes the header block, the blank line and then ``lines`` body lines (TOP)."""
+
+    def __init__(self, lines: int):
+        self.remaining = lines
+        self.in_headers = True
+        self.line_chars = 0           # non-CR/LF octets seen on the current header line
+        self.done = False
+
+    def feed(self, chunk: bytes) -> bytes:
+        if self.done:
+            return b""
+        pos, n = 0, len(chunk)
+        while pos < n:
+            if not self.in_headers and self.remaining <= 0:
+                self.done = True
+                return chunk[:pos]
+            nl = chunk.find(b"\n", pos)
+            end = n if nl < 0 else nl + 1
+            if self.in_headers:
+                self.line_chars += len(chunk[pos:end].strip(b"\r\n"))
+                if nl >= 0:
+                    if self.line_chars == 0:
+                        self.in_headers = False
+                    self.line_chars = 0
+            elif nl >= 0:
+                self.remaining -= 1
+            pos = end
+        if not self.in_headers and self.remaining <= 0:
+            self.done = True
+        return chunk
+
+
+def content_chunks(content, chunk_size: int = CHUNK) -> Iterator[bytes]:
+    """The prefix, then the blob in ``chunk_size`` pieces (one open file at a time)."""
+    if content.prefix:
+        yield content.prefix
+    source = content.source
+    if source.in_memory:
+        data = source.read()
+        for start in range(0, len(data), chunk_size):
+            yield data[start:start + chunk_size]
+        return
+    with source.open() as f:
+        while True:
+            block = f.read(chunk_size)
+            if not block:
+                return
+            yield block
+
+
+@implementer(IPullProducer)
+class MessageStreamer:
+    """Writes ``status`` + the message + ``.CRLF`` to ``transport`` as it drains.
+
+    The status line and the first chunk go out in one write; a message that fits in
+    one chunk needs no producer at all. ``done`` fires with True when the whole
+    response was written, False when the connection stopped it.
+    """
+
+    def __init__(self, transport, status: bytes, chunks: Iterator[bytes],
+                 top_lines: int | None = None, on_activity: Callable[[], None] = None):
+        self.transport = transport
+        self.status = status
+        self.chunks = chunks
+        self.top = TopFilter(top_lines) if top_lines is not None else None
+        self.stuffer = ByteStuffer()
+        self.on_activity = on_activity or (lambda: None)
+        self.done: defer.Deferred = defer.Deferred()
+        self._registered = False
+        self._finished = False
+
+    def start(self) -> defer.Deferred:
+        first = self._next()
+        if first is None:
+            self.transport.write(self.status + self._terminator())
+            self._finish(True)
+            return self.done
+        following = self._next()
+        if following is None:
+            self.transport.write(self.status + first + self._terminator())
+            self._finish(True)
+            return self.done
+        self.transport.write(self.status + first)
+        self._pending = following
+        self._registered = True
+        self.transport.registerProducer(self, False)
+        return self.done
+
+    def _next(self) -> bytes | None:
+        """The next non-empty stuffed chunk, or None at the end."""
+        while True:
+            if self.top is not None and self.top.done:
+                return None
+            try:
+                chunk = next(self.chunks)
+            except StopIteration:
+                return None
+            if self.top is not None:
+                chunk = self.top.feed(chunk)
+            if chunk:
+                return self.stuffer.stuff(chunk)
+
+    def _terminator(self) -> bytes:
+        return (b".\r\n" if self.stuffer.at_line_start else b"\r\n.\r\n")
+
+    def resumeProducing(self) -> None:
+        if self._finished:
+            return
+        self.on_activity()
+        chunk, self._pending = self._pending, None
+        if chunk is None:
+            self.transport.unregisterProducer()
+            self._registered = False
+            self.transport.write(self._terminator())
+            self._finish(True)
+            return
+        self._pending = self._next()
+        if self._pending is None:
+            self.transport.unregisterProducer()
+            self._registered = False
+            self.transport.write(chunk + self._terminator())
+            self._finish(True)
+        else:
+            self.transport.write(chunk)
+
+    def stopProducing(self) -> None:
+        self._finish(False)
+
+    def _finish(self, complete: bool) -> None:
+        if self._finished:
+            return
+        self._finished = True
+        close = getattr(self.chunks, "close", None)
+        if close is not None:
+            close()
+        self.done.callback(complete)

@@ -1,0 +1,125 @@
+"""Checking a user name and password for SMTP AUTH and POP3 logins.
+
+Lookup and argon2 verification run on the database's reader threads, never on the
+reactor. A failed attempt is answered only after ``failure_delay`` seconds, and
+:class:`~mailet_mta.storage.auth_throttle.AuthThrottle` refuses addresses that keep
+failing. Unknown users cost the same time as wrong passwords (no user-name oracle).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from twisted.internet import defer, task
+from twisted.logger import Logger
+
+from . import passwords, schema
+from .auth_throttle import AuthThrottle
+from .users import UserError, normalise_user
+
+__all__ = ["Authenticator", "AuthResult"]
+
+log = Logger(namespace="mailet_mta.auth")
+
+
+@dataclass(frozen=True)
+class AuthResult:
+    """The outcome of one login: the canonical user name, or why there is none."""
+
+    user: str | None
+    throttled: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.user is not None
+
+
+class Authenticator:
+    """Verifies credentials against the users table.
+
+    ``default_domain`` lets a bare name ``bob`` log in as ``bob@<default_domain>``
+    (the primary servername); full addresses always work.
+    """
+
+    def __init__(self, db, clock=None, failure_delay: float = 1.0,
+                 throttle: AuthThrottle | None = None, default_domain: str | None = None):
+        if clock is None:
+            from twisted.internet import reactor as clock
+        self.db = db
+        self.clock = clock
+        self.failure_delay = failure_delay
+        self.throttle = throttle if throttle is not None else AuthThrottle(clock)
+        self.default_domain = default_domain
+
+    def is_throttled(self, client_ip: str) -> bool:
+        """True while logins from ``client_ip`` are refused without a check."""
+        return self.throttle.is_throttled(client_ip)
+
+    def authenticate(self, username: str, password: str, client_ip: str) -> defer.Deferred:
+        """Deferred → the canonical user name, or None (wrong, unknown or throttled)."""
+        return self.check(username, password, client_ip).addCallback(lambda r: r.user)
+
+    @defer.inlineCallbacks
+    def check(self, username: str, password: str, client_ip: str):
+        """Deferred → :class:`AuthResult` (tells a throttled attempt apart)."""
+        if self.throttle.is_throttled(client_ip):
+            return AuthResult(None, throttled=True)
+        user = None
+        try:
+            user = yield self.db.read(self._verify, username, password)
+        except Exception:
+            log.failure("password check for {user!r} failed", user=username)
+            raise
+        if user is not None:
+            self.throttle.record_success(client_ip)
+            return AuthResult(user)
+        throttled = self.throttle.record_failure(client_ip)
+        if self.failure_delay > 0:
+            yield task.deferLater(self.clock, self.failure_delay, lambda: None)
+        return AuthResult(None, throttled=throttled)
+
+    def _candidates(self, username: str) -> list[str]:
+        username = (username or "").strip()
+        if "@" not in username and self.default_domain:
+            username = f"{username}@{self.default_domain}"
+        try:
+            return [normalise_user(username)]
+        except UserError:
+            return []
+
+    def _verify(self, conn, username: str, password: str) -> str | None:
+        """On a reader thread: look the user up, verify, upgrade an old hash."""
+        from sqlalchemy import select
+
+        u = schema.users
+        for name in self._candidates(username):
+            stored = conn.execute(select(u.c.password_hash).where(u.c.name == name)).scalar()
+            if stored is None:
+                break
+            if not passwords.verify_password(stored, password):
+                return None
+            if passwords.needs_rehash(stored):
+                fresh = passwords.hash_password(password)
+                self._on_reactor(self._store_rehash, name, stored, fresh)
+            return name
+        passwords.dummy_verify(password or "")
+        return None
+
+    @staticmethod
+    def _on_reactor(fn, *args) -> None:
+        from twisted.internet import reactor
+
+        reactor.callFromThread(fn, *args)
+
+    def _store_rehash(self, name: str, stored: str, fresh: str) -> None:
+        """Replace an outdated hash (only if nobody changed the password meanwhile)."""
+        from sqlalchemy import update
+
+        u = schema.users
+
+        def write(conn):
+            conn.execute(update(u).where((u.c.name == name) & (u.c.password_hash == stored))
+                         .values(password_hash=fresh))
+
+        self.db.write(write).addErrback(
+            lambda f: log.failure("storing a rehashed password failed", f))

@@ -1,0 +1,121 @@
+"""Named mail repositories (``error``, ``relay-denied``, …): the ``repository_mails`` table.
+
+A repository keeps whole mails — envelope, attributes, error message and a reference
+to the (shared) message blob — for an operator to inspect, remove or send back into
+the spool (:func:`reprocess`).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+
+from sqlalchemy import delete, func, insert, select
+from sqlalchemy.engine import Connection
+
+from . import schema
+
+__all__ = ["RepositoryMail", "store", "list_mails", "get", "remove", "names", "reprocess"]
+
+_R = schema.repository_mails
+
+
+@dataclass
+class RepositoryMail:
+    """One stored mail: its envelope and where its message is."""
+
+    id: int
+    repository: str
+    name: str
+    state: str
+    sender: str | None
+    recipients: list[str]
+    attributes: dict = field(default_factory=dict)
+    error_message: str | None = None
+    remote_addr: str = ""
+    remote_host: str = ""
+    blob_id: str = ""
+    created: float = 0.0
+
+
+def _from_row(row) -> RepositoryMail:
+    return RepositoryMail(
+        id=row.id, repository=row.repository, name=row.name, state=row.state,
+        sender=row.sender, recipients=json.loads(row.recipients),
+        attributes=json.loads(row.attributes), error_message=row.error_message,
+        remote_addr=row.remote_addr, remote_host=row.remote_host, blob_id=row.blob_id,
+        created=row.created)
+
+
+def store(conn: Connection, repository: str, mail, blob_id: str) -> int:
+    """Keep ``mail`` (a Mail) in ``repository`` with its message in blob ``blob_id``; → id."""
+    res = conn.execute(insert(_R).values(
+        repository=repository, name=mail.name, state=mail.state,
+        sender=None if mail.sender is None else str(mail.sender),
+        recipients=json.dumps([str(r) for r in mail.recipients]),
+        attributes=json.dumps(mail.attributes, default=str),
+        error_message=mail.error_message, remote_addr=mail.remote_addr or "",
+        remote_host=mail.remote_host or "", blob_id=blob_id, created=time.time()))
+    return res.inserted_primary_key[0]
+
+
+def list_mails(conn: Connection, repository: str | None = None,
+               limit: int | None = None) -> list[RepositoryMail]:
+    """Mails of one repository (or all), oldest first."""
+    query = select(_R).order_by(_R.c.id)
+    if repository is not None:
+        query = query.where(_R.c.repository == repository)
+    if limit is not None:
+        query = query.limit(limit)
+    return [_from_row(row) for row in conn.execute(query)]
+
+
+def get(conn: Connection, mail_id: int) -> RepositoryMail | None:
+    row = conn.execute(select(_R).where(_R.c.id == mail_id)).first()
+    return _from_row(row) if row else None
+
+
+def remove(conn: Connection, mail_id: int) -> bool:
+    """Delete one stored mail; False when there was none with that id."""
+    return conn.execute(delete(_R).where(_R.c.id == mail_id)).rowcount == 1
+
+
+def names(conn: Connection) -> list[tuple[str, int]]:
+    """[(repository name, mail count)] sorted by name."""
+    rows = conn.execute(select(_R.c.repository, func.count()).group_by(_R.c.repository)
+                        .order_by(_R.c.repository))
+    return [(name, count) for name, count in rows]
+
+
+def reprocess(conn: Connection, repository: str, state: str | None = None,
+              mail_id: int | None = None) -> list[str]:
+    """Move the mails of ``repository`` back into the spool; → their spool names.
+
+    Each becomes an unowned spool row in ``state`` (default: the state it was stored
+    with, else ``root``) with ``tries`` 0, so a running server picks it up when it next
+    polls the spool. The repository rows are removed in the same transaction.
+    """
+    from ..mail import new_mail_name
+
+    query = select(_R).where(_R.c.repository == repository).order_by(_R.c.id)
+    if mail_id is not None:
+        query = query.where(_R.c.id == mail_id)
+    stored = [_from_row(row) for row in conn.execute(query)]
+    sp = schema.spool
+    now = time.time()
+    names_out = []
+    for mail in stored:
+        name = mail.name
+        if conn.execute(select(sp.c.name).where(sp.c.name == name)).first() is not None:
+            name = new_mail_name()
+        conn.execute(insert(sp).values(
+            name=name, state=state or mail.state or "root", sender=mail.sender,
+            recipients=json.dumps(mail.recipients), attributes=json.dumps(mail.attributes),
+            error_message=mail.error_message, remote_addr=mail.remote_addr,
+            remote_host=mail.remote_host, helo=None, auth_user=None, blob_id=mail.blob_id,
+            tries=0, not_before=0.0, created=now, last_updated=now, owner=None,
+            lease_until=None))
+        conn.execute(delete(_R).where(_R.c.id == mail.id))
+        names_out.append(name)
+    return names_out

@@ -1,0 +1,165 @@
+"""Mailboxes, messages, quotas, mailbox leases and repositories on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import pytest
+
+from mailet_mta.address import MailAddress
+from mailet_mta.mail import Mail
+from mailet_mta.storage import domains, mailboxes, repositories, users
+from mailet_mta.storage.blobs import BlobStore
+from mailet_mta.storage.db import Database
+from mailet_mta.storage.mailbox_locks import acquire_lock, refresh_lock, release_lock
+
+
+@pytest.fixture
+def db(db_url):
+    database = Database(db_url)
+    database.upgrade()
+    with database.transaction() as conn:
+        domains.add_domain(conn, "example.com")
+        users.add_user(conn, "bob@example.com", "h")
+        users.add_user(conn, "amy@example.com", "h", quota=200)
+    yield database
+    database.engine.dispose()
+
+
+@pytest.fixture
+def blobs(tmp_path):
+    return BlobStore(tmp_path / "blobs", inline_limit=100)
+
+
+def _deliver(db, blobs, user, body: bytes, prefix=b"Delivered-To: x@example.com\r\n"):
+    ref = blobs.from_bytes(body)
+    with db.transaction() as conn:
+        BlobStore.insert_row(conn, ref)
+        return mailboxes.store_message(conn, user, "INBOX", ref.id, prefix, ref.size)
+
+
+def test_uids_are_allocated_in_order_and_sizes_include_the_prefix(db, blobs):
+    assert _deliver(db, blobs, "bob@example.com", b"Subject: 1\r\n\r\none\r\n") == 1
+    assert _deliver(db, blobs, "bob@example.com", b"Subject: 2\r\n\r\ntwo\r\n") == 2
+    with db.transaction() as conn:
+        listed = mailboxes.list_messages(conn, "bob@example.com")
+    assert [m.uid for m in listed] == [1, 2]
+    prefix_len = len(b"Delivered-To: x@example.com\r\n")
+    assert listed[0].size == prefix_len + len(b"Subject: 1\r\n\r\none\r\n")
+    assert len({m.uidl for m in listed}) == 2
+
+
+def test_two_messages_share_one_blob(db, blobs):
+    ref = blobs.from_bytes(b"Subject: shared\r\n\r\nbody\r\n")
+    with db.transaction() as conn:
+        BlobStore.insert_row(conn, ref)
+        mailboxes.store_message(conn, "bob@example.com", "INBOX", ref.id, b"", ref.size)
+        mailboxes.store_message(conn, "amy@example.com", "INBOX", ref.id, b"", ref.size)
+    with db.transaction() as conn:
+        a = mailboxes.list_messages(conn, "bob@example.com")[0]
+        b = mailboxes.list_messages(conn, "amy@example.com")[0]
+        ca = mailboxes.message_content(conn, blobs, a.id)
+        cb = mailboxes.message_content(conn, blobs, b.id)
+    assert ca.source.blob_id == cb.source.blob_id == ref.id
+
+
+def test_content_of_a_file_blob_is_prefix_plus_file(db, blobs):
+    body = b"Subject: big\r\n\r\n" + b"x" * 500 + b"\r\n"
+    _deliver(db, blobs, "bob@example.com", body, prefix=b"Return-Path: <>\r\n")
+    with db.transaction() as conn:
+        info = mailboxes.list_messages(conn, "bob@example.com")[0]
+        content = mailboxes.message_content(conn, blobs, info.id)
+    assert not content.source.in_memory
+    with content.source.open() as f:
+        assert content.prefix + f.read() == b"Return-Path: <>\r\n" + body
+    assert content.size == info.size
+
+
+def test_quota_exceeded_is_refused_and_stores_nothing(db, blobs):
+    _deliver(db, blobs, "amy@example.com", b"x" * 100, prefix=b"")
+    with pytest.raises(mailboxes.QuotaExceeded) as err:
+        _deliver(db, blobs, "amy@example.com", b"y" * 101, prefix=b"")
+    assert str(err.value).startswith("552 5.2.2 <amy@example.com>")
+    with db.transaction() as conn:
+        assert mailboxes.quota_usage(conn, "amy@example.com") == 100
+        assert len(mailboxes.list_messages(conn, "amy@example.com")) == 1
+
+
+def test_delete_messages_removes_only_the_given_rows(db, blobs):
+    for i in range(3):
+        _deliver(db, blobs, "bob@example.com", b"m%d\r\n" % i)
+    with db.transaction() as conn:
+        ids = [m.id for m in mailboxes.list_messages(conn, "bob@example.com")]
+        assert mailboxes.delete_messages(conn, ids[:2]) == 2
+        assert [m.id for m in mailboxes.list_messages(conn, "bob@example.com")] == ids[2:]
+
+
+def test_mailbox_summary_counts_messages_and_octets(db, blobs):
+    _deliver(db, blobs, "bob@example.com", b"abc\r\n", prefix=b"")
+    with db.transaction() as conn:
+        assert mailboxes.mailbox_summary(conn, "bob@example.com") == [("INBOX", 1, 5)]
+        assert mailboxes.list_messages(conn, "nobody@example.com") == []
+
+
+def test_removing_a_user_removes_their_messages(db, blobs):
+    _deliver(db, blobs, "bob@example.com", b"abc\r\n")
+    with db.transaction() as conn:
+        users.remove_user(conn, "bob@example.com")
+        assert mailboxes.list_messages(conn, "bob@example.com") == []
+
+
+def test_mailbox_lease_is_exclusive_until_it_expires(db):
+    with db.transaction() as conn:
+        assert acquire_lock(conn, "bob@example.com", "node-a", 60, now=1000)
+        assert not acquire_lock(conn, "bob@example.com", "node-b", 60, now=1010)
+        assert refresh_lock(conn, "bob@example.com", "node-a", 60, now=1050)
+        assert not acquire_lock(conn, "bob@example.com", "node-b", 60, now=1100)
+        assert acquire_lock(conn, "bob@example.com", "node-b", 60, now=1111)   # expired
+        assert not refresh_lock(conn, "bob@example.com", "node-a", 60, now=1112)
+        release_lock(conn, "bob@example.com", "node-a")        # not ours any more: no-op
+        assert not acquire_lock(conn, "bob@example.com", "node-c", 60, now=1113)
+        release_lock(conn, "bob@example.com", "node-b")
+        assert acquire_lock(conn, "bob@example.com", "node-c", 60, now=1114)
+
+
+def _mail(name="m1"):
+    return Mail(name, sender=MailAddress.parse("a@remote.example"),
+                recipients=[MailAddress.parse("bob@example.com")], state="error",
+                attributes={"k": [1, 2]}, error_message="550 nope",
+                remote_addr="192.0.2.1", remote_host="client.example")
+
+
+def test_repository_store_list_get_remove(db, blobs):
+    ref = blobs.from_bytes(b"Subject: x\r\n\r\nbody\r\n")
+    with db.transaction() as conn:
+        BlobStore.insert_row(conn, ref)
+        mid = repositories.store(conn, "error", _mail(), ref.id)
+        repositories.store(conn, "relay-denied", _mail("m2"), ref.id)
+    with db.transaction() as conn:
+        assert repositories.names(conn) == [("error", 1), ("relay-denied", 1)]
+        stored = repositories.get(conn, mid)
+        assert stored.sender == "a@remote.example"
+        assert stored.recipients == ["bob@example.com"]
+        assert stored.attributes == {"k": [1, 2]}
+        assert stored.error_message == "550 nope"
+        assert [m.name for m in repositories.list_mails(conn, "error")] == ["m1"]
+        assert repositories.remove(conn, mid)
+        assert not repositories.remove(conn, mid)
+        assert repositories.get(conn, mid) is None
+
+
+def test_reprocess_puts_mails_back_into_the_spool_unowned(db, blobs):
+    from sqlalchemy import select
+
+    from mailet_mta.storage import schema
+
+    ref = blobs.from_bytes(b"Subject: x\r\n\r\nbody\r\n")
+    with db.transaction() as conn:
+        BlobStore.insert_row(conn, ref)
+        repositories.store(conn, "error", _mail("m1"), ref.id)
+        repositories.store(conn, "error", _mail("m2"), ref.id)
+    with db.transaction() as conn:
+        assert repositories.reprocess(conn, "error", state="transport") == ["m1", "m2"]
+    with db.transaction() as conn:
+        rows = conn.execute(select(schema.spool).order_by(schema.spool.c.name)).all()
+        assert repositories.names(conn) == []
+    assert [(r.name, r.state, r.owner, r.tries, r.blob_id) for r in rows] == [
+        ("m1", "transport", None, 0, ref.id), ("m2", "transport", None, 0, ref.id)]

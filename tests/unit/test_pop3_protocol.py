@@ -1,0 +1,493 @@
+"""POP3 session rules, driven through StringTransport (no sockets)."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+from twisted.internet import defer, task
+from twisted.internet.testing import StringTransport
+
+from mailet_mta.config.model import POP3ServerConfig
+from mailet_mta.pop3.factory import POP3ServerFactory
+from pop3_memory_backend import MemoryBackend
+
+
+class TLSStringTransport(StringTransport):
+    def __init__(self):
+        super().__init__(peerAddress=None)
+        self.tls_started = None
+
+    def startTLS(self, ctx):
+        self.tls_started = ctx
+
+
+class Session:
+    def __init__(self, backend=None, config=None, tls_context=None):
+        self.clock = task.Clock()
+        self.backend = backend or MemoryBackend()
+        self.config = config or POP3ServerConfig(connection_timeout=60)
+        self.factory = POP3ServerFactory(self.config, self.backend, tls_context, self.clock)
+        self.proto = self.factory.buildProtocol(None)
+        self.transport = TLSStringTransport()
+        self.proto.makeConnection(self.transport)
+        self.greeting = self.take()
+
+    def take(self) -> bytes:
+        self.drive()
+        out = self.transport.value()
+        self.transport.clear()
+        return out
+
+    def drive(self):
+        while self.transport.producer is not None:
+            self.transport.producer.resumeProducing()
+
+    def send(self, data: bytes) -> bytes:
+        self.proto.dataReceived(data)
+        return self.take()
+
+    def cmd(self, line: str) -> bytes:
+        return self.send(line.encode() + b"\r\n")
+
+    def login(self, user="bob@example.com", password="secret") -> bytes:
+        assert self.cmd(f"USER {user}").startswith(b"+OK")
+        return self.cmd(f"PASS {password}")
+
+
+def _box(*bodies, prefix=b""):
+    backend = MemoryBackend()
+    for body in bodies:
+        backend.add("bob@example.com", body, prefix)
+    return backend
+
+
+BODY1 = b"Subject: one\r\n\r\nhello\r\n"
+BODY2 = b"Subject: two\r\n\r\nworld, longer\r\n"
+
+
+def test_greeting_is_ok():
+    assert Session().greeting.startswith(b"+OK ")
+
+
+def test_user_pass_login_reports_the_maildrop():
+    s = Session(_box(BODY1, BODY2))
+    assert s.login() == b"+OK bob@example.com has 2 messages (%d octets)\r\n" % (
+        len(BODY1) + len(BODY2))
+
+
+def test_wrong_password_is_auth_error_and_session_continues():
+    s = Session()
+    assert s.login(password="nope").startswith(b"-ERR [AUTH] ")
+    assert s.login().startswith(b"+OK")
+
+
+def test_third_failed_login_closes_the_connection():
+    s = Session()
+    for _ in range(3):
+        reply = s.login(password="nope")
+    assert reply.startswith(b"-ERR [AUTH]")
+    assert s.transport.disconnecting
+
+
+def test_throttled_address_gets_sys_temp():
+    backend = MemoryBackend()
+    backend.throttled.add("192.168.1.1")
+    s = Session(backend)
+    assert s.login().startswith(b"-ERR [SYS/TEMP] ")
+
+
+def test_pass_without_user_is_refused():
+    assert Session().cmd("PASS secret").startswith(b"-ERR")
+
+
+def test_password_may_contain_spaces():
+    backend = MemoryBackend(users={"bob@example.com": " two words "})
+    s = Session(backend)
+    assert s.login(password=" two words ").startswith(b"+OK")
+
+
+def test_transaction_commands_are_refused_before_login():
+    s = Session(_box(BODY1))
+    for command in ("STAT", "LIST", "RETR 1", "DELE 1", "UIDL", "TOP 1 0", "RSET", "LAST",
+                    "NOOP"):
+        assert s.cmd(command).startswith(b"-ERR"), command
+    assert s.login().startswith(b"+OK")
+
+
+def test_unknown_command_gets_err_and_session_goes_on():
+    s = Session(_box(BODY1))
+    assert s.cmd("XYZZY").startswith(b"-ERR unknown command")
+    s.login()
+    assert s.cmd("FROB 1").startswith(b"-ERR")
+    assert s.cmd("STAT").startswith(b"+OK 1 ")
+
+
+def test_relogin_mid_session_is_refused():
+    """Twisted allowed USER/PASS again in TRANSACTION (twisted-mail.md §3)."""
+    s = Session(_box(BODY1))
+    s.login()
+    assert s.cmd("USER other@example.com").startswith(b"-ERR")
+    assert s.cmd("PASS x").startswith(b"-ERR")
+    assert s.cmd("AUTH PLAIN AGJvYgBzZWNyZXQ=").startswith(b"-ERR")
+    assert s.cmd("STAT").startswith(b"+OK 1 ")
+
+
+def test_stat_list_uidl_answer_from_the_index():
+    s = Session(_box(BODY1, BODY2))
+    s.login()
+    assert s.cmd("STAT") == b"+OK 2 %d\r\n" % (len(BODY1) + len(BODY2))
+    assert s.cmd("LIST") == b"+OK 2 messages (%d octets)\r\n1 %d\r\n2 %d\r\n.\r\n" % (
+        len(BODY1) + len(BODY2), len(BODY1), len(BODY2))
+    assert s.cmd("LIST 2") == b"+OK 2 %d\r\n" % len(BODY2)
+    assert s.cmd("UIDL") == b"+OK unique-id listing follows\r\n1 uid-1\r\n2 uid-2\r\n.\r\n"
+    assert s.cmd("UIDL 1") == b"+OK 1 uid-1\r\n"
+
+
+def test_retr_sends_octet_count_equal_to_list_size():
+    s = Session(_box(BODY1, prefix=b"Delivered-To: bob@example.com\r\n"))
+    s.login()
+    size = int(s.cmd("LIST 1").split()[2])
+    reply = s.cmd("RETR 1")
+    head, _, rest = reply.partition(b"\r\n")
+    assert head == b"+OK %d octets" % size
+    assert rest == b"Delivered-To: bob@example.com\r\n" + BODY1 + b".\r\n"
+    assert len(rest) - len(b".\r\n") == size
+
+
+def test_dele_hides_the_message_until_quit_and_deletes_at_quit():
+    backend = _box(BODY1, BODY2)
+    s = Session(backend)
+    s.login()
+    assert s.cmd("DELE 1") == b"+OK message 1 deleted\r\n"
+    assert s.cmd("STAT") == b"+OK 1 %d\r\n" % len(BODY2)
+    assert s.cmd("LIST") == b"+OK 1 messages (%d octets)\r\n2 %d\r\n.\r\n" % (
+        len(BODY2), len(BODY2))
+    assert s.cmd("UIDL") == b"+OK unique-id listing follows\r\n2 uid-2\r\n.\r\n"
+    assert s.cmd("RETR 1").startswith(b"-ERR no such message")
+    assert s.cmd("DELE 1").startswith(b"-ERR")
+    assert s.cmd("LIST 1").startswith(b"-ERR")
+    assert backend.deleted == []
+    assert s.cmd("QUIT") == b"+OK bye (1 messages deleted)\r\n"
+    assert backend.deleted == [1]
+    assert s.transport.disconnecting
+    assert backend.locks == {}
+
+
+def test_rset_restores_deleted_messages():
+    backend = _box(BODY1, BODY2)
+    s = Session(backend)
+    s.login()
+    s.cmd("DELE 1")
+    s.cmd("DELE 2")
+    assert s.cmd("RSET").startswith(b"+OK maildrop has 2 messages")
+    assert s.cmd("STAT").startswith(b"+OK 2 ")
+    s.cmd("QUIT")
+    assert backend.deleted == []
+
+
+def test_dropped_connection_deletes_nothing_and_releases_the_lock():
+    backend = _box(BODY1)
+    s = Session(backend)
+    s.login()
+    s.cmd("DELE 1")
+    s.proto.connectionLost(None)
+    assert backend.deleted == []
+    assert backend.locks == {}
+
+
+@pytest.mark.parametrize("arg", ["0", "abc", "999", "-1", "1 2", "", "1.0", "+1"])
+def test_dele_with_a_bad_message_number_is_err(arg):
+    """Twisted: DELE 0 deleted the last message, DELE 999 said +OK, DELE abc dropped
+    the session (twisted-mail.md §3)."""
+    backend = _box(BODY1, BODY2)
+    s = Session(backend)
+    s.login()
+    assert s.cmd(f"DELE {arg}".strip()).startswith(b"-ERR")
+    assert s.cmd("STAT").startswith(b"+OK 2 ")
+    s.cmd("QUIT")
+    assert backend.deleted == []
+
+
+def test_second_session_on_the_same_mailbox_is_in_use():
+    backend = _box(BODY1)
+    first = Session(backend)
+    first.login()
+    second = Session(backend)
+    assert second.login().startswith(b"-ERR [IN-USE] ")
+    first.cmd("QUIT")
+    assert second.login().startswith(b"+OK")
+
+
+def test_byte_stuffing_of_the_first_line_and_of_lone_dots():
+    """Twisted never stuffed the first line (twisted-mail.md §3)."""
+    body = b".starts with dot\r\nmiddle\r\n.\r\n..two\r\nend\r\n"
+    s = Session(_box(body))
+    s.login()
+    reply = s.cmd("RETR 1")
+    assert reply.split(b"\r\n", 1)[1] == (
+        b"..starts with dot\r\nmiddle\r\n..\r\n...two\r\nend\r\n.\r\n")
+
+
+def test_byte_stuffing_across_chunk_boundaries():
+    """Twisted missed dots at 16 KiB boundaries; a lone '.' there truncated the
+    message (twisted-mail.md §3)."""
+    from mailet_mta.pop3 import streaming
+
+    line = b"x" * (streaming.CHUNK - 2) + b"\r\n"        # the next line starts a chunk
+    body = line + b".\r\n" + line + b".dot\r\n" + b"tail\r\n"
+    s = Session(_box(body))
+    s.login()
+    reply = s.cmd("RETR 1").split(b"\r\n", 1)[1]
+    assert reply == line + b"..\r\n" + line + b"..dot\r\ntail\r\n.\r\n"
+
+
+def test_crlf_message_is_not_sent_as_cr_cr_lf():
+    """Twisted sent CRLF-stored messages as CR CR LF (twisted-mail.md §3)."""
+    s = Session(_box(BODY1))
+    s.login()
+    assert b"\r\r\n" not in s.cmd("RETR 1")
+
+
+def test_message_without_final_line_break_gets_crlf_before_the_terminator():
+    s = Session(_box(b"Subject: x\r\n\r\nno newline"))
+    s.login()
+    assert s.cmd("RETR 1").endswith(b"\r\nno newline\r\n.\r\n")
+
+
+def test_top_sends_headers_blank_line_and_n_body_lines():
+    body = b"Subject: t\r\nFrom: a@b\r\n\r\nl1\r\nl2\r\n.l3\r\nl4\r\n"
+    s = Session(_box(body, prefix=b"Return-Path: <a@b>\r\n"))
+    s.login()
+    assert s.cmd("TOP 1 0") == (b"+OK top of message follows\r\nReturn-Path: <a@b>\r\n"
+                                b"Subject: t\r\nFrom: a@b\r\n\r\n.\r\n")
+    assert s.cmd("TOP 1 3").endswith(b"\r\n\r\nl1\r\nl2\r\n..l3\r\n.\r\n")
+    assert s.cmd("TOP 1 99").endswith(b"l4\r\n.\r\n")
+    assert s.cmd("TOP 1").startswith(b"-ERR")
+    assert s.cmd("TOP 1 x").startswith(b"-ERR")
+    assert s.cmd("TOP 9 1").startswith(b"-ERR")
+
+
+def test_top_on_a_message_without_body():
+    s = Session(_box(b"Subject: only headers\r\n"))
+    s.login()
+    assert s.cmd("TOP 1 5") == b"+OK top of message follows\r\nSubject: only headers\r\n.\r\n"
+
+
+def test_last_reports_the_highest_retrieved_message():
+    s = Session(_box(BODY1, BODY2))
+    s.login()
+    assert s.cmd("LAST") == b"+OK 0\r\n"
+    s.cmd("RETR 2")
+    s.cmd("RETR 1")
+    assert s.cmd("LAST") == b"+OK 2\r\n"
+    s.cmd("RSET")
+    assert s.cmd("LAST") == b"+OK 0\r\n"
+
+
+def test_noop():
+    s = Session()
+    s.login()
+    assert s.cmd("NOOP") == b"+OK\r\n"
+
+
+def test_capa_lists_rfc2449_capabilities():
+    s = Session(tls_context=object())
+    caps = s.cmd("CAPA").split(b"\r\n")
+    assert caps[0].startswith(b"+OK")
+    for cap in (b"TOP", b"UIDL", b"USER", b"RESP-CODES", b"AUTH-RESP-CODE", b"PIPELINING",
+                b"SASL PLAIN", b"STLS", b"IMPLEMENTATION mailet-mta"):
+        assert cap in caps
+    assert b"PIPELINE" not in caps          # Twisted's misspelling (twisted-mail.md §3)
+    assert caps[-2:] == [b".", b""]
+
+
+def test_capa_without_tls_context_has_no_stls():
+    assert b"STLS" not in Session().cmd("CAPA")
+
+
+def test_capa_after_login_has_no_user_or_stls():
+    s = Session(tls_context=object())
+    s.login()
+    caps = s.cmd("CAPA")
+    assert b"STLS" not in caps and b"\r\nUSER\r\n" not in caps
+
+
+def test_stls_starts_tls_and_discards_pipelined_input():
+    ctx = object()
+    s = Session(tls_context=ctx)
+    reply = s.send(b"STLS\r\nUSER injected@example.com\r\nPASS secret\r\n")
+    assert reply == b"+OK begin TLS negotiation\r\n"
+    assert s.transport.tls_started is ctx
+    assert s.cmd("PASS secret").startswith(b"-ERR send USER first")
+    assert s.cmd("STLS").startswith(b"-ERR")
+    assert b"STLS" not in s.cmd("CAPA")
+
+
+def test_stls_without_certificate_is_err():
+    assert Session().cmd("STLS").startswith(b"-ERR")
+
+
+def test_require_ssl_refuses_login_before_stls():
+    s = Session(config=POP3ServerConfig(require_ssl=True), tls_context=object())
+    assert s.cmd("USER bob@example.com").startswith(b"-ERR [AUTH] TLS is required")
+    assert s.cmd("PASS secret").startswith(b"-ERR [AUTH]")
+    assert s.cmd("AUTH PLAIN AGJvYkBleGFtcGxlLmNvbQBzZWNyZXQ=").startswith(b"-ERR [AUTH]")
+    assert b"USER" not in s.cmd("CAPA")
+    s.cmd("STLS")
+    assert s.login().startswith(b"+OK")
+
+
+def _plain(authz, user, password):
+    return base64.b64encode(f"{authz}\0{user}\0{password}".encode()).decode()
+
+
+def test_auth_plain_with_initial_response():
+    s = Session(_box(BODY1))
+    assert s.cmd("AUTH PLAIN " + _plain("", "bob@example.com", "secret")).startswith(
+        b"+OK bob@example.com has 1 messages")
+
+
+def test_auth_plain_with_continuation():
+    s = Session()
+    assert s.cmd("AUTH PLAIN") == b"+ \r\n"
+    assert s.cmd(_plain("bob@example.com", "bob@example.com", "secret")).startswith(b"+OK")
+
+
+def test_auth_plain_cancelled_with_star():
+    s = Session()
+    s.cmd("AUTH PLAIN")
+    assert s.cmd("*") == b"-ERR authentication cancelled\r\n"
+    assert s.cmd("NOOP").startswith(b"-ERR")          # still AUTHORIZATION
+
+
+def test_auth_plain_wrong_password_is_auth_error():
+    s = Session()
+    assert s.cmd("AUTH PLAIN " + _plain("", "bob@example.com", "bad")).startswith(
+        b"-ERR [AUTH] ")
+
+
+def test_auth_plain_malformed_or_other_identity_is_refused():
+    s = Session()
+    assert s.cmd("AUTH PLAIN !!!notbase64").startswith(b"-ERR [AUTH] malformed")
+    assert s.cmd("AUTH PLAIN " + base64.b64encode(b"no nuls").decode()).startswith(
+        b"-ERR [AUTH] malformed")
+    assert s.cmd("AUTH PLAIN " + _plain("amy@example.com", "bob@example.com",
+                                        "secret")).startswith(b"-ERR [AUTH]")
+    assert s.cmd("AUTH CRAM-MD5").startswith(b"-ERR unsupported")
+    assert s.cmd("AUTH") == b"+OK SASL mechanisms follow\r\nPLAIN\r\n.\r\n"
+
+
+def test_pipelined_commands_wait_for_an_asynchronous_login():
+    """Twisted answered pipelined USER/PASS/STAT with an async checker with
+    '-ERR not authenticated yet' (twisted-mail.md §3)."""
+    backend = _box(BODY1)
+    held = backend.hold_login = defer.Deferred()
+    s = Session(backend)
+    reply = s.send(b"USER bob@example.com\r\nPASS secret\r\nSTAT\r\nLIST\r\nQUIT\r\n")
+    assert reply == b"+OK send PASS\r\n"
+    held.callback(None)
+    rest = s.take()
+    assert rest == (b"+OK bob@example.com has 1 messages (%d octets)\r\n"
+                    b"+OK 1 %d\r\n+OK 1 messages (%d octets)\r\n1 %d\r\n.\r\n"
+                    b"+OK bye (0 messages deleted)\r\n") % ((len(BODY1),) * 4)
+
+
+def test_pipelined_retr_responses_stay_in_order():
+    s = Session(_box(BODY1, BODY2))
+    s.login()
+    reply = s.send(b"RETR 1\r\nRETR 2\r\nSTAT\r\n")
+    assert reply == (b"+OK %d octets\r\n" % len(BODY1) + BODY1 + b".\r\n"
+                     + b"+OK %d octets\r\n" % len(BODY2) + BODY2 + b".\r\n"
+                     + b"+OK 2 %d\r\n" % (len(BODY1) + len(BODY2)))
+
+
+def test_commands_split_across_packets_and_bare_lf():
+    s = Session(_box(BODY1))
+    s.send(b"US")
+    assert s.send(b"ER bob@example.com\r") == b""
+    assert s.send(b"\n").startswith(b"+OK")
+    assert s.send(b"PASS secret\n").startswith(b"+OK")
+    assert s.send(b"stat\r\n").startswith(b"+OK 1 ")
+
+
+def test_overlong_line_is_refused_and_session_continues():
+    s = Session()
+    assert s.send(b"USER " + b"a" * 20000 + b"\r\n").startswith(b"-ERR line too long")
+    assert s.cmd("CAPA").startswith(b"+OK")
+
+
+def test_retr_storage_failure_is_sys_temp_and_session_continues():
+    backend = _box(BODY1)
+    s = Session(backend)
+    s.login()
+    backend.fail_open = True
+    assert s.cmd("RETR 1").startswith(b"-ERR [SYS/TEMP]")
+    backend.fail_open = False
+    assert s.cmd("STAT").startswith(b"+OK")
+
+
+def test_message_removed_by_someone_else_is_sys_perm():
+    backend = _box(BODY1)
+    s = Session(backend)
+    s.login()
+    backend.boxes["bob@example.com"].clear()
+    assert s.cmd("RETR 1").startswith(b"-ERR [SYS/PERM]")
+
+
+def test_idle_session_is_closed_after_the_timeout():
+    s = Session(config=POP3ServerConfig(connection_timeout=30))
+    s.clock.advance(29)
+    assert not s.transport.disconnecting
+    s.cmd("NOOP")
+    s.clock.advance(29)
+    assert not s.transport.disconnecting
+    s.clock.advance(2)
+    assert s.transport.disconnecting
+    assert s.take().startswith(b"-ERR idle timeout")
+
+
+def test_lost_lease_ends_the_session():
+    backend = _box(BODY1)
+    s = Session(backend)
+    s.login()
+    aborted = []
+    s.transport.abortConnection = lambda: aborted.append(True)
+    backend.locks.clear()
+    s.clock.advance(backend.lease_seconds / 3 + 1)
+    assert aborted
+
+
+def test_lease_is_refreshed_while_the_session_lives():
+    backend = _box(BODY1)
+    s = Session(backend)
+    s.login()
+    refreshed = []
+    original = backend.refresh
+    backend.refresh = lambda u, o: refreshed.append(u) or original(u, o)
+    s.clock.pump([backend.lease_seconds / 3] * 3)
+    assert len(refreshed) == 3
+
+
+def test_quit_in_authorization_closes():
+    s = Session()
+    assert s.cmd("QUIT") == b"+OK bye\r\n"
+    assert s.transport.disconnecting
+
+
+def test_apop_is_refused():
+    assert Session().cmd("APOP bob 0123").startswith(b"-ERR [AUTH]")
+
+
+def test_connection_limit_refuses_extra_sessions():
+    backend = MemoryBackend()
+    config = POP3ServerConfig(connection_limit=1)
+    factory = POP3ServerFactory(config, backend, None, task.Clock())
+    sessions = []
+    for _ in range(2):
+        proto = factory.buildProtocol(None)
+        t = StringTransport()
+        proto.makeConnection(t)
+        sessions.append(t)
+    assert sessions[0].value().startswith(b"+OK")
+    assert sessions[1].value().startswith(b"-ERR [SYS/TEMP] too many connections")
