@@ -225,12 +225,14 @@ def _listen_from_port(cfg, rest: dict[str, Node], what: str, node: Node,
 
 
 def build_listeners(kind: str, cls, table: Table) -> Callable[[Node, str], list]:
+    """A list of listeners (or one); errors name James's element, e.g. smtpserver[1]."""
     def convert(node: Node, what: str) -> list:
         items = node.value if node.is_list else [node]
         out = []
         for index, item in enumerate(items):
             name = kind if index == 0 else f"{kind}-{index + 1}"
-            cfg = build_listener(item, what, cls, table, name)
+            label = f"{kind}server" if len(items) == 1 else f"{kind}server[{index}]"
+            cfg = build_listener(item, label, cls, table, name)
             if cfg is not None:
                 out.append(cfg)
         return out
@@ -384,6 +386,8 @@ def build_config(root: Node, what: str = "") -> ServerConfig:
     # Top-level keys starting with "x-" are free: a place for YAML anchors (&tls).
     kept = {k: n for k, n in mapping(root, "the file").items() if not k.startswith("x-")}
     read_keys(Node(kept, root.source), what, TOP_KEYS, cfg)
+    if "spoolmanager" not in kept:
+        cfg.spoolmanager.source = root.source  # "no root processor" points at the file
     if cfg.postmaster is not None:
         cfg.postmaster = check_postmaster(cfg.postmaster, cfg.server_name,
                                           root.value["postmaster"].source)

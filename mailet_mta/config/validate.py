@@ -53,7 +53,8 @@ def check_endpoint(description: str, what: str, source: str | None) -> tuple:
     port = getattr(endpoint, "_port", None)
     if port is not None:
         if not 0 <= port <= 65535:
-            fail(f"{what} {description!r}: port {port} is not in 0..65535", source)
+            fail(f"{what} {description!r}: port {port} is not in 0..65535; write e.g. "
+                 f"tcp:25", source)
         family = "tcp6" if type(endpoint).__name__.startswith("TCP6") else "tcp"
         interface = getattr(endpoint, "_interface", "") or ""
         return (family, port, "" if interface in ("0.0.0.0", "::") else interface)
@@ -73,9 +74,9 @@ def validate_config(config: ServerConfig) -> ServerConfig:
     for required in REQUIRED_PROCESSORS:
         if required not in spool.processors:
             fail(f"spoolmanager has no {required!r} processor; every configuration needs "
-                 f"'root' (where mail starts) and 'error' (where failing mail goes), "
-                 f"e.g. error: [{{match: All, class: ToRepository, parameters: "
-                 f"{{repositoryPath: error}}}}]", spool.source)
+                 f"'root' (where mail starts) and 'error' (where failing mail goes): "
+                 f"copy the spoolmanager section of conf/mailet-mta.yaml or "
+                 f"conf/config.xml", spool.source)
     for proc in spool.processors.values():
         _check_processor(proc, spool.processors)
     _check_listeners(config)
