@@ -16,7 +16,7 @@ from .model import (
     ServerConfig, SMTPServerConfig, SpoolManagerConfig, StorageConfig, TLSConfig,
 )
 from .tree import Node, fail, suggestion
-from .validate import check_domain, check_postmaster
+from .validate import check_domain, check_networks, check_postmaster
 
 Table = dict[str, tuple[str, Callable[[Node, str], Any]]]
 
@@ -148,8 +148,9 @@ SMTP_KEYS: Table = {
     **keys("auth_required", v.auth_required, "authRequired", "auth_required"),
     **keys("auth_before_mail", v.boolean, "authBeforeMail", "auth_before_mail"),
     **keys("verify_identity", v.verify_identity, "verifyIdentity", "verify_identity"),
-    **keys("authorized_addresses", v.string_list, "authorizedAddresses",
-           "authorized_addresses"),
+    **keys("authorized_addresses", lambda n, w: check_networks(v.string_list(n, w), w,
+                                                                 n.source),
+           "authorizedAddresses", "authorized_addresses"),
     # James's maxmessagesize counts KiB when no unit is written; the model name, octets.
     **keys("max_message_size", v.size("k"), "maxmessagesize", "maxMessageSize"),
     **keys("max_message_size", v.size(), "max_message_size"),
@@ -250,8 +251,6 @@ def parse_match(expression: str, source: str, what: str) -> MatcherSpec:
 
 
 MAILET_KEYS: Table = {
-    **keys("match", v.written_text, "match"),
-    **keys("notmatch", v.written_text, "notmatch"),
     **keys("mailet", v.written_text, "class"),
     **keys("on_mailet_exception", v.written_text, "onMailetException",
            "on_mailet_exception"),
@@ -272,29 +271,20 @@ def parameters(node: Node, what: str) -> dict[str, str]:
     return out
 
 
-class _MailetFields:
-    match = notmatch = mailet = None
-    on_mailet_exception = "error"
-    on_match_exception = "error"
-    parameters: dict = {}
-
-
 def build_mailet(node: Node, what: str) -> MailetSpec:
-    raw = _MailetFields()
-    read_keys(node, what, MAILET_KEYS, raw)
-    if raw.mailet is None:
+    """``{match|notmatch: Matcher=cond, class: Mailet, parameters: {...}, on…Exception}``."""
+    spec = MailetSpec(mailet=None, source=node.source)
+    rest = read_keys(node, what, MAILET_KEYS, spec, special=("match", "notmatch"))
+    if not spec.mailet:
         fail(f"{what} needs class (the mailet to run, e.g. class: LocalDelivery)",
              node.source)
-    if raw.match is not None and raw.notmatch is not None:
+    if len(rest) > 1:
         fail(f"{what} has both match and notmatch; keep one", node.source)
-    expression = raw.match if raw.match is not None else raw.notmatch
-    return MailetSpec(
-        mailet=raw.mailet,
-        match=parse_match(expression, node.source, f"{what}.match")
-        if expression is not None else None,
-        notmatch=raw.notmatch is not None,
-        parameters=dict(raw.parameters), on_mailet_exception=raw.on_mailet_exception,
-        on_match_exception=raw.on_match_exception, source=node.source)
+    for key, child in rest.items():
+        spec.match = parse_match(v.written_text(child, f"{what}.{key}"), node.source,
+                                 f"{what}.{key}")
+        spec.notmatch = key == "notmatch"
+    return spec
 
 
 def build_matcher(node: Node, what: str) -> MatcherSpec:

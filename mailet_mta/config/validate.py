@@ -9,6 +9,9 @@ the spool manager loads the pipeline.
 
 from __future__ import annotations
 
+import ipaddress
+import re
+
 from ..address import MailAddress, MailAddressError
 from .model import MatcherSpec, ProcessorSpec, ServerConfig
 from .tree import fail, suggestion
@@ -29,6 +32,23 @@ def check_domain(name: str, what: str, source: str | None) -> str:
         return MailAddress.parse(f"postmaster@{name}").domain
     except MailAddressError as exc:
         fail(f"{what}: {name!r} is not a valid domain ({exc})", source)
+
+
+_HOST_RE = re.compile(r"(?=.*[A-Za-z])[A-Za-z0-9-]{1,63}(\.[A-Za-z0-9-]{1,63})*\Z")
+_WILDCARD_RE = re.compile(r"(\d{1,3}\.){0,3}\*\Z")
+
+
+def check_networks(entries: list[str], what: str, source: str | None) -> list[str]:
+    """James's network list: IPs, CIDR, ip/netmask, ``192.168.0.*`` or host names."""
+    for entry in entries:
+        if _WILDCARD_RE.match(entry) or _HOST_RE.match(entry):
+            continue
+        try:
+            ipaddress.ip_network(entry, strict=False)
+        except ValueError:
+            fail(f"{what}: {entry!r} is not an address, network (10.0.0.0/8, "
+                 f"10.0.0.0/255.0.0.0, 10.0.*) or host name", source)
+    return entries
 
 
 def check_postmaster(value: str, server_name: str, source: str | None) -> str:

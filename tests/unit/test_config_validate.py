@@ -197,3 +197,21 @@ def test_servername_address_literal_is_an_error():
 def test_negative_connection_limit_is_an_error():
     err = error_of(pipeline() + "smtpserver: {listen: 'tcp:25', connectionLimit: -1}\n")
     assert "connectionLimit must be at least 0" in err.message
+
+
+@pytest.mark.parametrize("entry", ["127.0.0.1/33", "10.0.0.300", "10.0.0.0/8x", "a b"])
+def test_bad_authorized_address_is_an_error(entry):
+    err = error_of(pipeline() + f"smtpserver: {{listen: 'tcp:25', "
+                   f"authorizedAddresses: ['{entry}']}}\n")
+    assert "authorizedAddresses" in err.message and repr(entry) in err.message
+
+
+def test_james_network_forms_are_accepted():
+    config = load(pipeline() + "smtpserver: {listen: 'tcp:25', authorizedAddresses: "
+                  "'127.0.0.0/8, 10.0.0.0/255.0.0.0, 192.168.0.*, ::1, relay.example.com'}\n")
+    assert len(config.smtpservers[0].authorized_addresses) == 5
+
+
+def test_match_and_notmatch_together_are_an_error():
+    err = error_of(pipeline(root="[{match: All, notmatch: All, class: Null}]"))
+    assert "both match and notmatch" in err.message
