@@ -198,7 +198,8 @@ def build_listener(node: Node, what: str, cls, table: Table, name: str):
 
 def _listen_from_port(cfg, rest: dict[str, Node], what: str, node: Node,
                       has_listen: bool) -> None:
-    """James's ``bind`` + ``port`` become the endpoint ``tcp:PORT:interface=BIND``."""
+    """James's ``bind`` + ``port`` (or James 3's ``bind`` of ``host:port``) become the
+    endpoint ``tcp:PORT:interface=BIND``."""
     port, bind = rest.get("port"), rest.get("bind")
     if port is None and bind is None:
         if not has_listen:
@@ -208,16 +209,17 @@ def _listen_from_port(cfg, rest: dict[str, Node], what: str, node: Node,
     if has_listen:
         fail(f"{what} has both listen and port/bind; keep listen (an endpoint string) "
              f"or port/bind", (port or bind).source)
+    address = v.text(bind, f"{what}.bind") if bind is not None else None
     if port is None:
-        fail(f"{what}.bind needs a port next to it", bind.source)
+        host, sep, number_text = address.rpartition(":")
+        if not sep or not number_text.isdigit() or (":" in host and "]" not in host):
+            fail(f"{what}.bind needs a port: write port next to it, or bind: "
+                 f"0.0.0.0:25", bind.source)
+        address, port = host.strip("[]"), Node(number_text, bind.source)
     number = v.integer(0)(port, f"{what}.port")
     if number > 65535:
         fail(f"{what}.port must be 0..65535, not {number}", port.source)
-    if bind is None:
-        cfg.listen = f"tcp:{number}"
-        return
-    address = v.text(bind, f"{what}.bind")
-    if address in ("0.0.0.0", "*"):
+    if address in (None, "0.0.0.0", "*"):
         cfg.listen = f"tcp:{number}"
     elif ":" in address:
         cfg.listen = f"tcp6:{number}:interface={address.replace(':', chr(92) + ':')}"
