@@ -268,6 +268,14 @@ def test_external_entity_is_refused(tmp_path):
     assert "listserverConfig" in err.message
 
 
+def test_external_dtd_is_refused(tmp_path):
+    dtd = tmp_path / "ext.dtd"
+    dtd.write_text('<!ENTITY pm "leaked@example.com">')
+    err = error_of(f'<?xml version="1.0"?>\n<!DOCTYPE config SYSTEM "file://{dtd}">\n'
+                   f'<config><postmaster>&pm;</postmaster></config>')
+    assert err.source == "test.xml:2" and "ExternalReferenceForbidden" in err.message
+
+
 def test_malformed_xml_reports_the_parser_line():
     err = error_of("<config>\n  <James>\n    <postmaster>a@b</James>\n</config>")
     assert err.source == "test.xml:3" and "XML syntax error" in err.message
