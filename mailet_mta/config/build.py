@@ -16,7 +16,7 @@ from .model import (
     ServerConfig, SMTPServerConfig, SpoolManagerConfig, StorageConfig, TLSConfig,
 )
 from .tree import Node, fail, suggestion
-from .validate import check_domain, check_postmaster
+from .validate import check_domain, check_networks, check_postmaster
 
 Table = dict[str, tuple[str, Callable[[Node, str], Any]]]
 
@@ -148,8 +148,9 @@ SMTP_KEYS: Table = {
     **keys("auth_required", v.auth_required, "authRequired", "auth_required"),
     **keys("auth_before_mail", v.boolean, "authBeforeMail", "auth_before_mail"),
     **keys("verify_identity", v.verify_identity, "verifyIdentity", "verify_identity"),
-    **keys("authorized_addresses", v.string_list, "authorizedAddresses",
-           "authorized_addresses"),
+    **keys("authorized_addresses", lambda n, w: check_networks(v.string_list(n, w), w,
+                                                                 n.source),
+           "authorizedAddresses", "authorized_addresses"),
     # James's maxmessagesize counts KiB when no unit is written; the model name, octets.
     **keys("max_message_size", v.size("k"), "maxmessagesize", "maxMessageSize"),
     **keys("max_message_size", v.size(), "max_message_size"),
@@ -197,7 +198,8 @@ def build_listener(node: Node, what: str, cls, table: Table, name: str):
 
 def _listen_from_port(cfg, rest: dict[str, Node], what: str, node: Node,
                       has_listen: bool) -> None:
-    """James's ``bind`` + ``port`` become the endpoint ``tcp:PORT:interface=BIND``."""
+    """James's ``bind`` + ``port`` (or James 3's ``bind`` of ``host:port``) become the
+    endpoint ``tcp:PORT:interface=BIND``."""
     port, bind = rest.get("port"), rest.get("bind")
     if port is None and bind is None:
         if not has_listen:
@@ -207,16 +209,17 @@ def _listen_from_port(cfg, rest: dict[str, Node], what: str, node: Node,
     if has_listen:
         fail(f"{what} has both listen and port/bind; keep listen (an endpoint string) "
              f"or port/bind", (port or bind).source)
+    address = v.text(bind, f"{what}.bind") if bind is not None else None
     if port is None:
-        fail(f"{what}.bind needs a port next to it", bind.source)
+        host, sep, number_text = address.rpartition(":")
+        if not sep or not number_text.isdigit() or (":" in host and "]" not in host):
+            fail(f"{what}.bind needs a port: write port next to it, or bind: "
+                 f"0.0.0.0:25", bind.source)
+        address, port = host.strip("[]"), Node(number_text, bind.source)
     number = v.integer(0)(port, f"{what}.port")
     if number > 65535:
         fail(f"{what}.port must be 0..65535, not {number}", port.source)
-    if bind is None:
-        cfg.listen = f"tcp:{number}"
-        return
-    address = v.text(bind, f"{what}.bind")
-    if address in ("0.0.0.0", "*"):
+    if address in (None, "0.0.0.0", "*"):
         cfg.listen = f"tcp:{number}"
     elif ":" in address:
         cfg.listen = f"tcp6:{number}:interface={address.replace(':', chr(92) + ':')}"
@@ -225,12 +228,14 @@ def _listen_from_port(cfg, rest: dict[str, Node], what: str, node: Node,
 
 
 def build_listeners(kind: str, cls, table: Table) -> Callable[[Node, str], list]:
+    """A list of listeners (or one); errors name James's element, e.g. smtpserver[1]."""
     def convert(node: Node, what: str) -> list:
         items = node.value if node.is_list else [node]
         out = []
         for index, item in enumerate(items):
             name = kind if index == 0 else f"{kind}-{index + 1}"
-            cfg = build_listener(item, what, cls, table, name)
+            label = f"{kind}server" if len(items) == 1 else f"{kind}server[{index}]"
+            cfg = build_listener(item, label, cls, table, name)
             if cfg is not None:
                 out.append(cfg)
         return out
@@ -248,8 +253,6 @@ def parse_match(expression: str, source: str, what: str) -> MatcherSpec:
 
 
 MAILET_KEYS: Table = {
-    **keys("match", v.written_text, "match"),
-    **keys("notmatch", v.written_text, "notmatch"),
     **keys("mailet", v.written_text, "class"),
     **keys("on_mailet_exception", v.written_text, "onMailetException",
            "on_mailet_exception"),
@@ -270,29 +273,20 @@ def parameters(node: Node, what: str) -> dict[str, str]:
     return out
 
 
-class _MailetFields:
-    match = notmatch = mailet = None
-    on_mailet_exception = "error"
-    on_match_exception = "error"
-    parameters: dict = {}
-
-
 def build_mailet(node: Node, what: str) -> MailetSpec:
-    raw = _MailetFields()
-    read_keys(node, what, MAILET_KEYS, raw)
-    if raw.mailet is None:
+    """``{match|notmatch: Matcher=cond, class: Mailet, parameters: {...}, on…Exception}``."""
+    spec = MailetSpec(mailet=None, source=node.source)
+    rest = read_keys(node, what, MAILET_KEYS, spec, special=("match", "notmatch"))
+    if not spec.mailet:
         fail(f"{what} needs class (the mailet to run, e.g. class: LocalDelivery)",
              node.source)
-    if raw.match is not None and raw.notmatch is not None:
+    if len(rest) > 1:
         fail(f"{what} has both match and notmatch; keep one", node.source)
-    expression = raw.match if raw.match is not None else raw.notmatch
-    return MailetSpec(
-        mailet=raw.mailet,
-        match=parse_match(expression, node.source, f"{what}.match")
-        if expression is not None else None,
-        notmatch=raw.notmatch is not None,
-        parameters=dict(raw.parameters), on_mailet_exception=raw.on_mailet_exception,
-        on_match_exception=raw.on_match_exception, source=node.source)
+    for key, child in rest.items():
+        spec.match = parse_match(v.written_text(child, f"{what}.{key}"), node.source,
+                                 f"{what}.{key}")
+        spec.notmatch = key == "notmatch"
+    return spec
 
 
 def build_matcher(node: Node, what: str) -> MatcherSpec:
@@ -384,6 +378,8 @@ def build_config(root: Node, what: str = "") -> ServerConfig:
     # Top-level keys starting with "x-" are free: a place for YAML anchors (&tls).
     kept = {k: n for k, n in mapping(root, "the file").items() if not k.startswith("x-")}
     read_keys(Node(kept, root.source), what, TOP_KEYS, cfg)
+    if "spoolmanager" not in kept:
+        cfg.spoolmanager.source = root.source  # "no root processor" points at the file
     if cfg.postmaster is not None:
         cfg.postmaster = check_postmaster(cfg.postmaster, cfg.server_name,
                                           root.value["postmaster"].source)

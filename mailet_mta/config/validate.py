@@ -9,6 +9,9 @@ the spool manager loads the pipeline.
 
 from __future__ import annotations
 
+import ipaddress
+import re
+
 from ..address import MailAddress, MailAddressError
 from .model import MatcherSpec, ProcessorSpec, ServerConfig
 from .tree import fail, suggestion
@@ -29,6 +32,23 @@ def check_domain(name: str, what: str, source: str | None) -> str:
         return MailAddress.parse(f"postmaster@{name}").domain
     except MailAddressError as exc:
         fail(f"{what}: {name!r} is not a valid domain ({exc})", source)
+
+
+_HOST_RE = re.compile(r"(?=.*[A-Za-z])[A-Za-z0-9-]{1,63}(\.[A-Za-z0-9-]{1,63})*\Z")
+_WILDCARD_RE = re.compile(r"(\d{1,3}\.){0,3}\*\Z")
+
+
+def check_networks(entries: list[str], what: str, source: str | None) -> list[str]:
+    """James's network list: IPs, CIDR, ip/netmask, ``192.168.0.*`` or host names."""
+    for entry in entries:
+        if _WILDCARD_RE.match(entry) or _HOST_RE.match(entry):
+            continue
+        try:
+            ipaddress.ip_network(entry, strict=False)
+        except ValueError:
+            fail(f"{what}: {entry!r} is not an address, network (10.0.0.0/8, "
+                 f"10.0.0.0/255.0.0.0, 10.0.*) or host name", source)
+    return entries
 
 
 def check_postmaster(value: str, server_name: str, source: str | None) -> str:
@@ -53,7 +73,8 @@ def check_endpoint(description: str, what: str, source: str | None) -> tuple:
     port = getattr(endpoint, "_port", None)
     if port is not None:
         if not 0 <= port <= 65535:
-            fail(f"{what} {description!r}: port {port} is not in 0..65535", source)
+            fail(f"{what} {description!r}: port {port} is not in 0..65535; write e.g. "
+                 f"tcp:25", source)
         family = "tcp6" if type(endpoint).__name__.startswith("TCP6") else "tcp"
         interface = getattr(endpoint, "_interface", "") or ""
         return (family, port, "" if interface in ("0.0.0.0", "::") else interface)
@@ -73,9 +94,9 @@ def validate_config(config: ServerConfig) -> ServerConfig:
     for required in REQUIRED_PROCESSORS:
         if required not in spool.processors:
             fail(f"spoolmanager has no {required!r} processor; every configuration needs "
-                 f"'root' (where mail starts) and 'error' (where failing mail goes), "
-                 f"e.g. error: [{{match: All, class: ToRepository, parameters: "
-                 f"{{repositoryPath: error}}}}]", spool.source)
+                 f"'root' (where mail starts) and 'error' (where failing mail goes): "
+                 f"copy the spoolmanager section of conf/mailet-mta.yaml or "
+                 f"conf/config.xml", spool.source)
     for proc in spool.processors.values():
         _check_processor(proc, spool.processors)
     _check_listeners(config)

@@ -173,6 +173,18 @@ def test_james_bind_and_port_become_an_endpoint(bind, port, endpoint):
     assert config.smtpservers[0].listen == endpoint
 
 
+@pytest.mark.parametrize("bind,endpoint", [
+    ("0.0.0.0:25", "tcp:25"), ("127.0.0.1:2525", "tcp:2525:interface=127.0.0.1"),
+    ("'[::1]:25'", r"tcp6:25:interface=\:\:1")])
+def test_james3_bind_with_port_becomes_an_endpoint(bind, endpoint):
+    assert load(f"smtpserver: {{bind: {bind}}}\n").smtpservers[0].listen == endpoint
+
+
+def test_bind_without_port_is_an_error():
+    err = error_of("smtpserver: {bind: 127.0.0.1}\n")
+    assert "bind needs a port" in err.message
+
+
 def test_james_auth_require_ssl_spellings():
     dotted = load(f"smtpserver: {{listen: 'tcp:2600', auth.requireSSL: true, tls: {TLS}}}\n")
     nested = load(f"smtpserver: {{listen: 'tcp:2600', auth: {{requireSSL: true}}, "
