@@ -1,0 +1,116 @@
+"""``mailet-mta repository list [NAME] | show ID | remove ID | reprocess NAME``."""
+
+from __future__ import annotations
+
+from ..storage import repositories
+from .common import CLIError, add_config_argument, open_blob_store, open_database
+from .tables import format_table, format_time
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("repository",
+                                   help="inspect mail repositories (error, relay-denied, …)")
+    commands = parser.add_subparsers(dest="repository_command", metavar="COMMAND",
+                                     required=True)
+    listing = commands.add_parser("list", help="list repositories, or the mails of one")
+    listing.add_argument("name", nargs="?")
+    listing.set_defaults(func=list_repository)
+    show = commands.add_parser("show", help="show one stored mail and its headers")
+    show.add_argument("id", type=int)
+    show.add_argument("--body", action="store_true", help="print the whole message")
+    show.set_defaults(func=show_mail)
+    remove = commands.add_parser("remove", help="delete one stored mail")
+    remove.add_argument("id", type=int)
+    remove.set_defaults(func=remove_mail)
+    again = commands.add_parser("reprocess",
+                                help="send the mails of a repository back to the spool")
+    again.add_argument("name")
+    again.add_argument("--state", help="processor to restart in (default: the state "
+                                       "each mail was stored with)")
+    again.add_argument("--id", type=int, help="only this mail")
+    again.set_defaults(func=reprocess)
+    for sub in (listing, show, remove, again):
+        add_config_argument(sub)
+
+
+def _read(args, fn):
+    _config, db = open_database(args)
+    try:
+        with db.transaction() as conn:
+            return fn(conn)
+    finally:
+        db.engine.dispose()
+
+
+def list_repository(args) -> int:
+    if args.name is None:
+        names = _read(args, repositories.names)
+        print(format_table(["REPOSITORY", "MAILS"], names))
+        return 0
+    mails = _read(args, lambda conn: repositories.list_mails(conn, args.name))
+    print(format_table(
+        ["ID", "STORED", "STATE", "SENDER", "RECIPIENTS", "ERROR"],
+        [(m.id, format_time(m.created), m.state, m.sender or "<>",
+          ", ".join(m.recipients), (m.error_message or "")[:60]) for m in mails]))
+    return 0
+
+
+def show_mail(args) -> int:
+    from sqlalchemy import select
+
+    from ..storage import schema
+
+    config, db = open_database(args)
+    try:
+        with db.transaction() as conn:
+            mail = repositories.get(conn, args.id)
+            if mail is None:
+                raise CLIError(f"no stored mail with id {args.id} "
+                               f"(see: mailet-mta repository list NAME)")
+            blob = conn.execute(select(schema.blobs.c.size, schema.blobs.c.data)
+                                .where(schema.blobs.c.id == mail.blob_id)).first()
+    finally:
+        db.engine.dispose()
+    print(f"id:          {mail.id}\nrepository:  {mail.repository}\nname:        {mail.name}"
+          f"\nstate:       {mail.state}\nstored:      {format_time(mail.created)}"
+          f"\nsender:      <{mail.sender or ''}>\nrecipients:  {', '.join(mail.recipients)}"
+          f"\nremote:      {mail.remote_host} [{mail.remote_addr}]"
+          f"\nerror:       {mail.error_message or ''}")
+    for key, value in sorted(mail.attributes.items()):
+        print(f"attribute:   {key} = {value!r}")
+    if blob is None:
+        print("message:     (blob missing)")
+        return 0
+    source = open_blob_store(config).source(mail.blob_id, blob.size,
+                                            None if blob.data is None else bytes(blob.data))
+    print(f"size:        {blob.size} octets\n")
+    with source.open() as f:
+        if args.body:
+            data = f.read()
+        else:
+            lines = []
+            for line in f:
+                if line in (b"\r\n", b"\n"):
+                    break
+                lines.append(line)
+            data = b"".join(lines)
+    print(data.decode("utf-8", "replace").replace("\r\n", "\n").rstrip("\n"))
+    return 0
+
+
+def remove_mail(args) -> int:
+    if not _read(args, lambda conn: repositories.remove(conn, args.id)):
+        raise CLIError(f"no stored mail with id {args.id}")
+    print(f"mail {args.id} removed")
+    return 0
+
+
+def reprocess(args) -> int:
+    names = _read(args, lambda conn: repositories.reprocess(conn, args.name, args.state,
+                                                            args.id))
+    if not names:
+        raise CLIError(f"nothing to reprocess in repository {args.name!r}"
+                       + (f" with id {args.id}" if args.id is not None else ""))
+    print(f"{len(names)} mail(s) moved from {args.name} back to the spool"
+          + (f" in state {args.state}" if args.state else ""))
+    return 0

@@ -1,0 +1,80 @@
+"""LocalDelivery: store the mail in the INBOX of every local recipient.
+
+For each recipient the context resolves the local users it delivers to (after
+aliases and mappings). Each user gets the message once, with ``Return-Path`` and
+``Delivered-To`` trace headers added in front; the body itself is shared, not copied.
+A recipient with no local user, or whose mailbox refuses the message permanently
+(quota), is sent to the ``errorProcessor`` (default ``error``) in a copy of the mail
+carrying the reason in ``error_message``. The mail is then finished (``ghost``).
+
+Parameters: ``errorProcessor`` (processor for undeliverable recipients),
+``folder`` (default ``INBOX``).
+"""
+
+from __future__ import annotations
+
+from twisted.internet import defer
+
+from mailet_mta.api import GenericMailet, Mail, MessagingError, TemporaryError
+
+
+class LocalDelivery(GenericMailet):
+    """Deliver to local mailboxes; unknown recipients go to the error processor."""
+
+    info = "Local delivery to the users' mailboxes"
+    parameters = ("errorProcessor", "folder")
+
+    def init_mailet(self) -> None:
+        self.error_processor = str(self.get_init_parameter("errorProcessor", "error")).strip()
+        self.folder = str(self.get_init_parameter("folder", "INBOX")).strip() or "INBOX"
+        if not self.error_processor:
+            self._fail("errorProcessor must name a processor")
+
+    def required_processors(self) -> list[str]:
+        """Processors this mailet sends mails to (checked when the config loads)."""
+        return [self.error_processor]
+
+    @defer.inlineCallbacks
+    def service(self, mail: Mail):
+        return_path = f"<{mail.sender}>" if mail.sender is not None else "<>"
+        delivered: set[str] = set()
+        failed: list[tuple[object, str]] = []
+        for rcpt in mail.recipients:
+            local_users = yield defer.maybeDeferred(self.context.local_users_of, rcpt)
+            if not local_users:
+                failed.append((rcpt, f"550 5.1.1 <{rcpt}>: mailbox unknown"))
+                continue
+            for user in local_users:
+                if user in delivered:
+                    continue
+                try:
+                    yield defer.maybeDeferred(
+                        self.context.store_in_mailbox, user, mail, folder=self.folder,
+                        prefix_headers=[("Return-Path", return_path),
+                                        ("Delivered-To", str(rcpt))])
+                except TemporaryError:
+                    raise
+                except MessagingError as exc:
+                    failed.append((rcpt, _reason(exc, rcpt)))
+                    break
+                delivered.add(user)
+        for rcpt, reason in failed:
+            yield self._send_to_error(mail, rcpt, reason)
+        mail.state = Mail.GHOST
+
+    def _send_to_error(self, mail: Mail, rcpt, reason: str):
+        copy = mail.duplicate()
+        copy.recipients = [rcpt]
+        copy.error_message = reason
+        copy.state = self.error_processor
+        self.log.info("LocalDelivery of {mail} to <{rcpt}> failed: {reason}",
+                      mail=mail.name, rcpt=str(rcpt), reason=reason)
+        return defer.maybeDeferred(self.context.send_mail, copy, state=self.error_processor)
+
+
+def _reason(exc: Exception, rcpt) -> str:
+    """The SMTP-style reason of a permanent storage failure (e.g. a full mailbox)."""
+    text = str(exc).strip()
+    if text[:3].isdigit():
+        return text
+    return f"550 5.2.0 <{rcpt}>: {text or type(exc).__name__}"
