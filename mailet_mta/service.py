@@ -63,8 +63,12 @@ class MailServer(MultiService):
         self._build_listeners()
 
     def _build_delivery(self) -> None:
-        from .delivery.dns import Resolver
-        from .delivery.queue import OutgoingQueueService
+        try:
+            from .delivery.resolver import Resolver
+            from .delivery.service import OutgoingQueueService
+        except ImportError:   # remote delivery not installed in this tree
+            self.resolver = self.outgoing = None
+            return
 
         self.resolver = Resolver(self.config.dns)
         self.context.resolver = self.resolver
@@ -128,9 +132,11 @@ class MailServer(MultiService):
 
     @defer.inlineCallbacks
     def stopService(self):
+        marker = self.data_dir / "listeners.json"
         try:
-            (self.data_dir / "listeners.json").unlink()
-        except FileNotFoundError:
+            if json.loads(marker.read_text()).get("pid") == os.getpid():
+                marker.unlink()
+        except (OSError, ValueError):
             pass
         # Listeners first (reverse of start order), then the spool, then the database.
         for svc in reversed(list(self)):
@@ -143,11 +149,21 @@ class MailServer(MultiService):
 
 
 def _listening(svc):
-    """A Deferred for the listening port of a listener service."""
-    getter = getattr(svc, "listening", None)
-    if getter is not None:
-        return getter() if callable(getter) else getter
-    return getattr(svc, "port", None)
+    """A Deferred for the listening port (IListeningPort) of a listener service."""
+    from twisted.internet import reactor, task
+
+    listening = getattr(svc, "listening", None)
+    if isinstance(listening, defer.Deferred):
+        return listening
+
+    def poll(tries=[0]):
+        port = getattr(svc, "listening_port", None)
+        if port is not None or tries[0] > 1000:
+            return port
+        tries[0] += 1
+        return task.deferLater(reactor, 0.01, poll)
+
+    return poll()
 
 
 def build_server(config: ServerConfig, node_name: str | None = None) -> MailServer:

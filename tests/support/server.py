@@ -23,9 +23,8 @@ ROOT = Path(__file__).resolve().parents[2]
 def base_config(data_dir: Path, *, servernames=("example.com",), smtp=None, pop3=None,
                 processors=None, **extra) -> dict:
     """A YAML config dict: embedded default pipeline unless ``processors`` is given."""
-    from mailet_mta.config.loader import DEFAULTS_PATH
-
-    config = yaml.safe_load(Path(DEFAULTS_PATH).read_text())
+    defaults = ROOT / "mailet_mta" / "config" / "defaults" / "default.yaml"
+    config = yaml.safe_load(defaults.read_text())
     config["servernames"] = list(servernames)
     config["storage"] = {"data_dir": str(data_dir)}
     config["smtpservers"] = smtp if smtp is not None else [
