@@ -35,13 +35,19 @@ from mailet_mta.storage.db import Database  # noqa: E402
 class Tag(GenericMailet):
     """Sets one attribute (a trivial mailet)."""
 
+    def init_mailet(self):
+        self.attr = self.get_init_parameter("name", "t")
+
     def service(self, mail):
-        mail.attributes[self.get_init_parameter("name", "t")] = 1
+        mail.attributes[self.attr] = 1
 
 
 class To(GenericMailet):
+    def init_mailet(self):
+        self.target = self.get_init_parameter("processor")
+
     def service(self, mail):
-        mail.state = self.get_init_parameter("processor")
+        mail.state = self.target
 
 
 class Null(GenericMailet):

@@ -42,6 +42,8 @@ def _in_recipient_order(recipients: list, result) -> list:
     """The matched recipients, in the mail's order, limited to the mail's recipients."""
     if not result:
         return []
+    if len(recipients) == 1:
+        return list(recipients) if recipients[0] in result else []
     if len(result) == len(recipients) and all(a is b for a, b in zip(result, recipients)):
         return list(recipients)          # the common "everyone, as given" answer
     wanted = set(result)
@@ -197,7 +199,9 @@ class Pipeline:
                 break
             still = []
             for m in active:
-                matched = await self._match(pair, proc, m)
+                matched = self._match(pair, proc, m)
+                if matched is not None and matched.__class__ is not list:
+                    matched = await matched
                 if matched is None:              # matcher error routed the mail away
                     self._leave(m, proc, moved)
                     continue
@@ -214,7 +218,9 @@ class Pipeline:
                     log.info("id={id} split to {copy} for {rcpts} at {label}", id=m.name,
                              copy=target.name, rcpts=",".join(map(str, matched)),
                              label=pair.label)
-                await self._service(pair, proc, target)
+                pending = self._service(pair, proc, target)
+                if pending is not None:
+                    await pending
                 if target.state == proc.name and target.recipients:
                     if target is not m:
                         still.append(target)
@@ -238,52 +244,90 @@ class Pipeline:
             return
         moved.append(mail)
 
-    async def _match(self, pair: Pair, proc: Processor, mail: Mail):
-        """The matched recipients (a list, maybe empty), or None if the mail was routed."""
-        if pair.matcher is None:
+    def _match(self, pair: Pair, proc: Processor, mail: Mail):
+        """The matched recipients (a list, maybe empty), None if the mail was routed
+        away, or — for a matcher answering later — a coroutine giving one of those."""
+        matcher = pair.matcher
+        if matcher is None:
             matched = list(mail.recipients)
         else:
             try:
-                result = pair.matcher.match(mail)
-                if is_async_result(result):
-                    result = await result
-                matched = _in_recipient_order(mail.recipients, result)
+                result = matcher.match(mail)
             except Exception as exc:  # noqa: BLE001 - routed by the pair's policy
-                policy = pair.on_match_exception
-                log.failure("id={id} matcher of {label} failed (onMatchException={policy})",
-                            id=mail.name, label=pair.label, policy=policy)
-                if policy == "nomatch":
-                    matched = []
-                elif policy == "matchall":
-                    matched = list(mail.recipients)
-                elif policy == "propagate":
-                    raise PropagatedError(f"{pair.label}: {exc}") from exc
-                else:
-                    self._route_error(mail, pair, "error" if policy == "error" else policy, exc)
-                    return None
+                return self._match_failed(pair, mail, exc)
+            if is_async_result(result):
+                return self._match_later(pair, mail, result)
+            matched = _in_recipient_order(mail.recipients, result)
         if pair.notmatch:
             wanted = set(matched)
             matched = [r for r in mail.recipients if r not in wanted]
         return matched
 
-    async def _service(self, pair: Pair, proc: Processor, mail: Mail) -> None:
-        before = (mail.state, len(mail.recipients))
+    async def _match_later(self, pair: Pair, mail: Mail, pending):
+        try:
+            result = await pending
+        except Exception as exc:  # noqa: BLE001 - routed by the pair's policy
+            return self._match_failed(pair, mail, exc)
+        matched = _in_recipient_order(mail.recipients, result)
+        if pair.notmatch:
+            wanted = set(matched)
+            matched = [r for r in mail.recipients if r not in wanted]
+        return matched
+
+    def _match_failed(self, pair: Pair, mail: Mail, exc: Exception):
+        policy = pair.on_match_exception
+        log.failure("id={id} matcher of {label} failed (onMatchException={policy})",
+                    id=mail.name, label=pair.label, policy=policy)
+        if policy == "nomatch":
+            matched = []
+        elif policy == "matchall":
+            matched = list(mail.recipients)
+        elif policy == "propagate":
+            raise PropagatedError(f"{pair.label}: {exc}") from exc
+        else:
+            self._route_error(mail, pair, "error" if policy == "error" else policy, exc)
+            return None
+        if pair.notmatch:
+            wanted = set(matched)
+            matched = [r for r in mail.recipients if r not in wanted]
+        return matched
+
+    def _service(self, pair: Pair, proc: Processor, mail: Mail):
+        """Run the mailet; None when done, or a coroutine to await for a late answer."""
+        before = (mail.state, len(mail.recipients)) if logging_setup.trail else None
         try:
             result = pair.mailet.service(mail)
-            if is_async_result(result):
-                await result
         except Exception as exc:  # noqa: BLE001 - routed by the pair's policy
-            policy = pair.on_mailet_exception
-            log.failure("id={id} mailet {label} failed (onMailetException={policy})",
-                        id=mail.name, label=pair.label, policy=policy)
-            if policy == "ignore":
-                return
-            if policy == "propagate" or (policy == "error" and proc.name == "error"):
-                raise PropagatedError(f"{pair.label}: {exc}") from exc
-            self._route_error(mail, pair, "error" if policy == "error" else policy, exc)
+            self._service_failed(pair, proc, mail, exc)
+            return None
+        if is_async_result(result):
+            return self._service_later(pair, proc, mail, result, before)
+        if before is not None:
+            self._trail_change(pair, mail, before)
+        return None
+
+    async def _service_later(self, pair, proc, mail, pending, before):
+        try:
+            await pending
+        except Exception as exc:  # noqa: BLE001 - routed by the pair's policy
+            self._service_failed(pair, proc, mail, exc)
             return
-        if logging_setup.trail and ((mail.state, len(mail.recipients)) != before
-                                    or mail.message_changed):
+        if before is not None:
+            self._trail_change(pair, mail, before)
+
+    def _service_failed(self, pair: Pair, proc: Processor, mail: Mail, exc: Exception):
+        policy = pair.on_mailet_exception
+        log.failure("id={id} mailet {label} failed (onMailetException={policy})",
+                    id=mail.name, label=pair.label, policy=policy)
+        if policy == "ignore":
+            return
+        if policy == "propagate" or (policy == "error" and proc.name == "error"):
+            raise PropagatedError(f"{pair.label}: {exc}") from exc
+        self._route_error(mail, pair, "error" if policy == "error" else policy, exc)
+
+    @staticmethod
+    def _trail_change(pair: Pair, mail: Mail, before) -> None:
+        if (mail.state, len(mail.recipients)) != before or mail.message_changed:
             log.info("id={id} {label} → state={state} rcpts={n}", id=mail.name,
                      label=pair.label, state=mail.state, n=len(mail.recipients))
 
