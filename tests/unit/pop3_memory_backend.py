@@ -21,6 +21,7 @@ class MemoryBackend:
         self.deleted: list[int] = []
         self.hold_login: defer.Deferred | None = None
         self.fail_open = False
+        self.hold_finish: defer.Deferred | None = None
         self._next_id = 1
         self._owners = 0
         for user, body in messages or ():
@@ -78,6 +79,9 @@ class MemoryBackend:
         return defer.succeed(None)
 
     def finish(self, user, owner, ids):
+        if self.hold_finish is not None:
+            held, self.hold_finish = self.hold_finish, None
+            return held.addCallback(lambda _: self.finish(user, owner, ids))
         for box in self.boxes.values():
             box[:] = [m for m in box if m[0] not in ids]
         self.deleted.extend(ids)
