@@ -6,7 +6,6 @@ import poplib
 import time
 import uuid
 
-import pytest
 import pytest_twisted
 from twisted.internet import threads
 

@@ -66,6 +66,8 @@ class MemoryBackend:
         return defer.succeed(None)
 
     def list_messages(self, user):
+        if self.fail_open:
+            return defer.fail(RuntimeError("database unavailable"))
         return defer.succeed([MessageInfo(mid, i + 1, f"uid-{mid}", len(prefix) + len(body))
                               for i, (mid, body, prefix) in enumerate(self.boxes[user])])
 

@@ -563,3 +563,13 @@ def test_twisted_defect_error_texts_do_not_leak_exception_names():
 def test_twisted_defect_capa_says_pipelining_not_pipeline():
     caps = Session().cmd("CAPA").split(b"\r\n")
     assert b"PIPELINING" in caps and b"PIPELINE" not in caps
+
+
+def test_mailbox_that_cannot_be_listed_is_sys_temp_and_the_lease_is_released():
+    backend = _box(BODY1)
+    backend.fail_open = True
+    s = Session(backend)
+    assert s.login().startswith(b"-ERR [SYS/TEMP]")
+    assert backend.locks == {}
+    backend.fail_open = False
+    assert s.login().startswith(b"+OK")
