@@ -91,9 +91,7 @@ class POP3Server(TransactionCommands, Protocol, TimeoutMixin):
         if self._streamer is not None:
             self._streamer.stopProducing()
         if self.state == TRANSACTION and self._owner is not None:
-            self.backend.unlock(self.user, self._owner).addErrback(
-                lambda f: log.failure("releasing the mailbox lease of {user} failed", f,
-                                      user=self.user))
+            self._release(self.user, self._owner)
         self.state = UPDATE
 
     def timeoutConnection(self) -> None:
@@ -283,19 +281,21 @@ class POP3Server(TransactionCommands, Protocol, TimeoutMixin):
             return
         if not result.ok:
             return self._login_failed(username, result.throttled)
-        owner = self.backend.new_owner()
+        owner, locked = self.backend.new_owner(), False
         try:
             locked = yield self.backend.lock(result.user, owner)
             if locked:
                 messages = yield self.backend.list_messages(result.user)
         except Exception:
             log.failure("opening the mailbox of {user} failed", user=result.user)
+            if locked:
+                self._release(result.user, owner)
             self.send("-ERR [SYS/TEMP] cannot open the mailbox now; try again later")
             return
         if not locked:
             return self.send("-ERR [IN-USE] the mailbox is in use by another session")
         if self._lost:
-            self.backend.unlock(result.user, owner)
+            self._release(result.user, owner)
             return
         self.user, self._owner, self.state = result.user, owner, TRANSACTION
         self._reset_mailbox(messages)
@@ -317,6 +317,12 @@ class POP3Server(TransactionCommands, Protocol, TimeoutMixin):
         self.send("-ERR [AUTH] invalid user name or password")
 
     # -- the lease -------------------------------------------------------------------
+    def _release(self, user: str, owner: str) -> None:
+        """Give the mailbox lease back (if that fails, it expires on its own)."""
+        defer.maybeDeferred(self.backend.unlock, user, owner).addErrback(
+            lambda f: log.failure("releasing the mailbox lease of {user} failed", f,
+                                  user=user))
+
     def _start_refresher(self) -> None:
         self._refresher = task.LoopingCall(self._refresh)
         if self.clock is not None:
@@ -350,7 +356,7 @@ class POP3Server(TransactionCommands, Protocol, TimeoutMixin):
         except Exception:
             log.failure("deleting messages of {user} failed", user=self.user)
             self.send("-ERR [SYS/TEMP] some deleted messages were not removed")
-            self.backend.unlock(self.user, owner).addErrback(lambda f: None)
+            self._release(self.user, owner)
             return self.close()
         self.send(f"+OK bye ({removed} messages deleted)")
         self.close()

@@ -21,6 +21,7 @@ class MemoryBackend:
         self.deleted: list[int] = []
         self.hold_login: defer.Deferred | None = None
         self.fail_open = False
+        self.hold_finish: defer.Deferred | None = None
         self._next_id = 1
         self._owners = 0
         for user, body in messages or ():
@@ -65,6 +66,8 @@ class MemoryBackend:
         return defer.succeed(None)
 
     def list_messages(self, user):
+        if self.fail_open:
+            return defer.fail(RuntimeError("database unavailable"))
         return defer.succeed([MessageInfo(mid, i + 1, f"uid-{mid}", len(prefix) + len(body))
                               for i, (mid, body, prefix) in enumerate(self.boxes[user])])
 
@@ -78,6 +81,9 @@ class MemoryBackend:
         return defer.succeed(None)
 
     def finish(self, user, owner, ids):
+        if self.hold_finish is not None:
+            held, self.hold_finish = self.hold_finish, None
+            return held.addCallback(lambda _: self.finish(user, owner, ids))
         for box in self.boxes.values():
             box[:] = [m for m in box if m[0] not in ids]
         self.deleted.extend(ids)

@@ -491,3 +491,85 @@ def test_connection_limit_refuses_extra_sessions():
         sessions.append(t)
     assert sessions[0].value().startswith(b"+OK")
     assert sessions[1].value().startswith(b"-ERR [SYS/TEMP] too many connections")
+
+
+# -- named regressions for the defects of twisted.mail.pop3 (twisted-mail.md §3) --------
+
+def test_twisted_defect_dele_0_does_not_delete_the_last_message():
+    backend = _box(BODY1, BODY2)
+    s = Session(backend)
+    s.login()
+    assert s.cmd("DELE 0").startswith(b"-ERR no such message")
+    s.cmd("QUIT")
+    assert backend.deleted == []
+
+
+def test_twisted_defect_dele_999_is_not_ok():
+    s = Session(_box(BODY1))
+    s.login()
+    assert s.cmd("DELE 999").startswith(b"-ERR no such message: 999")
+
+
+def test_twisted_defect_dele_abc_keeps_the_session():
+    s = Session(_box(BODY1))
+    s.login()
+    assert s.cmd("DELE abc").startswith(b"-ERR")
+    assert not s.transport.disconnecting
+    assert s.cmd("NOOP") == b"+OK\r\n"
+
+
+def test_twisted_defect_list_and_uidl_hide_deleted_messages_9094():
+    s = Session(_box(BODY1, BODY2))
+    s.login()
+    s.cmd("DELE 2")
+    assert b"\r\n2 " not in s.cmd("LIST")
+    assert b"\r\n2 " not in s.cmd("UIDL")
+
+
+def test_twisted_defect_quit_answers_only_after_the_deletion_is_committed():
+    backend = _box(BODY1)
+    held = backend.hold_finish = defer.Deferred()
+    s = Session(backend)
+    s.login()
+    s.cmd("DELE 1")
+    assert s.cmd("QUIT") == b""
+    assert not s.transport.disconnecting
+    held.callback(None)
+    assert s.take() == b"+OK bye (1 messages deleted)\r\n"
+    assert backend.deleted == [1]
+
+
+def test_twisted_defect_failed_deletion_at_quit_is_reported():
+    backend = _box(BODY1)
+    held = backend.hold_finish = defer.Deferred()
+    s = Session(backend)
+    s.login()
+    s.cmd("DELE 1")
+    s.cmd("QUIT")
+    held.errback(RuntimeError("database gone"))
+    assert s.take().startswith(b"-ERR [SYS/TEMP] some deleted messages were not removed")
+    assert s.transport.disconnecting
+
+
+def test_twisted_defect_error_texts_do_not_leak_exception_names():
+    backend = _box(BODY1)
+    s = Session(backend)
+    s.login()
+    backend.fail_open = True
+    reply = s.cmd("RETR 1")
+    assert b"RuntimeError" not in reply and b"disk on fire" not in reply
+
+
+def test_twisted_defect_capa_says_pipelining_not_pipeline():
+    caps = Session().cmd("CAPA").split(b"\r\n")
+    assert b"PIPELINING" in caps and b"PIPELINE" not in caps
+
+
+def test_mailbox_that_cannot_be_listed_is_sys_temp_and_the_lease_is_released():
+    backend = _box(BODY1)
+    backend.fail_open = True
+    s = Session(backend)
+    assert s.login().startswith(b"-ERR [SYS/TEMP]")
+    assert backend.locks == {}
+    backend.fail_open = False
+    assert s.login().startswith(b"+OK")
