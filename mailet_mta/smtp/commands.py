@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 
+from twisted.internet import defer
 from twisted.logger import Logger
 
 from ..address import MailAddress, MailAddressError
@@ -185,6 +186,14 @@ class CommandsMixin:
 
     def _auth_result(self, user):
         if not user:
+            delay = self.config.auth_failure_delay
+            if delay and delay > 0 and not self._lost:
+                # The listener's failure delay, without blocking; input stays paused.
+                d = defer.Deferred()
+                self._auth_delay = self.callLater(delay, lambda: d.callback(None))
+                d.addCallback(lambda _: self.reply(535, "5.7.8",
+                                                   "Authentication credentials invalid"))
+                return d
             return self.reply(535, "5.7.8", "Authentication credentials invalid")
         if self._lost:
             return

@@ -218,3 +218,14 @@ async def test_bdat_chunks_over_tcp(server):
         return r
     assert await threads.deferToThread(talk) == ["250", "250", "250", "250", "250", "221"]
     assert server.backend.message_bytes().endswith(b"\r\n.\r\n\r\n.\rend\r\n")
+
+
+@pytest_twisted.ensureDeferred
+async def test_accepted_sockets_have_tcp_nodelay(server):
+    import socket
+    c = await threads.deferToThread(RawClient, server.port)
+    await threads.deferToThread(c.reply)
+    (proto,) = list(server.service.factory.sessions)
+    sock = proto.transport.getHandle()
+    assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+    c.close()
