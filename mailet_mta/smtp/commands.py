@@ -287,7 +287,8 @@ class CommandsMixin:
             return self.reply(*dsn)
         if not path.isascii() and not env.smtputf8:
             return self.reply(553, "5.6.7", "Non-ASCII address requires SMTPUTF8 on MAIL")
-        if len(env.recipients) >= self.config.max_recipients:
+        limit = self.config.max_recipients
+        if limit and len(env.recipients) >= limit and rcpt not in env.recipients:
             return self.reply(452, "4.5.3", "Error: too many recipients")
         if path[1:-1].strip().lower() == "postmaster":  # RFC 5321 §4.5.1: always taken
             verdict = (250, "2.1.5", f"Recipient <{rcpt}> OK")
