@@ -229,3 +229,18 @@ async def test_accepted_sockets_have_tcp_nodelay(server):
     sock = proto.transport.getHandle()
     assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
     c.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_spool_failure_on_large_message_answers_451_and_leaves_no_file(server):
+    server.backend.accept_error = OSError("database is locked")
+    body = (b"w" * 998 + b"\r\n") * 200
+
+    def send():
+        with smtplib.SMTP("127.0.0.1", server.port, timeout=10) as s:
+            try:
+                s.sendmail("x@remote.net", ["alice@example.com"], body)
+            except smtplib.SMTPDataError as exc:
+                return exc.smtp_code
+    assert await threads.deferToThread(send) == 451
+    assert server.backend.accepted == [] and server.backend.leftover_files() == []
