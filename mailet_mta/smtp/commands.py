@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 
+from twisted.internet import defer
 from twisted.logger import Logger
 
 from ..address import MailAddress, MailAddressError
@@ -185,6 +186,14 @@ class CommandsMixin:
 
     def _auth_result(self, user):
         if not user:
+            delay = self.config.auth_failure_delay
+            if delay and delay > 0 and not self._lost:
+                # The listener's failure delay, without blocking; input stays paused.
+                d = defer.Deferred()
+                self._auth_delay = self.callLater(delay, lambda: d.callback(None))
+                d.addCallback(lambda _: self.reply(535, "5.7.8",
+                                                   "Authentication credentials invalid"))
+                return d
             return self.reply(535, "5.7.8", "Authentication credentials invalid")
         if self._lost:
             return
@@ -278,7 +287,8 @@ class CommandsMixin:
             return self.reply(*dsn)
         if not path.isascii() and not env.smtputf8:
             return self.reply(553, "5.6.7", "Non-ASCII address requires SMTPUTF8 on MAIL")
-        if len(env.recipients) >= self.config.max_recipients:
+        limit = self.config.max_recipients
+        if limit and len(env.recipients) >= limit and rcpt not in env.recipients:
             return self.reply(452, "4.5.3", "Error: too many recipients")
         if path[1:-1].strip().lower() == "postmaster":  # RFC 5321 §4.5.1: always taken
             verdict = (250, "2.1.5", f"Recipient <{rcpt}> OK")

@@ -69,7 +69,7 @@ class DotDataReader:
         crlf = raw.count(b"\r\n")
         if raw.count(b"\n") != crlf or raw.count(b"\r") != crlf:
             self.bare_line_end = True
-        piece = raw.replace(b"\r\n.", b"\r\n")
+        piece = raw.replace(b"\r\n.", b"\r\n") if b"\r\n." in raw else raw
         if self._virtual:
             piece = piece[2:]
             self._virtual = False

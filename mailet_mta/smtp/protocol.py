@@ -66,7 +66,8 @@ class SMTPServerProtocol(CommandsMixin, TransferMixin, Protocol, TimeoutMixin):
         remote_ip = getattr(peer, "host", "127.0.0.1")
         self.session = Session(remote_ip=remote_ip, local_ip=getattr(host, "host", ""),
                                authorized_network=self.policy.is_authorized_network(remote_ip),
-                               tls=self.factory.implicit_tls)
+                               tls=self.factory.implicit_tls
+                               or self.config.listen.startswith("ssl:"))
         _set_nodelay(self.transport)
         self.setTimeout(self.config.connection_timeout or None)
         greeting = self.config.greeting or "ESMTP mailet-mta"
@@ -189,7 +190,13 @@ class SMTPServerProtocol(CommandsMixin, TransferMixin, Protocol, TimeoutMixin):
         if handler is None:
             self.reply(500, "5.5.2", "Error: command not recognized")
             return None
-        return handler(arg.strip(" \t"))
+        try:
+            return handler(arg.strip(" \t"))
+        except Exception:  # noqa: BLE001 - a bug must cost one reply, not the session
+            log.failure("SMTP {verb} failed", verb=verb)
+            self.reset_transaction()
+            self.reply(451, "4.3.0", "Internal error, try again later")
+            return None
 
     def _wait(self, result) -> None:
         """Hold further input until the Deferred ``result`` of a command has fired."""

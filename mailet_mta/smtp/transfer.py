@@ -133,6 +133,7 @@ class TransferMixin:
         def failed(failure):
             log.failure("could not spool mail {name}", failure, name=env.name)
             writer.abort()
+            _remove_finished_file(writer, env.name)
             self.reply(451, "4.3.0", "Error: could not queue the message, try again later")
 
         d.addCallback(finished)
@@ -145,7 +146,7 @@ class TransferMixin:
         custom = getattr(self.backend, "message_source", None)
         if custom is not None:
             return custom(ref)
-        path = writer._store.path_for(ref.id)  # the writer's own store: same file it wrote
+        path = _blob_path(writer)
         return MessageSource(size=ref.size, loader=path.read_bytes,
                              opener=lambda: open(path, "rb"), blob_id=ref.id)
 
@@ -153,3 +154,17 @@ class TransferMixin:
         if self._writer is not None:
             self._writer.abort()
             self._writer = None
+
+
+def _blob_path(writer):
+    """Where the writer's store keeps the finished file of ``writer``."""
+    return writer._store.path_for(writer.id)  # BlobWriter has no public path yet
+
+
+def _remove_finished_file(writer, name) -> None:
+    """A mail the spool refused must not leave its fsynced body file behind."""
+    try:
+        _blob_path(writer).unlink(missing_ok=True)
+    except (AttributeError, OSError) as exc:
+        log.warn("could not remove the body file of refused mail {name}: {exc}",
+                 name=name, exc=exc)

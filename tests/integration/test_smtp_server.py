@@ -218,3 +218,29 @@ async def test_bdat_chunks_over_tcp(server):
         return r
     assert await threads.deferToThread(talk) == ["250", "250", "250", "250", "250", "221"]
     assert server.backend.message_bytes().endswith(b"\r\n.\r\n\r\n.\rend\r\n")
+
+
+@pytest_twisted.ensureDeferred
+async def test_accepted_sockets_have_tcp_nodelay(server):
+    import socket
+    c = await threads.deferToThread(RawClient, server.port)
+    await threads.deferToThread(c.reply)
+    (proto,) = list(server.service.factory.sessions)
+    sock = proto.transport.getHandle()
+    assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+    c.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_spool_failure_on_large_message_answers_451_and_leaves_no_file(server):
+    server.backend.accept_error = OSError("database is locked")
+    body = (b"w" * 998 + b"\r\n") * 200
+
+    def send():
+        with smtplib.SMTP("127.0.0.1", server.port, timeout=10) as s:
+            try:
+                s.sendmail("x@remote.net", ["alice@example.com"], body)
+            except smtplib.SMTPDataError as exc:
+                return exc.smtp_code
+    assert await threads.deferToThread(send) == 451
+    assert server.backend.accepted == [] and server.backend.leftover_files() == []

@@ -185,6 +185,15 @@ def test_535_wrong_password(tmp_path):
     assert s.login("alice", "wrong").startswith("535 5.7.8 ")
 
 
+def test_535_after_the_listener_failure_delay_without_blocking(tmp_path):
+    s = session(tmp_path, auth_failure_delay=2.0)
+    assert s.send(b"AUTH PLAIN " + base64.b64encode(b"\0alice\0bad") + b"\r\nNOOP\r\n") == []
+    s.clock.advance(1.9)
+    assert s.take() == []
+    s.clock.advance(0.2)
+    assert [r[:3] for r in s.take()] == ["535", "250"]
+
+
 def test_538_auth_before_tls_when_require_ssl(tmp_path):
     s = session(tmp_path, require_ssl=True)
     assert s.login().startswith("538 5.7.11 ")

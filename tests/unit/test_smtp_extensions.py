@@ -296,3 +296,22 @@ def test_ipv6_client_received_header_uses_ipv6_literal(tmp_path):
     s.ehlo()
     s.send(TX + b"DATA\r\nx\r\n.\r\n")
     assert b"([IPv6:2001:db8::5])" in s.backend.message_bytes()
+
+
+def test_test_backend_provides_the_backend_interface(tmp_path):
+    from zope.interface.verify import verifyObject
+
+    from mailet_mta.smtp.backend import ISMTPBackend
+    from tests.support.smtp_backend import RecordingBackend
+    assert verifyObject(ISMTPBackend, RecordingBackend(tmp_path))
+
+
+def test_bad_listen_string_names_the_key_and_the_fix(tmp_path):
+    import pytest
+
+    from mailet_mta.api import ConfigurationError
+    from mailet_mta.smtp import make_smtp_service
+    from tests.support.smtp_backend import RecordingBackend, smtp_config
+    svc = make_smtp_service(smtp_config(listen="nonsense:25"), RecordingBackend(tmp_path))
+    with pytest.raises(ConfigurationError, match="listen 'nonsense:25'.*tcp:25"):
+        svc.startService()

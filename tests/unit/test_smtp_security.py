@@ -169,3 +169,20 @@ def test_timeout_mid_data_aborts_the_blob(tmp_path):
     assert s.take()[-1].startswith("421 4.4.2") and s.disconnected
     s.proto.connectionLost(None)
     assert s.backend.leftover_files() == [] and s.backend.accepted == []
+
+
+def test_a_failing_backend_call_costs_one_451_not_the_session(tmp_path):
+    s = session(tmp_path)
+    s.login()
+
+    def broken(user):
+        raise RuntimeError("directory down")
+    s.backend.identities_of = broken
+    assert s.cmd("MAIL FROM:<alice@example.com>").startswith("451 4.3.0")
+    assert s.cmd("NOOP").startswith("250") and not s.disconnected
+
+
+def test_max_recipients_zero_means_unlimited(tmp_path):
+    s = session(tmp_path, max_recipients=0)
+    s.cmd("MAIL FROM:<x@remote.net>")
+    assert s.codes(b"RCPT TO:<alice@example.com>\r\n" * 3) == [250, 250, 250]
