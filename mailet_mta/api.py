@@ -171,8 +171,10 @@ class IMailetContext(Interface):
     def mx_hosts(domain):
         """Deferred → list of (preference, host) for ``domain``, MX then A fallback."""
 
-    def store_in_mailbox(user, mail, folder="INBOX"):
-        """Store ``mail`` for local ``user`` (shared blob); a Deferred."""
+    def store_in_mailbox(user, mail, folder="INBOX", prefix_headers=()):
+        """Store ``mail`` for local ``user`` (shared blob, no copy) with the trace
+        headers ``prefix_headers`` ([(name, value)]) put in front; a Deferred that
+        fails with a MessagingError (e.g. quota: ``552 5.2.2``) for this user only."""
 
     def store_in_repository(repository, mail):
         """Keep a copy of ``mail`` in the named repository (e.g. ``error``); a Deferred."""

@@ -65,9 +65,9 @@ class MailetContext:
         return self.resolver.mx_hosts(domain)
 
     # -- writes -------------------------------------------------------------------------
-    def _write(self, fill) -> defer.Deferred:
+    def _write(self, fill, uow=None) -> defer.Deferred:
         """Run ``fill(uow)`` in the current run's unit of work, or commit it alone."""
-        uow = current_uow.get()
+        uow = uow if uow is not None else current_uow.get()
         if uow is not None:
             fill(uow)
             return defer.succeed(None)
@@ -84,17 +84,23 @@ class MailetContext:
 
     def store_in_mailbox(self, user: str, mail: Mail, folder: str = "INBOX",
                          prefix_headers=()) -> defer.Deferred:
-        from .storage.mailboxes import store_message
+        """Store for ``user``; fails with QuotaExceeded (before anything is queued)
+        when the user's quota cannot take the message."""
+        from .storage.mailboxes import check_quota, format_prefix, store_message
 
-        prefix = b"".join(f"{name}: {value}\r\n".encode("utf-8")
-                          for name, value in prefix_headers)
+        prefix = format_prefix(prefix_headers)
+        user = user.lower()
+        uow = current_uow.get()
 
         def fill(uow):
             blob_id = uow.blob_id_for(mail)
-            size = len(prefix) + mail.size
-            uow.add(store_message, user, folder, blob_id, prefix, size)
+            uow.add(store_message, user, folder, blob_id, prefix, mail.size)
 
-        return self._write(fill)
+        if user not in self.directory.quotas:
+            return self._write(fill, uow)
+        d = self.spool.db.read(check_quota, user, len(prefix) + mail.size)
+        d.addCallback(lambda _: self._write(fill, uow))
+        return d
 
     def store_in_repository(self, repository: str, mail: Mail) -> defer.Deferred:
         def fill(uow):

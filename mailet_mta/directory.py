@@ -21,15 +21,19 @@ log = Logger(namespace="mailet_mta.directory")
 
 
 def load_tables(conn) -> dict:
-    """Read domains, users (lower-cased) and mappings (source → [targets])."""
+    """Read domains, users (lower-cased) with their quotas, and mappings."""
     domains = {r[0].lower() for r in conn.execute(select(schema.domains.c.name))}
-    users = {r[0].lower() for r in conn.execute(select(schema.users.c.name))}
+    users, quotas = set(), {}
+    for name, quota in conn.execute(select(schema.users.c.name, schema.users.c.quota)):
+        users.add(name.lower())
+        if quota is not None:
+            quotas[name.lower()] = quota
     mappings: dict[str, list[str]] = {}
     for source, target in conn.execute(select(schema.mappings.c.source,
                                               schema.mappings.c.target)
                                        .order_by(schema.mappings.c.id)):
         mappings.setdefault(source.lower(), []).append(target)
-    return {"domains": domains, "users": users, "mappings": mappings,
+    return {"domains": domains, "users": users, "quotas": quotas, "mappings": mappings,
             "generation": Database.generation(conn)}
 
 
@@ -42,6 +46,7 @@ class Directory:
         self.postmaster = MailAddress.parse(postmaster)
         self.domains: set[str] = set()
         self.users: set[str] = set()
+        self.quotas: dict[str, int] = {}
         self.mappings: dict[str, list[str]] = {}
         self.generation = None
         self._loop: task.LoopingCall | None = None
@@ -50,6 +55,7 @@ class Directory:
     def apply(self, tables: dict) -> None:
         self.domains = set(tables["domains"])
         self.users = set(tables["users"])
+        self.quotas = dict(tables["quotas"])
         self.mappings = dict(tables["mappings"])
         self.generation = tables["generation"]
 

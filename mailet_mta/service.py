@@ -14,6 +14,7 @@ import os
 import socket
 from pathlib import Path
 
+from twisted.application.internet import TimerService
 from twisted.application.service import MultiService
 from twisted.internet import defer
 from twisted.logger import Logger
@@ -28,6 +29,8 @@ from .storage.blobs import BlobStore
 from .storage.db import Database, default_url
 
 log = Logger(namespace="mailet_mta.service")
+
+BLOB_SWEEP_INTERVAL = 600.0
 
 
 def default_node_name() -> str:
@@ -58,6 +61,8 @@ class MailServer(MultiService):
                                   node_name=self.node_name)
         self.context.spool = self.spool
         self.spool.setServiceParent(self)
+        sweeper = TimerService(BLOB_SWEEP_INTERVAL, self._sweep_blobs)
+        sweeper.setServiceParent(self)
         self.listeners: list = []
         self._build_delivery()
         self._build_listeners()
@@ -82,10 +87,13 @@ class MailServer(MultiService):
         from .pop3.backend import POP3Backend
         from .pop3.factory import make_pop3_service
         from .smtp.server import make_smtp_service
+        from .storage.auth_throttle import AuthThrottle
         from .storage.authenticator import Authenticator
 
-        delays = [c.auth_failure_delay for c in self.config.smtpservers + self.config.pop3servers]
-        self.authenticator = Authenticator(self.db, failure_delay=min(delays, default=1.0),
+        # One throttle for every protocol. SMTP sessions apply their listener's failure
+        # delay themselves; POP3 logins get theirs from the authenticator.
+        throttle = AuthThrottle()
+        self.authenticator = Authenticator(self.db, failure_delay=0, throttle=throttle,
                                            default_domain=self.config.server_name)
         for cfg in self.config.smtpservers:
             backend = SpoolBackend(self.config, cfg, self.directory, self.authenticator,
@@ -94,10 +102,20 @@ class MailServer(MultiService):
             self.listeners.append((cfg.name, "smtp", svc))
             svc.setServiceParent(self)
         for cfg in self.config.pop3servers:
-            backend = POP3Backend(self.db, self.blobs, self.authenticator, self.node_name)
+            authenticator = Authenticator(self.db, failure_delay=cfg.auth_failure_delay,
+                                          throttle=throttle,
+                                          default_domain=self.config.server_name)
+            backend = POP3Backend(self.db, self.blobs, authenticator, self.node_name)
             svc = make_pop3_service(cfg, backend)
             self.listeners.append((cfg.name, "pop3", svc))
             svc.setServiceParent(self)
+
+    def _sweep_blobs(self):
+        """Remove message bodies nothing refers to any more (deleted mail, bounces)."""
+        d = self.db.write(self.blobs.sweep)
+        d.addCallback(lambda n: n and log.info("blob sweep removed {n} bodies", n=n))
+        d.addErrback(lambda f: log.failure("blob sweep failed", f))
+        return d
 
     # -- lifecycle ----------------------------------------------------------------------
     def startService(self) -> None:

@@ -10,7 +10,7 @@ from twisted.internet.testing import StringTransport
 
 from mailet_mta.config.model import POP3ServerConfig
 from mailet_mta.pop3.factory import POP3ServerFactory
-from pop3_memory_backend import MemoryBackend
+from tests.unit.pop3_memory_backend import MemoryBackend
 
 
 class TLSStringTransport(StringTransport):
