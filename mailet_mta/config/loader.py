@@ -53,12 +53,17 @@ def default_config(data_dir: str | None = None) -> ServerConfig:
     standard pipeline. ``data_dir`` replaces ``storage.data_dir``."""
     source = resources.files(__package__).joinpath("defaults", DEFAULT_NAME)
     label = str(source) if isinstance(source, Path) else f"<embedded>/{DEFAULT_NAME}"
-    config = _load(source.read_text(encoding="utf-8"), "yaml", label)
+    config = _load(source.read_text(encoding="utf-8"), "yaml", label, default_pipeline=False)
     if data_dir is not None:
         config.storage.data_dir = str(data_dir)
     return config
 
 
-def _load(data, fmt: str, name: str) -> ServerConfig:
+def _load(data, fmt: str, name: str, default_pipeline: bool = True) -> ServerConfig:
     root = parse_yaml(data, name) if fmt == "yaml" else parse_xml(data, name)
-    return validate_config(build_config(root))
+    config = build_config(root)
+    if default_pipeline and not config.spoolmanager.processors:
+        # No processors written: the embedded default pipeline, as `serve` without
+        # --config runs it (a file may set only listeners, storage, domains…).
+        config.spoolmanager.processors = default_config().spoolmanager.processors
+    return validate_config(config)

@@ -37,9 +37,17 @@ def test_missing_error_processor_is_an_error():
     assert err.source == "v.yaml:1" and "no 'error' processor" in err.message
 
 
-def test_file_without_spoolmanager_points_at_the_file():
-    err = error_of("servernames: [a.example]\n")
-    assert err.source == "v.yaml:1" and "conf/mailet-mta.yaml" in err.message
+def test_file_without_spoolmanager_runs_the_default_pipeline():
+    from mailet_mta.config import default_config, load_config_text
+
+    config = load_config_text("servernames: [a.example]\n", "yaml", "v.yaml")
+    assert set(config.spoolmanager.processors) == set(default_config().spoolmanager.processors)
+
+
+def test_processors_without_root_point_at_the_spoolmanager():
+    err = error_of("spoolmanager:\n  processors:\n    error:\n      mailets:\n"
+                   "        - {match: All, class: Null}\n")
+    assert "'root'" in err.message and "conf/mailet-mta.yaml" in err.message
 
 
 def test_model_built_in_code_is_checked_too():
