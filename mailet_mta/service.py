@@ -20,6 +20,8 @@ from twisted.internet import defer
 from twisted.logger import Logger
 
 from .api import ConfigurationError
+from .cli.common import blob_dir
+from .nodes import NodeRegistry
 from .config.model import ServerConfig
 from .context import MailetContext
 from .directory import Directory
@@ -49,7 +51,7 @@ class MailServer(MultiService):
         self.db = Database(config.storage.url or default_url(self.data_dir),
                            config.storage.pool_size)
         self.db.upgrade()
-        self.blobs = BlobStore(self.data_dir / "blobs", config.storage.inline_blob_limit)
+        self.blobs = BlobStore(blob_dir(config), config.storage.inline_blob_limit)
         self.directory = Directory(self.db, config.servernames, config.postmaster_address)
         self.directory.load_sync()
         self.context = MailetContext(config, self.directory, self.blobs)
@@ -58,8 +60,10 @@ class MailServer(MultiService):
         self.spool = SpoolManager(self.db, self.blobs, self.pipeline, threads=sm.threads,
                                   max_tries=sm.max_tries,
                                   error_repository=sm.error_repository,
-                                  node_name=self.node_name)
+                                  node_name=self.node_name, lease_seconds=sm.lease_seconds)
         self.context.spool = self.spool
+        self.registry = NodeRegistry(self.db, self.node_name)
+        self.registry.setServiceParent(self)
         self.spool.setServiceParent(self)
         sweeper = TimerService(BLOB_SWEEP_INTERVAL, self._sweep_blobs)
         sweeper.setServiceParent(self)

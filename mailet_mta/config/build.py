@@ -66,6 +66,7 @@ STORAGE_KEYS: Table = {
     **keys("data_dir", v.file_path, "dataDir", "data_dir"),
     **keys("inline_blob_limit", v.size(), "inlineBlobLimit", "inline_blob_limit"),
     **keys("pool_size", v.integer(1), "poolSize", "pool_size"),
+    **keys("blob_dir", v.file_path, "blobDir", "blob_dir"),
 }
 
 
@@ -338,6 +339,7 @@ SPOOL_KEYS: Table = {
     **keys("max_tries", v.integer(1), "maxTries", "max_tries"),
     **keys("error_repository", v.text, "errorRepository", "error_repository"),
     **keys("max_state_changes", v.integer(1), "maxStateChanges", "max_state_changes"),
+    **keys("lease_seconds", v.duration(), "leaseTime", "lease_seconds"),
     **keys("processors", build_processors, "processors"),
 }
 

@@ -73,6 +73,9 @@ class SpoolManagerConfig:
                                 default="error")
     max_state_changes: int = doc("processor transitions per run before loop protection "
                                  "sends the mail to error", default=100)
+    lease_seconds: float = doc("how long a node's claim on a spooled mail lasts without "
+                               "renewal; after it another node takes the mail over",
+                               default=300.0)
     processors: dict[str, ProcessorSpec] = doc("the processors by name",
                                                default_factory=dict)
     source: str | None = None
@@ -145,6 +148,9 @@ class StorageConfig:
     data_dir: str = doc("directory for the database and blobs", default="./var")
     inline_blob_limit: int = doc("messages up to this size live in the database",
                                  default=65536)
+    blob_dir: str | None = doc("directory for larger message files; default "
+                               "<data_dir>/blobs (all nodes of a cluster must share it)",
+                               default=None)
     pool_size: int = doc("database connections (PostgreSQL)", default=5)
     source: str | None = None
 

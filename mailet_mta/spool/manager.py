@@ -160,11 +160,18 @@ class SpoolManager(Service):
             return
         current_uow.reset(token)
         try:
-            if uow.empty:
+            if uow.empty and self.db.is_sqlite:
+                # One process owns a SQLite spool: the grouped delete is enough.
                 await self.db.write_statements([(store.DELETE_SPOOL, {"mail_name": mail.name})])
             else:
-                uow.add(store.delete_mail, mail.name)
+                # Shared database: the run counts only if this node still holds the mail.
+                uow.add(store.finish_owned, mail.name, self.node_name)
                 await self.db.write(uow.commit)
+        except store.LeaseLost:
+            uow.abort()
+            log.warn("id={id} was taken over by another node while it ran here; this "
+                     "run's results are discarded", id=mail.name)
+            return
         except Exception as exc:  # noqa: BLE001 - the commit failed: retry the run
             uow.abort()
             log.failure("id={id} could not record the result of its run", id=mail.name)

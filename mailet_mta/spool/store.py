@@ -65,6 +65,17 @@ def delete_mail(conn: Connection, name: str) -> None:
     conn.execute(DELETE_SPOOL, {"mail_name": name})
 
 
+class LeaseLost(Exception):
+    """The mail is no longer this node's: its lease expired and another node took it."""
+
+
+def finish_owned(conn: Connection, name: str, owner: str) -> None:
+    """Remove a finished mail, provided this node still holds it (else LeaseLost)."""
+    res = conn.execute(delete(S).where(and_(S.c.name == name, S.c.owner == owner)))
+    if res.rowcount != 1:
+        raise LeaseLost(name)
+
+
 def accept_statements(mail: Mail, blob, owner: str, lease_until: float) -> list:
     """The writes that put a received mail and its blob into the spool."""
     return [(INSERT_BLOB, {"id": blob.id, "size": blob.size, "data": blob.data,
