@@ -65,6 +65,7 @@ class BatchWriter:
         self._stopping = False
         self.batches = 0
         self.writes = 0
+        self._compiled: dict = {}
 
     def start(self) -> None:
         if self._thread is None:
@@ -121,7 +122,7 @@ class BatchWriter:
                     for statement, params in op.statements or ():
                         grouped.setdefault(statement, []).append(params)
                 for statement, params in grouped.items():
-                    conn.execute(statement, params)
+                    self._executemany(conn, statement, params)
                 results = [(op.deferred, True, op.run(conn)) for op in batch]
             self.batches += 1
             self.writes += len(batch)
@@ -139,6 +140,20 @@ class BatchWriter:
             for op in batch:
                 results.extend(self._commit([op]))
             return results
+
+    def _executemany(self, conn, statement, rows: list[dict]) -> None:
+        """One DBAPI executemany for ``rows``, bypassing per-row bind processing
+        (the hot statements only carry str, int, float and bytes values)."""
+        compiled = self._compiled.get(statement)
+        if compiled is None:
+            compiled = statement.compile(dialect=conn.dialect)
+            self._compiled[statement] = compiled
+        positions = compiled.positiontup
+        if positions:
+            params = [tuple(row[name] for name in positions) for row in rows]
+        else:
+            params = rows
+        conn.exec_driver_sql(compiled.string, params)
 
     @staticmethod
     def _deliver(results) -> None:
