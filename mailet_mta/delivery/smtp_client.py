@@ -86,6 +86,11 @@ class SMTPClientProtocol(Protocol):
 
     # -- connection -----------------------------------------------------------------
     def connectionMade(self):
+        # Commands and the end of DATA are small writes that wait for a reply: without
+        # TCP_NODELAY, Nagle holds them until the peer's delayed ACK (~40 ms each).
+        set_no_delay = getattr(self.transport, "setTcpNoDelay", None)
+        if set_no_delay is not None:
+            set_no_delay(True)
         self._arm()
 
     def connectionLost(self, reason):
@@ -202,12 +207,12 @@ class _BodyProducer:
             self.stopProducing()
             return
         chunk = self.file.read(CHUNK)
-        if chunk:
+        if len(chunk) == CHUNK:
             self.protocol.transport.write(self.stuffer.feed(chunk))
             return
         self._close()
         self.protocol.transport.unregisterProducer()
-        self.protocol.transport.write(self.stuffer.finish())
+        self.protocol.transport.write(self.stuffer.feed(chunk) + self.stuffer.finish())
         self.protocol._expect().chainDeferred(self.done)
 
     def stopProducing(self):

@@ -301,3 +301,20 @@ async def test_a_recipient_that_got_250_is_not_sent_again_after_a_restart(tmp_pa
         assert smtp.messages[0].rcpt_to == ["carol@example.com"]
     finally:
         await h.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_on_success_sends_a_copy_of_the_delivered_mail(tmp_path, peer):
+    smtp = peer()
+    h = DeliveryHarness(tmp_path, {"example.com": [smtp.address]})
+    h.start()
+    try:
+        await h.enqueue("alice@origin.test", ["bob@example.com"], make_message(),
+                        options={"onSuccess": "delivered"})
+        await h.until(lambda: h.injected, what="the onSuccess copy")
+        copy = h.injected[0]
+        assert copy.state == "delivered" and [str(r) for r in copy.recipients] == [
+            "bob@example.com"]
+        assert len(smtp.messages) == 1
+    finally:
+        await h.stop()
