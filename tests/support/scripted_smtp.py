@@ -72,6 +72,7 @@ class ScriptedSMTP(LineReceiver):
         self.authed: str | None = None
         self.reset()
         self.in_data = False
+        self.dropped = False
         self.auth_login: list[str] | None = None
 
     def reset(self):
@@ -87,6 +88,8 @@ class ScriptedSMTP(LineReceiver):
         self.reply(self.f.greeting)
 
     def lineReceived(self, line: bytes):
+        if self.dropped:
+            return
         if self.in_data:
             return self._data_line(line)
         text = line.decode("utf-8", "replace")
@@ -187,6 +190,8 @@ class ScriptedSMTP(LineReceiver):
     def _data_line(self, line: bytes):
         if self.f.drop_in_data > 0:
             self.f.drop_in_data -= 1
+            self.dropped = True
+            self.clearLineBuffer()
             self.transport.abortConnection()
             return
         if line == b".":
