@@ -145,7 +145,7 @@ class SMTPClientProtocol(Protocol):
             d.errback(self._lost)
             return d
         self._waiters.append(d)
-        if self.transport is not None and self._timer is None:
+        if self.transport is not None and len(self._waiters) == 1:
             self._arm()
         return d
 
@@ -206,6 +206,7 @@ class _BodyProducer:
         if not self.protocol.is_open:
             self.stopProducing()
             return
+        self.protocol._arm()      # a peer that stops reading times out like a silent one
         chunk = self.file.read(CHUNK)
         if len(chunk) == CHUNK:
             self.protocol.transport.write(self.stuffer.feed(chunk))
