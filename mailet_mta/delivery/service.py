@@ -122,6 +122,7 @@ class OutgoingQueueService(service.Service):
                                       self.lease, limit)
         for entry in entries:
             self._dispatch(entry)
+        self._start_workers()
         return len(entries) == limit
 
     def _dispatch(self, entry: queue_store.QueueEntry) -> None:
@@ -132,13 +133,12 @@ class OutgoingQueueService(service.Service):
             dest = self.destinations[key] = Destination(key, entry.domain, options)
         dest.add(entry)
         self.claimed += 1
-        self._start_workers()
 
     # -- workers ----------------------------------------------------------------------------------
     def _start_workers(self) -> None:
         for dest in list(self.destinations.values()):
             while (dest.queue and len(self.workers) < self.concurrency
-                   and dest.workers < min(self.per_destination, dest.queue_load())):
+                   and dest.workers < min(self.per_destination, len(dest.queue))):
                 self._start_worker(dest)
 
     def _start_worker(self, dest: Destination) -> None:

@@ -38,9 +38,6 @@ class Destination:
     def add(self, entry: QueueEntry) -> None:
         self.queue.append(WorkItem(entry))
 
-    def queue_load(self) -> int:
-        return len(self.queue) + self.workers
-
 
 class WorkItem:
     """One claimed entry on its way through the hosts."""

@@ -318,3 +318,18 @@ async def test_on_success_sends_a_copy_of_the_delivered_mail(tmp_path, peer):
         assert len(smtp.messages) == 1
     finally:
         await h.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_backlog_for_one_destination_uses_per_destination_connections(tmp_path, peer):
+    smtp = peer()
+    h = DeliveryHarness(tmp_path, {"example.com": [smtp.address]}, per_destination=2)
+    for i in range(6):
+        await h.enqueue("alice@origin.test", [f"u{i}@example.com"], make_message(f"m{i}"))
+    h.start()
+    try:
+        await h.until(lambda: len(smtp.messages) == 6, what="six deliveries")
+        assert smtp.connections == 2
+        assert sorted({m.connection for m in smtp.messages}) == [0, 1]
+    finally:
+        await h.stop()
