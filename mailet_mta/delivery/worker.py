@@ -1,0 +1,253 @@
+"""Delivering the entries of one destination over one reused SMTP session.
+
+For each entry: try the destination's hosts in order (MX preference, or the gateways);
+a host that cannot be reached or answers 4xx passes the still-pending recipients to
+the next host. Final answers (2xx, 5xx) are written to the entry before anything else
+happens to it. What is left pending is rescheduled, or bounced when the retries are
+used up; failed recipients are bounced at once.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+from twisted.logger import Logger
+
+from ..api import ATTR_BODY, ATTR_DSN_ENVID, ATTR_DSN_RCPT, ATTR_DSN_RET, ATTR_SMTPUTF8
+from . import queue_store
+from .options import DeliveryOptions
+from .queue_store import FAILED, PENDING, QueueEntry
+from .reports import failure_mail, success_mail, unreported_failures, unreported_successes
+from .resolver import DNSPermanentError, DNSTemporaryError
+from .session import DEFERRED, Envelope, HostFailure, Outcome, SMTPSession
+from .smtp_client import SMTPConnectionLost
+
+log = Logger(namespace="mailet_mta.delivery")
+
+
+class Destination:
+    """Entries waiting for one destination (domain or gateway) and its workers."""
+
+    def __init__(self, key: tuple, domain: str, options: DeliveryOptions):
+        self.key = key
+        self.domain = domain
+        self.options = options
+        self.queue: deque[WorkItem] = deque()
+        self.workers = 0
+
+    def add(self, entry: QueueEntry) -> None:
+        self.queue.append(WorkItem(entry))
+
+
+class WorkItem:
+    """One claimed entry on its way through the hosts."""
+
+    def __init__(self, entry: QueueEntry):
+        self.entry = entry
+        self.options = DeliveryOptions.from_dict(entry.options)
+        self.temp_errors: dict[str, Outcome] = {}
+        self.dns_temporary: str | None = None
+
+
+class DestinationWorker:
+    """Takes entries from a Destination until it is empty, reusing one session."""
+
+    def __init__(self, service, dest: Destination):
+        self.service = service
+        self.dest = dest
+        self.options = dest.options
+        self.session: SMTPSession | None = None
+        self.down: dict[tuple[str, int], HostFailure] = {}
+        self.no_tls: set[str] = set()
+
+    async def run(self) -> None:
+        try:
+            hosts, dns_problem = await self._route()
+            while self.dest.queue:
+                item = self.dest.queue.popleft()
+                try:
+                    if dns_problem is not None:
+                        self._apply_dns_problem(item, dns_problem)
+                    else:
+                        await self._deliver(item, hosts)
+                    await self._finish(item)
+                except Exception:  # noqa: BLE001 - one entry must not stop the worker
+                    log.failure("delivering outgoing entry {id} failed", id=item.entry.id)
+                    self.service.track_write(self.service.db.write(
+                        queue_store.reschedule, item.entry,
+                        self.service.clock.seconds() + 60))
+                finally:
+                    self.service.entry_done()
+        finally:
+            if self.session is not None:
+                await self.session.quit()
+
+    async def _route(self):
+        if self.options.gateways:
+            return list(self.options.gateways), None
+        try:
+            mx = await self.service.resolver.mx_hosts(self.dest.domain)
+        except (DNSPermanentError, DNSTemporaryError) as exc:
+            return [], exc
+        return [(host, port) for _pref, host, port in mx], None
+
+    def _apply_dns_problem(self, item: WorkItem, problem: Exception) -> None:
+        if isinstance(problem, DNSPermanentError):
+            status = "5.1.10" if "null MX" in str(problem) else "5.1.2"
+            for r in item.entry.pending():
+                _set(r, FAILED, 550, f"{status} {problem}", permanent=True)
+        else:
+            item.dns_temporary = str(problem)
+
+    # -- one entry through the hosts ----------------------------------------------------------
+    async def _deliver(self, item: WorkItem, hosts) -> None:
+        entry = item.entry
+        for host, port in hosts:
+            pending = [r["address"] for r in entry.pending()]
+            if not pending:
+                return
+            try:
+                session = await self._session_for(host, port)
+            except HostFailure as exc:
+                for a in pending:
+                    item.temp_errors[a] = Outcome(DEFERRED, exc.code, str(exc))
+                continue
+            try:
+                outcomes = await session.deliver(self._envelope(entry, pending),
+                                                 item.options.send_partial)
+            except (SMTPConnectionLost, HostFailure) as exc:
+                self.session = None
+                session.protocol.abort()
+                for a in pending:
+                    item.temp_errors[a] = Outcome(DEFERRED, None, f"{session.peer}: {exc}")
+                continue
+            final = False
+            for address, outcome in outcomes.items():
+                if outcome.status == DEFERRED:
+                    item.temp_errors[address] = outcome
+                    continue
+                final = True
+                item.temp_errors.pop(address, None)
+                _set(_recipient(entry, address), outcome.status, outcome.code, outcome.text,
+                     permanent=outcome.permanent)
+            if final and entry.pending():
+                await self._record(entry)
+        if not hosts:
+            for a in [r["address"] for r in entry.pending()]:
+                item.temp_errors[a] = Outcome(DEFERRED, None, f"no host for {self.dest.domain}")
+
+    async def _session_for(self, host: str, port: int) -> SMTPSession:
+        s = self.session
+        if s is not None and (s.host, s.port) == (host, port) and s.protocol.is_open:
+            return s
+        if s is not None:
+            self.session = None
+            await s.quit()
+        if (host, port) in self.down:
+            raise self.down[(host, port)]
+        try:
+            addresses = await self.service.resolver.lookup(host)
+        except (DNSPermanentError, DNSTemporaryError) as exc:
+            addresses, failure = [], HostFailure(f"{host}: {exc}")
+        else:
+            failure = HostFailure(f"{host} has no address")
+        for ip in addresses:
+            try:
+                self.session = await self._open(host, ip, port)
+                return self.session
+            except HostFailure as exc:
+                failure = exc
+        self.down[(host, port)] = failure
+        raise failure
+
+    async def _open(self, host: str, ip: str, port: int) -> SMTPSession:
+        svc = self.service
+        helo = self.options.helo_name or svc.helo_name
+        try:
+            return await SMTPSession.open(svc.reactor, svc.clock, host, ip, port, self.options,
+                                          helo, use_tls=ip not in self.no_tls)
+        except HostFailure as exc:
+            if not exc.tls_failed or self.options.starttls == "required":
+                raise
+            log.warn("{host} [{ip}]: {error}; delivering without TLS (startTLS=opportunistic)",
+                     host=host, ip=ip, error=str(exc))
+            self.no_tls.add(ip)
+            return await SMTPSession.open(svc.reactor, svc.clock, host, ip, port,
+                                          self.options, helo, use_tls=False)
+
+    def _envelope(self, entry: QueueEntry, recipients: list[str]) -> Envelope:
+        attrs = entry.attributes
+        source = self.service.blobs.source(entry.blob_id, entry.blob_size, entry.blob_data)
+        return Envelope(sender=entry.sender, recipients=recipients, source=source,
+                        size=source.size or 0, body=attrs.get(ATTR_BODY),
+                        smtputf8=bool(attrs.get(ATTR_SMTPUTF8)),
+                        envid=attrs.get(ATTR_DSN_ENVID), ret=attrs.get(ATTR_DSN_RET),
+                        dsn_rcpt=attrs.get(ATTR_DSN_RCPT) or {})
+
+    async def _record(self, entry: QueueEntry) -> None:
+        await self.service.db.write(queue_store.record_recipients, entry.id,
+                                    self.service.node_name, entry.recipients)
+
+    # -- after the hosts ---------------------------------------------------------------------------
+    async def _finish(self, item: WorkItem) -> None:
+        """Reschedule or expire what is pending, send reports, then update the row."""
+        entry, options = item.entry, item.options
+        now = self.service.clock.seconds()
+        delay = None
+        if entry.pending():
+            entry.attempts += 1
+            if item.dns_temporary is not None:
+                entry.dns_failures += 1
+            errors = [f"{a}: {o.text}" for a, o in item.temp_errors.items()]
+            entry.last_error = item.dns_temporary or ("; ".join(errors)[:4000] or None)
+            delay = options.delay_after(entry.attempts)
+            if delay is None or entry.dns_failures > options.max_dns_retries:
+                delay = None
+                self._expire(item)
+        failed, sent = unreported_failures(entry), unreported_successes(entry)
+        sent = sent if options.on_success else []
+        if failed or sent:
+            await self._record(entry)
+            await self._report(entry, failed, sent, options)
+        if delay is None:
+            self.service.delivered += 1
+            self.service.track_write(self.service.db.write(queue_store.remove, entry.id))
+        else:
+            self.service.track_write(self.service.db.write(queue_store.reschedule, entry,
+                                                           now + delay))
+
+    def _expire(self, item: WorkItem) -> None:
+        entry = item.entry
+        for r in entry.pending():
+            outcome = item.temp_errors.get(r["address"])
+            if item.dns_temporary is not None:
+                text = f"4.4.3 {item.dns_temporary} (maxDnsProblemRetries reached)"
+            elif outcome is not None:
+                text = outcome.text
+            else:
+                text = f"4.4.7 delivery time expired after {entry.attempts} attempts"
+            _set(r, FAILED, outcome.code if outcome else None, text, permanent=False)
+
+    async def _report(self, entry: QueueEntry, failed, sent, options) -> None:
+        source = self.service.blobs.source(entry.blob_id, entry.blob_size, entry.blob_data)
+        if failed:
+            await self.service.inject(failure_mail(entry, failed, source,
+                                                   options.bounce_processor))
+            for r in failed:
+                r["bounced"] = True
+        if sent:
+            await self.service.inject(success_mail(entry, sent, source, options.on_success))
+            for r in sent:
+                r["reported"] = True
+
+
+def _recipient(entry: QueueEntry, address: str) -> dict:
+    for r in entry.recipients:
+        if r["address"] == address and r["status"] == PENDING:
+            return r
+    raise KeyError(address)
+
+
+def _set(r: dict, status: str, code, text: str, permanent: bool) -> None:
+    r.update(status=status, code=code, error=text, permanent=permanent)
+

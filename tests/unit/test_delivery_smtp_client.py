@@ -1,0 +1,85 @@
+"""The SMTP client protocol on a StringTransport: replies, pipelining, timeouts, DATA."""
+
+from __future__ import annotations
+
+from twisted.internet import task
+from twisted.internet.error import ConnectionAborted
+from twisted.internet.testing import StringTransport
+from twisted.python.failure import Failure
+
+from mailet_mta.delivery.smtp_client import SMTPClientProtocol, SMTPConnectionLost
+from mailet_mta.mail import MessageSource
+
+
+def connected(timeout=30.0):
+    clock = task.Clock()
+    proto = SMTPClientProtocol(clock, timeout)
+    transport = StringTransport()
+    proto.makeConnection(transport)
+    return proto, transport, clock
+
+
+def collect(deferreds):
+    """A list that receives each Deferred's result (or Failure) in order as it fires."""
+    out = [None] * len(deferreds)
+    for i, d in enumerate(deferreds):
+        d.addBoth(lambda value, i=i: out.__setitem__(i, value))
+    return out
+
+
+def test_multiline_reply_is_one_reply_with_every_line():
+    proto, _transport, _clock = connected()
+    greeting = collect([proto.greeting])
+    proto.dataReceived(b"220 mx.test ready\r\n")
+    ehlo = collect([proto.command("EHLO me")])
+    proto.dataReceived(b"250-mx.test\r\n250-PIPELINING\r\n250 SIZE 100\r\n")
+    assert greeting[0].code == 220
+    assert ehlo[0].code == 250 and ehlo[0].lines == ["mx.test", "PIPELINING", "SIZE 100"]
+
+
+def test_pipelined_commands_are_one_write_and_replies_match_in_order():
+    proto, transport, _clock = connected()
+    proto.dataReceived(b"220 hi\r\n")
+    transport.clear()
+    got = collect(proto.send("MAIL FROM:<a@b.test>", "RCPT TO:<c@d.test>",
+                             "RCPT TO:<e@f.test>"))
+    assert transport.value() == (b"MAIL FROM:<a@b.test>\r\nRCPT TO:<c@d.test>\r\n"
+                                 b"RCPT TO:<e@f.test>\r\n")
+    proto.dataReceived(b"250 ok\r\n250 ok\r\n550 5.1.1 no")
+    assert [r.code for r in got[:2]] == [250, 250] and got[2] is None
+    proto.dataReceived(b" such user\r\n")
+    assert got[2].code == 550 and got[2].enhanced == "5.1.1"
+    assert str(got[2]) == "550 5.1.1 no such user"
+
+
+def test_silent_server_times_out_and_fails_the_waiting_commands():
+    proto, transport, clock = connected(timeout=10)
+    proto.dataReceived(b"220 hi\r\n")
+    reply = collect([proto.command("NOOP")])
+    clock.advance(9)
+    assert reply[0] is None and not transport.disconnecting
+    clock.advance(2)
+    assert transport.disconnecting or transport.disconnected
+    proto.connectionLost(Failure(ConnectionAborted()))
+    assert isinstance(reply[0].value, SMTPConnectionLost) and reply[0].value.timed_out
+
+
+def test_body_is_streamed_dot_stuffed_and_terminated():
+    proto, transport, _clock = connected()
+    proto.dataReceived(b"220 hi\r\n")
+    transport.clear()
+    final = collect([proto.send_body(MessageSource(b".top\r\nline\r\n.\r\nend"))])
+    while transport.producer is not None:
+        transport.producer.resumeProducing()
+    assert transport.value() == b"..top\r\nline\r\n..\r\nend\r\n.\r\n"
+    proto.dataReceived(b"250 2.0.0 queued\r\n")
+    assert final[0].code == 250
+
+
+def test_connection_lost_while_streaming_fails_the_body():
+    proto, transport, _clock = connected()
+    proto.dataReceived(b"220 hi\r\n")
+    final = collect([proto.send_body(MessageSource(b"x" * 200_000))])
+    transport.producer.resumeProducing()
+    transport.producer.stopProducing()
+    assert isinstance(final[0].value, SMTPConnectionLost)
