@@ -62,7 +62,8 @@ class MailetContext:
     def mx_hosts(self, domain):
         if self.resolver is None:
             return defer.fail(RuntimeError("no DNS resolver is configured"))
-        return self.resolver.mx_hosts(domain)
+        return self.resolver.mx_hosts(domain).addCallback(
+            lambda hosts: [(pref, host) for pref, host, _port in hosts])
 
     # -- writes -------------------------------------------------------------------------
     def _write(self, fill, uow=None) -> defer.Deferred:

@@ -72,17 +72,14 @@ class MailServer(MultiService):
         self._build_listeners()
 
     def _build_delivery(self) -> None:
-        try:
-            from .delivery.resolver import Resolver
-            from .delivery.service import OutgoingQueueService
-        except ImportError:   # remote delivery not installed in this tree
-            self.resolver = self.outgoing = None
-            return
+        from .delivery.resolver import Resolver
+        from .delivery.service import OutgoingQueueService
 
         self.resolver = Resolver(self.config.dns)
         self.context.resolver = self.resolver
         self.outgoing = OutgoingQueueService(self.db, self.blobs, self.resolver,
-                                             self.spool.inject, self.node_name)
+                                             self.spool.inject, self.node_name,
+                                             helo_name=self.config.server_name)
         self.context.outgoing = self.outgoing
         self.outgoing.setServiceParent(self)
 

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import re
 import smtplib
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from tests.support.server import ROOT, ServerProcess, wait_for
+from tests.support.server import ROOT, ServerProcess, _env, wait_for
 
 PASSWORD = "s3cret-pass"
 
@@ -50,7 +52,9 @@ def seed_server(tmp_path):
     path.write_text(five_steps(shipped_xml(tmp_path / "var")))
     srv = ServerProcess(tmp_path, config_path=path, name="seed")
     srv.data_dir = tmp_path / "var"
-    assert "OK" in srv.cli("check-config", str(path)).stdout
+    checked = subprocess.run([sys.executable, "-m", "mailet_mta", "check-config", str(path)],
+                             capture_output=True, text=True, env=_env(), timeout=120)
+    assert checked.returncode == 0 and "OK" in checked.stdout, checked.stderr
     srv.add_user("alice@example.com", PASSWORD)
     srv.add_user("bob@example.com", PASSWORD)
     srv.start()

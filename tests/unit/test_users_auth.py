@@ -31,12 +31,12 @@ def test_hash_with_other_parameters_needs_rehash():
     assert passwords.needs_rehash(old)
 
 
-def test_verification_takes_under_60_ms():
+def test_hashes_are_argon2id_with_the_documented_cost():
+    # The cost (not the machine's speed) is what a test can pin: ~20 ms per check was
+    # measured with these parameters on the reference machine (see passwords.py).
     h = passwords.hash_password("pw")
-    start = time.perf_counter()
-    for _ in range(5):
-        passwords.verify_password(h, "pw")
-    assert (time.perf_counter() - start) / 5 < 0.060
+    assert h.startswith("$argon2id$v=19$m=19456,t=2,p=2$")
+    assert passwords.verify_password(h, "pw") and not passwords.verify_password(h, "px")
 
 
 def test_empty_password_cannot_be_hashed():
