@@ -10,7 +10,7 @@ from .common import CLIError
 
 # Subcommand groups, each a module of this package with register(subparsers).
 GROUPS = ("serve", "check_config", "db", "domains", "users", "mailbox", "repository",
-          "queue")
+          "queue", "init", "status")
 
 
 def build_parser() -> argparse.ArgumentParser:
