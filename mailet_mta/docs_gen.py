@@ -37,6 +37,14 @@ class Section:
     parent: dict[str, object] = field(default_factory=dict)   # keys the parent needs
 
 
+LISTENER_SPECIAL = {
+    "bind": ("listen", "str", "James style: address to bind (with port)"),
+    "port": ("listen", "int", "James style: port (with bind)"),
+    "enabled": ("—", "bool", "false skips this listener"),
+    "auth": ("require_ssl", "block", "James 3: `auth: {requireSSL: …}`"),
+    "tls": ("tls", "block", "certificate block (see tls)"),
+}
+
 SECTIONS = [
     Section("Top level", [], ["config"], m.ServerConfig, b.TOP_KEYS,
             special={"metrics": ("extra['metrics']", "section", "the Prometheus endpoint "
@@ -63,11 +71,7 @@ SECTIONS = [
             intro="Off unless `listen` is set. Serves `/metrics` (Prometheus text format)."),
     Section("smtpservers (each SMTP listener)", ["smtpservers[]"], ["config", "smtpserver"],
             m.SMTPServerConfig, b.SMTP_KEYS,
-            special={"bind": ("listen", "str", "James style: address to bind (with port)"),
-                     "port": ("listen", "int", "James style: port (with bind)"),
-                     "enabled": ("—", "bool", "false skips this listener"),
-                     "auth": ("require_ssl", "block", "James 3: `auth: {requireSSL: …}`"),
-                     "tls": ("tls", "block", "certificate block (see tls)")},
+            special=LISTENER_SPECIAL,
             examples={"name": "submission", "listen": "tcp:587", "helloName":
                       "mail.example.com", "authRequired": "true", "authBeforeMail": True,
                       "verifyIdentity": "strict", "authorizedAddresses": ["127.0.0.0/8"],
@@ -78,11 +82,7 @@ SECTIONS = [
                   "the same in both."),
     Section("pop3servers (each POP3 listener)", ["pop3servers[]"], ["config", "pop3server"],
             m.POP3ServerConfig, b.POP3_KEYS,
-            special={"bind": ("listen", "str", "James style: address to bind"),
-                     "port": ("listen", "int", "James style: port"),
-                     "enabled": ("—", "bool", "false skips this listener"),
-                     "auth": ("require_ssl", "block", "James 3: `auth: {requireSSL: …}`"),
-                     "tls": ("tls", "block", "certificate block (see tls)")},
+            special=LISTENER_SPECIAL,
             examples={"name": "pop3", "listen": "tcp:110", "connectionLimit": 200,
                       "connectiontimeout": "10 minutes", "authFailureDelay": "2s"}),
     Section("tls (inside a listener)", ["smtpservers[]", "tls"],
