@@ -38,6 +38,8 @@ def register(sub) -> None:
     p.add_argument("--standard-ports", action="store_true",
                    help="listen on 25, 587, 465, 110 and 995 on every interface "
                         "(default: 2525, 5870, 4650, 1110 and 9950 on 127.0.0.1)")
+    p.add_argument("--data-dir", metavar="PATH",
+                   help="database and message files (default: DIR/var)")
     p.add_argument("--force", action="store_true",
                    help="overwrite an existing configuration in DIR")
     p.set_defaults(func=run)
@@ -60,8 +62,8 @@ def run(args) -> int:
     if bool(args.certificate) != bool(args.private_key):
         raise CLIError("init: --certificate and --private-key go together")
     target.mkdir(parents=True, exist_ok=True)
-    data_dir = target / "var"
-    data_dir.mkdir(exist_ok=True)
+    data_dir = Path(args.data_dir).expanduser().resolve() if args.data_dir else target / "var"
+    data_dir.mkdir(parents=True, exist_ok=True)
     cert, key = _certificate(args, target, hostname, domain)
     settings = {
         "domain": domain, "hostname": hostname, "config_path": str(yaml_path), "data_dir": str(data_dir),
