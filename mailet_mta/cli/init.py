@@ -194,5 +194,13 @@ def _print_next(target, yaml_path, written, settings, cert_generated: bool) -> N
 
 
 def _command_name() -> str:
-    argv0 = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else ""
-    return "mailet-mta" if argv0 in ("mailet-mta", "") else "python -m mailet_mta"
+    """How the user ran us: ``mailet-mta`` when that is on PATH, else the path used."""
+    import shutil
+
+    argv0 = sys.argv[0] if sys.argv and sys.argv[0] else ""
+    if Path(argv0).name != "mailet-mta":
+        return f"{Path(sys.executable).name} -m mailet_mta"
+    on_path = shutil.which("mailet-mta")
+    if on_path and Path(on_path).resolve() == Path(argv0).resolve():
+        return "mailet-mta"
+    return argv0
