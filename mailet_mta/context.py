@@ -18,6 +18,7 @@ from zope.interface import implementer
 from .address import MailAddress
 from .api import ATTR_SENT_BY_MAILET, IMailetContext, Mail
 from .directory import Directory
+from .logging_setup import log_local_delivery
 from .mail import MAIL_POLICY
 from .spool import store
 from .spool.unit_of_work import UnitOfWork, current_uow
@@ -96,6 +97,7 @@ class MailetContext:
         def fill(uow):
             blob_id = uow.blob_id_for(mail)
             uow.add(store_message, user, folder, blob_id, prefix, mail.size)
+            uow.after_commit.append(lambda: log_local_delivery(user, mail, folder))
 
         if user not in self.directory.quotas:
             return self._write(fill, uow)

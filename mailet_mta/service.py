@@ -25,6 +25,8 @@ from .nodes import NodeRegistry
 from .config.model import ServerConfig
 from .context import MailetContext
 from .directory import Directory
+from .metrics import install_metrics
+from .reload import install_reload
 from .spool.manager import SpoolManager
 from .spool.processor import Pipeline
 from .storage.blobs import BlobStore
@@ -70,6 +72,7 @@ class MailServer(MultiService):
         self.listeners: list = []
         self._build_delivery()
         self._build_listeners()
+        install_metrics(self)
 
     def _build_delivery(self) -> None:
         from .delivery.resolver import Resolver
@@ -123,6 +126,7 @@ class MailServer(MultiService):
         self.db.start()
         self.directory.start()
         super().startService()
+        install_reload(self)
         d = defer.gatherResults([defer.maybeDeferred(_listening, svc)
                                  for _n, _k, svc in self.listeners], consumeErrors=True)
         d.addCallback(self._write_listeners)

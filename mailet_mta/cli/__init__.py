@@ -10,7 +10,7 @@ from .common import CLIError
 
 # Subcommand groups, each a module of this package with register(subparsers).
 GROUPS = ("serve", "check_config", "db", "domains", "users", "mailbox", "repository",
-          "queue", "nodes")
+          "queue", "nodes", "init", "status")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -20,13 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for group in GROUPS:
-        try:
-            module = importlib.import_module(f"{__name__}.{group}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"{__name__}.{group}":
-                continue
-            raise
-        module.register(sub)
+        importlib.import_module(f"{__name__}.{group}").register(sub)
     return parser
 
 

@@ -11,11 +11,14 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from . import values as v
+from dataclasses import dataclass
+
 from .model import (
     DNSConfig, LoggingConfig, MailetSpec, MatcherSpec, POP3ServerConfig, ProcessorSpec,
     ServerConfig, SMTPServerConfig, SpoolManagerConfig, StorageConfig, TLSConfig,
 )
 from .tree import Node, fail, suggestion
+from .model import doc
 from .validate import check_domain, check_networks, check_postmaster
 
 Table = dict[str, tuple[str, Callable[[Node, str], Any]]]
@@ -107,6 +110,27 @@ LOGGING_KEYS: Table = {
 def build_logging(node: Node, what: str) -> LoggingConfig:
     cfg = LoggingConfig(source=node.source)
     read_keys(node, what, LOGGING_KEYS, cfg)
+    return cfg
+
+
+@dataclass
+class MetricsConfig:
+    """The Prometheus endpoint (``metrics:``); kept in ``ServerConfig.extra["metrics"]``."""
+
+    listen: str | None = doc("Twisted endpoint string of the /metrics HTTP listener, "
+                             "e.g. tcp:9464:interface=127.0.0.1; none (the default) "
+                             "means no endpoint", default=None)
+    source: str | None = None
+
+
+METRICS_KEYS: Table = {
+    **keys("listen", v.optional_text, "listen"),
+}
+
+
+def build_metrics(node: Node, what: str) -> MetricsConfig:
+    cfg = MetricsConfig(source=node.source)
+    read_keys(node, what, METRICS_KEYS, cfg)
     return cfg
 
 
@@ -372,6 +396,8 @@ TOP_KEYS: Table = {
     **keys("logging", build_logging, "logging"),
     **keys("extra", lambda n, w: mapping(n, w) and n.to_python(), "extra"),
 }
+# Sections kept in ServerConfig.extra under their own name, built by their function.
+EXTRA_SECTIONS = {"metrics": build_metrics}
 
 
 def build_config(root: Node, what: str = "") -> ServerConfig:
@@ -379,7 +405,10 @@ def build_config(root: Node, what: str = "") -> ServerConfig:
     cfg = ServerConfig()
     # Top-level keys starting with "x-" are free: a place for YAML anchors (&tls).
     kept = {k: n for k, n in mapping(root, "the file").items() if not k.startswith("x-")}
-    read_keys(Node(kept, root.source), what, TOP_KEYS, cfg)
+    sections = read_keys(Node(kept, root.source), what, TOP_KEYS, cfg,
+                         special=tuple(EXTRA_SECTIONS))
+    for name, node in sections.items():
+        cfg.extra[name] = EXTRA_SECTIONS[name](node, name)
     if "spoolmanager" not in kept:
         cfg.spoolmanager.source = root.source  # "no root processor" points at the file
     if cfg.postmaster is not None:

@@ -8,6 +8,7 @@ from twisted.internet.protocol import ServerFactory
 from twisted.logger import Logger
 from twisted.protocols.tls import TLSMemoryBIOFactory
 
+from .. import metrics
 from .protocol import POP3Server
 
 __all__ = ["POP3ServerFactory", "POP3Service", "make_pop3_service"]
@@ -43,6 +44,7 @@ class POP3ServerFactory(ServerFactory):
 
 class _CountedPOP3Server(POP3Server):
     def connectionMade(self) -> None:
+        metrics.connection("pop3", self.factory.config.name)
         self.factory.sessions.add(self)
         if self.factory.over_limit():
             self.transport.write(b"-ERR [SYS/TEMP] too many connections; try again later\r\n")

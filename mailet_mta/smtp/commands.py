@@ -12,6 +12,7 @@ import base64
 from twisted.internet import defer
 from twisted.logger import Logger
 
+from .. import metrics
 from ..address import MailAddress, MailAddressError
 from .envelope import Envelope
 from .params import (CommandSyntaxError, parse_forward_path, parse_notify, parse_orcpt,
@@ -228,6 +229,7 @@ class CommandsMixin:
         if refusal is not None:
             return self.reply(*refusal)
         self.envelope = env
+        metrics.SMTP_TRANSACTIONS.inc()
         self.reply(250, "2.1.0", f"Sender <{sender or ''}> OK")
 
     def _mail_params(self, env: Envelope, params: dict):

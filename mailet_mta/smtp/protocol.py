@@ -24,6 +24,7 @@ from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from twisted.protocols.policies import TimeoutMixin
 
+from .. import metrics
 from .commands import CommandsMixin
 from .envelope import Session
 from .replies import format_reply
@@ -105,6 +106,7 @@ class SMTPServerProtocol(CommandsMixin, TransferMixin, Protocol, TimeoutMixin):
 
     # -- output --------------------------------------------------------------------
     def reply(self, code: int, enhanced: str | None, text) -> None:
+        metrics.smtp_reply(code, enhanced)
         self._out.append(format_reply(code, enhanced, text))
 
     def flush(self) -> None:

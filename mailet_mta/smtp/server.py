@@ -18,6 +18,7 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from twisted.protocols.tls import TLSMemoryBIOFactory
 
+from .. import metrics
 from ..api import ConfigurationError
 from .protocol import SMTPServerProtocol
 from .relay_policy import RelayPolicy
@@ -63,6 +64,7 @@ class SMTPServerFactory(Factory):
     def buildProtocol(self, addr):
         ip = getattr(addr, "host", "")
         cfg = self.config
+        metrics.connection("smtp", cfg.name)
         refusal = None
         if self.stopping:
             refusal = (421, "4.3.2", f"{self.server_name} Service shutting down")

@@ -18,6 +18,7 @@ import re
 from twisted.internet import defer
 from twisted.logger import Logger
 
+from ..logging_setup import log_queued
 from ..mail import MessageSource
 from .data_reader import CountedChunkReader, DotDataReader
 from .envelope import build_mail, received_header
@@ -123,11 +124,15 @@ class TransferMixin:
         session = self.session
         d = writer.finish()
 
+        ref_size = [0]
+
         def finished(ref):
+            ref_size[0] = ref.size
             mail = build_mail(session, env, self._message_source(ref, writer))
             return self.backend.accept(mail, ref)
 
         def accepted(_):
+            log_queued(self.config.name, session, env, ref_size[0])
             self.reply(250, "2.0.0", f"Ok: queued as {env.name}")
 
         def failed(failure):

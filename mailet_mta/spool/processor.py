@@ -20,10 +20,11 @@ from __future__ import annotations
 
 import traceback
 from dataclasses import dataclass
+from time import perf_counter
 
 from twisted.logger import Logger
 
-from .. import logging_setup
+from .. import logging_setup, metrics
 from ..api import ConfigurationError, Mail, MailetConfig, MatcherConfig
 from ..config.model import MatcherSpec, ProcessorSpec, SpoolManagerConfig
 from .composite import COMPOSITES
@@ -177,7 +178,10 @@ class Pipeline:
                 log.info("id={id} processor={proc} from=<{sender}> to={rcpts}", id=current.name,
                          proc=proc.name, sender=current.sender or "",
                          rcpts=",".join(str(r) for r in current.recipients))
-            for moved in await self._run_processor(proc, current):
+            started = perf_counter()
+            moved_on = await self._run_processor(proc, current)
+            metrics.processor_timer(proc.name).observe(perf_counter() - started)
+            for moved in moved_on:
                 changes_now = changes + 1
                 if changes_now > self.max_state_changes:
                     if proc.name == "error" or moved.state == "error":

@@ -1,0 +1,191 @@
+"""``mailet-mta status``: what the server is doing, as tables or ``--json``.
+
+- the running process and its listeners (from ``<data_dir>/listeners.json``, written by
+  ``serve`` once every listener is bound, and a check that its pid is alive);
+- the spool: mails per processor state, the oldest, how many wait for a retry;
+- the outgoing queue per destination: mails, recipients still pending, attempts, the
+  next attempt and the last error;
+- the repositories (``error`` first, always shown), with their sizes.
+
+Everything is read from the database and the data directory, so it works whether the
+server runs or not, and against a PostgreSQL database several servers share.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+from .common import add_config_argument, open_database
+from .tables import format_table, format_time
+
+
+def register(sub) -> None:
+    p = sub.add_parser("status", help="listeners, spool, outgoing queue and repositories "
+                                      "at a glance")
+    add_config_argument(p)
+    p.add_argument("--json", action="store_true", help="print one JSON object instead")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    config, db = open_database(args)
+    try:
+        with db.engine.connect() as conn:
+            report = collect(conn, config)
+    finally:
+        db.engine.dispose()
+    if args.json:
+        print(json.dumps(report, indent=2, sort_keys=True))
+    else:
+        print(render(report))
+    return 0
+
+
+# -- gathering ------------------------------------------------------------------------
+def collect(conn, config) -> dict:
+    """Everything ``status`` shows, as plain data (the ``--json`` form)."""
+    return {"server": server_info(Path(config.storage.data_dir)),
+            "spool": spool_states(conn),
+            "outgoing": outgoing_destinations(conn),
+            "repositories": repository_sizes(conn, config.spoolmanager.error_repository),
+            "generated": time.time()}
+
+
+def server_info(data_dir: Path) -> dict:
+    """The process recorded in listeners.json and whether it still runs."""
+    try:
+        info = json.loads((data_dir / "listeners.json").read_text())
+    except (OSError, ValueError):
+        return {"running": False, "pid": None, "node": None, "listeners": []}
+    pid = info.get("pid")
+    listeners = [{"name": name, "protocol": item.get("protocol"), "host": item.get("host"),
+                  "port": item.get("port")} for name, item in info.get("listeners", {}).items()]
+    return {"running": _alive(pid), "pid": pid, "node": info.get("node"),
+            "listeners": listeners}
+
+
+def _alive(pid) -> bool:
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True       # it exists, under another user
+    return True
+
+
+def spool_states(conn) -> list[dict]:
+    from sqlalchemy import case, func, select
+
+    from ..storage import schema
+
+    s = schema.spool
+    rows = conn.execute(
+        select(s.c.state, func.count(), func.min(s.c.created),
+               func.sum(case((s.c.tries > 0, 1), else_=0)), func.min(s.c.not_before))
+        .group_by(s.c.state).order_by(s.c.state)).all()
+    return [{"state": state, "mails": count, "oldest": oldest, "retrying": int(retrying or 0),
+             "next_retry": not_before if not_before and not_before > time.time() else None}
+            for state, count, oldest, retrying, not_before in rows]
+
+
+def outgoing_destinations(conn) -> list[dict]:
+    """One entry per (queue, destination domain), soonest next attempt first."""
+    from sqlalchemy import select
+
+    from ..storage import schema
+
+    out = schema.outgoing
+    groups: dict[tuple[str, str], dict] = {}
+    query = select(out.c.queue, out.c.domain, out.c.recipients, out.c.attempts,
+                   out.c.next_attempt, out.c.last_error, out.c.created)
+    for queue, domain, recipients, attempts, next_attempt, last_error, created in \
+            conn.execute(query.order_by(out.c.created)):
+        group = groups.setdefault((queue, domain), {
+            "queue": queue, "destination": domain, "mails": 0, "pending_recipients": 0,
+            "attempts": 0, "next_attempt": None, "last_error": None, "oldest": created})
+        group["mails"] += 1
+        group["pending_recipients"] += _pending(recipients)
+        group["attempts"] = max(group["attempts"], attempts or 0)
+        if group["next_attempt"] is None or next_attempt < group["next_attempt"]:
+            group["next_attempt"] = next_attempt
+        if last_error:
+            group["last_error"] = last_error      # rows come oldest first: the newest wins
+    return sorted(groups.values(), key=lambda g: (g["next_attempt"] or 0, g["destination"]))
+
+
+def _pending(recipients_json: str) -> int:
+    try:
+        recipients = json.loads(recipients_json)
+    except ValueError:
+        return 0
+    return sum(1 for r in recipients
+               if not isinstance(r, dict) or r.get("status", "pending") == "pending")
+
+
+def repository_sizes(conn, error_repository: str) -> list[dict]:
+    from sqlalchemy import func, select
+
+    from ..storage import schema
+
+    r = schema.repository_mails
+    sizes = dict(conn.execute(select(r.c.repository, func.count())
+                              .group_by(r.c.repository)).all())
+    sizes.setdefault(error_repository, 0)
+    names = [error_repository] + sorted(n for n in sizes if n != error_repository)
+    return [{"repository": n, "mails": sizes[n], "error_repository": n == error_repository}
+            for n in names]
+
+
+# -- the tables -----------------------------------------------------------------------
+def render(report: dict) -> str:
+    server = report["server"]
+    if server["running"]:
+        head = f"server: running (pid {server['pid']}, node {server['node']})"
+    elif server["pid"]:
+        head = f"server: not running (pid {server['pid']} in listeners.json has exited)"
+    else:
+        head = "server: not running (no listeners.json in the data directory)"
+    parts = [head]
+    if server["listeners"]:
+        parts.append(format_table(
+            ["LISTENER", "PROTOCOL", "ADDRESS"],
+            [(item["name"], item["protocol"], f"{item['host']}:{item['port']}")
+             for item in server["listeners"]]))
+    parts.append("spool (mails being processed):")
+    spool = report["spool"]
+    parts.append(format_table(
+        ["STATE", "MAILS", "RETRYING", "OLDEST", "NEXT RETRY"],
+        [(s["state"], s["mails"], s["retrying"], format_time(s["oldest"]),
+          format_time(s["next_retry"])) for s in spool]) if spool else "  empty")
+    parts.append("outgoing queue:")
+    outgoing = report["outgoing"]
+    parts.append(format_table(
+        ["DESTINATION", "QUEUE", "MAILS", "RCPTS", "ATTEMPTS", "NEXT ATTEMPT", "LAST ERROR"],
+        [(o["destination"], o["queue"], o["mails"], o["pending_recipients"], o["attempts"],
+          _when(o["next_attempt"]), _short(o["last_error"])) for o in outgoing])
+        if outgoing else "  empty")
+    parts.append("repositories:")
+    parts.append(format_table(
+        ["REPOSITORY", "MAILS"],
+        [(r["repository"] + (" (error repository)" if r["error_repository"] else ""),
+          r["mails"]) for r in report["repositories"]]))
+    return "\n".join(parts)
+
+
+def _when(ts) -> str:
+    if ts is None:
+        return ""
+    if ts <= time.time():
+        return "now"
+    return format_time(ts)
+
+
+def _short(text, width: int = 70) -> str:
+    text = " ".join(str(text or "").split())
+    return text if len(text) <= width else text[:width - 1] + "…"

@@ -1,0 +1,234 @@
+"""Hot reload: SIGHUP re-reads the configuration file without dropping anything.
+
+What changes at once: the processors (a new Pipeline; mails already running finish on
+the old one, which is destroyed when the spool is next idle), the spool manager's
+threads/maxTries/errorRepository, ``servernames`` and ``postmaster``, every listener's
+policy (authRequired, authorizedAddresses, limits, timeouts…) and TLS certificates,
+and the log level. Sessions already open keep the settings they started with; new
+ones get the new settings.
+
+What needs a restart (the log says so): ``storage``, listeners added, removed or moved
+to another endpoint, ``metrics.listen``, ``logging.file``/``format``.
+
+Everything new is built before anything is swapped: a file that does not load, a
+mailet that does not init, a certificate that does not read — the error is logged
+with its ``file:line`` and the running configuration stays in force.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+
+from twisted.internet import defer, threads
+from twisted.logger import Logger
+
+from .api import ConfigurationError
+
+log = Logger(namespace="mailet_mta.reload")
+
+
+def install_reload(server) -> None:
+    """Make SIGHUP reload ``server``'s configuration file (main thread only)."""
+    server.reload = lambda: reload_config(server)
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if not hasattr(signal, "SIGHUP"):
+        return
+    from twisted.internet import reactor
+
+    def on_hup(_signum, _frame):
+        reactor.callFromThread(_reload_logged, server)
+
+    signal.signal(signal.SIGHUP, on_hup)
+
+
+def _reload_logged(server):
+    d = reload_config(server)
+    d.addErrback(lambda f: log.failure("configuration reload crashed", f))
+    return d
+
+
+@defer.inlineCallbacks
+def reload_config(server):
+    """Re-read ``server.config.path`` and apply it; fires True, or False when refused."""
+    path = server.config.path
+    if not path:
+        log.warn("reload: the server runs the embedded default configuration; there is "
+                 "no file to re-read (start it with --config FILE)")
+        return False
+    if getattr(server, "_reloading", False):
+        log.warn("reload: a reload is already in progress; ignoring this one")
+        return False
+    server._reloading = True
+    try:
+        log.info("reload: reading {path}", path=path)
+        try:
+            config = yield threads.deferToThread(_load, path)
+            plan = Plan(server, config)
+        except ConfigurationError as exc:
+            log.error("reload refused, the running configuration stays in force: {error}",
+                      error=str(exc))
+            return False
+        except FileNotFoundError:
+            log.error("reload refused, the running configuration stays in force: "
+                      "{path} does not exist", path=path)
+            return False
+        plan.apply()
+        log.info("reload: configuration from {path} in force ({n} processors){notes}",
+                 path=path, n=len(config.spoolmanager.processors),
+                 notes="".join(f"; {note}" for note in plan.notes))
+        return True
+    finally:
+        server._reloading = False
+
+
+def _load(path):
+    from .config import load_config
+
+    return load_config(path)
+
+
+class Plan:
+    """Everything a new configuration needs, built and checked before it is applied."""
+
+    def __init__(self, server, config):
+        from .context import MailetContext
+        from .logging_setup import check_logging
+        from .spool.processor import Pipeline
+
+        self.server = server
+        self.config = config
+        self.notes: list[str] = []
+        old = server.config
+        if _storage_key(config) != _storage_key(old):
+            self.notes.append("storage changed: takes effect at the next restart")
+        config.storage = old.storage      # the running database stays the one in use
+        check_logging(config.logging)
+        self.listeners = self._listeners(old, config)
+        self._metrics_note(old, config)
+        self.context = MailetContext(config, server.directory, server.blobs,
+                                     spool=server.spool,
+                                     resolver=getattr(server, "resolver", None),
+                                     outgoing=getattr(server, "outgoing", None))
+        self.pipeline = Pipeline(config.spoolmanager, self.context)
+
+    def _listeners(self, old, new) -> list:
+        """(service, new listener config, new TLS context) for each running listener."""
+        from .tls import server_context
+
+        running = {(kind, name): svc for name, kind, svc in self.server.listeners
+                   if kind in ("smtp", "pop3")}
+        wanted = {("smtp", c.name): c for c in new.smtpservers}
+        wanted.update({("pop3", c.name): c for c in new.pop3servers})
+        for key in sorted(set(wanted) - set(running)):
+            self.notes.append(f"new {key[0]} listener {key[1]!r}: starts at the next restart")
+        for key in sorted(set(running) - set(wanted)):
+            self.notes.append(f"{key[0]} listener {key[1]!r} removed: it keeps listening "
+                              f"until the next restart")
+        out = []
+        for key, svc in running.items():
+            cfg = wanted.get(key)
+            if cfg is None:
+                continue
+            current = svc.config
+            if (cfg.listen, cfg.implicit_tls) != (current.listen, current.implicit_tls):
+                self.notes.append(f"{key[0]} listener {key[1]!r} endpoint changed: the new "
+                                  f"one is used at the next restart")
+                cfg.listen, cfg.implicit_tls = current.listen, current.implicit_tls
+            if key[0] == "smtp":
+                from .smtp.relay_policy import RelayPolicy
+
+                RelayPolicy(cfg)          # raises ConfigurationError for a bad policy
+            context = server_context(cfg.tls) if cfg.tls is not None else None
+            if cfg.implicit_tls and context is None:
+                raise ConfigurationError(f"{key[0]}server {key[1]}: implicitTLS needs a "
+                                         f"tls certificate", cfg.source)
+            out.append((key[0], svc, cfg, context))
+        return out
+
+    def _metrics_note(self, old, new) -> None:
+        before = getattr(old.extra.get("metrics"), "listen", None)
+        after = getattr(new.extra.get("metrics"), "listen", None)
+        if before != after:
+            self.notes.append("metrics.listen changed: takes effect at the next restart")
+            if "metrics" in old.extra:
+                new.extra["metrics"] = old.extra["metrics"]
+            else:
+                new.extra.pop("metrics", None)
+
+    # -- the swap (nothing below may fail on a valid plan) ------------------------------
+    def apply(self) -> None:
+        from .logging_setup import reconfigure
+
+        server, config = self.server, self.config
+        old_pipeline = server.pipeline
+        server.config = config
+        server.context = self.context
+        server.pipeline = self.pipeline
+        spool = server.spool
+        spool.pipeline = self.pipeline
+        sm = config.spoolmanager
+        spool.threads = max(1, sm.threads)
+        spool.max_tries = sm.max_tries
+        spool.error_repository = sm.error_repository
+        server.directory.servernames = {d.lower().rstrip(".") for d in config.servernames}
+        from .address import MailAddress
+
+        server.directory.postmaster = MailAddress.parse(config.postmaster_address)
+        for kind, svc, cfg, context in self.listeners:
+            (_apply_smtp if kind == "smtp" else _apply_pop3)(svc, cfg, context, config)
+        self.notes.extend(reconfigure(config.logging))
+        _retire(spool, old_pipeline)
+        spool._pump()     # more threads may take queued mails now
+
+
+def _storage_key(config):
+    s = config.storage
+    return (s.url, s.data_dir, s.inline_blob_limit, s.pool_size)
+
+
+def _apply_smtp(svc, cfg, context, server_config) -> None:
+    from .smtp.relay_policy import RelayPolicy
+
+    factory = svc.factory
+    svc.config = cfg
+    factory.config = cfg
+    factory.policy = RelayPolicy(cfg)
+    factory.tls_context = context
+    factory.server_name = cfg.helo_name or server_config.server_name
+    backend = factory.backend
+    if hasattr(backend, "server_name"):
+        backend.server_name = cfg.helo_name or server_config.server_name
+    if cfg.implicit_tls:
+        _swap_wrapper_context(getattr(svc, "port", None), context, cfg.name)
+
+
+def _apply_pop3(svc, cfg, context, _server_config) -> None:
+    svc.config = cfg
+    factory = svc.factory
+    if factory is not None:
+        factory.config = cfg
+        factory.tls_context = None if cfg.implicit_tls else context
+    if cfg.implicit_tls:
+        _swap_wrapper_context(getattr(svc, "listening_port", None), context, cfg.name)
+
+
+def _swap_wrapper_context(port, context, name) -> None:
+    """Give an implicit-TLS listener's TLS wrapper the new certificate."""
+    from twisted.protocols.tls import TLSMemoryBIOFactory
+
+    wrapper = getattr(port, "factory", None)
+    if isinstance(wrapper, TLSMemoryBIOFactory) and hasattr(wrapper, "_creatorCallable"):
+        fresh = TLSMemoryBIOFactory(context, False, wrapper.wrappedFactory)
+        wrapper._creatorCallable = fresh._creatorCallable
+    else:
+        log.warn("reload: the certificate of implicit-TLS listener {name} is applied at "
+                 "the next restart", name=name)
+
+
+def _retire(spool, pipeline) -> None:
+    """Destroy ``pipeline`` once the mails running on it are done (spool idle)."""
+    d = spool.wait_idle()
+    d.addCallback(lambda _: pipeline.destroy())
+    d.addErrback(lambda f: log.failure("destroying the previous pipeline failed", f))

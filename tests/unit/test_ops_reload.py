@@ -1,0 +1,140 @@
+"""Hot reload of a running MailServer (in process): what changes, what is refused."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import pytest_twisted
+import yaml
+from twisted.internet import defer, reactor, task
+
+from mailet_mta.config import load_config
+from mailet_mta.service import MailServer
+from tests.support.certs import make_cert
+
+PROCESSORS = {
+    "root": [{"match": "RecipientIsLocal", "class": "LocalDelivery"},
+             {"match": "All", "class": "Null"}],
+    "error": [{"match": "All", "class": "Null"}],
+}
+
+
+def write_config(path, data_dir, **changes) -> dict:
+    config = {
+        "servernames": ["example.com"],
+        "storage": {"data_dir": str(data_dir)},
+        "smtpservers": [{"name": "smtp", "listen": "tcp:0:interface=127.0.0.1",
+                         "authorizedAddresses": ["127.0.0.1/32"]}],
+        "pop3servers": [{"name": "pop3", "listen": "tcp:0:interface=127.0.0.1"}],
+        "spoolmanager": {"threads": 4, "processors": copy.deepcopy(PROCESSORS)},
+    }
+    config.update(changes)
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return config
+
+
+@pytest.fixture
+def running(tmp_path):
+    path = tmp_path / "mailet-mta.yaml"
+    write_config(path, tmp_path / "var")
+    server = MailServer(load_config(path))
+    server.startService()
+    pytest_twisted.blockon(task.deferLater(reactor, 0.2, lambda: None))
+    yield server, path
+    pytest_twisted.blockon(defer.ensureDeferred(_stop(server)))
+
+
+async def _stop(server):
+    await server.stopService()
+
+
+def smtp_factory(server):
+    return next(svc.factory for name, kind, svc in server.listeners if name == "smtp")
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_file_with_an_unknown_mailet_is_refused_and_nothing_changes(running):
+    server, path = running
+    pipeline, config = server.pipeline, server.config
+    bad = write_config(path, server.data_dir, servernames=["example.net"])
+    bad["spoolmanager"]["processors"]["root"][1]["class"] = "NoSuchMailet"
+    path.write_text(yaml.safe_dump(bad, sort_keys=False))
+    assert await server.reload() is False
+    assert server.pipeline is pipeline and server.spool.pipeline is pipeline
+    assert server.config is config
+    assert server.directory.servernames == {"example.com"}
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_yaml_syntax_error_is_refused(running):
+    server, path = running
+    pipeline = server.pipeline
+    path.write_text("servernames: [example.com\n")
+    assert await server.reload() is False
+    assert server.pipeline is pipeline
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_unreadable_certificate_is_refused(running, tmp_path):
+    server, path = running
+    factory = smtp_factory(server)
+    write_config(path, server.data_dir, smtpservers=[{
+        "name": "smtp", "listen": "tcp:0:interface=127.0.0.1",
+        "tls": {"certificate": str(tmp_path / "missing.pem"),
+                "privateKey": str(tmp_path / "missing.key")}}])
+    assert await server.reload() is False
+    assert factory.tls_context is None
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_valid_file_swaps_pipeline_domains_policy_and_certificate(running, tmp_path):
+    server, path = running
+    old_pipeline, factory = server.pipeline, smtp_factory(server)
+    cert, key = make_cert(tmp_path / "tls")
+    write_config(path, server.data_dir, servernames=["example.com", "example.net"],
+                 smtpservers=[{"name": "smtp", "listen": "tcp:0:interface=127.0.0.1",
+                               "authorizedAddresses": ["10.0.0.0/8"], "maxRcpt": 7,
+                               "tls": {"certificate": str(cert),
+                                       "privateKey": str(key)}}])
+    assert await server.reload() is True
+    assert server.pipeline is not old_pipeline
+    assert server.spool.pipeline is server.pipeline
+    assert server.directory.is_local_domain("example.net")
+    assert factory.config.max_recipients == 7
+    assert factory.policy.is_authorized_network("10.1.2.3")
+    assert not factory.policy.is_authorized_network("127.0.0.1")
+    assert factory.tls_context is not None
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_moved_listener_keeps_its_endpoint_until_restart(running):
+    server, path = running
+    factory = smtp_factory(server)
+    listen = factory.config.listen
+    write_config(path, server.data_dir, smtpservers=[
+        {"name": "smtp", "listen": "tcp:2999:interface=127.0.0.1"}])
+    assert await server.reload() is True
+    assert factory.config.listen == listen
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_embedded_default_has_nothing_to_reload(tmp_path):
+    from mailet_mta.config import default_config
+
+    config = default_config(str(tmp_path / "var"))
+    config.smtpservers, config.pop3servers = [], []
+    config.spoolmanager.processors = load_config_text_processors()
+    server = MailServer(config)
+    from mailet_mta.reload import install_reload
+
+    install_reload(server)
+    assert await server.reload() is False
+    server.db.engine.dispose()
+
+
+def load_config_text_processors():
+    from mailet_mta.config import load_config_text
+
+    return load_config_text(yaml.safe_dump({"spoolmanager": {"processors": PROCESSORS}}),
+                            "yaml").spoolmanager.processors
