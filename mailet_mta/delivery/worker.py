@@ -16,7 +16,8 @@ from twisted.logger import Logger
 from ..api import ATTR_BODY, ATTR_DSN_ENVID, ATTR_DSN_RCPT, ATTR_DSN_RET, ATTR_SMTPUTF8
 from . import queue_store
 from .options import DeliveryOptions
-from .queue_store import FAILED, PENDING, QueueEntry
+from ..logging_setup import log_delivery
+from .queue_store import FAILED, PENDING, SENT, QueueEntry
 from .reports import failure_mail, success_mail, unreported_failures, unreported_successes
 from .resolver import DNSPermanentError, DNSTemporaryError
 from .session import DEFERRED, Envelope, HostFailure, Outcome, SMTPSession
@@ -130,6 +131,9 @@ class DestinationWorker:
                 item.temp_errors.pop(address, None)
                 _set(_recipient(entry, address), outcome.status, outcome.code, outcome.text,
                      permanent=outcome.permanent)
+                if outcome.status == SENT:
+                    self._log(entry, address, f"{host}[{session.peer}]", "sent",
+                              f"{outcome.code or ''} {outcome.text}")
             if final and entry.pending():
                 await self._record(entry)
         if not hosts:
@@ -184,6 +188,11 @@ class DestinationWorker:
                         envid=attrs.get(ATTR_DSN_ENVID), ret=attrs.get(ATTR_DSN_RET),
                         dsn_rcpt=attrs.get(ATTR_DSN_RCPT) or {})
 
+    def _log(self, entry: QueueEntry, address: str, relay: str, status: str, reply) -> None:
+        """The Postfix-style line for one recipient's outcome (and its metric)."""
+        log_delivery(entry.mail_name, entry.sender, address, relay,
+                     self.service.clock.seconds() - entry.created, status, reply)
+
     async def _record(self, entry: QueueEntry) -> None:
         await self.service.db.write(queue_store.record_recipients, entry.id,
                                     self.service.node_name, entry.recipients)
@@ -204,7 +213,15 @@ class DestinationWorker:
             if delay is None or entry.dns_failures > options.max_dns_retries:
                 delay = None
                 self._expire(item)
+            for r in entry.pending():
+                outcome = item.temp_errors.get(r["address"])
+                self._log(entry, r["address"], self.dest.domain, "deferred",
+                          item.dns_temporary or (outcome.text if outcome else "no answer"))
+
         failed, sent = unreported_failures(entry), unreported_successes(entry)
+        for r in failed:
+            self._log(entry, r["address"], self.dest.domain, "bounced",
+                      f"{r.get('code') or ''} {r.get('error') or ''}")
         sent = sent if options.on_success else []
         if failed or sent:
             await self._record(entry)

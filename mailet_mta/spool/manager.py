@@ -92,7 +92,8 @@ class SpoolManager(Service):
         mail.source.blob_id = blob.id
         d = self.db.write_statements(store.accept_statements(
             mail, blob, self.node_name, time.time() + self.lease_seconds))
-        d.addCallback(lambda _: self._enqueue(mail))
+        # One reactor turn later, so the protocol's "queued" line precedes the trail.
+        d.addCallback(lambda _: self.clock.callLater(0, self._enqueue, mail) and None)
         return d
 
     def inject(self, mail: Mail, delay: float = 0.0) -> defer.Deferred:

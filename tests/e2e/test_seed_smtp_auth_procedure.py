@@ -102,10 +102,12 @@ def test_after_the_five_steps_authenticated_client_can_relay(seed_server):
         refused = s.sendmail("alice@example.com", ["friend@remote.example"],
                              b"From: alice@example.com\r\nSubject: relayed\r\n\r\nhi\r\n")
     assert refused == {}
-    # The mail reached the relay processor: it is in the outgoing queue for remote.example.
-    out = wait_for(lambda: "remote.example" in seed_server.cli("queue", "list").stdout
-                   and seed_server.cli("queue", "list").stdout, what="the queued relay")
-    assert "friend@remote.example" in out or "remote.example" in out
+    # The mail reached the relay processor (and so RemoteDelivery), not relay-denied.
+    log = wait_for(lambda: "processor=relay " in seed_server.log_text()
+                   and seed_server.log_text(), what="the mail in the relay processor")
+    relayed = [line for line in log.splitlines() if "processor=relay " in line]
+    assert any("friend@remote.example" in line for line in relayed)
+    assert "processor=relay-denied" not in log
 
 
 def test_after_the_five_steps_alice_cannot_send_as_bob(seed_server):
