@@ -56,7 +56,7 @@ def remote_delivery_available() -> bool:
         return False
 
 
-def test_processors(*, remote_port: int | None = None) -> dict:
+def local_only_processors(*, remote_port: int | None = None) -> dict:
     """The default pipeline with every processor that needs remote delivery or bounces
     replaced by a repository, so it runs with only the local modules; with
     ``remote_port`` the ``relay`` processor uses RemoteDelivery instead."""
@@ -218,7 +218,7 @@ def _config(data_dir: Path, smtp_port: int, pop3_port: int, db_url: str | None,
                "connectionTimeout": 60}],
         pop3=[{"name": "pop3", "listen": f"tcp:{pop3_port}:interface=127.0.0.1",
                "authFailureDelay": 0}],
-        processors=test_processors(remote_port=remote_port))
+        processors=local_only_processors(remote_port=remote_port))
     if db_url:
         config["storage"]["url"] = db_url
     if remote_port is not None:
