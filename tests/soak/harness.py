@@ -113,6 +113,7 @@ class SoakResult:
     kills: int = 0
     delivered: int = 0
     lost: list = field(default_factory=list)
+    pending: list = field(default_factory=list)
     duplicated: list = field(default_factory=list)
     extra: int = 0
     seconds: float = 0.0
@@ -121,6 +122,7 @@ class SoakResult:
         return (f"{self.backend}{' +remote' if self.remote else ''}: sent {self.attempted}, "
                 f"accepted (250) {self.accepted}, kills {self.kills}, delivered "
                 f"{self.delivered}, lost {len(self.lost)}, duplicated {len(self.duplicated)}, "
+                f"still in the spool {len(self.pending)}, "
                 f"delivered without a 250 seen {self.extra}, {self.seconds:.0f} s")
 
 
@@ -298,7 +300,10 @@ def run_soak(workdir: Path, *, db_url: str | None = None, peer_db_url: str | Non
         result.accepted = len(accepted)
         seen = _settle(places, accepted, settle_timeout)
         result.delivered = sum(seen.values())
-        result.lost = sorted(accepted - set(seen))
+        missing = accepted - set(seen)
+        spooled = spooled_numbers(srv, db_url) if missing else set()
+        result.pending = sorted(missing & spooled)    # durable, not yet delivered
+        result.lost = sorted(missing - spooled)
         result.duplicated = sorted(n for n, c in seen.items() if c > 1)
         result.extra = len(set(seen) - accepted)
         result.seconds = time.monotonic() - started
@@ -307,6 +312,26 @@ def run_soak(workdir: Path, *, db_url: str | None = None, peer_db_url: str | Non
         srv.stop()
         if peer is not None:
             peer.stop()
+
+
+def spooled_numbers(srv: ServerProcess, db_url: str | None) -> set[int]:
+    """The soak numbers of mails still in the spool table (read from the database)."""
+    import sqlalchemy as sa
+
+    url = db_url or "sqlite:///" + str((srv.data_dir / "mailet-mta.sqlite3").resolve())
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(sa.text(
+                "SELECT b.data FROM spool s JOIN blobs b ON b.id = s.blob_id")).fetchall()
+    finally:
+        engine.dispose()
+    found = set()
+    for (data,) in rows:
+        m = MSGID_RE.search(bytes(data or b""))
+        if m:
+            found.add(int(m.group(1)))
+    return found
 
 
 def _settle(places, accepted: set[int], timeout: float) -> Counter:

@@ -26,7 +26,7 @@ def _run(tmp_path, **kw):
     print(result.summary())
     assert result.kills == KILLS
     assert result.accepted > 0
-    assert result.lost == [], f"accepted (250) but in no mailbox: {result.lost[:20]}"
+    assert result.lost == [], f"accepted (250) but in no mailbox nor the spool: {result.lost[:20]}"
     assert result.duplicated == [], f"delivered more than once: {result.duplicated[:20]}"
     return result
 
