@@ -1,7 +1,7 @@
 """Long crash-safety soak: clients send numbered mails while the server is SIGKILLed.
 
 Usage: python bench/soak.py [--kills 30] [--mails 20000] [--seconds 300] [--clients 16]
-                            [--postgresql URL] [--remote] [--json FILE]
+                            [--postgresql URL] [--remote] [--settle 420] [--json FILE]
 
 Runs tests/soak/harness.py's ``run_soak`` once per backend asked for (SQLite always;
 PostgreSQL with --postgresql, e.g. postgresql+psycopg://postgres@127.0.0.1:5432/test,
@@ -50,6 +50,9 @@ def main(argv=None) -> int:
     p.add_argument("--clients", type=int, default=16)
     p.add_argument("--postgresql", metavar="URL", help="also run on this PostgreSQL")
     p.add_argument("--remote", action="store_true", help="half the mails to a remote peer")
+    p.add_argument("--settle", type=float, default=420.0,
+                   help="seconds to wait for delivery after the last kill (above the "
+                        "300 s spool lease, so PostgreSQL rows of killed processes count)")
     p.add_argument("--json", metavar="FILE", help="write the figures as JSON")
     args = p.parse_args(argv)
     if args.remote and not remote_delivery_available():
@@ -68,6 +71,7 @@ def main(argv=None) -> int:
                 r = run_soak(Path(tmp), db_url=url, peer_db_url=peer_url,
                              clients=args.clients, kills=args.kills, max_mails=args.mails,
                              duration=args.seconds, remote=args.remote,
+                             settle_timeout=args.settle,
                              kill_interval=(0.5, 2 * args.seconds / (args.kills + 1)))
         finally:
             for drop in drops:
@@ -76,7 +80,7 @@ def main(argv=None) -> int:
         results.append(r)
     if args.json:
         Path(args.json).write_text(json.dumps([asdict(r) for r in results], indent=2))
-    return 1 if any(r.lost or r.duplicated for r in results) else 0
+    return 1 if any(r.lost or r.duplicated or r.pending for r in results) else 0
 
 
 if __name__ == "__main__":
