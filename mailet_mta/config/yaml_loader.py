@@ -23,6 +23,7 @@ _TEXT_TAGS = {f"{_PREFIX}{t}" for t in ("timestamp", "binary")}  # kept as writt
 def parse_yaml(text: str, name: str) -> Node:
     """The document's tree; a syntax error is a ConfigurationError at the parser's line."""
     try:
+        _check_depth(text, name)
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except RecursionError:
         fail(f"the document nests deeper than Python can read; a configuration needs "
@@ -37,6 +38,21 @@ def parse_yaml(text: str, name: str) -> Node:
     if root is None:
         fail("the file is empty; start from conf/mailet-mta.yaml", f"{name}:1")
     return _Converter(name).node(root, _line(name, root))
+
+
+def _check_depth(text: str, name: str) -> None:
+    """Refuse deep nesting from the event stream (iterative and fast) before the
+    recursive composer spends seconds on it and then overflows the stack."""
+    depth = 0
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        if isinstance(event, (yaml.SequenceStartEvent, yaml.MappingStartEvent)):
+            depth += 1
+            if depth > MAX_DEPTH:
+                fail(f"values nest more than {MAX_DEPTH} levels deep; a configuration "
+                     f"needs fewer than 10 — close the lists and mappings left open",
+                     f"{name}:{event.start_mark.line + 1}")
+        elif isinstance(event, (yaml.SequenceEndEvent, yaml.MappingEndEvent)):
+            depth -= 1
 
 
 def _line(name: str, node) -> str:
