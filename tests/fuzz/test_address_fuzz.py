@@ -20,7 +20,7 @@ from mailet_mta.smtp.params import (CommandSyntaxError, parse_forward_path, pars
                                     split_path_and_params, xtext_decode)
 from tests.fuzz.replies import FUZZ_SETTINGS
 
-EXAMPLES = int(os.environ.get("MAILET_MTA_FUZZ_EXAMPLES", "60")) * 3
+EXAMPLES = int(os.environ.get("MAILET_MTA_FUZZ_EXAMPLES", "40")) * 3
 PIECES = st.sampled_from(["a", "b", ".", "@", "%", "!", ":", ",", "\"", "\\", "<", ">",
                           "[", "]", "IPv6:", "::1", "127.0.0.1", " ", "\t", "\r", "\n",
                           "\x00", "é", "ü", "xn--", "-", "example.com", "postmaster",

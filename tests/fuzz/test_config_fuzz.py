@@ -22,7 +22,7 @@ from mailet_mta.api import ConfigurationError
 from mailet_mta.config.loader import load_config_text
 from tests.fuzz.replies import FUZZ_SETTINGS
 
-EXAMPLES = int(os.environ.get("MAILET_MTA_FUZZ_EXAMPLES", "60"))
+EXAMPLES = int(os.environ.get("MAILET_MTA_FUZZ_EXAMPLES", "40"))
 ROOT = Path(__file__).resolve().parents[2]
 YAML_TEXT = (ROOT / "conf" / "mailet-mta.yaml").read_text()
 XML_TEXT = (ROOT / "conf" / "config.xml").read_text()

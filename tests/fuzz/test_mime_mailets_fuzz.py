@@ -26,7 +26,7 @@ from mailets.matchers.size import SizeGreaterThan
 from tests.fuzz.replies import FUZZ_SETTINGS
 from tests.support.memory_context import MemoryContext, run
 
-EXAMPLES = int(os.environ.get("MAILET_MTA_FUZZ_EXAMPLES", "60"))
+EXAMPLES = int(os.environ.get("MAILET_MTA_FUZZ_EXAMPLES", "40"))
 CORPUS = [p.read_bytes() for p in sorted(
     (Path(__file__).resolve().parents[1] / "support" / "messages").glob("*.eml"))]
 

@@ -23,7 +23,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from tests.fuzz.replies import FUZZ_SETTINGS, smtp_replies
 from tests.support.smtp_backend import FakeSession
 
-EXAMPLES = int(os.environ.get("MAILET_MTA_FUZZ_EXAMPLES", "60"))
+EXAMPLES = int(os.environ.get("MAILET_MTA_FUZZ_EXAMPLES", "40"))
 STEPS = int(os.environ.get("MAILET_MTA_FUZZ_STEPS", "40"))
 
 VERBS = ["HELO", "EHLO", "MAIL FROM:", "RCPT TO:", "DATA", "BDAT", "RSET", "NOOP",
