@@ -21,6 +21,7 @@ def run(args) -> int:
         # Build the pipeline with a throw-away context: resolves every mailet and
         # matcher class and runs their init, exactly as start-up would.
         Pipeline(config.spoolmanager, _CheckContext(config))
+        _check_tls(config)
     except ConfigurationError as exc:
         raise CLIError(f"configuration error: {exc}") from None
     except FileNotFoundError:
@@ -28,6 +29,15 @@ def run(args) -> int:
     print(f"{args.file}: OK ({len(config.spoolmanager.processors)} processors, "
           f"{len(config.smtpservers)} SMTP and {len(config.pop3servers)} POP3 listeners)")
     return 0
+
+
+def _check_tls(config) -> None:
+    """Read every listener's certificate and key, as start-up will."""
+    from ..tls import server_context
+
+    for listener in [*config.smtpservers, *config.pop3servers]:
+        if listener.tls is not None:
+            server_context(listener.tls)
 
 
 class _CheckContext:

@@ -69,8 +69,13 @@ def read_password(args, prompt: str = "Password: ") -> str:
     else:
         import getpass
 
-        password = getpass.getpass(prompt)
-        again = getpass.getpass("Again: ")
+        try:
+            password = getpass.getpass(prompt)
+            again = getpass.getpass("Again: ")
+        except EOFError:
+            raise CLIError("no password given: type it at the prompt, or pipe it in "
+                           "with --password-stdin (e.g. echo PASS | mailet-mta users add "
+                           "USER --password-stdin)") from None
         if again != password:
             raise CLIError("the passwords do not match")
     if not password:

@@ -34,11 +34,52 @@ def run(args) -> int:
         server = build_server(config, args.node_name)
     except ConfigurationError as exc:
         raise CLIError(f"configuration error: {exc}") from None
+    except OSError as exc:
+        raise CLIError(f"cannot use storage.data_dir {config.storage.data_dir!r}: "
+                       f"{exc.strerror or exc}; fix storage.data_dir in {_where(config)}"
+                       ) from None
+    except Exception as exc:  # noqa: BLE001 - the database refused; say which and why
+        if type(exc).__module__.split(".")[0] not in ("sqlalchemy", "psycopg", "sqlite3"):
+            raise
+        raise CLIError(f"cannot open the database {_safe_url(config)}: "
+                       f"{_first_line(exc)}; check storage.url in {_where(config)} and "
+                       f"that the database server is running") from None
     reactor.callWhenRunning(server.startService)
     reactor.addSystemEventTrigger("before", "shutdown", server.stopService)
     reactor.run()
     failure = getattr(server, "start_error", None)
     if failure is not None:
-        print(f"mailet-mta: cannot listen: {failure.getErrorMessage()}", file=sys.stderr)
+        print(f"mailet-mta: cannot listen: {_listen_error(failure)}; free the port or "
+              f"change the listen string in {_where(config)}", file=sys.stderr)
         return 1
     return 0
+
+
+def _where(config) -> str:
+    return config.path or "the configuration"
+
+
+def _first_line(exc) -> str:
+    text = str(getattr(exc, "orig", None) or exc)
+    return text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+
+
+def _safe_url(config) -> str:
+    url = config.storage.url or "(SQLite under storage.data_dir)"
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - not a URL: show it as written
+        return url
+
+
+def _listen_error(failure) -> str:
+    """The CannotListenError inside ``failure`` (also inside a DeferredList's
+    FirstError) as one line: "Couldn't listen on 127.0.0.1:25: [Errno 98] …"."""
+    from twisted.internet import defer
+
+    value = failure.value
+    while isinstance(value, defer.FirstError):
+        value = value.subFailure.value
+    return " ".join(str(value).split())

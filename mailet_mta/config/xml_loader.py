@@ -38,6 +38,9 @@ MAILET_CONTROL = ("onMailetException", "onMatchException")
 _ENCODING_RE = re.compile(rb"^(\s*<\?xml[^>]*?encoding\s*=\s*)(['\"])[^'\"]*\2")
 
 
+MAX_DEPTH = 64     # element nesting; deeper documents would exhaust the Python stack
+
+
 class Element:
     """A parsed XML element: tag, attributes, children, text and line."""
 
@@ -70,6 +73,10 @@ class _TreeBuilder(xml.sax.handler.ContentHandler):
         return f"{self.name}:{self.locator.getLineNumber() if self.locator else '?'}"
 
     def startElement(self, name, attrs):
+        if len(self.stack) >= MAX_DEPTH:
+            fail(f"elements nest more than {MAX_DEPTH} levels deep; a configuration "
+                 f"needs fewer than 10 — close the elements that are left open",
+                 self.line())
         element = Element(name, {k: attrs[k] for k in attrs.getNames()}, self.line())
         if self.stack:
             self.stack[-1].children.append(element)

@@ -13,6 +13,7 @@ from yaml.nodes import MappingNode, ScalarNode, SequenceNode
 
 from .tree import Node, fail
 
+MAX_DEPTH = 64           # lists/mappings inside each other; a real config needs < 10
 MAX_NODES = 100_000
 _PREFIX = "tag:yaml.org,2002:"
 _PLAIN_TAGS = {f"{_PREFIX}{t}" for t in ("str", "int", "float", "bool", "null")}
@@ -22,7 +23,11 @@ _TEXT_TAGS = {f"{_PREFIX}{t}" for t in ("timestamp", "binary")}  # kept as writt
 def parse_yaml(text: str, name: str) -> Node:
     """The document's tree; a syntax error is a ConfigurationError at the parser's line."""
     try:
+        _check_depth(text, name)
         root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except RecursionError:
+        fail(f"the document nests deeper than Python can read; a configuration needs "
+             f"at most {MAX_DEPTH} levels", f"{name}:1")
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else "?"
@@ -35,6 +40,21 @@ def parse_yaml(text: str, name: str) -> Node:
     return _Converter(name).node(root, _line(name, root))
 
 
+def _check_depth(text: str, name: str) -> None:
+    """Refuse deep nesting from the event stream (iterative and fast) before the
+    recursive composer spends seconds on it and then overflows the stack."""
+    depth = 0
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        if isinstance(event, (yaml.SequenceStartEvent, yaml.MappingStartEvent)):
+            depth += 1
+            if depth > MAX_DEPTH:
+                fail(f"values nest more than {MAX_DEPTH} levels deep; a configuration "
+                     f"needs fewer than 10 — close the lists and mappings left open",
+                     f"{name}:{event.start_mark.line + 1}")
+        elif isinstance(event, (yaml.SequenceEndEvent, yaml.MappingEndEvent)):
+            depth -= 1
+
+
 def _line(name: str, node) -> str:
     return f"{name}:{node.start_mark.line + 1}"
 
@@ -45,6 +65,7 @@ class _Converter:
     def __init__(self, name: str):
         self.name = name
         self.count = 0
+        self.depth = 0
         self.constructor = SafeConstructor()
 
     def node(self, yaml_node, source: str) -> Node:
@@ -52,6 +73,16 @@ class _Converter:
         if self.count > MAX_NODES:
             fail(f"the document expands to more than {MAX_NODES} values (aliases "
                  f"repeating aliases?); write the configuration out plainly", source)
+        if self.depth >= MAX_DEPTH:
+            fail(f"values nest more than {MAX_DEPTH} levels deep (an alias that "
+                 f"contains itself?); write the configuration out plainly", source)
+        self.depth += 1
+        try:
+            return self._node(yaml_node, source)
+        finally:
+            self.depth -= 1
+
+    def _node(self, yaml_node, source: str) -> Node:
         if isinstance(yaml_node, ScalarNode):
             return Node(self.scalar(yaml_node, source), source, yaml_node.value)
         if isinstance(yaml_node, SequenceNode):

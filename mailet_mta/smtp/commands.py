@@ -36,14 +36,14 @@ class CommandsMixin:
 
     # -- greeting and session ------------------------------------------------------
     def do_HELO(self, arg):
-        if not arg:
+        if not arg.split():   # also "HELO \x0c": whitespace only is no hostname
             return self.reply(501, "5.5.4", "Syntax: HELO <hostname>")
         self.session.helo, self.session.esmtp = arg.split()[0], False
         self.reset_transaction()
         self.reply(250, None, self.server_name)
 
     def do_EHLO(self, arg):
-        if not arg:
+        if not arg.split():
             return self.reply(501, "5.5.4", "Syntax: EHLO <hostname>")
         self.session.helo, self.session.esmtp = arg.split()[0], True
         self.reset_transaction()

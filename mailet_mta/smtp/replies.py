@@ -46,6 +46,13 @@ code  produced by (tests: ``tests/unit/test_smtp_codes.py::test_<code>_...``)
 
 from __future__ import annotations
 
+import re
+
+# Reply text is printable US-ASCII (RFC 5321 §4.2): client-supplied text echoed in a
+# reply (an EHLO name, an address) must not smuggle CR, ESC or UTF-8 into the reply.
+_UNPRINTABLE = re.compile(r"[^\x20-\x7e]")
+MAX_REPLY_LINE = 512       # RFC 5321 §4.5.3.1.5, CRLF included
+
 
 def format_reply(code: int, enhanced: str | None, text: str | list[str]) -> bytes:
     """One reply, possibly multi-line, as wire bytes (CRLF line ends).
@@ -57,6 +64,6 @@ def format_reply(code: int, enhanced: str | None, text: str | list[str]) -> byte
     last = len(lines) - 1
     for i, line in enumerate(lines):
         sep = " " if i == last else "-"
-        body = f"{enhanced} {line}" if enhanced else line
-        out.append(f"{code}{sep}{body}\r\n")
-    return "".join(out).encode("utf-8", "replace")
+        body = _UNPRINTABLE.sub("?", f"{enhanced} {line}" if enhanced else line)
+        out.append(f"{code}{sep}{body[:MAX_REPLY_LINE - 6]}\r\n")
+    return "".join(out).encode("ascii")

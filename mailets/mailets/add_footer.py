@@ -110,4 +110,11 @@ class AddFooter(GenericMailet):
                 continue
             new = add_to_plain(content, self.text) if subtype == "plain" \
                 else add_to_html(content, self.text)
-            _replace_text(part, new, part is message)
+            try:
+                _replace_text(part, new, part is message)
+            except (ValueError, TypeError, AttributeError, LookupError) as exc:
+                # The stdlib cannot rebuild some malformed parts (e.g. "From: :;");
+                # the mail goes on unchanged rather than to the error processor.
+                self.log.warn("AddFooter: mail {mail_name}: a text/{subtype} part cannot "
+                              "be rebuilt ({error}); left unchanged", mail_name=mail.name,
+                              subtype=subtype, error=repr(exc))

@@ -163,7 +163,7 @@ class Redirect(GenericMailet):
             msg["From"] = str(from_)
         if self.subject is not None or self.prefix:
             subject = str(self.subject) if self.subject is not None \
-                else str(msg.get("Subject", ""))
+                else _one_line(msg.get("Subject", ""))
             if self.prefix:
                 subject = f"{str(self.prefix).strip()} {subject}".strip()
             del msg["Subject"]
@@ -184,8 +184,9 @@ class Redirect(GenericMailet):
         text = (str(self.message_text) + "\n\n" if self.message_text else "") + inline
         new = EmailMessage()
         for name in ("From", "To", "Cc", "Reply-To", "Subject", "Date"):
-            for value in original.get_all(name) or []:
-                new[name] = str(value)
+            values = original.get_all(name) or []
+            if values:      # RFC 5322 §3.6 allows one each; a message with two keeps the first
+                new[name] = _one_line(values[0])
         new["Message-ID"] = email.utils.make_msgid(
             domain=str(self.context.server_name or "localhost"))
         new.set_content(text or "\n")
@@ -197,3 +198,9 @@ class Redirect(GenericMailet):
             content = {"heads": heads, "body": body, "all": heads + "\n" + body}[self.attachment]
             new.add_attachment(content, filename=f"{self.attachment}.txt")
         return new
+
+
+def _one_line(value) -> str:
+    """A header value as one line: vertical tabs, form feeds and other line breaks
+    that the parser let through would make the email package refuse the header."""
+    return " ".join(str(value).splitlines())
