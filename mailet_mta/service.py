@@ -9,6 +9,7 @@ database closes. The bound addresses of all listeners are written to
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import socket
@@ -37,8 +38,24 @@ log = Logger(namespace="mailet_mta.service")
 BLOB_SWEEP_INTERVAL = 600.0
 
 
-def default_node_name() -> str:
-    return f"{socket.gethostname()}-{os.getpid()}"
+def default_node_name(data_dir) -> str:
+    """``<host>-<8 hex of the data directory>``: stable across restarts, so a restarted
+    process takes back at once what its killed predecessor held."""
+    digest = hashlib.sha1(str(Path(data_dir).resolve()).encode()).hexdigest()[:8]
+    return f"{socket.gethostname()}-{digest}"
+
+
+def reclaim_own_work(conn, node_name: str) -> None:
+    """At start-up: release the leases a previous process of this node left behind."""
+    from sqlalchemy import delete, update
+
+    from .storage import schema
+
+    for table in (schema.spool, schema.outgoing):
+        conn.execute(update(table).where(table.c.owner == node_name)
+                     .values(owner=None, lease_until=None))
+    conn.execute(delete(schema.mailbox_locks)
+                 .where(schema.mailbox_locks.c.owner.like(node_name + "/%")))
 
 
 class MailServer(MultiService):
@@ -47,8 +64,8 @@ class MailServer(MultiService):
     def __init__(self, config: ServerConfig, node_name: str | None = None):
         super().__init__()
         self.config = config
-        self.node_name = node_name or default_node_name()
         self.data_dir = Path(config.storage.data_dir)
+        self.node_name = node_name or default_node_name(self.data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.db = Database(config.storage.url or default_url(self.data_dir),
                            config.storage.pool_size)
@@ -123,6 +140,8 @@ class MailServer(MultiService):
 
     # -- lifecycle ----------------------------------------------------------------------
     def startService(self) -> None:
+        with self.db.transaction() as conn:
+            reclaim_own_work(conn, self.node_name)
         self.db.start()
         self.directory.start()
         super().startService()

@@ -47,9 +47,6 @@ def test_mail_leased_by_a_killed_process_is_delivered_after_restart_on_sqlite(tm
     _recover(tmp_path)
 
 
-@pytest.mark.xfail(strict=True, reason="spool: on PostgreSQL a restarted process gets a "
-                   "new node name (it holds the pid), so rows leased by the killed "
-                   "process wait out the 300 s lease before anyone takes them")
 def test_mail_leased_by_a_killed_process_is_delivered_after_restart_on_postgresql(
         tmp_path, pg_url):
     _recover(tmp_path, pg_url)
