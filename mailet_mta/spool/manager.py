@@ -54,6 +54,7 @@ class SpoolManager(Service):
         self.clock = clock
         self._queue: deque[Mail] = deque()
         self._running = 0
+        self._arriving = 0                    # accepted, handed over on the next turn
         self._idle_waiters: list[defer.Deferred] = []
         self._loops: list[task.LoopingCall] = []
         self._polling = False
@@ -93,8 +94,16 @@ class SpoolManager(Service):
         d = self.db.write_statements(store.accept_statements(
             mail, blob, self.node_name, time.time() + self.lease_seconds))
         # One reactor turn later, so the protocol's "queued" line precedes the trail.
-        d.addCallback(lambda _: self.clock.callLater(0, self._enqueue, mail) and None)
+        d.addCallback(lambda _: self._hand_over(mail))
         return d
+
+    def _hand_over(self, mail: Mail) -> None:
+        self._arriving += 1
+        self.clock.callLater(0, self._arrive, mail)
+
+    def _arrive(self, mail: Mail) -> None:
+        self._arriving -= 1
+        self._enqueue(mail)
 
     def inject(self, mail: Mail, delay: float = 0.0) -> defer.Deferred:
         """Spool a mail made by the server (bounce, re-injection) in ``mail.state``."""
@@ -117,7 +126,7 @@ class SpoolManager(Service):
 
     def wait_idle(self) -> defer.Deferred:
         """Fires when no mail is queued or running in this process."""
-        if not self._running and not self._queue:
+        if not self._running and not self._queue and not self._arriving:
             return defer.succeed(None)
         d = defer.Deferred()
         self._idle_waiters.append(d)
@@ -140,7 +149,7 @@ class SpoolManager(Service):
         self._running -= 1
         self.processed += 1
         self._pump()
-        if not self._running and not self._queue:
+        if not self._running and not self._queue and not self._arriving:
             waiters, self._idle_waiters = self._idle_waiters, []
             for d in waiters:
                 d.callback(None)
