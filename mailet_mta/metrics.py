@@ -68,6 +68,10 @@ REJECT_REASONS = {
 _children: dict[tuple, object] = {}
 
 
+# True once a /metrics listener is configured; hot paths skip timing work otherwise.
+ENABLED = False
+
+
 def _child(metric, *labels):
     key = (metric, labels)
     child = _children.get(key)
@@ -262,6 +266,8 @@ def install_metrics(server) -> MetricsService | None:
     server.started_at = time.time()
     if not listen:
         return None
+    global ENABLED
+    ENABLED = True
     svc = MetricsService(listen, server, getattr(cfg, "source", None))
     svc.setServiceParent(server)
     server.metrics = svc

@@ -54,7 +54,7 @@ class SpoolManager(Service):
         self.clock = clock
         self._queue: deque[Mail] = deque()
         self._running = 0
-        self._arriving = 0                    # accepted, handed over on the next turn
+        self._arriving: list[Mail] = []       # accepted, handed over on the next turn
         self._idle_waiters: list[defer.Deferred] = []
         self._loops: list[task.LoopingCall] = []
         self._polling = False
@@ -98,12 +98,14 @@ class SpoolManager(Service):
         return d
 
     def _hand_over(self, mail: Mail) -> None:
-        self._arriving += 1
-        self.clock.callLater(0, self._arrive, mail)
+        self._arriving.append(mail)
+        if len(self._arriving) == 1:
+            self.clock.callLater(0, self._arrive)
 
-    def _arrive(self, mail: Mail) -> None:
-        self._arriving -= 1
-        self._enqueue(mail)
+    def _arrive(self) -> None:
+        arrived, self._arriving = self._arriving, []
+        self._queue.extend(arrived)
+        self._pump()
 
     def inject(self, mail: Mail, delay: float = 0.0) -> defer.Deferred:
         """Spool a mail made by the server (bounce, re-injection) in ``mail.state``."""
