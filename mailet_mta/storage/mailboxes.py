@@ -14,7 +14,7 @@ import time
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
@@ -72,35 +72,64 @@ def format_prefix(headers) -> bytes:
     return b"".join(out)
 
 
+# Statements built once: building Core constructs per call cost most of a delivery.
+_mb, _msg, _users = schema.mailboxes, schema.messages, schema.users
+_MAILBOX_ID = select(_mb.c.id).where((_mb.c.user == bindparam("b_user"))
+                                     & (_mb.c.name == bindparam("b_folder")))
+_USER_QUOTA = select(_users.c.quota).where(_users.c.name == bindparam("b_user"))
+_QUOTA_AND_BOX = (select(_users.c.quota, _mb.c.id)
+                  .select_from(_users.outerjoin(_mb, (_mb.c.user == _users.c.name)
+                                                & (_mb.c.name == bindparam("b_folder"))))
+                  .where(_users.c.name == bindparam("b_user")))
+_QUOTA_USAGE = (select(func.coalesce(func.sum(_msg.c.size), 0))
+                .select_from(_msg.join(_mb, _msg.c.mailbox_id == _mb.c.id))
+                .where(_mb.c.user == bindparam("b_user")))
+_NEXT_UID = (update(_mb).where(_mb.c.id == bindparam("b_box"))
+             .values(uid_next=_mb.c.uid_next + 1))
+_NEXT_UID_RETURNING = _NEXT_UID.returning(_mb.c.uid_next)
+_UID_NEXT = select(_mb.c.uid_next).where(_mb.c.id == bindparam("b_box"))
+_INSERT_MESSAGE = insert(_msg)
+_LIST_MESSAGES = (select(_msg.c.id, _msg.c.uid, _msg.c.uidl, _msg.c.size)
+                  .where((_msg.c.mailbox_id == bindparam("b_box"))
+                         & (_msg.c.deleted.is_(False)))
+                  .order_by(_msg.c.uid))
+_MESSAGE_CONTENT = (select(_msg.c.prefix, schema.blobs.c.id, schema.blobs.c.size,
+                           schema.blobs.c.data)
+                    .select_from(_msg.join(schema.blobs, _msg.c.blob_id == schema.blobs.c.id))
+                    .where(_msg.c.id == bindparam("b_id")))
+
+
 def get_or_create_mailbox(conn: Connection, user: str, folder: str = "INBOX") -> int:
     """The mailbox id of (user, folder), creating it with a fresh uid_validity."""
-    mb = schema.mailboxes
-    query = select(mb.c.id).where((mb.c.user == user) & (mb.c.name == folder))
-    box_id = conn.execute(query).scalar()
+    box_id = conn.execute(_MAILBOX_ID, {"b_user": user, "b_folder": folder}).scalar()
     if box_id is not None:
         return box_id
+    return _create_mailbox(conn, user, folder)
+
+
+def _create_mailbox(conn: Connection, user: str, folder: str) -> int:
     savepoint = conn.begin_nested()
     try:
-        conn.execute(insert(mb).values(user=user, name=folder,
-                                       uid_validity=int(time.time()), uid_next=1))
+        conn.execute(insert(schema.mailboxes).values(
+            user=user, name=folder, uid_validity=int(time.time()), uid_next=1))
         savepoint.commit()
     except IntegrityError:          # created concurrently by another process
         savepoint.rollback()
-    return conn.execute(query).scalar_one()
+    return conn.execute(_MAILBOX_ID, {"b_user": user, "b_folder": folder}).scalar_one()
 
 
 def quota_usage(conn: Connection, user: str) -> int:
     """Octets stored for ``user`` across all their mailboxes."""
-    mb, msg = schema.mailboxes, schema.messages
-    return conn.execute(select(func.coalesce(func.sum(msg.c.size), 0))
-                        .select_from(msg.join(mb, msg.c.mailbox_id == mb.c.id))
-                        .where(mb.c.user == user)).scalar() or 0
+    return conn.execute(_QUOTA_USAGE, {"b_user": user}).scalar() or 0
 
 
 def check_quota(conn: Connection, user: str, size: int) -> None:
     """Raise QuotaExceeded when adding ``size`` octets would pass the user's quota."""
-    quota = conn.execute(select(schema.users.c.quota)
-                         .where(schema.users.c.name == user)).scalar()
+    quota = conn.execute(_USER_QUOTA, {"b_user": user}).scalar()
+    _check_quota(conn, user, quota, size)
+
+
+def _check_quota(conn: Connection, user: str, quota: int | None, size: int) -> None:
     if quota is None:
         return
     usage = quota_usage(conn, user)
@@ -114,31 +143,37 @@ def store_message(conn: Connection, user: str, folder: str, blob_id: str, prefix
 
     ``size`` is the blob's size; the stored size adds ``len(prefix)``. The blob row
     must exist (or be inserted in the same transaction). Raises QuotaExceeded.
+    Three prebuilt statements on the writer thread: quota and mailbox id in one
+    SELECT, the uid from UPDATE … RETURNING, the INSERT.
     """
     total = len(prefix) + size
-    check_quota(conn, user, total)
-    box_id = get_or_create_mailbox(conn, user, folder)
-    mb = schema.mailboxes
-    # The UPDATE takes the row lock (PostgreSQL) before we read the allocated uid.
-    conn.execute(update(mb).where(mb.c.id == box_id).values(uid_next=mb.c.uid_next + 1))
-    uid = conn.execute(select(mb.c.uid_next).where(mb.c.id == box_id)).scalar_one() - 1
-    conn.execute(insert(schema.messages).values(
-        mailbox_id=box_id, uid=uid, uidl=uuid.uuid4().hex, blob_id=blob_id, prefix=prefix,
-        size=total, internal_date=internal_date if internal_date is not None else time.time(),
-        flags="", deleted=False))
+    row = conn.execute(_QUOTA_AND_BOX, {"b_user": user, "b_folder": folder}).first()
+    quota, box_id = row if row is not None else (None, None)
+    _check_quota(conn, user, quota, total)
+    if box_id is None:
+        box_id = _create_mailbox(conn, user, folder)
+    uid = _allocate_uid(conn, box_id)
+    conn.execute(_INSERT_MESSAGE, {
+        "mailbox_id": box_id, "uid": uid, "uidl": uuid.uuid4().hex, "blob_id": blob_id,
+        "prefix": prefix, "size": total, "flags": "", "deleted": False,
+        "internal_date": internal_date if internal_date is not None else time.time()})
     return uid
+
+
+def _allocate_uid(conn: Connection, box_id: int) -> int:
+    """Take the mailbox's next uid (the UPDATE row-locks it on PostgreSQL first)."""
+    if conn.dialect.update_returning:
+        return conn.execute(_NEXT_UID_RETURNING, {"b_box": box_id}).scalar_one() - 1
+    conn.execute(_NEXT_UID, {"b_box": box_id})
+    return conn.execute(_UID_NEXT, {"b_box": box_id}).scalar_one() - 1
 
 
 def list_messages(conn: Connection, user: str, folder: str = "INBOX") -> list[MessageInfo]:
     """The messages of (user, folder) in uid order: indexed columns only."""
-    mb, msg = schema.mailboxes, schema.messages
-    box_id = conn.execute(select(mb.c.id).where((mb.c.user == user) & (mb.c.name == folder))
-                          ).scalar()
+    box_id = conn.execute(_MAILBOX_ID, {"b_user": user, "b_folder": folder}).scalar()
     if box_id is None:
         return []
-    rows = conn.execute(select(msg.c.id, msg.c.uid, msg.c.uidl, msg.c.size)
-                        .where((msg.c.mailbox_id == box_id) & (msg.c.deleted.is_(False)))
-                        .order_by(msg.c.uid))
+    rows = conn.execute(_LIST_MESSAGES, {"b_box": box_id})
     return [MessageInfo(*row) for row in rows]
 
 
@@ -154,10 +189,7 @@ def mailbox_summary(conn: Connection, user: str) -> list[tuple[str, int, int]]:
 
 def message_content(conn: Connection, blobs, message_id: int) -> MessageContent | None:
     """Prefix + blob source of one message (None when it is gone)."""
-    msg, b = schema.messages, schema.blobs
-    row = conn.execute(select(msg.c.prefix, b.c.id, b.c.size, b.c.data)
-                       .select_from(msg.join(b, msg.c.blob_id == b.c.id))
-                       .where(msg.c.id == message_id)).first()
+    row = conn.execute(_MESSAGE_CONTENT, {"b_id": message_id}).first()
     if row is None:
         return None
     prefix, blob_id, size, data = row
