@@ -8,6 +8,7 @@ answer until RSET.
 from __future__ import annotations
 
 import re
+from itertools import islice
 
 __all__ = ["TransactionCommands"]
 
@@ -45,15 +46,16 @@ class TransactionCommands:
             if found:
                 self.send(f"+OK {found[0]} {getattr(found[1], field)}")
             return
-        lines = [f"+OK {header}\r\n"]
-        for index, info in enumerate(self._messages):
-            if index not in self._deleted:
-                lines.append(f"{index + 1} {getattr(info, field)}\r\n")
-                if len(lines) >= _LIST_BATCH:
-                    self.transport.write("".join(lines).encode("ascii"))
-                    lines = []
-        lines.append(".\r\n")
-        self.transport.write("".join(lines).encode("ascii"))
+        values = [getattr(info, field) for info in self._messages]
+        numbered = zip(range(1, len(values) + 1), values)
+        if self._deleted:
+            deleted = self._deleted
+            numbered = ((n, v) for n, v in numbered if n - 1 not in deleted)
+        write = self.transport.write
+        write(f"+OK {header}\r\n".encode("ascii"))
+        while batch := list(islice(numbered, _LIST_BATCH)):
+            write("".join([f"{n} {v}\r\n" for n, v in batch]).encode("ascii"))
+        write(b".\r\n")
 
     def do_LIST(self, arg: str) -> None:
         self._listing(arg, f"{self._count} messages ({self._octets} octets)", "size")
