@@ -10,10 +10,14 @@ from __future__ import annotations
 import re
 from itertools import islice
 
+from twisted.internet import defer
+
 __all__ = ["TransactionCommands"]
 
 _NUMBER = re.compile(r"[0-9]{1,9}\Z")
 _LIST_BATCH = 4096
+READAHEAD_OCTETS = 1 << 20      # RETR reads the following messages too, up to this much
+READAHEAD_MESSAGES = 64
 
 
 class TransactionCommands:
@@ -25,6 +29,35 @@ class TransactionCommands:
         self._count = len(self._messages)
         self._octets = sum(m.size for m in self._messages)
         self._last = 0
+        self._readahead: dict = {}
+
+    def _content(self, number: int, info) -> defer.Deferred:
+        """Deferred → MessageContent of message ``number`` (or None when it is gone).
+
+        A client that RETRs every message asks for them in order: one database read
+        fetches this one and the next ones (up to READAHEAD_OCTETS), so the following
+        RETRs are answered without a trip through the reader threads.
+        """
+        if info.id in self._readahead:
+            return defer.succeed(self._readahead.pop(info.id))
+        open_many = getattr(self.backend, "open_messages", None)
+        if open_many is None:
+            return self.backend.open_message(info.id)
+        ids, octets = [], 0
+        for index in range(number - 1, len(self._messages)):
+            if index in self._deleted:
+                continue
+            following = self._messages[index]
+            if ids and (octets + following.size > READAHEAD_OCTETS
+                        or len(ids) >= READAHEAD_MESSAGES):
+                break
+            ids.append(following.id)
+            octets += following.size
+
+        def keep(found: dict):
+            self._readahead = found
+            return found.pop(info.id, None)
+        return open_many(ids).addCallback(keep)
 
     def _message(self, arg: str):
         """(number, MessageInfo) for a message-number argument, or None after -ERR."""

@@ -24,6 +24,7 @@ from . import schema
 
 __all__ = ["QuotaExceeded", "MessageInfo", "MessageContent", "format_prefix",
            "get_or_create_mailbox", "store_message", "list_messages", "message_content",
+           "message_contents",
            "delete_messages", "quota_usage", "check_quota", "mailbox_summary"]
 
 
@@ -93,6 +94,10 @@ _LIST_MESSAGES = (select(_msg.c.id, _msg.c.uid, _msg.c.uidl, _msg.c.size)
                   .where((_msg.c.mailbox_id == bindparam("b_box"))
                          & (_msg.c.deleted.is_(False)))
                   .order_by(_msg.c.uid))
+_MESSAGE_CONTENTS = (select(_msg.c.id, _msg.c.prefix, schema.blobs.c.id, schema.blobs.c.size,
+                            schema.blobs.c.data)
+                     .select_from(_msg.join(schema.blobs, _msg.c.blob_id == schema.blobs.c.id))
+                     .where(_msg.c.id.in_(bindparam("b_ids", expanding=True))))
 _MESSAGE_CONTENT = (select(_msg.c.prefix, schema.blobs.c.id, schema.blobs.c.size,
                            schema.blobs.c.data)
                     .select_from(_msg.join(schema.blobs, _msg.c.blob_id == schema.blobs.c.id))
@@ -195,6 +200,18 @@ def message_content(conn: Connection, blobs, message_id: int) -> MessageContent 
     prefix, blob_id, size, data = row
     return MessageContent(bytes(prefix), blobs.source(blob_id, size,
                                                       None if data is None else bytes(data)))
+
+
+def message_contents(conn: Connection, blobs, message_ids) -> dict[int, MessageContent]:
+    """{message id: MessageContent} for the given ids that exist, in one query."""
+    ids = list(message_ids)
+    out = {}
+    for start in range(0, len(ids), 500):
+        for mid, prefix, blob_id, size, data in conn.execute(
+                _MESSAGE_CONTENTS, {"b_ids": ids[start:start + 500]}):
+            out[mid] = MessageContent(bytes(prefix), blobs.source(
+                blob_id, size, None if data is None else bytes(data)))
+    return out
 
 
 def delete_messages(conn: Connection, message_ids) -> int:
