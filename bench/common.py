@@ -175,3 +175,63 @@ def write_json(path: str | None, data: dict) -> None:
     if path:
         Path(path).write_text(json.dumps(data, indent=2, sort_keys=True))
         print(f"results written to {path}")
+
+
+# -- py-spy ----------------------------------------------------------------------------------
+def start_profiler(pid: int, out: Path, rate: int = 200) -> subprocess.Popen | None:
+    """``py-spy record`` on ``pid`` (raw collapsed stacks) until stop_profiler()."""
+    import shutil
+    spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    if not Path(spy).exists():
+        print("py-spy is not installed (pip install py-spy): no profile", file=sys.stderr)
+        return None
+    proc = subprocess.Popen([spy, "record", "-p", str(pid), "-o", str(out), "-f", "raw",
+                             "-t", "-r", str(rate)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    time.sleep(1.0)             # py-spy attaches before the measured work starts
+    return proc
+
+
+def stop_profiler(proc: subprocess.Popen | None) -> None:
+    if proc is not None:
+        proc.send_signal(2)
+        proc.wait(60)
+
+
+def profile_summary(raw: Path, top: int = 15) -> dict:
+    """Top frames of a py-spy raw profile: by thread, self time, and inclusive time.
+
+    Line numbers are dropped so a function's samples add up; percentages are of all
+    samples (threads waiting in a lock or poll count too, as py-spy reports them).
+    """
+    import collections
+    import re
+    threads, own, incl = (collections.Counter() for _ in range(3))
+    total = 0
+    for line in open(raw):
+        stack, _, n = line.rstrip().rpartition(" ")
+        if not stack:
+            continue
+        n = int(n)
+        total += n
+        frames = stack.split(";")
+        threads[re.sub(r"\s*\(\d+\)", "", frames[0])] += n
+        names = [re.sub(r"\(([^)]*?)(:\d+)?\)", lambda m: "(" + "/".join(
+            m.group(1).split("/")[-2:]) + ")", f) for f in frames[1:]]
+        if names:
+            own[names[-1]] += n
+        for name in set(names):
+            incl[name] += n
+
+    def pct(counter):
+        return [(name, round(100 * c / total, 1)) for name, c in counter.most_common(top)]
+    return {"samples": total, "threads": pct(threads), "self": pct(own),
+            "inclusive": pct(incl)}
+
+
+def print_profile(summary: dict) -> None:
+    print(f"profile: {summary['samples']} samples")
+    for title in ("threads", "self", "inclusive"):
+        print(f"  {title}:")
+        for name, p in summary[title]:
+            print(f"    {p:5.1f}%  {name}")

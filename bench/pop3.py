@@ -37,7 +37,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import (ROOT, cpu_seconds, machine, maildir_make, median,  # noqa: E402
-                          print_table, python_env, stop_process, wait_for_file,
+                          print_profile, print_table, profile_summary, python_env,
+                          start_profiler, stop_process, stop_profiler, wait_for_file,
                           write_json)
 from tests.support.server import ServerProcess, base_config  # noqa: E402
 
@@ -237,6 +238,22 @@ def measure(targets, boxes, repeats) -> dict:
     return results
 
 
+def profile_session(target, user: str) -> dict:
+    """An extra, unmeasured full session on ``user``'s mailbox under py-spy."""
+    out = Path(tempfile.gettempdir()) / "mailet-mta-pop3.pyspy.txt"
+    spy = start_profiler(target.pid, out)
+    try:
+        figures = session(target.port, user, PASSWORD, True)
+    finally:
+        stop_profiler(spy)
+    summary = profile_summary(out) if spy is not None and out.exists() else None
+    print(f"\nprofile of {target.name}, session on {user} (RETR "
+          f"{figures['retr_per_s']:.0f}/s under py-spy), raw stacks in {out}")
+    if summary:
+        print_profile(summary)
+    return {"user": user, "figures": figures, "summary": summary, "raw": str(out)}
+
+
 def summarize(results) -> dict:
     fields = ("login_ms", "stat_ms", "list_ms", "uidl_ms", "retr_per_s", "retr_mb_s",
               "server_cpu_ms")
@@ -288,6 +305,8 @@ def main() -> None:
                         help="smoke run: 100, 1,000 and 10,000 messages, 1 repeat")
     parser.add_argument("--repeats", type=int, default=None, help="repeats (3)")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    parser.add_argument("--profile", action="store_true",
+                        help="after the runs, py-spy mailet-mta on one more session")
     parser.add_argument("--json", help="write the results here")
     args = parser.parse_args()
     sizes = (100, 1_000, 10_000) if args.quick else (1_000, 10_000, 100_000)
@@ -304,6 +323,8 @@ def main() -> None:
         for target in made:
             targets.append(target.start())
         results = measure(targets, boxes, repeats)
+        profile = profile_session(targets[0], f"r{sizes[1]}@example.com") \
+            if args.profile else None
     finally:
         for target in targets:
             target.stop()
@@ -315,6 +336,7 @@ def main() -> None:
     report(summary, met)
     write_json(args.json, {"machine": info, "repeats": repeats, "message_size": SIZE,
                            "runs": results, "median": summary, "targets": met,
+                           "profile": profile,
                            "loadavg_end": os.getloadavg()})
 
 

@@ -35,8 +35,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import (ROOT, cpu_seconds, machine, maildir_count, median,  # noqa: E402
-                          memory_kib, percentile, print_table, python_env,
-                          reset_peak_rss, stop_process, wait_for_file, write_json)
+                          memory_kib, percentile, print_profile, print_table,
+                          profile_summary, python_env, reset_peak_rss, start_profiler,
+                          stop_process, stop_profiler, wait_for_file, write_json)
 from tests.support.server import ServerProcess, base_config  # noqa: E402
 
 RCPT = "bench@example.com"
@@ -223,6 +224,22 @@ def idle_connections(target, count: int) -> dict:
             "per_connection_kib": (after["VmRSS"] - before["VmRSS"]) / count}
 
 
+def profile_cell(target, cell: str, count: int, out: Path) -> dict:
+    """An extra, unmeasured run of one cell ("102400x16") under py-spy."""
+    size, n = (int(v) for v in cell.split("x"))
+    spy = start_profiler(target.pid, out)
+    try:
+        figures = run_cell(target, size, n, count)
+    finally:
+        stop_profiler(spy)
+    summary = profile_summary(out) if spy is not None and out.exists() else None
+    print(f"\nprofile of {target.name} at {cell} ({figures['rate']:.0f} msg/s under "
+          f"py-spy), raw stacks in {out}")
+    if summary:
+        print_profile(summary)
+    return {"cell": cell, "figures": figures, "summary": summary, "raw": str(out)}
+
+
 def targets_met(summary, large, idle, sizes, conns) -> dict:
     """The issue's targets, each True/False (None when the cell was not run)."""
     def ratio(key):
@@ -293,6 +310,8 @@ def main() -> None:
     parser.add_argument("--large", type=int, default=None, help="octets (50,000,000)")
     parser.add_argument("--idle", type=int, default=None, help="idle connections (1000)")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    parser.add_argument("--profile", action="append", default=[], metavar="SIZExCONNS",
+                        help="after the runs, py-spy mailet-mta on this cell (repeatable)")
     parser.add_argument("--json", help="write the results here")
     args = parser.parse_args()
     count = args.count or (200 if args.quick else 2000)
@@ -316,6 +335,9 @@ def main() -> None:
         mailet = next((t for t in targets if t.name == "mailet-mta"), None)
         large = large_message(mailet, large_size) if mailet and large_size else None
         idle = idle_connections(mailet, idle_n) if mailet and idle_n else None
+        profiles = [profile_cell(mailet, cell, count, Path(tempfile.gettempdir())
+                                 / f"mailet-mta-smtp-{cell}.pyspy.txt")
+                    for cell in args.profile] if mailet else []
     finally:
         for t in targets:
             t.stop()
@@ -328,6 +350,7 @@ def main() -> None:
     write_json(args.json, {"machine": info, "count": count, "repeats": repeats,
                            "client": "asyncio (bench/smtp_load.py)", "runs": results,
                            "median": summary, "large": large, "idle": idle, "targets": met,
+                           "profiles": profiles,
                            "loadavg_end": __import__("os").getloadavg()})
 
 
