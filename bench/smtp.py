@@ -184,6 +184,20 @@ def summarize(results) -> dict:
     return out
 
 
+def on_fresh_server(workdir: Path, measure, arg) -> dict:
+    """Run a memory measurement on a new mailet-mta process, warmed up by 20 mails.
+
+    A process that already served the matrix reuses memory it freed, which would
+    hide part of the growth being measured.
+    """
+    target = MailetTarget(workdir).start()
+    try:
+        run_cell(target, 1024, 1, 20)
+        return measure(target, arg)
+    finally:
+        target.stop()
+
+
 def large_message(target, size: int) -> dict:
     """Peak RSS growth of the server while it accepts and delivers one ``size`` mail."""
     time.sleep(0.5)
@@ -333,8 +347,11 @@ def main() -> None:
             targets.append(t.start())
         results = run_matrix(targets, sizes, conns, count, repeats)
         mailet = next((t for t in targets if t.name == "mailet-mta"), None)
-        large = large_message(mailet, large_size) if mailet and large_size else None
-        idle = idle_connections(mailet, idle_n) if mailet and idle_n else None
+        large = idle = None
+        if mailet and large_size:
+            large = on_fresh_server(work / "large", large_message, large_size)
+        if mailet and idle_n:
+            idle = on_fresh_server(work / "idle", idle_connections, idle_n)
         profiles = [profile_cell(mailet, cell, count, Path(tempfile.gettempdir())
                                  / f"mailet-mta-smtp-{cell}.pyspy.txt")
                     for cell in args.profile] if mailet else []
