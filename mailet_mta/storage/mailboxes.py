@@ -78,16 +78,19 @@ _mb, _msg, _users = schema.mailboxes, schema.messages, schema.users
 _MAILBOX_ID = select(_mb.c.id).where((_mb.c.user == bindparam("b_user"))
                                      & (_mb.c.name == bindparam("b_folder")))
 _USER_QUOTA = select(_users.c.quota).where(_users.c.name == bindparam("b_user"))
-_QUOTA_AND_BOX = (select(_users.c.quota, _mb.c.id)
-                  .select_from(_users.outerjoin(_mb, (_mb.c.user == _users.c.name)
-                                                & (_mb.c.name == bindparam("b_folder"))))
-                  .where(_users.c.name == bindparam("b_user")))
 _QUOTA_USAGE = (select(func.coalesce(func.sum(_msg.c.size), 0))
                 .select_from(_msg.join(_mb, _msg.c.mailbox_id == _mb.c.id))
                 .where(_mb.c.user == bindparam("b_user")))
 _NEXT_UID = (update(_mb).where(_mb.c.id == bindparam("b_box"))
              .values(uid_next=_mb.c.uid_next + 1))
-_NEXT_UID_RETURNING = _NEXT_UID.returning(_mb.c.uid_next)
+_quota = _users.alias("quota_of")
+# The UPDATE takes the mailbox's row lock (PostgreSQL) before the uid is read.
+_TAKE_UID = (update(_mb).where((_mb.c.user == bindparam("b_user"))
+                               & (_mb.c.name == bindparam("b_folder")))
+             .values(uid_next=_mb.c.uid_next + 1)
+             .returning(_mb.c.id, _mb.c.uid_next,
+                        select(_quota.c.quota).where(_quota.c.name == bindparam("b_user"))
+                        .scalar_subquery()))
 _UID_NEXT = select(_mb.c.uid_next).where(_mb.c.id == bindparam("b_box"))
 _INSERT_MESSAGE = insert(_msg)
 _LIST_MESSAGES = (select(_msg.c.id, _msg.c.uid, _msg.c.uidl, _msg.c.size)
@@ -147,30 +150,31 @@ def store_message(conn: Connection, user: str, folder: str, blob_id: str, prefix
     """Add a message to (user, folder) inside the caller's write transaction; → uid.
 
     ``size`` is the blob's size; the stored size adds ``len(prefix)``. The blob row
-    must exist (or be inserted in the same transaction). Raises QuotaExceeded.
-    Three prebuilt statements on the writer thread: quota and mailbox id in one
-    SELECT, the uid from UPDATE … RETURNING, the INSERT.
+    must exist (or be inserted in the same transaction). Raises QuotaExceeded (the
+    caller's transaction is then rolled back; a caller that carries on anyway leaves
+    only a gap in the uids). Two prebuilt statements where the database has
+    UPDATE … RETURNING: the uid and the user's quota from the UPDATE, then the INSERT.
     """
     total = len(prefix) + size
-    row = conn.execute(_QUOTA_AND_BOX, {"b_user": user, "b_folder": folder}).first()
-    quota, box_id = row if row is not None else (None, None)
-    _check_quota(conn, user, quota, total)
-    if box_id is None:
-        box_id = _create_mailbox(conn, user, folder)
-    uid = _allocate_uid(conn, box_id)
+    if conn.dialect.update_returning:
+        params = {"b_user": user, "b_folder": folder}
+        row = conn.execute(_TAKE_UID, params).first()
+        if row is None:
+            _create_mailbox(conn, user, folder)
+            row = conn.execute(_TAKE_UID, params).one()
+        box_id, uid_next, quota = row
+        uid = uid_next - 1
+        _check_quota(conn, user, quota, total)
+    else:
+        check_quota(conn, user, total)
+        box_id = get_or_create_mailbox(conn, user, folder)
+        conn.execute(_NEXT_UID, {"b_box": box_id})
+        uid = conn.execute(_UID_NEXT, {"b_box": box_id}).scalar_one() - 1
     conn.execute(_INSERT_MESSAGE, {
         "mailbox_id": box_id, "uid": uid, "uidl": uuid.uuid4().hex, "blob_id": blob_id,
         "prefix": prefix, "size": total, "flags": "", "deleted": False,
         "internal_date": internal_date if internal_date is not None else time.time()})
     return uid
-
-
-def _allocate_uid(conn: Connection, box_id: int) -> int:
-    """Take the mailbox's next uid (the UPDATE row-locks it on PostgreSQL first)."""
-    if conn.dialect.update_returning:
-        return conn.execute(_NEXT_UID_RETURNING, {"b_box": box_id}).scalar_one() - 1
-    conn.execute(_NEXT_UID, {"b_box": box_id})
-    return conn.execute(_UID_NEXT, {"b_box": box_id}).scalar_one() - 1
 
 
 def list_messages(conn: Connection, user: str, folder: str = "INBOX") -> list[MessageInfo]:
