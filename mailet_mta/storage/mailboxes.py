@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.engine import Connection
@@ -42,9 +43,11 @@ class QuotaExceeded(MessagingError, ValueError):
         self.user, self.quota, self.usage, self.size = user, quota, usage, size
 
 
-@dataclass(frozen=True)
-class MessageInfo:
-    """What POP3 needs of a message without reading it: row id, uid, UIDL, octets."""
+class MessageInfo(NamedTuple):
+    """What POP3 needs of a message without reading it: row id, uid, UIDL, octets.
+
+    A named tuple: a login on 100,000 messages builds 100,000 of them.
+    """
 
     id: int
     uid: int
@@ -182,8 +185,7 @@ def list_messages(conn: Connection, user: str, folder: str = "INBOX") -> list[Me
     box_id = conn.execute(_MAILBOX_ID, {"b_user": user, "b_folder": folder}).scalar()
     if box_id is None:
         return []
-    rows = conn.execute(_LIST_MESSAGES, {"b_box": box_id})
-    return [MessageInfo(*row) for row in rows]
+    return list(map(MessageInfo._make, conn.execute(_LIST_MESSAGES, {"b_box": box_id})))
 
 
 def mailbox_summary(conn: Connection, user: str) -> list[tuple[str, int, int]]:
