@@ -72,6 +72,36 @@ class MessageSource:
         return self._opener()
 
 
+def _header_end(data: bytes) -> int:
+    """Offset just past the empty line ending the header block (-1: none yet)."""
+    if data.startswith(b"\r\n"):
+        return 2
+    if data.startswith(b"\n"):
+        return 1
+    ends = [i for i in (data.find(b"\n\r\n"), data.find(b"\n\n")) if i >= 0]
+    if not ends:
+        return -1
+    i = min(ends)
+    return i + (3 if data.startswith(b"\n\r\n", i) else 2)
+
+
+def _header_block(data: bytes) -> bytes:
+    end = _header_end(data)
+    return data if end < 0 else data[:end]
+
+
+def _read_header_block(f, chunk: int = 16384) -> bytes:
+    data = b""
+    while True:
+        more = f.read(chunk)
+        if not more:
+            return data
+        data += more
+        end = _header_end(data)
+        if end >= 0:
+            return data[:end]
+
+
 class _TrackingMessage(EmailMessage):
     """An EmailMessage (and every part of it) that records that it was changed."""
 
@@ -224,9 +254,13 @@ class Mail:
             return self._message
         src = self._source
         if src.in_memory:
-            return email.parser.BytesHeaderParser(policy=MAIL_POLICY).parsebytes(src.read())
-        with src.open() as f:
-            return email.parser.BytesHeaderParser(policy=MAIL_POLICY).parse(f)
+            block = _header_block(src.read())
+        else:
+            with src.open() as f:
+                block = _read_header_block(f)
+        # Only the header block is handed to the parser: given the whole message, the
+        # stdlib splits every body line even in headersonly mode.
+        return email.parser.BytesHeaderParser(policy=MAIL_POLICY).parsebytes(block)
 
     # -- envelope --------------------------------------------------------------
     @property

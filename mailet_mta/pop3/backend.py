@@ -63,6 +63,10 @@ class POP3Backend:
         """Deferred → MessageContent (prefix + blob source), or None when it is gone."""
         return self.db.read(mailboxes.message_content, self.blobs, message_id)
 
+    def open_messages(self, message_ids) -> defer.Deferred:
+        """Deferred → {message id: MessageContent} for those that still exist."""
+        return self.db.read(mailboxes.message_contents, self.blobs, list(message_ids))
+
     def finish(self, user: str, owner: str, message_ids) -> defer.Deferred:
         """The UPDATE state: delete ``message_ids`` and release the lease, atomically.
 

@@ -8,11 +8,16 @@ answer until RSET.
 from __future__ import annotations
 
 import re
+from itertools import islice
+
+from twisted.internet import defer
 
 __all__ = ["TransactionCommands"]
 
 _NUMBER = re.compile(r"[0-9]{1,9}\Z")
 _LIST_BATCH = 4096
+READAHEAD_OCTETS = 1 << 20      # RETR reads the following messages too, up to this much
+READAHEAD_MESSAGES = 64
 
 
 class TransactionCommands:
@@ -24,6 +29,35 @@ class TransactionCommands:
         self._count = len(self._messages)
         self._octets = sum(m.size for m in self._messages)
         self._last = 0
+        self._readahead: dict = {}
+
+    def _content(self, number: int, info) -> defer.Deferred:
+        """Deferred → MessageContent of message ``number`` (or None when it is gone).
+
+        A client that RETRs every message asks for them in order: one database read
+        fetches this one and the next ones (up to READAHEAD_OCTETS), so the following
+        RETRs are answered without a trip through the reader threads.
+        """
+        if info.id in self._readahead:
+            return defer.succeed(self._readahead.pop(info.id))
+        open_many = getattr(self.backend, "open_messages", None)
+        if open_many is None:
+            return self.backend.open_message(info.id)
+        ids, octets = [], 0
+        for index in range(number - 1, len(self._messages)):
+            if index in self._deleted:
+                continue
+            following = self._messages[index]
+            if ids and (octets + following.size > READAHEAD_OCTETS
+                        or len(ids) >= READAHEAD_MESSAGES):
+                break
+            ids.append(following.id)
+            octets += following.size
+
+        def keep(found: dict):
+            self._readahead = found
+            return found.pop(info.id, None)
+        return open_many(ids).addCallback(keep)
 
     def _message(self, arg: str):
         """(number, MessageInfo) for a message-number argument, or None after -ERR."""
@@ -45,15 +79,16 @@ class TransactionCommands:
             if found:
                 self.send(f"+OK {found[0]} {getattr(found[1], field)}")
             return
-        lines = [f"+OK {header}\r\n"]
-        for index, info in enumerate(self._messages):
-            if index not in self._deleted:
-                lines.append(f"{index + 1} {getattr(info, field)}\r\n")
-                if len(lines) >= _LIST_BATCH:
-                    self.transport.write("".join(lines).encode("ascii"))
-                    lines = []
-        lines.append(".\r\n")
-        self.transport.write("".join(lines).encode("ascii"))
+        values = [getattr(info, field) for info in self._messages]
+        numbered = zip(range(1, len(values) + 1), values)
+        if self._deleted:
+            deleted = self._deleted
+            numbered = ((n, v) for n, v in numbered if n - 1 not in deleted)
+        write = self.transport.write
+        write(f"+OK {header}\r\n".encode("ascii"))
+        while batch := list(islice(numbered, _LIST_BATCH)):
+            write("".join([f"{n} {v}\r\n" for n, v in batch]).encode("ascii"))
+        write(b".\r\n")
 
     def do_LIST(self, arg: str) -> None:
         self._listing(arg, f"{self._count} messages ({self._octets} octets)", "size")

@@ -364,7 +364,7 @@ class POP3Server(TransactionCommands, Protocol, TimeoutMixin):
     # -- RETR/TOP -------------------------------------------------------------------------
     @defer.inlineCallbacks
     def _send_message(self, number: int, info, top_lines: int | None = None):
-        content = yield self.backend.open_message(info.id)
+        content = yield self._content(number, info)
         if self._lost:
             return
         if content is None:

@@ -127,6 +127,8 @@ class SMTPServerProtocol(CommandsMixin, TransferMixin, Protocol, TimeoutMixin):
             return
         self.resetTimeout()
         self._buf = self._buf + data if self._buf else data
+        if self._busy:
+            self._pause()
         self._process()
 
     def _process(self) -> None:
@@ -224,9 +226,18 @@ class SMTPServerProtocol(CommandsMixin, TransferMixin, Protocol, TimeoutMixin):
         pending[0] = False
         if self._busy:
             self.flush()
-            if not self._paused:
-                self._paused = True
-                self.transport.pauseProducing()
+            if self._buf:
+                self._pause()
+
+    def _pause(self) -> None:
+        """Stop reading while input waits behind a command that has not finished.
+
+        Only when input is actually held: a client waiting for its reply costs no
+        pause/resume (two epoll_ctl calls) per command.
+        """
+        if not self._paused:
+            self._paused = True
+            self.transport.pauseProducing()
 
     def _internal_error(self, failure) -> None:
         log.failure("SMTP command failed", failure)

@@ -1,0 +1,237 @@
+"""Helpers shared by the protocol benchmarks: process figures, Maildir files, tables.
+
+Everything here reads Linux ``/proc``; the benchmarks run on Linux only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+# -- the process under test ----------------------------------------------------------------
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of every thread of ``pid`` so far (/proc/<pid>/stat), in seconds."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def memory_kib(pid: int) -> dict:
+    """VmRSS and VmHWM (peak RSS) of ``pid`` in KiB."""
+    out = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            if key in ("VmRSS", "VmHWM"):
+                out[key] = int(value.split()[0])
+    return out
+
+
+def reset_peak_rss(pid: int) -> bool:
+    """Reset VmHWM to the current RSS (writing 5 to clear_refs, Linux ≥ 4.0)."""
+    try:
+        with open(f"/proc/{pid}/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_file(path: Path, proc: subprocess.Popen, timeout: float = 30.0) -> str:
+    """The text of ``path`` once a process wrote it (its 'ready' marker)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{proc.args} exited with {proc.returncode}")
+        if path.exists() and path.read_text().strip():
+            return path.read_text().strip()
+        time.sleep(0.05)
+    raise RuntimeError(f"{proc.args} wrote no {path} in {timeout}s")
+
+
+def python_env() -> dict:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    return env
+
+
+def stop_process(proc: subprocess.Popen, timeout: float = 20.0) -> None:
+    """SIGTERM by pid, SIGKILL if it does not exit."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+
+
+# -- Maildir ----------------------------------------------------------------------------------
+_counter = 0
+
+
+def maildir_make(root: Path) -> Path:
+    for sub in ("tmp", "new", "cur"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def maildir_deliver(root: Path, data: bytes) -> str:
+    """Write one message the durable Maildir way: tmp → fsync → rename → fsync new/."""
+    global _counter
+    _counter += 1
+    name = f"{time.time():.6f}.P{os.getpid()}Q{_counter}.bench"
+    tmp, new = root / "tmp" / name, root / "new" / name
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.rename(tmp, new)
+    dfd = os.open(root / "new", os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+    return name
+
+
+def maildir_count(root: Path) -> int:
+    return sum(1 for _ in os.scandir(root / "new"))
+
+
+# -- messages and results ------------------------------------------------------------------
+def make_message(size: int, sender: str, rcpt: str, n: int = 0) -> bytes:
+    """A CRLF message of about ``size`` octets (headers included), no line starting '.'."""
+    head = (f"From: <{sender}>\r\nTo: <{rcpt}>\r\nSubject: bench {size} {n}\r\n"
+            f"Message-ID: <bench.{size}.{n}@example.org>\r\n\r\n").encode()
+    line = b"The quick brown fox jumps over the lazy dog, again and again and again.\r\n"
+    body = line * max(1, (size - len(head)) // len(line))
+    return head + body
+
+
+def median(values):
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def percentile(values, q: float):
+    if not values:
+        return None
+    values = sorted(values)
+    k = min(len(values) - 1, max(0, int(round(q / 100 * (len(values) - 1)))))
+    return values[k]
+
+
+def machine() -> dict:
+    model = ""
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"nproc": os.cpu_count(), "cpu": model, "python": sys.version.split()[0],
+            "kernel": platform.release(), "loadavg_start": os.getloadavg()}
+
+
+def print_table(header: list[str], rows: list[list]) -> None:
+    def fmt(v):
+        if v is None:
+            return "-"
+        if isinstance(v, float):
+            return f"{v:,.2f}" if abs(v) < 100 else f"{v:,.0f}"
+        return str(v)
+    cells = [[fmt(v) for v in row] for row in rows]
+    widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(header)]
+    print("  ".join(h.rjust(w) for h, w in zip(header, widths)))
+    for row in cells:
+        print("  ".join(c.rjust(w) for c, w in zip(row, widths)))
+
+
+def write_json(path: str | None, data: dict) -> None:
+    if path:
+        Path(path).write_text(json.dumps(data, indent=2, sort_keys=True))
+        print(f"results written to {path}")
+
+
+# -- py-spy ----------------------------------------------------------------------------------
+def start_profiler(pid: int, out: Path, rate: int = 200) -> subprocess.Popen | None:
+    """``py-spy record`` on ``pid`` (raw collapsed stacks) until stop_profiler()."""
+    import shutil
+    spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    if not Path(spy).exists():
+        print("py-spy is not installed (pip install py-spy): no profile", file=sys.stderr)
+        return None
+    proc = subprocess.Popen([spy, "record", "-p", str(pid), "-o", str(out), "-f", "raw",
+                             "-t", "-r", str(rate)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    time.sleep(1.0)             # py-spy attaches before the measured work starts
+    return proc
+
+
+def stop_profiler(proc: subprocess.Popen | None) -> None:
+    if proc is not None:
+        proc.send_signal(2)
+        proc.wait(60)
+
+
+def profile_summary(raw: Path, top: int = 15) -> dict:
+    """Top frames of a py-spy raw profile: by thread, self time, and inclusive time.
+
+    Line numbers are dropped so a function's samples add up; percentages are of all
+    samples (threads waiting in a lock or poll count too, as py-spy reports them).
+    """
+    import collections
+    import re
+    threads, own, incl = (collections.Counter() for _ in range(3))
+    total = 0
+    for line in open(raw):
+        stack, _, n = line.rstrip().rpartition(" ")
+        if not stack:
+            continue
+        n = int(n)
+        total += n
+        frames = stack.split(";")
+        threads[re.sub(r"\s*\(\d+\)", "", frames[0])] += n
+        names = [re.sub(r"\(([^)]*?)(:\d+)?\)", lambda m: "(" + "/".join(
+            m.group(1).split("/")[-2:]) + ")", f) for f in frames[1:]]
+        if names:
+            own[names[-1]] += n
+        for name in set(names):
+            incl[name] += n
+
+    def pct(counter):
+        return [(name, round(100 * c / total, 1)) for name, c in counter.most_common(top)]
+    return {"samples": total, "threads": pct(threads), "self": pct(own),
+            "inclusive": pct(incl)}
+
+
+def print_profile(summary: dict) -> None:
+    print(f"profile: {summary['samples']} samples")
+    for title in ("threads", "self", "inclusive"):
+        print(f"  {title}:")
+        for name, p in summary[title]:
+            print(f"    {p:5.1f}%  {name}")

@@ -1,0 +1,51 @@
+"""Mail.headers() parses the header block only, however large the body."""
+
+from __future__ import annotations
+
+import email.parser
+import io
+
+import pytest
+
+from mailet_mta.mail import MAIL_POLICY, Mail, MessageSource
+
+BODY = b"x" * 70 + b"\r\n"
+
+
+class CountingFile(io.BytesIO):
+    def __init__(self, data):
+        super().__init__(data)
+        self.octets_read = 0
+
+    def read(self, n=-1):
+        chunk = super().read(n)
+        self.octets_read += len(chunk)
+        return chunk
+
+
+@pytest.mark.parametrize("head", [
+    b"Subject: hi\r\nReceived: from a\r\n\tby b\r\nTo: <c@d>\r\n\r\n",
+    b"Subject: lf only\nTo: <c@d>\n\n",
+    b"\r\n",
+    b"Subject: no body at all\r\n",
+])
+def test_headers_from_a_file_match_the_stdlib_parse_of_the_whole_message(head):
+    data = head + BODY * 50
+    mail = Mail(message=MessageSource(size=len(data), loader=lambda: data,
+                                     opener=lambda: io.BytesIO(data)))
+    whole = email.parser.BytesHeaderParser(policy=MAIL_POLICY).parsebytes(data)
+    assert [(k, str(v)) for k, v in mail.headers().items()] == \
+        [(k, str(v)) for k, v in whole.items()]
+
+
+def test_headers_of_a_large_file_backed_message_read_only_the_start_of_the_file():
+    data = b"Subject: big\r\nTo: <c@d>\r\n\r\n" + BODY * 200_000      # 14 MB
+    opened = []
+
+    def opener():
+        opened.append(CountingFile(data))
+        return opened[-1]
+
+    mail = Mail(message=MessageSource(size=len(data), loader=lambda: data, opener=opener))
+    assert mail.headers()["Subject"] == "big"
+    assert opened[0].octets_read < 100_000
