@@ -253,6 +253,9 @@ class Mail:
         if self._message is not None:
             return self._message
         src = self._source
+        cached = self.__dict__.get("_header_cache")
+        if cached is not None and cached[0] is src:
+            return cached[1]
         if src.in_memory:
             block = _header_block(src.read())
         else:
@@ -260,7 +263,9 @@ class Mail:
                 block = _read_header_block(f)
         # Only the header block is handed to the parser: given the whole message, the
         # stdlib splits every body line even in headersonly mode.
-        return email.parser.BytesHeaderParser(policy=MAIL_POLICY).parsebytes(block)
+        parsed = email.parser.BytesHeaderParser(policy=MAIL_POLICY).parsebytes(block)
+        self._header_cache = (src, parsed)      # valid while the source is the same
+        return parsed
 
     # -- envelope --------------------------------------------------------------
     @property
