@@ -20,7 +20,7 @@ from .api import ATTR_SENT_BY_MAILET, IMailetContext, Mail
 from .directory import Directory
 from .logging_setup import log_local_delivery
 from .mail import MAIL_POLICY
-from .spool import store
+from .storage import repositories
 from .spool.unit_of_work import UnitOfWork, current_uow
 
 
@@ -108,7 +108,7 @@ class MailetContext:
     def store_in_repository(self, repository: str, mail: Mail) -> defer.Deferred:
         def fill(uow):
             blob_id = uow.blob_id_for(mail)
-            uow.add(store.store_in_repository, repository, mail.duplicate(mail.name), blob_id)
+            uow.add(repositories.store, repository, mail.duplicate(mail.name), blob_id)
 
         return self._write(fill)
 

@@ -15,7 +15,7 @@ from sqlalchemy.engine import Connection
 
 from ..address import MailAddress
 from ..mail import Mail
-from ..storage import schema
+from ..storage import repositories, schema
 from ..storage.blobs import BlobStore
 
 S = schema.spool
@@ -138,16 +138,5 @@ def counts_by_state(conn: Connection) -> dict[str, int]:
 
 def move_to_repository(conn: Connection, mail: Mail, blob_id: str, repository: str) -> None:
     """Keep ``mail`` in ``repository`` and take it out of the spool (one transaction)."""
-    store_in_repository(conn, repository, mail, blob_id)
+    repositories.store(conn, repository, mail, blob_id)
     delete_mail(conn, mail.name)
-
-
-def store_in_repository(conn: Connection, repository: str, mail: Mail, blob_id: str) -> None:
-    """Insert a copy of ``mail`` into the named repository."""
-    conn.execute(insert(schema.repository_mails).values(
-        repository=repository, name=mail.name, state=mail.state,
-        sender=str(mail.sender) if mail.sender is not None else None,
-        recipients=json.dumps([str(r) for r in mail.recipients]),
-        attributes=json.dumps(mail.attributes), error_message=mail.error_message,
-        remote_addr=mail.remote_addr, remote_host=mail.remote_host, blob_id=blob_id,
-        created=time.time()))
