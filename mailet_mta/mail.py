@@ -230,7 +230,12 @@ class Mail:
     def source(self) -> MessageSource:
         """The message as stored bytes, serialising a changed message first."""
         if self.message_changed:
-            data = self._message.as_bytes(policy=MAIL_POLICY)
+            try:
+                data = self._message.as_bytes(policy=MAIL_POLICY)
+            except (UnicodeError, ValueError):
+                # A header holding undecodable bytes (kept by the parser as U+FFFD or
+                # surrogates) cannot be written as ASCII: write it as UTF-8 instead.
+                data = self._message.as_bytes(policy=MAIL_POLICY.clone(utf8=True))
             self._source = MessageSource(data)
             self._tracker[0] = False
         return self._source

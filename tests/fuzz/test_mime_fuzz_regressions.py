@@ -44,3 +44,17 @@ def test_add_footer_leaves_a_part_the_stdlib_cannot_rebuild_unchanged():
     run(ctx.mailet(AddFooter, text="FOOT").service(mail))
     assert b"hello" in mail.message_bytes()
     assert "cannot be rebuilt" in ctx.log_text()
+
+
+def test_changed_message_with_undecodable_header_bytes_still_serialises():
+    """A Content-Type holding a raw 0x80 byte, changed by a mailet, must still turn
+    into bytes (found by the AddFooter fuzz test)."""
+    from mailet_mta.mail import Mail
+
+    raw = (b"From: a@example.org\r\nMIME-Version: 1.0\r\n"
+           b"Content-Type: text/plain; \x80charset=utf-8\r\n"
+           b"Content-Transfer-Encoding: 8bit\r\n\r\nGr\xc3\xbc\xc3\x9fe\r\n")
+    mail = Mail(message=raw)
+    mail.message.set_param("charset", "utf-8")
+    data = mail.message_bytes()
+    assert isinstance(data, bytes) and b"Gr\xc3\xbc\xc3\x9fe" in data

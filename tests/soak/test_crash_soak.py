@@ -22,6 +22,14 @@ CLIENTS = int(os.environ.get("MAILET_MTA_SOAK_CLIENTS", "16"))
 SETTLE = float(os.environ.get("MAILET_MTA_SOAK_SETTLE", "30"))
 
 
+# With a remote peer one window cannot be closed by any SMTP client: the peer has said
+# 250 and the sender is killed before it has committed that outcome, so the mail is sent
+# again after the restart (RFC 5321 §6.1, RFC 1047). Such a duplicate can only concern
+# a delivery in flight at the moment of a kill: at most the per-destination connection
+# limit (3) per kill. Losing a mail is never allowed.
+IN_FLIGHT_PER_KILL = 3
+
+
 def _run(tmp_path, **kw):
     result = run_soak(tmp_path, clients=CLIENTS, kills=KILLS, max_mails=MAILS,
                       duration=SECONDS, kill_interval=(0.5, max(1.0, SECONDS / (KILLS + 1))),
@@ -30,7 +38,11 @@ def _run(tmp_path, **kw):
     assert result.kills == KILLS
     assert result.accepted > 0
     assert result.lost == [], f"accepted (250) but in no mailbox nor the spool: {result.lost[:20]}"
-    assert result.duplicated == [], f"delivered more than once: {result.duplicated[:20]}"
+    if kw.get("remote"):
+        assert len(result.duplicated) <= result.kills * IN_FLIGHT_PER_KILL, (
+            f"more duplicates than deliveries in flight at the kills: {result.duplicated[:20]}")
+    else:
+        assert result.duplicated == [], f"delivered more than once: {result.duplicated[:20]}"
     return result
 
 
@@ -44,5 +56,5 @@ def test_sigkill_soak_on_postgresql_every_250_mail_is_delivered_exactly_once(tmp
 
 @pytest.mark.skipif(not remote_delivery_available(),
                     reason="RemoteDelivery is not available yet (mailet_mta/delivery/)")
-def test_sigkill_soak_with_remote_peer_every_250_mail_arrives_exactly_once(tmp_path):
+def test_sigkill_soak_with_remote_peer_every_250_mail_arrives(tmp_path):
     _run(tmp_path, remote=True)
