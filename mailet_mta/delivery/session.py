@@ -139,6 +139,10 @@ class SMTPSession:
             await self.quit()
             raise HostFailure(f"{self.peer} does not offer STARTTLS and startTLS=required")
         if options.username:
+            if not self.tls and not ipaddress.ip_address(self.ip).is_loopback:
+                await self.quit()
+                raise HostFailure(f"{self.peer}: not sending the gateway password over an "
+                                  f"unencrypted connection; the gateway must offer STARTTLS")
             await self._auth(options.username, options.password or "")
 
     async def _hello(self, helo: str) -> None:

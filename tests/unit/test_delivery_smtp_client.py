@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from twisted.internet import task
+from twisted.internet import defer, task
 from twisted.internet.error import ConnectionAborted
 from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
@@ -83,3 +83,35 @@ def test_connection_lost_while_streaming_fails_the_body():
     transport.producer.resumeProducing()
     transport.producer.stopProducing()
     assert isinstance(final[0].value, SMTPConnectionLost)
+
+
+
+def _gateway_session(ip):
+    """An SMTPSession on a StringTransport whose peer is ``ip`` (no packet is sent)."""
+    from mailet_mta.delivery.options import DeliveryOptions
+    from mailet_mta.delivery.session import SMTPSession
+
+    proto, transport, _clock = connected()
+    session = SMTPSession(proto, "gateway.test", ip, 587)
+    options = DeliveryOptions.__new__(DeliveryOptions)
+    options.__dict__.update(starttls="opportunistic", username="relayuser",
+                            password="s3cret", verify_server_identity=False)
+    result = collect([defer.ensureDeferred(session._start(options, "me.test", True))])
+    proto.dataReceived(b"220 gateway.test ready\r\n")
+    proto.dataReceived(b"250-gateway.test\r\n250 AUTH PLAIN LOGIN\r\n")   # no STARTTLS
+    return result, transport
+
+
+def test_gateway_password_is_never_sent_in_clear_to_a_remote_host():
+    from mailet_mta.delivery.session import HostFailure
+
+    result, transport = _gateway_session("192.0.2.7")
+    transport_text = transport.value()
+    assert b"AUTH" not in transport_text and b"s3cret" not in transport_text
+    # the session refused before authenticating (it says QUIT and waits for 221)
+    assert result[0] is None or isinstance(getattr(result[0], "value", None), HostFailure)
+
+
+def test_gateway_on_loopback_may_authenticate_without_tls():
+    result, transport = _gateway_session("127.0.0.1")
+    assert b"AUTH PLAIN" in transport.value()
