@@ -130,12 +130,6 @@ def load_mails(conn: Connection, names: list[str], blobs: BlobStore) -> list[Mai
     return out
 
 
-def counts_by_state(conn: Connection) -> dict[str, int]:
-    from sqlalchemy import func
-
-    return dict(conn.execute(select(S.c.state, func.count()).group_by(S.c.state)).all())
-
-
 def move_to_repository(conn: Connection, mail: Mail, blob_id: str, repository: str) -> None:
     """Keep ``mail`` in ``repository`` and take it out of the spool (one transaction)."""
     repositories.store(conn, repository, mail, blob_id)

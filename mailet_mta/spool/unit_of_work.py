@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 from sqlalchemy.engine import Connection
 
-from ..mail import Mail, MessageSource
+from ..mail import Mail
 from ..storage.blobs import BlobStore, BlobWriter
 
 current_uow: contextvars.ContextVar["UnitOfWork | None"] = contextvars.ContextVar(
@@ -65,6 +65,3 @@ class UnitOfWork:
             writer.abort()
         self._writers = []
 
-
-def source_with_blob(data: bytes, blob_id: str) -> MessageSource:
-    return MessageSource(data, blob_id=blob_id)
