@@ -16,6 +16,7 @@ import io
 import time
 import itertools
 import os
+import re
 from email.message import EmailMessage
 from typing import Any, Callable, Iterable
 
@@ -100,6 +101,26 @@ def _read_header_block(f, chunk: int = 16384) -> bytes:
         end = _header_end(data)
         if end >= 0:
             return data[:end]
+
+
+# What the stdlib's feedparser takes as a header line (field, continuation, mbox From_);
+# the first other line ends the header block for it, and so for header_names().
+_HEADER_LINE = re.compile(rb"(From |[\x21-\x39\x3b-\x7e]*:|[\t ])")
+
+
+def _field_names(block: bytes) -> list[str]:
+    """Lower-cased field names of a raw header block, as the email parser sees them."""
+    names = []
+    for i, line in enumerate(block.split(b"\n")):
+        if not _HEADER_LINE.match(line):
+            break
+        first = line[:1]
+        if first in (b" ", b"\t") or (i == 0 and line.startswith(b"From ")):
+            continue
+        colon = line.index(b":")
+        if colon:                   # ":value" has no name; the parser drops it too
+            names.append(line[:colon].decode("latin-1").lower())
+    return names
 
 
 class _TrackingMessage(EmailMessage):
@@ -261,16 +282,39 @@ class Mail:
         cached = self.__dict__.get("_header_cache")
         if cached is not None and cached[0] is src:
             return cached[1]
-        if src.in_memory:
-            block = _header_block(src.read())
-        else:
-            with src.open() as f:
-                block = _read_header_block(f)
+        block = self._raw_header_block(src)
         # Only the header block is handed to the parser: given the whole message, the
         # stdlib splits every body line even in headersonly mode.
         parsed = email.parser.BytesHeaderParser(policy=MAIL_POLICY).parsebytes(block)
         self._header_cache = (src, parsed)      # valid while the source is the same
         return parsed
+
+    def header_names(self) -> list[str]:
+        """The field names of the header block in order, lower-cased, one entry per
+        field (``Received`` three times: three entries). Read from the raw header block
+        without parsing any value while the message is unchanged, so testing whether a
+        header is present or counting one is cheap: ``mail.header_names().count(
+        "received")``."""
+        if self._message is not None:
+            return [name.lower() for name in self._message.keys()]
+        src = self._source
+        cached = self.__dict__.get("_names_cache")
+        if cached is not None and cached[0] is src:
+            return cached[1]
+        names = _field_names(self._raw_header_block(src))
+        self._names_cache = (src, names)
+        return names
+
+    def has_header(self, name: str) -> bool:
+        """True when the message has at least one ``name`` header (any case)."""
+        return name.lower() in self.header_names()
+
+    @staticmethod
+    def _raw_header_block(src: MessageSource) -> bytes:
+        if src.in_memory:
+            return _header_block(src.read())
+        with src.open() as f:
+            return _read_header_block(f)
 
     # -- envelope --------------------------------------------------------------
     @property

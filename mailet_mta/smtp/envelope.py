@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import email.utils
 import re
+import time
 from dataclasses import dataclass, field
 
 from ..address import MailAddress
@@ -59,13 +60,25 @@ def _address_literal(ip: str) -> str:
     return f"[IPv6:{ip}]" if ":" in ip else f"[{ip}]"
 
 
+_last_date: tuple[int, str] = (-1, "")
+
+
+def _rfc5322_date(now: float | None) -> str:
+    """``formatdate(now, localtime=True)``, computed once per second."""
+    global _last_date
+    second = int(time.time() if now is None else now)
+    if _last_date[0] != second:
+        _last_date = (second, email.utils.formatdate(second, localtime=True))
+    return _last_date[1]
+
+
 def received_header(session: Session, envelope: Envelope, server_name: str,
                     now: float | None = None) -> bytes:
     """The RFC 5321 §4.4 trace line prepended to every accepted message."""
     helo = _UNSAFE.sub("?", session.helo or "unknown")[:200]
     lines = [f"Received: from {helo} ({_address_literal(session.remote_ip)})",
              f"\tby {server_name} with {protocol_name(session)} id {envelope.name}"]
-    date = email.utils.formatdate(now, localtime=True)
+    date = _rfc5322_date(now)
     if len(envelope.recipients) == 1:
         lines.append(f"\tfor <{envelope.recipients[0]}>; {date}")
     else:

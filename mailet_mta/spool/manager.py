@@ -19,6 +19,7 @@ from collections import deque
 
 from twisted.application.service import Service
 from twisted.internet import defer, task
+from twisted.python.failure import Failure
 from twisted.logger import Logger
 
 from ..mail import Mail
@@ -55,6 +56,8 @@ class SpoolManager(Service):
         self._queue: deque[Mail] = deque()
         self._running = 0
         self._arriving: list[Mail] = []       # accepted, handed over on the next turn
+        self._pumping = False
+        self._finishing = 0                   # ghosted mails whose removal is not committed
         self._idle_waiters: list[defer.Deferred] = []
         self._loops: list[task.LoopingCall] = []
         self._polling = False
@@ -126,9 +129,13 @@ class SpoolManager(Service):
                     time.time() + self.lease_seconds)
             uow.spooled.append(mail)
 
+    def _busy(self) -> bool:
+        return bool(self._running or self._queue or self._arriving or self._finishing)
+
     def wait_idle(self) -> defer.Deferred:
-        """Fires when no mail is queued or running in this process."""
-        if not self._running and not self._queue and not self._arriving:
+        """Fires when no mail is queued or running in this process and every finished
+        run is committed."""
+        if not self._busy():
             return defer.succeed(None)
         d = defer.Deferred()
         self._idle_waiters.append(d)
@@ -140,21 +147,41 @@ class SpoolManager(Service):
         self._pump()
 
     def _pump(self) -> None:
-        while self._queue and self._running < self.threads and self.running:
-            mail = self._queue.popleft()
-            self._running += 1
-            d = defer.ensureDeferred(self._process(mail))
-            d.addErrback(lambda f: log.failure("spool run crashed", f))
-            d.addBoth(self._done)
+        # Not re-entered: a run that finishes at once calls _done → _pump from inside
+        # this loop, and the loop itself takes the next mail.
+        if self._pumping:
+            return
+        self._pumping = True
+        try:
+            while self._queue and self._running < self.threads and self.running:
+                mail = self._queue.popleft()
+                self._running += 1
+                d = defer.ensureDeferred(self._process(mail))
+                d.addErrback(lambda f: log.failure("spool run crashed", f))
+                d.addBoth(self._done)
+        finally:
+            self._pumping = False
 
     def _done(self, _):
         self._running -= 1
         self.processed += 1
         self._pump()
-        if not self._running and not self._queue and not self._arriving:
+        self._maybe_idle()
+
+    def _maybe_idle(self) -> None:
+        if not self._busy():
             waiters, self._idle_waiters = self._idle_waiters, []
             for d in waiters:
                 d.callback(None)
+
+    def _removed(self, result, mail: Mail):
+        self._finishing -= 1
+        if isinstance(result, Failure):
+            # The row stays leased to this node: a restart (or, on a shared database,
+            # the lease running out) runs the mail again; its run changed nothing.
+            log.failure("id={id} was processed but its removal from the spool failed",
+                        result, id=mail.name)
+        self._maybe_idle()
 
     async def _process(self, mail: Mail) -> None:
         original_state = mail.state
@@ -173,8 +200,12 @@ class SpoolManager(Service):
         current_uow.reset(token)
         try:
             if uow.empty and self.db.is_sqlite:
-                # One process owns a SQLite spool: the grouped delete is enough.
-                await self.db.write_statements([(store.DELETE_SPOOL, {"mail_name": mail.name})])
+                # One process owns a SQLite spool and the run changed nothing: the
+                # grouped delete is enough, and the run's slot is free before it commits.
+                d = self.db.write_statements([(store.DELETE_SPOOL, {"mail_name": mail.name})])
+                self._finishing += 1
+                d.addBoth(self._removed, mail)
+                return
             else:
                 # Shared database: the run counts only if this node still holds the mail.
                 uow.add(store.finish_owned, mail.name, self.node_name)

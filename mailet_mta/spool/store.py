@@ -17,6 +17,7 @@ from ..address import MailAddress
 from ..mail import Mail
 from ..storage import repositories, schema
 from ..storage.blobs import BlobStore
+from ..storage.db import execute
 
 S = schema.spool
 
@@ -24,6 +25,8 @@ S = schema.spool
 INSERT_SPOOL = insert(S)
 DELETE_SPOOL = delete(S).where(S.c.name == bindparam("mail_name"))
 INSERT_BLOB = insert(schema.blobs)
+_FINISH_OWNED = delete(S).where(and_(S.c.name == bindparam("mail_name"),
+                                     S.c.owner == bindparam("owner")))
 
 
 def _address(text: str | None) -> MailAddress | None:
@@ -58,11 +61,11 @@ def row_to_mail(row, source) -> Mail:
 def insert_mail(conn: Connection, mail: Mail, blob_id: str, owner: str | None = None,
                 lease_until: float | None = None, not_before: float = 0.0) -> None:
     """Add ``mail`` to the spool (its blob row must exist or be added in this transaction)."""
-    conn.execute(INSERT_SPOOL, mail_to_row(mail, blob_id, owner, lease_until, not_before))
+    execute(conn, INSERT_SPOOL, mail_to_row(mail, blob_id, owner, lease_until, not_before))
 
 
 def delete_mail(conn: Connection, name: str) -> None:
-    conn.execute(DELETE_SPOOL, {"mail_name": name})
+    execute(conn, DELETE_SPOOL, {"mail_name": name})
 
 
 class LeaseLost(Exception):
@@ -71,8 +74,7 @@ class LeaseLost(Exception):
 
 def finish_owned(conn: Connection, name: str, owner: str) -> None:
     """Remove a finished mail, provided this node still holds it (else LeaseLost)."""
-    res = conn.execute(delete(S).where(and_(S.c.name == name, S.c.owner == owner)))
-    if res.rowcount != 1:
+    if execute(conn, _FINISH_OWNED, {"mail_name": name, "owner": owner}).rowcount != 1:
         raise LeaseLost(name)
 
 

@@ -23,6 +23,7 @@ from twisted.internet import defer, threads
 
 from ..mail import MessageSource, new_mail_name
 from . import schema
+from .db import execute
 
 CHUNK = 64 * 1024
 _INSERT_BLOB = insert(schema.blobs)
@@ -139,8 +140,8 @@ class BlobStore:
     @staticmethod
     def insert_row(conn: Connection, ref: BlobRef) -> None:
         """Record ``ref`` in the blobs table (inside the caller's transaction)."""
-        conn.execute(_INSERT_BLOB, {"id": ref.id, "size": ref.size, "data": ref.data,
-                                    "created": time.time()})
+        execute(conn, _INSERT_BLOB, {"id": ref.id, "size": ref.size, "data": ref.data,
+                                     "created": time.time()})
 
     def source(self, blob_id: str, size: int, data: bytes | None) -> MessageSource:
         """A MessageSource for a blob row: in memory if inline, else read from its file."""

@@ -53,6 +53,37 @@ def make_engine(url: str, pool_size: int = 5) -> Engine:
     return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
 
 
+_PREPARED: dict = {}
+
+
+def execute(conn: Connection, statement, params: dict):
+    """Execute a prebuilt Core ``statement`` on the DBAPI cursor of ``conn``; → cursor.
+
+    For the statements every mail runs (spool rows, blob rows, mailbox rows):
+    SQLAlchemy's per-call work (cache key, bind and result processing) costs several
+    times what the driver does. ``statement`` must be built once (a module constant)
+    and its parameters plain ``str``, ``int``, ``float``, ``bool``, ``bytes`` or None;
+    an INSERT without ``values()`` takes its columns from ``params``' keys. The cursor
+    gives ``rowcount`` and, for RETURNING, ``fetchone()``; it runs in ``conn``'s
+    transaction.
+    """
+    key = (statement, conn.dialect.name, tuple(params) if statement.is_insert else None)
+    prepared = _PREPARED.get(key)
+    if prepared is None:
+        compiled = statement.compile(dialect=conn.dialect,
+                                     column_keys=list(params) if statement.is_insert else None)
+        fixed = {name: bind.value for name, bind in compiled.binds.items()
+                 if name not in params and bind.value is not None}
+        prepared = (compiled.string, compiled.positiontup, fixed)
+        _PREPARED[key] = prepared
+    sql, positions, fixed = prepared
+    if fixed:
+        params = {**fixed, **params}
+    cursor = conn.connection.cursor()
+    cursor.execute(sql, tuple([params[n] for n in positions]) if positions else params)
+    return cursor
+
+
 class BatchWriter:
     """One thread that commits queued write functions in batches (group commit)."""
 

@@ -22,6 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from ..api import MessagingError
 from ..mail import MessageSource
 from . import schema
+from .db import execute
 
 __all__ = ["QuotaExceeded", "MessageInfo", "MessageContent", "format_prefix",
            "get_or_create_mailbox", "store_message", "list_messages", "message_content",
@@ -161,10 +162,10 @@ def store_message(conn: Connection, user: str, folder: str, blob_id: str, prefix
     total = len(prefix) + size
     if conn.dialect.update_returning:
         params = {"b_user": user, "b_folder": folder}
-        row = conn.execute(_TAKE_UID, params).first()
+        row = execute(conn, _TAKE_UID, params).fetchone()
         if row is None:
             _create_mailbox(conn, user, folder)
-            row = conn.execute(_TAKE_UID, params).one()
+            row = execute(conn, _TAKE_UID, params).fetchone()
         box_id, uid_next, quota = row
         uid = uid_next - 1
         _check_quota(conn, user, quota, total)
@@ -173,7 +174,7 @@ def store_message(conn: Connection, user: str, folder: str, blob_id: str, prefix
         box_id = get_or_create_mailbox(conn, user, folder)
         conn.execute(_NEXT_UID, {"b_box": box_id})
         uid = conn.execute(_UID_NEXT, {"b_box": box_id}).scalar_one() - 1
-    conn.execute(_INSERT_MESSAGE, {
+    execute(conn, _INSERT_MESSAGE, {
         "mailbox_id": box_id, "uid": uid, "uidl": uuid.uuid4().hex, "blob_id": blob_id,
         "prefix": prefix, "size": total, "flags": "", "deleted": False,
         "internal_date": internal_date if internal_date is not None else time.time()})

@@ -43,7 +43,7 @@ class RemoveMimeHeader(GenericMailet):
             self._fail("the parameter 'name' is required (one or more header names)")
 
     def service(self, mail):
-        present = [name for name in self.names if name in mail.headers()]
+        present = [name for name in self.names if mail.has_header(name)]
         if present:
             message = mail.message
             for name in present:

@@ -49,3 +49,32 @@ def test_headers_of_a_large_file_backed_message_read_only_the_start_of_the_file(
     mail = Mail(message=MessageSource(size=len(data), loader=lambda: data, opener=opener))
     assert mail.headers()["Subject"] == "big"
     assert opened[0].octets_read < 100_000
+
+
+@pytest.mark.parametrize("raw", [
+    b"From someone@example.org Mon Nov 30 10:00:00 2026\r\nReceived: a\r\n b\r\n"
+    b"received:c\r\nTo: y\r\n\r\nbody\r\nReceived: in the body\r\n",
+    b"Received: a\r\nBcc: q\r\n\tcont\r\nX-A: 1\r\n\r\nhi\r\nFoo: bar\r\n",
+    b"not a header line\r\nReceived: x\r\n\r\n",
+    b"Subject : space before the colon ends the block\r\nReceived: x\r\n\r\n",
+    b":nameless\r\nTo: x\r\n\r\n",
+    b"To: x\nCC: y\n\nbody",
+    b"To: no body",
+    b"",
+])
+def test_header_names_agree_with_the_stdlib_parser(raw):
+    parsed = email.parser.BytesHeaderParser(policy=MAIL_POLICY).parsebytes(raw)
+    mail = Mail(message=raw)
+    assert mail.header_names() == [k.lower() for k in parsed.keys()]
+    assert mail._message is None            # answered from the raw block, nothing parsed
+
+
+def test_header_names_follow_changes_to_the_message():
+    mail = Mail(message=b"Received: a\r\nBcc: b@c\r\nSubject: s\r\n\r\nbody\r\n")
+    assert mail.header_names().count("received") == 1 and mail.has_header("BCC")
+    del mail.message["Bcc"]
+    mail.message["Received"] = "another"
+    assert not mail.has_header("bcc")
+    assert mail.header_names().count("received") == 2
+    mail.set_message_bytes(b"X-Only: 1\r\n\r\n")
+    assert mail.header_names() == ["x-only"]
