@@ -14,6 +14,7 @@ the spool commit together. A run that fails is retried later with back-off; afte
 
 from __future__ import annotations
 
+import contextvars
 import time
 from collections import deque
 
@@ -156,11 +157,34 @@ class SpoolManager(Service):
             while self._queue and self._running < self.threads and self.running:
                 mail = self._queue.popleft()
                 self._running += 1
-                d = defer.ensureDeferred(self._process(mail))
-                d.addErrback(lambda f: log.failure("spool run crashed", f))
-                d.addBoth(self._done)
+                self._step(self._process(mail), contextvars.copy_context())
         finally:
             self._pumping = False
+
+    def _step(self, run, context) -> None:
+        """Drive the coroutine ``run`` until it waits on a Deferred or ends.
+
+        What ``ensureDeferred`` does, without its Deferreds: most runs never wait (or
+        wait once, for their commit), and each gets its own copy of the context, so
+        ``current_uow`` of one run is not seen by another.
+        """
+        while True:
+            try:
+                awaited = context.run(run.send, None)
+            except StopIteration:
+                self._done(None)
+                return
+            except BaseException:  # noqa: BLE001 - _process handles errors; a bug here
+                log.failure("spool run crashed")
+                self._done(None)
+                return
+            if isinstance(awaited, defer.Deferred):
+                awaited.addBoth(self._resume, run, context)
+                return
+
+    def _resume(self, result, run, context) -> None:
+        # The awaiting Deferred.__iter__ reads the result (or raises the failure) itself.
+        self._step(run, context)
 
     def _done(self, _):
         self._running -= 1
