@@ -12,9 +12,10 @@ from __future__ import annotations
 import os
 import threading
 import time
+import weakref
 from collections import deque
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from sqlalchemy import create_engine, event, select, update
 from sqlalchemy.engine import Connection, Engine
@@ -53,6 +54,48 @@ def make_engine(url: str, pool_size: int = 5) -> Engine:
     return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
 
 
+_DRIVER_SQL: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def driver_sql(dialect, statement) -> tuple[str, tuple | None]:
+    """``statement`` (a prebuilt Core statement without expanding parameters) as the
+    driver's SQL text and its parameter names in positional order (None for a driver
+    with named parameters), compiled once per dialect."""
+    compiled_here = _DRIVER_SQL.get(dialect)
+    if compiled_here is None:
+        compiled_here = _DRIVER_SQL.setdefault(dialect, {})
+    found = compiled_here.get(statement)
+    if found is None:
+        compiled = statement.compile(dialect=dialect)
+        found = compiled_here[statement] = (compiled.string, compiled.positiontup)
+    return found
+
+
+def driver_params(positions: tuple | None, params: dict):
+    """``params`` in the form the driver takes for SQL from :func:`driver_sql`."""
+    return tuple(params[name] for name in positions) if positions else params
+
+
+def fetch_chunks(conn: Connection, statement, params: dict,
+                 size: int = 2048) -> Iterator[list[tuple]]:
+    """The rows of a prebuilt SELECT as lists of up to ``size`` plain driver tuples.
+
+    Runs on the DBAPI cursor of ``conn``: no SQLAlchemy row objects and no result
+    processing, so the columns must be of types the driver returns as they are
+    (integers, text). For reads of many rows, such as a mailbox listing: a caller that
+    turns each chunk into compact data before taking the next keeps the row tuples
+    short-lived, so they never reach the garbage collector's older generations.
+    """
+    sql, positions = driver_sql(conn.dialect, statement)
+    cursor = conn.connection.cursor()
+    try:
+        cursor.execute(sql, driver_params(positions, params))
+        while chunk := cursor.fetchmany(size):
+            yield chunk
+    finally:
+        cursor.close()
+
+
 class BatchWriter:
     """One thread that commits queued write functions in batches (group commit)."""
 
@@ -65,7 +108,6 @@ class BatchWriter:
         self._stopping = False
         self.batches = 0
         self.writes = 0
-        self._compiled: dict = {}
 
     def start(self) -> None:
         if self._thread is None:
@@ -141,19 +183,13 @@ class BatchWriter:
                 results.extend(self._commit([op]))
             return results
 
-    def _executemany(self, conn, statement, rows: list[dict]) -> None:
+    @staticmethod
+    def _executemany(conn, statement, rows: list[dict]) -> None:
         """One DBAPI executemany for ``rows``, bypassing per-row bind processing
         (the hot statements only carry str, int, float and bytes values)."""
-        compiled = self._compiled.get(statement)
-        if compiled is None:
-            compiled = statement.compile(dialect=conn.dialect)
-            self._compiled[statement] = compiled
-        positions = compiled.positiontup
-        if positions:
-            params = [tuple(row[name] for name in positions) for row in rows]
-        else:
-            params = rows
-        conn.exec_driver_sql(compiled.string, params)
+        sql, positions = driver_sql(conn.dialect, statement)
+        params = [driver_params(positions, row) for row in rows] if positions else rows
+        conn.exec_driver_sql(sql, params)
 
     @staticmethod
     def _deliver(results) -> None:
