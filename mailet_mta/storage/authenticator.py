@@ -15,7 +15,7 @@ from twisted.logger import Logger
 
 from . import passwords, schema
 from .auth_throttle import AuthThrottle
-from .users import UserError, normalise_user
+from .users import UserError, get_password_hash, normalise_user
 
 __all__ = ["Authenticator", "AuthResult"]
 
@@ -89,11 +89,8 @@ class Authenticator:
 
     def _verify(self, conn, username: str, password: str) -> str | None:
         """On a reader thread: look the user up, verify, upgrade an old hash."""
-        from sqlalchemy import select
-
-        u = schema.users
         for name in self._candidates(username):
-            stored = conn.execute(select(u.c.password_hash).where(u.c.name == name)).scalar()
+            stored = get_password_hash(conn, name)
             if stored is None:
                 break
             if not passwords.verify_password(stored, password):

@@ -6,7 +6,8 @@ import pytest
 
 from mailet_mta.address import MailAddress
 from mailet_mta.mail import Mail
-from mailet_mta.storage import domains, mailboxes, repositories, schema, users
+from mailet_mta.storage import (domains, mailbox_locks, mailboxes, repositories, schema,
+                                users)
 from mailet_mta.storage.blobs import BlobStore
 from mailet_mta.storage.db import Database, fetch_chunks
 from mailet_mta.storage.mailbox_locks import acquire_lock, refresh_lock, release_lock
@@ -131,7 +132,10 @@ def test_removing_a_user_removes_their_messages(db, blobs):
         assert mailboxes.list_messages(conn, "bob@example.com") == []
 
 
-def test_mailbox_lease_is_exclusive_until_it_expires(db):
+@pytest.mark.parametrize("statement", ["upsert", "update-then-insert"])
+def test_mailbox_lease_is_exclusive_until_it_expires(db, statement, monkeypatch):
+    if statement != "upsert":
+        monkeypatch.setattr(mailbox_locks, "_TAKE_LEASE", {})
     with db.transaction() as conn:
         assert acquire_lock(conn, "bob@example.com", "node-a", 60, now=1000)
         assert not acquire_lock(conn, "bob@example.com", "node-b", 60, now=1010)
