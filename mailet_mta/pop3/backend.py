@@ -34,6 +34,13 @@ class POP3Backend:
         self.node_name = node_name
         self.folder = folder
 
+    def prepare(self) -> defer.Deferred:
+        """Before the first login: warm the authenticator and the listing query, so
+        the first session after a start does not pay for them."""
+        return defer.gatherResults([self.authenticator.prepare(),
+                                    self.db.read(load_maildrop, "", self.folder)],
+                                   consumeErrors=True)
+
     def new_owner(self) -> str:
         """A lease owner name unique to one session."""
         return f"{self.node_name}/{uuid.uuid4().hex[:16]}"

@@ -78,6 +78,18 @@ class Authenticator:
             yield task.deferLater(self.clock, self.failure_delay, lambda: None)
         return AuthResult(None, throttled=throttled)
 
+    def prepare(self) -> defer.Deferred:
+        """Pay a first login's one-time costs before anyone logs in: a reader
+        connection, the hash lookup, and argon2's first run. That run also makes the
+        dummy hash unknown users are checked against, so the first unknown user costs
+        one verification like every other login (no one-off timing difference)."""
+        return self.db.read(self._prepare)
+
+    @staticmethod
+    def _prepare(conn) -> None:
+        get_password_hash(conn, "nobody@invalid")
+        passwords.dummy_verify("")
+
     def _candidates(self, username: str) -> list[str]:
         username = (username or "").strip()
         if "@" not in username and self.default_domain:
