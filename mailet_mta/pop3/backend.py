@@ -8,6 +8,7 @@ from twisted.internet import defer
 
 from ..storage import mailboxes
 from ..storage.mailbox_locks import acquire_lock, refresh_lock, release_lock
+from .maildrop import load_maildrop
 
 __all__ = ["POP3Backend", "LeaseLost"]
 
@@ -33,6 +34,13 @@ class POP3Backend:
         self.node_name = node_name
         self.folder = folder
 
+    def prepare(self) -> defer.Deferred:
+        """Before the first login: warm the authenticator and the listing query, so
+        the first session after a start does not pay for them."""
+        return defer.gatherResults([self.authenticator.prepare(),
+                                    self.db.read(load_maildrop, "", self.folder)],
+                                   consumeErrors=True)
+
     def new_owner(self) -> str:
         """A lease owner name unique to one session."""
         return f"{self.node_name}/{uuid.uuid4().hex[:16]}"
@@ -55,9 +63,10 @@ class POP3Backend:
     def unlock(self, user: str, owner: str) -> defer.Deferred:
         return self.db.write(release_lock, user, owner)
 
-    def list_messages(self, user: str) -> defer.Deferred:
-        """Deferred → [MessageInfo] in uid order, from indexed columns only."""
-        return self.db.read(mailboxes.list_messages, user, self.folder)
+    def load_maildrop(self, user: str) -> defer.Deferred:
+        """Deferred → :class:`~mailet_mta.pop3.maildrop.Maildrop` of ``user``'s mailbox,
+        read and rendered on a reader thread (no message body is read)."""
+        return self.db.read(load_maildrop, user, self.folder)
 
     def open_message(self, message_id: int) -> defer.Deferred:
         """Deferred → MessageContent (prefix + blob source), or None when it is gone."""

@@ -1,126 +1,120 @@
 """The TRANSACTION-state commands of a POP3 session (RFC 1939 §5).
 
-They answer from the message list read at login (indexed columns only): message
-numbers are 1-based positions in it, and messages marked with DELE vanish from every
-answer until RSET.
+They answer from the :class:`~mailet_mta.pop3.maildrop.Maildrop` read at login:
+message numbers are 1-based positions in it, and messages marked with DELE vanish from
+every answer until RSET. LIST and UIDL send lines rendered at login.
 """
 
 from __future__ import annotations
 
 import re
-from itertools import islice
 
 from twisted.internet import defer
+
+from .maildrop import Maildrop
 
 __all__ = ["TransactionCommands"]
 
 _NUMBER = re.compile(r"[0-9]{1,9}\Z")
-_LIST_BATCH = 4096
 READAHEAD_OCTETS = 1 << 20      # RETR reads the following messages too, up to this much
 READAHEAD_MESSAGES = 64
 
 
 class TransactionCommands:
-    """STAT, LIST, UIDL, RETR, TOP, DELE, NOOP, RSET and LAST over ``self._messages``."""
+    """STAT, LIST, UIDL, RETR, TOP, DELE, NOOP, RSET and LAST over ``self._drop``."""
 
-    def _reset_mailbox(self, messages) -> None:
-        self._messages = list(messages)
+    def _reset_mailbox(self, maildrop: Maildrop) -> None:
+        self._drop = maildrop
         self._deleted: set[int] = set()
-        self._count = len(self._messages)
-        self._octets = sum(m.size for m in self._messages)
+        self._count = len(maildrop)
+        self._octets = maildrop.octets
         self._last = 0
         self._readahead: dict = {}
 
-    def _content(self, number: int, info) -> defer.Deferred:
+    def _content(self, number: int) -> defer.Deferred:
         """Deferred → MessageContent of message ``number`` (or None when it is gone).
 
         A client that RETRs every message asks for them in order: one database read
         fetches this one and the next ones (up to READAHEAD_OCTETS), so the following
         RETRs are answered without a trip through the reader threads.
         """
-        if info.id in self._readahead:
-            return defer.succeed(self._readahead.pop(info.id))
+        ids, sizes = self._drop.ids, self._drop.sizes
+        wanted = ids[number - 1]
+        if wanted in self._readahead:
+            return defer.succeed(self._readahead.pop(wanted))
         open_many = getattr(self.backend, "open_messages", None)
         if open_many is None:
-            return self.backend.open_message(info.id)
-        ids, octets = [], 0
-        for index in range(number - 1, len(self._messages)):
+            return self.backend.open_message(wanted)
+        batch, octets = [], 0
+        for index in range(number - 1, len(ids)):
             if index in self._deleted:
                 continue
-            following = self._messages[index]
-            if ids and (octets + following.size > READAHEAD_OCTETS
-                        or len(ids) >= READAHEAD_MESSAGES):
+            if batch and (octets + sizes[index] > READAHEAD_OCTETS
+                          or len(batch) >= READAHEAD_MESSAGES):
                 break
-            ids.append(following.id)
-            octets += following.size
+            batch.append(ids[index])
+            octets += sizes[index]
 
         def keep(found: dict):
             self._readahead = found
-            return found.pop(info.id, None)
-        return open_many(ids).addCallback(keep)
+            return found.pop(wanted, None)
+        return open_many(batch).addCallback(keep)
 
-    def _message(self, arg: str):
-        """(number, MessageInfo) for a message-number argument, or None after -ERR."""
+    def _message(self, arg: str) -> int | None:
+        """The message number of a message-number argument, or None after -ERR."""
         if not _NUMBER.match(arg or ""):
             self.send("-ERR a message number is required")
             return None
         number = int(arg)
-        if not 1 <= number <= len(self._messages) or number - 1 in self._deleted:
+        if not 1 <= number <= len(self._drop) or number - 1 in self._deleted:
             self.send(f"-ERR no such message: {number}")
             return None
-        return number, self._messages[number - 1]
+        return number
 
     def do_STAT(self, _arg: str) -> None:
         self.send(f"+OK {self._count} {self._octets}")
 
-    def _listing(self, arg: str, header: str, field: str) -> None:
+    def _listing(self, arg: str, header: str, lines: list[bytes]) -> None:
         if arg:
-            found = self._message(arg)
-            if found:
-                self.send(f"+OK {found[0]} {getattr(found[1], field)}")
+            number = self._message(arg)
+            if number:
+                self.transport.write(b"+OK " + lines[number - 1])
             return
-        values = [getattr(info, field) for info in self._messages]
-        numbered = zip(range(1, len(values) + 1), values)
-        if self._deleted:
-            deleted = self._deleted
-            numbered = ((n, v) for n, v in numbered if n - 1 not in deleted)
-        write = self.transport.write
-        write(f"+OK {header}\r\n".encode("ascii"))
-        while batch := list(islice(numbered, _LIST_BATCH)):
-            write("".join([f"{n} {v}\r\n" for n, v in batch]).encode("ascii"))
-        write(b".\r\n")
+        self.transport.write(b"".join((b"+OK %s\r\n" % header.encode("ascii"),
+                                       self._drop.listing(lines, self._deleted),
+                                       b".\r\n")))
 
     def do_LIST(self, arg: str) -> None:
-        self._listing(arg, f"{self._count} messages ({self._octets} octets)", "size")
+        self._listing(arg, f"{self._count} messages ({self._octets} octets)",
+                      self._drop.list_lines)
 
     def do_UIDL(self, arg: str) -> None:
-        self._listing(arg, "unique-id listing follows", "uidl")
+        self._listing(arg, "unique-id listing follows", self._drop.uidl_lines)
 
     def do_RETR(self, arg: str):
-        found = self._message(arg)
-        if not found:
+        number = self._message(arg)
+        if not number:
             return None
-        self._last = max(self._last, found[0])
-        return self._send_message(found[0], found[1])
+        self._last = max(self._last, number)
+        return self._send_message(number)
 
     def do_TOP(self, arg: str):
         number, _, lines = arg.partition(" ")
         lines = lines.strip()
         if not _NUMBER.match(lines):
             return self.send("-ERR usage: TOP message-number lines")
-        found = self._message(number)
-        if not found:
+        number = self._message(number)
+        if not number:
             return None
-        return self._send_message(found[0], found[1], top_lines=int(lines))
+        return self._send_message(number, top_lines=int(lines))
 
     def do_DELE(self, arg: str) -> None:
-        found = self._message(arg)
-        if not found:
+        number = self._message(arg)
+        if not number:
             return
-        number, info = found
         self._deleted.add(number - 1)
         self._count -= 1
-        self._octets -= info.size
+        self._octets -= self._drop.sizes[number - 1]
         self.send(f"+OK message {number} deleted")
 
     def do_NOOP(self, _arg: str) -> None:
@@ -128,8 +122,8 @@ class TransactionCommands:
 
     def do_RSET(self, _arg: str) -> None:
         self._deleted.clear()
-        self._count = len(self._messages)
-        self._octets = sum(m.size for m in self._messages)
+        self._count = len(self._drop)
+        self._octets = self._drop.octets
         self._last = 0
         self.send(f"+OK maildrop has {self._count} messages ({self._octets} octets)")
 

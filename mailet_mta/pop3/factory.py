@@ -107,6 +107,8 @@ class POP3Service(service.Service):
         super().startService()
         self.started = self._listen()
         self.started.addErrback(self._failed)
+        self.backend.prepare().addErrback(lambda f: log.failure(
+            "POP3 {name}: warming up for the first login failed", f, name=self.config.name))
 
     def _failed(self, failure):
         log.failure("POP3 {name} could not listen on {listen}", failure,

@@ -19,6 +19,7 @@ from twisted.logger import Logger
 from twisted.protocols.policies import TimeoutMixin
 
 from .commands import TransactionCommands
+from .maildrop import Maildrop
 from .streaming import MessageStreamer, content_chunks
 
 __all__ = ["POP3Server"]
@@ -66,7 +67,7 @@ class POP3Server(TransactionCommands, Protocol, TimeoutMixin):
         self._owner: str | None = None
         self._refresher: task.LoopingCall | None = None
         self._streamer: MessageStreamer | None = None
-        self._reset_mailbox([])
+        self._reset_mailbox(Maildrop())
 
     # -- connection ------------------------------------------------------------------
     def connectionMade(self) -> None:
@@ -285,7 +286,7 @@ class POP3Server(TransactionCommands, Protocol, TimeoutMixin):
         try:
             locked = yield self.backend.lock(result.user, owner)
             if locked:
-                messages = yield self.backend.list_messages(result.user)
+                maildrop = yield self.backend.load_maildrop(result.user)
         except Exception:
             log.failure("opening the mailbox of {user} failed", user=result.user)
             if locked:
@@ -298,7 +299,7 @@ class POP3Server(TransactionCommands, Protocol, TimeoutMixin):
             self._release(result.user, owner)
             return
         self.user, self._owner, self.state = result.user, owner, TRANSACTION
-        self._reset_mailbox(messages)
+        self._reset_mailbox(maildrop)
         self._start_refresher()
         log.info("POP3 login of {user} from {ip}", user=self.user, ip=self.client_ip)
         self.send(f"+OK {self.user} has {self._count} messages ({self._octets} octets)")
@@ -349,7 +350,7 @@ class POP3Server(TransactionCommands, Protocol, TimeoutMixin):
         self.state = UPDATE
         if self._refresher is not None and self._refresher.running:
             self._refresher.stop()
-        doomed = [self._messages[i].id for i in sorted(self._deleted)]
+        doomed = [self._drop.ids[i] for i in sorted(self._deleted)]
         owner, self._owner = self._owner, None
         try:
             removed = yield self.backend.finish(self.user, owner, doomed)
@@ -363,15 +364,15 @@ class POP3Server(TransactionCommands, Protocol, TimeoutMixin):
 
     # -- RETR/TOP -------------------------------------------------------------------------
     @defer.inlineCallbacks
-    def _send_message(self, number: int, info, top_lines: int | None = None):
-        content = yield self._content(number, info)
+    def _send_message(self, number: int, top_lines: int | None = None):
+        content = yield self._content(number)
         if self._lost:
             return
         if content is None:
             self.send("-ERR [SYS/PERM] the message no longer exists")
             return
         status = b"+OK top of message follows\r\n" if top_lines is not None \
-            else b"+OK %d octets\r\n" % info.size
+            else b"+OK %d octets\r\n" % self._drop.sizes[number - 1]
         self._streamer = MessageStreamer(self.transport, status, content_chunks(content),
                                          top_lines, on_activity=self.resetTimeout)
         try:

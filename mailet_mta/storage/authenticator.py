@@ -15,7 +15,7 @@ from twisted.logger import Logger
 
 from . import passwords, schema
 from .auth_throttle import AuthThrottle
-from .users import UserError, normalise_user
+from .users import UserError, get_password_hash, normalise_user
 
 __all__ = ["Authenticator", "AuthResult"]
 
@@ -78,6 +78,18 @@ class Authenticator:
             yield task.deferLater(self.clock, self.failure_delay, lambda: None)
         return AuthResult(None, throttled=throttled)
 
+    def prepare(self) -> defer.Deferred:
+        """Pay a first login's one-time costs before anyone logs in: a reader
+        connection, the hash lookup, and argon2's first run. That run also makes the
+        dummy hash unknown users are checked against, so the first unknown user costs
+        one verification like every other login (no one-off timing difference)."""
+        return self.db.read(self._prepare)
+
+    @staticmethod
+    def _prepare(conn) -> None:
+        get_password_hash(conn, "nobody@invalid")
+        passwords.dummy_verify("")
+
     def _candidates(self, username: str) -> list[str]:
         username = (username or "").strip()
         if "@" not in username and self.default_domain:
@@ -89,11 +101,8 @@ class Authenticator:
 
     def _verify(self, conn, username: str, password: str) -> str | None:
         """On a reader thread: look the user up, verify, upgrade an old hash."""
-        from sqlalchemy import select
-
-        u = schema.users
         for name in self._candidates(username):
-            stored = conn.execute(select(u.c.password_hash).where(u.c.name == name)).scalar()
+            stored = get_password_hash(conn, name)
             if stored is None:
                 break
             if not passwords.verify_password(stored, password):

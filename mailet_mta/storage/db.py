@@ -12,9 +12,10 @@ from __future__ import annotations
 import os
 import threading
 import time
+import weakref
 from collections import deque
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator, NamedTuple
 
 from sqlalchemy import create_engine, event, select, update
 from sqlalchemy.engine import Connection, Engine
@@ -53,7 +54,41 @@ def make_engine(url: str, pool_size: int = 5) -> Engine:
     return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
 
 
-_PREPARED: dict = {}
+_DRIVER_SQL: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+class DriverSQL(NamedTuple):
+    """A prebuilt statement compiled for one dialect: the driver's SQL text, its
+    parameter names in positional order (None for a driver with named parameters) and
+    the values of the literals the statement carries (``uid_next + 1``)."""
+
+    sql: str
+    positions: tuple | None
+    fixed: dict
+
+    def params(self, params: dict):
+        """``params`` in the form the driver takes for :attr:`sql`."""
+        if self.fixed:
+            params = {**self.fixed, **params}
+        return tuple([params[name] for name in self.positions]) if self.positions else params
+
+
+def driver_sql(dialect, statement, columns: tuple | None = None) -> DriverSQL:
+    """``statement`` (prebuilt, a module constant, no expanding parameters) compiled
+    once per dialect. ``columns`` names the columns of an INSERT built without
+    ``values()``."""
+    compiled_here = _DRIVER_SQL.get(dialect)
+    if compiled_here is None:
+        compiled_here = _DRIVER_SQL.setdefault(dialect, {})
+    key = (statement, columns)
+    found = compiled_here.get(key)
+    if found is None:
+        compiled = statement.compile(dialect=dialect,
+                                     column_keys=list(columns) if columns else None)
+        fixed = {name: bind.value for name, bind in compiled.binds.items()
+                 if not bind.required and bind.value is not None}
+        found = compiled_here[key] = DriverSQL(compiled.string, compiled.positiontup, fixed)
+    return found
 
 
 def execute(conn: Connection, statement, params: dict):
@@ -61,27 +96,38 @@ def execute(conn: Connection, statement, params: dict):
 
     For the statements every mail runs (spool rows, blob rows, mailbox rows):
     SQLAlchemy's per-call work (cache key, bind and result processing) costs several
-    times what the driver does. ``statement`` must be built once (a module constant)
-    and its parameters plain ``str``, ``int``, ``float``, ``bool``, ``bytes`` or None;
-    an INSERT without ``values()`` takes its columns from ``params``' keys. The cursor
-    gives ``rowcount`` and, for RETURNING, ``fetchone()``; it runs in ``conn``'s
-    transaction.
+    times what the driver does. Parameters must be plain ``str``, ``int``, ``float``,
+    ``bool``, ``bytes`` or None; an INSERT without ``values()`` takes its columns from
+    ``params``' keys. The cursor gives ``rowcount`` and, for RETURNING,
+    ``fetchone()``; it runs in ``conn``'s transaction.
     """
-    key = (statement, conn.dialect.name, tuple(params) if statement.is_insert else None)
-    prepared = _PREPARED.get(key)
-    if prepared is None:
-        compiled = statement.compile(dialect=conn.dialect,
-                                     column_keys=list(params) if statement.is_insert else None)
-        fixed = {name: bind.value for name, bind in compiled.binds.items()
-                 if name not in params and bind.value is not None}
-        prepared = (compiled.string, compiled.positiontup, fixed)
-        _PREPARED[key] = prepared
-    sql, positions, fixed = prepared
-    if fixed:
-        params = {**fixed, **params}
+    prepared = driver_sql(conn.dialect, statement,
+                          tuple(params) if statement.is_insert else None)
     cursor = conn.connection.cursor()
-    cursor.execute(sql, tuple([params[n] for n in positions]) if positions else params)
+    cursor.execute(prepared.sql, prepared.params(params))
     return cursor
+
+
+def fetch_chunks(conn: Connection, statement, params: dict,
+                 size: int = 500) -> Iterator[list[tuple]]:
+    """The rows of a prebuilt SELECT as lists of up to ``size`` plain driver tuples.
+
+    Runs on the DBAPI cursor of ``conn``: no SQLAlchemy row objects and no result
+    processing, so the columns must be of types the driver returns as they are
+    (integers, text). For reads of many rows, such as a mailbox listing. A caller that
+    turns each chunk into compact data before taking the next never has more row
+    tuples alive than the garbage collector's first threshold (700 by default), so
+    reading 100,000 rows triggers no collection at all (with chunks of 2,048: about
+    100, one of them a full one of the whole heap).
+    """
+    prepared = driver_sql(conn.dialect, statement)
+    cursor = conn.connection.cursor()
+    try:
+        cursor.execute(prepared.sql, prepared.params(params))
+        while chunk := cursor.fetchmany(size):
+            yield chunk
+    finally:
+        cursor.close()
 
 
 class BatchWriter:
@@ -96,7 +142,6 @@ class BatchWriter:
         self._stopping = False
         self.batches = 0
         self.writes = 0
-        self._compiled: dict = {}
 
     def start(self) -> None:
         if self._thread is None:
@@ -172,19 +217,13 @@ class BatchWriter:
                 results.extend(self._commit([op]))
             return results
 
-    def _executemany(self, conn, statement, rows: list[dict]) -> None:
+    @staticmethod
+    def _executemany(conn, statement, rows: list[dict]) -> None:
         """One DBAPI executemany for ``rows``, bypassing per-row bind processing
         (the hot statements only carry str, int, float and bytes values)."""
-        compiled = self._compiled.get(statement)
-        if compiled is None:
-            compiled = statement.compile(dialect=conn.dialect)
-            self._compiled[statement] = compiled
-        positions = compiled.positiontup
-        if positions:
-            params = [tuple(row[name] for name in positions) for row in rows]
-        else:
-            params = rows
-        conn.exec_driver_sql(compiled.string, params)
+        prepared = driver_sql(conn.dialect, statement,
+                              tuple(rows[0]) if statement.is_insert else None)
+        conn.exec_driver_sql(prepared.sql, [prepared.params(row) for row in rows])
 
     @staticmethod
     def _deliver(results) -> None:

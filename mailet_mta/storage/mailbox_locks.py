@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import time
 
-from sqlalchemy import delete, insert, update
+from sqlalchemy import bindparam, delete, insert, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
@@ -20,10 +22,33 @@ __all__ = ["acquire_lock", "refresh_lock", "release_lock"]
 _L = schema.mailbox_locks
 
 
+def _take_lease(dialect_insert):
+    """Insert the lease, or take over an expired (or our own) one: a row comes back
+    only when the lease is now ours."""
+    stmt = dialect_insert(_L).values(user=bindparam("b_user"), owner=bindparam("b_owner"),
+                                     lease_until=bindparam("b_until"))
+    return (stmt.on_conflict_do_update(
+        index_elements=[_L.c.user],
+        set_={"owner": stmt.excluded.owner, "lease_until": stmt.excluded.lease_until},
+        where=(_L.c.lease_until < bindparam("b_now"))
+        | (_L.c.owner == bindparam("b_owner")))
+        .returning(_L.c.user))
+
+
+# One statement (a login waits for it) where the database has INSERT … ON CONFLICT …
+# RETURNING; elsewhere an UPDATE, then an INSERT in a savepoint.
+_TAKE_LEASE = {"sqlite": _take_lease(sqlite_insert),
+               "postgresql": _take_lease(postgresql_insert)}
+
+
 def acquire_lock(conn: Connection, user: str, owner: str, lease_seconds: float,
                  now: float | None = None) -> bool:
     """Take the lease on ``user``'s mailbox; False when another live session holds it."""
     now = time.time() if now is None else now
+    take = _TAKE_LEASE.get(conn.dialect.name)
+    if take is not None and conn.dialect.insert_returning:
+        return conn.execute(take, {"b_user": user, "b_owner": owner, "b_now": now,
+                                   "b_until": now + lease_seconds}).first() is not None
     taken = conn.execute(update(_L).where((_L.c.user == user) & (
         (_L.c.lease_until < now) | (_L.c.owner == owner)))
         .values(owner=owner, lease_until=now + lease_seconds)).rowcount

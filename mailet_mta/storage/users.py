@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 from typing import Iterable
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.engine import Connection
 
 from ..address import MailAddress, MailAddressError
@@ -67,14 +67,18 @@ def get_user(conn: Connection, name: str) -> UserInfo | None:
     return UserInfo(*row) if row else None
 
 
+# Built once: a login runs it.
+_PASSWORD_HASH = select(schema.users.c.password_hash).where(
+    schema.users.c.name == bindparam("b_name"))
+
+
 def get_password_hash(conn: Connection, name: str) -> str | None:
     """The stored hash of ``name``, or None when no such user exists."""
     try:
         key = normalise_user(name)
     except UserError:
         return None
-    u = schema.users
-    return conn.execute(select(u.c.password_hash).where(u.c.name == key)).scalar()
+    return conn.execute(_PASSWORD_HASH, {"b_name": key}).scalar()
 
 
 def add_user(conn: Connection, name: str, password_hash: str,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import poplib
+import socket
 import time
 import uuid
 
@@ -90,6 +91,60 @@ async def test_session_with_deletion_on_each_database(db_url, tmp_path):
         after, body = await threads.deferToThread(session, False)
         assert after == [b"1 " + uidl[0].split()[1], b"2 " + uidl[2].split()[1]]
         assert body[-1] == b"body 2"
+    finally:
+        await srv.service.stopService()
+        await srv.db.stop()
+
+
+
+def _answers(port: int, commands: list[str]) -> list[bytes]:
+    """Log in with a raw socket, send ``commands`` one at a time and QUIT; → the exact
+    bytes of each command's answer (a multi-line one up to and with its '.' line)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        reader = sock.makefile("rb")
+
+        def answer(multi: bool) -> bytes:
+            lines = [reader.readline()]
+            while multi and lines[0].startswith(b"+OK") and lines[-1] != b".\r\n":
+                lines.append(reader.readline())
+            return b"".join(lines)
+
+        answer(False)
+        out = []
+        for line in [f"USER {USER}", f"PASS {PASSWORD}", *commands, "QUIT"]:
+            sock.sendall(line.encode() + b"\r\n")
+            out.append(answer(line in ("LIST", "UIDL") or line.startswith("RETR ")))
+    return out[2:-1]
+
+
+@pytest_twisted.ensureDeferred
+async def test_list_uidl_after_dele_and_rset_and_retr_octets_on_each_database(db_url,
+                                                                             tmp_path):
+    prepare_database(db_url)
+    srv = await start_server(db_url, tmp_path / "blobs")
+    try:
+        bodies = [b"Subject: %d\r\n\r\n" % i + b"line of text\r\n" * (i * 40)
+                  for i in range(1, 5)]
+        for body in bodies:
+            await srv.deliver(body)
+        sizes = [len(b"Delivered-To: bob@example.com\r\n") + len(b) for b in bodies]
+        commands = ["UIDL", "DELE 1", "DELE 3", "LIST", "UIDL", "LIST 3", "RSET", "LIST",
+                    *(f"RETR {n}" for n in range(1, 5))]
+        uidl, _, _, listed, uidl_kept, list_3, _, full, *retrs = \
+            await threads.deferToThread(_answers, srv.port, commands)
+        ids = [line.split()[1] for line in uidl.split(b"\r\n")[1:-2]]
+        assert listed == b"+OK 2 messages (%d octets)\r\n2 %d\r\n4 %d\r\n.\r\n" % (
+            sizes[1] + sizes[3], sizes[1], sizes[3])
+        assert uidl_kept == (b"+OK unique-id listing follows\r\n2 %s\r\n4 %s\r\n.\r\n"
+                             % (ids[1], ids[3]))
+        assert list_3.startswith(b"-ERR no such message: 3")
+        assert full == (b"+OK 4 messages (%d octets)\r\n" % sum(sizes)
+                        + b"".join(b"%d %d\r\n" % (n, size)
+                                   for n, size in enumerate(sizes, 1)) + b".\r\n")
+        for size, retr in zip(sizes, retrs):
+            head, _, message = retr.partition(b"\r\n")
+            assert head == b"+OK %d octets" % size
+            assert len(message) - len(b".\r\n") == size
     finally:
         await srv.service.stopService()
         await srv.db.stop()

@@ -5,8 +5,9 @@ from __future__ import annotations
 from twisted.internet import defer
 
 from mailet_mta.mail import MessageSource
+from mailet_mta.pop3.maildrop import Maildrop
 from mailet_mta.storage.authenticator import AuthResult
-from mailet_mta.storage.mailboxes import MessageContent, MessageInfo
+from mailet_mta.storage.mailboxes import MessageContent
 
 
 class MemoryBackend:
@@ -65,11 +66,12 @@ class MemoryBackend:
             del self.locks[user]
         return defer.succeed(None)
 
-    def list_messages(self, user):
+    def load_maildrop(self, user):
         if self.fail_open:
             return defer.fail(RuntimeError("database unavailable"))
-        return defer.succeed([MessageInfo(mid, i + 1, f"uid-{mid}", len(prefix) + len(body))
-                              for i, (mid, body, prefix) in enumerate(self.boxes[user])])
+        rows = [(mid, i + 1, f"uid-{mid}", len(prefix) + len(body))
+                for i, (mid, body, prefix) in enumerate(self.boxes[user])]
+        return defer.succeed(Maildrop([rows]))
 
     def open_message(self, message_id):
         if self.fail_open:

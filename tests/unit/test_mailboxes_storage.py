@@ -6,9 +6,10 @@ import pytest
 
 from mailet_mta.address import MailAddress
 from mailet_mta.mail import Mail
-from mailet_mta.storage import domains, mailboxes, repositories, users
+from mailet_mta.storage import (domains, mailbox_locks, mailboxes, repositories, schema,
+                                users)
 from mailet_mta.storage.blobs import BlobStore
-from mailet_mta.storage.db import Database
+from mailet_mta.storage.db import Database, fetch_chunks
 from mailet_mta.storage.mailbox_locks import acquire_lock, refresh_lock, release_lock
 
 
@@ -45,6 +46,31 @@ def test_uids_are_allocated_in_order_and_sizes_include_the_prefix(db, blobs):
     prefix_len = len(b"Delivered-To: x@example.com\r\n")
     assert listed[0].size == prefix_len + len(b"Subject: 1\r\n\r\none\r\n")
     assert len({m.uidl for m in listed}) == 2
+
+
+def test_message_rows_follow_uid_order_whatever_the_row_ids(db, blobs):
+    ref = blobs.from_bytes(b"Subject: x\r\n\r\nx\r\n")
+    with db.transaction() as conn:
+        BlobStore.insert_row(conn, ref)
+        box = mailboxes.get_or_create_mailbox(conn, "bob@example.com")
+        other = mailboxes.get_or_create_mailbox(conn, "amy@example.com")
+        for mailbox, uid, deleted in ((box, 3, False), (box, 1, False), (other, 2, False),
+                                      (box, 2, True), (box, 7, False)):
+            conn.execute(schema.messages.insert().values(
+                mailbox_id=mailbox, uid=uid, uidl=f"u-{mailbox}-{uid}", blob_id=ref.id,
+                prefix=b"", size=10 * uid, internal_date=0.0, flags="", deleted=deleted))
+    with db.transaction() as conn:
+        rows = [row for chunk in mailboxes.message_row_chunks(conn, "bob@example.com")
+                for row in chunk]
+        assert not list(mailboxes.message_row_chunks(conn, "bob@example.com", "Archive"))
+    assert [(uid, uidl, size) for _id, uid, uidl, size in rows] == [
+        (1, f"u-{box}-1", 10), (3, f"u-{box}-3", 30), (7, f"u-{box}-7", 70)]
+    assert all(type(row) is tuple and type(row[0]) is int for row in rows)
+    with db.transaction() as conn:
+        chunks = list(fetch_chunks(conn, mailboxes._LIST_MESSAGES,
+                                   {"b_user": "bob@example.com", "b_folder": "INBOX"}, size=2))
+    assert [len(chunk) for chunk in chunks] == [2, 1]
+    assert [row for chunk in chunks for row in chunk] == rows
 
 
 def test_two_messages_share_one_blob(db, blobs):
@@ -106,7 +132,10 @@ def test_removing_a_user_removes_their_messages(db, blobs):
         assert mailboxes.list_messages(conn, "bob@example.com") == []
 
 
-def test_mailbox_lease_is_exclusive_until_it_expires(db):
+@pytest.mark.parametrize("statement", ["upsert", "update-then-insert"])
+def test_mailbox_lease_is_exclusive_until_it_expires(db, statement, monkeypatch):
+    if statement != "upsert":
+        monkeypatch.setattr(mailbox_locks, "_TAKE_LEASE", {})
     with db.transaction() as conn:
         assert acquire_lock(conn, "bob@example.com", "node-a", 60, now=1000)
         assert not acquire_lock(conn, "bob@example.com", "node-b", 60, now=1010)

@@ -186,6 +186,51 @@ def test_rset_restores_deleted_messages():
     assert backend.deleted == []
 
 
+def test_list_and_uidl_after_dele_and_rset_are_exact():
+    bodies = [b"Subject: %d\r\n\r\n%s\r\n" % (n, b"x" * n) for n in range(1, 5)]
+    s = Session(_box(*bodies))
+    s.login()
+    size = [len(b) for b in bodies]
+    s.cmd("DELE 1")
+    s.cmd("DELE 3")
+    assert s.cmd("LIST") == b"+OK 2 messages (%d octets)\r\n2 %d\r\n4 %d\r\n.\r\n" % (
+        size[1] + size[3], size[1], size[3])
+    assert s.cmd("UIDL") == (b"+OK unique-id listing follows\r\n"
+                             b"2 uid-2\r\n4 uid-4\r\n.\r\n")
+    assert s.cmd("LIST 4") == b"+OK 4 %d\r\n" % size[3]
+    assert s.cmd("UIDL 2") == b"+OK 2 uid-2\r\n"
+    assert s.cmd("UIDL 3").startswith(b"-ERR no such message: 3")
+    s.cmd("RSET")
+    assert s.cmd("LIST") == (b"+OK 4 messages (%d octets)\r\n" % sum(size)
+                             + b"".join(b"%d %d\r\n" % (n, size[n - 1])
+                                        for n in range(1, 5))
+                             + b".\r\n")
+    assert s.cmd("UIDL") == (b"+OK unique-id listing follows\r\n"
+                             + b"".join(b"%d uid-%d\r\n" % (n, n) for n in range(1, 5))
+                             + b".\r\n")
+    assert s.cmd("LIST 1") == b"+OK 1 %d\r\n" % size[0]
+
+
+def test_list_and_uidl_of_an_empty_maildrop_are_just_the_terminator():
+    s = Session()
+    assert s.login() == b"+OK bob@example.com has 0 messages (0 octets)\r\n"
+    assert s.cmd("LIST") == b"+OK 0 messages (0 octets)\r\n.\r\n"
+    assert s.cmd("UIDL") == b"+OK unique-id listing follows\r\n.\r\n"
+    assert s.cmd("LIST 1").startswith(b"-ERR no such message: 1")
+
+
+def test_every_octet_count_in_list_equals_the_octets_retr_sends():
+    bodies = [b"Subject: %d\r\n\r\n" % n + b"line\r\n" * n for n in (1, 7, 300)]
+    s = Session(_box(*bodies, prefix=b"Delivered-To: bob@example.com\r\n"))
+    s.login()
+    listing = s.cmd("LIST").split(b"\r\n")[1:-2]
+    for line in listing:
+        number, size = line.split()
+        head, _, rest = s.cmd(f"RETR {int(number)}").partition(b"\r\n")
+        assert head == b"+OK %s octets" % size
+        assert len(rest) - len(b".\r\n") == int(size)
+
+
 def test_dropped_connection_deletes_nothing_and_releases_the_lock():
     backend = _box(BODY1)
     s = Session(backend)

@@ -143,3 +143,14 @@ async def test_login_with_outdated_hash_stores_a_fresh_one(db):
                 break
     with db.transaction() as conn:
         assert not passwords.needs_rehash(users.get_password_hash(conn, "bob@example.com"))
+
+
+@pytest_twisted.ensureDeferred
+async def test_prepare_makes_the_dummy_hash_before_the_first_unknown_user(db, monkeypatch):
+    monkeypatch.setattr(passwords, "_DUMMY_HASH", None)
+    auth = Authenticator(db, failure_delay=0)
+    await auth.prepare()
+    made = passwords._DUMMY_HASH
+    assert made is not None and not passwords.needs_rehash(made)
+    assert await auth.authenticate("nobody@example.com", "x", "127.0.0.1") is None
+    assert passwords._DUMMY_HASH == made
