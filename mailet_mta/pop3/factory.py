@@ -105,10 +105,24 @@ class POP3Service(service.Service):
 
     def startService(self) -> None:
         super().startService()
+        warm = self.backend.prepare()
+        warm.addErrback(lambda f: log.failure(
+            "POP3 {name}: warming up for the first login failed", f, name=self.config.name))
         self.started = self._listen()
         self.started.addErrback(self._failed)
-        self.backend.prepare().addErrback(lambda f: log.failure(
-            "POP3 {name}: warming up for the first login failed", f, name=self.config.name))
+        # Reported as listening (listeners.json) once warm: a login right after the
+        # start does not queue behind the warm-up's two argon2 runs.
+        self.listening = defer.Deferred()
+
+        def listening(port):
+            warm.addCallback(lambda _: self.listening.callback(self.listening_port))
+            return port
+
+        def not_listening(failure):
+            self.listening.errback(failure)
+            return failure
+
+        self.started.addCallbacks(listening, not_listening)
 
     def _failed(self, failure):
         log.failure("POP3 {name} could not listen on {listen}", failure,

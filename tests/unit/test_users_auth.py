@@ -154,3 +154,21 @@ async def test_prepare_makes_the_dummy_hash_before_the_first_unknown_user(db, mo
     assert made is not None and not passwords.needs_rehash(made)
     assert await auth.authenticate("nobody@example.com", "x", "127.0.0.1") is None
     assert passwords._DUMMY_HASH == made
+
+
+@pytest_twisted.ensureDeferred
+async def test_passwords_are_verified_on_the_authenticator_threads_not_the_readers(
+        db, monkeypatch):
+    import threading
+    seen = []
+    real = passwords.verify_password
+
+    def spy(stored, password):
+        seen.append(threading.current_thread().name)
+        return real(stored, password)
+
+    monkeypatch.setattr(passwords, "verify_password", spy)
+    auth = Authenticator(db, failure_delay=0)
+    assert await auth.authenticate("bob@example.com", "right", "127.0.0.1") == "bob@example.com"
+    assert await auth.authenticate("bob@example.com", "wrong", "127.0.0.1") is None
+    assert len(seen) == 2 and all(name.startswith("PoolThread-auth") for name in seen), seen
