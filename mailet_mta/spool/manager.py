@@ -233,7 +233,7 @@ class SpoolManager(Service):
             else:
                 # Shared database: the run counts only if this node still holds the mail.
                 uow.add(store.finish_owned, mail.name, self.node_name)
-                await self.db.write(uow.commit)
+                await self.db.write_background(uow.commit)
         except store.LeaseLost:
             uow.abort()
             log.warn("id={id} was taken over by another node while it ran here; this "

@@ -1,0 +1,77 @@
+"""The database writer: group commit, background writes that wait to share a commit,
+and the driver-level execution of prebuilt statements."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import pytest_twisted
+from sqlalchemy import bindparam, insert, select, update
+from twisted.internet import defer
+
+from mailet_mta.storage import db as dbmod
+from mailet_mta.storage import schema
+from mailet_mta.storage.db import Database, execute
+
+
+@pytest.fixture
+def database(tmp_path):
+    database = Database("sqlite:///" + str(tmp_path / "w.sqlite3"))
+    database.upgrade()
+    database.start()
+    yield database
+    pytest_twisted.blockon(database.stop())
+
+
+def _set(key, value):
+    def write(conn):
+        execute(conn, insert(schema.meta), {"key": key, "value": value})
+    return write
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_background_write_alone_commits_after_the_linger(database):
+    started = time.monotonic()
+    await database.write_background(_set("a", "1"))
+    assert time.monotonic() - started >= dbmod.LINGER * 0.9
+    with database.transaction() as conn:
+        assert conn.execute(select(schema.meta.c.value)
+                            .where(schema.meta.c.key == "a")).scalar() == "1"
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_background_write_shares_the_commit_of_the_next_write(database, monkeypatch):
+    monkeypatch.setattr(dbmod, "LINGER", 3.0)
+    before = database.writer.batches
+    started = time.monotonic()
+    background = database.write_background(_set("b", "1"))
+    urgent = database.write(_set("c", "2"))
+    await defer.gatherResults([background, urgent])
+    assert time.monotonic() - started < 1.5          # the urgent write ended the wait
+    assert database.writer.batches - before == 1
+    with database.transaction() as conn:
+        rows = dict(conn.execute(select(schema.meta.c.key, schema.meta.c.value)
+                                 .where(schema.meta.c.key.in_(["b", "c"]))).all())
+    assert rows == {"b": "1", "c": "2"}
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_urgent_write_does_not_wait_for_the_linger(database, monkeypatch):
+    monkeypatch.setattr(dbmod, "LINGER", 3.0)
+    started = time.monotonic()
+    await database.write(_set("d", "1"))
+    await database.write_statements([(insert(schema.meta), {"key": "f", "value": "1"})])
+    assert time.monotonic() - started < 1.5
+    assert database.writer._urgent == 0
+
+
+def test_execute_fills_in_the_literals_a_prebuilt_statement_carries(database):
+    m = schema.meta
+    bump = (update(m).where(m.c.key == bindparam("k"))
+            .values(value=m.c.value + "-suffix"))
+    with database.transaction() as conn:
+        execute(conn, insert(m), {"key": "e", "value": "x"})
+        assert execute(conn, bump, {"k": "e"}).rowcount == 1
+        assert execute(conn, bump, {"k": "nope"}).rowcount == 0
+        assert conn.execute(select(m.c.value).where(m.c.key == "e")).scalar() == "x-suffix"
