@@ -8,7 +8,7 @@ from twisted.internet import defer
 
 from ..storage import mailboxes
 from ..storage.mailbox_locks import acquire_lock, refresh_lock, release_lock
-from .maildrop import load_maildrop
+from .maildrop import MaildropCache, load_maildrop
 
 __all__ = ["POP3Backend", "LeaseLost"]
 
@@ -33,6 +33,7 @@ class POP3Backend:
         self.authenticator = authenticator
         self.node_name = node_name
         self.folder = folder
+        self.listings = MaildropCache()
 
     def prepare(self) -> defer.Deferred:
         """Before the first login: warm the authenticator and the listing query, so
@@ -66,7 +67,7 @@ class POP3Backend:
     def load_maildrop(self, user: str) -> defer.Deferred:
         """Deferred → :class:`~mailet_mta.pop3.maildrop.Maildrop` of ``user``'s mailbox,
         read and rendered on a reader thread (no message body is read)."""
-        return self.db.read(load_maildrop, user, self.folder)
+        return self.db.read(load_maildrop, user, self.folder, self.listings)
 
     def open_message(self, message_id: int) -> defer.Deferred:
         """Deferred → MessageContent (prefix + blob source), or None when it is gone."""

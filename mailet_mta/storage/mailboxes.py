@@ -26,7 +26,7 @@ from . import schema
 from .db import execute, fetch_chunks
 
 __all__ = ["QuotaExceeded", "MessageInfo", "MessageContent", "format_prefix",
-           "get_or_create_mailbox", "store_message", "message_row_chunks",
+           "get_or_create_mailbox", "store_message", "message_row_chunks", "mailbox_state",
            "list_messages", "message_content",
            "message_contents",
            "delete_messages", "quota_usage", "check_quota", "mailbox_summary"]
@@ -183,6 +183,27 @@ def store_message(conn: Connection, user: str, folder: str, blob_id: str, prefix
         "prefix": prefix, "size": total, "flags": "", "deleted": False,
         "internal_date": internal_date if internal_date is not None else time.time()})
     return uid
+
+
+_MAILBOX_STATE = (select(_mb.c.id, _mb.c.uid_validity, _mb.c.uid_next,
+                         select(func.count()).select_from(_msg)
+                         .where((_msg.c.mailbox_id == _mb.c.id)
+                                & (_msg.c.deleted.is_(False)))
+                         .scalar_subquery())
+                  .where((_mb.c.user == bindparam("b_user"))
+                         & (_mb.c.name == bindparam("b_folder"))))
+
+
+def mailbox_state(conn: Connection, user: str, folder: str = "INBOX") -> tuple | None:
+    """``(mailbox id, uid_validity, uid_next, message count)`` of (user, folder), or
+    None when it does not exist.
+
+    Equal states mean the same messages: message rows never change, every new message
+    takes a fresh uid from ``uid_next``, and every removal lowers the count. A cached
+    listing is valid while the state it was read at is the mailbox's state.
+    """
+    row = execute(conn, _MAILBOX_STATE, {"b_user": user, "b_folder": folder}).fetchone()
+    return tuple(row) if row is not None else None
 
 
 def message_row_chunks(conn: Connection, user: str,

@@ -192,3 +192,66 @@ def test_reprocess_puts_mails_back_into_the_spool_unowned(db, blobs):
         assert repositories.names(conn) == []
     assert [(r.name, r.state, r.owner, r.tries, r.blob_id) for r in rows] == [
         ("m1", "transport", None, 0, ref.id), ("m2", "transport", None, 0, ref.id)]
+
+
+def _load(db, cache, user="bob@example.com"):
+    from mailet_mta.pop3.maildrop import load_maildrop
+    with db.engine.connect() as conn:
+        return load_maildrop(conn, user, "INBOX", cache)
+
+
+def _uidls(drop):
+    return b"".join(drop.uidl_lines)
+
+
+def test_an_unchanged_mailbox_reuses_its_listing_and_every_change_reloads_it(db, blobs):
+    from mailet_mta.pop3.maildrop import MaildropCache
+    cache = MaildropCache()
+    for n in range(3):
+        _deliver(db, blobs, "bob@example.com", b"Subject: %d\r\n\r\nbody\r\n" % n)
+    first = _load(db, cache)
+    assert len(first) == 3 and cache.misses == 1
+    assert _load(db, cache) is first and cache.hits == 1          # nothing changed
+
+    _deliver(db, blobs, "bob@example.com", b"Subject: new\r\n\r\nbody\r\n")
+    grown = _load(db, cache)
+    assert grown is not first and len(grown) == 4                   # a delivery
+    assert _uidls(grown).startswith(_uidls(first))
+
+    with db.transaction() as conn:
+        mailboxes.delete_messages(conn, [grown.ids[0]])
+    shrunk = _load(db, cache)
+    assert len(shrunk) == 3 and grown.ids[0] not in shrunk.ids     # a removal
+
+    # A delivery and a removal together keep the count but not uid_next.
+    _deliver(db, blobs, "bob@example.com", b"Subject: newer\r\n\r\nbody\r\n")
+    with db.transaction() as conn:
+        mailboxes.delete_messages(conn, [shrunk.ids[0]])
+    swapped = _load(db, cache)
+    assert len(swapped) == 3 and shrunk.ids[0] not in swapped.ids
+    with db.engine.connect() as conn:
+        fresh = mailboxes.list_messages(conn, "bob@example.com")
+    assert list(swapped.ids) == [m.id for m in fresh]
+
+
+def test_a_recreated_user_never_sees_the_old_listing(db, blobs):
+    from mailet_mta.pop3.maildrop import MaildropCache
+    cache = MaildropCache()
+    _deliver(db, blobs, "bob@example.com", b"Subject: old\r\n\r\nbody\r\n")
+    assert len(_load(db, cache)) == 1
+    with db.transaction() as conn:
+        users.remove_user(conn, "bob@example.com")
+        users.add_user(conn, "bob@example.com", "h")
+    assert len(_load(db, cache)) == 0
+
+
+def test_the_listing_cache_keeps_a_bounded_number_of_messages(db, blobs):
+    from mailet_mta.pop3.maildrop import MaildropCache
+    cache = MaildropCache(max_messages=3)
+    for n in range(2):
+        _deliver(db, blobs, "bob@example.com", b"Subject: b%d\r\n\r\nx\r\n" % n)
+        _deliver(db, blobs, "amy@example.com", b"Subject: a%d\r\n\r\nx\r\n" % n)
+    bob = _load(db, cache)
+    amy = _load(db, cache, "amy@example.com")      # 2 + 2 > 3: bob's listing goes
+    assert _load(db, cache, "amy@example.com") is amy
+    assert _load(db, cache) is not bob
