@@ -36,10 +36,11 @@ class POP3Backend:
         self.listings = MaildropCache()
 
     def prepare(self) -> defer.Deferred:
-        """Before the first login: warm the authenticator and the listing query, so
-        the first session after a start does not pay for them."""
+        """Before the first login: warm the authenticator and the mailbox-state and
+        listing queries, so the first session after a start does not pay for them."""
         return defer.gatherResults([self.authenticator.prepare(),
-                                    self.db.read(load_maildrop, "", self.folder)],
+                                    self.db.read(load_maildrop, "", self.folder,
+                                                 self.listings)],
                                    consumeErrors=True)
 
     def new_owner(self) -> str:

@@ -4,9 +4,9 @@ Lookup and argon2 verification run on the authenticator's own threads (one per t
 cores: a verification already uses two), never on the reactor and never queued behind
 the database readers' long listings. The same few threads verify every login, so the
 memory argon2 fills (19 MiB) stays mapped instead of being faulted in again by
-whichever reader thread comes next. A failed attempt is answered only after ``failure_delay`` seconds, and
-:class:`~mailet_mta.storage.auth_throttle.AuthThrottle` refuses addresses that keep
-failing. Unknown users cost the same time as wrong passwords (no user-name oracle).
+whichever reader thread comes next. A failed attempt is answered only after
+``failure_delay`` seconds, and :class:`~mailet_mta.storage.auth_throttle.AuthThrottle`
+refuses addresses that keep failing. Unknown users cost the same time as wrong passwords (no user-name oracle).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from twisted.internet import defer, task, threads
+from twisted.internet import defer, task
 from twisted.python.threadpool import ThreadPool
 from twisted.logger import Logger
 
@@ -74,11 +74,7 @@ class Authenticator:
         """Run ``fn(conn, *args)`` on an authenticator thread with a database connection."""
         from twisted.internet import reactor
 
-        def run():
-            with self.db.engine.connect() as conn:
-                return fn(conn, *args)
-
-        return threads.deferToThreadPool(reactor, _hashing_pool(reactor), run)
+        return self.db.read_on(_hashing_pool(reactor), fn, *args)
 
     def is_throttled(self, client_ip: str) -> bool:
         """True while logins from ``client_ip`` are refused without a check."""

@@ -123,10 +123,8 @@ def fetch_chunks(conn: Connection, statement, params: dict,
     reading 100,000 rows triggers no collection at all (with chunks of 2,048: about
     100, one of them a full one of the whole heap).
     """
-    prepared = driver_sql(conn.dialect, statement)
-    cursor = conn.connection.cursor()
+    cursor = execute(conn, statement, params)
     try:
-        cursor.execute(prepared.sql, prepared.params(params))
         while chunk := cursor.fetchmany(size):
             yield chunk
     finally:
@@ -310,13 +308,19 @@ class Database:
     # -- running SQL off the reactor --------------------------------------------------
     def read(self, fn: Callable[..., Any], *args, **kwargs) -> defer.Deferred:
         """Run ``fn(conn, *args)`` on a reader thread inside a transaction."""
+        return self.read_on(self._pool, fn, *args, **kwargs)
+
+    def read_on(self, pool: ThreadPool, fn: Callable[..., Any], *args,
+                **kwargs) -> defer.Deferred:
+        """Run ``fn(conn, *args)`` with a connection on a thread of ``pool`` (a caller's
+        own threads, e.g. for password hashing)."""
         from twisted.internet import reactor
 
         def run():
             with self.engine.connect() as conn:
                 return fn(conn, *args, **kwargs)
 
-        return threads.deferToThreadPool(reactor, self._pool, run)
+        return threads.deferToThreadPool(reactor, pool, run)
 
     def write(self, fn: Callable[..., Any], *args, **kwargs) -> defer.Deferred:
         """Run ``fn(conn, *args)`` in the writer's next batch; fires after the commit."""
