@@ -56,3 +56,16 @@ def db_url(request, tmp_path):
     if request.param == "sqlite":
         return "sqlite:///" + str(tmp_path / "test.sqlite3")
     return request.getfixturevalue("pg_url")
+
+
+# Whole folders that start real server processes, kill them or load them for seconds are
+# "slow"; `pytest -m "not slow"` runs the fast set (unit, fuzz, in-process integration)
+# in about a minute. A single slow test elsewhere carries @pytest.mark.slow itself.
+_SLOW_FOLDERS = {"soak", "e2e", "abuse"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        parts = item.nodeid.split("/")
+        if len(parts) > 2 and parts[1] in _SLOW_FOLDERS:
+            item.add_marker(pytest.mark.slow)
