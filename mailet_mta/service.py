@@ -165,12 +165,14 @@ class MailServer(MultiService):
         os.replace(tmp, self.data_dir / "listeners.json")
 
     def _listen_failed(self, failure) -> None:
-        log.critical("a listener could not start: {error}", error=failure.getErrorMessage())
+        log.critical("a listener could not start: {error}", error=listen_error(failure))
         from twisted.internet import reactor
 
         self.start_error = failure
         if reactor.running:
             reactor.stop()
+        else:                  # twistd starts the services before the reactor runs
+            reactor.callWhenRunning(reactor.stop)
 
     @defer.inlineCallbacks
     def stopService(self):
@@ -188,6 +190,15 @@ class MailServer(MultiService):
         self.directory.stop()
         self.pipeline.destroy()
         yield self.db.stop()
+
+
+def listen_error(failure) -> str:
+    """The CannotListenError inside ``failure`` (also inside a gatherResults
+    FirstError) as one line: "Couldn't listen on 127.0.0.1:25: [Errno 98] …"."""
+    value = failure.value
+    while isinstance(value, defer.FirstError):
+        value = value.subFailure.value
+    return " ".join(str(value).split())
 
 
 def _listening(svc):

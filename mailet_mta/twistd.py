@@ -1,6 +1,13 @@
-"""The twistd side of mailet-mta: options and the service for ``twistd mailet-mta``."""
+"""The twistd side of mailet-mta: options and the service for ``twistd mailet-mta``.
+
+A configuration the server cannot run with ends twistd with the same one line
+``mailet-mta serve`` prints (``mailet-mta: configuration error: FILE:LINE: …``) and
+exit status 1, never with a traceback.
+"""
 
 from __future__ import annotations
+
+import sys
 
 from twisted.python import usage
 
@@ -15,14 +22,23 @@ class Options(usage.Options):
 
 
 def makeService(options):
-    from .api import ConfigurationError
-    from .config import default_config, load_config
-    from .service import build_server
+    from .cli.common import CLIError, load_config
+    from .cli.serve import build
 
     try:
-        config = load_config(options["config"]) if options["config"] else default_config()
+        config = load_config(_ConfigArgs(options["config"]))
         if options["data-dir"]:
             config.storage.data_dir = options["data-dir"]
-        return build_server(config, options["node-name"])
-    except ConfigurationError as exc:
-        raise usage.UsageError(f"configuration error: {exc}") from None
+        return build(config, options["node-name"])
+    except CLIError as exc:
+        # twistd prints a traceback for anything raised here (a UsageError included):
+        # say it in one line and leave.
+        print(f"mailet-mta: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
+
+
+class _ConfigArgs:
+    """``--config`` in the shape the command line's load_config reads."""
+
+    def __init__(self, config):
+        self.config = config

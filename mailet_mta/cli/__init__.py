@@ -12,6 +12,23 @@ from .common import CLIError
 GROUPS = ("serve", "check_config", "db", "domains", "users", "mailbox", "repository",
           "queue", "nodes", "init", "status")
 
+# What a command may do to the database (see common.open_database). Commands not named
+# here may create it ("create"): serve, init, users add, domains add, db upgrade.
+READ_ONLY = {"users list", "domains list", "mailbox list", "queue list", "queue show",
+             "repository list", "repository show", "status", "nodes", "db current"}
+CHANGES_EXISTING = {"users passwd", "users remove", "users quota", "domains remove",
+                    "queue retry", "queue delete", "queue flush", "repository remove",
+                    "repository reprocess"}
+
+
+def database_mode(args) -> str:
+    """"read", "existing" or "create" for the parsed command line ``args``."""
+    command = args.command.replace("-", "_")
+    name = " ".join(filter(None, [args.command, getattr(args, f"{command}_command", None)]))
+    if name in READ_ONLY:
+        return "read"
+    return "existing" if name in CHANGES_EXISTING else "create"
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -27,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.database = database_mode(args)
     try:
         return args.func(args) or 0
     except CLIError as exc:

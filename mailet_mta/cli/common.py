@@ -39,15 +39,60 @@ def database_url(config) -> str:
 
 
 def open_database(args, upgrade: bool = True):
-    """(config, Database) for a blocking CLI command; the schema is upgraded first."""
+    """(config, Database) for a blocking CLI command; the schema is upgraded first.
+
+    ``args.database`` (set by the command line from its tables) says what the command
+    may do to the database: ``"create"`` it when missing, use an ``"existing"`` one, or
+    only ``"read"`` one (no schema upgrade either). A command that may not create the
+    database and finds none says where it looked and exits 1, leaving no file behind.
+    """
     from ..storage.db import Database
 
     config = load_config(args)
-    Path(config.storage.data_dir).mkdir(parents=True, exist_ok=True)
-    db = Database(database_url(config), config.storage.pool_size)
-    if upgrade:
+    mode = getattr(args, "database", "create")
+    url = database_url(config)
+    if mode != "create":
+        _require_database_file(config, url)
+    else:
+        Path(config.storage.data_dir).mkdir(parents=True, exist_ok=True)
+    db = Database(url, config.storage.pool_size)
+    if mode != "create":
+        _require_schema(config, db)
+    if upgrade and mode != "read":
         db.upgrade()
     return config, db
+
+
+def _require_database_file(config, url: str) -> None:
+    """For SQLite: the database file must exist (connecting would create it)."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    if not parsed.drivername.startswith("sqlite") or parsed.database in (None, "", ":memory:"):
+        return
+    path = Path(parsed.database)
+    if not path.exists():
+        raise CLIError(f"no database at {path} ({_named_by(config)}); nothing to show or "
+                       f"change: give --config FILE of your server, or create it with "
+                       f"'mailet-mta db upgrade' or 'mailet-mta serve'")
+
+
+def _require_schema(config, db) -> None:
+    """The database must hold mailet-mta's tables (an empty PostgreSQL database does not)."""
+    from ..storage.migrate import current_revision
+
+    if current_revision(db.engine) is None:
+        db.engine.dispose()
+        raise CLIError(f"the database {db.engine.url.render_as_string(hide_password=True)} "
+                       f"({_named_by(config)}) has no mailet-mta tables; create them with "
+                       f"'mailet-mta db upgrade' or 'mailet-mta serve'")
+
+
+def _named_by(config) -> str:
+    """Which setting chose the database: the file's storage.url/data_dir or the default."""
+    where = config.path or "the embedded default configuration"
+    key = "storage.url" if config.storage.url else "storage.data_dir"
+    return f"{key} of {where}"
 
 
 def open_blob_store(config):

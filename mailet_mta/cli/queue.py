@@ -1,6 +1,6 @@
 """``mailet-mta queue``: look at and steer the outgoing queue.
 
-``list [--json]``, ``show ID``, ``retry ID|all``, ``delete ID``, ``flush``. Retrying
+``list [--json]``, ``show ID|NAME``, ``retry ID|all``, ``delete ID``, ``flush``. Retrying
 only makes an entry due now; a running server picks it up at its next poll.
 """
 
@@ -23,8 +23,10 @@ def register(subparsers) -> None:
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--queue", help="only this queue (RemoteDelivery's outgoing=)")
     p.set_defaults(func=cmd_list)
-    p = sub.add_parser("show", help="show one entry with its recipients and errors")
-    p.add_argument("id", type=int)
+    p = sub.add_parser("show", help="show an entry with its recipients and errors, by row "
+                                    "number or by the mail's name (as in the log's id= "
+                                    "and the SMTP reply 'queued as NAME')")
+    p.add_argument("id", metavar="ID|NAME")
     p.set_defaults(func=cmd_show)
     p = sub.add_parser("retry", help="make an entry (or all) due now")
     p.add_argument("id", help="entry id or 'all'")
@@ -71,10 +73,39 @@ def cmd_list(args) -> int:
     return 0
 
 
+def _entries_of(conn, key: str) -> list:
+    """The entries named by ``key``: a row number, or every entry of the mail so named
+    (one per destination domain)."""
+    from sqlalchemy import select
+
+    from ..delivery import queue_store
+    from ..storage import schema
+
+    if key.isdigit():
+        entry = queue_store.get_entry(conn, int(key))
+        return [entry] if entry is not None else []
+    table = schema.outgoing
+    ids = conn.execute(select(table.c.id).where(table.c.mail_name == key)
+                       .order_by(table.c.id)).scalars().all()
+    return [queue_store.get_entry(conn, i) for i in ids]
+
+
 def cmd_show(args) -> int:
-    entry = _run(args, "get_entry", args.id)
-    if entry is None:
-        raise CLIError(f"no queue entry {args.id} (see: mailet-mta queue list)")
+    _config, db = open_database(args)
+    try:
+        with db.transaction() as conn:
+            entries = _entries_of(conn, args.id.strip())
+    finally:
+        db.engine.dispose()
+    if not entries:
+        raise CLIError(f"no queue entry with id or mail name {args.id!r} "
+                       f"(see: mailet-mta queue list)")
+    for entry in entries:
+        _print_entry(entry)
+    return 0
+
+
+def _print_entry(entry) -> None:
     data = entry.to_json()
     print(f"entry {entry.id}: mail {entry.mail_name}, queue {entry.queue}, "
           f"domain {entry.domain}")
@@ -89,7 +120,6 @@ def cmd_show(args) -> int:
         detail = f" — {r['error']}" if r.get("error") else ""
         print(f"  {r['status']:<8} {r['address']}{detail}")
     print("  options: " + json.dumps(data["options"], sort_keys=True))
-    return 0
 
 
 def cmd_retry(args) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 
+from ..api import ConfigurationError
 from .common import CLIError, add_config_argument, load_config
 
 
@@ -20,9 +21,8 @@ def register(sub) -> None:
 def run(args) -> int:
     from twisted.internet import reactor
 
-    from ..api import ConfigurationError
     from ..logging_setup import start_logging
-    from ..service import build_server
+    from ..service import listen_error
 
     config = load_config(args)
     if args.data_dir:
@@ -31,7 +31,27 @@ def run(args) -> int:
         config.logging.level = args.log_level
     try:
         start_logging(config.logging)
-        server = build_server(config, args.node_name)
+    except ConfigurationError as exc:
+        raise CLIError(f"configuration error: {exc}") from None
+    server = build(config, args.node_name)
+    reactor.callWhenRunning(server.startService)
+    reactor.addSystemEventTrigger("before", "shutdown", server.stopService)
+    reactor.run()
+    failure = getattr(server, "start_error", None)
+    if failure is not None:
+        print(f"mailet-mta: cannot listen: {listen_error(failure)}; free the port or "
+              f"change the listen string in {_where(config)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def build(config, node_name=None):
+    """The MailServer for ``config``; every error an operator can fix is a CLIError
+    naming the key and the file (``serve`` and ``twistd`` both start here)."""
+    from ..service import build_server
+
+    try:
+        return build_server(config, node_name)
     except ConfigurationError as exc:
         raise CLIError(f"configuration error: {exc}") from None
     except OSError as exc:
@@ -44,15 +64,6 @@ def run(args) -> int:
         raise CLIError(f"cannot open the database {_safe_url(config)}: "
                        f"{_first_line(exc)}; check storage.url in {_where(config)} and "
                        f"that the database server is running") from None
-    reactor.callWhenRunning(server.startService)
-    reactor.addSystemEventTrigger("before", "shutdown", server.stopService)
-    reactor.run()
-    failure = getattr(server, "start_error", None)
-    if failure is not None:
-        print(f"mailet-mta: cannot listen: {_listen_error(failure)}; free the port or "
-              f"change the listen string in {_where(config)}", file=sys.stderr)
-        return 1
-    return 0
 
 
 def _where(config) -> str:
@@ -72,14 +83,3 @@ def _safe_url(config) -> str:
         return make_url(url).render_as_string(hide_password=True)
     except Exception:  # noqa: BLE001 - not a URL: show it as written
         return url
-
-
-def _listen_error(failure) -> str:
-    """The CannotListenError inside ``failure`` (also inside a DeferredList's
-    FirstError) as one line: "Couldn't listen on 127.0.0.1:25: [Errno 98] …"."""
-    from twisted.internet import defer
-
-    value = failure.value
-    while isinstance(value, defer.FirstError):
-        value = value.subFailure.value
-    return " ".join(str(value).split())

@@ -8,7 +8,9 @@
 - the repositories (``error`` first, always shown), with their sizes.
 
 Everything is read from the database and the data directory, so it works whether the
-server runs or not, and against a PostgreSQL database several servers share.
+server runs or not, and against a PostgreSQL database several servers share. The exit
+status says whether the server runs: 0 if it does, 3 if not (as ``systemctl status``
+and LSB init scripts answer "program is not running").
 """
 
 from __future__ import annotations
@@ -21,10 +23,13 @@ from pathlib import Path
 from .common import add_config_argument, open_database
 from .tables import format_table, format_time
 
+NOT_RUNNING = 3
+
 
 def register(sub) -> None:
     p = sub.add_parser("status", help="listeners, spool, outgoing queue and repositories "
-                                      "at a glance")
+                                      "at a glance; exit status 3 when the server is "
+                                      "not running")
     add_config_argument(p)
     p.add_argument("--json", action="store_true", help="print one JSON object instead")
     p.set_defaults(func=run)
@@ -41,7 +46,7 @@ def run(args) -> int:
         print(json.dumps(report, indent=2, sort_keys=True))
     else:
         print(render(report))
-    return 0
+    return 0 if report["server"]["running"] else NOT_RUNNING
 
 
 # -- gathering ------------------------------------------------------------------------

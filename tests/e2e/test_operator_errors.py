@@ -167,6 +167,7 @@ def test_cli_misuse_is_one_line_naming_the_thing_and_the_fix(tmp_path, args, std
     (tmp_path / "server.txt").write_text("x")
     if args[0] not in ("serve", "check-config", "frobnicate"):
         args = [*args, "--config", str(path)]
+        mailet_mta(tmp_path, "db", "upgrade", "--config", str(path))   # an empty database
     line = error_line(mailet_mta(tmp_path, *args, stdin=stdin))
     for word in words:
         assert word.lower() in line.lower(), line

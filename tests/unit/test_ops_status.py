@@ -48,7 +48,7 @@ def test_status_shows_the_queue_per_destination_with_next_attempt_and_last_error
                          ("pending", "sent")),
             outgoing_row("far.example", later + 60, None),
             outgoing_row("near.example", later - 60, "connection refused")])
-    assert main(["status", "--config", str(config), "--json"]) == 0
+    assert main(["status", "--config", str(config), "--json"]) == 3
     report = json.loads(capsys.readouterr().out)
     far = next(o for o in report["outgoing"] if o["destination"] == "far.example")
     assert far["mails"] == 2 and far["pending_recipients"] == 2
@@ -56,7 +56,7 @@ def test_status_shows_the_queue_per_destination_with_next_attempt_and_last_error
     assert far["last_error"] == "451 4.7.1 greylisted, try later"
     assert [o["destination"] for o in report["outgoing"]] == ["near.example", "far.example"]
     assert report["server"]["running"] is False
-    assert main(["status", "--config", str(config)]) == 0
+    assert main(["status", "--config", str(config)]) == 3
     table = capsys.readouterr().out
     assert "far.example" in table and "greylisted" in table
     assert "server: not running" in table

@@ -1,0 +1,123 @@
+"""The administrator's commands as run from a shell: twistd and serve failing in one line,
+read-only commands without side effects, ``queue show`` by the mail's name, the log
+formats, the domain commands, warnings at start-up. Every test runs the real CLI in a
+separate process."""
+
+from __future__ import annotations
+
+import json
+import smtplib
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.support.server import ServerProcess, _env, base_config, wait_for
+
+BIN = Path(sys.executable).parent
+
+
+def mailet_mta(cwd, *args, stdin: str = "") -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "mailet_mta", *args], input=stdin,
+                          capture_output=True, text=True, cwd=cwd, env=_env(), timeout=60)
+
+
+def one_line(result) -> str:
+    """The single line a failing command prints on stderr (no traceback anywhere)."""
+    assert result.returncode != 0, result.stdout + result.stderr
+    assert "Traceback" not in result.stdout + result.stderr, result.stdout + result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+def write_config(path: Path, config: dict) -> Path:
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+# -- twistd and serve fail in one line ------------------------------------------------------
+def test_twistd_with_a_configuration_error_prints_one_line_and_exits_1(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("servernames: [example.com]\nbogus: 1\n")
+    result = subprocess.run([str(BIN / "twistd"), "-n", "--pidfile=", "mailet-mta",
+                             "--config", str(bad)], capture_output=True, text=True,
+                            cwd=tmp_path, env=_env(), timeout=60)
+    line = one_line(result)
+    assert result.returncode == 1
+    assert "bad.yaml:2" in line and "bogus" in line, line
+    assert result.stdout.strip() == ""
+
+
+def test_serve_on_a_busy_port_logs_no_traceback_and_says_it_in_one_line(tmp_path):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        config = base_config(tmp_path / "var")
+        config["smtpservers"][0]["listen"] = f"tcp:{port}:interface=127.0.0.1"
+        path = write_config(tmp_path / "server.yaml", config)
+        result = mailet_mta(tmp_path, "serve", "--config", str(path))
+    line = one_line(result)
+    assert f"127.0.0.1:{port}" in line and "server.yaml" in line, line
+    assert "FirstError" not in result.stdout and "\n\t" not in result.stdout, result.stdout
+    critical = [l for l in result.stdout.splitlines() if "could not start" in l]
+    assert critical and all(f"127.0.0.1:{port}" in l for l in critical), result.stdout
+
+
+# -- read-only commands have no side effect -------------------------------------------------
+READ_ONLY = [["users", "list"], ["queue", "list"], ["queue", "show", "1"], ["status"],
+             ["mailbox", "list", "a@localhost"], ["domains", "list"],
+             ["repository", "list"], ["nodes"], ["db", "current"],
+             ["users", "remove", "a@localhost"], ["domains", "remove", "example.org"]]
+
+
+@pytest.mark.parametrize("args", READ_ONLY, ids=["-".join(a[:2]) for a in READ_ONLY])
+def test_command_without_a_database_creates_nothing_and_says_where_it_looked(tmp_path, args):
+    line = one_line(mailet_mta(tmp_path, *args))
+    assert str(tmp_path / "var" / "mailet-mta.sqlite3") in line, line
+    assert "--config" in line
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_status_exits_3_when_the_server_is_not_running_and_0_when_it_is(tmp_path):
+    srv = ServerProcess(tmp_path, base_config(tmp_path / "var"))
+    srv.cli("db", "upgrade")
+    stopped = srv.cli("status", check=False)
+    assert stopped.returncode == 3 and "server: not running" in stopped.stdout
+    with srv:
+        running = srv.cli("status", check=False)
+        assert running.returncode == 0, running.stdout + running.stderr
+        assert "server: running" in running.stdout
+
+
+# -- queue show by the mail's name ----------------------------------------------------------
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_queue_show_accepts_the_name_from_the_smtp_reply(tmp_path):
+    config = base_config(tmp_path / "var")
+    config["dns"] = {"hosts": {"far.test": [f"127.0.0.1:{closed_port()}"]}}
+    with ServerProcess(tmp_path, config) as srv:
+        with smtplib.SMTP("127.0.0.1", srv.port("smtp"), timeout=10) as s:
+            s.ehlo()
+            s.mail("a@example.com")
+            s.rcpt("x@far.test")
+            code, reply = s.data(b"Subject: q\r\n\r\nhi\r\n")
+        assert code == 250, reply
+        name = reply.decode().split("queued as ")[1].strip()
+        wait_for(lambda: "far.test" in srv.cli("queue", "list").stdout, timeout=30,
+                 what="the mail in the outgoing queue")
+        by_name = srv.cli("queue", "show", name)
+        assert f"mail {name}" in by_name.stdout and "x@far.test" in by_name.stdout
+        entry_id = by_name.stdout.split()[1].rstrip(":")
+        by_id = srv.cli("queue", "show", entry_id)
+        assert by_id.stdout.splitlines()[0] == by_name.stdout.splitlines()[0]
+        missing = srv.cli("queue", "show", "no-such-mail", check=False)
+        assert missing.returncode == 1 and "no-such-mail" in missing.stderr
