@@ -12,12 +12,13 @@ Never logged: passwords (AUTH payloads stay inside the SASL code) and message bo
 
 from __future__ import annotations
 
+import json
 import sys
-
 import time
+from datetime import datetime, timezone
 
 from twisted.logger import (FilteringLogObserver, LogLevel, LogLevelFilterPredicate, Logger,
-                            globalLogBeginner, jsonFileLogObserver, textFileLogObserver)
+                            formatEvent, globalLogBeginner, textFileLogObserver)
 
 from .api import ConfigurationError
 
@@ -41,7 +42,7 @@ def make_observer(logging_config):
     else:
         out = sys.stdout
     if logging_config.format == "json":
-        observer = jsonFileLogObserver(out)
+        observer = JSONLinesObserver(out)
     elif logging_config.format == "text":
         observer = textFileLogObserver(out)
     else:
@@ -49,6 +50,40 @@ def make_observer(logging_config):
     global _predicate
     _predicate = LogLevelFilterPredicate(defaultLogLevel=level)
     return FilteringLogObserver(observer, [_predicate])
+
+
+class JSONLinesObserver:
+    """One JSON object per line: ``time`` (ISO 8601, UTC), ``level``, ``namespace``,
+    ``message`` (the rendered text line) and every field of the event as a plain string,
+    number, boolean or null — what ``jq``, Loki or Elasticsearch read without help.
+    A failure adds ``traceback``."""
+
+    def __init__(self, out):
+        self.out = out
+
+    def __call__(self, event: dict) -> None:
+        record = {
+            "time": datetime.fromtimestamp(event.get("log_time") or time.time(),
+                                           timezone.utc).isoformat(timespec="milliseconds"),
+            "level": getattr(event.get("log_level"), "name", "info"),
+            "namespace": event.get("log_namespace", "-"),
+            "message": formatEvent(event),
+        }
+        for key, value in event.items():
+            if not key.startswith("log_") and key not in record:
+                record[key] = _plain(value)
+        failure = event.get("log_failure")
+        if failure is not None:
+            record["traceback"] = failure.getTraceback()
+        self.out.write(json.dumps(record, ensure_ascii=False) + "\n")
+        self.out.flush()
+
+
+def _plain(value):
+    """A log field as JSON: numbers, booleans and None as they are, the rest as text."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return str(value)
 
 
 _predicate: LogLevelFilterPredicate | None = None

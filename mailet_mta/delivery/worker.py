@@ -132,7 +132,7 @@ class DestinationWorker:
                 _set(_recipient(entry, address), outcome.status, outcome.code, outcome.text,
                      permanent=outcome.permanent)
                 if outcome.status == SENT:
-                    self._log(entry, address, f"{host}[{session.peer}]", "sent",
+                    self._log(entry, address, f"{host}[{session.ip}]:{session.port}", "sent",
                               f"{outcome.code or ''} {outcome.text}")
             if final and entry.pending():
                 await self._record(entry)

@@ -121,3 +121,44 @@ def test_queue_show_accepts_the_name_from_the_smtp_reply(tmp_path):
         assert by_id.stdout.splitlines()[0] == by_name.stdout.splitlines()[0]
         missing = srv.cli("queue", "show", "no-such-mail", check=False)
         assert missing.returncode == 1 and "no-such-mail" in missing.stderr
+
+
+# -- the log: JSON lines and Postfix-style relay= --------------------------------------------
+class _Sink:
+    """An aiosmtpd handler that accepts every mail."""
+
+    def __init__(self):
+        self.received = []
+
+    async def handle_DATA(self, server, session, envelope):
+        self.received.append(envelope.rcpt_tos)
+        return "250 2.0.0 Ok"
+
+
+def test_json_log_is_one_object_per_line_with_message_and_plain_fields(tmp_path):
+    from aiosmtpd.controller import Controller
+
+    sink = _Sink()
+    sink_port = closed_port()
+    controller = Controller(sink, hostname="127.0.0.1", port=sink_port)
+    controller.start()
+    try:
+        config = base_config(tmp_path / "var", logging={"level": "info", "format": "json"})
+        config["dns"] = {"hosts": {"far.test": [f"127.0.0.1:{sink_port}"]}}
+        with ServerProcess(tmp_path, config) as srv:
+            with smtplib.SMTP("127.0.0.1", srv.port("smtp"), timeout=10) as s:
+                s.sendmail("a@example.com", ["x@far.test"], b"Subject: j\r\n\r\nhi\r\n")
+            wait_for(lambda: "status=sent" in srv.log_text(), timeout=30,
+                     what="the remote delivery's line")
+    finally:
+        controller.stop()
+    text = (tmp_path / "server.log").read_text()
+    assert "\x1e" not in text
+    records = [json.loads(line) for line in text.splitlines() if line.strip()]
+    assert all(isinstance(r, dict) and isinstance(r.get("message"), str) for r in records)
+    queued = next(r for r in records if "status=queued" in r["message"])
+    assert queued["sender"] == "a@example.com", queued
+    assert all(not isinstance(v, (dict, list)) for r in records for v in r.values())
+    sent = next(r for r in records if "status=sent" in r["message"])
+    assert f"relay=127.0.0.1[127.0.0.1]:{sink_port} " in sent["message"], sent
+    assert sent["level"] == "info" and sent["namespace"] == "mailet_mta.mail"
