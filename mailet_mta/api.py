@@ -388,15 +388,21 @@ class GenericMatcher(_Configurable):
     """Base class for matchers: stores the config and exposes ``condition``.
 
     Subclasses override :meth:`init_matcher` to parse ``self.condition`` and
-    :meth:`match`. Set ``condition_required = True`` to refuse a missing condition.
+    :meth:`match`. Set ``condition_required = True`` to refuse a missing condition, and
+    ``takes_condition = False`` on a matcher that has no use for one, so that
+    ``match="Name=something"`` is refused at start-up instead of silently ignored.
     """
 
     condition_required = False
+    takes_condition = True
 
     def init(self, config) -> None:
         self.config = config
         if self.condition_required and not (self.condition or "").strip():
             self._fail("needs a condition (match=\"%s=…\")" % config.name)
+        if not self.takes_condition and (self.condition or "").strip():
+            self._fail(f"takes no condition, but was given {self.condition!r}; write "
+                       f"match=\"{config.name}\"")
         self.init_matcher()
 
     def init_matcher(self) -> None:

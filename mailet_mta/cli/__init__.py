@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from .common import CLIError
@@ -43,12 +44,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
-    args.database = database_mode(args)
     try:
-        return args.func(args) or 0
+        args = parser.parse_args(argv)
+        args.database = database_mode(args)
+        code = args.func(args) or 0
+        sys.stdout.flush()            # a closed pipe shows up here, not at exit
+        return code
     except CLIError as exc:
         print(f"mailet-mta: {exc}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:
+        # The reader went away (``mailet-mta users list | head``): stop quietly, and
+        # point stdout at /dev/null so the interpreter's own flush at exit is silent.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
     except KeyboardInterrupt:
         return 130

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..storage import domains as store
-from .common import CLIError, add_config_argument, open_database
+from .common import CLIError, add_config_argument, load_config, open_database
 from .tables import format_table, format_time
 
 
@@ -26,17 +26,42 @@ def register(subparsers) -> None:
 
 
 def _run(args, fn):
-    _config, db = open_database(args)
+    config, db = open_database(args)
     try:
         with db.transaction() as conn:
             return fn(conn)
     except store.DomainError as exc:
+        name = _servername(config, args.name)
+        if name is not None:
+            raise CLIError(f"the domain {name} is not in the domains table: it comes from "
+                           f"servernames in {_where(config)}; remove it there and reload "
+                           f"(SIGHUP or systemctl reload mailet-mta)") from None
         raise CLIError(str(exc)) from None
     finally:
         db.engine.dispose()
 
 
+def _servername(config, name: str) -> str | None:
+    """``name`` in its stored form when the configuration's servernames list it."""
+    try:
+        domain = store.normalise_domain(name)
+    except store.DomainError as exc:
+        raise CLIError(str(exc)) from None
+    listed = {n.strip().lower() for n in config.servernames}
+    return domain if domain in listed else None
+
+
+def _where(config) -> str:
+    return config.path or "the embedded default configuration"
+
+
 def add_domain(args) -> int:
+    config = load_config(args)
+    name = _servername(config, args.name)
+    if name is not None:
+        raise CLIError(f"the domain {name} is local already: servernames in "
+                       f"{_where(config)} lists it (servernames come from the "
+                       f"configuration); nothing added")
     name = _run(args, lambda conn: store.add_domain(conn, args.name))
     print(f"domain {name} added")
     return 0
@@ -44,7 +69,10 @@ def add_domain(args) -> int:
 
 def remove_domain(args) -> int:
     name = _run(args, lambda conn: store.remove_domain(conn, args.name, force=args.force))
-    print(f"domain {name} removed")
+    config = load_config(args)
+    still = (f"; it stays local: servernames in {_where(config)} lists it"
+             if _servername(config, name) else "")
+    print(f"domain {name} removed{still}")
     return 0
 
 

@@ -29,15 +29,35 @@ def parse_yaml(text: str, name: str) -> Node:
         fail(f"the document nests deeper than Python can read; a configuration needs "
              f"at most {MAX_DEPTH} levels", f"{name}:1")
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark else "?"
-        problem = " ".join(p for p in (exc.context, exc.problem) if p)
-        fail(f"YAML syntax error: {problem}; fix the YAML near this line", f"{name}:{line}")
+        line = _error_line(exc, text)
+        fail(f"YAML syntax error: {_problem(exc, line)}; fix the YAML near this line",
+             f"{name}:{line}")
     except yaml.YAMLError as exc:
         fail(f"YAML error: {exc}", name)
     if root is None:
         fail("the file is empty; start from conf/mailet-mta.yaml", f"{name}:1")
     return _Converter(name).node(root, _line(name, root))
+
+
+def _error_line(exc: yaml.MarkedYAMLError, text: str):
+    """The line to fix: where the parser stopped, unless it ran to the end of the file
+    looking for the end of something (an unclosed quote or bracket), which then started
+    at the context mark."""
+    mark = exc.problem_mark or exc.context_mark
+    if mark is None:
+        return "?"
+    if exc.context_mark is not None and mark.index >= len(text.rstrip()):
+        mark = exc.context_mark
+    return min(mark.line + 1, max(1, text.count("\n") + (not text.endswith("\n"))))
+
+
+def _problem(exc: yaml.MarkedYAMLError, line) -> str:
+    """PyYAML's words, plus where the unfinished block, list or quote began."""
+    problem = " ".join(p for p in (exc.context, exc.problem) if p)
+    started = exc.context_mark.line + 1 if exc.context_mark is not None else line
+    if exc.context and started != line:
+        problem += f" (the {exc.context.split()[-1]} starts at line {started})"
+    return problem
 
 
 def _check_depth(text: str, name: str) -> None:

@@ -106,6 +106,10 @@ class Pipeline:
 
     def _build_matcher(self, spec: MatcherSpec, processor: ProcessorSpec, seen: set):
         named = processor.matchers.get(spec.name)
+        if (named is not None or spec.name in COMPOSITES) and (spec.condition or "").strip():
+            raise ConfigurationError(f"the matcher {spec.name} takes no condition, but was "
+                                     f"given {spec.condition!r}; write match={spec.name}",
+                                     spec.source)
         if named is not None and not spec.children:
             if spec.name in seen:
                 raise ConfigurationError(f"composite matcher {spec.name!r} refers to itself",

@@ -8,5 +8,7 @@ from mailet_mta.api import GenericMatcher
 class All(GenericMatcher):
     """Matches all recipients. Takes no condition: ``match="All"``."""
 
+    takes_condition = False
+
     def match(self, mail):
         return list(mail.recipients)

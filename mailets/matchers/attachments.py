@@ -15,6 +15,8 @@ class HasAttachment(WholeMailMatcher):
     """Matches all recipients when any MIME part of the message is an attachment
     (``Content-Disposition: attachment``, or a part with a file name). No condition."""
 
+    takes_condition = False
+
     def matches(self, mail):
         headers = mail.headers()
         if headers.get_content_maintype() != "multipart":

@@ -14,6 +14,8 @@ class RecipientIsLocal(GenericRecipientMatcher):
     No condition: ``match="RecipientIsLocal"``.
     """
 
+    takes_condition = False
+
     def match_recipient(self, recipient):
         return bool(self.context.is_local_email(recipient))
 
@@ -25,6 +27,8 @@ class HostIsLocal(GenericRecipientMatcher):
     local mailbox matches this but not ``RecipientIsLocal``: the usual
     "550 no such user" route.
     """
+
+    takes_condition = False
 
     def match_recipient(self, recipient):
         return bool(self.context.is_local_server(recipient.domain))

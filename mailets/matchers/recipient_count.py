@@ -8,6 +8,8 @@ from .whole_mail import WholeMailMatcher, positive_int_condition
 class IsSingleRecipient(WholeMailMatcher):
     """Matches the mail when it has exactly one recipient. No condition."""
 
+    takes_condition = False
+
     def matches(self, mail):
         return len(mail.recipients) == 1
 

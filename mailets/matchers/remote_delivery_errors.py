@@ -22,12 +22,16 @@ def _recipients_where(mail: Mail, permanent: bool):
 class IsRemoteDeliveryPermanentError(GenericMatcher):
     """Recipients whose remote delivery failed permanently."""
 
+    takes_condition = False
+
     def match(self, mail: Mail):
         return _recipients_where(mail, True)
 
 
 class IsRemoteDeliveryTemporaryError(GenericMatcher):
     """Recipients whose remote delivery failed temporarily until the retries ran out."""
+
+    takes_condition = False
 
     def match(self, mail: Mail):
         return _recipients_where(mail, False)

@@ -52,6 +52,8 @@ class SenderIsRegex(SenderMatcher):
 class SenderIsNull(SenderMatcher):
     """Matches mails with the null sender ``<>`` (bounces, notifications). No condition."""
 
+    takes_condition = False
+
     def match_sender(self, sender):
         return sender is None
 
@@ -59,6 +61,8 @@ class SenderIsNull(SenderMatcher):
 class SenderIsLocal(SenderMatcher):
     """Matches when the sender is a mailbox of this server (``context.is_local_email``).
     No condition."""
+
+    takes_condition = False
 
     def match_sender(self, sender):
         return sender is not None and bool(self.context.is_local_email(sender))

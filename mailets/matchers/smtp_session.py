@@ -17,6 +17,8 @@ def auth_user(mail) -> str | None:
 class SMTPAuthSuccessful(WholeMailMatcher):
     """Matches mails whose client authenticated with SMTP AUTH. No condition."""
 
+    takes_condition = False
+
     def matches(self, mail):
         return auth_user(mail) is not None
 
@@ -39,12 +41,16 @@ class SMTPIsAuthNetwork(WholeMailMatcher):
     """Matches mails whose client address is in ``smtpserver.authorizedAddresses``
     (the session sets the attribute ``mailet_mta.smtp.auth_network``). No condition."""
 
+    takes_condition = False
+
     def matches(self, mail):
         return bool(mail.get_attribute(ATTR_AUTH_NETWORK))
 
 
 class SentByMailet(WholeMailMatcher):
     """Matches mails a mailet generated (bounces, forwards, redirects). No condition."""
+
+    takes_condition = False
 
     def matches(self, mail):
         return bool(mail.get_attribute(ATTR_SENT_BY_MAILET))

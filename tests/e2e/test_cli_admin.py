@@ -162,3 +162,60 @@ def test_json_log_is_one_object_per_line_with_message_and_plain_fields(tmp_path)
     sent = next(r for r in records if "status=sent" in r["message"])
     assert f"relay=127.0.0.1[127.0.0.1]:{sink_port} " in sent["message"], sent
     assert sent["level"] == "info" and sent["namespace"] == "mailet_mta.mail"
+
+
+# -- domains, matcher conditions, YAML errors, pipes ---------------------------------------
+def test_domains_add_and_remove_of_a_servername_say_it_comes_from_the_configuration(tmp_path):
+    srv = ServerProcess(tmp_path, base_config(tmp_path / "var",
+                                              servernames=["example.com"]))
+    srv.cli("db", "upgrade")
+    added = srv.cli("domains", "add", "Example.COM", check=False)
+    assert added.returncode == 1 and "added" not in added.stdout
+    assert "servernames" in one_line(added) and "server.yaml" in added.stderr
+    removed = srv.cli("domains", "remove", "example.com", check=False)
+    line = one_line(removed)
+    assert "servernames" in line and "server.yaml" in line and "does not exist" not in line
+    assert "example.com" in srv.cli("domains", "list").stdout
+
+
+def test_a_matcher_that_takes_no_condition_refuses_one_naming_file_and_line(tmp_path):
+    config = tmp_path / "server.yaml"
+    config.write_text(
+        "servernames: [example.com]\n"
+        "spoolmanager:\n"
+        "  processors:\n"
+        "    root:\n"
+        "      - match: HostIsLocal=foo\n"
+        "        class: Null\n"
+        "    error:\n"
+        "      - match: All\n"
+        "        class: Null\n")
+    line = one_line(mailet_mta(tmp_path, "check-config", str(config)))
+    assert "server.yaml:5" in line and "HostIsLocal" in line and "'foo'" in line, line
+    config.write_text(config.read_text().replace("HostIsLocal=foo", "Or=foo"))
+    line = one_line(mailet_mta(tmp_path, "check-config", str(config)))
+    assert "server.yaml:5" in line and "no condition" in line, line
+
+
+def test_a_yaml_quote_left_open_is_reported_on_its_own_line(tmp_path):
+    config = tmp_path / "server.yaml"
+    config.write_text("servernames: [example.com]\n"
+                      "smtpservers:\n"
+                      "  - name: smtp\n"
+                      "    helloName: \"mx.example.com\n"
+                      "    listen: tcp:0\n"
+                      "storage:\n"
+                      "  data_dir: var\n")
+    line = one_line(mailet_mta(tmp_path, "check-config", str(config)))
+    assert "server.yaml:4:" in line and "YAML syntax error" in line, line
+
+
+def test_output_into_a_closed_pipe_ends_without_a_traceback(tmp_path):
+    config = write_config(tmp_path / "server.yaml", base_config(tmp_path / "var"))
+    for command in (f"check-config {config}", "--help"):
+        # `true` exits at once without reading: the CLI writes into a closed pipe.
+        result = subprocess.run(f"{sys.executable} -m mailet_mta {command} | true",
+                                shell=True, capture_output=True, text=True, cwd=tmp_path,
+                                env=_env(), timeout=60)
+        assert "BrokenPipeError" not in result.stderr and "Traceback" not in result.stderr, \
+            result.stderr
