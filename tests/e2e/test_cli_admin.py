@@ -219,3 +219,39 @@ def test_output_into_a_closed_pipe_ends_without_a_traceback(tmp_path):
                                 env=_env(), timeout=60)
         assert "BrokenPipeError" not in result.stderr and "Traceback" not in result.stderr, \
             result.stderr
+
+
+# -- the README and the systemd unit agree on where the program is --------------------------
+def _shell_lines(markdown: str) -> list[str]:
+    blocks = markdown.split("```sh\n")[1:]
+    return [line for block in blocks for line in block.split("```")[0].splitlines()]
+
+
+def test_the_systemd_unit_runs_the_program_where_the_readme_installs_it(tmp_path):
+    root = Path(__file__).resolve().parents[2]
+    readme = (root / "README.md").read_text()
+    venvs = [line.split("python3 -m venv ")[1].split()[0] for line in _shell_lines(readme)
+             if "python3 -m venv /" in line]
+    assert venvs, "the README installs for production into a venv at an absolute path"
+    program = f"{venvs[0]}/bin/mailet-mta"
+    unit = (root / "conf" / "mailet-mta.service").read_text()
+    execs = [line.split("=", 1)[1].split() for line in unit.splitlines()
+             if line.startswith(("ExecStart", "ExecReload")) and "mailet-mta " in line]
+    assert len(execs) >= 3 and all(argv[0] == program for argv in execs), execs
+    # The unit's own command lines are valid for the real CLI.
+    config = write_config(tmp_path / "mailet-mta.yaml", base_config(tmp_path / "var"))
+    for argv in execs:
+        args = [str(config) if a.endswith("/mailet-mta.yaml") else a for a in argv[1:]]
+        if args[0] == "check-config":
+            result = mailet_mta(tmp_path, *args)
+            assert result.returncode == 0, result.stderr
+        else:
+            help_text = mailet_mta(tmp_path, args[0], "--help").stdout
+            assert "--config" in help_text and args[1] == "--config"
+
+
+def test_every_twistd_in_the_readme_is_the_venv_one():
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    uses = [part for part in readme.split("twistd -n")[:-1]]
+    assert uses and all(part.endswith(".venv/bin/") for part in uses), uses
+    assert (BIN / "twistd").exists()
