@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 from .common import CLIError
 
 
@@ -28,6 +30,10 @@ def run(args) -> int:
         raise CLIError(f"configuration file not found: {args.file}") from None
     print(f"{args.file}: OK ({len(config.spoolmanager.processors)} processors, "
           f"{len(config.smtpservers)} SMTP and {len(config.pop3servers)} POP3 listeners)")
+    from .startup_warnings import configuration_warnings, directory_of
+
+    for warning in configuration_warnings(config, directory_of(config, args)):
+        print(f"mailet-mta: warning: {warning}", file=sys.stderr)
     return 0
 
 

@@ -34,6 +34,7 @@ def run(args) -> int:
     except ConfigurationError as exc:
         raise CLIError(f"configuration error: {exc}") from None
     server = build(config, args.node_name)
+    _warn(config, server.directory)
     reactor.callWhenRunning(server.startService)
     reactor.addSystemEventTrigger("before", "shutdown", server.stopService)
     reactor.run()
@@ -43,6 +44,16 @@ def run(args) -> int:
               f"change the listen string in {_where(config)}", file=sys.stderr)
         return 1
     return 0
+
+
+def _warn(config, directory) -> None:
+    from twisted.logger import Logger
+
+    from .startup_warnings import configuration_warnings
+
+    log = Logger(namespace="mailet_mta.service")
+    for warning in configuration_warnings(config, directory):
+        log.warn("{warning}", warning=warning)
 
 
 def build(config, node_name=None):

@@ -255,3 +255,25 @@ def test_every_twistd_in_the_readme_is_the_venv_one():
     uses = [part for part in readme.split("twistd -n")[:-1]]
     assert uses and all(part.endswith(".venv/bin/") for part in uses), uses
     assert (BIN / "twistd").exists()
+
+
+# -- warnings for a server nobody can use ---------------------------------------------------
+def test_serve_and_check_config_warn_when_nobody_can_log_in_and_postmaster_has_no_mailbox(
+        tmp_path):
+    srv = ServerProcess(tmp_path, base_config(tmp_path / "var"))
+    checked = mailet_mta(tmp_path, "check-config", str(srv.config_path))
+    assert checked.returncode == 0, checked.stderr
+    warnings = checked.stderr.strip().splitlines()
+    assert len(warnings) == 2, checked.stderr
+    assert "authRequired" in warnings[0] and "smtp, submission" in warnings[0]
+    assert "postmaster@example.com" in warnings[1] and "no mailbox" in warnings[1]
+    assert list(tmp_path.glob("var/*.sqlite3")) == []        # checking creates nothing
+    with srv:
+        log = srv.log_text()
+    assert "no user exists" in log and "postmaster@example.com has no mailbox" in log
+    srv.add_user("postmaster@example.com", "pm-password-1")
+    checked = mailet_mta(tmp_path, "check-config", str(srv.config_path))
+    assert checked.returncode == 0 and checked.stderr == "", checked.stderr
+    with srv:
+        pass
+    assert srv.log_text().count("no user exists") == 1
