@@ -68,6 +68,24 @@ def test_serve_on_a_busy_port_logs_no_traceback_and_says_it_in_one_line(tmp_path
     assert critical and all(f"127.0.0.1:{port}" in l for l in critical), result.stdout
 
 
+def test_twistd_on_a_busy_port_stops_instead_of_running_without_the_listener(tmp_path):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        config = base_config(tmp_path / "var")
+        config["smtpservers"][0]["listen"] = f"tcp:{port}:interface=127.0.0.1"
+        path = write_config(tmp_path / "server.yaml", config)
+        result = subprocess.run([str(BIN / "twistd"), "-n", "--pidfile=", "mailet-mta",
+                                 "--config", str(path)], capture_output=True, text=True,
+                                cwd=tmp_path, env=_env(), timeout=60)
+    output = result.stdout + result.stderr
+    assert "Traceback" not in output and "FirstError" not in output, output
+    critical = [l for l in output.splitlines() if "could not start" in l]
+    assert len(critical) == 1 and f"127.0.0.1:{port}" in critical[0], output
+    assert not (tmp_path / "var" / "listeners.json").exists()
+
+
 # -- read-only commands have no side effect -------------------------------------------------
 READ_ONLY = [["users", "list"], ["queue", "list"], ["queue", "show", "1"], ["status"],
              ["mailbox", "list", "a@localhost"], ["domains", "list"],

@@ -342,6 +342,16 @@ def test_malformed_yaml_reports_the_parser_line():
     assert err.source in ("test.yaml:2", "test.yaml:3")
 
 
+@pytest.mark.parametrize("text,line", [
+    ('servernames: [a.example]\nsmtpserver:\n  helloName: "mx.a.example\n  x: 1\n', 3),
+    ("servernames: [a.example]\nsmtpserver:\n  helloName: 'mx\n\n\n", 3),
+    ("servernames: [a.example\n", 1),
+], ids=["double_quote", "single_quote_blank_lines_after", "bracket_at_the_end"])
+def test_something_left_open_to_the_end_of_the_file_is_reported_where_it_opens(text, line):
+    err = error_of(text, pipeline=False)
+    assert err.source == f"test.yaml:{line}" and "YAML syntax error" in err.message
+
+
 def test_python_tags_are_refused():
     err = error_of("postmaster: !!python/object/apply:os.system ['true']\n")
     assert err.source == "test.yaml:1" and "tag" in err.message

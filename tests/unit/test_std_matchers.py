@@ -326,3 +326,36 @@ def test_too_many_recipients_matches_above_the_limit(ctx):
 def test_too_many_recipients_refuses_a_bad_number(ctx, condition):
     with pytest.raises(ConfigurationError, match="TooManyRecipients"):
         ctx.matcher(TooManyRecipients, condition)
+
+
+NO_CONDITION = [All, HostIsLocal, RecipientIsLocal, SMTPAuthSuccessful, SMTPIsAuthNetwork,
+                SentByMailet, IsSingleRecipient, HasAttachment, SenderIsNull, SenderIsLocal]
+
+
+@pytest.mark.parametrize("cls", NO_CONDITION)
+def test_matchers_taking_no_condition_refuse_one(ctx, cls):
+    with pytest.raises(ConfigurationError, match="takes no condition"):
+        ctx.matcher(cls, "foo")
+    ctx.matcher(cls, None)
+
+
+def test_every_standard_matcher_either_reads_its_condition_or_refuses_one():
+    """A matcher that neither requires nor parses a condition must say it takes none
+    (bases such as WholeMailMatcher, which other matchers extend, are left out)."""
+    import importlib
+    import pkgutil
+
+    import mailets.matchers
+    from mailet_mta.api import GenericMatcher
+
+    classes = set()
+    for info in pkgutil.iter_modules(mailets.matchers.__path__):
+        module = importlib.import_module(f"mailets.matchers.{info.name}")
+        classes |= {c for c in vars(module).values() if isinstance(c, type)
+                    and issubclass(c, GenericMatcher) and c.__module__ == module.__name__}
+    leaves = {c for c in classes if not any(o is not c and issubclass(o, c) for o in classes)}
+    unparsed = [c for c in leaves if not c.condition_required
+                and c.init_matcher is GenericMatcher.init_matcher]
+    assert {c.__name__ for c in unparsed} >= {"All", "HostIsLocal", "SenderIsNull"}
+    for cls in unparsed:
+        assert cls.takes_condition is False, f"{cls.__name__} ignores a condition silently"
