@@ -125,8 +125,8 @@ class POP3Service(service.Service):
         self.started.addCallbacks(listening, not_listening)
 
     def _failed(self, failure):
-        log.failure("POP3 {name} could not listen on {listen}", failure,
-                    name=self.config.name, listen=self.config.listen)
+        log.error("POP3 {name} could not listen on {listen}: {error}", name=self.config.name,
+                  listen=self.config.listen, error=failure.getErrorMessage())
         return failure
 
     def stopService(self):

@@ -52,19 +52,20 @@ def test_twistd_with_a_configuration_error_prints_one_line_and_exits_1(tmp_path)
     assert result.stdout.strip() == ""
 
 
-def test_serve_on_a_busy_port_logs_no_traceback_and_says_it_in_one_line(tmp_path):
+@pytest.mark.parametrize("listener", ["smtpservers", "pop3servers"])
+def test_serve_on_a_busy_port_logs_no_traceback_and_says_it_in_one_line(tmp_path, listener):
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
         config = base_config(tmp_path / "var")
-        config["smtpservers"][0]["listen"] = f"tcp:{port}:interface=127.0.0.1"
+        config[listener][0]["listen"] = f"tcp:{port}:interface=127.0.0.1"
         path = write_config(tmp_path / "server.yaml", config)
         result = mailet_mta(tmp_path, "serve", "--config", str(path))
     line = one_line(result)
     assert f"127.0.0.1:{port}" in line and "server.yaml" in line, line
     assert "FirstError" not in result.stdout and "\n\t" not in result.stdout, result.stdout
-    critical = [l for l in result.stdout.splitlines() if "could not start" in l]
+    critical = [l for l in result.stdout.splitlines() if "could not" in l]
     assert critical and all(f"127.0.0.1:{port}" in l for l in critical), result.stdout
 
 
