@@ -1,12 +1,15 @@
 """The twistd side of mailet-mta: options and the service for ``twistd mailet-mta``.
 
-A configuration the server cannot run with ends twistd with the same one line
-``mailet-mta serve`` prints (``mailet-mta: configuration error: FILE:LINE: …``) and
-exit status 1, never with a traceback.
+A configuration the server cannot run with, or a listener that cannot bind, ends
+twistd with the same one line ``mailet-mta serve`` prints (``mailet-mta: configuration
+error: FILE:LINE: …``, ``mailet-mta: cannot listen: …``) and exit status 1, never with
+a traceback.
 """
 
 from __future__ import annotations
 
+import atexit
+import os
 import sys
 
 from twisted.python import usage
@@ -29,12 +32,31 @@ def makeService(options):
         config = load_config(_ConfigArgs(options["config"]))
         if options["data-dir"]:
             config.storage.data_dir = options["data-dir"]
-        return build(config, options["node-name"])
+        server = build(config, options["node-name"])
     except CLIError as exc:
         # twistd prints a traceback for anything raised here (a UsageError included):
         # say it in one line and leave.
         print(f"mailet-mta: {exc}", file=sys.stderr)
         raise SystemExit(1) from None
+    atexit.register(_exit_1_if_not_listening, server, config)
+    return server
+
+
+def _exit_1_if_not_listening(server, config) -> None:
+    """At interpreter exit, after twistd's own clean-up (pid file, logs): a server that
+    stopped because a listener could not bind says so in one line and exits 1, as
+    ``mailet-mta serve`` does (twistd itself has no way to set the exit status)."""
+    from .service import listen_error
+
+    failure = getattr(server, "start_error", None)
+    if failure is None:
+        return
+    # twistd has pointed sys.stdout/stderr into its log, closed by now: the real stderr.
+    print(f"mailet-mta: cannot listen: {listen_error(failure)}; free the port or change "
+          f"the listen string in {config.path or 'the configuration'}", file=sys.__stderr__)
+    sys.__stdout__.flush()
+    sys.__stderr__.flush()
+    os._exit(1)
 
 
 class _ConfigArgs:

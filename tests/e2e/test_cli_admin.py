@@ -69,7 +69,7 @@ def test_serve_on_a_busy_port_logs_no_traceback_and_says_it_in_one_line(tmp_path
     assert critical and all(f"127.0.0.1:{port}" in l for l in critical), result.stdout
 
 
-def test_twistd_on_a_busy_port_stops_instead_of_running_without_the_listener(tmp_path):
+def test_twistd_on_a_busy_port_stops_with_one_line_and_exit_1(tmp_path):
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
@@ -80,10 +80,11 @@ def test_twistd_on_a_busy_port_stops_instead_of_running_without_the_listener(tmp
         result = subprocess.run([str(BIN / "twistd"), "-n", "--pidfile=", "mailet-mta",
                                  "--config", str(path)], capture_output=True, text=True,
                                 cwd=tmp_path, env=_env(), timeout=60)
-    output = result.stdout + result.stderr
-    assert "Traceback" not in output and "FirstError" not in output, output
-    critical = [l for l in output.splitlines() if "could not start" in l]
-    assert len(critical) == 1 and f"127.0.0.1:{port}" in critical[0], output
+    line = one_line(result)
+    assert result.returncode == 1 and line.startswith("mailet-mta: cannot listen:"), line
+    assert f"127.0.0.1:{port}" in line and "server.yaml" in line, line
+    critical = [l for l in result.stdout.splitlines() if "could not start" in l]
+    assert len(critical) == 1 and "FirstError" not in result.stdout, result.stdout
     assert not (tmp_path / "var" / "listeners.json").exists()
 
 
