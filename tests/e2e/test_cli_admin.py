@@ -115,7 +115,7 @@ def test_status_exits_3_when_the_server_is_not_running_and_0_when_it_is(tmp_path
 
 
 # -- queue show by the mail's name ----------------------------------------------------------
-def closed_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -123,7 +123,7 @@ def closed_port() -> int:
 
 def test_queue_show_accepts_the_name_from_the_smtp_reply(tmp_path):
     config = base_config(tmp_path / "var")
-    config["dns"] = {"hosts": {"far.test": [f"127.0.0.1:{closed_port()}"]}}
+    config["dns"] = {"hosts": {"far.test": [f"127.0.0.1:{free_port()}"]}}
     with ServerProcess(tmp_path, config) as srv:
         with smtplib.SMTP("127.0.0.1", srv.port("smtp"), timeout=10) as s:
             s.ehlo()
@@ -159,7 +159,7 @@ def test_json_log_is_one_object_per_line_with_message_and_plain_fields(tmp_path)
     from aiosmtpd.controller import Controller
 
     sink = _Sink()
-    sink_port = closed_port()
+    sink_port = free_port()
     controller = Controller(sink, hostname="127.0.0.1", port=sink_port)
     controller.start()
     try:
