@@ -103,6 +103,23 @@ def test_command_without_a_database_creates_nothing_and_says_where_it_looked(tmp
     assert list(tmp_path.iterdir()) == []
 
 
+def test_read_only_command_on_an_empty_postgresql_database_creates_no_tables(tmp_path,
+                                                                             pg_url):
+    import sqlalchemy as sa
+
+    config = base_config(tmp_path / "var")
+    config["storage"]["url"] = pg_url
+    path = write_config(tmp_path / "server.yaml", config)
+    line = one_line(mailet_mta(tmp_path, "users", "list", "--config", str(path)))
+    assert "no mailet-mta tables" in line and "db upgrade" in line, line
+    assert "server.yaml" in line and "storage.url" in line
+    engine = sa.create_engine(pg_url)
+    try:
+        assert sa.inspect(engine).get_table_names() == []
+    finally:
+        engine.dispose()
+
+
 def test_status_exits_3_when_the_server_is_not_running_and_0_when_it_is(tmp_path):
     srv = ServerProcess(tmp_path, base_config(tmp_path / "var"))
     srv.cli("db", "upgrade")
