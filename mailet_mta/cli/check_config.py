@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 from .common import CLIError
 
 
@@ -14,18 +16,31 @@ def register(sub) -> None:
 def run(args) -> int:
     from ..api import ConfigurationError
     from ..config import load_config
+    from ..config.tree import combine
     from ..spool.processor import Pipeline
 
+    errors: list = []
     try:
         config = load_config(args.file)
-        # Build the pipeline with a throw-away context: resolves every mailet and
-        # matcher class and runs their init, exactly as start-up would.
-        Pipeline(config.spoolmanager, _CheckContext(config))
-        _check_tls(config)
     except ConfigurationError as exc:
-        raise CLIError(f"configuration error: {exc}") from None
+        errors.extend(getattr(exc, "errors", [exc]))
+        config = getattr(exc, "config", None)   # what could be read, checked further
     except FileNotFoundError:
         raise CLIError(f"configuration file not found: {args.file}") from None
+    if config is not None:
+        for warning in config.warnings:
+            print(f"warning: {warning}", file=sys.stderr)
+        try:
+            # Build the pipeline with a throw-away context: resolves every mailet and
+            # matcher class and runs their init, exactly as start-up would.
+            if not errors or {"root", "error"} <= set(config.spoolmanager.processors):
+                Pipeline(config.spoolmanager, _CheckContext(config))
+            _check_tls(config)
+        except ConfigurationError as exc:
+            seen = {e.source for e in errors}   # one error per line is enough
+            errors.extend(e for e in getattr(exc, "errors", [exc]) if e.source not in seen)
+    if errors:
+        raise CLIError(f"configuration error: {combine(errors)}")
     print(f"{args.file}: OK ({len(config.spoolmanager.processors)} processors, "
           f"{len(config.smtpservers)} SMTP and {len(config.pop3servers)} POP3 listeners)")
     return 0

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from ..api import ConfigurationError, parse_bool, parse_duration, parse_size
-from .tree import Node, fail
+from .tree import Node, fail, warn
 
 Converter = Callable[[Node, str], Any]
 
@@ -150,3 +150,67 @@ def file_path(node: Node, name: str) -> str:
     """A path; James's ``file://`` prefix is accepted and dropped."""
     value = text(node, name)
     return value[len("file://"):] if value.startswith("file://") else value
+
+
+# -- units that James and YAML may read differently ----------------------------------
+# A bare number is read the same way whichever spelling a key is written in; where a
+# reader coming from James could mean another unit, a warning names the key, the unit
+# it was read in, and how to write the unit out. The XML reader writes James's units
+# out before these converters run (see xml_loader.JAMES_UNITS), so XML never warns.
+def is_bare_number(node: Node) -> bool:
+    """True for ``100`` or ``"100"``: a number with no unit after it."""
+    value = node.value
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, (int, float)):
+        return True
+    return isinstance(value, str) and value.strip().replace(".", "", 1).isdigit()
+
+
+def human_size(octets: int) -> str:
+    """``10 MiB``, ``512 KiB``, ``100 B``: the largest binary unit that divides."""
+    for unit, factor in (("GiB", 1024 ** 3), ("MiB", 1024 ** 2), ("KiB", 1024)):
+        if octets >= factor and octets % factor == 0:
+            return f"{octets // factor} {unit}"
+    return f"{octets} B"
+
+
+def message_size(node: Node, name: str) -> int:
+    """James's ``maxmessagesize`` in any spelling: a bare number counts KiB (James's
+    unit); a nonzero bare number warns, because the model's name counts octets."""
+    octets = size("k")(node, name)
+    if octets and is_bare_number(node):
+        written = node.text.strip()
+        warn(f"{name}: {written} has no unit and is read as {written} KiB "
+             f"({human_size(octets)}), James's unit for maxmessagesize; write "
+             f"{written}k to keep that reading, or a size with its unit (10M, 10MiB, "
+             f"10485760B)", node.source)
+    return octets
+
+
+def timeout(allow_zero: bool = False) -> Converter:
+    """A listener timeout in seconds; a bare number warns, because James 2's
+    config.xml counted these in milliseconds and James 3 counts seconds."""
+    read = duration(allow_zero)
+
+    def convert(node: Node, name: str) -> float:
+        seconds = read(node, name)
+        if seconds and is_bare_number(node):
+            written = node.text.strip()
+            warn(f"{name}: {written} has no unit and is read as {written} seconds; "
+                 f"James 2's config.xml counted milliseconds here (James 3 counts "
+                 f"seconds): write {written}s to keep that reading, or the unit you "
+                 f"mean (500ms, 30s, 5 minutes)", node.source)
+        return seconds
+    return convert
+
+
+def repository_name(node: Node, name: str) -> str:
+    """A repository's name; James's URL form ``file://var/mail/error/`` means ``error``
+    (its last path component), as ToRepository reads ``repositoryPath``."""
+    written = text(node, name)
+    path = written.split("://", 1)[1] if "://" in written else written
+    parts = [p for p in path.replace("\\", "/").split("/") if p]
+    if not parts:
+        fail(f"{name} {written!r} names no repository; write e.g. error", node.source)
+    return parts[-1]

@@ -169,6 +169,10 @@ class Redirect(GenericMailet):
             del msg["Subject"]
             msg["Subject"] = subject
 
+    def message_for(self, mail) -> str | None:
+        """The text put first in a rebuilt body (the ``message`` parameter here)."""
+        return self.message_text
+
     def _rebuilt(self, mail) -> EmailMessage:
         """A new message: the text and inline content, then the attachment."""
         original = mail.message
@@ -181,7 +185,8 @@ class Redirect(GenericMailet):
         raw = mail.message_bytes().decode("utf-8", "replace")
         inline = {"heads": heads, "body": body, "all": heads + "\n" + body,
                   "message": raw, "none": "", "unaltered": body}[self.inline]
-        text = (str(self.message_text) + "\n\n" if self.message_text else "") + inline
+        message_text = self.message_for(mail)
+        text = (str(message_text) + "\n\n" if message_text else "") + inline
         new = EmailMessage()
         for name in ("From", "To", "Cc", "Reply-To", "Subject", "Date"):
             values = original.get_all(name) or []

@@ -203,7 +203,7 @@ def test_james_handler_keys_map_to_the_model():
     config = load("""
       <smtpserver><port>2525</port><handler>
         <helloName autodetect="false">mx.example.com</helloName>
-        <connectiontimeout>120</connectiontimeout>
+        <connectiontimeout>120000</connectiontimeout>
         <connectionLimit>100</connectionLimit>
         <connectionLimitPerIP>5</connectionLimitPerIP>
         <authorizedAddresses>127.0.0.0/8, 10.0.0.0/8</authorizedAddresses>
@@ -314,3 +314,72 @@ def test_servername_autodetect_is_refused_with_the_fix():
 
 def test_wrong_root_element_is_an_error():
     assert "root element must be <config>" in error_of("<james/>").message
+
+
+# -- James's units ------------------------------------------------------------------
+@pytest.mark.parametrize("written,seconds", [
+    ("360000", 360.0),          # James 2's config.xml: milliseconds
+    ("6 minutes", 360.0), ("30s", 30.0), ("1500ms", 1.5)])
+def test_config_xml_connectiontimeout_is_milliseconds_as_in_james2(written, seconds):
+    config = load(f"<smtpserver><port>2525</port><handler><connectiontimeout>{written}"
+                  f"</connectiontimeout></handler></smtpserver>"
+                  f"<pop3server><port>1110</port><connectiontimeout>{written}"
+                  f"</connectiontimeout></pop3server>")
+    assert config.smtpservers[0].connection_timeout == seconds
+    assert config.pop3servers[0].connection_timeout == seconds
+    assert config.warnings == []
+
+
+def test_config_xml_small_bare_timeout_warns_that_it_is_milliseconds():
+    config = load("<smtpserver><port>2525</port>\n<connectiontimeout>360"
+                  "</connectiontimeout></smtpserver>")
+    assert config.smtpservers[0].connection_timeout == 0.36
+    (warning,) = config.warnings
+    assert warning.startswith("test.xml:2: <connectiontimeout>360</connectiontimeout> is "
+                              "read as 360 milliseconds")
+    assert "write 360s" in warning
+
+
+@pytest.mark.parametrize("written,octets", [
+    ("10240", 10 * 1024 * 1024),   # James: KiB when no unit
+    ("10m", 10 * 1024 * 1024), ("10MiB", 10 * 1024 * 1024), ("0", 0)])
+def test_xml_maxmessagesize_is_kib_as_in_james_without_a_warning(written, octets):
+    config = load(f"<smtpserver><port>2525</port><maxmessagesize>{written}"
+                  f"</maxmessagesize></smtpserver>")
+    assert config.smtpservers[0].max_message_size == octets
+    assert config.warnings == []
+
+
+def test_james3_smtpserver_xml_counts_connectiontimeout_in_seconds():
+    config = load_config_text(
+        "<smtpservers><smtpserver enabled='true'><jmxName>smtpserver</jmxName>"
+        "<bind>127.0.0.1:2525</bind><connectionBacklog>200</connectionBacklog>"
+        "<tls socketTLS='false' startTLS='false'><keystore>file://conf/keystore"
+        "</keystore><secret>s</secret></tls>"
+        "<connectiontimeout>360</connectiontimeout><maxmessagesize>1024</maxmessagesize>"
+        "<handlerchain><handler class='org.apache.james.smtpserver.fastfail.ValidRcptHandler'/>"
+        "<handler class='org.apache.james.smtpserver.CoreCmdHandlerLoader'/></handlerchain>"
+        "</smtpserver></smtpservers>", "xml", "smtpserver.xml")
+    (smtp,) = config.smtpservers
+    assert smtp.listen == "tcp:2525:interface=127.0.0.1"
+    assert smtp.connection_timeout == 360.0 and smtp.max_message_size == 1024 * 1024
+    assert smtp.reject_unknown_local_users and smtp.tls is None
+    assert config.warnings == []
+
+
+def test_james3_handler_we_lack_is_refused_naming_its_line():
+    err = error_of("<smtpservers><smtpserver><bind>127.0.0.1:2525</bind>\n<handlerchain>\n"
+                   "<handler class='org.apache.james.smtpserver.fastfail.DNSRBLHandler'/>"
+                   "</handlerchain></smtpserver></smtpservers>")
+    assert err.source == "test.xml:3"
+    assert 'class="org.apache.james.smtpserver.fastfail.DNSRBLHandler"' in err.message
+
+
+def test_james3_domainlist_xml_gives_the_servernames_default_first():
+    config = load_config_text(
+        "<domainlist class='org.apache.james.domainlist.memory.MemoryDomainList'>"
+        "<domainnames><domainname>example.net</domainname><domainname>example.com"
+        "</domainname></domainnames><autodetect>false</autodetect>"
+        "<autodetectIP>false</autodetectIP><defaultDomain>example.com</defaultDomain>"
+        "</domainlist>", "xml", "domainlist.xml")
+    assert config.servernames == ["example.com", "example.net"]
