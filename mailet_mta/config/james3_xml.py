@@ -91,15 +91,18 @@ def _listeners(kind: str):
             if child.tag != f"{kind}server":
                 fail(f"<{kind}servers> holds <{kind}server> elements, not <{child.tag}>",
                      child.source)
-            items.append(convert_james3_listener(child))
+            items.append(convert_james3_listener(child, kind))
         return Node({f"{kind}servers": Node(items, root.source)}, root.source)
     return convert
 
 
-def convert_james3_listener(element: Element) -> Node:
+def convert_james3_listener(element: Element, kind: str = "smtp") -> Node:
     """A James 3 listener: seconds for timeouts, its handler chain read as settings."""
     node = convert_listener(element, JAMES3_TIMEOUT_UNIT, skip=_skipped)
     settings = node.value
+    per_ip = settings.get("connectionLimitPerIP")
+    if kind == "pop3" and per_ip is not None and per_ip.value.strip() == "0":
+        del settings["connectionLimitPerIP"]   # James's "no limit": what POP3 does here
     for child in element.children:
         if child.tag == "handlerchain":
             _handler_chain(child, settings)
