@@ -4,7 +4,8 @@ Value checks (a domain, an address, an endpoint string) are called while a file 
 read; :func:`validate_config` then checks what only the whole model shows: the required
 processors, exception policies that name processors, named composite matchers, and
 listeners that would collide. Whether a mailet or matcher class exists is checked when
-the spool manager loads the pipeline.
+the spool manager loads the pipeline. Every check goes through ``tree.attempt``, so one
+load reports all the problems of a file.
 """
 
 from __future__ import annotations
@@ -90,7 +91,8 @@ class _NoReactor:
 
 
 def validate_config(config: ServerConfig) -> ServerConfig:
-    """Cross-check a built configuration; raise ConfigurationError at the first problem."""
+    """Cross-check a built configuration. While a file loads (tree.reporting), each
+    problem is recorded and the checks go on; called alone it raises the first."""
     spool = config.spoolmanager
     for required in REQUIRED_PROCESSORS:
         if required not in spool.processors and not has_failed("spoolmanager",

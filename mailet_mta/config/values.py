@@ -175,16 +175,22 @@ def human_size(octets: int) -> str:
     return f"{octets} B"
 
 
+def warn_if_bare(node: Node, name: str, value, reading: str, hint: str) -> None:
+    """Warn that a nonzero bare number was read as ``reading``; ``hint`` (with
+    ``{written}`` for the value) says how to write the unit out."""
+    if value and is_bare_number(node):
+        written = node.text.strip()
+        warn(f"{name}: {written} has no unit and is read as {written} {reading}; "
+             f"{hint.format(written=written)}", node.source)
+
+
 def message_size(node: Node, name: str) -> int:
     """James's ``maxmessagesize`` in any spelling: a bare number counts KiB (James's
     unit); a nonzero bare number warns, because the model's name counts octets."""
     octets = size("k")(node, name)
-    if octets and is_bare_number(node):
-        written = node.text.strip()
-        warn(f"{name}: {written} has no unit and is read as {written} KiB "
-             f"({human_size(octets)}), James's unit for maxmessagesize; write "
-             f"{written}k to keep that reading, or a size with its unit (10M, 10MiB, "
-             f"10485760B)", node.source)
+    warn_if_bare(node, name, octets, f"KiB ({human_size(octets)}), James's unit for "
+                 f"maxmessagesize", "write {written}k to keep that reading, or a size "
+                 "with its unit (10M, 10MiB, 10485760B)")
     return octets
 
 
@@ -195,12 +201,9 @@ def timeout(allow_zero: bool = False) -> Converter:
 
     def convert(node: Node, name: str) -> float:
         seconds = read(node, name)
-        if seconds and is_bare_number(node):
-            written = node.text.strip()
-            warn(f"{name}: {written} has no unit and is read as {written} seconds; "
-                 f"James 2's config.xml counted milliseconds here (James 3 counts "
-                 f"seconds): write {written}s to keep that reading, or the unit you "
-                 f"mean (500ms, 30s, 5 minutes)", node.source)
+        warn_if_bare(node, name, seconds, "seconds", "James 2's config.xml counted "
+                     "milliseconds here (James 3 counts seconds): write {written}s to "
+                     "keep that reading, or the unit you mean (500ms, 30s, 5 minutes)")
         return seconds
     return convert
 

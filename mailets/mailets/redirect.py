@@ -196,13 +196,25 @@ class Redirect(GenericMailet):
             domain=str(self.context.server_name or "localhost"))
         new.set_content(text or "\n")
         if self.attachment == "message":
-            attached = email.parser.BytesParser(policy=email.policy.default).parsebytes(
-                mail.message_bytes())
-            new.add_attachment(attached, filename="original.eml")
+            _attach_original(new, mail.message_bytes())
         elif self.attachment != "none":
             content = {"heads": heads, "body": body, "all": heads + "\n" + body}[self.attachment]
             new.add_attachment(content, filename=f"{self.attachment}.txt")
         return new
+
+
+def _attach_original(new: EmailMessage, raw: bytes) -> None:
+    """The original as a ``message/rfc822`` part; a message the email package cannot
+    write back (undecodable 8-bit bytes in a broken multipart) goes as an
+    ``application/octet-stream`` file instead, byte for byte."""
+    attached = email.parser.BytesParser(policy=email.policy.default).parsebytes(raw)
+    try:
+        attached.as_bytes()
+    except (UnicodeError, LookupError, ValueError):
+        new.add_attachment(raw, maintype="application", subtype="octet-stream",
+                           filename="original.eml")
+        return
+    new.add_attachment(attached, filename="original.eml")
 
 
 def _one_line(value) -> str:

@@ -135,3 +135,17 @@ def test_check_config_prints_unit_warnings_and_passes(tmp_path):
     assert warnings[0].startswith(f"warning: {path}:4: smtpserver.maxmessagesize: 10240 "
                                   f"has no unit and is read as 10240 KiB (10 MiB)")
     assert warnings[1].startswith(f"warning: {path}:5: smtpserver.connectiontimeout")
+
+
+def test_serve_prints_every_error_of_the_file_and_does_not_start(tmp_path):
+    path = tmp_path / "broken.xml"
+    path.write_text(BROKEN)
+    result = subprocess.run([sys.executable, "-m", "mailet_mta", "serve", "--config",
+                             str(path)], capture_output=True, text=True, cwd=tmp_path,
+                            env=_env(), timeout=60)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert lines[0] == "mailet-mta: configuration error: 4 errors:"
+    assert [line.split(": ", 1)[0] for line in lines[1:]] == [
+        f"{path}:6", f"{path}:17", f"{path}:18", f"{path}:8"]
+    assert not (tmp_path / "var").exists()

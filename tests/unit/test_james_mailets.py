@@ -261,3 +261,18 @@ def test_is_sender_in_rrt_loop_matches_a_sender_whose_mappings_loop():
     assert run(matcher.match(make_mail(sender="c@example.com"))) == []
     assert run(matcher.match(make_mail(sender="eve@remote.org"))) == []
     assert run(matcher.match(make_mail(sender=None))) == []
+
+
+def test_a_notice_attaches_an_original_the_email_package_cannot_write_back(ctx):
+    """Undecodable 8-bit bytes in a broken multipart: the original goes as a file."""
+    from mailets.mailets.redirect import Redirect
+
+    raw = b"Content-Type: multipart/mixed; boundary=b\r\n\xff\xfe\r\n"
+    run(ctx.mailet(Redirect, recipients="alice@other.org", attachment="message")
+        .service(make_mail(raw)))
+    run(ctx.mailet(NotifyPostmaster).service(make_mail(raw)))
+    for copy, _state, _delay in ctx.sent:
+        msg = parsed(copy)
+        (attached,) = list(msg.iter_attachments())
+        assert attached.get_filename() == "original.eml"
+        assert attached.get_payload(decode=True) == raw
