@@ -6,6 +6,9 @@ The dialect is James 2's ``config.xml``: ``<James>`` holds ``postmaster`` and
 init parameters, and named composite ``<matcher>`` definitions; ``<smtpserver>`` and
 ``<pop3server>`` (several of each allowed) take their settings directly or inside
 ``<handler>``. ``<storage>``, ``<dns>`` and ``<logging>`` mirror the YAML keys.
+Bare numbers keep James 2's units: ``connectiontimeout`` in milliseconds,
+``maxmessagesize`` in KiB (see JAMES_UNITS). James 3's own files (``<mailetcontainer>``,
+``<smtpservers>``, ``<pop3servers>``, ``<domainlist>``) are read by :mod:`.james3_xml`.
 
 Parsing goes through defusedxml's SAX reader so entity declarations (billion laughs)
 and external entities are refused; the SAX locator gives each element its line.
@@ -297,6 +300,8 @@ def convert_spoolmanager(element: Element) -> Node:
                 _add_processor(proc, processors)
         elif child.tag == "processor":
             _add_processor(child, processors)
+        elif child.tag in ("mailetpackages", "matcherpackages"):
+            continue  # James 2's package lists: its classes are found by name here
         else:
             _put(out, child.tag, generic(child), child)
     out["processors"] = Node(processors, element.source)

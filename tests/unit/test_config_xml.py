@@ -383,3 +383,11 @@ def test_james3_domainlist_xml_gives_the_servernames_default_first():
         "<autodetectIP>false</autodetectIP><defaultDomain>example.com</defaultDomain>"
         "</domainlist>", "xml", "domainlist.xml")
     assert config.servernames == ["example.com", "example.net"]
+
+
+def test_james2_package_lists_in_the_spoolmanager_are_accepted():
+    config = load("<spoolmanager><mailetpackages><mailetpackage>org.apache.james.transport."
+                  "mailets</mailetpackage></mailetpackages><matcherpackages><matcherpackage>"
+                  "org.apache.james.transport.matchers</matcherpackage></matcherpackages>"
+                  "</spoolmanager>", pipeline=False)
+    assert "root" in config.spoolmanager.processors
