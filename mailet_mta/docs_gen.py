@@ -41,7 +41,10 @@ LISTENER_SPECIAL = {
     "bind": ("listen", "str", "James style: address to bind (with port)"),
     "port": ("listen", "int", "James style: port (with bind)"),
     "enabled": ("—", "bool", "false skips this listener"),
-    "auth": ("require_ssl", "block", "James 3: `auth: {requireSSL: …}`"),
+    "auth": ("require_ssl, auth_required, auth_before_mail", "block",
+             "James 3: `auth: {requireSSL: …}`; SMTP also `announce` (never, always, "
+             "forUnauthorizedAddresses: authRequired false, announce, true) and "
+             "`required` (authBeforeMail)"),
     "tls": ("tls", "block", "certificate block (see tls)"),
 }
 

@@ -196,7 +196,11 @@ SMTP_KEYS: Table = {
 }
 POP3_KEYS: Table = dict(COMMON_LISTENER_KEYS)
 LISTENER_SPECIAL = ("bind", "port", "enabled", "auth", "tls")
-AUTH_KEYS: Table = keys("require_ssl", v.boolean, "requireSSL", "require_ssl")
+AUTH_KEYS: Table = {
+    **keys("require_ssl", v.boolean, "requireSSL", "require_ssl"),
+    **keys("auth_required", v.auth_announce, "announce"),       # James 3's auth block
+    **keys("auth_before_mail", v.boolean, "required"),
+}
 TLS_FLAG_KEYS: Table = {**keys("implicit_tls", v.boolean, "socketTLS"),
                         **keys("starttls", v.boolean, "startTLS")}
 
@@ -209,8 +213,9 @@ def build_listener(node: Node, what: str, cls, table: Table, name: str):
     rest = read_keys(node, what, table, cfg, special=LISTENER_SPECIAL, seen=seen)
     if "enabled" in rest and not v.boolean(rest["enabled"], f"{what}.enabled"):
         return None
-    if "auth" in rest:
-        read_keys(rest["auth"], f"{what}.auth", AUTH_KEYS, cfg, seen=seen)
+    if "auth" in rest:   # POP3 has no announce/required: they are unknown keys there
+        auth_keys = {k: fc for k, fc in AUTH_KEYS.items() if hasattr(cfg, fc[0])}
+        read_keys(rest["auth"], f"{what}.auth", auth_keys, cfg, seen=seen)
     if "tls" in rest:
         tls_node = rest["tls"]
         cfg.tls, flags = build_tls(tls_node, f"{what}.tls")

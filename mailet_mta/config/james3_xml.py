@@ -26,6 +26,8 @@ JAMES3_TIMEOUT_UNIT = "s"
 # James 3 listener settings about the JVM and its thread pools: nothing to set here.
 LISTENER_IGNORED = ("jmxName", "connectionBacklog", "gracefulShutdown", "bossWorkerCount",
                     "ioWorkerCount", "maxExecutorCount", "addressBracketsEnforcement")
+# Java keystore details of a James 3 <tls> block, meaningless with PEM files.
+KEYSTORE_DETAILS = ("keystoreType", "provider", "algorithm")
 # Handlers of a James 3 <handlerchain> and the setting each stands for here.
 CORE_HANDLERS = ("org.apache.james.smtpserver.CoreCmdHandlerLoader",
                  "org.apache.james.pop3server.core.CoreCmdHandlerLoader")
@@ -106,9 +108,27 @@ def convert_james3_listener(element: Element, kind: str = "smtp") -> Node:
     for child in element.children:
         if child.tag == "handlerchain":
             _handler_chain(child, settings)
-        elif child.tag == "tls" and _tls_off(child):
-            settings.pop("tls", None)  # James ignores a keystore it does not use
+        elif child.tag == "tls":
+            _james3_tls(child, settings)
     return node
+
+
+def _james3_tls(element: Element, settings: dict[str, Node]) -> None:
+    """James 3's <tls>: off → dropped; on → PEM files, the Java keystore refused."""
+    if _tls_off(element):
+        settings.pop("tls", None)  # James ignores a keystore it does not use
+        return
+    tls = settings["tls"].value
+    for key in KEYSTORE_DETAILS:
+        tls.pop(key, None)
+    if "keystore" in tls:
+        if "privateKey" not in tls:
+            fail("<tls> names a Java keystore; mailet-mta reads PEM files: add "
+                 "<privateKey>file://conf/private.key</privateKey> and "
+                 "<certificates>file://conf/certs.pem</certificates> (openssl pkcs12 "
+                 "converts a PKCS12 keystore)", element.source)
+        tls.pop("keystore")
+        tls.pop("secret", None)     # the keystore's password
 
 
 def _skipped(child: Element) -> bool:

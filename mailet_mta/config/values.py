@@ -139,6 +139,10 @@ verify_identity = choice({"strict": "strict", "true": "strict", "yes": "strict",
                           "relaxed": "relaxed", "false": "false", "no": "false",
                           "disabled": "false", "off": "false"},
                          "strict (or true), relaxed, or false (or disabled)")
+# James 3's auth.announce: when AUTH is offered, in the words of authRequired.
+auth_announce = choice({"never": "false", "always": "announce",
+                        "forunauthorizedaddresses": "true"},
+                       "never, always or forUnauthorizedAddresses")
 tls_version = choice({"tlsv1.2": "TLSv1.2", "tlsv1.3": "TLSv1.3", "1.2": "TLSv1.2",
                       "1.3": "TLSv1.3"}, "TLSv1.2 or TLSv1.3")
 log_level = choice({"debug": "debug", "info": "info", "warn": "warn", "warning": "warn",

@@ -391,3 +391,56 @@ def test_james2_package_lists_in_the_spoolmanager_are_accepted():
                   "org.apache.james.transport.matchers</matcherpackage></matcherpackages>"
                   "</spoolmanager>", pipeline=False)
     assert "root" in config.spoolmanager.processors
+
+
+JAMES3_LISTENERS = """<smtpservers>
+  <smtpserver enabled="true">
+    <jmxName>smtpserver-global</jmxName><bind>0.0.0.0:2525</bind>
+    <tls socketTLS="false" startTLS="false"><keystore>file://conf/keystore</keystore>
+      <keystoreType>PKCS12</keystoreType><secret>s</secret></tls>
+    <connectiontimeout>360</connectiontimeout>
+    <auth><announce>never</announce></auth>
+    <authorizedAddresses>127.0.0.0/8</authorizedAddresses>
+  </smtpserver>
+  <smtpserver enabled="true">
+    <jmxName>smtpserver-TLS</jmxName><bind>0.0.0.0:4650</bind>
+    <tls socketTLS="true" startTLS="false"><keystore>file://conf/keystore</keystore>
+      <keystoreType>PKCS12</keystoreType><secret>s</secret>
+      <provider>org.bouncycastle.jce.provider.BouncyCastleProvider</provider>
+      <algorithm>SunX509</algorithm>
+      <privateKey>file://conf/private.key</privateKey>
+      <certificates>file://conf/certs.pem</certificates></tls>
+    <auth><announce>forUnauthorizedAddresses</announce></auth>
+  </smtpserver>
+  <smtpserver enabled="true">
+    <jmxName>smtpserver-authenticated</jmxName><bind>0.0.0.0:5870</bind>
+    <auth><announce>always</announce><required>true</required></auth>
+  </smtpserver>
+</smtpservers>"""
+
+
+def test_james3_smtpserver_xml_auth_announce_and_pem_tls():
+    config = load_config_text(JAMES3_LISTENERS, "xml", "smtpserver.xml")
+    plain, tls, submission = config.smtpservers
+    assert (plain.auth_required, plain.tls) == ("false", None)
+    assert tls.auth_required == "true" and tls.implicit_tls
+    assert (tls.tls.private_key, tls.tls.certificate) == ("conf/private.key",
+                                                          "conf/certs.pem")
+    assert submission.auth_required == "announce" and submission.auth_before_mail
+
+
+def test_james3_keystore_without_pem_files_is_refused_saying_what_to_write():
+    text = JAMES3_LISTENERS.replace(
+        "<privateKey>file://conf/private.key</privateKey>", "").replace(
+        "<certificates>file://conf/certs.pem</certificates>", "")
+    with pytest.raises(ConfigurationError) as info:
+        load_config_text(text, "xml", "smtpserver.xml")
+    assert info.value.source == "smtpserver.xml:12"
+    assert "mailet-mta reads PEM files: add <privateKey>" in info.value.message
+
+
+def test_james3_auth_announce_is_an_unknown_key_for_pop3():
+    with pytest.raises(ConfigurationError, match="unknown key 'announce' in pop3server.auth"):
+        load_config_text("<pop3servers><pop3server><bind>127.0.0.1:1110</bind><auth>"
+                         "<announce>always</announce></auth></pop3server></pop3servers>",
+                         "xml", "pop3server.xml")
