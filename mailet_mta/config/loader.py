@@ -91,7 +91,7 @@ def _load(data, fmt: str, name: str = "<string>", default_pipeline: bool = True
     with reporting() as report:
         config = attempt(lambda: _build(data, fmt, name, default_pipeline))
     if report.errors:
-        raise combine(report.errors, config)
+        raise combine(report.all_errors(name), config)
     config.warnings = report.warnings
     return config
 

@@ -113,12 +113,23 @@ class Report:
         self.errors: list[ConfigurationError] = []
         self.warnings: list[str] = []
         self.failed: set[str] = set()
+        self.dropped = 0
 
     def add(self, error: ConfigurationError, label: str | None = None) -> None:
-        if len(self.errors) < MAX_ERRORS:
-            self.errors.extend(getattr(error, "errors", [error]))
+        for one in getattr(error, "errors", [error]):
+            if len(self.errors) < MAX_ERRORS:
+                self.errors.append(one)
+            else:
+                self.dropped += 1
         if label:
             self.failed.add(label)
+
+    def all_errors(self, name: str) -> list[ConfigurationError]:
+        """The errors kept, plus one line saying how many more were found."""
+        if not self.dropped:
+            return list(self.errors)
+        return [*self.errors, ConfigurationError(
+            f"{self.dropped} more errors not shown; fix these first", name)]
 
 
 _REPORT: contextvars.ContextVar[Report | None] = contextvars.ContextVar(

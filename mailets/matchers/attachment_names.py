@@ -10,7 +10,7 @@ from ..mime_parts import TooComplex, leaf_parts
 from .whole_mail import WholeMailMatcher
 
 MAX_ZIP_ENTRIES = 1000      # names read from one attached .zip
-MAX_ZIP_SIZE = 50 * 1024 * 1024   # larger .zip attachments are not opened
+MAX_ZIP_SIZE = 16 * 1024 * 1024   # larger .zip attachments match unopened
 
 
 class AttachmentFileNameIs(WholeMailMatcher):

@@ -96,3 +96,15 @@ def test_pipeline_reports_every_unknown_class_at_once():
     found = [(e.source, e.message.split(" ", 2)[:2]) for e in info.value.errors]
     assert found == [("p.yaml:4", ["unknown", "matcher"]), ("p.yaml:4", ["unknown", "mailet"]),
                      ("p.yaml:6", ["unknown", "mailet"])]
+
+
+def test_the_report_keeps_a_bounded_number_of_errors_and_counts_the_rest():
+    from mailet_mta.config.tree import MAX_ERRORS
+
+    text = "".join(f"typo{i}: 1\n" for i in range(MAX_ERRORS + 20))
+    with pytest.raises(ConfigurationErrors) as info:
+        load_config_text(text, "yaml", "many.yaml")
+    errors = info.value.errors
+    assert len(errors) == MAX_ERRORS + 1
+    assert errors[MAX_ERRORS - 1].source == f"many.yaml:{MAX_ERRORS}"
+    assert str(errors[-1]) == "many.yaml: 20 more errors not shown; fix these first"

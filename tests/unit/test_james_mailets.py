@@ -276,3 +276,18 @@ def test_a_notice_attaches_an_original_the_email_package_cannot_write_back(ctx):
         (attached,) = list(msg.iter_attachments())
         assert attached.get_filename() == "original.eml"
         assert attached.get_payload(decode=True) == raw
+
+
+def test_attachment_file_name_is_matches_a_zip_too_big_or_too_full_to_read(ctx, monkeypatch):
+    import mailets.matchers.attachment_names as names
+
+    full = make_mail(with_attachments(zipped={"many.zip": [f"f{i}.txt" for i in range(30)]}))
+    matcher = ctx.matcher(AttachmentFileNameIs, "-z *.exe")
+    assert run(matcher.match(full)) == []
+    monkeypatch.setattr(names, "MAX_ZIP_ENTRIES", 20)
+    assert run(matcher.match(full)) == [A("bob@example.com")]
+    monkeypatch.setattr(names, "MAX_ZIP_ENTRIES", 1000)
+    monkeypatch.setattr(names, "MAX_ZIP_SIZE", 100)
+    assert run(matcher.match(full)) == [A("bob@example.com")]
+    not_a_zip = make_mail(with_attachments("fake.zip"))
+    assert run(matcher.match(not_a_zip)) == [A("bob@example.com")]
