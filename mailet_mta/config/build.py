@@ -290,10 +290,10 @@ def parse_match(expression: str, source: str, what: str) -> MatcherSpec:
 
 MAILET_KEYS: Table = {
     **keys("mailet", v.written_text, "class"),
-    **keys("on_mailet_exception", v.written_text, "onMailetException",
-           "on_mailet_exception"),
-    **keys("on_match_exception", v.written_text, "onMatchException",
-           "on_match_exception"),
+    **keys("on_mailet_exception", v.policy("error", "ignore", "propagate"),
+           "onMailetException", "on_mailet_exception"),
+    **keys("on_match_exception", v.policy("error", "nomatch", "matchall", "propagate"),
+           "onMatchException", "on_match_exception"),
     **keys("parameters", lambda n, w: parameters(n, w), "parameters"),
 }
 

@@ -139,6 +139,15 @@ verify_identity = choice({"strict": "strict", "true": "strict", "yes": "strict",
                           "relaxed": "relaxed", "false": "false", "no": "false",
                           "disabled": "false", "off": "false"},
                          "strict (or true), relaxed, or false (or disabled)")
+def policy(*keywords: str) -> Converter:
+    """An exception policy: one of ``keywords`` in any case (James writes ``noMatch``),
+    else a processor name exactly as written."""
+    def convert(node: Node, name: str) -> str:
+        word = written_text(node, name)
+        return word.lower() if word.lower() in keywords else word
+    return convert
+
+
 # James 3's auth.announce: when AUTH is offered, in the words of authRequired.
 auth_announce = choice({"never": "false", "always": "announce",
                         "forunauthorizedaddresses": "true"},

@@ -339,8 +339,9 @@ def _add_processor(element: Element, processors: dict[str, Node]) -> None:
 
 
 def convert_mailet(element: Element) -> Node:
-    """Attributes match/notmatch/class; other children are init parameters."""
-    _no_attrs(element, ("match", "notmatch", "class"))
+    """Attributes match/notmatch/class (and James's onMailetException/onMatchException,
+    also written as child elements); other children are init parameters."""
+    _no_attrs(element, ("match", "notmatch", "class", *MAILET_CONTROL))
     out: dict[str, Node] = {k: Node(val, element.source) for k, val in element.attrs.items()}
     params: dict[str, Node] = {}
     for child in element.children:

@@ -444,3 +444,17 @@ def test_james3_auth_announce_is_an_unknown_key_for_pop3():
         load_config_text("<pop3servers><pop3server><bind>127.0.0.1:1110</bind><auth>"
                          "<announce>always</announce></auth></pop3server></pop3servers>",
                          "xml", "pop3server.xml")
+
+
+def test_exception_policies_may_be_attributes_in_any_case_as_james_writes_them():
+    config = load_config_text(
+        "<mailetcontainer><processors><processor state='root'>"
+        "<mailet match='All' class='SetMimeHeader' onMatchException='noMatch'>"
+        "<name>X-A</name><value>1</value><onMailetException>Ignore</onMailetException>"
+        "</mailet><mailet match='All' class='Null' onMailetException='error'/>"
+        "</processor><processor state='error'><mailet match='All' class='Null'/>"
+        "</processor></processors></mailetcontainer>", "xml", "m.xml")
+    first, second = config.spoolmanager.processors["root"].mailets
+    assert (first.on_match_exception, first.on_mailet_exception) == ("nomatch", "ignore")
+    assert first.parameters == {"name": "X-A", "value": "1"}
+    assert second.on_mailet_exception == "error"
