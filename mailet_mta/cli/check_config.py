@@ -40,7 +40,8 @@ def run(args) -> int:
             seen = {e.source for e in errors}   # one error per line is enough
             errors.extend(e for e in getattr(exc, "errors", [exc]) if e.source not in seen)
     if errors:
-        raise CLIError(f"configuration error: {combine(errors)}")
+        count = f"{len(errors)} errors:\n" if len(errors) > 1 else ""
+        raise CLIError(f"configuration error: {count}{combine(errors)}")
     print(f"{args.file}: OK ({len(config.spoolmanager.processors)} processors, "
           f"{len(config.smtpservers)} SMTP and {len(config.pop3servers)} POP3 listeners)")
     return 0

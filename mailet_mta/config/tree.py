@@ -78,8 +78,8 @@ class ConfigurationErrors(ConfigurationError):
     """Several errors of one file, each ``file:line: message``, in the order found.
 
     ``message`` and ``source`` are the first error's, so code that reports one error
-    still reads well; ``str()`` lists them all, one per line. ``config`` is what could
-    be built despite the errors (for further checks), or None.
+    still reads well; ``str()`` lists them all, one ``file:line: message`` per line.
+    ``config`` is what could be built despite the errors (for further checks), or None.
     """
 
     def __init__(self, errors: list[ConfigurationError], config: Any = None):
@@ -88,8 +88,7 @@ class ConfigurationErrors(ConfigurationError):
         self.config = config
 
     def __str__(self) -> str:
-        lines = [str(e) for e in self.errors]
-        return f"{len(lines)} errors:\n" + "\n".join(lines)
+        return "\n".join(str(e) for e in self.errors)
 
 
 def combine(errors: list[ConfigurationError], config: Any = None) -> ConfigurationError:

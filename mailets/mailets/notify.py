@@ -26,7 +26,7 @@ from mailet_mta.api import (
     ATTR_AUTH_NETWORK, ATTR_AUTH_USER, Mail, MailetConfig, parse_bool,
 )
 
-from .redirect import Redirect, _one_line
+from .redirect import Redirect, raw_headers
 
 NOTICE_PARAMETERS = ("sender", "sendingAddress", "attachError", "attachStackTrace",
                      "prefix", "inline", "attachment", "passThrough", "fakeDomainCheck",
@@ -74,9 +74,9 @@ class _Notify(Redirect):
         server = self.context.server_name or "localhost"
         notice = str(self.message_text or DEFAULT_NOTICE.format(server=server))
         headers = mail.headers()
-        lines = [notice, "", "Message details:",
-                 f"  Subject: {_one_line(headers.get('Subject', ''))}",
-                 f"  Sent date: {_one_line(headers.get('Date', ''))}",
+        subject, date = (" ".join(raw_headers(headers, n)[:1]) for n in ("Subject", "Date"))
+        lines = [notice, "", "Message details:", f"  Subject: {subject}",
+                 f"  Sent date: {date}",
                  f"  MAIL FROM: <{mail.sender or ''}>",
                  f"  RCPT TO: {', '.join(str(r) for r in mail.recipients)}",
                  f"  Size (in bytes): {mail.size}"]
@@ -89,9 +89,12 @@ class _Notify(Redirect):
         new["Auto-Submitted"] = "auto-replied"
         if "Date" not in new:
             new["Date"] = formatdate(usegmt=True)
-        original_id = mail.headers().get("Message-ID")
-        if original_id:
-            new["In-Reply-To"] = _one_line(original_id)
+        original_id = raw_headers(mail.headers(), "Message-ID")[:1]
+        if original_id and original_id[0].strip():
+            try:
+                new["In-Reply-To"] = original_id[0].strip()
+            except (IndexError, ValueError, TypeError):
+                pass   # an unparsable Message-ID is not referred to
         if self.attach_error and mail.error_message:
             new.add_attachment(str(mail.error_message), filename="error.txt")
         return new

@@ -291,3 +291,17 @@ def test_attachment_file_name_is_matches_a_zip_too_big_or_too_full_to_read(ctx, 
     assert run(matcher.match(full)) == [A("bob@example.com")]
     not_a_zip = make_mail(with_attachments("fake.zip"))
     assert run(matcher.match(not_a_zip)) == [A("bob@example.com")]
+
+
+@pytest.mark.parametrize("raw", [b'From: "\r\n\r\nbody\r\n',
+                                 b"Subject: \x80\xff\r\nTo:\x80 bob@example.com\r\n\r\nx\r\n"])
+def test_notices_and_redirects_survive_headers_the_email_package_cannot_parse(ctx, raw):
+    from mailets.mailets.redirect import Redirect
+
+    run(ctx.mailet(Redirect, recipients="alice@other.org", inline="all",
+                   attachment="heads").service(make_mail(raw)))
+    run(ctx.mailet(NotifySender).service(make_mail(raw)))
+    run(ctx.mailet(UseHeaderRecipients).service(make_mail(raw)))
+    assert len(ctx.sent) >= 2
+    for copy, _state, _delay in ctx.sent:
+        assert isinstance(copy.message_bytes(), bytes)
