@@ -107,3 +107,14 @@ def test_the_report_keeps_a_bounded_number_of_errors_and_counts_the_rest():
     assert len(errors) == MAX_ERRORS + 1
     assert errors[MAX_ERRORS - 1].source == f"many.yaml:{MAX_ERRORS}"
     assert str(errors[-1]) == "many.yaml: 20 more errors not shown; fix these first"
+
+
+@pytest.mark.parametrize("name", ["mailet-mta.yaml", "config.xml", "examples/james3"])
+def test_shipped_configurations_load_without_unit_warnings(name):
+    from pathlib import Path
+
+    from mailet_mta.config import default_config, load_config
+
+    conf = Path(__file__).resolve().parents[2] / "conf"
+    assert load_config(conf / name).warnings == []
+    assert default_config().warnings == []
