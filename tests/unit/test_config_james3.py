@@ -112,3 +112,15 @@ def test_a_directory_with_some_of_the_james_files_loads_those(tmp_path):
         "<domainlist><domainnames><domainname>a.example</domainname></domainnames>"
         "</domainlist>")
     assert load_config(tmp_path).servernames == ["a.example"]
+
+
+def test_a_james_named_to_processor_is_checked_like_the_short_name():
+    with pytest.raises(ConfigurationError) as info:
+        load_config_text(
+            "<mailetcontainer><processors>\n<processor state='root'>\n"
+            "<mailet match='All' class='org.apache.james.transport.mailets.ToProcessor'>"
+            "<processor>nowhere</processor></mailet></processor>\n<processor state='error'>"
+            "<mailet match='All' class='Null'/></processor></processors></mailetcontainer>",
+            "xml", "m.xml")
+    assert info.value.source == "m.xml:3"
+    assert "names processor 'nowhere', which is not defined" in info.value.message
