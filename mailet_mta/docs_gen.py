@@ -19,7 +19,7 @@ import yaml
 from .config import build as b
 from .config import model as m
 
-HIDDEN = {"source", "path"}
+HIDDEN = {"source", "path", "warnings"}
 
 
 @dataclass
@@ -41,7 +41,10 @@ LISTENER_SPECIAL = {
     "bind": ("listen", "str", "James style: address to bind (with port)"),
     "port": ("listen", "int", "James style: port (with bind)"),
     "enabled": ("—", "bool", "false skips this listener"),
-    "auth": ("require_ssl", "block", "James 3: `auth: {requireSSL: …}`"),
+    "auth": ("require_ssl, auth_required, auth_before_mail", "block",
+             "James 3: `auth: {requireSSL: …}`; SMTP also `announce` (never, always, "
+             "forUnauthorizedAddresses: authRequired false, announce, true) and "
+             "`required` (authBeforeMail)"),
     "tls": ("tls", "block", "certificate block (see tls)"),
 }
 
@@ -112,6 +115,58 @@ SECTIONS = [
                      "notmatch": ("match, notmatch", "str", "the inverse of match")},
             intro="In XML `match` and `class` are attributes of `<mailet>` and every other "
                   "child element is an init parameter."),
+]
+
+
+UNITS = [
+    "## Units: where YAML and XML differ",
+    "",
+    "A number written with its unit means the same in every file: sizes `512B`, `10k`, "
+    "`10M`, `10MiB`, `2g` (binary: k = 1024); durations `500ms`, `30s`, `5 minutes`, "
+    "`1h`. Only a **bare number** is read in a unit that depends on where it is written:",
+    "",
+    "| key | YAML (any spelling) | XML `<config>` (James 2's config.xml) | XML "
+    "`<smtpservers>`/`<pop3servers>` (James 3) |",
+    "| --- | --- | --- | --- |",
+    "| `maxmessagesize`, `maxMessageSize`, `max_message_size` | KiB, with a warning "
+    "| KiB | KiB |",
+    "| `connectiontimeout`, `connectionTimeout`, `connection_timeout` | seconds, with a "
+    "warning | **milliseconds** (a value under 1000 warns) | seconds |",
+    "| every other size / duration | octets / seconds | octets / seconds | "
+    "octets / seconds |",
+    "",
+    "Why: the XML files are read as James reads them, so a James configuration keeps "
+    "its meaning (`<connectiontimeout>360000</connectiontimeout>` from James 2 is six "
+    "minutes, not 100 hours). In YAML all spellings of a key agree; where a reader "
+    "coming from James could mean another unit, a bare number loads with a warning "
+    "(`file:line: … has no unit and is read as …`) that `check-config` and `serve` "
+    "print. Write the unit and the warning goes away. Mailet parameters keep each "
+    "mailet's own units (RemoteDelivery's `delayTime` is milliseconds when bare, as in "
+    "James).",
+    "",
+]
+JAMES3 = [
+    "## James 3 files",
+    "",
+    "Besides its own `<config>`, the XML reader takes James 3's files as they are: "
+    "`mailetcontainer.xml` (`<mailetcontainer>`: `<context><postmaster>`, "
+    "`<spooler><threads>`/`<errorRepository>`, `<processors>` of `<processor "
+    "state=\"…\">`), `smtpserver.xml` (`<smtpservers>`), `pop3server.xml` "
+    "(`<pop3servers>`) and `domainlist.xml` (`<domainlist>`). Each may be checked or "
+    "served alone; `--config DIR` (or `check-config DIR`) reads those of them a James "
+    "`conf/` directory holds, together. Class names may be James's full names "
+    "(`org.apache.james.transport.mailets.LocalDelivery`, "
+    "`org.apache.james.transport.matchers.All`, "
+    "`org.apache.james.mailetcontainer.impl.matchers.Or`…): they mean the standard "
+    "mailet or matcher of the same short name. One mailet-mta lacks is refused at its "
+    "`file:line`. In a `<handlerchain>`, `CoreCmdHandlerLoader` is implied, "
+    "`ValidRcptHandler` sets `rejectUnknownLocalUsers` and `MaxRcptHandler` sets "
+    "`maxRcpt`; other handlers are refused. JVM settings (`jmxName`, "
+    "`connectionBacklog`, worker counts) are ignored, as is a `<tls>` block with both "
+    "`socketTLS` and `startTLS` false.",
+    "",
+    "Every error of a file is reported in one run, one `file:line: message` per line.",
+    "",
 ]
 
 
@@ -230,6 +285,8 @@ def render() -> str:
         "(see [operations.md](operations.md)). Full examples: `conf/mailet-mta.yaml`, "
         "`conf/config.xml`, and the file `mailet-mta init` writes.",
         "",
+        *UNITS,
+        *JAMES3,
     ]
     for section in SECTIONS:
         out.append(f"## {section.title}")

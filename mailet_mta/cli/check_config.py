@@ -16,18 +16,32 @@ def register(sub) -> None:
 def run(args) -> int:
     from ..api import ConfigurationError
     from ..config import load_config
+    from ..config.tree import combine
     from ..spool.processor import Pipeline
 
+    errors: list = []
     try:
         config = load_config(args.file)
-        # Build the pipeline with a throw-away context: resolves every mailet and
-        # matcher class and runs their init, exactly as start-up would.
-        Pipeline(config.spoolmanager, _CheckContext(config))
-        _check_tls(config)
     except ConfigurationError as exc:
-        raise CLIError(f"configuration error: {exc}") from None
+        errors.extend(getattr(exc, "errors", [exc]))
+        config = getattr(exc, "config", None)   # what could be read, checked further
     except FileNotFoundError:
         raise CLIError(f"configuration file not found: {args.file}") from None
+    if config is not None:
+        for warning in config.warnings:
+            print(f"warning: {warning}", file=sys.stderr)
+        try:
+            # Build the pipeline with a throw-away context: resolves every mailet and
+            # matcher class and runs their init, exactly as start-up would.
+            if not errors or {"root", "error"} <= set(config.spoolmanager.processors):
+                Pipeline(config.spoolmanager, _CheckContext(config))
+            _check_tls(config)
+        except ConfigurationError as exc:
+            seen = {e.source for e in errors}   # one error per line is enough
+            errors.extend(e for e in getattr(exc, "errors", [exc]) if e.source not in seen)
+    if errors:
+        count = f"{len(errors)} errors:\n" if len(errors) > 1 else ""
+        raise CLIError(f"configuration error: {count}{combine(errors)}")
     print(f"{args.file}: OK ({len(config.spoolmanager.processors)} processors, "
           f"{len(config.smtpservers)} SMTP and {len(config.pop3servers)} POP3 listeners)")
     from .startup_warnings import configuration_warnings, directory_of

@@ -25,6 +25,8 @@ def run(args) -> int:
     from ..service import listen_error
 
     config = load_config(args)
+    for warning in config.warnings:
+        print(f"mailet-mta: warning: {warning}", file=sys.stderr)
     if args.data_dir:
         config.storage.data_dir = args.data_dir
     if args.log_level:

@@ -17,7 +17,7 @@ from .model import (
     DNSConfig, LoggingConfig, MailetSpec, MatcherSpec, POP3ServerConfig, ProcessorSpec,
     ServerConfig, SMTPServerConfig, SpoolManagerConfig, StorageConfig, TLSConfig,
 )
-from .tree import Node, fail, suggestion
+from .tree import Node, attempt, fail, suggestion
 from .model import doc
 from .validate import check_domain, check_networks, check_postmaster
 
@@ -50,17 +50,23 @@ def read_keys(node: Node, what: str, table: Table, target: Any,
             rest[name] = child
             continue
         label = f"{what}.{name}" if what else name
-        if name not in table:
-            fail(f"unknown key {name!r} in {what or 'the top level'}"
-                 f"{suggestion(name, [*table, *special])}; known keys: "
-                 f"{', '.join(sorted({*table, *special}, key=str.lower))}", child.source)
-        field, convert = table[name]
-        if field in seen:
-            fail(f"{label} sets the same thing as {seen[field]}; keep one of them",
-                 child.source)
-        seen[field] = label
-        setattr(target, field, convert(child, label))
+        attempt(lambda: _read_key(name, child, label, what, table, target, special, seen),
+                label)
     return rest
+
+
+def _read_key(name: str, child: Node, label: str, what: str, table: Table, target: Any,
+              special: tuple[str, ...], seen: dict[str, str]) -> None:
+    if name not in table:
+        fail(f"unknown key {name!r} in {what or 'the top level'}"
+             f"{suggestion(name, [*table, *special])}; known keys: "
+             f"{', '.join(sorted({*table, *special}, key=str.lower))}", child.source)
+    field, convert = table[name]
+    if field in seen:
+        fail(f"{label} sets the same thing as {seen[field]}; keep one of them",
+             child.source)
+    seen[field] = label
+    setattr(target, field, convert(child, label))
 
 
 # -- storage, dns, logging ------------------------------------------------------------
@@ -159,7 +165,7 @@ COMMON_LISTENER_KEYS: Table = {
     **keys("listen", v.text, "listen"),
     **keys("implicit_tls", v.boolean, "implicitTLS", "implicit_tls"),
     **keys("require_ssl", v.boolean, "requireSSL", "require_ssl", "auth.requireSSL"),
-    **keys("connection_timeout", v.duration(), "connectiontimeout", "connectionTimeout",
+    **keys("connection_timeout", v.timeout(), "connectiontimeout", "connectionTimeout",
            "connection_timeout"),
     **keys("connection_limit", v.integer(0), "connectionLimit", "connection_limit"),
     **keys("auth_failure_delay", v.duration(allow_zero=True), "authFailureDelay",
@@ -176,9 +182,9 @@ SMTP_KEYS: Table = {
     **keys("authorized_addresses", lambda n, w: check_networks(v.string_list(n, w), w,
                                                                  n.source),
            "authorizedAddresses", "authorized_addresses"),
-    # James's maxmessagesize counts KiB when no unit is written; the model name, octets.
-    **keys("max_message_size", v.size("k"), "maxmessagesize", "maxMessageSize"),
-    **keys("max_message_size", v.size(), "max_message_size"),
+    # A bare number is KiB in every spelling (James's unit), with a warning.
+    **keys("max_message_size", v.message_size, "maxmessagesize", "maxMessageSize",
+           "max_message_size"),
     **keys("max_recipients", v.integer(1), "maxRcpt", "maxRecipients", "max_recipients"),
     **keys("connection_limit_per_ip", v.integer(0), "connectionLimitPerIP",
            "connection_limit_per_ip"),
@@ -190,7 +196,11 @@ SMTP_KEYS: Table = {
 }
 POP3_KEYS: Table = dict(COMMON_LISTENER_KEYS)
 LISTENER_SPECIAL = ("bind", "port", "enabled", "auth", "tls")
-AUTH_KEYS: Table = keys("require_ssl", v.boolean, "requireSSL", "require_ssl")
+AUTH_KEYS: Table = {
+    **keys("require_ssl", v.boolean, "requireSSL", "require_ssl"),
+    **keys("auth_required", v.auth_announce, "announce"),       # James 3's auth block
+    **keys("auth_before_mail", v.boolean, "required"),
+}
 TLS_FLAG_KEYS: Table = {**keys("implicit_tls", v.boolean, "socketTLS"),
                         **keys("starttls", v.boolean, "startTLS")}
 
@@ -203,8 +213,9 @@ def build_listener(node: Node, what: str, cls, table: Table, name: str):
     rest = read_keys(node, what, table, cfg, special=LISTENER_SPECIAL, seen=seen)
     if "enabled" in rest and not v.boolean(rest["enabled"], f"{what}.enabled"):
         return None
-    if "auth" in rest:
-        read_keys(rest["auth"], f"{what}.auth", AUTH_KEYS, cfg, seen=seen)
+    if "auth" in rest:   # POP3 has no announce/required: they are unknown keys there
+        auth_keys = {k: fc for k, fc in AUTH_KEYS.items() if hasattr(cfg, fc[0])}
+        read_keys(rest["auth"], f"{what}.auth", auth_keys, cfg, seen=seen)
     if "tls" in rest:
         tls_node = rest["tls"]
         cfg.tls, flags = build_tls(tls_node, f"{what}.tls")
@@ -260,7 +271,7 @@ def build_listeners(kind: str, cls, table: Table) -> Callable[[Node, str], list]
         for index, item in enumerate(items):
             name = kind if index == 0 else f"{kind}-{index + 1}"
             label = f"{kind}server" if len(items) == 1 else f"{kind}server[{index}]"
-            cfg = build_listener(item, label, cls, table, name)
+            cfg = attempt(lambda: build_listener(item, label, cls, table, name), label)
             if cfg is not None:
                 out.append(cfg)
         return out
@@ -279,10 +290,10 @@ def parse_match(expression: str, source: str, what: str) -> MatcherSpec:
 
 MAILET_KEYS: Table = {
     **keys("mailet", v.written_text, "class"),
-    **keys("on_mailet_exception", v.written_text, "onMailetException",
-           "on_mailet_exception"),
-    **keys("on_match_exception", v.written_text, "onMatchException",
-           "on_match_exception"),
+    **keys("on_mailet_exception", v.policy("error", "ignore", "propagate"),
+           "onMailetException", "on_mailet_exception"),
+    **keys("on_match_exception", v.policy("error", "nomatch", "matchall", "propagate"),
+           "onMatchException", "on_match_exception"),
     **keys("parameters", lambda n, w: parameters(n, w), "parameters"),
 }
 
@@ -342,11 +353,13 @@ def build_processor(node: Node, what: str, name: str) -> ProcessorSpec:
         if key == "mailets":
             if not child.is_list:
                 fail(f"{what}.mailets must be a list of mailets", child.source)
-            proc.mailets = [build_mailet(m, f"{what}.mailets[{i}]")
-                            for i, m in enumerate(child.value)]
+            built = [attempt(lambda: build_mailet(m, f"{what}.mailets[{i}]"))
+                     for i, m in enumerate(child.value)]
+            proc.mailets = [m for m in built if m is not None]
         elif key == "matchers":
-            proc.matchers = {mname: build_matcher(m, f"{what}.matchers.{mname}")
-                             for mname, m in mapping(child, f"{what}.matchers").items()}
+            named = {mname: attempt(lambda: build_matcher(m, f"{what}.matchers.{mname}"))
+                     for mname, m in mapping(child, f"{what}.matchers").items()}
+            proc.matchers = {k: m for k, m in named.items() if m is not None}
         else:
             fail(f"unknown key {key!r} in {what}{suggestion(key, ['mailets', 'matchers'])}; "
                  f"a processor has mailets and optional matchers", child.source)
@@ -354,14 +367,17 @@ def build_processor(node: Node, what: str, name: str) -> ProcessorSpec:
 
 
 def build_processors(node: Node, what: str) -> dict[str, ProcessorSpec]:
-    return {name: build_processor(child, f"{what}.{name}", name)
+    # A processor that cannot be read still exists (empty), so the checks of the
+    # mailets that name it do not add errors that only follow from the first one.
+    return {name: attempt(lambda: build_processor(child, f"{what}.{name}", name),
+                          default=ProcessorSpec(name=name, source=child.source))
             for name, child in mapping(node, what).items()}
 
 
 SPOOL_KEYS: Table = {
     **keys("threads", v.integer(1), "threads"),
     **keys("max_tries", v.integer(1), "maxTries", "max_tries"),
-    **keys("error_repository", v.text, "errorRepository", "error_repository"),
+    **keys("error_repository", v.repository_name, "errorRepository", "error_repository"),
     **keys("max_state_changes", v.integer(1), "maxStateChanges", "max_state_changes"),
     **keys("lease_seconds", v.duration(), "leaseTime", "lease_seconds"),
     **keys("processors", build_processors, "processors"),
@@ -412,6 +428,6 @@ def build_config(root: Node, what: str = "") -> ServerConfig:
     if "spoolmanager" not in kept:
         cfg.spoolmanager.source = root.source  # "no root processor" points at the file
     if cfg.postmaster is not None:
-        cfg.postmaster = check_postmaster(cfg.postmaster, cfg.server_name,
-                                          root.value["postmaster"].source)
+        cfg.postmaster = attempt(lambda: check_postmaster(
+            cfg.postmaster, cfg.server_name, root.value["postmaster"].source), "postmaster")
     return cfg

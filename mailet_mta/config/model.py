@@ -111,7 +111,8 @@ class SMTPServerConfig:
                                default="strict")
     authorized_addresses: list[str] = doc("networks that may relay without AUTH",
                                           default_factory=lambda: ["127.0.0.0/8", "::1"])
-    max_message_size: int = doc("octets; 0 = unlimited (XML: KiB when no unit)",
+    max_message_size: int = doc("octets; 0 = unlimited; a bare number is KiB "
+                                "(see Units)",
                                 default=0)
     max_recipients: int = doc("recipients per transaction", default=1000)
     connection_limit: int = doc("concurrent connections; 0 = unlimited", default=0)
@@ -190,6 +191,7 @@ class ServerConfig:
     extra: dict[str, Any] = doc("sections other subsystems read (e.g. metrics)",
                                 default_factory=dict)
     path: str | None = None
+    warnings: list[str] = field(default_factory=list)  # "file:line: text" from loading
 
     @property
     def server_name(self) -> str:

@@ -8,8 +8,10 @@ message.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import difflib
-from typing import Any, Iterable, NoReturn
+from typing import Any, Callable, Iterable, Iterator, NoReturn
 
 from ..api import ConfigurationError
 
@@ -67,6 +69,107 @@ class Node:
 def fail(message: str, source: str | None) -> NoReturn:
     """Raise the ConfigurationError every loader error goes through."""
     raise ConfigurationError(message, source)
+
+
+MAX_ERRORS = 100   # errors kept per file: more only repeat one mistake
+
+
+class ConfigurationErrors(ConfigurationError):
+    """Several errors of one file, each ``file:line: message``, in the order found.
+
+    ``message`` and ``source`` are the first error's, so code that reports one error
+    still reads well; ``str()`` lists them all, one ``file:line: message`` per line.
+    ``config`` is what could be built despite the errors (for further checks), or None.
+    """
+
+    def __init__(self, errors: list[ConfigurationError], config: Any = None):
+        super().__init__(errors[0].message, errors[0].source)
+        self.errors = list(errors)
+        self.config = config
+
+    def __str__(self) -> str:
+        return "\n".join(str(e) for e in self.errors)
+
+
+def combine(errors: list[ConfigurationError], config: Any = None) -> ConfigurationError:
+    """One error as itself; several as :class:`ConfigurationErrors` (flattened)."""
+    flat: list[ConfigurationError] = []
+    for error in errors:
+        flat.extend(getattr(error, "errors", [error]))
+    if len(flat) == 1:
+        return flat[0]
+    return ConfigurationErrors(flat, config)
+
+
+class Report:
+    """What loading one file found: its errors and its warnings (both ``file:line``).
+
+    ``failed`` holds the labels of keys whose value could not be read, so later
+    cross-checks can stay quiet about what only follows from that first error.
+    """
+
+    def __init__(self) -> None:
+        self.errors: list[ConfigurationError] = []
+        self.warnings: list[str] = []
+        self.failed: set[str] = set()
+        self.dropped = 0
+
+    def add(self, error: ConfigurationError, label: str | None = None) -> None:
+        for one in getattr(error, "errors", [error]):
+            if len(self.errors) < MAX_ERRORS:
+                self.errors.append(one)
+            else:
+                self.dropped += 1
+        if label:
+            self.failed.add(label)
+
+    def all_errors(self, name: str) -> list[ConfigurationError]:
+        """The errors kept, plus one line saying how many more were found."""
+        if not self.dropped:
+            return list(self.errors)
+        return [*self.errors, ConfigurationError(
+            f"{self.dropped} more errors not shown; fix these first", name)]
+
+
+_REPORT: contextvars.ContextVar[Report | None] = contextvars.ContextVar(
+    "mailet_mta_config_report", default=None)
+
+
+@contextlib.contextmanager
+def reporting() -> Iterator[Report]:
+    """Collect errors and warnings of the loading done inside the block."""
+    report = Report()
+    token = _REPORT.set(report)
+    try:
+        yield report
+    finally:
+        _REPORT.reset(token)
+
+
+def warn(message: str, source: str | None) -> None:
+    """Record a warning (``file:line: message``) for the file being loaded."""
+    report = _REPORT.get()
+    if report is not None:
+        report.warnings.append(str(ConfigurationError(message, source)))
+
+
+def attempt(action: Callable[[], Any], label: str | None = None, default: Any = None) -> Any:
+    """``action()``; while a report collects, its ConfigurationError is recorded and
+    ``default`` returned so the rest of the file is still checked."""
+    report = _REPORT.get()
+    if report is None:
+        return action()
+    try:
+        return action()
+    except ConfigurationError as exc:
+        report.add(exc, label)
+        return default
+
+
+def has_failed(*labels: str) -> bool:
+    """True when the value of one of the keys ``labels`` could not be read."""
+    report = _REPORT.get()
+    return report is not None and any(label in report.failed for label in labels)
 
 
 def suggestion(word: str, candidates: Iterable[str]) -> str:

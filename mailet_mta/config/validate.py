@@ -4,7 +4,8 @@ Value checks (a domain, an address, an endpoint string) are called while a file 
 read; :func:`validate_config` then checks what only the whole model shows: the required
 processors, exception policies that name processors, named composite matchers, and
 listeners that would collide. Whether a mailet or matcher class exists is checked when
-the spool manager loads the pipeline.
+the spool manager loads the pipeline. Every check goes through ``tree.attempt``, so one
+load reports all the problems of a file.
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ import ipaddress
 import re
 
 from ..address import MailAddress, MailAddressError
+from .james_names import short_name
 from .model import MatcherSpec, ProcessorSpec, ServerConfig
-from .tree import fail, suggestion
+from .tree import attempt, fail, has_failed, suggestion
 
 REQUIRED_PROCESSORS = ("root", "error")
 MAILET_POLICIES = ("error", "ignore", "propagate")
@@ -89,16 +91,19 @@ class _NoReactor:
 
 
 def validate_config(config: ServerConfig) -> ServerConfig:
-    """Cross-check a built configuration; raise ConfigurationError at the first problem."""
+    """Cross-check a built configuration. While a file loads (tree.reporting), each
+    problem is recorded and the checks go on; called alone it raises the first."""
     spool = config.spoolmanager
     for required in REQUIRED_PROCESSORS:
-        if required not in spool.processors:
-            fail(f"spoolmanager has no {required!r} processor; every configuration needs "
-                 f"'root' (where mail starts) and 'error' (where failing mail goes): "
-                 f"copy the spoolmanager section of conf/mailet-mta.yaml or "
-                 f"conf/config.xml", spool.source)
+        if required not in spool.processors and not has_failed("spoolmanager",
+                                                                  "spoolmanager.processors"):
+            attempt(lambda: fail(
+                f"spoolmanager has no {required!r} processor; every configuration needs "
+                f"'root' (where mail starts) and 'error' (where failing mail goes): "
+                f"copy the spoolmanager section of conf/mailet-mta.yaml or "
+                f"conf/config.xml", spool.source))
     for proc in spool.processors.values():
-        _check_processor(proc, spool.processors)
+        attempt(lambda: _check_processor(proc, spool.processors))
     _check_listeners(config)
     return config
 
@@ -109,28 +114,33 @@ def _check_processor(proc: ProcessorSpec, processors: dict[str, ProcessorSpec]) 
              "finished; rename the processor", proc.source)
     for name, composite in proc.matchers.items():
         if not composite.children:
-            fail(f"composite matcher {name!r} ({composite.name}) has no child matchers; "
-                 f"add matchers under it", composite.source)
-    _check_cycles(proc)
+            attempt(lambda: fail(f"composite matcher {name!r} ({composite.name}) has no "
+                                 f"child matchers; add matchers under it", composite.source))
+    attempt(lambda: _check_cycles(proc))
     for index, spec in enumerate(proc.mailets):
-        what = f"processor {proc.name!r} mailet {index + 1} ({spec.mailet})"
-        _check_policy(spec.on_mailet_exception, MAILET_POLICIES, processors,
-                      f"{what} onMailetException", spec.source)
-        _check_policy(spec.on_match_exception, MATCH_POLICIES, processors,
-                      f"{what} onMatchException", spec.source)
-        targets = [(p, spec.parameters[p]) for p in PROCESSOR_PARAMETERS
-                   if p in spec.parameters]
-        if spec.mailet == "ToProcessor":
-            if "processor" not in spec.parameters:
-                fail(f"{what} needs the parameter processor (where to send the mail)",
-                     spec.source)
-            targets.append(("processor", spec.parameters["processor"]))
-        for param, target in targets:
-            target = target.strip()
-            if target != "ghost" and target not in processors:
-                fail(f"{what} parameter {param} names processor {target!r}, which is not "
-                     f"defined{suggestion(target, processors)}; define it or fix the name",
-                     spec.source)
+        attempt(lambda: _check_pair(proc, index, spec, processors))
+
+
+def _check_pair(proc: ProcessorSpec, index: int, spec, processors: dict) -> None:
+    """One mailet entry: its exception policies and the processors it names."""
+    what = f"processor {proc.name!r} mailet {index + 1} ({spec.mailet})"
+    _check_policy(spec.on_mailet_exception, MAILET_POLICIES, processors,
+                  f"{what} onMailetException", spec.source)
+    _check_policy(spec.on_match_exception, MATCH_POLICIES, processors,
+                  f"{what} onMatchException", spec.source)
+    targets = [(p, spec.parameters[p]) for p in PROCESSOR_PARAMETERS
+               if p in spec.parameters]
+    if short_name("mailet", spec.mailet) == "ToProcessor":
+        if "processor" not in spec.parameters:
+            fail(f"{what} needs the parameter processor (where to send the mail)",
+                 spec.source)
+        targets.append(("processor", spec.parameters["processor"]))
+    for param, target in targets:
+        target = target.strip()
+        if target != "ghost" and target not in processors:
+            fail(f"{what} parameter {param} names processor {target!r}, which is not "
+                 f"defined{suggestion(target, processors)}; define it or fix the name",
+                 spec.source)
 
 
 def _check_policy(value: str, keywords: tuple[str, ...], processors: dict,
@@ -174,17 +184,22 @@ def _check_listeners(config: ServerConfig) -> None:
     listeners = [("smtpserver", s) for s in config.smtpservers] + \
                 [("pop3server", p) for p in config.pop3servers]
     for kind, listener in listeners:
-        label = f"{kind} {listener.name!r}"
-        if listener.name in names:
-            fail(f"two listeners are named {listener.name!r} (the other at "
-                 f"{names[listener.name]}); give each a distinct name", listener.source)
-        names[listener.name] = listener.source
-        family, port, interface = check_endpoint(listener.listen, f"{label} listen",
-                                                 listener.source)
-        if family == "other" or port == 0:
-            continue
-        for (f2, p2, i2), (other, where) in taken.items():
-            if (f2, p2) == (family, port) and (interface == i2 or not interface or not i2):
-                fail(f"{label} listens on {listener.listen!r}, the same socket as {other} "
-                     f"(at {where}); change one of the ports", listener.source)
-        taken[(family, port, interface)] = (label, listener.source)
+        attempt(lambda: _check_listener(kind, listener, taken, names))
+
+
+def _check_listener(kind: str, listener, taken: dict, names: dict) -> None:
+    """One listener's name and socket, against those of the listeners before it."""
+    label = f"{kind} {listener.name!r}"
+    if listener.name in names:
+        fail(f"two listeners are named {listener.name!r} (the other at "
+             f"{names[listener.name]}); give each a distinct name", listener.source)
+    names[listener.name] = listener.source
+    family, port, interface = check_endpoint(listener.listen, f"{label} listen",
+                                             listener.source)
+    if family == "other" or port == 0:
+        return
+    for (f2, p2, i2), (other, where) in taken.items():
+        if (f2, p2) == (family, port) and (interface == i2 or not interface or not i2):
+            fail(f"{label} listens on {listener.listen!r}, the same socket as {other} "
+                 f"(at {where}); change one of the ports", listener.source)
+    taken[(family, port, interface)] = (label, listener.source)

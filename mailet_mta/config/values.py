@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from ..api import ConfigurationError, parse_bool, parse_duration, parse_size
-from .tree import Node, fail
+from .tree import Node, fail, warn
 
 Converter = Callable[[Node, str], Any]
 
@@ -139,6 +139,19 @@ verify_identity = choice({"strict": "strict", "true": "strict", "yes": "strict",
                           "relaxed": "relaxed", "false": "false", "no": "false",
                           "disabled": "false", "off": "false"},
                          "strict (or true), relaxed, or false (or disabled)")
+def policy(*keywords: str) -> Converter:
+    """An exception policy: one of ``keywords`` in any case (James writes ``noMatch``),
+    else a processor name exactly as written."""
+    def convert(node: Node, name: str) -> str:
+        word = written_text(node, name)
+        return word.lower() if word.lower() in keywords else word
+    return convert
+
+
+# James 3's auth.announce: when AUTH is offered, in the words of authRequired.
+auth_announce = choice({"never": "false", "always": "announce",
+                        "forunauthorizedaddresses": "true"},
+                       "never, always or forUnauthorizedAddresses")
 tls_version = choice({"tlsv1.2": "TLSv1.2", "tlsv1.3": "TLSv1.3", "1.2": "TLSv1.2",
                       "1.3": "TLSv1.3"}, "TLSv1.2 or TLSv1.3")
 log_level = choice({"debug": "debug", "info": "info", "warn": "warn", "warning": "warn",
@@ -150,3 +163,70 @@ def file_path(node: Node, name: str) -> str:
     """A path; James's ``file://`` prefix is accepted and dropped."""
     value = text(node, name)
     return value[len("file://"):] if value.startswith("file://") else value
+
+
+# -- units that James and YAML may read differently ----------------------------------
+# A bare number is read the same way whichever spelling a key is written in; where a
+# reader coming from James could mean another unit, a warning names the key, the unit
+# it was read in, and how to write the unit out. The XML reader writes James's units
+# out before these converters run (see xml_loader.JAMES_UNITS), so XML never warns.
+def is_bare_number(node: Node) -> bool:
+    """True for ``100`` or ``"100"``: a number with no unit after it."""
+    value = node.value
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, (int, float)):
+        return True
+    return isinstance(value, str) and value.strip().replace(".", "", 1).isdigit()
+
+
+def human_size(octets: int) -> str:
+    """``10 MiB``, ``512 KiB``, ``100 B``: the largest binary unit that divides."""
+    for unit, factor in (("GiB", 1024 ** 3), ("MiB", 1024 ** 2), ("KiB", 1024)):
+        if octets >= factor and octets % factor == 0:
+            return f"{octets // factor} {unit}"
+    return f"{octets} B"
+
+
+def warn_if_bare(node: Node, name: str, value, reading: str, hint: str) -> None:
+    """Warn that a nonzero bare number was read as ``reading``; ``hint`` (with
+    ``{written}`` for the value) says how to write the unit out."""
+    if value and is_bare_number(node):
+        written = node.text.strip()
+        warn(f"{name}: {written} has no unit and is read as {written} {reading}; "
+             f"{hint.format(written=written)}", node.source)
+
+
+def message_size(node: Node, name: str) -> int:
+    """James's ``maxmessagesize`` in any spelling: a bare number counts KiB (James's
+    unit); a nonzero bare number warns, because the model's name counts octets."""
+    octets = size("k")(node, name)
+    warn_if_bare(node, name, octets, f"KiB ({human_size(octets)}), James's unit for "
+                 f"maxmessagesize", "write {written}k to keep that reading, or a size "
+                 "with its unit (10M, 10MiB, 10485760B)")
+    return octets
+
+
+def timeout(allow_zero: bool = False) -> Converter:
+    """A listener timeout in seconds; a bare number warns, because James 2's
+    config.xml counted these in milliseconds and James 3 counts seconds."""
+    read = duration(allow_zero)
+
+    def convert(node: Node, name: str) -> float:
+        seconds = read(node, name)
+        warn_if_bare(node, name, seconds, "seconds", "James 2's config.xml counted "
+                     "milliseconds here (James 3 counts seconds): write {written}s to "
+                     "keep that reading, or the unit you mean (500ms, 30s, 5 minutes)")
+        return seconds
+    return convert
+
+
+def repository_name(node: Node, name: str) -> str:
+    """A repository's name; James's URL form ``file://var/mail/error/`` means ``error``
+    (its last path component), as ToRepository reads ``repositoryPath``."""
+    written = text(node, name)
+    path = written.split("://", 1)[1] if "://" in written else written
+    parts = [p for p in path.replace("\\", "/").split("/") if p]
+    if not parts:
+        fail(f"{name} {written!r} names no repository; write e.g. error", node.source)
+    return parts[-1]

@@ -6,6 +6,9 @@ The dialect is James 2's ``config.xml``: ``<James>`` holds ``postmaster`` and
 init parameters, and named composite ``<matcher>`` definitions; ``<smtpserver>`` and
 ``<pop3server>`` (several of each allowed) take their settings directly or inside
 ``<handler>``. ``<storage>``, ``<dns>`` and ``<logging>`` mirror the YAML keys.
+Bare numbers keep James 2's units: ``connectiontimeout`` in milliseconds,
+``maxmessagesize`` in KiB (see JAMES_UNITS). James 3's own files (``<mailetcontainer>``,
+``<smtpservers>``, ``<pop3servers>``, ``<domainlist>``) are read by :mod:`.james3_xml`.
 
 Parsing goes through defusedxml's SAX reader so entity declarations (billion laughs)
 and external entities are refused; the SAX locator gives each element its line.
@@ -20,7 +23,7 @@ import xml.sax.handler
 import defusedxml
 import defusedxml.sax
 
-from .tree import Node, fail, suggestion
+from .tree import Node, fail, suggestion, warn
 
 # James 2 blocks that have no meaning here: named so the error says what to do.
 JAMES2_BLOCKS = {
@@ -35,6 +38,13 @@ JAMES2_IGNORABLE = ("objectstore", "connections", "sockets", "thread-manager",
                     "fetchmail", "imapserver", "serviceManager", "usernames",
                     "inboxRepository", "mailetpackages", "matcherpackages")
 MAILET_CONTROL = ("onMailetException", "onMatchException")
+# Listener keys whose bare numbers James reads in its own unit. The XML reader writes
+# the unit out, so the builder reads every format the same way. The timeout unit is
+# the dialect's: James 2's config.xml counts milliseconds, James 3's smtpserver.xml
+# and pop3server.xml count seconds.
+JAMES_UNITS = {"connectiontimeout": "timeout", "connectionTimeout": "timeout",
+               "maxmessagesize": "k", "maxMessageSize": "k"}
+JAMES2_TIMEOUT_UNIT = "ms"
 _ENCODING_RE = re.compile(rb"^(\s*<\?xml[^>]*?encoding\s*=\s*)(['\"])[^'\"]*\2")
 
 
@@ -109,10 +119,15 @@ def parse_xml(data: bytes | str, name: str) -> Node:
     except xml.sax.SAXParseException as exc:
         fail(f"XML syntax error: {exc.getMessage()}; fix the XML near this line",
              f"{name}:{exc.getLineNumber()}")
-    if builder.root is None or builder.root.tag != "config":
-        found = builder.root.tag if builder.root is not None else "nothing"
-        fail(f"the root element must be <config>, not <{found}>", f"{name}:1")
-    return convert_config(builder.root)
+    from .james3_xml import ROOTS  # James 3's files, read with this module's parts
+
+    found = builder.root.tag if builder.root is not None else "nothing"
+    if found == "config":
+        return convert_config(builder.root)
+    if found in ROOTS:
+        return ROOTS[found](builder.root)
+    fail(f"the root element must be <config> (or one of James 3's "
+         f"{', '.join(f'<{r}>' for r in ROOTS)}), not <{found}>", f"{name}:1")
 
 
 def _no_attrs(element: Element, allowed: tuple[str, ...] = ()) -> None:
@@ -196,8 +211,13 @@ def convert_servernames(element: Element) -> Node:
     return Node(names, element.source)
 
 
-def convert_listener(element: Element) -> Node:
-    """``<smtpserver>``/``<pop3server>``: attributes, children and ``<handler>`` merged."""
+def convert_listener(element: Element, timeout_unit: str = JAMES2_TIMEOUT_UNIT,
+                     skip=lambda child: False) -> Node:
+    """``<smtpserver>``/``<pop3server>``: attributes, children and ``<handler>`` merged.
+
+    ``skip(child)`` is true for children a dialect reads elsewhere (James 3's
+    ``<handlerchain>``).
+    """
     _no_attrs(element, ("enabled", "name"))
     out: dict[str, Node] = {k: Node(val, element.source) for k, val in element.attrs.items()}
     children = []
@@ -208,7 +228,11 @@ def convert_listener(element: Element) -> Node:
         else:
             children.append(child)
     for child in children:
-        if child.tag == "helloName":
+        if skip(child):
+            continue
+        if child.tag in JAMES_UNITS:
+            _put(out, child.tag, james_unit(child, timeout_unit), child)
+        elif child.tag == "helloName":
             _no_attrs(child, ("autodetect",))
             if child.attrs.get("autodetect", "false").strip().lower() == "true":
                 continue  # the first servername, as when helloName is absent
@@ -219,6 +243,22 @@ def convert_listener(element: Element) -> Node:
         else:
             _put(out, child.tag, generic(child), child)
     return Node(out, element.source)
+
+
+def james_unit(element: Element, timeout_unit: str) -> Node:
+    """A bare number in James's unit for this key, written out (``360000`` → ``360000ms``)."""
+    node = element.scalar()
+    _no_attrs(element)
+    written = node.value
+    if not written.replace(".", "", 1).isdigit():
+        return node
+    kind = JAMES_UNITS[element.tag]
+    unit = timeout_unit if kind == "timeout" else kind
+    if kind == "timeout" and unit == "ms" and 0 < float(written) < 1000:
+        warn(f"<{element.tag}>{written}</{element.tag}> is read as {written} "
+             f"milliseconds, as James 2's config.xml counts them; if you meant seconds "
+             f"write {written}s", element.source)
+    return Node(f"{written}{unit}", node.source)
 
 
 def convert_dns(element: Element) -> Node:
@@ -260,6 +300,8 @@ def convert_spoolmanager(element: Element) -> Node:
                 _add_processor(proc, processors)
         elif child.tag == "processor":
             _add_processor(child, processors)
+        elif child.tag in ("mailetpackages", "matcherpackages"):
+            continue  # James 2's package lists: its classes are found by name here
         else:
             _put(out, child.tag, generic(child), child)
     out["processors"] = Node(processors, element.source)
@@ -297,8 +339,9 @@ def _add_processor(element: Element, processors: dict[str, Node]) -> None:
 
 
 def convert_mailet(element: Element) -> Node:
-    """Attributes match/notmatch/class; other children are init parameters."""
-    _no_attrs(element, ("match", "notmatch", "class"))
+    """Attributes match/notmatch/class (and James's onMailetException/onMatchException,
+    also written as child elements); other children are init parameters."""
+    _no_attrs(element, ("match", "notmatch", "class", *MAILET_CONTROL))
     out: dict[str, Node] = {k: Node(val, element.source) for k, val in element.attrs.items()}
     params: dict[str, Node] = {}
     for child in element.children:

@@ -26,6 +26,8 @@ from twisted.logger import Logger
 
 from .. import logging_setup, metrics
 from ..api import ConfigurationError, Mail, MailetConfig, MatcherConfig
+from ..config.james_names import short_name
+from ..config.tree import combine
 from ..config.model import MatcherSpec, ProcessorSpec, SpoolManagerConfig
 from .composite import COMPOSITES
 from .invoke import is_async_result
@@ -82,27 +84,47 @@ class Pipeline:
         self.context = context
         self.processors: dict[str, Processor] = {}
         self.max_state_changes = config.max_state_changes
+        errors: list[ConfigurationError] = []
         for spec in config.processors.values():
-            self.processors[spec.name] = self._build_processor(spec)
+            self.processors[spec.name] = self._build_processor(spec, errors)
+        if errors:   # every class that cannot be found or set up, in one report
+            raise combine(errors)
         self._check_references()
 
     # -- building -----------------------------------------------------------------------
-    def _build_processor(self, spec: ProcessorSpec) -> Processor:
+    def _build_processor(self, spec: ProcessorSpec, errors: list) -> Processor:
         pairs = []
         for m in spec.mailets:
-            matcher = None
-            label_match = "All"
+            try:
+                pairs.append(self._build_pair(m, spec))
+            except ConfigurationError as exc:
+                errors.append(exc)
+        return Processor(spec.name, pairs)
+
+    def _build_pair(self, m, spec: ProcessorSpec) -> Pair:
+        """One matcher/mailet pair; errors of both halves are raised together."""
+        matcher = mailet = None
+        label_match = "All"
+        errors = []
+        try:
             if m.match is not None and not (m.match.name == "All" and not m.match.children
                                             and not m.notmatch and m.match.condition is None):
                 matcher = self._build_matcher(m.match, spec, set())
-                label_match = m.match.name + (f"={m.match.condition}" if m.match.condition else "")
-            mailet_cls = resolve("mailet", m.mailet, m.source)
-            mailet = mailet_cls()
-            mailet.init(MailetConfig(m.mailet, self.context, m.parameters, spec.name, m.source))
-            pairs.append(Pair(matcher, mailet, m.notmatch, m.on_mailet_exception,
-                              m.on_match_exception,
-                              f"{'not ' if m.notmatch else ''}{label_match}/{m.mailet}", m.source))
-        return Processor(spec.name, pairs)
+                label_match = m.match.name + (f"={m.match.condition}"
+                                              if m.match.condition else "")
+        except ConfigurationError as exc:
+            errors.append(exc)
+        try:
+            mailet = resolve("mailet", m.mailet, m.source)()
+            mailet.init(MailetConfig(m.mailet, self.context, m.parameters, spec.name,
+                                     m.source))
+        except ConfigurationError as exc:
+            errors.append(exc)
+        if errors:
+            raise combine(errors)
+        return Pair(matcher, mailet, m.notmatch, m.on_mailet_exception,
+                    m.on_match_exception,
+                    f"{'not ' if m.notmatch else ''}{label_match}/{m.mailet}", m.source)
 
     def _build_matcher(self, spec: MatcherSpec, processor: ProcessorSpec, seen: set):
         named = processor.matchers.get(spec.name)
@@ -115,7 +137,7 @@ class Pipeline:
                 raise ConfigurationError(f"composite matcher {spec.name!r} refers to itself",
                                          spec.source)
             return self._build_matcher(named, processor, seen | {spec.name})
-        composite = COMPOSITES.get(spec.name)
+        composite = COMPOSITES.get(short_name("matcher", spec.name))
         if composite is not None:
             if not spec.children:
                 raise ConfigurationError(f"{spec.name} needs at least one operand", spec.source)

@@ -1,6 +1,8 @@
 """Finding matcher and mailet classes by the names a configuration uses.
 
 A name resolves, in this order, to:
+0. James's fully-qualified names (``org.apache.james.transport.mailets.LocalDelivery``)
+   are read as their short name (``LocalDelivery``): see config.james_names;
 1. a dotted path ``package.module.ClassName`` (or ``package.module:ClassName``);
 2. an entry point in the group ``mailet_mta.matchers`` / ``mailet_mta.mailets``;
 3. a standard class: any class with that exact name in a module of the packages
@@ -16,6 +18,7 @@ from functools import lru_cache
 from importlib import metadata
 
 from ..api import ConfigurationError, IMailet, IMatcher
+from ..config.james_names import is_james_name, short_name
 
 _KINDS = {
     "matcher": ("mailet_mta.matchers", "mailets.matchers", IMatcher),
@@ -53,7 +56,9 @@ def resolve(kind: str, name: str, source: str | None = None) -> type:
     """The class for ``name``; ConfigurationError naming the source line if none."""
     group, package_name, iface = _KINDS[kind]
     cls = None
-    if "." in name or ":" in name:
+    if is_james_name(name):
+        cls = _james_class(kind, name, source)
+    elif "." in name or ":" in name:
         module_name, _, attr = name.replace(":", ".").rpartition(".")
         try:
             cls = getattr(importlib.import_module(module_name), attr)
@@ -70,4 +75,17 @@ def resolve(kind: str, name: str, source: str | None = None) -> type:
         raise ConfigurationError(
             f"{name!r} is not a {kind}: it must implement mailet_mta.api.{iface.__name__}",
             source)
+    return cls
+
+
+def _james_class(kind: str, name: str, source: str | None) -> type:
+    """The standard class for one of James's class names, or an error naming it."""
+    short = short_name(kind, name)
+    cls = standard_classes(kind).get(short)
+    if cls is None:
+        attribute = "class" if kind == "mailet" else "match"
+        raise ConfigurationError(
+            f'{attribute}="{name}": mailet-mta has no {kind} {short} (James\'s class is '
+            f"not ported); remove this <mailet>, or write a {kind} of that name and give "
+            f"its dotted path (see docs/writing-mailets.md)", source)
     return cls

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 from twisted.internet import defer
 
-from mailet_mta.api import GenericMailet, Mail, MessagingError, TemporaryError
+from mailet_mta.api import (
+    ATTR_RECIPIENT_HEADERS, GenericMailet, Mail, MessagingError, TemporaryError,
+)
 
 
 class LocalDelivery(GenericMailet):
@@ -50,8 +52,7 @@ class LocalDelivery(GenericMailet):
                 try:
                     yield defer.maybeDeferred(
                         self.context.store_in_mailbox, user, mail, folder=self.folder,
-                        prefix_headers=[("Return-Path", return_path),
-                                        ("Delivered-To", str(rcpt))])
+                        prefix_headers=_trace_headers(mail, rcpt, return_path))
                 except TemporaryError:
                     raise
                 except MessagingError as exc:
@@ -70,6 +71,16 @@ class LocalDelivery(GenericMailet):
         self.log.info("LocalDelivery of {mail} to <{rcpt}> failed: {reason}",
                       mail=mail.name, rcpt=str(rcpt), reason=reason)
         return defer.maybeDeferred(self.context.send_mail, copy, state=self.error_processor)
+
+
+def _trace_headers(mail: Mail, rcpt, return_path: str) -> list[tuple[str, str]]:
+    """Return-Path, then the recipient's own headers (AddDeliveredToHeader…), with one
+    ``Delivered-To`` for the recipient unless those headers already hold one."""
+    own = (mail.get_attribute(ATTR_RECIPIENT_HEADERS) or {}).get(str(rcpt), [])
+    headers = [("Return-Path", return_path)] + [(str(n), str(v)) for n, v in own]
+    if not any(name.lower() == "delivered-to" for name, _ in headers):
+        headers.append(("Delivered-To", str(rcpt)))
+    return headers
 
 
 def _reason(exc: Exception, rcpt) -> str:

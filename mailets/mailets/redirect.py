@@ -23,9 +23,22 @@ ATTACH = ("none", "heads", "body", "all", "message")
 SPECIALS = ("sender", "postmaster", "from", "replyto", "unaltered", "recipients")
 
 
+def raw_headers(message, name: str) -> list[str]:
+    """The values of the headers ``name`` as written (unfolded to one line each),
+    without the email package's parsing, which raises on some malformed values."""
+    return [_text(v) for k, v in message.raw_items() if k.lower() == name.lower()]
+
+
+def _text(value) -> str:
+    """A raw header value as one line of text: 8-bit bytes decoded as UTF-8 where they
+    are UTF-8, the rest replaced (U+FFFD), so the value can be written out again."""
+    raw = str(value).encode("utf-8", "surrogateescape")
+    return _one_line(raw.decode("utf-8", "replace"))
+
+
 def header_addresses(message, name) -> list[MailAddress]:
     found = []
-    for _, addr in email.utils.getaddresses([str(v) for v in message.get_all(name) or []]):
+    for _, addr in email.utils.getaddresses(raw_headers(message, name)):
         try:
             found.append(MailAddress.parse(addr))
         except MailAddressError:
@@ -169,10 +182,14 @@ class Redirect(GenericMailet):
             del msg["Subject"]
             msg["Subject"] = subject
 
+    def message_for(self, mail) -> str | None:
+        """The text put first in a rebuilt body (the ``message`` parameter here)."""
+        return self.message_text
+
     def _rebuilt(self, mail) -> EmailMessage:
         """A new message: the text and inline content, then the attachment."""
         original = mail.message
-        heads = "".join(f"{k}: {v}\n" for k, v in original.items())
+        heads = "".join(f"{k}: {_text(v)}\n" for k, v in original.raw_items())
         body_part = original.get_body(preferencelist=("plain",))
         try:
             body = body_part.get_content() if body_part is not None else ""
@@ -181,23 +198,39 @@ class Redirect(GenericMailet):
         raw = mail.message_bytes().decode("utf-8", "replace")
         inline = {"heads": heads, "body": body, "all": heads + "\n" + body,
                   "message": raw, "none": "", "unaltered": body}[self.inline]
-        text = (str(self.message_text) + "\n\n" if self.message_text else "") + inline
+        message_text = self.message_for(mail)
+        text = (str(message_text) + "\n\n" if message_text else "") + inline
         new = EmailMessage()
         for name in ("From", "To", "Cc", "Reply-To", "Subject", "Date"):
-            values = original.get_all(name) or []
+            values = raw_headers(original, name)
             if values:      # RFC 5322 §3.6 allows one each; a message with two keeps the first
-                new[name] = _one_line(values[0])
+                try:
+                    new[name] = _one_line(values[0])
+                except (IndexError, ValueError, TypeError):
+                    continue    # a header the email package cannot parse is left out
         new["Message-ID"] = email.utils.make_msgid(
             domain=str(self.context.server_name or "localhost"))
         new.set_content(text or "\n")
         if self.attachment == "message":
-            attached = email.parser.BytesParser(policy=email.policy.default).parsebytes(
-                mail.message_bytes())
-            new.add_attachment(attached, filename="original.eml")
+            _attach_original(new, mail.message_bytes())
         elif self.attachment != "none":
             content = {"heads": heads, "body": body, "all": heads + "\n" + body}[self.attachment]
             new.add_attachment(content, filename=f"{self.attachment}.txt")
         return new
+
+
+def _attach_original(new: EmailMessage, raw: bytes) -> None:
+    """The original as a ``message/rfc822`` part; a message the email package cannot
+    write back (undecodable 8-bit bytes in a broken multipart) goes as an
+    ``application/octet-stream`` file instead, byte for byte."""
+    attached = email.parser.BytesParser(policy=email.policy.default).parsebytes(raw)
+    try:
+        attached.as_bytes()
+    except (UnicodeError, LookupError, ValueError):
+        new.add_attachment(raw, maintype="application", subtype="octet-stream",
+                           filename="original.eml")
+        return
+    new.add_attachment(attached, filename="original.eml")
 
 
 def _one_line(value) -> str:

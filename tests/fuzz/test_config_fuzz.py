@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 
 from mailet_mta.api import ConfigurationError
 from mailet_mta.config.loader import load_config_text
+from mailet_mta.config.tree import MAX_ERRORS
 from tests.fuzz.replies import FUZZ_SETTINGS
 
 EXAMPLES = int(os.environ.get("MAILET_MTA_FUZZ_EXAMPLES", "40"))
@@ -37,8 +38,12 @@ def load_or_refuse(text, fmt):
         outcome = "ok"
     except ConfigurationError as exc:
         message = str(exc)
-        assert message.startswith("fuzz.conf"), message
-        assert "\n" not in message.strip() or message.count("\n") < 5, message
+        errors = getattr(exc, "errors", [exc])    # every error of the file
+        assert len(errors) <= MAX_ERRORS + 1, message
+        for error in errors:
+            text = str(error)
+            assert text.startswith("fuzz.conf"), text
+            assert "\n" not in text.strip() or text.count("\n") < 5, text
         outcome = message
     assert time.monotonic() - started < 10, "a configuration took over 10 s to load"
     return outcome

@@ -112,3 +112,26 @@ def test_header_attachment_and_size_matchers_handle_any_message(raw):
                     ctx.matcher(SizeGreaterThan, "1k")):
         result = run(matcher.match(make_mail(raw)))
         assert result is None or isinstance(result, (list, tuple, set, frozenset))
+
+
+@settings(max_examples=EXAMPLES, **FUZZ_SETTINGS)
+@given(messages())
+def test_james_mime_mailets_and_matchers_handle_any_message(raw):
+    """AddSubjectPrefix, NotifySender, HasMimeType and AttachmentFileNameIs."""
+    from mailets.mailets.notify import NotifySender
+    from mailets.mailets.subject_prefix import AddSubjectPrefix
+    from mailets.matchers.attachment_names import AttachmentFileNameIs
+    from mailets.matchers.mime_type import HasMimeType
+
+    ctx = MemoryContext(domains=["example.com"], users=["bob@example.com"])
+    mail = make_mail(raw)
+    run(ctx.mailet(AddSubjectPrefix, subjectPrefix="[tag]").service(mail))
+    assert str(mail.message["Subject"]).startswith("[tag]")
+    run(ctx.mailet(NotifySender, notice="seen", attachError="true").service(make_mail(raw)))
+    assert len(ctx.sent) == 1     # every recipient is local: the notice goes out
+    for copy, _state, _delay in ctx.sent:
+        assert isinstance(copy.message_bytes(), bytes)
+    for matcher in (ctx.matcher(HasMimeType, "text/plain"),
+                    ctx.matcher(AttachmentFileNameIs, "-z *.exe, *.zip")):
+        result = run(matcher.match(make_mail(raw)))
+        assert isinstance(result, list)

@@ -203,7 +203,7 @@ def test_james_handler_keys_map_to_the_model():
     config = load("""
       <smtpserver><port>2525</port><handler>
         <helloName autodetect="false">mx.example.com</helloName>
-        <connectiontimeout>120</connectiontimeout>
+        <connectiontimeout>120000</connectiontimeout>
         <connectionLimit>100</connectionLimit>
         <connectionLimitPerIP>5</connectionLimitPerIP>
         <authorizedAddresses>127.0.0.0/8, 10.0.0.0/8</authorizedAddresses>
@@ -314,3 +314,147 @@ def test_servername_autodetect_is_refused_with_the_fix():
 
 def test_wrong_root_element_is_an_error():
     assert "root element must be <config>" in error_of("<james/>").message
+
+
+# -- James's units ------------------------------------------------------------------
+@pytest.mark.parametrize("written,seconds", [
+    ("360000", 360.0),          # James 2's config.xml: milliseconds
+    ("6 minutes", 360.0), ("30s", 30.0), ("1500ms", 1.5)])
+def test_config_xml_connectiontimeout_is_milliseconds_as_in_james2(written, seconds):
+    config = load(f"<smtpserver><port>2525</port><handler><connectiontimeout>{written}"
+                  f"</connectiontimeout></handler></smtpserver>"
+                  f"<pop3server><port>1110</port><connectiontimeout>{written}"
+                  f"</connectiontimeout></pop3server>")
+    assert config.smtpservers[0].connection_timeout == seconds
+    assert config.pop3servers[0].connection_timeout == seconds
+    assert config.warnings == []
+
+
+def test_config_xml_small_bare_timeout_warns_that_it_is_milliseconds():
+    config = load("<smtpserver><port>2525</port>\n<connectiontimeout>360"
+                  "</connectiontimeout></smtpserver>")
+    assert config.smtpservers[0].connection_timeout == 0.36
+    (warning,) = config.warnings
+    assert warning.startswith("test.xml:2: <connectiontimeout>360</connectiontimeout> is "
+                              "read as 360 milliseconds")
+    assert "write 360s" in warning
+
+
+@pytest.mark.parametrize("written,octets", [
+    ("10240", 10 * 1024 * 1024),   # James: KiB when no unit
+    ("10m", 10 * 1024 * 1024), ("10MiB", 10 * 1024 * 1024), ("0", 0)])
+def test_xml_maxmessagesize_is_kib_as_in_james_without_a_warning(written, octets):
+    config = load(f"<smtpserver><port>2525</port><maxmessagesize>{written}"
+                  f"</maxmessagesize></smtpserver>")
+    assert config.smtpservers[0].max_message_size == octets
+    assert config.warnings == []
+
+
+def test_james3_smtpserver_xml_counts_connectiontimeout_in_seconds():
+    config = load_config_text(
+        "<smtpservers><smtpserver enabled='true'><jmxName>smtpserver</jmxName>"
+        "<bind>127.0.0.1:2525</bind><connectionBacklog>200</connectionBacklog>"
+        "<tls socketTLS='false' startTLS='false'><keystore>file://conf/keystore"
+        "</keystore><secret>s</secret></tls>"
+        "<connectiontimeout>360</connectiontimeout><maxmessagesize>1024</maxmessagesize>"
+        "<handlerchain><handler class='org.apache.james.smtpserver.fastfail.ValidRcptHandler'/>"
+        "<handler class='org.apache.james.smtpserver.CoreCmdHandlerLoader'/></handlerchain>"
+        "</smtpserver></smtpservers>", "xml", "smtpserver.xml")
+    (smtp,) = config.smtpservers
+    assert smtp.listen == "tcp:2525:interface=127.0.0.1"
+    assert smtp.connection_timeout == 360.0 and smtp.max_message_size == 1024 * 1024
+    assert smtp.reject_unknown_local_users and smtp.tls is None
+    assert config.warnings == []
+
+
+def test_james3_handler_we_lack_is_refused_naming_its_line():
+    err = error_of("<smtpservers><smtpserver><bind>127.0.0.1:2525</bind>\n<handlerchain>\n"
+                   "<handler class='org.apache.james.smtpserver.fastfail.DNSRBLHandler'/>"
+                   "</handlerchain></smtpserver></smtpservers>")
+    assert err.source == "test.xml:3"
+    assert 'class="org.apache.james.smtpserver.fastfail.DNSRBLHandler"' in err.message
+
+
+def test_james3_domainlist_xml_gives_the_servernames_default_first():
+    config = load_config_text(
+        "<domainlist class='org.apache.james.domainlist.memory.MemoryDomainList'>"
+        "<domainnames><domainname>example.net</domainname><domainname>example.com"
+        "</domainname></domainnames><autodetect>false</autodetect>"
+        "<autodetectIP>false</autodetectIP><defaultDomain>example.com</defaultDomain>"
+        "</domainlist>", "xml", "domainlist.xml")
+    assert config.servernames == ["example.com", "example.net"]
+
+
+def test_james2_package_lists_in_the_spoolmanager_are_accepted():
+    config = load("<spoolmanager><mailetpackages><mailetpackage>org.apache.james.transport."
+                  "mailets</mailetpackage></mailetpackages><matcherpackages><matcherpackage>"
+                  "org.apache.james.transport.matchers</matcherpackage></matcherpackages>"
+                  "</spoolmanager>", pipeline=False)
+    assert "root" in config.spoolmanager.processors
+
+
+JAMES3_LISTENERS = """<smtpservers>
+  <smtpserver enabled="true">
+    <jmxName>smtpserver-global</jmxName><bind>0.0.0.0:2525</bind>
+    <tls socketTLS="false" startTLS="false"><keystore>file://conf/keystore</keystore>
+      <keystoreType>PKCS12</keystoreType><secret>s</secret></tls>
+    <connectiontimeout>360</connectiontimeout>
+    <auth><announce>never</announce></auth>
+    <authorizedAddresses>127.0.0.0/8</authorizedAddresses>
+  </smtpserver>
+  <smtpserver enabled="true">
+    <jmxName>smtpserver-TLS</jmxName><bind>0.0.0.0:4650</bind>
+    <tls socketTLS="true" startTLS="false"><keystore>file://conf/keystore</keystore>
+      <keystoreType>PKCS12</keystoreType><secret>s</secret>
+      <provider>org.bouncycastle.jce.provider.BouncyCastleProvider</provider>
+      <algorithm>SunX509</algorithm>
+      <privateKey>file://conf/private.key</privateKey>
+      <certificates>file://conf/certs.pem</certificates></tls>
+    <auth><announce>forUnauthorizedAddresses</announce></auth>
+  </smtpserver>
+  <smtpserver enabled="true">
+    <jmxName>smtpserver-authenticated</jmxName><bind>0.0.0.0:5870</bind>
+    <auth><announce>always</announce><required>true</required></auth>
+  </smtpserver>
+</smtpservers>"""
+
+
+def test_james3_smtpserver_xml_auth_announce_and_pem_tls():
+    config = load_config_text(JAMES3_LISTENERS, "xml", "smtpserver.xml")
+    plain, tls, submission = config.smtpservers
+    assert (plain.auth_required, plain.tls) == ("false", None)
+    assert tls.auth_required == "true" and tls.implicit_tls
+    assert (tls.tls.private_key, tls.tls.certificate) == ("conf/private.key",
+                                                          "conf/certs.pem")
+    assert submission.auth_required == "announce" and submission.auth_before_mail
+
+
+def test_james3_keystore_without_pem_files_is_refused_saying_what_to_write():
+    text = JAMES3_LISTENERS.replace(
+        "<privateKey>file://conf/private.key</privateKey>", "").replace(
+        "<certificates>file://conf/certs.pem</certificates>", "")
+    with pytest.raises(ConfigurationError) as info:
+        load_config_text(text, "xml", "smtpserver.xml")
+    assert info.value.source == "smtpserver.xml:12"
+    assert "mailet-mta reads PEM files: add <privateKey>" in info.value.message
+
+
+def test_james3_auth_announce_is_an_unknown_key_for_pop3():
+    with pytest.raises(ConfigurationError, match="unknown key 'announce' in pop3server.auth"):
+        load_config_text("<pop3servers><pop3server><bind>127.0.0.1:1110</bind><auth>"
+                         "<announce>always</announce></auth></pop3server></pop3servers>",
+                         "xml", "pop3server.xml")
+
+
+def test_exception_policies_may_be_attributes_in_any_case_as_james_writes_them():
+    config = load_config_text(
+        "<mailetcontainer><processors><processor state='root'>"
+        "<mailet match='All' class='SetMimeHeader' onMatchException='noMatch'>"
+        "<name>X-A</name><value>1</value><onMailetException>Ignore</onMailetException>"
+        "</mailet><mailet match='All' class='Null' onMailetException='error'/>"
+        "</processor><processor state='error'><mailet match='All' class='Null'/>"
+        "</processor></processors></mailetcontainer>", "xml", "m.xml")
+    first, second = config.spoolmanager.processors["root"].mailets
+    assert (first.on_match_exception, first.on_mailet_exception) == ("nomatch", "ignore")
+    assert first.parameters == {"name": "X-A", "value": "1"}
+    assert second.on_mailet_exception == "error"

@@ -138,15 +138,49 @@ def test_every_listener_key_sets_its_model_field(kind, table):
 
 
 @pytest.mark.parametrize("key,value,octets", [
-    ("maxmessagesize", "100", 100 * 1024),        # James: KiB when no unit
     ("maxmessagesize", "10m", 10 * 1024 * 1024),
     ("maxMessageSize", "0", 0),
-    ("max_message_size", "2048", 2048),           # the model name counts octets
     ("max_message_size", "1k", 1024),
+    ("max_message_size", "10M", 10 * 1024 * 1024),
+    ("maxmessagesize", "10MiB", 10 * 1024 * 1024),
+    ("maxMessageSize", "2048B", 2048),
 ])
 def test_maxmessagesize_units(key, value, octets):
     config = load(f"smtpserver: {{listen: 'tcp:2600', {key}: {value}}}\n")
     assert config.smtpservers[0].max_message_size == octets
+    assert config.warnings == []
+
+
+@pytest.mark.parametrize("key", ["maxmessagesize", "maxMessageSize", "max_message_size"])
+@pytest.mark.parametrize("value", ["2048", "'2048'"])
+def test_yaml_spellings_of_maxmessagesize_agree_on_a_bare_number_and_warn(key, value):
+    """A bare number is KiB (James's unit) in every spelling, and the warning names the
+    line, the reading and how to write the unit out."""
+    config = load(f"smtpserver:\n  listen: tcp:2600\n  {key}: {value}\n")
+    assert config.smtpservers[0].max_message_size == 2048 * 1024
+    (warning,) = config.warnings
+    assert warning.startswith(f"test.yaml:3: smtpserver.{key}: 2048 has no unit")
+    assert "read as 2048 KiB (2 MiB)" in warning and "write 2048k" in warning
+
+
+def test_bare_zero_maxmessagesize_is_unlimited_without_a_warning():
+    config = load("smtpserver: {listen: 'tcp:2600', max_message_size: 0}\n")
+    assert config.smtpservers[0].max_message_size == 0 and config.warnings == []
+
+
+@pytest.mark.parametrize("written,seconds,warned", [
+    ("300", 300.0, True), ("'300'", 300.0, True), ("300s", 300.0, False),
+    ("500ms", 0.5, False), ("5 minutes", 300.0, False)])
+def test_yaml_connectiontimeout_is_seconds_and_a_bare_number_warns(written, seconds, warned):
+    config = load(f"smtpserver:\n  listen: tcp:2600\n  connectiontimeout: {written}\n")
+    assert config.smtpservers[0].connection_timeout == seconds
+    if warned:
+        (warning,) = config.warnings
+        assert warning.startswith("test.yaml:3: smtpserver.connectiontimeout: 300 has no "
+                                  "unit and is read as 300 seconds")
+        assert "milliseconds" in warning and "write 300s" in warning
+    else:
+        assert config.warnings == []
 
 
 @pytest.mark.parametrize("written,normal", [
