@@ -69,7 +69,7 @@ SECTIONS = [
     Section("authThrottle", ["authThrottle"], ["config", "authThrottle"],
             m.AuthThrottleConfig, b.AUTH_THROTTLE_KEYS,
             examples={"maxFailures": 5, "window": "5 minutes", "blockTime": "5 minutes",
-                      "maxConcurrentPerIP": 3, "ipv6Prefix": 64, "maxTracked": 100000},
+                      "maxConcurrentPerIP": 5, "ipv6Prefix": 64, "maxTracked": 100000},
             intro="One budget per client address for SMTP AUTH and POP3 logins, shared "
                   "by every process on the same database. Accounts are never locked."),
     Section("metrics", ["metrics"], ["config", "metrics"], b.MetricsConfig, b.METRICS_KEYS,

@@ -153,7 +153,8 @@ class AuthThrottleConfig:
     block: float = doc("seconds an address stays blocked (SMTP 454 4.7.0, POP3 "
                        "-ERR [SYS/TEMP])", default=300.0)
     max_concurrent_per_ip: int = doc("password checks in flight per address; more get "
-                                     "the temporary refusal", default=3)
+                                     "the temporary refusal (a value below maxFailures "
+                                     "lets a burst spend less than the budget)", default=5)
     ipv6_prefix: int = doc("IPv6 addresses count per network of this prefix length",
                            default=64)
     max_tracked: int = doc("addresses (and shared failure rows) remembered at most; the "

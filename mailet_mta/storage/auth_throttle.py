@@ -87,7 +87,7 @@ class AuthThrottle:
     """Counts failed logins and logins in flight per client address on ``clock``."""
 
     def __init__(self, clock=None, max_failures: int = 5, window: float = 300.0,
-                 block: float = 300.0, max_tracked: int = 100_000, max_concurrent: int = 3,
+                 block: float = 300.0, max_tracked: int = 100_000, max_concurrent: int = 5,
                  ipv6_prefix: int = 64):
         if clock is None:
             from twisted.internet import reactor as clock
