@@ -106,9 +106,15 @@ class AuthThrottle:
     @classmethod
     def from_config(cls, cfg, clock=None) -> "AuthThrottle":
         """The throttle an ``authThrottle`` section describes."""
-        return cls(clock, max_failures=cfg.max_failures, window=cfg.window,
-                   block=cfg.block, max_tracked=cfg.max_tracked,
-                   max_concurrent=cfg.max_concurrent_per_ip, ipv6_prefix=cfg.ipv6_prefix)
+        throttle = cls(clock)
+        throttle.reconfigure(cfg)
+        return throttle
+
+    def reconfigure(self, cfg) -> None:
+        """Take the limits of a reloaded ``authThrottle`` section; counts are kept."""
+        self.max_failures, self.window, self.block = cfg.max_failures, cfg.window, cfg.block
+        self.max_tracked, self.max_concurrent = cfg.max_tracked, cfg.max_concurrent_per_ip
+        self.ipv6_prefix = cfg.ipv6_prefix
 
     def _now(self) -> float:
         return self.clock.seconds()
