@@ -155,6 +155,14 @@ def test_auth_offered_to_authorized_network_which_may_still_relay_without_it(tmp
     assert s.login().startswith("235 2.7.0")
 
 
+def test_auth_offered_to_authorized_network_after_starttls(tmp_path):
+    s = FakeSession(tmp_path, peer="192.0.2.7", tls_context=object(), require_ssl=True)
+    s.ehlo()
+    assert s.cmd("STARTTLS").startswith("220")
+    assert any("AUTH PLAIN LOGIN" in r for r in s.ehlo())
+    assert s.login().startswith("235 2.7.0")
+
+
 def test_auth_before_ehlo_is_503_like_mail(tmp_path):
     s = FakeSession(tmp_path)
     assert s.login().startswith("503 5.5.1")
