@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from zope.interface import implementer
 
-from .smtp.backend import ISMTPBackend
+from .smtp.backend import AuthThrottled, ISMTPBackend
 
 
 @implementer(ISMTPBackend)
@@ -36,7 +36,11 @@ class SpoolBackend:
         return self.directory.identities_of(user)
 
     def authenticate(self, username: str, password: str, client_ip: str):
-        return self.authenticator.authenticate(username, password, client_ip)
+        def answer(result):
+            if not result.verified:
+                raise AuthThrottled(client_ip)
+            return result.user
+        return self.authenticator.check(username, password, client_ip).addCallback(answer)
 
     def is_throttled(self, client_ip: str) -> bool:
         return self.authenticator.is_throttled(client_ip)

@@ -69,6 +69,12 @@ SECTIONS = [
     Section("logging", ["logging"], ["config", "logging"], m.LoggingConfig, b.LOGGING_KEYS,
             examples={"level": "info", "format": "json",
                       "file": "/var/log/mailet-mta/mailet-mta.log"}),
+    Section("authThrottle", ["authThrottle"], ["config", "authThrottle"],
+            m.AuthThrottleConfig, b.AUTH_THROTTLE_KEYS,
+            examples={"maxFailures": 5, "window": "5 minutes", "blockTime": "5 minutes",
+                      "maxConcurrentPerIP": 5, "ipv6Prefix": 64, "maxTracked": 100000},
+            intro="One budget per client address for SMTP AUTH and POP3 logins, shared "
+                  "by every process on the same database. Accounts are never locked."),
     Section("metrics", ["metrics"], ["config", "metrics"], b.MetricsConfig, b.METRICS_KEYS,
             examples={"listen": "tcp:9464:interface=127.0.0.1"},
             intro="Off unless `listen` is set. Serves `/metrics` (Prometheus text format)."),

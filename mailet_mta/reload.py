@@ -4,8 +4,8 @@ What changes at once: the processors (a new Pipeline; mails already running fini
 the old one, which is destroyed when the spool is next idle), the spool manager's
 threads/maxTries/errorRepository, ``servernames`` and ``postmaster``, every listener's
 policy (authRequired, authorizedAddresses, limits, timeouts…) and TLS certificates,
-and the log level. Sessions already open keep the settings they started with; new
-ones get the new settings.
+the login throttle's limits (``authThrottle``), and the log level. Sessions already
+open keep the settings they started with; new ones get the new settings.
 
 What needs a restart (the log says so): ``storage``, listeners added, removed or moved
 to another endpoint, ``metrics.listen``, ``logging.file``/``format``.
@@ -178,6 +178,8 @@ class Plan:
         server.directory.postmaster = MailAddress.parse(config.postmaster_address)
         for kind, svc, cfg, context in self.listeners:
             (_apply_smtp if kind == "smtp" else _apply_pop3)(svc, cfg, context, config)
+        if getattr(server, "authenticator", None) is not None:
+            server.authenticator.throttle.reconfigure(config.auth_throttle)
         self.notes.extend(reconfigure(config.logging))
         _retire(spool, old_pipeline)
         spool._pump()     # more threads may take queued mails now

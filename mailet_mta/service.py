@@ -113,7 +113,7 @@ class MailServer(MultiService):
 
         # One throttle for every protocol. SMTP sessions apply their listener's failure
         # delay themselves; POP3 logins get theirs from the authenticator.
-        throttle = AuthThrottle()
+        throttle = AuthThrottle.from_config(self.config.auth_throttle)
         self.authenticator = Authenticator(self.db, failure_delay=0, throttle=throttle,
                                            default_domain=self.config.server_name)
         for cfg in self.config.smtpservers:

@@ -14,7 +14,7 @@ from . import values as v
 from dataclasses import dataclass
 
 from .model import (
-    DNSConfig, LoggingConfig, MailetSpec, MatcherSpec, POP3ServerConfig, ProcessorSpec,
+    AuthThrottleConfig, DNSConfig, LoggingConfig, MailetSpec, MatcherSpec, POP3ServerConfig, ProcessorSpec,
     ServerConfig, SMTPServerConfig, SpoolManagerConfig, StorageConfig, TLSConfig,
 )
 from .tree import Node, attempt, fail, suggestion
@@ -116,6 +116,25 @@ LOGGING_KEYS: Table = {
 def build_logging(node: Node, what: str) -> LoggingConfig:
     cfg = LoggingConfig(source=node.source)
     read_keys(node, what, LOGGING_KEYS, cfg)
+    return cfg
+
+
+AUTH_THROTTLE_KEYS: Table = {
+    **keys("max_failures", v.integer(1), "maxFailures", "max_failures"),
+    **keys("window", v.duration(), "window"),
+    **keys("block", v.duration(), "blockTime", "block"),
+    **keys("max_concurrent_per_ip", v.integer(1), "maxConcurrentPerIP",
+           "max_concurrent_per_ip"),
+    **keys("ipv6_prefix", v.integer(1), "ipv6Prefix", "ipv6_prefix"),
+    **keys("max_tracked", v.integer(1), "maxTracked", "max_tracked"),
+}
+
+
+def build_auth_throttle(node: Node, what: str) -> AuthThrottleConfig:
+    cfg = AuthThrottleConfig(source=node.source)
+    read_keys(node, what, AUTH_THROTTLE_KEYS, cfg)
+    if cfg.ipv6_prefix > 128:
+        fail(f"{what}.ipv6Prefix must be 128 or less, not {cfg.ipv6_prefix}", node.source)
     return cfg
 
 
@@ -410,6 +429,7 @@ TOP_KEYS: Table = {
            "pop3servers", "pop3server"),
     **keys("dns", build_dns, "dns"),
     **keys("logging", build_logging, "logging"),
+    **keys("auth_throttle", build_auth_throttle, "authThrottle", "auth_throttle"),
     **keys("extra", lambda n, w: mapping(n, w) and n.to_python(), "extra"),
 }
 # Sections kept in ServerConfig.extra under their own name, built by their function.

@@ -144,6 +144,26 @@ class POP3ServerConfig:
 
 
 @dataclass
+class AuthThrottleConfig:
+    """Login throttling per client address, for every SMTP and POP3 listener."""
+
+    max_failures: int = doc("failed logins from one address (IPv6: one /64) within "
+                            "window before it is blocked; checks in flight count too",
+                            default=5)
+    window: float = doc("seconds a failed login counts", default=300.0)
+    block: float = doc("seconds an address stays blocked (SMTP 454 4.7.0, POP3 "
+                       "-ERR [SYS/TEMP])", default=300.0)
+    max_concurrent_per_ip: int = doc("password checks in flight per address; more get "
+                                     "the temporary refusal (a value below maxFailures "
+                                     "lets a burst spend less than the budget)", default=5)
+    ipv6_prefix: int = doc("IPv6 addresses count per network of this prefix length",
+                           default=64)
+    max_tracked: int = doc("addresses (and shared failure rows) remembered at most; the "
+                           "oldest are forgotten first", default=100_000)
+    source: str | None = None
+
+
+@dataclass
 class StorageConfig:
     url: str | None = doc("SQLAlchemy URL; default sqlite under data_dir", default=None)
     data_dir: str = doc("directory for the database and blobs", default="./var")
@@ -187,6 +207,8 @@ class ServerConfig:
     smtpservers: list[SMTPServerConfig] = doc("SMTP listeners", default_factory=list)
     pop3servers: list[POP3ServerConfig] = doc("POP3 listeners", default_factory=list)
     dns: DNSConfig = doc("resolver settings", default_factory=DNSConfig)
+    auth_throttle: AuthThrottleConfig = doc("login throttling per client address",
+                                            default_factory=AuthThrottleConfig)
     logging: LoggingConfig = doc("log output", default_factory=LoggingConfig)
     extra: dict[str, Any] = doc("sections other subsystems read (e.g. metrics)",
                                 default_factory=dict)

@@ -281,7 +281,7 @@ class POP3Server(TransactionCommands, Protocol, TimeoutMixin):
         if self._lost:
             return
         if not result.ok:
-            return self._login_failed(username, result.throttled)
+            return self._login_failed(username, result)
         owner, locked = self.backend.new_owner(), False
         try:
             locked = yield self.backend.lock(result.user, owner)
@@ -304,15 +304,15 @@ class POP3Server(TransactionCommands, Protocol, TimeoutMixin):
         log.info("POP3 login of {user} from {ip}", user=self.user, ip=self.client_ip)
         self.send(f"+OK {self.user} has {self._count} messages ({self._octets} octets)")
 
-    def _login_failed(self, username: str, throttled: bool) -> None:
+    def _login_failed(self, username: str, result) -> None:
         log.info("POP3 login failed for {user!r} from {ip}", user=username,
                  ip=self.client_ip)
-        if throttled:
+        if not result.verified:     # refused unchecked: temporary (RFC 3206 SYS/TEMP)
             self.send("-ERR [SYS/TEMP] too many failed logins from your address; "
                       "try again later")
             return self.close()
-        self._auth_failures += 1
-        if self._auth_failures >= MAX_AUTH_FAILURES:
+        self._auth_failures += 1      # checked and wrong: [AUTH], even if now throttled
+        if result.throttled or self._auth_failures >= MAX_AUTH_FAILURES:
             self.send("-ERR [AUTH] invalid user name or password; closing the connection")
             return self.close()
         self.send("-ERR [AUTH] invalid user name or password")

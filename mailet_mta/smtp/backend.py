@@ -15,6 +15,11 @@ from __future__ import annotations
 from zope.interface import Attribute, Interface
 
 
+class AuthThrottled(Exception):
+    """A login refused before any password check: the client's address failed too
+    often or has too many checks in flight. Temporary (``454 4.7.0``), not ``535``."""
+
+
 class ISMTPBackend(Interface):
     """The mail server as the SMTP protocol sees it."""
 
@@ -38,8 +43,10 @@ class ISMTPBackend(Interface):
 
     def authenticate(username, password, client_ip):
         """Check a password. Returns a Deferred firing with the canonical user name, or
-        None when the credentials are wrong. The backend applies the failure delay and
-        per-IP throttling and never blocks the reactor (hashing runs in a thread)."""
+        None when the credentials are wrong, or failing with :class:`AuthThrottled`
+        when the client's address may not try now (answered ``454 4.7.0``, RFC 4954
+        §6). The backend applies per-IP throttling and never blocks the reactor
+        (hashing runs in a thread)."""
 
     def new_blob_writer():
         """A fresh :class:`mailet_mta.storage.blobs.BlobWriter` for one message body:

@@ -14,6 +14,7 @@ from twisted.logger import Logger
 
 from .. import metrics
 from ..address import MailAddress, MailAddressError
+from .backend import AuthThrottled
 from .envelope import Envelope
 from .params import (CommandSyntaxError, parse_forward_path, parse_notify, parse_orcpt,
                      parse_reverse_path, split_path_and_params, xtext_decode)
@@ -139,6 +140,8 @@ class CommandsMixin:
 
     # -- AUTH (RFC 4954) -----------------------------------------------------------
     def do_AUTH(self, arg):
+        if not self.session.esmtp:      # AUTH is an EHLO extension (RFC 4954 §4)
+            return self.reply(503, "5.5.1", "Error: send EHLO first")
         if not self._auth_offered():
             return self.reply(503, "5.5.1", "Error: authentication not enabled")
         if self.config.require_ssl and not self.session.tls:
@@ -202,6 +205,10 @@ class CommandsMixin:
         self.reply(235, "2.7.0", "Authentication successful")
 
     def _auth_error(self, failure):
+        if failure.check(AuthThrottled):   # RFC 4954 §6: temporary, not "wrong password"
+            log.info("AUTH from {ip} throttled", ip=self.session.remote_ip)
+            return self.reply(454, "4.7.0", "Too many authentication attempts from your "
+                              "address; try again later")
         log.failure("authentication backend failed", failure)
         self.reply(454, "4.7.0", "Temporary authentication failure")
 
@@ -290,14 +297,15 @@ class CommandsMixin:
         if not path.isascii() and not env.smtputf8:
             return self.reply(553, "5.6.7", "Non-ASCII address requires SMTPUTF8 on MAIL")
         limit = self.config.max_recipients
-        if limit and len(env.recipients) >= limit and rcpt not in env.recipients:
-            return self.reply(452, "4.5.3", "Error: too many recipients")
+        if limit and env.rcpt_count >= limit:   # RFC 5321 §4.5.3.1.10: commands, not
+            return self.reply(452, "4.5.3", "Error: too many recipients")  # addresses
         if path[1:-1].strip().lower() == "postmaster":  # RFC 5321 §4.5.1: always taken
             verdict = (250, "2.1.5", f"Recipient <{rcpt}> OK")
         else:
             verdict = self._recipient_verdict(rcpt)
         if verdict[0] >= 400:
             return self.reply(*verdict)
+        env.rcpt_count += 1
         if rcpt not in env.recipients:
             env.recipients.append(rcpt)
         if dsn:

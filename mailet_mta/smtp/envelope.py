@@ -35,6 +35,7 @@ class Envelope:
     sender: MailAddress | None
     name: str = field(default_factory=new_mail_name)
     recipients: list[MailAddress] = field(default_factory=list)
+    rcpt_count: int = 0                 # RCPT commands accepted (repeats included)
     declared_size: int = 0
     body: str = "7BIT"
     smtputf8: bool = False

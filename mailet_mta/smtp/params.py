@@ -38,9 +38,11 @@ def split_path_and_params(arg: str, keyword: str) -> tuple[str, dict[str, str | 
         if not _KEYWORD_RE.match(key):
             raise CommandSyntaxError(f"malformed parameter {token!r}")
         key = key.upper()
-        if key in params:
-            raise CommandSyntaxError(f"parameter {key} given twice")
-        params[key] = value if sep else None
+        value = value if sep else None
+        if key in params and params[key] != value:   # a repeat with the same value is
+            raise CommandSyntaxError(f"parameter {key} given twice with different "
+                                     f"values")       # harmless (smtplib sends SIZE twice)
+        params[key] = value
     return path, params
 
 

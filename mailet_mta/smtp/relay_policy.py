@@ -1,9 +1,9 @@
 """Who may relay, when AUTH is offered, and which senders are allowed (James semantics).
 
-- ``auth_required`` = ``"true"``: AUTH is offered to clients outside
-  ``authorized_addresses``; they must authenticate to relay. ``"announce"``: AUTH is
-  offered to every client. ``"false"``: AUTH is never offered; only
-  ``authorized_addresses`` may relay.
+- ``auth_required`` = ``"true"``: clients outside ``authorized_addresses`` must
+  authenticate to relay; AUTH is offered to every client (those inside may relay
+  without it, but may log in too). ``"announce"``: the same offer. ``"false"``: AUTH is
+  never offered; only ``authorized_addresses`` may relay.
 - A recipient is *local* when its domain is local (or an IP literal of this host).
   Local recipients are never relayed, whatever their local part holds (``%``, ``!``,
   a quoted ``@``): the pipeline delivers or bounces them here.
@@ -77,11 +77,10 @@ class RelayPolicy:
 
     def offers_auth(self, authorized_network: bool) -> bool:
         """Whether AUTH is advertised to (and accepted from) this client."""
-        if self.auth_mode == "announce":
-            return True
-        if self.auth_mode == "true":
-            return not authorized_network
-        return False
+        # AUTH is offered wherever a client may authenticate: an authorized network
+        # may still relay without it, but a client set to always log in (submission,
+        # a relay host's smarthost settings) must be able to.
+        return self.auth_mode in ("true", "announce")
 
     @staticmethod
     def may_relay(authorized_network: bool, auth_user: str | None) -> bool:

@@ -163,3 +163,16 @@ nodes = Table(
     Column("heartbeat", Float, nullable=False),
     Column("info", Text, nullable=False, default="{}"),
 )
+
+# Failed logins per client address key (an IPv4 address or an IPv6 /64), shared by
+# every process so the login budget holds for the whole cluster. Rows older than the
+# throttle's window plus its block time are pruned.
+auth_failures = Table(
+    "auth_failures", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("client", String(64), nullable=False),
+    Column("at", Float, nullable=False),
+    Column("node", String(64), nullable=False),        # the process that counted it
+    Index("ix_auth_failures_client_at", "client", "at"),
+    Index("ix_auth_failures_at", "at"),
+)

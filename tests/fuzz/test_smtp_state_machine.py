@@ -72,6 +72,7 @@ class SMTPSessionMachine(RuleBasedStateMachine):
     def sync(self):
         p = self.s.proto
         self.helo = p.session.helo is not None
+        self.esmtp = p.session.esmtp
         self.in_tx = p.envelope is not None
         self.rcpts = len(p.envelope.recipients) if p.envelope else 0
         self.authed = p.session.auth_user is not None
@@ -149,7 +150,7 @@ class SMTPSessionMachine(RuleBasedStateMachine):
     def auth_plain(self, password):
         token = base64.b64encode(f"\0alice\0{password}".encode()).decode()
         codes = self.codes(f"AUTH PLAIN {token}\r\n".encode())
-        if self.authed or self.in_tx:
+        if self.authed or self.in_tx or not self.esmtp:   # AUTH needs EHLO first
             assert codes == [503]
         elif password == "secret":
             assert codes == [235]

@@ -19,6 +19,7 @@ class MemoryBackend:
         self.boxes = {u: [] for u in self.users}
         self.locks: dict[str, str] = {}
         self.throttled: set[str] = set()
+        self.throttle_on_failure: set[str] = set()   # a failure from these blocks them
         self.deleted: list[int] = []
         self.hold_login: defer.Deferred | None = None
         self.fail_open = False
@@ -40,10 +41,11 @@ class MemoryBackend:
 
     def check_login(self, username, password, client_ip):
         if client_ip in self.throttled:
-            return defer.succeed(AuthResult(None, throttled=True))
+            return defer.succeed(AuthResult(None, throttled=True, verified=False))
         user = username.lower()
         ok = self.users.get(user) == password
-        result = AuthResult(user if ok else None)
+        result = AuthResult(user if ok else None,
+                            throttled=not ok and client_ip in self.throttle_on_failure)
         if self.hold_login is not None:
             held, self.hold_login = self.hold_login, None
             return held.addCallback(lambda _: result)

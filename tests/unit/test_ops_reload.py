@@ -108,6 +108,18 @@ async def test_a_valid_file_swaps_pipeline_domains_policy_and_certificate(runnin
 
 
 @pytest_twisted.ensureDeferred
+async def test_reload_applies_new_login_throttle_limits(running):
+    server, path = running
+    throttle = server.authenticator.throttle
+    assert throttle.max_failures == 5
+    write_config(path, server.data_dir, authThrottle={"maxFailures": 2, "blockTime": "1m",
+                                                      "maxConcurrentPerIP": 2})
+    assert await server.reload() is True
+    assert server.authenticator.throttle is throttle
+    assert (throttle.max_failures, throttle.block, throttle.max_concurrent) == (2, 60.0, 2)
+
+
+@pytest_twisted.ensureDeferred
 async def test_a_moved_listener_keeps_its_endpoint_until_restart(running):
     server, path = running
     factory = smtp_factory(server)

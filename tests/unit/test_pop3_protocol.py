@@ -97,6 +97,14 @@ def test_throttled_address_gets_sys_temp():
     assert s.login().startswith(b"-ERR [SYS/TEMP] ")
 
 
+def test_wrong_password_that_reaches_the_limit_is_auth_not_sys_temp_and_closes():
+    backend = MemoryBackend()
+    backend.throttle_on_failure.add("192.168.1.1")
+    s = Session(backend)
+    assert s.login(password="nope").startswith(b"-ERR [AUTH] ")
+    assert s.transport.disconnecting
+
+
 def test_pass_without_user_is_refused():
     assert Session().cmd("PASS secret").startswith(b"-ERR")
 

@@ -123,6 +123,32 @@ def test_452_too_many_recipients(tmp_path):
     assert s.cmd("RCPT TO:<info@example.com>").startswith("452 4.5.3 ")
 
 
+def test_452_counts_rcpt_commands_not_distinct_addresses(tmp_path):
+    s = session(tmp_path, max_recipients=100)
+    s.cmd("MAIL FROM:<x@remote.net>")
+    rcpts = b"".join(b"RCPT TO:<%s@example.com>\r\n" % (b"alice", b"bob")[i % 2]
+                     for i in range(105))
+    codes = s.codes(rcpts)
+    assert codes == [250] * 100 + [452] * 5
+
+
+def test_refused_rcpt_does_not_use_up_the_recipient_limit(tmp_path):
+    s = session(tmp_path, max_recipients=2)
+    s.cmd("MAIL FROM:<x@remote.net>")
+    assert s.cmd("RCPT TO:<nobody@example.com>").startswith("550")
+    assert s.cmd("RCPT TO:<alice@example.com>").startswith("250")
+    assert s.cmd("RCPT TO:<alice@example.com>").startswith("250")
+    assert s.cmd("RCPT TO:<bob@example.com>").startswith("452 4.5.3 ")
+
+
+def test_mail_parameter_repeated_with_the_same_value_is_accepted(tmp_path):
+    s = session(tmp_path)
+    assert s.cmd("MAIL FROM:<a@remote.net> size=1000 SIZE=1000").startswith("250")
+    s.cmd("RSET")
+    assert s.cmd("MAIL FROM:<a@remote.net> SIZE=1000 SIZE=2000") == \
+        "501 5.5.4 parameter SIZE given twice with different values"
+
+
 def test_454_starttls_without_certificate(tmp_path):
     s = session(tmp_path)
     assert s.cmd("STARTTLS").startswith("454 4.7.0 ")

@@ -146,10 +146,41 @@ def test_mail_auth_parameter_is_accepted(tmp_path):
     assert s.cmd("MAIL FROM:<x@remote.net> AUTH=<>").startswith("250")
 
 
-def test_auth_not_offered_to_authorized_network_when_auth_required_true(tmp_path):
+def test_auth_offered_to_authorized_network_which_may_still_relay_without_it(tmp_path):
     s = FakeSession(tmp_path, peer="192.0.2.7")
-    assert not any("AUTH" in r for r in s.ehlo())
+    assert any("AUTH PLAIN LOGIN" in r for r in s.ehlo())
+    assert s.cmd("MAIL FROM:<x@remote.net>").startswith("250")
+    assert s.cmd("RCPT TO:<far@remote.example>").startswith("250")
+    s.cmd("RSET")
+    assert s.login().startswith("235 2.7.0")
+
+
+def test_auth_offered_to_authorized_network_after_starttls(tmp_path):
+    s = FakeSession(tmp_path, peer="192.0.2.7", tls_context=object(), require_ssl=True)
+    s.ehlo()
+    assert s.cmd("STARTTLS").startswith("220")
+    assert any("AUTH PLAIN LOGIN" in r for r in s.ehlo())
+    assert s.login().startswith("235 2.7.0")
+
+
+def test_auth_before_ehlo_is_503_like_mail(tmp_path):
+    s = FakeSession(tmp_path)
     assert s.login().startswith("503 5.5.1")
+    assert s.cmd("HELO client.example.net").startswith("250")
+    assert s.login().startswith("503 5.5.1")           # AUTH is an EHLO extension
+    assert s.backend.auth_calls == []
+    s.ehlo()
+    assert s.login().startswith("235 2.7.0")
+
+
+def test_throttled_auth_answers_454_not_535(tmp_path):
+    from mailet_mta.smtp.backend import AuthThrottled
+
+    s = session(tmp_path)
+    s.backend.authenticate = lambda *a: defer.fail(AuthThrottled("203.0.113.5"))
+    assert s.login() == ("454 4.7.0 Too many authentication attempts from your "
+                         "address; try again later")
+    assert s.cmd("NOOP").startswith("250")             # the session goes on
 
 
 def test_auth_announce_offers_auth_to_authorized_network(tmp_path):
