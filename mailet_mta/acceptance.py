@@ -27,9 +27,14 @@ class SpoolBackend:
     def is_local_domain(self, domain: str) -> bool:
         return self.directory.is_local_domain(domain)
 
+    @property
+    def postmaster(self):
+        """The configured postmaster: where a bare ``RCPT TO:<postmaster>`` goes."""
+        return self.directory.postmaster
+
     def is_local_address(self, addr) -> bool:
-        if addr.user.lower() == "postmaster" and self.directory.is_local_domain(addr.domain):
-            return True
+        """The directory's one answer (a user, a deliverable alias, a postmaster) — the
+        same one ``RecipientIsLocal`` gives in the pipeline."""
         return self.directory.is_local_email(addr)
 
     def identities_of(self, user: str):

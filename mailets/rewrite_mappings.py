@@ -42,15 +42,25 @@ def source_key(text: str) -> str:
     text = text.strip()
     try:
         if "@" in text:
-            return str(MailAddress.parse(text))
+            return str(MailAddress.parse(text)).lower()
         return MailAddress("x", text).domain
     except MailAddressError as exc:
         raise ValueError(f"{text!r} is not an address, *@domain or domain ({exc})") from None
 
 
 def lookup_keys(address: MailAddress) -> list[str]:
-    """The sources to look for, most specific first."""
-    return [str(address), f"*@{address.domain}", address.domain]
+    """The sources to look for, most specific first (sources compare case-insensitively,
+    as mailbox names do on this server)."""
+    return [str(address).lower(), f"*@{address.domain}", address.domain]
+
+
+def lookup_in(table: dict[str, list[str]], address: MailAddress) -> list[str]:
+    """The targets ``table`` (normalised sources → targets) gives ``address``, most
+    specific source first; [] when none applies."""
+    for key in lookup_keys(address):
+        if key in table:
+            return list(table[key])
+    return []
 
 
 def _regex_parts(body: str) -> tuple[re.Pattern, str]:
@@ -141,6 +151,22 @@ async def resolve(address: MailAddress, lookup: Lookup, depth: int = 0,
             results = await resolve(new, lookup, depth + 1, chain + (address,))
         final.extend(a for a in results if a not in final)
     return final
+
+
+def resolve_now(address: MailAddress,
+                lookup: Callable[[MailAddress], list[str]]) -> list[MailAddress]:
+    """:func:`resolve` with a lookup that answers at once (an in-memory table): the
+    final addresses, or MappingError."""
+    async def answer(addr):
+        return lookup(addr)
+
+    coroutine = resolve(address, answer)
+    try:
+        coroutine.send(None)
+    except StopIteration as done:
+        return done.value
+    coroutine.close()
+    raise RuntimeError("resolve_now: the lookup did not answer at once")
 
 
 def parse_mapping_entries(values: Iterable) -> dict[str, list[str]]:

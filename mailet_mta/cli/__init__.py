@@ -9,8 +9,8 @@ import sys
 from .common import CLIError
 
 # Subcommand groups, each a module of this package with register(subparsers).
-GROUPS = ("serve", "check_config", "db", "domains", "users", "mailbox", "repository",
-          "queue", "nodes", "init", "status")
+GROUPS = ("serve", "check_config", "db", "domains", "users", "aliases", "mailbox",
+          "repository", "queue", "nodes", "init", "status")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -28,7 +28,35 @@ def run(args) -> int:
         raise CLIError(f"configuration file not found: {args.file}") from None
     print(f"{args.file}: OK ({len(config.spoolmanager.processors)} processors, "
           f"{len(config.smtpservers)} SMTP and {len(config.pop3servers)} POP3 listeners)")
+    warning = _postmaster_warning(config)
+    if warning:
+        print(f"warning: {warning}")
     return 0
+
+
+def _postmaster_warning(config) -> str | None:
+    """Why the postmaster cannot receive mail, read from the database when it exists
+    (check-config never creates one)."""
+    from pathlib import Path
+
+    from ..directory import Directory, configured_mappings, load_tables
+    from ..storage.db import Database, default_url
+
+    url = config.storage.url or default_url(config.storage.data_dir)
+    if not config.storage.url and not Path(url.partition("///")[2]).exists():
+        return None
+    db = Database(url, 1)
+    try:
+        with db.engine.connect() as conn:
+            tables = load_tables(conn)
+    except Exception:  # noqa: BLE001 - no schema yet, or no server: nothing to say
+        return None
+    finally:
+        db.engine.dispose()
+    directory = Directory(None, config.servernames, config.postmaster_address,
+                          configured_mappings(config.spoolmanager))
+    directory.apply(tables)
+    return directory.postmaster_problem()
 
 
 def _check_tls(config) -> None:

@@ -60,6 +60,9 @@ class ISMTPBackendOptional(Interface):
       ``("forward", new)`` answers RCPT ``251 2.1.5 User not local; will forward to
       <new>`` and accepts the recipient (the pipeline does the forwarding);
       ``("moved", new)`` answers ``551 5.1.6 User not local; please try <new>``.
+    - ``postmaster``: the configured postmaster (a MailAddress); a bare
+      ``RCPT TO:<postmaster>`` (RFC 5321 §4.5.1) is recorded as this address. Without
+      it, bare postmaster is ``postmaster@<server_name>``.
     - ``message_source(blob) -> MessageSource``: the message of a file blob (BlobStore
       .source). Without it the protocol reads the blob file the writer produced.
     """

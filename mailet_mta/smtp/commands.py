@@ -293,6 +293,7 @@ class CommandsMixin:
         if limit and len(env.recipients) >= limit and rcpt not in env.recipients:
             return self.reply(452, "4.5.3", "Error: too many recipients")
         if path[1:-1].strip().lower() == "postmaster":  # RFC 5321 §4.5.1: always taken
+            rcpt = getattr(self.backend, "postmaster", None) or rcpt
             verdict = (250, "2.1.5", f"Recipient <{rcpt}> OK")
         else:
             verdict = self._recipient_verdict(rcpt)

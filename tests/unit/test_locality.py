@@ -1,0 +1,150 @@
+"""One notion of "local": the directory answers the RCPT check, the matchers and the
+mailet context alike (own IP literals, postmaster, aliases from the configuration and
+the database, forwards)."""
+
+from __future__ import annotations
+
+import pytest
+
+from mailet_mta.acceptance import SpoolBackend
+from mailet_mta.address import MailAddress
+from mailet_mta.config import default_config
+from mailet_mta.directory import Directory, configured_mappings, is_own_ip
+from mailet_mta.context import MailetContext
+from mailets.matchers.local_recipients import HostIsLocal, RecipientIsLocal
+
+A = MailAddress.parse
+
+
+def directory(users=("alice@example.com",), mappings=None, configured=None,
+              postmaster="postmaster@example.com", domains=()) -> Directory:
+    d = Directory(None, ["example.com", "example.net"], postmaster, configured)
+    d.apply({"domains": set(domains), "users": set(users), "quotas": {},
+             "mappings": mappings or {}, "generation": 1})
+    return d
+
+
+def test_own_ip_literals_are_local_domains_and_others_are_not():
+    d = directory()
+    assert d.is_local_domain("[127.0.0.1]")
+    assert d.is_local_domain("[IPv6:::1]") == is_own_ip("::1")
+    assert not d.is_local_domain("[192.0.2.1]")          # TEST-NET: not this host
+    assert not d.is_local_domain("[0.0.0.0]")            # binds, but is nobody's address
+    assert not d.is_local_domain("[224.0.0.1]")
+
+
+def test_address_at_own_ip_literal_is_the_user_at_the_first_servername():
+    d = directory()
+    assert d.canonical(A("Alice@[127.0.0.1]")) == A("Alice@example.com")
+    assert d.local_users_of(A("alice@[127.0.0.1]")) == ["alice@example.com"]
+    assert d.is_local_email(A("alice@[127.0.0.1]"))
+    assert not d.is_local_email(A("nobody@[127.0.0.1]"))
+
+
+def test_literal_cache_is_bounded():
+    from mailet_mta import directory as module
+
+    d = directory()
+    for i in range(module.MAX_LITERAL_CACHE + 10):
+        d.is_own_literal(f"[198.18.{i // 256}.{i % 256}]")
+    assert len(d._own_literals) <= module.MAX_LITERAL_CACHE
+
+
+def test_postmaster_of_every_local_domain_reaches_the_configured_postmaster():
+    d = directory(users=("postmaster@example.com",))
+    assert d.local_users_of(A("postmaster@example.net")) == ["postmaster@example.com"]
+    assert d.is_local_email(A("PostMaster@[127.0.0.1]"))
+    assert d.postmaster_problem() is None
+
+
+def test_postmaster_without_mailbox_is_reported_with_the_commands_that_fix_it():
+    d = directory(users=("alice@example.com",))
+    assert not d.is_local_email(A("postmaster@example.net"))
+    problem = d.postmaster_problem()
+    assert "postmaster@example.com has no mailbox" in problem
+    assert "mailet-mta users add postmaster@example.com" in problem
+    assert "mailet-mta aliases add postmaster@example.com" in problem
+
+
+def test_postmaster_may_be_an_alias_of_a_user():
+    d = directory(mappings={"postmaster@example.com": ["alice@example.com"]})
+    assert d.postmaster_problem() is None
+    assert d.is_local_email(A("postmaster@example.net"))
+
+
+def test_alias_is_accepted_only_when_a_target_is_deliverable():
+    d = directory(mappings={"sales@example.com": ["alice@example.com"],
+                            "ghost@example.com": ["nobody@example.com"],
+                            "gone@example.com": ["error:550 5.1.1 left the company"],
+                            "fwd@example.com": ["friend@remote.org"],
+                            "loop@example.com": ["loop2@example.com"],
+                            "loop2@example.com": ["loop@example.com"]})
+    assert d.is_local_email(A("sales@example.com"))
+    assert d.is_local_email(A("fwd@example.com"))         # a forward: relayed
+    assert not d.is_local_email(A("ghost@example.com"))   # would bounce: refuse now
+    assert not d.is_local_email(A("gone@example.com"))
+    assert not d.is_local_email(A("loop@example.com"))
+
+
+def test_catch_all_and_domain_alias():
+    d = directory(mappings={"*@example.net": ["alice@example.com"]},
+                  domains={"alias.example"},
+                  configured={"alias.example": ["domain:example.com"]})
+    assert d.is_local_email(A("anything@example.net"))
+    assert d.is_local_email(A("alice@alias.example"))
+    assert not d.is_local_email(A("bob@alias.example"))
+
+
+def test_configured_mappings_come_first_then_the_database():
+    d = directory(configured={"sales@example.com": ["alice@example.com"]},
+                  mappings={"sales@example.com": ["nobody@example.com"],
+                            "info@example.com": ["alice@example.com"]})
+    assert d.lookup_mappings(A("Sales@Example.com")) == ["alice@example.com"]
+    assert d.lookup_mappings(A("info@example.com")) == ["alice@example.com"]
+    assert d.is_local_email(A("sales@example.com"))
+
+
+def test_configured_mappings_are_read_from_every_recipient_rewrite_table_mailet():
+    config = default_config()
+    transport = config.spoolmanager.processors["transport"]
+    rrt = next(m for m in transport.mailets if m.mailet == "RecipientRewriteTable")
+    rrt.parameters["mapping"] = "sales@example.com=alice@example.com;bob@example.com"
+    assert configured_mappings(config.spoolmanager) == {
+        "sales@example.com": ["alice@example.com", "bob@example.com"]}
+
+
+def test_rcpt_check_matchers_and_context_give_the_same_answer():
+    """The listener's backend and the pipeline's matchers ask the same directory."""
+    from mailet_mta.api import Mail, MatcherConfig
+
+    d = directory(users=("alice@example.com", "postmaster@example.com"),
+                  configured={"sales@example.com": ["alice@example.com"]},
+                  mappings={"fwd@example.com": ["friend@remote.org"]})
+    config = default_config()
+    backend = SpoolBackend(config, config.smtpservers[0], d, None, None, None)
+    context = MailetContext(config, d, None)
+    local = RecipientIsLocal()
+    local.init(MatcherConfig("RecipientIsLocal", None, context, "transport"))
+    host = HostIsLocal()
+    host.init(MatcherConfig("HostIsLocal", None, context, "transport"))
+    addresses = ["alice@example.com", "sales@example.com", "fwd@example.com",
+                 "nobody@example.com", "postmaster@[127.0.0.1]", "alice@[127.0.0.1]",
+                 "x@remote.org", "x@[192.0.2.1]"]
+    mail = Mail(sender=A("eve@forged.example"), recipients=[A(a) for a in addresses],
+                message=b"Subject: x\r\n\r\nx\r\n")
+    accepted = [a for a in addresses if backend.is_local_address(A(a))]
+    assert accepted == [str(r) for r in local.match(mail)]
+    assert accepted == ["alice@example.com", "sales@example.com", "fwd@example.com",
+                        "postmaster@[127.0.0.1]", "alice@[127.0.0.1]"]
+    in_local_domain = [a for a in addresses
+                       if backend.is_local_domain(A(a).domain)]
+    assert in_local_domain == [str(r) for r in host.match(mail)]
+    assert backend.postmaster == A("postmaster@example.com")
+
+
+@pytest.mark.parametrize("source", ["Sales@Example.com", "sales@example.com"])
+def test_mapping_sources_compare_case_insensitively(source):
+    from mailets.rewrite_mappings import lookup_in, parse_mapping_entries
+
+    table = parse_mapping_entries([f"{source}=alice@example.com"])
+    assert lookup_in(table, A("SALES@example.com")) == ["alice@example.com"]
