@@ -148,3 +148,88 @@ def test_mapping_sources_compare_case_insensitively(source):
 
     table = parse_mapping_entries([f"{source}=alice@example.com"])
     assert lookup_in(table, A("SALES@example.com")) == ["alice@example.com"]
+
+
+def test_init_creates_the_postmaster_mailbox_and_check_config_warns_when_it_is_gone(
+        tmp_path, capsys):
+    from mailet_mta.cli import main
+
+    site = tmp_path / "site"
+    assert main(["init", str(site), "--domain", "example.com"]) == 0
+    out = capsys.readouterr().out
+    assert "created the mailbox of the postmaster postmaster@example.com" in out
+    assert "users passwd postmaster@example.com" in out
+    config = str(site / "mailet-mta.yaml")
+    assert main(["users", "list", "--config", config]) == 0
+    assert "postmaster@example.com" in capsys.readouterr().out
+    assert main(["check-config", config]) == 0
+    assert "warning" not in capsys.readouterr().out
+
+    assert main(["users", "remove", "postmaster@example.com", "--config", config]) == 0
+    capsys.readouterr()
+    assert main(["check-config", config]) == 0
+    warning = capsys.readouterr().out
+    assert "warning: the postmaster postmaster@example.com has no mailbox" in warning
+    assert main(["aliases", "add", "postmaster@example.com", "nobody@example.com",
+                 "--config", config]) == 0
+    assert "note: no target of postmaster@example.com is deliverable" in \
+        capsys.readouterr().out
+
+
+def test_locked_postmaster_account_cannot_log_in():
+    from mailet_mta.cli.init import LOCKED_PASSWORD
+    from mailet_mta.storage.passwords import verify_password
+
+    assert not verify_password(LOCKED_PASSWORD, "")
+    assert not verify_password(LOCKED_PASSWORD, "!locked")
+
+
+def _shipped_pipelines():
+    from mailet_mta.cli.init_templates import render_xml, render_yaml, standard_pipeline
+    from mailet_mta.config import load_config, load_config_text
+    from tests.support.server import ROOT
+
+    settings = {"domain": "example.com", "hostname": "mail.example.com",
+                "config_path": "/etc/m.yaml", "data_dir": "/var/lib/m",
+                "certificate": "/etc/c.pem", "private_key": "/etc/k.pem",
+                "ports": {"smtp": 25, "submission": 587, "submissions": 465, "pop3": 110,
+                          "pop3s": 995},
+                "interface": None, "production": True, "pipeline": standard_pipeline(True)}
+    return {"embedded default": default_config(),
+            "conf/mailet-mta.yaml": load_config(ROOT / "conf" / "mailet-mta.yaml"),
+            "conf/config.xml": load_config(ROOT / "conf" / "config.xml"),
+            "init yaml": load_config_text(render_yaml(settings), "yaml"),
+            "init xml": load_config_text(render_xml(settings), "xml")}
+
+
+@pytest.mark.parametrize("state", ["local-address-error", "relay-denied", "rrt-error"])
+@pytest.mark.parametrize("name", ["embedded default", "conf/mailet-mta.yaml",
+                                  "conf/config.xml", "init yaml", "init xml"])
+def test_shipped_pipelines_never_bounce_refused_mail_of_an_unauthenticated_client(
+        name, state):
+    """Backscatter: refused mail of a stranger is stored, never bounced to its (maybe
+    forged) sender; an authenticated client still gets its bounce where one is due."""
+    from mailet_mta.api import ATTR_AUTH_USER, Mail
+    from mailet_mta.spool.processor import Pipeline
+    from tests.support.memory_context import MemoryContext, run
+
+    config = _shipped_pipelines()[name]
+
+    def outcome(authenticated: bool):
+        ctx = MemoryContext(domains=["example.com"])
+        pipeline = Pipeline(config.spoolmanager, ctx)
+        mail = Mail(sender=A("victim@forged.example"), recipients=[A("nobody@example.com")],
+                    message=b"Subject: x\r\n\r\nx\r\n")
+        if authenticated:
+            mail.set_attribute(ATTR_AUTH_USER, "alice@example.com")
+        mail.state = state
+        run(pipeline.run(mail))
+        return ctx
+
+    stranger = outcome(False)
+    assert stranger.sent == [] and stranger.bounced == []
+    assert [repo for repo, _m in stranger.stored] == [state.replace("local-", "")]
+    if state != "relay-denied":
+        trusted = outcome(True)
+        assert [str(m.recipients[0]) for m, _s, _d in trusted.sent] == [
+            "victim@forged.example"]
