@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from zope.interface import implementer
 
-from .smtp.backend import ISMTPBackend
+from .directory import usage_of
+from .smtp.backend import ISMTPBackend, MailRefused
 
 
 @implementer(ISMTPBackend)
@@ -52,5 +53,25 @@ class SpoolBackend:
     def message_source(self, blob):
         return self.blobs.source(blob.id, blob.size, blob.data)
 
+    def quota_ok(self, addr, size: int) -> bool:
+        """False when every mailbox ``addr`` reaches is too full for ``size`` octets
+        (RCPT: the cached usage, refreshed each second)."""
+        return not self.directory.mailbox_full(addr, size)
+
     def accept(self, mail, blob):
-        return self.spool.accept(mail, blob)
+        """Spool the mail — unless every recipient's mailbox is too full for it (the
+        exact usage, read off the reactor): then ``552 5.2.2`` and nothing is kept.
+        Recipients with room get the mail; a full one gets a delivery report."""
+        directory = self.directory
+        users = {u for rcpt in mail.recipients for u in directory.delivery_users(rcpt)
+                 if u in directory.quotas}
+        if not users:
+            return self.spool.accept(mail, blob)
+
+        def check(usage):
+            if all(directory.mailbox_full(r, blob.size, usage) for r in mail.recipients):
+                raise MailRefused(552, "5.2.2", "Mailbox full: " + ", ".join(
+                    f"<{r}>" for r in mail.recipients))
+            return self.spool.accept(mail, blob)
+
+        return self.spool.db.read(usage_of, sorted(users)).addCallback(check)

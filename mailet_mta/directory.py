@@ -26,7 +26,7 @@ import errno
 import ipaddress
 import socket
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from twisted.internet import defer, task
 from twisted.logger import Logger
 
@@ -108,8 +108,25 @@ def configured_mappings(spoolmanager) -> dict[str, list[str]]:
     return table
 
 
+def load_usage(conn) -> dict[str, int]:
+    """Octets stored for every user that has a quota (one grouped query)."""
+    users, boxes, msgs = schema.users, schema.mailboxes, schema.messages
+    query = (select(boxes.c.user, func.coalesce(func.sum(msgs.c.size), 0))
+             .select_from(msgs.join(boxes, msgs.c.mailbox_id == boxes.c.id)
+                          .join(users, users.c.name == boxes.c.user))
+             .where(users.c.quota.is_not(None)).group_by(boxes.c.user))
+    return {user: int(total) for user, total in conn.execute(query)}
+
+
+def usage_of(conn, users) -> dict[str, int]:
+    """Octets stored now for each of ``users`` (exact, for the end-of-DATA check)."""
+    from .storage.mailboxes import quota_usage
+
+    return {user: quota_usage(conn, user) for user in users}
+
+
 class Directory:
-    """Answers local-domain/user/mapping questions from memory."""
+    """Answers local-domain/user/mapping/quota questions from memory."""
 
     def __init__(self, db: Database | None, servernames, postmaster: str,
                  configured: dict[str, list[str]] | None = None):
@@ -122,6 +139,7 @@ class Directory:
         self.users: set[str] = set()
         self.quotas: dict[str, int] = {}
         self.mappings: dict[str, list[str]] = {}
+        self.usage: dict[str, int] = {}      # octets stored, for users with a quota
         self.generation = None
         self._own_literals: dict[str, bool] = {}
         self._loop: task.LoopingCall | None = None
@@ -142,10 +160,12 @@ class Directory:
         self.quotas = dict(tables["quotas"])
         self.mappings = dict(tables["mappings"])
         self.generation = tables["generation"]
+        if "usage" in tables:
+            self.usage = dict(tables["usage"])
 
     def load_sync(self) -> None:
         with self.db.engine.connect() as conn:
-            self.apply(load_tables(conn))
+            self.apply({**load_tables(conn), "usage": load_usage(conn)})
         self.warn_if_no_postmaster()
 
     def start(self, interval: float = 1.0, clock=None) -> None:
@@ -160,7 +180,8 @@ class Directory:
 
     @defer.inlineCallbacks
     def refresh(self):
-        """Reload when the generation stamp changed (runs off the reactor thread)."""
+        """Reload when the generation stamp changed, and the mailbox usage of users
+        with a quota every time (queries run off the reactor thread)."""
         try:
             generation = yield self.db.read(Database.generation)
             if generation != self.generation:
@@ -170,6 +191,8 @@ class Directory:
                          d=len(self.domains | self.servernames), u=len(self.users),
                          m=len(self.mappings))
                 self.warn_if_no_postmaster()
+            if self.quotas:
+                self.usage = yield self.db.read(load_usage)
         except Exception:  # noqa: BLE001 - keep the old directory
             log.failure("directory reload failed")
 
@@ -283,6 +306,36 @@ class Directory:
         problem = self.postmaster_problem()
         if problem:
             log.warn("{problem}", problem=problem)
+
+    # -- quotas -------------------------------------------------------------------------
+    def delivery_users(self, address) -> list[str]:
+        """The users whose mailboxes mail to ``address`` ends in, after the rewrite
+        table ([] for a remote or refused address)."""
+        try:
+            targets = self.resolve(address)
+        except MappingError:
+            return []
+        users: list[str] = []
+        for target in targets:
+            users.extend(u for u in self.local_users_of(target) if u not in users)
+        return users
+
+    def over_quota(self, user: str, size: int, usage: int | None = None) -> bool:
+        """Whether a message of ``size`` octets would pass ``user``'s quota (usage:
+        the cached one unless given)."""
+        quota = self.quotas.get(user)
+        if quota is None:
+            return False
+        used = self.usage.get(user, 0) if usage is None else usage
+        return used + max(size, 1) > quota
+
+    def mailbox_full(self, address, size: int, usage: dict | None = None) -> bool:
+        """True when every mailbox ``address`` delivers to is too full for ``size``
+        octets (False for remote addresses and users without a quota)."""
+        users = self.delivery_users(address)
+        return bool(users) and all(
+            self.over_quota(u, size, None if usage is None else usage.get(u, 0))
+            for u in users)
 
     def identities_of(self, user: str) -> set[MailAddress]:
         """Addresses ``user`` may send as: itself and every alias mapping to it."""

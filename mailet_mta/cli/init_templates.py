@@ -43,7 +43,12 @@ def standard_pipeline(remote: bool) -> dict:
             ("relay-allowed", "ToProcessor", {"processor": "relay"}),
             ("All", "ToProcessor", {"processor": "relay-denied"})]),
         ("local-delivery", "Into the users' mailboxes (read them over POP3).", {}, [
-            ("All", "LocalDelivery", {})]),
+            ("All", "LocalDelivery", {"errorProcessor": "local-delivery-error"})]),
+        ("local-delivery-error", "A mailbox refused an accepted mail (full): the sender "
+         "gets a delivery report; a report itself is kept.", {},
+         [("SenderIsNull", "ToRepository", {"repositoryPath": "local-delivery-error"})]
+         + ([("All", "DSNBounce", {"passThrough": "false"})] if remote
+            else [("All", "ToRepository", {"repositoryPath": "local-delivery-error"})])),
         ("relay", "To other domains: the outgoing queue retries on this schedule."
          if remote else "Remote delivery is not installed: relayed mail is kept.", {},
          [relay]),

@@ -15,6 +15,16 @@ from __future__ import annotations
 from zope.interface import Attribute, Interface
 
 
+class MailRefused(Exception):
+    """The failure :meth:`ISMTPBackend.accept` gives to refuse a mail for good at the
+    end of DATA/BDAT (e.g. every recipient's mailbox is full): the client gets this
+    reply instead of ``451`` and nothing is kept."""
+
+    def __init__(self, code: int, status: str, text: str):
+        super().__init__(f"{code} {status} {text}")
+        self.reply = (code, status, text)
+
+
 class ISMTPBackend(Interface):
     """The mail server as the SMTP protocol sees it."""
 
@@ -48,7 +58,8 @@ class ISMTPBackend(Interface):
     def accept(mail, blob):
         """Spool ``mail`` (a :class:`mailet_mta.mail.Mail` whose message is the blob)
         with its finished BlobRef ``blob``. Returns a Deferred that fires once the mail
-        is durable; a failure makes the protocol answer ``451 4.3.0``, never 250."""
+        is durable; a failure makes the protocol answer ``451 4.3.0`` (or the reply
+        of a :class:`MailRefused`), never 250."""
 
 
 class ISMTPBackendOptional(Interface):

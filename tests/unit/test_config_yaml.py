@@ -55,7 +55,8 @@ def test_default_config_data_dir_argument_replaces_storage_dir(tmp_path):
 
 def test_default_pipeline_is_the_james_like_one():
     procs = default_config().spoolmanager.processors
-    assert list(procs) == ["root", "transport", "local-delivery", "relay",
+    assert list(procs) == ["root", "transport", "local-delivery", "local-delivery-error",
+                           "relay",
                            "local-address-error", "relay-denied", "rrt-error", "bounces",
                            "error"]
     pairs = {name: [(m.match.name if m.match else None, m.mailet) for m in p.mailets]

@@ -233,3 +233,47 @@ def test_shipped_pipelines_never_bounce_refused_mail_of_an_unauthenticated_clien
         trusted = outcome(True)
         assert [str(m.recipients[0]) for m, _s, _d in trusted.sent] == [
             "victim@forged.example"]
+
+
+def test_mailbox_is_full_only_when_every_mailbox_it_reaches_is_full():
+    d = directory(users=("alice@example.com", "dora@example.com", "erin@example.com"),
+                  mappings={"team@example.com": ["alice@example.com", "dora@example.com"],
+                            "quota-team@example.com": ["dora@example.com",
+                                                       "erin@example.com"]})
+    d.quotas = {"dora@example.com": 1000, "erin@example.com": 1000}
+    d.usage = {"dora@example.com": 900}
+    assert not d.mailbox_full(A("dora@example.com"), 0)       # no SIZE=: room left
+    assert d.mailbox_full(A("dora@example.com"), 101)
+    assert not d.mailbox_full(A("dora@example.com"), 100)
+    assert not d.mailbox_full(A("team@example.com"), 5000)    # alice has no quota
+    assert not d.mailbox_full(A("quota-team@example.com"), 500)
+    assert d.mailbox_full(A("quota-team@example.com"), 1500)
+    assert d.mailbox_full(A("erin@example.com"), 2000, usage={"erin@example.com": 0})
+    assert not d.mailbox_full(A("friend@remote.org"), 10 ** 9)
+    d.usage = {"dora@example.com": 1000}
+    assert d.mailbox_full(A("dora@example.com"), 0)           # exactly full
+
+
+@pytest.mark.parametrize("name", ["embedded default", "conf/mailet-mta.yaml",
+                                  "conf/config.xml", "init yaml", "init xml"])
+def test_shipped_pipelines_report_a_refused_local_delivery_and_keep_a_report(name):
+    """Nothing accepted vanishes: a mailbox refusal becomes a delivery report to the
+    sender; a report that cannot be delivered (sender <>) is kept."""
+    from mailet_mta.api import Mail
+    from mailet_mta.spool.processor import Pipeline
+    from tests.support.memory_context import MemoryContext, run
+
+    config = _shipped_pipelines()[name]
+    local = config.spoolmanager.processors["local-delivery"].mailets[0]
+    assert local.parameters["errorProcessor"] == "local-delivery-error"
+    for sender in (A("alice@example.org"), None):
+        ctx = MemoryContext(domains=["example.com"])
+        mail = Mail(sender=sender, recipients=[A("dora@example.com")],
+                    message=b"Subject: x\r\n\r\nx\r\n")
+        mail.error_message = "552 5.2.2 <dora@example.com>: mailbox full"
+        mail.state = "local-delivery-error"
+        run(Pipeline(config.spoolmanager, ctx).run(mail))
+        if sender is None:
+            assert [r for r, _m in ctx.stored] == ["local-delivery-error"] and not ctx.sent
+        else:
+            assert [str(m.recipients[0]) for m, _s, _d in ctx.sent] == ["alice@example.org"]
