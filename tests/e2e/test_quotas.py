@@ -8,12 +8,12 @@ delivery report comes back to a mailbox the test can read.
 from __future__ import annotations
 
 import email
-import poplib
 import smtplib
 import sqlite3
 
 import pytest
 
+from tests.support.mailbox import pop3_messages
 from tests.support.server import ServerProcess, base_config, wait_for
 
 PASSWORD = "quota-test-pw-1"
@@ -34,13 +34,7 @@ def server(tmp_path_factory):
 
 
 def pop3(srv, user: str) -> list[bytes]:
-    box = poplib.POP3("127.0.0.1", srv.port("pop3"), timeout=10)
-    try:
-        box.user(user)
-        box.pass_(PASSWORD)
-        return [b"\r\n".join(box.retr(i + 1)[1]) for i in range(box.stat()[0])]
-    finally:
-        box.quit()
+    return pop3_messages(srv.port("pop3"), user, PASSWORD)
 
 
 def spooled(srv) -> int:
