@@ -277,3 +277,31 @@ def test_shipped_pipelines_report_a_refused_local_delivery_and_keep_a_report(nam
             assert [r for r, _m in ctx.stored] == ["local-delivery-error"] and not ctx.sent
         else:
             assert [str(m.recipients[0]) for m, _s, _d in ctx.sent] == ["alice@example.org"]
+
+
+def test_usage_of_users_with_a_quota_is_read_on_sqlite_and_postgresql(db_url, tmp_path):
+    from mailet_mta.directory import load_usage, usage_of
+    from mailet_mta.storage import domains, mailboxes, users
+    from mailet_mta.storage.blobs import BlobStore
+    from mailet_mta.storage.db import Database
+
+    db = Database(db_url)
+    db.upgrade()
+    blobs = BlobStore(tmp_path / "blobs", inline_limit=100)
+    try:
+        with db.transaction() as conn:
+            domains.add_domain(conn, "example.com")
+            users.add_user(conn, "bob@example.com", "h")
+            users.add_user(conn, "amy@example.com", "h", quota=10_000)
+            for user in ("bob@example.com", "amy@example.com", "amy@example.com"):
+                ref = blobs.from_bytes(b"Subject: x\r\n\r\n" + b"y" * 40)
+                BlobStore.insert_row(conn, ref)
+                mailboxes.store_message(conn, user, "INBOX", ref.id, b"P: 1\r\n", ref.size)
+            assert load_usage(conn) == {"amy@example.com": 2 * (6 + 54)}
+            assert usage_of(conn, ["bob@example.com", "amy@example.com"]) == {
+                "bob@example.com": 60, "amy@example.com": 120}
+        d = Directory(db, ["example.com"], "postmaster@example.com")
+        d.load_sync()
+        assert d.usage == {"amy@example.com": 120} and d.quotas == {"amy@example.com": 10_000}
+    finally:
+        db.engine.dispose()
