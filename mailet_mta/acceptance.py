@@ -38,6 +38,10 @@ class SpoolBackend:
         same one ``RecipientIsLocal`` gives in the pipeline."""
         return self.directory.is_local_email(addr)
 
+    def refusal_of(self, addr):
+        """The reply of an ``error:`` mapping for ``addr`` at RCPT, or None."""
+        return self.directory.refusal_of(addr)
+
     def identities_of(self, user: str):
         return self.directory.identities_of(user)
 

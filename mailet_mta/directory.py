@@ -30,8 +30,8 @@ from sqlalchemy import func, select
 from twisted.internet import defer, task
 from twisted.logger import Logger
 
-from mailets.rewrite_mappings import (MappingError, lookup_in, parse_mapping_entries,
-                                      resolve_now)
+from mailets.rewrite_mappings import (ErrorMapping, MappingError, lookup_in,
+                                      parse_mapping_entries, resolve_now)
 
 from .address import MailAddress, MailAddressError
 from .storage import schema
@@ -292,6 +292,18 @@ class Directory:
             return any(self.deliverable(t) for t in targets)
         return self._is_postmaster(addr) and addr != self.postmaster \
             and self.is_local_email(self.postmaster)
+
+    def refusal_of(self, address) -> tuple[int, str, str] | None:
+        """The reply an ``error:`` mapping gives ``address`` (its own code and text),
+        or None: other refusals stay a plain "user unknown" (they name internal
+        addresses)."""
+        try:
+            self.resolve(address)
+        except ErrorMapping as exc:
+            return exc.reply()
+        except MappingError:
+            return None
+        return None
 
     def postmaster_problem(self) -> str | None:
         """Why mail to the postmaster cannot be delivered, or None when it can."""

@@ -27,6 +27,7 @@ from mailet_mta.api import MailAddress, MailAddressError
 MAX_DEPTH = 10
 _ADDRESS_PREFIXES = ("alias:", "forward:", "group:", "address:")
 _DOLLAR_GROUP = re.compile(r"\$\{(\d+)\}|\$(\d+)")
+_STATUS = re.compile(r"[245]\.\d{1,3}\.\d{1,3}")
 _ENTRY_SPLIT = re.compile(r"[\r\n]+|,(?=\s*[^\s=,;]+\s*=)")
 
 
@@ -35,6 +36,22 @@ class MappingError(Exception):
 
     ``str()`` is the text for the mail's error message.
     """
+
+
+class ErrorMapping(MappingError):
+    """An ``error:<code> <text>`` mapping: the administrator's own reply, fit to show
+    the client (the other MappingErrors name internal addresses)."""
+
+    def reply(self) -> tuple[int, str, str]:
+        """(code, enhanced status, text) for SMTP; 550 5.1.1 when the text has none."""
+        words = str(self).split()
+        code = 550
+        if words and len(words[0]) == 3 and words[0].isdigit() and words[0][0] in "45":
+            code = int(words.pop(0))
+        status = f"{code // 100}.1.1"
+        if words and _STATUS.fullmatch(words[0]) and words[0][0] == status[0]:
+            status = words.pop(0)
+        return code, status, " ".join(words) or "Address rejected"
 
 
 def source_key(text: str) -> str:
@@ -104,7 +121,7 @@ def apply_target(target: str, address: MailAddress) -> list[MailAddress]:
     lower = text.lower()
     try:
         if lower.startswith("error:"):
-            raise MappingError(text[6:].strip() or "550 5.1.1 Address rejected")
+            raise ErrorMapping(text[6:].strip() or "550 5.1.1 Address rejected")
         if lower.startswith("regex:"):
             pattern, replacement = _regex_parts(text[6:])
             m = pattern.fullmatch(str(address))

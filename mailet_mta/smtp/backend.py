@@ -71,6 +71,9 @@ class ISMTPBackendOptional(Interface):
       ``("forward", new)`` answers RCPT ``251 2.1.5 User not local; will forward to
       <new>`` and accepts the recipient (the pipeline does the forwarding);
       ``("moved", new)`` answers ``551 5.1.6 User not local; please try <new>``.
+    - ``refusal_of(addr) -> (code, status, text) | None``: for an address that
+      ``is_local_address`` refused, the reply to give instead of ``550 5.1.1 User
+      unknown`` (an administrator's ``error:`` mapping).
     - ``postmaster``: the configured postmaster (a MailAddress); a bare
       ``RCPT TO:<postmaster>`` (RFC 5321 §4.5.1) is recorded as this address. Without
       it, bare postmaster is ``postmaster@<server_name>``.

@@ -341,7 +341,9 @@ class CommandsMixin:
                 return (551, "5.1.6", f"User not local; please try <{target}>")
             return (251, "2.1.5", f"User not local; will forward to <{target}>")
         if not known and self.config.reject_unknown_local_users:
-            return (550, "5.1.1", f"<{rcpt}>: Recipient address rejected: User unknown")
+            refusal = getattr(self.backend, "refusal_of", lambda a: None)(lookup)
+            return refusal or (550, "5.1.1", f"<{rcpt}>: Recipient address rejected: "
+                                             f"User unknown")
         return self._quota_verdict(rcpt, lookup)
 
     def _quota_verdict(self, rcpt, lookup):

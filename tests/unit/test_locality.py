@@ -305,3 +305,21 @@ def test_usage_of_users_with_a_quota_is_read_on_sqlite_and_postgresql(db_url, tm
         assert d.usage == {"amy@example.com": 120} and d.quotas == {"amy@example.com": 10_000}
     finally:
         db.engine.dispose()
+
+
+@pytest.mark.parametrize("target, reply", [
+    ("error:550 5.1.1 left the company", (550, "5.1.1", "left the company")),
+    ("error:450 4.2.1 try again tomorrow", (450, "4.2.1", "try again tomorrow")),
+    ("error:553 no such list", (553, "5.1.1", "no such list")),
+    ("error:moved away", (550, "5.1.1", "moved away")),
+    ("error:450 5.1.1 mixed", (450, "4.1.1", "5.1.1 mixed")),
+])
+def test_error_mapping_gives_its_own_reply_at_rcpt(target, reply):
+    d = directory(mappings={"gone@example.com": [target],
+                            "alias@example.com": ["gone@example.com"],
+                            "loop@example.com": ["loop@example.net"],
+                            "loop@example.net": ["loop@example.com"]})
+    assert d.refusal_of(A("gone@example.com")) == reply
+    assert d.refusal_of(A("alias@example.com")) == reply
+    assert d.refusal_of(A("loop@example.com")) is None      # names internal addresses
+    assert d.refusal_of(A("nobody@example.com")) is None
