@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from zope.interface import implementer
 
-from .smtp.backend import AuthThrottled, ISMTPBackend
+from .directory import usage_of
+from .smtp.backend import AuthThrottled, ISMTPBackend, MailRefused
 
 
 @implementer(ISMTPBackend)
@@ -27,10 +28,19 @@ class SpoolBackend:
     def is_local_domain(self, domain: str) -> bool:
         return self.directory.is_local_domain(domain)
 
+    @property
+    def postmaster(self):
+        """The configured postmaster: where a bare ``RCPT TO:<postmaster>`` goes."""
+        return self.directory.postmaster
+
     def is_local_address(self, addr) -> bool:
-        if addr.user.lower() == "postmaster" and self.directory.is_local_domain(addr.domain):
-            return True
+        """The directory's one answer (a user, a deliverable alias, a postmaster) — the
+        same one ``RecipientIsLocal`` gives in the pipeline."""
         return self.directory.is_local_email(addr)
+
+    def refusal_of(self, addr):
+        """The reply of an ``error:`` mapping for ``addr`` at RCPT, or None."""
+        return self.directory.refusal_of(addr)
 
     def identities_of(self, user: str):
         return self.directory.identities_of(user)
@@ -51,5 +61,25 @@ class SpoolBackend:
     def message_source(self, blob):
         return self.blobs.source(blob.id, blob.size, blob.data)
 
+    def quota_ok(self, addr, size: int) -> bool:
+        """False when every mailbox ``addr`` reaches is too full for ``size`` octets
+        (RCPT: the cached usage, refreshed each second)."""
+        return not self.directory.mailbox_full(addr, size)
+
     def accept(self, mail, blob):
-        return self.spool.accept(mail, blob)
+        """Spool the mail — unless every recipient's mailbox is too full for it (the
+        exact usage, read off the reactor): then ``552 5.2.2`` and nothing is kept.
+        Recipients with room get the mail; a full one gets a delivery report."""
+        directory = self.directory
+        users = {u for rcpt in mail.recipients for u in directory.delivery_users(rcpt)
+                 if u in directory.quotas}
+        if not users:
+            return self.spool.accept(mail, blob)
+
+        def check(usage):
+            if all(directory.mailbox_full(r, blob.size, usage) for r in mail.recipients):
+                raise MailRefused(552, "5.2.2", "Mailbox full: " + ", ".join(
+                    f"<{r}>" for r in mail.recipients))
+            return self.spool.accept(mail, blob)
+
+        return self.spool.db.read(usage_of, sorted(users)).addCallback(check)

@@ -1,17 +1,37 @@
-"""The in-memory directory: local domains, users and address mappings.
+"""The in-memory directory: the one answer to "is this local?".
 
-Matchers and the SMTP RCPT policy ask "is this domain local? is this a user?" for
-every recipient, so the answers come from memory, never from a query on the reactor
-thread. The directory loads the ``domains``, ``users`` and ``mappings`` tables at
-start and reloads them (off the reactor) whenever the generation stamp in ``meta``
-changes — every CLI change bumps it — checked once a second.
+The SMTP RCPT check, the matchers (``HostIsLocal``, ``RecipientIsLocal``), the
+mailets (``PostmasterAlias``, ``LocalDelivery``) and the mailet context all ask this
+object, so the listener and the pipeline never disagree about what is local:
+
+- a *local domain* is a ``servernames`` entry, a row of the ``domains`` table, or an
+  IP address literal of this host (``[192.0.2.1]``, ``[IPv6:::1]``); an address at
+  an own literal means the same user at the first servername;
+- a *local email* (accepted at RCPT, matched by ``RecipientIsLocal``) is a user, or an
+  address the recipient rewrite table turns into at least one deliverable address (a
+  user here, or a remote address: a forward), or ``postmaster@<local domain>`` when
+  the configured postmaster is deliverable;
+- the rewrite table is one table: the ``mapping`` parameters of the configured
+  ``RecipientRewriteTable`` mailets first, then the ``mappings`` database table.
+
+Answers come from memory, never from a query on the reactor thread. The directory
+loads the ``domains``, ``users`` and ``mappings`` tables at start and reloads them (off
+the reactor) whenever the generation stamp in ``meta`` changes — every CLI change bumps
+it — checked once a second.
 """
 
 from __future__ import annotations
 
-from sqlalchemy import select
+import errno
+import ipaddress
+import socket
+
+from sqlalchemy import func, select
 from twisted.internet import defer, task
 from twisted.logger import Logger
+
+from mailets.rewrite_mappings import (ErrorMapping, MappingError, lookup_in,
+                                      parse_mapping_entries, resolve_now)
 
 from .address import MailAddress, MailAddressError
 from .storage import schema
@@ -37,19 +57,101 @@ def load_tables(conn) -> dict:
             "generation": Database.generation(conn)}
 
 
-class Directory:
-    """Answers local-domain/user/mapping questions from memory."""
+MAX_LITERAL_CACHE = 1024
 
-    def __init__(self, db: Database | None, servernames, postmaster: str):
+
+def is_own_ip(ip: str) -> bool:
+    """True when ``ip`` is an address of this host: one a socket can bind to (the
+    kernel knows its own addresses; nothing is sent). Unspecified and multicast
+    addresses are never own addresses."""
+    try:
+        addr = ipaddress.ip_address(ip)
+    except ValueError:
+        return False
+    if addr.is_unspecified or addr.is_multicast:
+        return False
+    family = socket.AF_INET6 if addr.version == 6 else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_DGRAM) as sock:
+            sock.bind((str(addr), 0))
+    except OSError as exc:
+        if exc.errno not in (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT, errno.EINVAL):
+            log.warn("cannot tell whether {ip} is an own address: {error}", ip=ip,
+                     error=str(exc))
+        return False
+    return True
+
+
+def literal_ip(domain: str) -> str | None:
+    """``[192.0.2.1]`` → ``192.0.2.1``, ``[IPv6:::1]`` → ``::1``; None otherwise."""
+    if not (domain.startswith("[") and domain.endswith("]")):
+        return None
+    inner = domain[1:-1]
+    return inner[5:] if inner.lower().startswith("ipv6:") else inner
+
+
+def configured_mappings(spoolmanager) -> dict[str, list[str]]:
+    """The ``mapping``/``mappings`` parameters of every RecipientRewriteTable mailet
+    of the spool manager configuration, as one table (the first source wins)."""
+    table: dict[str, list[str]] = {}
+    for processor in spoolmanager.processors.values():
+        for spec in processor.mailets:
+            if spec.mailet.rpartition(".")[2] != "RecipientRewriteTable":
+                continue
+            values = [v for k, v in spec.parameters.items() if k in ("mapping", "mappings")]
+            try:
+                parsed = parse_mapping_entries(values)
+            except ValueError:
+                continue                  # the mailet's own init reports it
+            for source, targets in parsed.items():
+                table.setdefault(source, targets)
+    return table
+
+
+def load_usage(conn) -> dict[str, int]:
+    """Octets stored for every user that has a quota (one grouped query)."""
+    users, boxes, msgs = schema.users, schema.mailboxes, schema.messages
+    query = (select(boxes.c.user, func.coalesce(func.sum(msgs.c.size), 0))
+             .select_from(msgs.join(boxes, msgs.c.mailbox_id == boxes.c.id)
+                          .join(users, users.c.name == boxes.c.user))
+             .where(users.c.quota.is_not(None)).group_by(boxes.c.user))
+    return {user: int(total) for user, total in conn.execute(query)}
+
+
+def usage_of(conn, users) -> dict[str, int]:
+    """Octets stored now for each of ``users`` (exact, for the end-of-DATA check)."""
+    from .storage.mailboxes import quota_usage
+
+    return {user: quota_usage(conn, user) for user in users}
+
+
+class Directory:
+    """Answers local-domain/user/mapping/quota questions from memory."""
+
+    def __init__(self, db: Database | None, servernames, postmaster: str,
+                 configured: dict[str, list[str]] | None = None):
         self.db = db
         self.servernames = {d.lower().rstrip(".") for d in servernames}
+        self.primary = next(iter(servernames), "localhost").lower().rstrip(".")
         self.postmaster = MailAddress.parse(postmaster)
+        self.configured: dict[str, list[str]] = dict(configured or {})
         self.domains: set[str] = set()
         self.users: set[str] = set()
         self.quotas: dict[str, int] = {}
         self.mappings: dict[str, list[str]] = {}
+        self.usage: dict[str, int] = {}      # octets stored, for users with a quota
         self.generation = None
+        self._own_literals: dict[str, bool] = {}
         self._loop: task.LoopingCall | None = None
+
+    def reconfigure(self, config, configured: dict[str, list[str]]) -> None:
+        """Take the servernames, postmaster and configured mappings of a reloaded
+        configuration."""
+        self.servernames = {d.lower().rstrip(".") for d in config.servernames}
+        self.primary = config.server_name.lower().rstrip(".")
+        self.postmaster = MailAddress.parse(config.postmaster_address)
+        self.configured = dict(configured)
+        self.warn_if_no_postmaster()
 
     # -- loading ------------------------------------------------------------------------
     def apply(self, tables: dict) -> None:
@@ -58,10 +160,13 @@ class Directory:
         self.quotas = dict(tables["quotas"])
         self.mappings = dict(tables["mappings"])
         self.generation = tables["generation"]
+        if "usage" in tables:
+            self.usage = dict(tables["usage"])
 
     def load_sync(self) -> None:
         with self.db.engine.connect() as conn:
-            self.apply(load_tables(conn))
+            self.apply({**load_tables(conn), "usage": load_usage(conn)})
+        self.warn_if_no_postmaster()
 
     def start(self, interval: float = 1.0, clock=None) -> None:
         self._loop = task.LoopingCall(self.refresh)
@@ -75,7 +180,8 @@ class Directory:
 
     @defer.inlineCallbacks
     def refresh(self):
-        """Reload when the generation stamp changed (runs off the reactor thread)."""
+        """Reload when the generation stamp changed, and the mailbox usage of users
+        with a quota every time (queries run off the reactor thread)."""
         try:
             generation = yield self.db.read(Database.generation)
             if generation != self.generation:
@@ -84,14 +190,41 @@ class Directory:
                 log.info("directory reloaded: {d} domains, {u} users, {m} mappings",
                          d=len(self.domains | self.servernames), u=len(self.users),
                          m=len(self.mappings))
+                self.warn_if_no_postmaster()
+            if self.quotas:
+                self.usage = yield self.db.read(load_usage)
         except Exception:  # noqa: BLE001 - keep the old directory
             log.failure("directory reload failed")
 
-    # -- questions ----------------------------------------------------------------------
+    # -- domains ------------------------------------------------------------------------
     def is_local_domain(self, domain: str) -> bool:
         domain = domain.lower().rstrip(".") if domain else ""
-        return domain in self.servernames or domain in self.domains
+        if domain in self.servernames or domain in self.domains:
+            return True
+        return self.is_own_literal(domain)
 
+    def is_own_literal(self, domain: str) -> bool:
+        """True for an address literal of this host (cached, bounded)."""
+        ip = literal_ip(domain)
+        if ip is None:
+            return False
+        known = self._own_literals.get(ip)
+        if known is None:
+            if len(self._own_literals) >= MAX_LITERAL_CACHE:
+                self._own_literals.clear()
+            known = self._own_literals[ip] = is_own_ip(ip)
+        return known
+
+    def canonical(self, address) -> MailAddress | None:
+        """The address as the directory keys it: at an own IP literal it is the same
+        user at the first servername."""
+        addr = self._address(address)
+        if addr is not None and addr.is_ip_literal and addr.domain not in self.domains \
+                and addr.domain not in self.servernames and self.is_own_literal(addr.domain):
+            return MailAddress(addr.local_part, self.primary)
+        return addr
+
+    # -- users and mappings -------------------------------------------------------------
     def is_local_user(self, name: str) -> bool:
         return name.lower() in self.users
 
@@ -103,40 +236,118 @@ class Directory:
         except MailAddressError:
             return None
 
+    def _is_postmaster(self, addr: MailAddress) -> bool:
+        return addr.user.lower() == "postmaster" and self.is_local_domain(addr.domain)
+
     def local_users_of(self, address) -> list[str]:
-        """Users whose mailbox ``address`` reaches: itself, or via simple alias mappings."""
-        addr = self._address(address)
+        """The user whose mailbox ``address`` is (postmaster@<local domain> without a
+        mailbox of its own: the configured postmaster's, when that is a user)."""
+        addr = self.canonical(address)
         if addr is None or not self.is_local_domain(addr.domain):
             return []
         key = f"{addr.user}@{addr.domain}".lower()
         if key in self.users:
             return [key]
-        if addr.user.lower() == "postmaster":
+        if self._is_postmaster(addr):
             pm = f"{self.postmaster.user}@{self.postmaster.domain}".lower()
             if pm in self.users:
                 return [pm]
         return []
 
+    def lookup_mappings(self, address) -> list[str]:
+        """Targets for the exact address, else ``*@domain``, else the bare domain:
+        configured mappings first, then the database table."""
+        addr = self.canonical(address)
+        if addr is None:
+            return []
+        return lookup_in(self.configured, addr) or lookup_in(self.mappings, addr)
+
+    def resolve(self, address) -> list[MailAddress]:
+        """The final addresses of ``address`` after the rewrite table (itself when no
+        mapping applies); MappingError for an ``error:`` mapping or a loop."""
+        addr = self.canonical(address)
+        if addr is None:
+            raise MappingError(f"550 5.1.3 <{address}>: bad address")
+        return resolve_now(addr, self.lookup_mappings)
+
+    def deliverable(self, address) -> bool:
+        """A user here, or an address of another domain (relayed)."""
+        addr = self.canonical(address)
+        return addr is not None and (bool(self.local_users_of(addr))
+                                     or not self.is_local_domain(addr.domain))
+
     def is_local_email(self, address) -> bool:
-        """A mailbox we store mail for (a user), or an address a mapping handles."""
-        addr = self._address(address)
+        """An address of a local domain that this server takes mail for: a user, an
+        alias with at least one deliverable target, or a postmaster."""
+        addr = self.canonical(address)
         if addr is None or not self.is_local_domain(addr.domain):
             return False
         if self.local_users_of(addr):
             return True
-        return bool(self.lookup_mappings(addr))
+        try:
+            targets = self.resolve(addr)
+        except MappingError:
+            return False
+        if targets != [addr]:
+            return any(self.deliverable(t) for t in targets)
+        return self._is_postmaster(addr) and addr != self.postmaster \
+            and self.is_local_email(self.postmaster)
 
-    def lookup_mappings(self, address) -> list[str]:
-        """Targets for the exact address, else ``*@domain``, else the bare domain."""
-        addr = self._address(address)
-        if addr is None:
+    def refusal_of(self, address) -> tuple[int, str, str] | None:
+        """The reply an ``error:`` mapping gives ``address`` (its own code and text),
+        or None: other refusals stay a plain "user unknown" (they name internal
+        addresses)."""
+        try:
+            self.resolve(address)
+        except ErrorMapping as exc:
+            return exc.reply()
+        except MappingError:
+            return None
+        return None
+
+    def postmaster_problem(self) -> str | None:
+        """Why mail to the postmaster cannot be delivered, or None when it can."""
+        pm = self.postmaster
+        if not self.is_local_domain(pm.domain) or self.is_local_email(pm):
+            return None
+        return (f"the postmaster {pm} has no mailbox: mail to postmaster@<your domains> "
+                f"cannot be delivered. Create it (mailet-mta users add {pm}) or make it "
+                f"an alias of a user (mailet-mta aliases add {pm} USER@DOMAIN)")
+
+    def warn_if_no_postmaster(self) -> None:
+        problem = self.postmaster_problem()
+        if problem:
+            log.warn("{problem}", problem=problem)
+
+    # -- quotas -------------------------------------------------------------------------
+    def delivery_users(self, address) -> list[str]:
+        """The users whose mailboxes mail to ``address`` ends in, after the rewrite
+        table ([] for a remote or refused address)."""
+        try:
+            targets = self.resolve(address)
+        except MappingError:
             return []
-        key = f"{addr.user}@{addr.domain}".lower()
-        for source in (key, f"*@{addr.domain}", addr.domain):
-            targets = self.mappings.get(source)
-            if targets:
-                return list(targets)
-        return []
+        users: list[str] = []
+        for target in targets:
+            users.extend(u for u in self.local_users_of(target) if u not in users)
+        return users
+
+    def over_quota(self, user: str, size: int, usage: int | None = None) -> bool:
+        """Whether a message of ``size`` octets would pass ``user``'s quota (usage:
+        the cached one unless given)."""
+        quota = self.quotas.get(user)
+        if quota is None:
+            return False
+        used = self.usage.get(user, 0) if usage is None else usage
+        return used + max(size, 1) > quota
+
+    def mailbox_full(self, address, size: int, usage: dict | None = None) -> bool:
+        """True when every mailbox ``address`` delivers to is too full for ``size``
+        octets (False for remote addresses and users without a quota)."""
+        users = self.delivery_users(address)
+        return bool(users) and all(
+            self.over_quota(u, size, None if usage is None else usage.get(u, 0))
+            for u in users)
 
     def identities_of(self, user: str) -> set[MailAddress]:
         """Addresses ``user`` may send as: itself and every alias mapping to it."""
@@ -145,10 +356,11 @@ class Directory:
         if me is not None:
             out.add(me)
         lowered = user.lower()
-        for source, targets in self.mappings.items():
-            if "@" in source and not source.startswith("*@") and any(
-                    t.lower() == lowered for t in targets):
-                alias = self._address(source)
-                if alias is not None:
-                    out.add(alias)
+        for table in (self.configured, self.mappings):
+            for source, targets in table.items():
+                if "@" in source and not source.startswith("*@") and any(
+                        t.lower() == lowered for t in targets):
+                    alias = self._address(source)
+                    if alias is not None:
+                        out.add(alias)
         return out

@@ -172,10 +172,9 @@ class Plan:
         spool.threads = max(1, sm.threads)
         spool.max_tries = sm.max_tries
         spool.error_repository = sm.error_repository
-        server.directory.servernames = {d.lower().rstrip(".") for d in config.servernames}
-        from .address import MailAddress
+        from .directory import configured_mappings
 
-        server.directory.postmaster = MailAddress.parse(config.postmaster_address)
+        server.directory.reconfigure(config, configured_mappings(config.spoolmanager))
         for kind, svc, cfg, context in self.listeners:
             (_apply_smtp if kind == "smtp" else _apply_pop3)(svc, cfg, context, config)
         if getattr(server, "authenticator", None) is not None:

@@ -25,7 +25,7 @@ from .cli.common import blob_dir
 from .nodes import NodeRegistry
 from .config.model import ServerConfig
 from .context import MailetContext
-from .directory import Directory
+from .directory import Directory, configured_mappings
 from .metrics import install_metrics
 from .reload import install_reload
 from .spool.manager import SpoolManager
@@ -71,7 +71,8 @@ class MailServer(MultiService):
                            config.storage.pool_size)
         self.db.upgrade()
         self.blobs = BlobStore(blob_dir(config), config.storage.inline_blob_limit)
-        self.directory = Directory(self.db, config.servernames, config.postmaster_address)
+        self.directory = Directory(self.db, config.servernames, config.postmaster_address,
+                                   configured_mappings(config.spoolmanager))
         self.directory.load_sync()
         self.context = MailetContext(config, self.directory, self.blobs)
         self.pipeline = Pipeline(config.spoolmanager, self.context)

@@ -27,6 +27,7 @@ from mailet_mta.api import MailAddress, MailAddressError
 MAX_DEPTH = 10
 _ADDRESS_PREFIXES = ("alias:", "forward:", "group:", "address:")
 _DOLLAR_GROUP = re.compile(r"\$\{(\d+)\}|\$(\d+)")
+_STATUS = re.compile(r"[245]\.\d{1,3}\.\d{1,3}")
 _ENTRY_SPLIT = re.compile(r"[\r\n]+|,(?=\s*[^\s=,;]+\s*=)")
 
 
@@ -37,20 +38,46 @@ class MappingError(Exception):
     """
 
 
+class ErrorMapping(MappingError):
+    """An ``error:<code> <text>`` mapping: the administrator's own reply, fit to show
+    the client (the other MappingErrors name internal addresses)."""
+
+    def reply(self) -> tuple[int, str, str]:
+        """(code, enhanced status, text) for SMTP; 550 5.1.1 when the text has none."""
+        words = str(self).split()
+        code = 550
+        if words and len(words[0]) == 3 and words[0].isdigit() and words[0][0] in "45":
+            code = int(words.pop(0))
+        status = f"{code // 100}.1.1"
+        if words and _STATUS.fullmatch(words[0]) and words[0][0] == status[0]:
+            status = words.pop(0)
+        return code, status, " ".join(words) or "Address rejected"
+
+
 def source_key(text: str) -> str:
     """The normalised form of a mapping source; ValueError when it is none of the three."""
     text = text.strip()
     try:
         if "@" in text:
-            return str(MailAddress.parse(text))
+            return str(MailAddress.parse(text)).lower()
         return MailAddress("x", text).domain
     except MailAddressError as exc:
         raise ValueError(f"{text!r} is not an address, *@domain or domain ({exc})") from None
 
 
 def lookup_keys(address: MailAddress) -> list[str]:
-    """The sources to look for, most specific first."""
-    return [str(address), f"*@{address.domain}", address.domain]
+    """The sources to look for, most specific first (sources compare case-insensitively,
+    as mailbox names do on this server)."""
+    return [str(address).lower(), f"*@{address.domain}", address.domain]
+
+
+def lookup_in(table: dict[str, list[str]], address: MailAddress) -> list[str]:
+    """The targets ``table`` (normalised sources → targets) gives ``address``, most
+    specific source first; [] when none applies."""
+    for key in lookup_keys(address):
+        if key in table:
+            return list(table[key])
+    return []
 
 
 def _regex_parts(body: str) -> tuple[re.Pattern, str]:
@@ -94,7 +121,7 @@ def apply_target(target: str, address: MailAddress) -> list[MailAddress]:
     lower = text.lower()
     try:
         if lower.startswith("error:"):
-            raise MappingError(text[6:].strip() or "550 5.1.1 Address rejected")
+            raise ErrorMapping(text[6:].strip() or "550 5.1.1 Address rejected")
         if lower.startswith("regex:"):
             pattern, replacement = _regex_parts(text[6:])
             m = pattern.fullmatch(str(address))
@@ -141,6 +168,22 @@ async def resolve(address: MailAddress, lookup: Lookup, depth: int = 0,
             results = await resolve(new, lookup, depth + 1, chain + (address,))
         final.extend(a for a in results if a not in final)
     return final
+
+
+def resolve_now(address: MailAddress,
+                lookup: Callable[[MailAddress], list[str]]) -> list[MailAddress]:
+    """:func:`resolve` with a lookup that answers at once (an in-memory table): the
+    final addresses, or MappingError."""
+    async def answer(addr):
+        return lookup(addr)
+
+    coroutine = resolve(address, answer)
+    try:
+        coroutine.send(None)
+    except StopIteration as done:
+        return done.value
+    coroutine.close()
+    raise RuntimeError("resolve_now: the lookup did not answer at once")
 
 
 def parse_mapping_entries(values: Iterable) -> dict[str, list[str]]:

@@ -81,8 +81,9 @@ def run(args) -> int:
         written.append(xml_path)
     for path in written:
         _check(path)
-    _create_database(yaml_path)
-    _print_next(target, yaml_path, written, settings, cert_generated=not args.certificate)
+    postmaster = _create_database(yaml_path)
+    _print_next(target, yaml_path, written, settings, cert_generated=not args.certificate,
+                postmaster=postmaster)
     return 0
 
 
@@ -168,11 +169,34 @@ def _create_database(config_path: Path) -> None:
     db = Database(database_url(config), config.storage.pool_size)
     try:
         db.upgrade()
+        with db.transaction() as conn:
+            return _create_postmaster(conn, config)
     finally:
         db.engine.dispose()
 
 
-def _print_next(target, yaml_path, written, settings, cert_generated: bool) -> None:
+# A stored hash no password verifies against: the account receives mail, and nobody
+# can log in until ``users passwd`` sets a password.
+LOCKED_PASSWORD = "!locked"
+
+
+def _create_postmaster(conn, config) -> str | None:
+    """The postmaster's mailbox (RFC 5321 §4.5.1: every domain has one), login locked;
+    the address when it was created now, None when it (or an alias) exists already."""
+    from ..directory import Directory, configured_mappings, load_tables
+    from ..storage import users
+
+    directory = Directory(None, config.servernames, config.postmaster_address,
+                          configured_mappings(config.spoolmanager))
+    directory.apply(load_tables(conn))
+    if directory.postmaster_problem() is None:
+        return None
+    return users.add_user(conn, config.postmaster_address, LOCKED_PASSWORD,
+                          config.servernames)
+
+
+def _print_next(target, yaml_path, written, settings, cert_generated: bool,
+                postmaster: str | None = None) -> None:
     ports, domain = settings["ports"], settings["domain"]
     host = settings["interface"] or "127.0.0.1"
     exe = _command_name()
@@ -185,8 +209,11 @@ def _print_next(target, yaml_path, written, settings, cert_generated: bool) -> N
     if not settings["pipeline"]["remote"]:
         print("note: remote delivery is not installed; mail to other domains is kept in "
               "the repository outgoing-hold", file=out)
+    if postmaster:
+        print(f"created the mailbox of the postmaster {postmaster} (no login until you set "
+              f"a password)", file=out)
     print("\nnext:", file=out)
-    print(f"  {exe} users add postmaster@{domain} --config {yaml_path}", file=out)
+    print(f"  {exe} users passwd postmaster@{domain} --config {yaml_path}", file=out)
     print(f"  {exe} serve --config {yaml_path}", file=out)
     print(f"  swaks --server {host}:{ports['smtp']} --from you@example.org "
           f"--to postmaster@{domain} && curl -s --user postmaster@{domain}:PASSWORD "

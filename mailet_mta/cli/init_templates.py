@@ -22,7 +22,10 @@ def standard_pipeline(remote: bool) -> dict:
                                         "maxRetries": "11", "sendpartial": "true",
                                         "bounceProcessor": "bounces"})
              if remote else ("All", "ToRepository", {"repositoryPath": "outgoing-hold"}))
-    bounce = [("All", "Bounce", {"attachment": "heads"})] if remote else []
+    # Bounces only to clients that proved who they are: other senders may be forged.
+    trusted = {"trusted-client": ("Or", ["SMTPAuthSuccessful", "SMTPIsAuthNetwork"])}
+    bounce = [("trusted-client", "Bounce", {"attachment": "heads", "passThrough": "true"})] \
+        if remote else []
     processors = [
         ("root", "Every mail starts here.", {}, [
             ("All", "PostmasterAlias", {}),
@@ -40,18 +43,25 @@ def standard_pipeline(remote: bool) -> dict:
             ("relay-allowed", "ToProcessor", {"processor": "relay"}),
             ("All", "ToProcessor", {"processor": "relay-denied"})]),
         ("local-delivery", "Into the users' mailboxes (read them over POP3).", {}, [
-            ("All", "LocalDelivery", {})]),
+            ("All", "LocalDelivery", {"errorProcessor": "local-delivery-error"})]),
+        ("local-delivery-error", "A mailbox refused an accepted mail (full): the sender "
+         "gets a delivery report; a report itself is kept.", {},
+         [("SenderIsNull", "ToRepository", {"repositoryPath": "local-delivery-error"})]
+         + ([("All", "DSNBounce", {"passThrough": "false"})] if remote
+            else [("All", "ToRepository", {"repositoryPath": "local-delivery-error"})])),
         ("relay", "To other domains: the outgoing queue retries on this schedule."
          if remote else "Remote delivery is not installed: relayed mail is kept.", {},
          [relay]),
-        ("local-address-error", "Unknown local users.", {}, bounce + [
+        ("local-address-error", "Unknown local users (refused at RCPT; bounced only to "
+         "clients that logged in or are in authorizedAddresses).",
+         trusted if remote else {}, bounce + [
             ("All", "ToRepository", {"repositoryPath": "address-error"})]),
-        ("relay-denied", "Remote recipients from clients that may not relay.", {},
-         bounce + [("All", "ToRepository", {"repositoryPath": "relay-denied"})]),
-        ("rrt-error", "Address rewriting errors.", {},
-         [("All", "ToRepository", {"repositoryPath": "rrt-error", "passThrough": "true"}),
-          ("All", "Bounce", {})] if remote
-         else [("All", "ToRepository", {"repositoryPath": "rrt-error"})]),
+        ("relay-denied", "Remote recipients from clients that may not relay: never "
+         "bounced (their sender may be forged), kept.", {},
+         [("All", "ToRepository", {"repositoryPath": "relay-denied"})]),
+        ("rrt-error", "Address rewriting errors.", trusted if remote else {},
+         ([("trusted-client", "Bounce", {"passThrough": "true"})] if remote else [])
+         + [("All", "ToRepository", {"repositoryPath": "rrt-error"})]),
         ("bounces", "Delivery status notifications for mail that could not be delivered.",
          {}, [("All", "DSNBounce", {"passThrough": "false"})] if remote
          else [("All", "ToRepository", {"repositoryPath": "bounces"})]),

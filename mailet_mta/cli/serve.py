@@ -54,7 +54,7 @@ def _warn(config, directory) -> None:
     from .startup_warnings import configuration_warnings
 
     log = Logger(namespace="mailet_mta.service")
-    for warning in configuration_warnings(config, directory):
+    for warning in configuration_warnings(config, directory, postmaster=False):
         log.warn("{warning}", warning=warning)
 
 

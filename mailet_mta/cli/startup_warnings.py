@@ -9,8 +9,11 @@ start-up (a warn line in the log) and by ``check-config`` (a line on stderr):
 from __future__ import annotations
 
 
-def configuration_warnings(config, directory) -> list[str]:
-    """One line per problem; ``directory`` is a loaded :class:`~mailet_mta.directory.Directory`."""
+def configuration_warnings(config, directory, *, postmaster: bool = True) -> list[str]:
+    """One line per problem; ``directory`` is a loaded :class:`~mailet_mta.directory.Directory`.
+
+    ``postmaster=False`` leaves out the postmaster check: a running server's directory
+    says that itself whenever it (re)loads."""
     where = config.path or "the embedded default configuration"
     warnings = []
     auth = [s.name for s in config.smtpservers if s.auth_required in ("true", "announce")]
@@ -19,22 +22,20 @@ def configuration_warnings(config, directory) -> list[str]:
             f"authRequired is set on the listener(s) {', '.join(auth)} in {where}, but no "
             f"user exists: nobody can log in to send mail; add one with 'mailet-mta users "
             f"add USER@DOMAIN --config {where}'")
-    postmaster = config.postmaster_address
-    domain = postmaster.rpartition("@")[2]
-    if directory.is_local_domain(domain) and not directory.is_local_email(postmaster):
-        warnings.append(
-            f"the postmaster address {postmaster} has no mailbox (no user, no alias): "
-            f"bounces and mail to postmaster are lost; add it with 'mailet-mta users add "
-            f"{postmaster} --config {where}' or set postmaster in {where}")
+    if postmaster:
+        problem = directory.postmaster_problem()
+        if problem:
+            warnings.append(problem)
     return warnings
 
 
 def directory_of(config, args):
     """The directory as stored (empty when there is no database yet), never creating one."""
-    from ..directory import Directory, load_tables
+    from ..directory import Directory, configured_mappings, load_tables
     from .common import CLIError, open_database
 
-    directory = Directory(None, config.servernames, config.postmaster_address)
+    directory = Directory(None, config.servernames, config.postmaster_address,
+                          configured_mappings(config.spoolmanager))
     try:
         _config, db = open_database(_ReadOnly(args))
     except CLIError:

@@ -20,6 +20,16 @@ class AuthThrottled(Exception):
     often or has too many checks in flight. Temporary (``454 4.7.0``), not ``535``."""
 
 
+class MailRefused(Exception):
+    """The failure :meth:`ISMTPBackend.accept` gives to refuse a mail for good at the
+    end of DATA/BDAT (e.g. every recipient's mailbox is full): the client gets this
+    reply instead of ``451`` and nothing is kept."""
+
+    def __init__(self, code: int, status: str, text: str):
+        super().__init__(f"{code} {status} {text}")
+        self.reply = (code, status, text)
+
+
 class ISMTPBackend(Interface):
     """The mail server as the SMTP protocol sees it."""
 
@@ -55,7 +65,8 @@ class ISMTPBackend(Interface):
     def accept(mail, blob):
         """Spool ``mail`` (a :class:`mailet_mta.mail.Mail` whose message is the blob)
         with its finished BlobRef ``blob``. Returns a Deferred that fires once the mail
-        is durable; a failure makes the protocol answer ``451 4.3.0``, never 250."""
+        is durable; a failure makes the protocol answer ``451 4.3.0`` (or the reply
+        of a :class:`MailRefused`), never 250."""
 
 
 class ISMTPBackendOptional(Interface):
@@ -67,6 +78,12 @@ class ISMTPBackendOptional(Interface):
       ``("forward", new)`` answers RCPT ``251 2.1.5 User not local; will forward to
       <new>`` and accepts the recipient (the pipeline does the forwarding);
       ``("moved", new)`` answers ``551 5.1.6 User not local; please try <new>``.
+    - ``refusal_of(addr) -> (code, status, text) | None``: for an address that
+      ``is_local_address`` refused, the reply to give instead of ``550 5.1.1 User
+      unknown`` (an administrator's ``error:`` mapping).
+    - ``postmaster``: the configured postmaster (a MailAddress); a bare
+      ``RCPT TO:<postmaster>`` (RFC 5321 §4.5.1) is recorded as this address. Without
+      it, bare postmaster is ``postmaster@<server_name>``.
     - ``message_source(blob) -> MessageSource``: the message of a file blob (BlobStore
       .source). Without it the protocol reads the blob file the writer produced.
     """

@@ -300,6 +300,7 @@ class CommandsMixin:
         if limit and env.rcpt_count >= limit:   # RFC 5321 §4.5.3.1.10: commands, not
             return self.reply(452, "4.5.3", "Error: too many recipients")  # addresses
         if path[1:-1].strip().lower() == "postmaster":  # RFC 5321 §4.5.1: always taken
+            rcpt = getattr(self.backend, "postmaster", None) or rcpt
             verdict = (250, "2.1.5", f"Recipient <{rcpt}> OK")
         else:
             verdict = self._recipient_verdict(rcpt)
@@ -348,7 +349,9 @@ class CommandsMixin:
                 return (551, "5.1.6", f"User not local; please try <{target}>")
             return (251, "2.1.5", f"User not local; will forward to <{target}>")
         if not known and self.config.reject_unknown_local_users:
-            return (550, "5.1.1", f"<{rcpt}>: Recipient address rejected: User unknown")
+            refusal = getattr(self.backend, "refusal_of", lambda a: None)(lookup)
+            return refusal or (550, "5.1.1", f"<{rcpt}>: Recipient address rejected: "
+                                             f"User unknown")
         return self._quota_verdict(rcpt, lookup)
 
     def _quota_verdict(self, rcpt, lookup):

@@ -20,6 +20,7 @@ from twisted.logger import Logger
 
 from ..logging_setup import log_queued
 from ..mail import MessageSource
+from .backend import MailRefused
 from .data_reader import CountedChunkReader, DotDataReader
 from .envelope import build_mail, received_header
 
@@ -136,9 +137,13 @@ class TransferMixin:
             self.reply(250, "2.0.0", f"Ok: queued as {env.name}")
 
         def failed(failure):
-            log.failure("could not spool mail {name}", failure, name=env.name)
             writer.abort()
             _remove_finished_file(writer, env.name)
+            if failure.check(MailRefused):
+                log.info("mail {name} refused: {reason}", name=env.name,
+                         reason=str(failure.value))
+                return self.reply(*failure.value.reply)
+            log.failure("could not spool mail {name}", failure, name=env.name)
             self.reply(451, "4.3.0", "Error: could not queue the message, try again later")
 
         d.addCallback(finished)

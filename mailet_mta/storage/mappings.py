@@ -17,7 +17,7 @@ from .db import Database
 from .domains import DomainError, normalise_domain
 
 __all__ = ["MappingError", "normalise_source", "add_mapping", "remove_mapping",
-           "list_mappings"]
+           "remove_source", "list_mappings", "mapping_kind", "source_domain"]
 
 _PREFIXES = ("regex:", "error:", "domain:")
 
@@ -42,17 +42,39 @@ def normalise_source(source: str) -> str:
 
 
 def _normalise_target(target: str) -> str:
+    """A target checked as the rewrite table will read it; addresses normalised."""
+    from mailets.rewrite_mappings import check_target
+
     target = (target or "").strip()
     if not target:
         raise MappingError("the mapping target is empty")
+    try:
+        check_target(target)
+    except ValueError as exc:
+        raise MappingError(f"{exc}; a target is user@domain, regex:<pattern>:"
+                           f"<replacement>, error:<code> <text> or domain:<domain>") from None
     if target.lower().startswith(_PREFIXES):
         return target
     try:
         addr = MailAddress.parse(target)
-    except MailAddressError as exc:
-        raise MappingError(f"{target!r} is not an address, regex:, error: or domain: "
-                           f"target: {exc}") from None
+    except MailAddressError:
+        return target               # alias:/forward:… forms, checked above
     return f"{addr.local_part}@{addr.domain}"
+
+
+def source_domain(source: str) -> str:
+    """The domain a normalised source belongs to (``*@d`` and ``u@d`` → ``d``)."""
+    return source.rpartition("@")[2]
+
+
+def mapping_kind(source: str, target: str) -> str:
+    """What a mapping does, in James's words: address, domain, regex, error, or
+    catch-all (a ``*@domain`` source)."""
+    lower = target.lower()
+    for prefix, kind in (("regex:", "regex"), ("error:", "error"), ("domain:", "domain")):
+        if lower.startswith(prefix):
+            return kind
+    return "catch-all" if source.startswith("*@") else "address"
 
 
 def add_mapping(conn: Connection, source: str, target: str) -> tuple[str, str]:
@@ -72,6 +94,17 @@ def remove_mapping(conn: Connection, source: str, target: str) -> tuple[str, str
         raise MappingError(f"no mapping {src} -> {tgt}")
     Database.bump_generation(conn)
     return src, tgt
+
+
+def remove_source(conn: Connection, source: str) -> tuple[str, int]:
+    """Remove every mapping of ``source``; (normalised source, how many)."""
+    src = normalise_source(source)
+    m = schema.mappings
+    count = conn.execute(delete(m).where(m.c.source == src)).rowcount
+    if count == 0:
+        raise MappingError(f"no mapping for {src}")
+    Database.bump_generation(conn)
+    return src, count
 
 
 def list_mappings(conn: Connection) -> dict[str, list[str]]:

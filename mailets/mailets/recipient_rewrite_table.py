@@ -9,7 +9,7 @@ from __future__ import annotations
 from mailet_mta.api import GenericMailet, Mail
 
 from ..awaiting import settled
-from ..rewrite_mappings import MappingError, lookup_keys, parse_mapping_entries, resolve
+from ..rewrite_mappings import MappingError, lookup_in, parse_mapping_entries, resolve
 
 
 class RecipientRewriteTable(GenericMailet):
@@ -22,19 +22,25 @@ class RecipientRewriteTable(GenericMailet):
     database). For each recipient the exact address is looked up first, then
     ``*@domain``, then the bare ``domain``.
 
-    Recipients that map to remote addresses stay in the mail; the rest of the
-    pipeline routes them. Recipients refused by an ``error:`` mapping, a bad target or
-    a loop go to ``errorProcessor`` in a copy of the mail whose error message says
-    why.
+    A mapping to an address of another domain is a forward the administrator set
+    up: those addresses leave in a copy of the mail sent by this mailet
+    (``context.send_mail``, so ``SentByMailet`` lets it be relayed whoever sent the
+    original) to ``forwardProcessor``, as James does. Remote recipients the client
+    named itself stay in the mail; the rest of the pipeline routes them. Recipients
+    refused by an ``error:`` mapping, a bad target or a loop go to ``errorProcessor``
+    in a copy of the mail whose error message says why.
 
-    Parameters: ``errorProcessor`` (default ``error``), ``mapping`` (or ``mappings``).
+    Parameters: ``errorProcessor`` (default ``error``), ``forwardProcessor`` (default
+    ``root``), ``mapping`` (or ``mappings``).
     """
 
     info = "applies the recipient rewrite table"
-    parameters = ("errorProcessor", "mapping", "mappings")
+    parameters = ("errorProcessor", "forwardProcessor", "mapping", "mappings")
 
     def init_mailet(self):
         self.error_processor = str(self.get_init_parameter("errorProcessor", "error")).strip()
+        self.forward_processor = str(self.get_init_parameter("forwardProcessor",
+                                                             "root")).strip() or "root"
         values = [v for v in (self.get_init_parameter("mapping"),
                               self.get_init_parameter("mappings")) if v is not None]
         try:
@@ -44,17 +50,17 @@ class RecipientRewriteTable(GenericMailet):
 
     def required_processors(self) -> list[str]:
         """The processors this mailet sends mail to (checked at start-up)."""
-        return [self.error_processor]
+        return [self.error_processor, self.forward_processor]
 
     async def lookup(self, address) -> list[str]:
         """The targets for ``address``: configured mappings first, then the server's."""
-        for key in lookup_keys(address):
-            if key in self.table:
-                return self.table[key]
+        configured = lookup_in(self.table, address)
+        if configured:
+            return configured
         return list(await settled(self.context.lookup_mappings(address)) or [])
 
     async def service(self, mail):
-        rewritten = []
+        rewritten, forwards = [], []
         refused: dict[str, list] = {}
         for rcpt in mail.recipients:
             try:
@@ -62,17 +68,30 @@ class RecipientRewriteTable(GenericMailet):
             except MappingError as exc:
                 refused.setdefault(str(exc), []).append(rcpt)
                 continue
-            rewritten.extend(t for t in targets if t not in rewritten)
+            for target in targets:
+                remote = target != rcpt and not self.context.is_local_server(target.domain)
+                out = forwards if remote else rewritten
+                if target not in out:
+                    out.append(target)
         for message, recipients in refused.items():
             self.log.info("RecipientRewriteTable: mail {mail_name}: {recipients} refused: "
                           "{error}", mail_name=mail.name, error=message,
                           recipients=", ".join(str(r) for r in recipients))
-            copy = mail.duplicate()
-            copy.recipients = recipients
-            copy.error_message = message
-            copy.state = self.error_processor
-            await settled(self.context.send_mail(copy, state=self.error_processor))
+            await self._send_copy(mail, recipients, self.error_processor, message)
+        if forwards:
+            self.log.info("RecipientRewriteTable: mail {mail_name} forwarded to "
+                          "{recipients}", mail_name=mail.name,
+                          recipients=", ".join(str(r) for r in forwards))
+            await self._send_copy(mail, forwards, self.forward_processor)
         if rewritten != mail.recipients:
             mail.recipients = rewritten
         if not rewritten:
             mail.state = Mail.GHOST
+
+    async def _send_copy(self, mail, recipients, state, error_message=None):
+        copy = mail.duplicate()
+        copy.recipients = recipients
+        if error_message is not None:
+            copy.error_message = error_message
+        copy.state = state
+        await settled(self.context.send_mail(copy, state=state))

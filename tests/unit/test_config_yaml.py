@@ -55,7 +55,8 @@ def test_default_config_data_dir_argument_replaces_storage_dir(tmp_path):
 
 def test_default_pipeline_is_the_james_like_one():
     procs = default_config().spoolmanager.processors
-    assert list(procs) == ["root", "transport", "local-delivery", "relay",
+    assert list(procs) == ["root", "transport", "local-delivery", "local-delivery-error",
+                           "relay",
                            "local-address-error", "relay-denied", "rrt-error", "bounces",
                            "error"]
     pairs = {name: [(m.match.name if m.match else None, m.mailet) for m in p.mailets]
@@ -76,8 +77,13 @@ def test_default_pipeline_is_the_james_like_one():
     assert procs["relay"].mailets[0].parameters == {
         "outgoing": "outgoing", "delayTime": "5*5 minutes, 3*1 hour, 3*6 hours",
         "maxRetries": "11", "sendpartial": "true", "bounceProcessor": "bounces"}
-    assert procs["rrt-error"].mailets[0].parameters == {
-        "repositoryPath": "rrt-error", "passThrough": "true"}
+    for name in ("local-address-error", "rrt-error"):       # no backscatter
+        assert procs[name].mailets[0].match.name == "trusted-client"
+        assert [c.name for c in procs[name].matchers["trusted-client"].children] == [
+            "SMTPAuthSuccessful", "SMTPIsAuthNetwork"]
+        assert procs[name].mailets[0].parameters["passThrough"] == "true"
+    assert [m.mailet for m in procs["relay-denied"].mailets] == ["ToRepository"]
+    assert procs["rrt-error"].mailets[1].parameters == {"repositoryPath": "rrt-error"}
     assert procs["bounces"].mailets[0].parameters == {"passThrough": "false"}
     assert procs["error"].mailets[0].parameters == {"repositoryPath": "error"}
 
@@ -87,7 +93,9 @@ def test_every_object_carries_its_file_and_line():
     root = config.spoolmanager.processors["root"]
     assert root.source.endswith("default.yaml:12")
     assert root.mailets[0].source.endswith("default.yaml:14")
-    assert config.smtpservers[1].source.endswith("default.yaml:80")
+    lines = Path(config.smtpservers[1].source.rpartition(":")[0]).read_text().splitlines()
+    line = lines.index("  - name: submission") + 1
+    assert config.smtpservers[1].source.endswith(f"default.yaml:{line}")
 
 
 # -- conf/mailet-mta.yaml -----------------------------------------------------------

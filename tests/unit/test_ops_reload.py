@@ -150,3 +150,19 @@ def load_config_text_processors():
 
     return load_config_text(yaml.safe_dump({"spoolmanager": {"processors": PROCESSORS}}),
                             "yaml").spoolmanager.processors
+
+
+@pytest_twisted.ensureDeferred
+async def test_reload_takes_the_configured_aliases_and_postmaster(running):
+    server, path = running
+    processors = copy.deepcopy(PROCESSORS)
+    processors["root"].insert(0, {"match": "All", "class": "RecipientRewriteTable",
+                                  "parameters": {
+                                      "mapping": "sales@example.com=boss@example.org"}})
+    write_config(path, server.data_dir, postmaster="admin@example.com",
+                 spoolmanager={"processors": processors})
+    assert not server.directory.is_local_email("sales@example.com")
+    assert await server.reload() is True
+    assert server.directory.lookup_mappings("sales@example.com") == ["boss@example.org"]
+    assert server.directory.is_local_email("sales@example.com")      # a forward
+    assert str(server.directory.postmaster) == "admin@example.com"

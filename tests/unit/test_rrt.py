@@ -26,14 +26,35 @@ def rcpts(mail):
     return [str(r) for r in mail.recipients]
 
 
+def forwarded(ctx):
+    """The recipients of the copies sent on to other domains (state root)."""
+    return [str(r) for mail, state, _ in ctx.sent if state == "root" for r in mail.recipients]
+
+
 def test_address_without_mapping_is_unchanged():
     mail, ctx = rewrite({"alice@example.com": ["carol@example.com"]})
     assert rcpts(mail) == ["bob@example.com"] and mail.state == "root" and not ctx.sent
 
 
 def test_alias_to_several_addresses():
-    mail, _ = rewrite({"bob@example.com": ["carol@example.com", "dave@remote.org"]})
-    assert rcpts(mail) == ["carol@example.com", "dave@remote.org"]
+    mail, ctx = rewrite({"bob@example.com": ["carol@example.com", "dave@remote.org"]})
+    assert rcpts(mail) == ["carol@example.com"]
+    assert forwarded(ctx) == ["dave@remote.org"]
+
+
+def test_alias_to_a_remote_address_is_forwarded_in_a_copy_sent_by_the_mailet():
+    mail, ctx = rewrite({"bob@example.com": ["robert@remote.org"]},
+                        recipients=["bob@example.com", "stranger@other.org"])
+    assert rcpts(mail) == ["stranger@other.org"]        # named by the client: not ours
+    (copy, state, _delay), = ctx.sent
+    assert state == "root" and rcpts(copy) == ["robert@remote.org"]
+    assert copy.sender == mail.sender and copy.name != mail.name
+
+
+def test_forward_processor_parameter_names_where_forwards_go():
+    mail, ctx = rewrite({"bob@example.com": ["robert@remote.org"]},
+                        forwardProcessor="transport")
+    assert mail.state == "ghost" and [s for _m, s, _d in ctx.sent] == ["transport"]
 
 
 def test_alias_that_keeps_the_original_address_stops_there():
@@ -55,9 +76,9 @@ def test_wildcard_catches_addresses_without_their_own_mapping():
 
 
 def test_exact_mapping_wins_over_wildcard():
-    mail, _ = rewrite({"*@example.com": ["catchall@example.com"],
-                       "bob@example.com": ["robert@remote.org"]})
-    assert rcpts(mail) == ["robert@remote.org"]
+    mail, ctx = rewrite({"*@example.com": ["catchall@example.com"],
+                         "bob@example.com": ["robert@remote.org"]})
+    assert rcpts(mail) == [] and forwarded(ctx) == ["robert@remote.org"]
 
 
 @pytest.mark.parametrize("target", [
@@ -65,8 +86,8 @@ def test_exact_mapping_wins_over_wildcard():
     r"regex:(.*)@example\.com:${1}@remote.org",
 ])
 def test_regex_mapping_rewrites_with_groups(target):
-    mail, _ = rewrite({"bob@example.com": [target]})
-    assert rcpts(mail) == ["bob@remote.org"]
+    _mail, ctx = rewrite({"bob@example.com": [target]})
+    assert forwarded(ctx) == ["bob@remote.org"]
 
 
 def test_regex_mapping_that_does_not_match_keeps_the_address():
@@ -183,6 +204,6 @@ def test_invalid_configured_mappings_are_refused_at_init(entry, message):
 
 def test_required_processors_names_the_error_processor():
     ctx = MemoryContext()
-    assert ctx.mailet(RecipientRewriteTable).required_processors() == ["error"]
+    assert ctx.mailet(RecipientRewriteTable).required_processors() == ["error", "root"]
     assert ctx.mailet(RecipientRewriteTable, errorProcessor="rrt-error") \
-        .required_processors() == ["rrt-error"]
+        .required_processors() == ["rrt-error", "root"]
