@@ -19,6 +19,8 @@ class IsSenderInRRTLoop(GenericMatcher):
     the null sender ``<>`` never matches.
     """
 
+    takes_condition = False
+
     async def match(self, mail):
         if mail.sender is None:
             return []
