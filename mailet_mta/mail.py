@@ -73,34 +73,52 @@ class MessageSource:
         return self._opener()
 
 
+# A header block is read at most this far; past it the rest counts as body. The SMTP
+# server refuses longer header blocks (``maxHeaderSize``, 1 MiB by default), so only a
+# mail made some other way is cut here.
+HEADER_BLOCK_LIMIT = 1024 * 1024
+
+
+def _blank_line_end(data, start: int = 0) -> int:
+    """Offset just past the first empty line found at or after ``start`` (-1: none)."""
+    crlf, lf = data.find(b"\n\r\n", start), data.find(b"\n\n", start)
+    if crlf < 0 and lf < 0:
+        return -1
+    if lf < 0 or 0 <= crlf < lf:
+        return crlf + 3
+    return lf + 2
+
+
 def _header_end(data: bytes) -> int:
     """Offset just past the empty line ending the header block (-1: none yet)."""
     if data.startswith(b"\r\n"):
         return 2
     if data.startswith(b"\n"):
         return 1
-    ends = [i for i in (data.find(b"\n\r\n"), data.find(b"\n\n")) if i >= 0]
-    if not ends:
-        return -1
-    i = min(ends)
-    return i + (3 if data.startswith(b"\n\r\n", i) else 2)
+    return _blank_line_end(data)
 
 
-def _header_block(data: bytes) -> bytes:
-    end = _header_end(data)
-    return data if end < 0 else data[:end]
+def _header_block(data: bytes, limit: int = HEADER_BLOCK_LIMIT) -> bytes:
+    end = _header_end(data[:limit + 3])
+    return data[:limit] if end < 0 else data[:end]
 
 
-def _read_header_block(f, chunk: int = 16384) -> bytes:
-    data = b""
-    while True:
-        more = f.read(chunk)
+def _read_header_block(f, chunk: int = 65536, limit: int = HEADER_BLOCK_LIMIT) -> bytes:
+    """The header block of the binary file ``f``, read in chunks: each octet is
+    searched once (linear time), and at most ``limit`` octets are kept (a block that
+    has not ended by then is cut there)."""
+    buf = bytearray()
+    while len(buf) < limit + 3:
+        searched = len(buf)
+        more = f.read(min(chunk, limit + 3 - searched))
         if not more:
-            return data
-        data += more
-        end = _header_end(data)
+            break
+        buf += more
+        # An empty line may straddle two reads; the first two octets decide alone.
+        end = _header_end(buf) if searched < 2 else _blank_line_end(buf, searched - 2)
         if end >= 0:
-            return data[:end]
+            return bytes(buf[:end])
+    return bytes(buf[:limit])
 
 
 # What the stdlib's feedparser takes as a header line (field, continuation, mbox From_);
@@ -304,6 +322,13 @@ class Mail:
         names = _field_names(self._raw_header_block(src))
         self._names_cache = (src, names)
         return names
+
+    def header_block(self) -> bytes:
+        """The message's raw header block, up to and including the empty line that
+        ends it (at most ``HEADER_BLOCK_LIMIT`` octets), read without parsing."""
+        if self._message is not None:
+            return _header_block(self.message_bytes())
+        return self._raw_header_block(self._source)
 
     def has_header(self, name: str) -> bool:
         """True when the message has at least one ``name`` header (any case)."""
