@@ -179,6 +179,7 @@ SMTP_KEYS: Table = {
     # James's maxmessagesize counts KiB when no unit is written; the model name, octets.
     **keys("max_message_size", v.size("k"), "maxmessagesize", "maxMessageSize"),
     **keys("max_message_size", v.size(), "max_message_size"),
+    **keys("max_header_size", v.size(), "maxHeaderSize", "max_header_size"),
     **keys("max_recipients", v.integer(1), "maxRcpt", "maxRecipients", "max_recipients"),
     **keys("connection_limit_per_ip", v.integer(0), "connectionLimitPerIP",
            "connection_limit_per_ip"),

@@ -113,6 +113,9 @@ class SMTPServerConfig:
                                           default_factory=lambda: ["127.0.0.0/8", "::1"])
     max_message_size: int = doc("octets; 0 = unlimited (XML: KiB when no unit)",
                                 default=0)
+    max_header_size: int = doc("octets of the header block (up to the first empty line) "
+                               "of a message; a longer one is refused with 552 5.3.4; "
+                               "0 = unlimited", default=1024 * 1024)
     max_recipients: int = doc("recipients per transaction", default=1000)
     connection_limit: int = doc("concurrent connections; 0 = unlimited", default=0)
     connection_limit_per_ip: int = doc("per client address; 0 = unlimited", default=0)
