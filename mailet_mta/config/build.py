@@ -364,6 +364,8 @@ SPOOL_KEYS: Table = {
     **keys("max_tries", v.integer(1), "maxTries", "max_tries"),
     **keys("error_repository", v.text, "errorRepository", "error_repository"),
     **keys("max_state_changes", v.integer(1), "maxStateChanges", "max_state_changes"),
+    **keys("max_mime_parts", v.integer(1), "maxMimeParts", "max_mime_parts"),
+    **keys("max_mime_depth", v.integer(1), "maxMimeDepth", "max_mime_depth"),
     **keys("lease_seconds", v.duration(), "leaseTime", "lease_seconds"),
     **keys("processors", build_processors, "processors"),
 }

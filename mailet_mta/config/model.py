@@ -73,6 +73,10 @@ class SpoolManagerConfig:
                                 default="error")
     max_state_changes: int = doc("processor transitions per run before loop protection "
                                  "sends the mail to error", default=100)
+    max_mime_parts: int = doc("MIME parts a mailet's parse of a message may build; a "
+                              "message with more is not parsed (see SECURITY.md)",
+                              default=1000)
+    max_mime_depth: int = doc("levels of MIME nesting a parse may build", default=100)
     lease_seconds: float = doc("how long a node's claim on a spooled mail lasts without "
                                "renewal; after it another node takes the mail over",
                                default=300.0)

@@ -26,6 +26,7 @@ from twisted.logger import Logger
 
 from .. import logging_setup, metrics
 from ..api import ConfigurationError, Mail, MailetConfig, MatcherConfig
+from ..mail import MimeLimits
 from ..config.model import MatcherSpec, ProcessorSpec, SpoolManagerConfig
 from .composite import COMPOSITES
 from .invoke import is_async_result
@@ -82,6 +83,7 @@ class Pipeline:
         self.context = context
         self.processors: dict[str, Processor] = {}
         self.max_state_changes = config.max_state_changes
+        self.mime_limits = MimeLimits(config.max_mime_parts, config.max_mime_depth)
         for spec in config.processors.values():
             self.processors[spec.name] = self._build_processor(spec)
         self._check_references()
@@ -167,6 +169,7 @@ class Pipeline:
         work = [(mail, 0)]
         while work:
             current, changes = work.pop()
+            current.mime_limits = self.mime_limits
             proc = self.processors.get(current.state)
             if proc is None:
                 log.warn("id={id} state={state} is not a processor; sending it to error",
