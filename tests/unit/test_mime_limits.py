@@ -201,3 +201,15 @@ def test_an_8bit_original_within_the_limits_is_attached_parsed():
 def test_bounce_size_limit_must_be_positive():
     with pytest.raises(ConfigurationError, match="bounceSizeLimit"):
         MemoryContext().mailet(DSNBounce, bounceSizeLimit="0")
+
+
+def test_has_attachment_parses_on_a_worker_and_stops_at_the_limits():
+    from mailets.matchers.attachments import HasAttachment
+    ctx = MemoryContext()
+    matcher = ctx.matcher(HasAttachment)
+    with pytest.raises(MimeLimitError, match="maxMimeParts"):
+        run(matcher.match(mail_of(many_parts(100_000))))
+    attached = many_parts(3).replace(b"--b\r\n\r\nx", b"--b\r\nContent-Disposition: "
+                                     b"attachment; filename=a.txt\r\n\r\nx")
+    assert run(matcher.match(mail_of(attached))) == [MailAddress.parse("bob@example.com")]
+    assert ctx.worker_calls == 2
