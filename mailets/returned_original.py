@@ -57,11 +57,13 @@ def headers_part(mail: Mail, limit: int) -> EmailMessage:
     return part
 
 
-def original_part(mail: Mail, limit: int) -> tuple[EmailMessage, bool]:
+def original_part(mail: Mail, limit: int) -> tuple[EmailMessage, str | None]:
     """A ``message/rfc822`` part with at most ``limit`` octets of the original (or its
-    header when it cannot be attached within the MIME limits); and whether the
-    original was cut."""
+    header when it cannot be attached within the MIME limits); and, when the original
+    is not returned whole, a line saying so for the notice's text."""
     data, cut = _start_of(mail, limit)
+    note = (f"The original message was {mail.size} octets; only its first {limit} "
+            f"octets are returned.") if cut else None
     part = EmailMessage(policy=POLICY)
     if data.isascii():
         data = data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
@@ -69,19 +71,15 @@ def original_part(mail: Mail, limit: int) -> tuple[EmailMessage, bool]:
     else:
         try:
             part.set_content(_parsed(mail, data))
-        except MimeLimitError:
-            return headers_part(mail, limit), True
+        except MimeLimitError as exc:
+            return headers_part(mail, limit), (f"The original message cannot be attached "
+                                               f"({exc}); only its header is returned.")
     del part["MIME-Version"]
-    return part, cut
+    return part, note
 
 
 def _parsed(mail: Mail, data: bytes):
+    """``data`` parsed within the MIME limits of ``mail``."""
     copy = Mail(message=data)
     copy.mime_limits = mail.mime_limits
     return copy.message
-
-
-def cut_notice(mail: Mail, limit: int) -> str:
-    """A line for the notice's text saying that the original was cut."""
-    return (f"The original message was {mail.size} octets; only its first {limit} "
-            f"octets are returned.")

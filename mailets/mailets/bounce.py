@@ -17,7 +17,7 @@ from email.utils import formatdate, make_msgid
 
 from mailet_mta.api import GenericMailet, Mail
 
-from ..returned_original import cut_notice, headers_part, original_part, size_limit_parameter
+from ..returned_original import headers_part, original_part, size_limit_parameter
 from .dsn_bounce import POLICY, notice_envelope
 
 DEFAULT_NOTICE = ("We were unable to deliver the attached message because of an error "
@@ -69,13 +69,13 @@ class Bounce(GenericMailet):
         if mail.error_message:
             lines += ["Error message:", mail.error_message, ""]
         lines += ["Failed recipient(s):"] + [f"  {r}" for r in mail.recipients]
-        attached, cut = None, False
+        attached, note = None, None
         if self.attachment == "message":
-            attached, cut = original_part(mail, self.size_limit)
+            attached, note = original_part(mail, self.size_limit)
         elif self.attachment == "heads":
             attached = headers_part(mail, self.size_limit)
-        if cut:
-            lines += ["", cut_notice(mail, self.size_limit)]
+        if note:
+            lines += ["", note]
         msg.set_content("\n".join(lines) + "\n")
         if attached is not None:
             msg.make_mixed()

@@ -28,7 +28,7 @@ from datetime import datetime, timezone
 from mailet_mta.api import (ATTR_DSN_ENVID, ATTR_DSN_RCPT, ATTR_DSN_RET, ATTR_SENT_BY_MAILET,
                             GenericMailet, Mail)
 
-from ..returned_original import cut_notice, headers_part, original_part, size_limit_parameter
+from ..returned_original import headers_part, original_part, size_limit_parameter
 
 ERROR_ATTR = "mailet_mta.delivery.error"
 ARRIVAL_ATTR = "mailet_mta.delivery.arrival"
@@ -139,9 +139,8 @@ class DSNBounce(GenericMailet):
         if original_id:
             msg["In-Reply-To"] = original_id
             msg["References"] = original_id
-        original, cut = self._original_part(mail)
-        msg.set_content(self._human_text(rows, cut_notice(mail, self.size_limit) if cut
-                                         else None))
+        original, note = self._original_part(mail)
+        msg.set_content(self._human_text(rows, note))
         msg.make_mixed()
         msg.replace_header("Content-Type", msg.get("Content-Type").replace(
             "multipart/mixed", "multipart/report"))
@@ -150,14 +149,14 @@ class DSNBounce(GenericMailet):
         msg.attach(original)
         return msg.as_bytes(policy=POLICY)
 
-    def _human_text(self, rows: list[dict], cut: str | None = None) -> str:
+    def _human_text(self, rows: list[dict], note: str | None = None) -> str:
         lines = [str(self.text).strip(), ""]
         for r in rows:
             lines.append(f"  {r['address']}: {r['action']}")
             if r["text"]:
                 lines.append(f"    {r['text']}")
-        if cut:
-            lines += ["", cut]
+        if note:
+            lines += ["", note]
         return "\n".join(lines) + "\n"
 
     def _status_part(self, mail: Mail, rows: list[dict]) -> Message:
@@ -186,9 +185,9 @@ class DSNBounce(GenericMailet):
         part.set_payload(blocks)
         return part
 
-    def _original_part(self, mail: Mail) -> tuple[Message, bool]:
-        """The returned original (its header only for ``RET=HDRS``), and whether it
-        was cut at ``bounceSizeLimit``."""
+    def _original_part(self, mail: Mail) -> tuple[Message, str | None]:
+        """The returned original (its header only for ``RET=HDRS``), and a line for
+        the text when it is not returned whole."""
         if str(mail.get_attribute(ATTR_DSN_RET) or "").upper() == "HDRS":
-            return headers_part(mail, self.size_limit), False
+            return headers_part(mail, self.size_limit), None
         return original_part(mail, self.size_limit)

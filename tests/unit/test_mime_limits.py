@@ -186,6 +186,9 @@ def test_an_8bit_original_past_the_mime_limits_returns_its_header_only():
     original = returned(parse(notice))
     assert original.get_content_type() == "text/rfc822-headers"
     assert "Bcc: secret@example.com" in original.get_content()
+    assert "(the message has more than 1000 MIME parts (spoolmanager maxMimeParts)); only " \
+        "its header is returned." in " ".join(
+            parse(notice).get_body(("plain",)).get_content().split())
 
 
 def test_an_8bit_original_within_the_limits_is_attached_parsed():
