@@ -8,8 +8,10 @@ handed to it in its config. The standard matchers and mailets in the ``mailets``
 package are written against this module only — they are worked examples.
 
 ``match`` and ``service`` may return a value, return a ``Deferred``, or be ``async def``.
-They run on the reactor thread: blocking work (files, SQL, network) belongs behind a
-Deferred (``twisted.internet.threads.deferToThread``) or in the context's services.
+They run on the reactor thread, which also serves every SMTP and POP3 session: see
+:meth:`IMailet.service` for what that allows. Blocking work (files, SQL, network)
+belongs behind a Deferred or in the context's services; work whose CPU cost grows with
+the message belongs in :meth:`IMailetContext.run_in_worker`.
 """
 
 from __future__ import annotations
@@ -20,11 +22,11 @@ from typing import Any, Iterable, Mapping
 from zope.interface import Attribute, Interface, implementer
 
 from .address import NULL_SENDER, MailAddress, MailAddressError, parse_path
-from .mail import Mail
+from .mail import Mail, MimeLimitError
 
 __all__ = [
     "IMailet", "IMatcher", "IMailetContext", "IMailetConfig", "IMatcherConfig",
-    "Mail", "MailAddress", "MailAddressError", "NULL_SENDER", "parse_path",
+    "Mail", "MimeLimitError", "MailAddress", "MailAddressError", "NULL_SENDER", "parse_path",
     "MailetConfig", "MatcherConfig", "GenericMailet", "GenericMatcher",
     "GenericRecipientMatcher", "MailetError", "MessagingError", "ConfigurationError",
     "TemporaryError", "parse_bool", "parse_size", "parse_duration",
@@ -191,6 +193,18 @@ class IMailetContext(Interface):
     def get_attribute(name):
         """A server-wide attribute (e.g. ``"mailet_mta.version"``), or None."""
 
+    def run_in_worker(fn, *args, **kwargs):
+        """Run ``fn(*args, **kwargs)`` on a mailet worker thread; a Deferred of its
+        result (or failure), fired back on the reactor thread.
+
+        For CPU work that grows with the message: parsing it (``mail.message``),
+        editing or rebuilding parts, serialising a changed message
+        (``mail.message_bytes()``), building a notice around the original. ``fn`` may
+        read and change the mail being serviced (nothing else touches it until the
+        Deferred fires) but must not call the context, log, or use Twisted: return
+        what to log and do it after the Deferred fired. Await each call before the
+        next; the pool is small (two threads) and shared by all mails."""
+
 
 class IMailetConfig(Interface):
     """What a mailet gets at ``init``: its name, parameters and the context."""
@@ -219,7 +233,30 @@ class IMailet(Interface):
         """Configure from an IMailetConfig; raise ConfigurationError on bad parameters."""
 
     def service(mail):
-        """Act on ``mail``; may return a Deferred or be a coroutine."""
+        """Act on ``mail``; may return a Deferred or be a coroutine.
+
+        **Where it runs.** ``service`` is called on the reactor thread — the one
+        thread that also reads and answers every SMTP and POP3 session — and one
+        instance serves many mails at once (up to ``spoolmanager.threads``), each
+        through its own call. While ``service`` computes, no session is answered, so
+        the code that runs there must take bounded time, a millisecond or so:
+
+        - Reading the envelope, attributes and the header block is cheap:
+          ``mail.headers()``, ``mail.header_names()``, ``mail.has_header()`` read the
+          raw header block only; ``mail.remove_headers()`` and ``mail.add_header()``
+          rewrite it without parsing the body.
+        - ``mail.message`` parses the whole message (0.1–0.3 ms per MIME part, about
+          0.5 s for 20 MB); changing it means serialising it again. Do that, and any
+          other work that grows with the message, inside
+          ``context.run_in_worker(fn, mail)``; ``fn`` may change the mail but not call
+          the context or log. A parse stops with :class:`MimeLimitError` past
+          ``spoolmanager.maxMimeParts`` parts or ``maxMimeDepth`` levels: catch it to
+          skip the mail's MIME work (with a log line), or let it go to the pair's
+          ``onMailetException``.
+        - Blocking calls (files beyond the header, SQL, network, sleeping) never run
+          here: use the context's services, or return a Deferred.
+        - Awaiting is free: the mail's run pauses, other mails and sessions go on.
+        """
 
     def destroy():
         """Release resources at shutdown."""

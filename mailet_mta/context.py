@@ -21,6 +21,7 @@ from .directory import Directory
 from .logging_setup import log_local_delivery
 from .mail import MAIL_POLICY
 from .storage import repositories
+from .spool import mailet_workers
 from .spool.unit_of_work import UnitOfWork, current_uow
 
 
@@ -65,6 +66,9 @@ class MailetContext:
             return defer.fail(RuntimeError("no DNS resolver is configured"))
         return self.resolver.mx_hosts(domain).addCallback(
             lambda hosts: [(pref, host) for pref, host, _port in hosts])
+
+    def run_in_worker(self, fn, *args, **kwargs):
+        return mailet_workers.run_in_worker(fn, *args, **kwargs)
 
     # -- writes -------------------------------------------------------------------------
     def _write(self, fill, uow=None) -> defer.Deferred:

@@ -204,6 +204,7 @@ SMTP_KEYS: Table = {
     # A bare number is KiB in every spelling (James's unit), with a warning.
     **keys("max_message_size", v.message_size, "maxmessagesize", "maxMessageSize",
            "max_message_size"),
+    **keys("max_header_size", v.size(), "maxHeaderSize", "max_header_size"),
     **keys("max_recipients", v.integer(1), "maxRcpt", "maxRecipients", "max_recipients"),
     **keys("connection_limit_per_ip", v.integer(0), "connectionLimitPerIP",
            "connection_limit_per_ip"),
@@ -398,6 +399,8 @@ SPOOL_KEYS: Table = {
     **keys("max_tries", v.integer(1), "maxTries", "max_tries"),
     **keys("error_repository", v.repository_name, "errorRepository", "error_repository"),
     **keys("max_state_changes", v.integer(1), "maxStateChanges", "max_state_changes"),
+    **keys("max_mime_parts", v.integer(1), "maxMimeParts", "max_mime_parts"),
+    **keys("max_mime_depth", v.integer(1), "maxMimeDepth", "max_mime_depth"),
     **keys("lease_seconds", v.duration(), "leaseTime", "lease_seconds"),
     **keys("processors", build_processors, "processors"),
 }

@@ -73,6 +73,10 @@ class SpoolManagerConfig:
                                 default="error")
     max_state_changes: int = doc("processor transitions per run before loop protection "
                                  "sends the mail to error", default=100)
+    max_mime_parts: int = doc("MIME parts a mailet's parse of a message may build; a "
+                              "message with more is not parsed (see SECURITY.md)",
+                              default=1000)
+    max_mime_depth: int = doc("levels of MIME nesting a parse may build", default=100)
     lease_seconds: float = doc("how long a node's claim on a spooled mail lasts without "
                                "renewal; after it another node takes the mail over",
                                default=300.0)
@@ -114,6 +118,9 @@ class SMTPServerConfig:
     max_message_size: int = doc("octets; 0 = unlimited; a bare number is KiB "
                                 "(see Units)",
                                 default=0)
+    max_header_size: int = doc("octets of the header block (up to the first empty line) "
+                               "of a message; a longer one is refused with 552 5.3.4; "
+                               "0 = unlimited", default=1024 * 1024)
     max_recipients: int = doc("recipients per transaction", default=1000)
     connection_limit: int = doc("concurrent connections; 0 = unlimited", default=0)
     connection_limit_per_ip: int = doc("per client address; 0 = unlimited", default=0)

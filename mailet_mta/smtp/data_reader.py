@@ -13,6 +13,10 @@ a ``<CRLF>.`` stuffing sequence that straddles two reads is seen whole, and it n
 cuts between CR and LF, so the bare-CR/LF count of each piece is exact. The data starts
 with a virtual CRLF (the end of the DATA command line), so a first line ``.`` ends an
 empty message and a first line ``..x`` is unstuffed.
+
+BDAT chunks are counted, so no sequence can end them early; but a bare CR or LF in
+them reaches the next hop as if it came through DATA, so :class:`LineEndCheck` applies
+DATA's rule to them. :class:`HeaderBlockGuard` bounds the header block of either.
 """
 
 from __future__ import annotations
@@ -20,6 +24,70 @@ from __future__ import annotations
 from typing import Callable
 
 TERMINATOR = b"\r\n.\r\n"
+
+
+def has_bare_line_end(raw: bytes) -> bool:
+    """True when ``raw`` holds a CR not followed by LF or an LF not preceded by CR."""
+    crlf = raw.count(b"\r\n")
+    return raw.count(b"\n") != crlf or raw.count(b"\r") != crlf
+
+
+class LineEndCheck:
+    """DATA's line-end rule for bytes that arrive in pieces (BDAT chunks): ``bad``
+    once a bare CR or LF was seen. A CR at the end of a piece waits for the next one;
+    :meth:`end` judges a CR that ends the whole message."""
+
+    __slots__ = ("bad", "_cr_pending")
+
+    def __init__(self):
+        self.bad = False
+        self._cr_pending = False
+
+    def feed(self, piece: bytes) -> None:
+        if self.bad or not piece:
+            return
+        if self._cr_pending:
+            piece = b"\r" + piece
+        self._cr_pending = piece.endswith(b"\r")
+        if has_bare_line_end(piece[:-1] if self._cr_pending else piece):
+            self.bad = True
+
+    def end(self) -> None:
+        if self._cr_pending:
+            self.bad = True
+
+
+class HeaderBlockGuard:
+    """Passes a message's bytes on to ``sink`` while counting its header block (up to
+    the first empty line, ``<CRLF><CRLF>``); past ``limit`` octets (0 = none) of header
+    it sets ``too_big`` and drops the rest. Each octet is searched once."""
+
+    __slots__ = ("_sink", "_limit", "_tail", "_in_header", "size", "too_big")
+
+    def __init__(self, sink: Callable[[bytes], None], limit: int = 0):
+        self._sink = sink
+        self._limit = limit
+        self._tail = b"\r\n"            # the message starts a line: "\r\n" first = no header
+        self._in_header = True
+        self.size = 0
+        self.too_big = False
+
+    def feed(self, piece: bytes) -> None:
+        if self.too_big:
+            return
+        if self._in_header:
+            window = self._tail + piece
+            end = window.find(b"\r\n\r\n")
+            if end >= 0:
+                self._in_header = False
+                self.size += max(0, end + 4 - len(self._tail))
+            else:
+                self.size += len(piece)
+                self._tail = window[-3:]
+            if self._limit and self.size > self._limit:
+                self.too_big = True
+                return
+        self._sink(piece)
 
 
 class DotDataReader:
@@ -66,8 +134,7 @@ class DotDataReader:
         return None
 
     def _emit(self, raw: bytes) -> None:
-        crlf = raw.count(b"\r\n")
-        if raw.count(b"\n") != crlf or raw.count(b"\r") != crlf:
+        if has_bare_line_end(raw):
             self.bare_line_end = True
         piece = raw.replace(b"\r\n.", b"\r\n") if b"\r\n." in raw else raw
         if self._virtual:

@@ -7,8 +7,15 @@ only when its Deferred fires does the client get ``250``. Any failure answers ``
 4.3.0`` and aborts the writer. A connection lost before the end aborts the writer: no
 mail, no blob file.
 
-BDAT chunks are length-framed and binary-safe (RFC 3030): they are not scanned for
-bare CR/LF (no smuggling is possible through a counted chunk).
+BDAT chunks are length-framed (RFC 3030), so no sequence in them can end the
+message early; but the server offers CHUNKING without BINARYMIME, so their content is
+text with CRLF line ends like DATA's, and a bare CR or LF would reach the next hop's
+DATA just the same. DATA's rule applies to them: a chunk holding a bare CR or LF is
+refused with ``550 5.6.11``.
+
+The header block (up to the first empty line) of either is bounded by
+``maxHeaderSize``: a longer one is refused with ``552 5.3.4`` once the data is read,
+and the session goes on. So no mail with an endless header block reaches the spool.
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ from twisted.logger import Logger
 from ..logging_setup import log_queued
 from ..mail import MessageSource
 from .backend import MailRefused
-from .data_reader import CountedChunkReader, DotDataReader
+from .data_reader import CountedChunkReader, DotDataReader, HeaderBlockGuard, LineEndCheck
 from .envelope import build_mail, received_header
 
 log = Logger()
@@ -42,7 +49,7 @@ class TransferMixin:
         if self.envelope.bdat_used:
             return self.reply(503, "5.5.1", "Error: DATA after BDAT")
         self._start_writer()
-        self._reader = DotDataReader(self._writer.write, self.config.max_message_size)
+        self._reader = DotDataReader(self._body_guard.feed, self.config.max_message_size)
         self.reply(354, None, "End data with <CR><LF>.<CR><LF>")
 
     def _body_refusal(self):
@@ -55,6 +62,8 @@ class TransferMixin:
     def _start_writer(self) -> None:
         self._writer = self.backend.new_blob_writer()
         self._writer.write(received_header(self.session, self.envelope, self.server_name))
+        self._body_guard = HeaderBlockGuard(self._writer.write, self.config.max_header_size)
+        self._line_ends = LineEndCheck()
 
     def body_received(self):
         """The body reader saw the end of its data; returns None or a Deferred."""
@@ -66,8 +75,18 @@ class TransferMixin:
             if reader.too_big:
                 return self._fail_body(552, "5.3.4", "Message size exceeds fixed maximum "
                                        "message size")
+            if self._body_guard.too_big:
+                return self._fail_body(*self._header_refusal())
             return self._commit()
         return self._bdat_chunk_done()
+
+    def _header_refusal(self):
+        return (552, "5.3.4", f"Message header block exceeds the maximum of "
+                f"{self.config.max_header_size} octets (maxHeaderSize)")
+
+    def _bdat_write(self, piece: bytes) -> None:
+        self._line_ends.feed(piece)
+        self._body_guard.feed(piece)
 
     def _fail_body(self, code, enhanced, text):
         self.reset_transaction()
@@ -98,7 +117,7 @@ class TransferMixin:
                                    "message size")
                 self._abort_body()
             else:
-                sink = self._writer.write
+                sink = self._bdat_write
         self._bdat = (size, last, refusal)
         self._reader = CountedChunkReader(size, sink)
         if size == 0:
@@ -109,7 +128,8 @@ class TransferMixin:
     def _bdat_chunk_done(self):
         size, last, refusal = self._bdat
         env = self.envelope
-        if refusal is None and env is not None and env.bdat_failed is not None:
+        if refusal is None and env is not None:
+            self._check_chunk(env, last)
             refusal = env.bdat_failed
         if refusal is not None:
             self.reset_transaction()
@@ -117,6 +137,18 @@ class TransferMixin:
         if last:
             return self._commit()
         self.reply(250, "2.0.0", f"{size} octets received")
+
+    def _check_chunk(self, env, last: bool) -> None:
+        """DATA's rules on the bytes of the BDAT chunks so far (bare CR/LF, header)."""
+        if env.bdat_failed is not None or self._writer is None:
+            return
+        if last:
+            self._line_ends.end()
+        if self._line_ends.bad:
+            env.bdat_failed = (550, "5.6.11", "Message contains bare CR or LF; use CRLF "
+                               "line ends")
+        elif self._body_guard.too_big:
+            env.bdat_failed = self._header_refusal()
 
     # -- commit --------------------------------------------------------------------
     def _commit(self) -> defer.Deferred:

@@ -27,8 +27,9 @@ from twisted.logger import Logger
 from .. import logging_setup, metrics
 from ..api import ConfigurationError, Mail, MailetConfig, MatcherConfig
 from ..config.james_names import short_name
-from ..config.tree import combine
 from ..config.model import MatcherSpec, ProcessorSpec, SpoolManagerConfig
+from ..config.tree import combine
+from ..mail import MimeLimits
 from .composite import COMPOSITES
 from .invoke import is_async_result
 from .registry import resolve
@@ -85,6 +86,7 @@ class Pipeline:
         self.processors: dict[str, Processor] = {}
         self.max_state_changes = config.max_state_changes
         errors: list[ConfigurationError] = []
+        self.mime_limits = MimeLimits(config.max_mime_parts, config.max_mime_depth)
         for spec in config.processors.values():
             self.processors[spec.name] = self._build_processor(spec, errors)
         if errors:   # every class that cannot be found or set up, in one report
@@ -193,6 +195,7 @@ class Pipeline:
         work = [(mail, 0)]
         while work:
             current, changes = work.pop()
+            current.mime_limits = self.mime_limits
             proc = self.processors.get(current.state)
             if proc is None:
                 log.warn("id={id} state={state} is not a processor; sending it to error",

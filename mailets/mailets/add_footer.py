@@ -6,6 +6,10 @@ multipart (alternatives, mixed, nested). Attachments, even text ones, and non-te
 parts are left alone; so is a message without any text body. The stdlib ``email``
 package re-encodes each changed part in its original charset when the footer fits in
 it, in UTF-8 otherwise.
+
+The parse, the edits and the new message's serialisation run on a mailet worker
+thread. A message past the MIME limits (``spoolmanager.maxMimeParts`` /
+``maxMimeDepth``) is left unchanged, with a warning naming the limit.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from __future__ import annotations
 import html
 import re
 
-from mailet_mta.api import GenericMailet
+from mailet_mta.api import GenericMailet, MimeLimitError
 
 from ..matchers.attachments import is_attachment
 
@@ -97,16 +101,26 @@ class AddFooter(GenericMailet):
     def init_mailet(self):
         self.text = str(self.get_required("text"))
 
-    def service(self, mail):
-        message = mail.message
+    async def service(self, mail):
+        for warning in await self.context.run_in_worker(self.add_footer, mail):
+            self.log.warn("AddFooter: mail {mail_name}: {warning}", mail_name=mail.name,
+                          warning=warning)
+
+    def add_footer(self, mail) -> list[str]:
+        """Add the footer to ``mail`` and serialise it (worker thread: no logging);
+        returns the warnings to log."""
+        try:
+            message = mail.message
+        except MimeLimitError as exc:
+            return [f"{exc}; no footer added"]
+        warnings = []
         for part in list(text_bodies(message)):
             subtype = part.get_content_subtype()
             try:
                 content = part.get_content()
             except (LookupError, UnicodeError, AssertionError) as exc:
-                self.log.warn("AddFooter: mail {mail_name}: a text/{subtype} part cannot "
-                              "be decoded ({error}); left unchanged", mail_name=mail.name,
-                              subtype=subtype, error=str(exc))
+                warnings.append(f"a text/{subtype} part cannot be decoded ({exc}); "
+                                f"left unchanged")
                 continue
             new = add_to_plain(content, self.text) if subtype == "plain" \
                 else add_to_html(content, self.text)
@@ -115,6 +129,7 @@ class AddFooter(GenericMailet):
             except (ValueError, TypeError, AttributeError, LookupError) as exc:
                 # The stdlib cannot rebuild some malformed parts (e.g. "From: :;");
                 # the mail goes on unchanged rather than to the error processor.
-                self.log.warn("AddFooter: mail {mail_name}: a text/{subtype} part cannot "
-                              "be rebuilt ({error}); left unchanged", mail_name=mail.name,
-                              subtype=subtype, error=repr(exc))
+                warnings.append(f"a text/{subtype} part cannot be rebuilt ({exc!r}); "
+                                f"left unchanged")
+        mail.message_bytes()            # serialise here, not on the reactor
+        return warnings

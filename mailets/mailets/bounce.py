@@ -3,7 +3,10 @@
 Parameters (James's): ``attachment`` — ``message`` (default: the whole original
 message), ``heads`` (its header only) or ``none``; ``notice`` — the text of the notice;
 ``sender`` — From: of the notice (default the postmaster); ``prefix`` — Subject prefix;
-``passThrough`` — keep processing the mail afterwards (default false: it is ghosted).
+``passThrough`` — keep processing the mail afterwards (default false: it is ghosted);
+``bounceSizeLimit`` — at most this many octets of the original are attached (default
+50000, as Postfix's ``bounce_size_limit``; the original is never parsed whole). The
+notice is built on a mailet worker thread.
 The notice goes from the null sender ``<>``, and a mail from ``<>`` is never bounced.
 """
 
@@ -14,7 +17,8 @@ from email.utils import formatdate, make_msgid
 
 from mailet_mta.api import GenericMailet, Mail
 
-from .dsn_bounce import POLICY, notice_envelope, original_header_bytes
+from ..returned_original import headers_part, original_part, size_limit_parameter
+from .dsn_bounce import POLICY, notice_envelope
 
 DEFAULT_NOTICE = ("We were unable to deliver the attached message because of an error "
                   "in the mail server.")
@@ -27,7 +31,7 @@ class Bounce(GenericMailet):
 
     info = "Bounce: plain non-delivery notice to the sender"
     parameters = ("attachment", "notice", "sender", "prefix", "passThrough", "debug",
-                  "inline", "message")
+                  "inline", "message", "bounceSizeLimit")
 
     def init_mailet(self) -> None:
         kind = str(self.get_init_parameter("attachment", "message")).strip().lower()
@@ -39,13 +43,14 @@ class Bounce(GenericMailet):
         self.from_address = self.get_init_parameter("sender")
         self.prefix = str(self.get_init_parameter("prefix", ""))
         self.pass_through = self.get_bool("passThrough", False)
+        self.size_limit = size_limit_parameter(self)
 
     async def service(self, mail: Mail):
         if mail.sender is None:
             self.log.info("Bounce: {name} has the null sender; no notice is sent",
                           name=mail.name)
         else:
-            notice = self.build_notice(mail)
+            notice = await self.context.run_in_worker(self.build_notice, mail)
             await self.context.send_mail(notice_envelope(mail, notice), state="root")
         if not self.pass_through:
             mail.state = Mail.GHOST
@@ -64,10 +69,15 @@ class Bounce(GenericMailet):
         if mail.error_message:
             lines += ["Error message:", mail.error_message, ""]
         lines += ["Failed recipient(s):"] + [f"  {r}" for r in mail.recipients]
-        msg.set_content("\n".join(lines) + "\n")
+        attached, note = None, None
         if self.attachment == "message":
-            msg.add_attachment(mail.message)
+            attached, note = original_part(mail, self.size_limit)
         elif self.attachment == "heads":
-            msg.add_attachment(original_header_bytes(mail), maintype="text",
-                               subtype="rfc822-headers", cte="8bit")
+            attached = headers_part(mail, self.size_limit)
+        if note:
+            lines += ["", note]
+        msg.set_content("\n".join(lines) + "\n")
+        if attached is not None:
+            msg.make_mixed()
+            msg.attach(attached)
         return msg.as_bytes(policy=POLICY)

@@ -10,6 +10,10 @@ is never answered by another report, and a mail from ``<>`` gets none at all.
 Per-recipient errors come from the ``mailet_mta.delivery.error`` attribute that remote
 delivery sets (``{recipient: {code, text, permanent}}``); without it every recipient
 failed with the mail's error message.
+
+The original is returned up to ``bounceSizeLimit`` octets (default 50000, as Postfix's
+``bounce_size_limit``), never parsed whole; the report is built on a mailet worker
+thread.
 """
 
 from __future__ import annotations
@@ -24,26 +28,13 @@ from datetime import datetime, timezone
 from mailet_mta.api import (ATTR_DSN_ENVID, ATTR_DSN_RCPT, ATTR_DSN_RET, ATTR_SENT_BY_MAILET,
                             GenericMailet, Mail)
 
+from ..returned_original import headers_part, original_part, size_limit_parameter
+
 ERROR_ATTR = "mailet_mta.delivery.error"
 ARRIVAL_ATTR = "mailet_mta.delivery.arrival"
 POLICY = email.policy.SMTP
 _STATUS_RE = re.compile(r"(?<![\d.])([245]\.\d{1,3}\.\d{1,3})(?![\d.])")
 _REPLY_RE = re.compile(r"said: ([245]\d\d)[ -]?(.*)$", re.S)
-
-
-def original_header_bytes(mail: Mail) -> bytes:
-    """The original message's header block, as received (up to the blank line)."""
-    with mail.open_message() as f:
-        head = b""
-        while b"\r\n\r\n" not in head and b"\n\n" not in head:
-            chunk = f.read(8192)
-            if not chunk:
-                break
-            head += chunk
-    for sep in (b"\r\n\r\n", b"\n\n"):
-        if sep in head:
-            return head.split(sep, 1)[0] + sep[: len(sep) // 2]
-    return head
 
 
 def notice_envelope(mail: Mail, message_bytes: bytes) -> Mail:
@@ -81,11 +72,13 @@ class DSNBounce(GenericMailet):
 
     Parameters: ``passThrough`` (default false: the mail is ghosted afterwards),
     ``sender`` (From: of the report; default the postmaster), ``messageString`` (the
-    human-readable text), ``prefix`` (Subject prefix).
+    human-readable text), ``prefix`` (Subject prefix), ``bounceSizeLimit`` (octets of
+    the original returned at most; default 50000).
     """
 
     info = "DSNBounce: RFC 3464 delivery status notification to the sender"
-    parameters = ("passThrough", "sender", "messageString", "prefix", "debug", "attachment")
+    parameters = ("passThrough", "sender", "messageString", "prefix", "debug", "attachment",
+                  "bounceSizeLimit")
 
     def init_mailet(self) -> None:
         self.pass_through = self.get_bool("passThrough", False)
@@ -95,6 +88,7 @@ class DSNBounce(GenericMailet):
             "This is an automatically generated message from the mail server.\n\n"
             "Your message could not be delivered to one or more recipients.")
         self.prefix = self.get_init_parameter("prefix", "")
+        self.size_limit = size_limit_parameter(self)
 
     async def service(self, mail: Mail):
         if mail.sender is None:
@@ -103,7 +97,7 @@ class DSNBounce(GenericMailet):
         else:
             rows = self.report_rows(mail)
             if rows:
-                report = self.build_report(mail, rows)
+                report = await self.context.run_in_worker(self.build_report, mail, rows)
                 await self.context.send_mail(notice_envelope(mail, report), state="root")
         if not self.pass_through:
             mail.state = Mail.GHOST
@@ -145,21 +139,24 @@ class DSNBounce(GenericMailet):
         if original_id:
             msg["In-Reply-To"] = original_id
             msg["References"] = original_id
-        msg.set_content(self._human_text(rows))
+        original, note = self._original_part(mail)
+        msg.set_content(self._human_text(rows, note))
         msg.make_mixed()
         msg.replace_header("Content-Type", msg.get("Content-Type").replace(
             "multipart/mixed", "multipart/report"))
         msg.set_param("report-type", "delivery-status")
         msg.attach(self._status_part(mail, rows))
-        msg.attach(self._original_part(mail))
+        msg.attach(original)
         return msg.as_bytes(policy=POLICY)
 
-    def _human_text(self, rows: list[dict]) -> str:
+    def _human_text(self, rows: list[dict], note: str | None = None) -> str:
         lines = [str(self.text).strip(), ""]
         for r in rows:
             lines.append(f"  {r['address']}: {r['action']}")
             if r["text"]:
                 lines.append(f"    {r['text']}")
+        if note:
+            lines += ["", note]
         return "\n".join(lines) + "\n"
 
     def _status_part(self, mail: Mail, rows: list[dict]) -> Message:
@@ -188,12 +185,9 @@ class DSNBounce(GenericMailet):
         part.set_payload(blocks)
         return part
 
-    def _original_part(self, mail: Mail) -> Message:
-        part = EmailMessage(policy=POLICY)
+    def _original_part(self, mail: Mail) -> tuple[Message, str | None]:
+        """The returned original (its header only for ``RET=HDRS``), and a line for
+        the text when it is not returned whole."""
         if str(mail.get_attribute(ATTR_DSN_RET) or "").upper() == "HDRS":
-            part.set_content(original_header_bytes(mail), maintype="text",
-                             subtype="rfc822-headers", cte="8bit")
-        else:
-            part.set_content(mail.message)
-        del part["MIME-Version"]
-        return part
+            return headers_part(mail, self.size_limit), None
+        return original_part(mail, self.size_limit)

@@ -7,7 +7,8 @@ from mailet_mta.api import GenericMailet
 
 class SetMimeHeader(GenericMailet):
     """Adds the header ``name: value`` to the message (existing ones are kept, as in
-    James; remove them first with RemoveMimeHeader to replace a header).
+    James; remove them first with RemoveMimeHeader to replace a header). Only the
+    header block is rewritten; the body is not parsed.
 
     Parameters: ``name`` (required), ``value`` (required).
     """
@@ -24,14 +25,16 @@ class SetMimeHeader(GenericMailet):
             self._fail("value must be one line (no line breaks)")
 
     def service(self, mail):
-        mail.message[self.name] = self.value
+        mail.add_header(self.name, self.value)
 
 
 class RemoveMimeHeader(GenericMailet):
     """Removes every occurrence of the named headers: ``name`` = ``Bcc`` or
     ``X-Spam-Status, X-Spam-Flag`` (comma list; case does not matter).
 
-    The message is left untouched (byte for byte) when none of the headers is present.
+    The message is left untouched (byte for byte) when none of the headers is present;
+    otherwise only its header block is rewritten, never the body (no MIME parse, so a
+    message of any size or number of parts costs the same).
     """
 
     info = "removes headers from the message"
@@ -43,8 +46,4 @@ class RemoveMimeHeader(GenericMailet):
             self._fail("the parameter 'name' is required (one or more header names)")
 
     def service(self, mail):
-        present = [name for name in self.names if mail.has_header(name)]
-        if present:
-            message = mail.message
-            for name in present:
-                del message[name]
+        mail.remove_headers(self.names)

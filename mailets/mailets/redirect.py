@@ -152,12 +152,7 @@ class Redirect(GenericMailet):
     async def service(self, mail):
         recipients = self._resolve(self.recipients or self.to, mail)
         if recipients:
-            copy = mail.duplicate()
-            copy.recipients = recipients
-            copy.sender = self._envelope_sender(mail)
-            if not (self.inline == "unaltered" and self.attachment == "none"):
-                copy.message = self._rebuilt(mail)
-            self._edit_headers(copy, mail)
+            copy = await self.context.run_in_worker(self.prepared_copy, mail, recipients)
             await settled(resend_copy(self, copy, recipients, sender=copy.sender))
         else:
             self.log.warn("Redirect: mail {mail_name}: no recipient to redirect to",
@@ -165,22 +160,35 @@ class Redirect(GenericMailet):
         if not self.pass_through:
             mail.state = Mail.GHOST
 
+    def prepared_copy(self, mail, recipients) -> Mail:
+        """The copy to re-send, built and serialised (on a mailet worker thread: the
+        rebuild parses the message, within its MIME limits — past them it raises
+        MimeLimitError and the mail goes where ``onMailetException`` says)."""
+        copy = mail.duplicate()
+        copy.recipients = recipients
+        copy.sender = self._envelope_sender(mail)
+        if not (self.inline == "unaltered" and self.attachment == "none"):
+            copy.message = self._rebuilt(mail)
+        self._edit_headers(copy, mail)
+        copy.message_bytes()
+        return copy
+
     def _edit_headers(self, copy, original):
-        msg = copy.message
+        """Header edits on the copy; an unaltered message is not parsed for them."""
         if self.to and self.to != ["unaltered"]:
-            del msg["To"]
-            msg["To"] = ", ".join(str(a) for a in self._resolve(self.to, original))
+            copy.remove_headers(["to"])
+            copy.add_header("To", ", ".join(str(a) for a in self._resolve(self.to, original)))
         if self.sender is not None and self.sender not in ("unaltered", "sender"):
             from_ = self.context.postmaster if self.sender == "postmaster" else self.sender
-            del msg["From"]
-            msg["From"] = str(from_)
+            copy.remove_headers(["from"])
+            copy.add_header("From", str(from_))
         if self.subject is not None or self.prefix:
             subject = str(self.subject) if self.subject is not None \
-                else _one_line(msg.get("Subject", ""))
+                else _one_line(copy.headers().get("Subject", ""))
             if self.prefix:
                 subject = f"{str(self.prefix).strip()} {subject}".strip()
-            del msg["Subject"]
-            msg["Subject"] = subject
+            copy.remove_headers(["subject"])
+            copy.add_header("Subject", subject)
 
     def message_for(self, mail) -> str | None:
         """The text put first in a rebuilt body (the ``message`` parameter here)."""

@@ -33,7 +33,7 @@ proto.callLater = lambda *a: type("C", (), {"cancel": lambda s: None,
 transport = StringTransport(peerAddress=peer, hostAddress=IPv4Address("TCP", "10.0.0.1", 25))
 proto.makeConnection(transport)
 proto.dataReceived(b"EHLO x\r\nMAIL FROM:<x@remote.net>\r\nRCPT TO:<alice@example.com>\r\n"
-                   b"DATA\r\n")
+                   b"DATA\r\nSubject: fifty megabytes\r\n\r\n")
 lines = b"y" * 76 + b"\r\n" + b"..stuffed line\r\n"
 chunk = lines * (65536 // len(lines))
 count = 50 * 1024 * 1024 // len(chunk)

@@ -212,12 +212,12 @@ async def test_bdat_chunks_over_tcp(server):
         c = RawClient(server.port)
         c.reply()
         c.send(b"EHLO b\r\nMAIL FROM:<x@remote.net>\r\nRCPT TO:<bob@example.com>\r\n"
-               b"BDAT 7\r\n.\r\n\r\n.\rBDAT 5 LAST\r\nend\r\nQUIT\r\n")
+               b"BDAT 7\r\n.\r\n\r\n.\rBDAT 6 LAST\r\n\nend\r\nQUIT\r\n")
         r = [x[:3] for x in c.replies(6)]
         c.close()
         return r
     assert await threads.deferToThread(talk) == ["250", "250", "250", "250", "250", "221"]
-    assert server.backend.message_bytes().endswith(b"\r\n.\r\n\r\n.\rend\r\n")
+    assert server.backend.message_bytes().endswith(b"\r\n.\r\n\r\n.\r\nend\r\n")
 
 
 @pytest_twisted.ensureDeferred

@@ -72,6 +72,11 @@ class MemoryContext:
     def mx_hosts(self, domain):
         return defer.succeed(self.mx.get(domain, [(0, domain)]))
 
+    def run_in_worker(self, fn, *args, **kwargs):
+        """Runs ``fn`` at once, on the calling thread (tests need no reactor)."""
+        self.worker_calls = getattr(self, "worker_calls", 0) + 1
+        return defer.maybeDeferred(fn, *args, **kwargs)
+
     # -- services (recorded) ----------------------------------------------------------
     def send_mail(self, mail, state="root", delay=0):
         mail.state = state

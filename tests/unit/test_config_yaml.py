@@ -127,6 +127,7 @@ SAMPLES = {
     "verify_identity": ("relaxed", "relaxed"),
     "authorized_addresses": ("10.0.0.0/8, 192.168.0.0/16", ["10.0.0.0/8", "192.168.0.0/16"]),
     "max_recipients": (50, 50), "connection_limit_per_ip": (3, 3),
+    "max_header_size": ("64k", 65536),
     "helo_required": ("false", False), "enable_vrfy": ("true", True),
     "reject_unknown_local_users": ("false", False),
 }

@@ -40,6 +40,9 @@ class Context:
         self.sent.append((mail, state))
         return defer.succeed(None)
 
+    def run_in_worker(self, fn, *args):
+        return defer.maybeDeferred(fn, *args)
+
 
 def failed_mail(sender="alice@origin.test", **attributes):
     attrs = {"mailet_mta.delivery.error": ERRORS, "mailet_mta.delivery.arrival": 1.7e9}

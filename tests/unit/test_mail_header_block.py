@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import email.parser
 import io
+import time
 
 import pytest
 
-from mailet_mta.mail import MAIL_POLICY, Mail, MessageSource
+from mailet_mta.mail import HEADER_BLOCK_LIMIT, MAIL_POLICY, Mail, MessageSource
 
 BODY = b"x" * 70 + b"\r\n"
 
@@ -78,3 +79,34 @@ def test_header_names_follow_changes_to_the_message():
     assert mail.header_names().count("received") == 2
     mail.set_message_bytes(b"X-Only: 1\r\n\r\n")
     assert mail.header_names() == ["x-only"]
+
+
+def _file_mail(data: bytes) -> Mail:
+    return Mail(message=MessageSource(size=len(data), loader=lambda: data,
+                                     opener=lambda: io.BytesIO(data)))
+
+
+def test_an_endless_header_block_is_read_in_linear_time_and_cut_at_the_limit():
+    data = b"X-Filler: " + b"a" * 60 + b"\r\n"
+    data = data * (8 * 1024 * 1024 // len(data))            # 8 MB, no empty line
+    started = time.perf_counter()
+    block = _file_mail(data).header_block()
+    elapsed = time.perf_counter() - started
+    assert len(block) == HEADER_BLOCK_LIMIT
+    assert elapsed < 1.0, f"reading the header block took {elapsed:.2f}s"
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 3, 5, 64])
+def test_an_empty_line_straddling_two_reads_ends_the_block(chunk):
+    from mailet_mta.mail import _read_header_block
+    for head in (b"A: 1\r\nB: 2\r\n\r\n", b"A: 1\nB: 2\n\n", b"\r\n", b"A: 1\r\n\n"):
+        data = head + b"body\r\n\r\nmore\r\n"
+        assert _read_header_block(io.BytesIO(data), chunk=chunk) == head
+
+
+def test_a_header_block_longer_than_the_limit_is_cut_there():
+    from mailet_mta.mail import _read_header_block
+    data = b"A: " + b"x" * 100 + b"\r\n\r\nbody"
+    assert _read_header_block(io.BytesIO(data), chunk=7, limit=50) == data[:50]
+    assert _file_mail(data).header_block() == data[:-4]
+    assert Mail(message=data).header_block() == data[:-4]

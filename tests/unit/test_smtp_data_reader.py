@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from mailet_mta.smtp.data_reader import CountedChunkReader, DotDataReader
+from mailet_mta.smtp.data_reader import (CountedChunkReader, DotDataReader, HeaderBlockGuard,
+                                        LineEndCheck)
 
 
 def read_all(pieces, limit=0):
@@ -86,3 +87,37 @@ def test_counted_chunk_reader_is_binary_safe_and_returns_the_rest():
     assert r.feed(b"\r\n.\r\n") is None
     assert r.feed(b"\0\nNOOP\r\n") == b"NOOP\r\n"
     assert b"".join(out) == b"\r\n.\r\n\0\n"
+
+
+@pytest.mark.parametrize("data, bad", [
+    (b"Subject: a\r\n\r\nline\r\nend\r\n", False),
+    (b"Subject: a\r\n\r\nline\nend\r\n", True),
+    (b"Subject: a\r\n\r\nline\rend\r\n", True),
+    (b"Subject: a\r\n\r\nline\r\n\r", True),
+    (b"\n", True),
+])
+def test_line_end_check_judges_bdat_bytes_alike_at_every_split_point(data, bad):
+    for cut in range(len(data) + 1):
+        check = LineEndCheck()
+        check.feed(data[:cut])
+        check.feed(data[cut:])
+        check.end()
+        assert check.bad is bad, cut
+
+
+@pytest.mark.parametrize("data, header", [
+    (b"A: 1\r\nB: 2\r\n\r\nbody\r\n\r\nmore", 14),
+    (b"\r\nbody\r\n\r\n", 2),
+    (b"A: 1\r\n", 6),
+])
+def test_header_block_guard_counts_the_header_at_every_split_point(data, header):
+    for cut in range(len(data) + 1):
+        out = []
+        guard = HeaderBlockGuard(out.append, limit=header)
+        guard.feed(data[:cut])
+        guard.feed(data[cut:])
+        assert (guard.size, guard.too_big, b"".join(out)) == (header, False, data), cut
+        small = HeaderBlockGuard(out.append, limit=header - 1)
+        small.feed(data[:cut])
+        small.feed(data[cut:])
+        assert small.too_big, cut

@@ -186,3 +186,46 @@ def test_max_recipients_zero_means_unlimited(tmp_path):
     s = session(tmp_path, max_recipients=0)
     s.cmd("MAIL FROM:<x@remote.net>")
     assert s.codes(b"RCPT TO:<alice@example.com>\r\n" * 3) == [250, 250, 250]
+
+
+# -- header block limit and BDAT line ends ----------------------------------------------
+def test_header_block_over_max_header_size_is_552_and_the_session_goes_on(tmp_path):
+    s = session(tmp_path, max_header_size=1000,
+                backend=RecordingBackend(tmp_path / "b", inline_limit=10**6))
+    s.send(TX + b"DATA\r\n")
+    endless = b"X-Filler: " + b"a" * 60 + b"\r\n"
+    assert s.send(endless * 100 + b"body?\r\n.\r\n") == [
+        "552 5.3.4 Message header block exceeds the maximum of 1000 octets (maxHeaderSize)"]
+    assert s.backend.accepted == [] and s.proto.envelope is None
+    s.send(TX + b"DATA\r\n")
+    assert s.codes(endless * 10 + b"\r\nbody\r\n" + endless * 100 + b".\r\n") == [250]
+
+
+def test_header_block_over_max_header_size_in_bdat_is_552(tmp_path):
+    s = session(tmp_path, max_header_size=1000)
+    s.send(TX)
+    chunk = b"X-Filler: " + b"a" * 60 + b"\r\n"
+    assert s.codes(b"BDAT %d\r\n" % (len(chunk) * 10) + chunk * 10) == [250]
+    assert s.codes(b"BDAT %d LAST\r\n" % (len(chunk) * 10) + chunk * 10 + b"NOOP\r\n") \
+        == [552, 250]
+    assert s.backend.accepted == []
+
+
+@pytest.mark.parametrize("chunks", [
+    [b"Subject: a\r\n\r\nhello\n.\nMAIL FROM:<admin@example.com>\r\n"],
+    [b"Subject: a\r\n\r\nhello\r.\r\n"],
+    [b"Subject: a\r\n\r\nhello\r", b"x\r\n"],
+    [b"Subject: a\r\n\r\nhello", b"\n.\r\n"],
+    [b"Subject: a\r\n\r\nhello\r"],
+])
+def test_bdat_chunk_with_bare_cr_or_lf_is_550_5_6_11(tmp_path, chunks):
+    s = session(tmp_path)
+    s.send(TX)
+    replies = []
+    for i, chunk in enumerate(chunks):
+        last = b" LAST" if i == len(chunks) - 1 else b""
+        replies += s.send(b"BDAT %d%s\r\n" % (len(chunk), last) + chunk)
+    assert replies[-1] == "550 5.6.11 Message contains bare CR or LF; use CRLF line ends"
+    assert s.backend.accepted == [] and s.proto.envelope is None
+    assert s.cmd("NOOP") == "250 2.0.0 Ok"
+
