@@ -19,7 +19,7 @@ from .model import (
 )
 from .tree import Node, fail, suggestion
 from .model import doc
-from .validate import check_domain, check_networks, check_postmaster
+from .validate import check_domain, check_postmaster
 
 Table = dict[str, tuple[str, Callable[[Node, str], Any]]]
 
@@ -173,8 +173,7 @@ SMTP_KEYS: Table = {
     **keys("auth_required", v.auth_required, "authRequired", "auth_required"),
     **keys("auth_before_mail", v.boolean, "authBeforeMail", "auth_before_mail"),
     **keys("verify_identity", v.verify_identity, "verifyIdentity", "verify_identity"),
-    **keys("authorized_addresses", lambda n, w: check_networks(v.string_list(n, w), w,
-                                                                 n.source),
+    **keys("authorized_addresses", v.network_list,
            "authorizedAddresses", "authorized_addresses"),
     # James's maxmessagesize counts KiB when no unit is written; the model name, octets.
     **keys("max_message_size", v.size("k"), "maxmessagesize", "maxMessageSize"),
