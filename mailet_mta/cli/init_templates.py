@@ -50,7 +50,7 @@ def standard_pipeline(remote: bool) -> dict:
          bounce + [("All", "ToRepository", {"repositoryPath": "relay-denied"})]),
         ("rrt-error", "Address rewriting errors.", {},
          [("All", "ToRepository", {"repositoryPath": "rrt-error", "passThrough": "true"}),
-          ("All", "Bounce", {})] if remote
+          ("All", "Bounce", {"passThrough": "false"})] if remote
          else [("All", "ToRepository", {"repositoryPath": "rrt-error"})]),
         ("bounces", "Delivery status notifications for mail that could not be delivered.",
          {}, [("All", "DSNBounce", {"passThrough": "false"})] if remote

@@ -79,7 +79,8 @@ def diagnostic_of(error: dict) -> str | None:
 class DSNBounce(GenericMailet):
     """Send an RFC 3464 delivery status notification for the mail's recipients.
 
-    Parameters: ``passThrough`` (default false: the mail is ghosted afterwards),
+    Parameters: ``passThrough`` (default true, as in James: the mail goes on to the
+    next mailet; false ghosts it),
     ``sender`` (From: of the report; default the postmaster), ``messageString`` (the
     human-readable text), ``prefix`` (Subject prefix).
     """
@@ -88,7 +89,7 @@ class DSNBounce(GenericMailet):
     parameters = ("passThrough", "sender", "messageString", "prefix", "debug", "attachment")
 
     def init_mailet(self) -> None:
-        self.pass_through = self.get_bool("passThrough", False)
+        self.pass_through = self.get_bool("passThrough", True)
         self.from_address = self.get_init_parameter("sender")
         self.text = self.get_init_parameter(
             "messageString",
