@@ -36,6 +36,7 @@ from .storage.db import Database, default_url
 log = Logger(namespace="mailet_mta.service")
 
 BLOB_SWEEP_INTERVAL = 600.0
+BLOB_LEFTOVER_AGE = 3600.0
 
 
 def default_node_name(data_dir) -> str:
@@ -138,10 +139,19 @@ class MailServer(MultiService):
         d.addErrback(lambda f: log.failure("blob sweep failed", f))
         return d
 
+    def _remove_blob_leftovers(self, conn) -> None:
+        """At start-up: partial and orphan body files. On SQLite this process is the
+        only writer; on a shared database only files older than an hour are touched."""
+        alone = self.db.engine.dialect.name == "sqlite"
+        removed = self.blobs.remove_leftovers(conn, 0.0 if alone else BLOB_LEFTOVER_AGE)
+        if removed:
+            log.info("removed {n} left-over blob files (interrupted writes)", n=removed)
+
     # -- lifecycle ----------------------------------------------------------------------
     def startService(self) -> None:
         with self.db.transaction() as conn:
             reclaim_own_work(conn, self.node_name)
+            self._remove_blob_leftovers(conn)
         self.db.start()
         self.directory.start()
         super().startService()

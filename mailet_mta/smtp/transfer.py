@@ -13,6 +13,7 @@ bare CR/LF (no smuggling is possible through a counted chunk).
 
 from __future__ import annotations
 
+import errno
 import re
 
 from twisted.internet import defer
@@ -25,6 +26,7 @@ from .envelope import build_mail, received_header
 
 log = Logger()
 
+_STORAGE_FULL = (errno.ENOSPC, errno.EDQUOT)
 _BDAT_RE = re.compile(r"(\d{1,18})(?:[ \t]+(LAST))?\Z", re.IGNORECASE)
 
 
@@ -139,6 +141,9 @@ class TransferMixin:
             log.failure("could not spool mail {name}", failure, name=env.name)
             writer.abort()
             _remove_finished_file(writer, env.name)
+            if getattr(failure.value, "errno", None) in _STORAGE_FULL:  # RFC 3463 §3.4
+                return self.reply(452, "4.3.1", "Error: insufficient system storage, "
+                                                "try again later")
             self.reply(451, "4.3.0", "Error: could not queue the message, try again later")
 
         d.addCallback(finished)
