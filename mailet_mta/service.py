@@ -32,6 +32,7 @@ from .spool.manager import SpoolManager
 from .spool.processor import Pipeline
 from .storage.blobs import BlobStore
 from .storage.db import Database, default_url
+from .storage.private_files import make_private_dir
 
 log = Logger(namespace="mailet_mta.service")
 
@@ -67,7 +68,7 @@ class MailServer(MultiService):
         self.config = config
         self.data_dir = Path(config.storage.data_dir)
         self.node_name = node_name or default_node_name(self.data_dir)
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        make_private_dir(self.data_dir)
         self.db = Database(config.storage.url or default_url(self.data_dir),
                            config.storage.pool_size)
         self.db.upgrade()

@@ -18,7 +18,9 @@ def makeService(options):
     from .api import ConfigurationError
     from .config import default_config, load_config
     from .service import build_server
+    from .storage.private_files import restrict_umask
 
+    restrict_umask()    # the server's files are private (0600/0700) whatever the umask
     try:
         config = load_config(options["config"]) if options["config"] else default_config()
         if options["data-dir"]:

@@ -41,9 +41,10 @@ def database_url(config) -> str:
 def open_database(args, upgrade: bool = True):
     """(config, Database) for a blocking CLI command; the schema is upgraded first."""
     from ..storage.db import Database
+    from ..storage.private_files import make_private_dir
 
     config = load_config(args)
-    Path(config.storage.data_dir).mkdir(parents=True, exist_ok=True)
+    make_private_dir(config.storage.data_dir)
     db = Database(database_url(config), config.storage.pool_size)
     if upgrade:
         db.upgrade()

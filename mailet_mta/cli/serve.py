@@ -23,7 +23,9 @@ def run(args) -> int:
     from ..api import ConfigurationError
     from ..logging_setup import start_logging
     from ..service import build_server
+    from ..storage.private_files import restrict_umask
 
+    restrict_umask()    # the server's files are private (0600/0700) whatever the umask
     config = load_config(args)
     if args.data_dir:
         config.storage.data_dir = args.data_dir
