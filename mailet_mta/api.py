@@ -30,7 +30,7 @@ __all__ = [
     "TemporaryError", "parse_bool", "parse_size", "parse_duration",
     "ATTR_AUTH_USER", "ATTR_HELO", "ATTR_REMOTE_ADDR", "ATTR_TLS", "ATTR_SENT_BY_MAILET",
     "ATTR_AUTH_NETWORK", "ATTR_DSN_ENVID", "ATTR_DSN_RET", "ATTR_DSN_RCPT",
-    "ATTR_SMTPUTF8", "ATTR_BODY",
+    "ATTR_SMTPUTF8", "ATTR_BODY", "ATTR_ERROR_PROCESSOR",
 ]
 
 # -- well-known mail attributes -------------------------------------------------
@@ -45,6 +45,7 @@ ATTR_DSN_RET = "mailet_mta.dsn.ret"                 # "FULL" | "HDRS"
 ATTR_DSN_RCPT = "mailet_mta.dsn.rcpt"               # {address: {"notify": [...], "orcpt": str}}
 ATTR_SMTPUTF8 = "mailet_mta.smtp.smtputf8"          # bool: MAIL had SMTPUTF8
 ATTR_BODY = "mailet_mta.smtp.body"                  # "7BIT" | "8BITMIME" | "BINARYMIME"
+ATTR_ERROR_PROCESSOR = "mailet_mta.error.processor"  # str: processor left for "error"
 
 
 # -- errors -----------------------------------------------------------------------

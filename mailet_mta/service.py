@@ -24,6 +24,7 @@ from .api import ConfigurationError
 from .cli.common import blob_dir
 from .nodes import NodeRegistry
 from .config.model import ServerConfig
+from .config.retention import repositories_config
 from .context import MailetContext
 from .directory import Directory
 from .metrics import install_metrics
@@ -88,6 +89,9 @@ class MailServer(MultiService):
         self.spool.setServiceParent(self)
         sweeper = TimerService(BLOB_SWEEP_INTERVAL, self._sweep_blobs)
         sweeper.setServiceParent(self)
+        purger = TimerService(repositories_config(config).purge_interval,
+                              self._purge_repositories)
+        purger.setServiceParent(self)
         self.listeners: list = []
         self._build_delivery()
         self._build_listeners()
@@ -147,6 +151,20 @@ class MailServer(MultiService):
         removed = self.blobs.remove_leftovers(conn, 0.0 if alone else BLOB_LEFTOVER_AGE)
         if removed:
             log.info("removed {n} left-over blob files (interrupted writes)", n=removed)
+
+    def _purge_repositories(self):
+        """Enforce repositories.retention (in the writer thread, off the reactor)."""
+        from .storage.repositories import apply_retention
+
+        rules = repositories_config(self.config).retention
+        if not rules:
+            return None
+        d = self.db.write(apply_retention, rules)
+        d.addCallback(lambda purged: [
+            log.info("repository {name}: purged {n} mails past its retention", name=name,
+                     n=n) for name, n in purged.items()])
+        d.addErrback(lambda f: log.failure("repository purge failed", f))
+        return d
 
     # -- lifecycle ----------------------------------------------------------------------
     def startService(self) -> None:

@@ -19,6 +19,7 @@ from .model import (
 )
 from .tree import Node, fail, suggestion
 from .model import doc
+from .retention import build_repositories
 from .validate import check_domain, check_postmaster
 
 Table = dict[str, tuple[str, Callable[[Node, str], Any]]]
@@ -396,7 +397,7 @@ TOP_KEYS: Table = {
     **keys("extra", lambda n, w: mapping(n, w) and n.to_python(), "extra"),
 }
 # Sections kept in ServerConfig.extra under their own name, built by their function.
-EXTRA_SECTIONS = {"metrics": build_metrics}
+EXTRA_SECTIONS = {"metrics": build_metrics, "repositories": build_repositories}
 
 
 def build_config(root: Node, what: str = "") -> ServerConfig:
