@@ -25,8 +25,7 @@ def refusing_server(tmp_path, **retention) -> ServerProcess:
         config["repositories"] = {"purgeInterval": "1s",
                                   "retention": {"relay-denied": retention}}
     server = ServerProcess(tmp_path, config)
-    server.add_user("alice@example.com", "secret-pw")
-    _map(server, "alice@example.com", "bob@far.test")
+    _map(server, "alice@example.com", "bob@far.test")     # alice: local by her mapping
     return server
 
 
@@ -34,8 +33,10 @@ def _map(server, source, target) -> None:
     from mailet_mta.storage import mappings
     from mailet_mta.storage.db import Database, default_url
 
+    server.data_dir.mkdir(parents=True, exist_ok=True)
     db = Database(default_url(server.data_dir))
     try:
+        db.upgrade()
         with db.transaction() as conn:
             mappings.add_mapping(conn, source, target)
     finally:
@@ -64,17 +65,21 @@ def stored_names(server, repository="relay-denied") -> list[str]:
         db.engine.dispose()
 
 
-def test_relay_denied_mail_is_bounced_and_kept_with_the_shipped_pipeline(tmp_path):
+def test_relay_denied_mail_is_bounced_and_kept_with_the_shipped_pipeline(tmp_path, capsys):
     server = refusing_server(tmp_path)
     with server:
         name = send_refused(server, "first")
         wait_for(lambda: stored_names(server) == [name], what="the relay-denied record")
         assert "processor=relay-denied" in server.log_text()
-        listing = server.cli("repository", "list", "relay-denied").stdout
+        from mailet_mta.cli import main
+
+        assert main(["repository", "list", "relay-denied",
+                     "--config", str(server.config_path)]) == 0
+        listing = capsys.readouterr().out
         assert "outsider@remote.test" in listing and "bob@far.test" in listing
 
 
-def test_retention_purges_past_the_bound_and_the_cli_purges_on_demand(tmp_path):
+def test_retention_purges_past_the_bound_and_the_cli_purges_on_demand(tmp_path, capsys):
     server = refusing_server(tmp_path, maxMails=1, maxAge="30 days")
     with server:
         first = send_refused(server, "first")
@@ -83,10 +88,19 @@ def test_retention_purges_past_the_bound_and_the_cli_purges_on_demand(tmp_path):
         # Only the newest stays: the periodic purge (every second here) removed the first.
         wait_for(lambda: stored_names(server) == [second], what="the retention purge")
         assert "repository relay-denied: purged 1 mails" in server.log_text()
-    young = server.cli("repository", "purge", "relay-denied", "--older-than", "1d")
-    assert young.stdout.strip() == "0 mail(s) purged from relay-denied"
-    nothing = server.cli("repository", "purge", "relay-denied", check=False)
-    assert nothing.returncode != 0 and "--older-than" in nothing.stderr
-    everything = server.cli("repository", "purge", "relay-denied", "--keep", "0")
-    assert everything.stdout.strip() == "1 mail(s) purged from relay-denied"
+    assert purge(server, capsys, "--older-than", "1d") == (
+        0, "0 mail(s) purged from relay-denied")
+    code, error = purge(server, capsys)
+    assert code == 1 and "--older-than" in error and "--keep" in error
+    assert purge(server, capsys, "--keep", "0") == (0, "1 mail(s) purged from relay-denied")
     assert stored_names(server) == []
+
+
+def purge(server, capsys, *options) -> tuple[int, str]:
+    """``mailet-mta repository purge relay-denied OPTIONS`` (in this process)."""
+    from mailet_mta.cli import main
+
+    code = main(["repository", "purge", "relay-denied", *options,
+                 "--config", str(server.config_path)])
+    out = capsys.readouterr()
+    return code, (out.out or out.err).strip()
