@@ -1,7 +1,8 @@
 """The blob store's disk fills up: the client is told, nothing is left behind.
 
 The blob directory sits on a 2 MB tmpfs mounted for the test, so a 3 MB message
-really fails with ENOSPC while DATA arrives. The server must answer ``452 4.3.1``,
+really fails with ENOSPC while DATA arrives (and a 1 MB tmpfs under the data directory
+fills the database itself). The server must answer ``452 4.3.1``,
 remove the partial file, release the session's connection slot and still stop
 promptly on SIGTERM. Left-over temporary files and orphan blob files (a crash between
 the rename of a body file and the commit of its row) are removed at start-up.
@@ -94,3 +95,29 @@ def test_leftover_temporary_and_orphan_blob_files_are_removed_at_start(tmp_path)
         assert "removed 2 left-over blob files" in server.log_text()
     finally:
         server.stop()
+
+
+def test_database_disk_full_is_also_452_and_the_session_goes_on(tmp_path):
+    data_dir = tmp_path / "var"
+    data_dir.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m,mode=0700", "tmpfs",
+                           str(data_dir)], capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs (needs root): {done.stderr.strip()}")
+    server = ServerProcess(tmp_path, base_config(data_dir))
+    try:
+        server.start()
+        body = b"Subject: inline\r\n\r\n" + (b"y" * 998 + b"\r\n") * 50   # kept inline
+        with smtplib.SMTP("127.0.0.1", server.port("smtp"), timeout=30) as client:
+            client.ehlo("client.test")
+            for _ in range(60):
+                client.mail("sender@example.com")
+                client.rcpt("postmaster@example.com")
+                code, text = client.data(body)
+                if code != 250:
+                    break
+            assert (code, text[:5]) == (452, b"4.3.1"), (code, text)
+            assert client.noop()[0] == 250
+    finally:
+        server.kill()    # how the spool manager stops on a full database is not tested here
+        subprocess.run(["umount", "-l", str(data_dir)], capture_output=True)
