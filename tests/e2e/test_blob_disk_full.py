@@ -10,7 +10,6 @@ the rename of a body file and the commit of its row) are removed at start-up.
 
 from __future__ import annotations
 
-import os
 import shutil
 import smtplib
 import subprocess

@@ -59,8 +59,7 @@ def test_serve_under_umask_022_keeps_database_blobs_and_log_private(tmp_path, um
                             b"Subject: private\r\n\r\n" + b"z" * 5000 + b"\r\n")
         database = data_dir / "mailet-mta.sqlite3"
         files = [database, tmp_path / "mailet-mta.log"]
-        files += [p for p in (data_dir / "mailet-mta.sqlite3-wal",
-                              data_dir / "mailet-mta.sqlite3-shm") if p.exists()]
+        files += [data_dir / "mailet-mta.sqlite3-wal", data_dir / "mailet-mta.sqlite3-shm"]
         bodies = [p for p in (data_dir / "blobs").rglob("*") if p.is_file()]
         assert bodies, "the 5 kB body should be a blob file"
         for path in files + bodies:
