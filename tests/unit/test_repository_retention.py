@@ -118,3 +118,20 @@ def test_reprocess_from_error_restarts_where_the_mail_failed_not_in_error(db, bl
     assert "error" not in states.values()
     assert states == {"failed-in-transport": "transport", "unknown-origin": "root",
                       "denied": "transport"}
+
+
+def test_reprocess_into_an_unknown_processor_is_refused_naming_the_processors(
+        tmp_path, capsys):
+    import yaml
+
+    from mailet_mta.cli import main
+    from tests.support.server import base_config
+
+    path = tmp_path / "server.yaml"
+    path.write_text(yaml.safe_dump(base_config(tmp_path / "var")))
+    code = main(["repository", "reprocess", "error", "--state", "transprot",
+                 "--config", str(path)])
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert code == 1 and len(lines) == 1, lines
+    assert "--state transprot" in lines[0] and str(path) in lines[0]
+    assert "transport" in lines[0] and "relay-denied" in lines[0]
