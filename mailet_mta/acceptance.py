@@ -3,10 +3,14 @@
 The protocol asks this backend about local domains and users (answered from the
 in-memory directory), checks passwords through the shared Authenticator, streams each
 body into a BlobWriter, and calls :meth:`SpoolBackend.accept`, whose Deferred fires
-once the mail is durably spooled — only then does the client get ``250``.
+once the mail is durably spooled — only then does the client get ``250``. A database
+that is out of space fails that Deferred with ``OSError(ENOSPC)``, as a full blob disk
+does, so the client is told ``452 4.3.1`` (try later) either way.
 """
 
 from __future__ import annotations
+
+import errno
 
 from zope.interface import implementer
 
@@ -67,6 +71,9 @@ class SpoolBackend:
         return not self.directory.mailbox_full(addr, size)
 
     def accept(self, mail, blob):
+        return self._accept_within_quota(mail, blob).addErrback(_storage_full_as_enospc)
+
+    def _accept_within_quota(self, mail, blob):
         """Spool the mail — unless every recipient's mailbox is too full for it (the
         exact usage, read off the reactor): then ``552 5.2.2`` and nothing is kept.
         Recipients with room get the mail; a full one gets a delivery report."""
@@ -83,3 +90,16 @@ class SpoolBackend:
             return self.spool.accept(mail, blob)
 
         return self.spool.db.read(usage_of, sorted(users)).addCallback(check)
+
+
+_SQLITE_FULL = 13            # SQLITE_FULL: "database or disk is full"
+_PG_DISK_FULL = "53100"      # SQLSTATE disk_full
+
+
+def _storage_full_as_enospc(failure):
+    """Turn the database's "out of space" into the OSError a full blob disk raises."""
+    error = getattr(failure.value, "orig", None) or failure.value   # SQLAlchemy wraps it
+    if getattr(error, "sqlite_errorcode", None) == _SQLITE_FULL or \
+            getattr(error, "sqlstate", None) == _PG_DISK_FULL:
+        raise OSError(errno.ENOSPC, f"the database is out of space: {error}")
+    return failure

@@ -33,6 +33,7 @@ __all__ = [
     "ATTR_AUTH_USER", "ATTR_HELO", "ATTR_REMOTE_ADDR", "ATTR_TLS", "ATTR_SENT_BY_MAILET",
     "ATTR_AUTH_NETWORK", "ATTR_DSN_ENVID", "ATTR_DSN_RET", "ATTR_DSN_RCPT",
     "ATTR_SMTPUTF8", "ATTR_BODY", "ATTR_RECIPIENT_HEADERS",
+    "ATTR_ERROR_PROCESSOR",
 ]
 
 # -- well-known mail attributes -------------------------------------------------
@@ -50,6 +51,7 @@ ATTR_BODY = "mailet_mta.smtp.body"                  # "7BIT" | "8BITMIME" | "BIN
 # {recipient address: [[name, value], …]}: headers LocalDelivery puts in front of the
 # message stored for that recipient only (James's per-recipient headers).
 ATTR_RECIPIENT_HEADERS = "mailet_mta.recipient_headers"
+ATTR_ERROR_PROCESSOR = "mailet_mta.error.processor"  # str: processor left for "error"
 
 
 # -- errors -----------------------------------------------------------------------

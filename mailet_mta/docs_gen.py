@@ -18,6 +18,7 @@ import yaml
 
 from .config import build as b
 from .config import model as m
+from .config import retention as r
 
 HIDDEN = {"source", "path", "warnings"}
 
@@ -52,6 +53,8 @@ SECTIONS = [
     Section("Top level", [], ["config"], m.ServerConfig, b.TOP_KEYS,
             special={"metrics": ("extra['metrics']", "section", "the Prometheus endpoint "
                                  "(see metrics)"),
+                     "repositories": ("extra['repositories']", "section",
+                                      "retention of the mail repositories (see repositories)"),
                      "x-…": ("—", "any", "free keys for YAML anchors (&tls); ignored")},
             examples={"servernames": ["example.com", "example.net"],
                       "postmaster": "postmaster@example.com"},
@@ -78,6 +81,17 @@ SECTIONS = [
     Section("metrics", ["metrics"], ["config", "metrics"], b.MetricsConfig, b.METRICS_KEYS,
             examples={"listen": "tcp:9464:interface=127.0.0.1"},
             intro="Off unless `listen` is set. Serves `/metrics` (Prometheus text format)."),
+    Section("repositories", ["repositories"], ["config", "repositories"],
+            r.RepositoriesConfig, r.REPOSITORIES_KEYS, examples={"purgeInterval": "1 hour"},
+            intro="Bounds the mail repositories (`relay-denied`, `address-error`, …) so "
+                  "records of refused mail do not grow without end. Only the repositories "
+                  "named under `retention` are purged; `error` holds mail that was neither "
+                  "delivered nor bounced and is left to `mailet-mta repository`."),
+    Section("a repository's retention", ["repositories", "retention", "relay-denied"],
+            ["config", "repositories", "retention", "relay-denied"], r.RetentionRule,
+            r.RETENTION_KEYS, examples={"maxAge": "30 days", "maxMails": 10000},
+            intro="One entry per repository, named by the repository; a mail goes when "
+                  "it is older than `maxAge` or not among the newest `maxMails`."),
     Section("smtpservers (each SMTP listener)", ["smtpservers[]"], ["config", "smtpserver"],
             m.SMTPServerConfig, b.SMTP_KEYS,
             special=LISTENER_SPECIAL,

@@ -13,6 +13,7 @@ Never logged: passwords (AUTH payloads stay inside the SASL code) and message bo
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from datetime import datetime, timezone
@@ -36,7 +37,10 @@ def make_observer(logging_config):
                                  f"not {logging_config.level!r}", logging_config.source)
     if logging_config.file:
         try:
-            out = open(logging_config.file, "a", encoding="utf-8")
+            # 0600 whatever the umask: the log names users, clients and addresses.
+            fd = os.open(logging_config.file,
+                         os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            out = os.fdopen(fd, "a", encoding="utf-8")
         except OSError as exc:
             raise ConfigurationError(f"cannot open log file: {exc}", logging_config.source) from None
     else:

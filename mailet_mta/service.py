@@ -24,6 +24,7 @@ from .api import ConfigurationError
 from .cli.common import blob_dir
 from .nodes import NodeRegistry
 from .config.model import ServerConfig
+from .config.retention import repositories_config
 from .context import MailetContext
 from .directory import Directory, configured_mappings
 from .metrics import install_metrics
@@ -32,10 +33,12 @@ from .spool.manager import SpoolManager
 from .spool.processor import Pipeline
 from .storage.blobs import BlobStore
 from .storage.db import Database, default_url
+from .storage.private_files import make_private_dir
 
 log = Logger(namespace="mailet_mta.service")
 
 BLOB_SWEEP_INTERVAL = 600.0
+BLOB_LEFTOVER_AGE = 3600.0
 
 
 def default_node_name(data_dir) -> str:
@@ -66,7 +69,7 @@ class MailServer(MultiService):
         self.config = config
         self.data_dir = Path(config.storage.data_dir)
         self.node_name = node_name or default_node_name(self.data_dir)
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        make_private_dir(self.data_dir)
         self.db = Database(config.storage.url or default_url(self.data_dir),
                            config.storage.pool_size)
         self.db.upgrade()
@@ -87,6 +90,9 @@ class MailServer(MultiService):
         self.spool.setServiceParent(self)
         sweeper = TimerService(BLOB_SWEEP_INTERVAL, self._sweep_blobs)
         sweeper.setServiceParent(self)
+        purger = TimerService(repositories_config(config).purge_interval,
+                              self._purge_repositories)
+        purger.setServiceParent(self)
         self.listeners: list = []
         self._build_delivery()
         self._build_listeners()
@@ -139,10 +145,33 @@ class MailServer(MultiService):
         d.addErrback(lambda f: log.failure("blob sweep failed", f))
         return d
 
+    def _remove_blob_leftovers(self, conn) -> None:
+        """At start-up: partial and orphan body files. On SQLite this process is the
+        only writer; on a shared database only files older than an hour are touched."""
+        alone = self.db.engine.dialect.name == "sqlite"
+        removed = self.blobs.remove_leftovers(conn, 0.0 if alone else BLOB_LEFTOVER_AGE)
+        if removed:
+            log.info("removed {n} left-over blob files (interrupted writes)", n=removed)
+
+    def _purge_repositories(self):
+        """Enforce repositories.retention (in the writer thread, off the reactor)."""
+        from .storage.repositories import apply_retention
+
+        rules = repositories_config(self.config).retention
+        if not rules:
+            return None
+        d = self.db.write(apply_retention, rules)
+        d.addCallback(lambda purged: [
+            log.info("repository {name}: purged {n} mails past its retention", name=name,
+                     n=n) for name, n in purged.items()])
+        d.addErrback(lambda f: log.failure("repository purge failed", f))
+        return d
+
     # -- lifecycle ----------------------------------------------------------------------
     def startService(self) -> None:
         with self.db.transaction() as conn:
             reclaim_own_work(conn, self.node_name)
+            self._remove_blob_leftovers(conn)
         self.db.start()
         self.directory.start()
         super().startService()

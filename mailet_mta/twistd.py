@@ -27,7 +27,9 @@ class Options(usage.Options):
 def makeService(options):
     from .cli.common import CLIError, load_config
     from .cli.serve import build
+    from .storage.private_files import restrict_umask
 
+    restrict_umask()    # the server's files are private (0600/0700) whatever the umask
     try:
         config = load_config(_ConfigArgs(options["config"]))
         if options["data-dir"]:

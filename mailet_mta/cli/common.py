@@ -47,6 +47,7 @@ def open_database(args, upgrade: bool = True):
     database and finds none says where it looked and exits 1, leaving no file behind.
     """
     from ..storage.db import Database
+    from ..storage.private_files import make_private_dir
 
     config = load_config(args)
     mode = getattr(args, "database", "create")
@@ -54,7 +55,7 @@ def open_database(args, upgrade: bool = True):
     if mode != "create":
         _require_database_file(config, url)
     else:
-        Path(config.storage.data_dir).mkdir(parents=True, exist_ok=True)
+        make_private_dir(config.storage.data_dir)
     db = Database(url, config.storage.pool_size)
     if mode != "create":
         _require_schema(config, db)

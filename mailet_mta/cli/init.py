@@ -4,6 +4,8 @@ Writes ``DIR/mailet-mta.yaml`` (commented; ``--xml`` adds the same server as
 ``DIR/config.xml``), creates the data directory and the database, makes a self-signed
 certificate for STARTTLS, SMTPS and POP3S (or uses ``--certificate``/``--private-key``),
 checks the result exactly as ``check-config`` does, and prints the next commands.
+What it creates is private whatever the umask: directories 0700, the configuration,
+the key and the database 0600 (the certificate stays readable).
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import os
 import sys
 from pathlib import Path
 
+from ..storage.private_files import (PRIVATE_FILE, make_private_dir, open_private,
+                                     write_private)
 from .common import CLIError
 from .init_templates import render_xml, render_yaml, standard_pipeline
 
@@ -61,9 +65,9 @@ def run(args) -> int:
             raise CLIError(f"init: {path} already exists; pass --force to overwrite it")
     if bool(args.certificate) != bool(args.private_key):
         raise CLIError("init: --certificate and --private-key go together")
-    target.mkdir(parents=True, exist_ok=True)
+    make_private_dir(target)
     data_dir = Path(args.data_dir).expanduser().resolve() if args.data_dir else target / "var"
-    data_dir.mkdir(parents=True, exist_ok=True)
+    make_private_dir(data_dir)
     cert, key = _certificate(args, target, hostname, domain)
     settings = {
         "domain": domain, "hostname": hostname, "config_path": str(yaml_path), "data_dir": str(data_dir),
@@ -74,10 +78,10 @@ def run(args) -> int:
         "production": args.standard_ports,
         "pipeline": standard_pipeline(_remote_delivery_available()),
     }
-    yaml_path.write_text(render_yaml(settings), encoding="utf-8")
+    write_private(yaml_path, render_yaml(settings))   # may later hold a gateway password
     written = [yaml_path]
     if args.xml:
-        xml_path.write_text(render_xml(settings), encoding="utf-8")
+        write_private(xml_path, render_xml(settings))
         written.append(xml_path)
     for path in written:
         _check(path)
@@ -108,7 +112,7 @@ def _certificate(args, target: Path, hostname: str, domain: str) -> tuple[Path, 
                 raise CLIError(f"init: {path} is not a file")
         return cert, key
     tls_dir = target / "tls"
-    tls_dir.mkdir(exist_ok=True)
+    make_private_dir(tls_dir)
     cert, key = tls_dir / "cert.pem", tls_dir / "key.pem"
     if cert.exists() and key.exists() and not args.force:
         return cert, key            # keep a certificate made (or replaced) earlier
@@ -137,8 +141,8 @@ def write_self_signed(cert_path: Path, key_path: Path, names: list[str],
         .add_extension(x509.SubjectAlternativeName(alt), critical=False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .sign(key, hashes.SHA256()))
-    fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as out:
+    with open_private(key_path) as out:
+        os.fchmod(out.fileno(), PRIVATE_FILE)
         out.write(key.private_bytes(serialization.Encoding.PEM,
                                     serialization.PrivateFormat.PKCS8,
                                     serialization.NoEncryption()))

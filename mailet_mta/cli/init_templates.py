@@ -13,6 +13,10 @@ import textwrap
 from xml.sax.saxutils import escape, quoteattr
 
 RELAY_SCHEDULE = "5*5 minutes, 3*1 hour, 3*6 hours"
+# Records of refused mail, bounded (their senders were told, or the mail was refused);
+# the error repository is not: it holds mail that was neither delivered nor bounced.
+RETENTION = {name: ("30 days", 10000) for name in ("relay-denied", "address-error",
+                                                   "rrt-error")}
 
 
 def standard_pipeline(remote: bool) -> dict:
@@ -157,6 +161,14 @@ def render_yaml(settings: dict) -> str:
         "  format: text         # text | json (one JSON object per line)",
         "  # file: /var/log/mailet-mta/mailet-mta.log   (default: standard output)",
         "",
+        "# Records of refused mail (mailet-mta repository list NAME), kept this long at",
+        "# most; repositories not named here (error, …) are kept until purged by hand.",
+        "repositories:",
+        "  purgeInterval: 1 hour",
+        "  retention:",
+        *[f"    {name}: {{maxAge: {age}, maxMails: {count}}}"
+          for name, (age, count) in RETENTION.items()],
+        "",
         "# Prometheus metrics (off by default); keep it on loopback or behind a firewall.",
         "# metrics:",
         "#   listen: tcp:9464:interface=127.0.0.1",
@@ -223,6 +235,14 @@ def render_xml(settings: dict) -> str:
         "  </James>",
         f"  <storage><dataDir>{escape(s['data_dir'])}</dataDir></storage>",
         "  <logging><level>info</level><format>text</format></logging>",
+        "  <!-- Records of refused mail, kept this long at most; others until purged. -->",
+        "  <repositories>",
+        "    <purgeInterval>1 hour</purgeInterval>",
+        "    <retention>",
+        *[f"      <{name}><maxAge>{age}</maxAge><maxMails>{count}</maxMails></{name}>"
+          for name, (age, count) in RETENTION.items()],
+        "    </retention>",
+        "  </repositories>",
     ]
     tls = (f"<tls><certificate>{escape(s['certificate'])}</certificate>"
            f"<privateKey>{escape(s['private_key'])}</privateKey></tls>")

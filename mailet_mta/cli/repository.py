@@ -1,6 +1,15 @@
-"""``mailet-mta repository list [NAME] | show ID | remove ID | reprocess NAME``."""
+"""``mailet-mta repository list [NAME] | show ID | remove ID | reprocess NAME | purge NAME``.
+
+``reprocess`` restarts mails in ``--state`` or, by default, where each came from (a mail
+of the ``error`` processor restarts in the processor it failed in, else ``root``: never
+in ``error`` itself). ``purge`` deletes stored mails by age and/or count, as the
+``repositories.retention`` bounds of the configuration do periodically.
+"""
 
 from __future__ import annotations
+
+import argparse
+from collections import Counter
 
 from ..storage import repositories
 from .common import CLIError, add_config_argument, open_blob_store, open_database
@@ -25,12 +34,40 @@ def register(subparsers) -> None:
     again = commands.add_parser("reprocess",
                                 help="send the mails of a repository back to the spool")
     again.add_argument("name")
-    again.add_argument("--state", help="processor to restart in (default: the state "
-                                       "each mail was stored with)")
+    again.add_argument("--state", help="processor to restart in (default: for a mail "
+                                       "of the error processor, the processor it failed "
+                                       "in, else root; for others the state each mail "
+                                       "was stored with)")
     again.add_argument("--id", type=int, help="only this mail")
     again.set_defaults(func=reprocess)
-    for sub in (listing, show, remove, again):
+    purge = commands.add_parser("purge", help="delete the old mails of a repository")
+    purge.add_argument("name")
+    purge.add_argument("--older-than", metavar="AGE", type=_age,
+                       help="only mails stored longer ago than AGE (30d, 12h, 90 minutes)")
+    purge.add_argument("--keep", metavar="N", type=_count,
+                       help="keep the newest N mails, delete the rest")
+    purge.set_defaults(func=purge_repository)
+    for sub in (listing, show, remove, again, purge):
         add_config_argument(sub)
+
+
+def _age(text: str) -> float:
+    from ..api import ConfigurationError, parse_duration
+
+    try:
+        seconds = parse_duration(text, "--older-than")
+    except ConfigurationError:
+        seconds = -1
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an age; write e.g. 30d, 12h "
+                                         f"or 90 minutes")
+    return seconds
+
+
+def _count(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of mails (0 or more)")
+    return int(text)
 
 
 def _read(args, fn):
@@ -106,11 +143,32 @@ def remove_mail(args) -> int:
 
 
 def reprocess(args) -> int:
-    names = _read(args, lambda conn: repositories.reprocess(conn, args.name, args.state,
-                                                            args.id))
-    if not names:
+    config, db = open_database(args)
+    processors = config.spoolmanager.processors
+    if args.state is not None and processors and args.state not in processors:
+        db.engine.dispose()
+        raise CLIError(f"--state {args.state}: no such processor in "
+                       f"{config.path or 'the configuration'} (processors: "
+                       f"{', '.join(sorted(processors))})")
+    try:
+        with db.transaction() as conn:
+            moved = repositories.reprocess(conn, args.name, args.state, args.id)
+    finally:
+        db.engine.dispose()
+    if not moved:
         raise CLIError(f"nothing to reprocess in repository {args.name!r}"
                        + (f" with id {args.id}" if args.id is not None else ""))
-    print(f"{len(names)} mail(s) moved from {args.name} back to the spool"
-          + (f" in state {args.state}" if args.state else ""))
+    states = Counter(state for _name, state in moved)
+    print(f"{len(moved)} mail(s) moved from {args.name} back to the spool: "
+          + ", ".join(f"{n} in state {state}" for state, n in sorted(states.items())))
+    return 0
+
+
+def purge_repository(args) -> int:
+    if args.older_than is None and args.keep is None:
+        raise CLIError("repository purge: say what to delete: --older-than AGE and/or "
+                       "--keep N (mailet-mta repository remove ID deletes one mail)")
+    removed = _read(args, lambda conn: repositories.purge(conn, args.name,
+                                                          args.older_than, args.keep))
+    print(f"{removed} mail(s) purged from {args.name}")
     return 0

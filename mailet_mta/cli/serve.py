@@ -23,7 +23,9 @@ def run(args) -> int:
 
     from ..logging_setup import start_logging
     from ..service import listen_error
+    from ..storage.private_files import restrict_umask
 
+    restrict_umask()    # the server's files are private (0600/0700) whatever the umask
     config = load_config(args)
     for warning in config.warnings:
         print(f"mailet-mta: warning: {warning}", file=sys.stderr)

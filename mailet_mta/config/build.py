@@ -19,7 +19,8 @@ from .model import (
 )
 from .tree import Node, attempt, fail, suggestion
 from .model import doc
-from .validate import check_domain, check_networks, check_postmaster
+from .retention import build_repositories
+from .validate import check_domain, check_postmaster
 
 Table = dict[str, tuple[str, Callable[[Node, str], Any]]]
 
@@ -198,8 +199,7 @@ SMTP_KEYS: Table = {
     **keys("auth_required", v.auth_required, "authRequired", "auth_required"),
     **keys("auth_before_mail", v.boolean, "authBeforeMail", "auth_before_mail"),
     **keys("verify_identity", v.verify_identity, "verifyIdentity", "verify_identity"),
-    **keys("authorized_addresses", lambda n, w: check_networks(v.string_list(n, w), w,
-                                                                 n.source),
+    **keys("authorized_addresses", v.network_list,
            "authorizedAddresses", "authorized_addresses"),
     # A bare number is KiB in every spelling (James's unit), with a warning.
     **keys("max_message_size", v.message_size, "maxmessagesize", "maxMessageSize",
@@ -436,7 +436,7 @@ TOP_KEYS: Table = {
     **keys("extra", lambda n, w: mapping(n, w) and n.to_python(), "extra"),
 }
 # Sections kept in ServerConfig.extra under their own name, built by their function.
-EXTRA_SECTIONS = {"metrics": build_metrics}
+EXTRA_SECTIONS = {"metrics": build_metrics, "repositories": build_repositories}
 
 
 def build_config(root: Node, what: str = "") -> ServerConfig:

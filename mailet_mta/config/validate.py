@@ -41,15 +41,24 @@ _WILDCARD_RE = re.compile(r"(\d{1,3}\.){0,3}\*\Z")
 
 
 def check_networks(entries: list[str], what: str, source: str | None) -> list[str]:
-    """James's network list: IPs, CIDR, ip/netmask, ``192.168.0.*`` or host names."""
+    """James's network list: IPs, CIDR, ip/netmask, ``192.168.0.*`` or host names.
+
+    A network written with host bits set (``192.0.2.7/0``) is refused rather than
+    widened to the network it lies in: ``/0`` would silently make an open relay.
+    """
     for entry in entries:
         if _WILDCARD_RE.match(entry) or _HOST_RE.match(entry):
             continue
         try:
-            ipaddress.ip_network(entry, strict=False)
+            network = ipaddress.ip_network(entry, strict=False)
         except ValueError:
             fail(f"{what}: {entry!r} is not an address, network (10.0.0.0/8, "
                  f"10.0.0.0/255.0.0.0, 10.0.*) or host name", source)
+        if network.network_address != ipaddress.ip_address(entry.split("/", 1)[0]):
+            host = entry.split("/", 1)[0]
+            fail(f"{what}: {entry!r} has host bits set, so it would mean {network} "
+                 f"(write {network} for that network, or {host}/{network.max_prefixlen} "
+                 f"for the one host)", source)
     return entries
 
 

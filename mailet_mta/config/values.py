@@ -117,6 +117,21 @@ def string_list(node: Node, name: str) -> list[str]:
     return _split(node.text)
 
 
+def network_list(node: Node, name: str) -> list[str]:
+    """A :func:`string_list` of networks, each entry checked at its own ``file:line``."""
+    from .validate import check_networks
+
+    if node.is_list:
+        written = [(text(item, f"{name} entry"), item.source) for item in node.value]
+    else:
+        scalar(node, name)
+        written = [(node.text, node.source)]
+    out = []
+    for value, source in written:
+        out.extend(check_networks(_split(value), name, source))
+    return out
+
+
 def _split(value: str) -> list[str]:
     return [part.strip() for part in value.split(",") if part.strip()]
 

@@ -16,8 +16,8 @@ from .. import metrics
 from ..address import MailAddress, MailAddressError
 from .backend import AuthThrottled
 from .envelope import Envelope
-from .params import (CommandSyntaxError, parse_forward_path, parse_notify, parse_orcpt,
-                     parse_reverse_path, split_path_and_params, xtext_decode)
+from .params import (CommandSyntaxError, parse_envid, parse_forward_path, parse_notify,
+                     parse_orcpt, parse_reverse_path, split_path_and_params)
 from .sasl import MECHANISMS, SASLError, decode_response
 
 log = Logger()
@@ -259,7 +259,7 @@ class CommandsMixin:
             elif key == "RET" and (value or "").upper() in ("FULL", "HDRS"):
                 env.ret = value.upper()
             elif key == "ENVID" and value:
-                env.envid = xtext_decode(value)
+                env.envid = parse_envid(value)
             elif key == "AUTH" and value:
                 pass  # RFC 4954 §5: we do not trust the claimed submitter; ignored
             elif key in ("SMTPUTF8", "RET", "ENVID", "AUTH"):

@@ -75,13 +75,34 @@ def parse_reverse_path(path: str) -> MailAddress | None:
     return parse_path(path, allow_null=True, allow_source_route=True)
 
 
-def xtext_decode(value: str) -> str:
-    """Decode RFC 3461 §4 xtext (``+HH`` escapes)."""
-    def repl(m):
-        return chr(int(m.group(1), 16))
-    if re.search(r"\+(?![0-9A-F]{2})", value):
-        raise CommandSyntaxError(f"malformed xtext {value!r}")
-    return re.sub(r"\+([0-9A-F]{2})", repl, value)
+_XTEXT_RE = re.compile(r"(?:[!-*,-<>-~]|\+[0-9A-F]{2})*\Z")
+_ATOM_RE = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+\Z")
+ENVID_MAX = 100   # RFC 3461 §4.4
+ORCPT_MAX = 500   # RFC 3461 §4.2
+
+
+def xtext_decode(value: str, what: str = "xtext") -> str:
+    """Decode RFC 3461 §4 xtext (``+HH`` escapes) to printable US-ASCII.
+
+    Only ``!``..``~`` other than ``+`` and ``=`` may appear as themselves, and the
+    decoded text must be printable US-ASCII (space to ``~``): a CR, LF or control
+    character would later break the delivery report built from it.
+    """
+    if not _XTEXT_RE.match(value):
+        raise CommandSyntaxError(f"malformed xtext in {what}")
+    decoded = re.sub(r"\+([0-9A-F]{2})", lambda m: chr(int(m.group(1), 16)), value)
+    if any(not " " <= ch <= "~" for ch in decoded):
+        raise CommandSyntaxError(f"{what} must decode to printable US-ASCII")
+    return decoded
+
+
+def parse_envid(value: str | None) -> str:
+    """RFC 3461 §4.4 ENVID=xtext, at most 100 characters → the decoded identifier."""
+    if not value:
+        raise CommandSyntaxError("invalid ENVID parameter")
+    if len(value) > ENVID_MAX:
+        raise CommandSyntaxError(f"ENVID longer than {ENVID_MAX} characters")
+    return xtext_decode(value, "ENVID")
 
 
 _NOTIFY_WORDS = {"NEVER", "SUCCESS", "FAILURE", "DELAY"}
@@ -98,15 +119,21 @@ def parse_notify(value: str | None) -> list[str]:
 
 
 def parse_orcpt(value: str | None) -> str:
-    """RFC 3461 §4.2 ORCPT=addr-type;xtext → ``"rfc822;user@example.com"``."""
+    """RFC 3461 §4.2 ORCPT=addr-type;xtext → ``"rfc822;user@example.com"``.
+
+    The addr-type is an atom, the whole value at most 500 characters, and the address
+    must decode to printable US-ASCII.
+    """
     if not value or ";" not in value:
         raise CommandSyntaxError("ORCPT needs addr-type;address")
+    if len(value) > ORCPT_MAX:
+        raise CommandSyntaxError(f"ORCPT longer than {ORCPT_MAX} characters")
     kind, _, addr = value.partition(";")
-    if not kind or not addr:
+    if not kind or not addr or not _ATOM_RE.match(kind):
         raise CommandSyntaxError("ORCPT needs addr-type;address")
-    return f"{kind};{xtext_decode(addr)}"
+    return f"{kind};{xtext_decode(addr, 'ORCPT')}"
 
 
 __all__ = ["CommandSyntaxError", "split_path_and_params", "parse_forward_path",
-           "parse_reverse_path", "xtext_decode", "parse_notify", "parse_orcpt",
+           "parse_reverse_path", "xtext_decode", "parse_envid", "parse_notify", "parse_orcpt",
            "MailAddressError"]

@@ -20,6 +20,7 @@ and the session goes on. So no mail with an endless header block reaches the spo
 
 from __future__ import annotations
 
+import errno
 import re
 
 from twisted.internet import defer
@@ -33,6 +34,7 @@ from .envelope import build_mail, received_header
 
 log = Logger()
 
+_STORAGE_FULL = (errno.ENOSPC, errno.EDQUOT)
 _BDAT_RE = re.compile(r"(\d{1,18})(?:[ \t]+(LAST))?\Z", re.IGNORECASE)
 
 
@@ -175,6 +177,9 @@ class TransferMixin:
                 log.info("mail {name} refused: {reason}", name=env.name,
                          reason=str(failure.value))
                 return self.reply(*failure.value.reply)
+            if getattr(failure.value, "errno", None) in _STORAGE_FULL:  # RFC 3463 §3.4
+                return self.reply(452, "4.3.1", "Error: insufficient system storage, "
+                                                "try again later")
             log.failure("could not spool mail {name}", failure, name=env.name)
             self.reply(451, "4.3.0", "Error: could not queue the message, try again later")
 

@@ -160,6 +160,11 @@ class SpoolManager(Service):
                 self._step(self._process(mail), contextvars.copy_context())
         finally:
             self._pumping = False
+        if not self.running and self._queue:
+            # Stopping: a mail handed over now stays in the spool (stopService releases
+            # its lease; the next start runs it) instead of keeping wait_idle waiting.
+            self._queue.clear()
+            self._maybe_idle()
 
     def _step(self, run, context) -> None:
         """Drive the coroutine ``run`` until it waits on a Deferred or ends.

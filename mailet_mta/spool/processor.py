@@ -25,7 +25,7 @@ from time import perf_counter
 from twisted.logger import Logger
 
 from .. import logging_setup, metrics
-from ..api import ConfigurationError, Mail, MailetConfig, MatcherConfig
+from ..api import ATTR_ERROR_PROCESSOR, ConfigurationError, Mail, MailetConfig, MatcherConfig
 from ..config.james_names import short_name
 from ..config.model import MatcherSpec, ProcessorSpec, SpoolManagerConfig
 from ..config.tree import combine
@@ -224,6 +224,9 @@ class Pipeline:
                     moved.error_message = "processing loop detected"
                     moved.state = "error"
                     changes_now = 0 if proc.name != "error" else changes_now
+                if moved.state == "error" and proc.name != "error":
+                    # Where `repository reprocess error` restarts it by default.
+                    moved.set_attribute(ATTR_ERROR_PROCESSOR, proc.name)
                 work.append((moved, changes_now))
 
     async def _run_processor(self, proc: Processor, mail: Mail) -> list[Mail]:

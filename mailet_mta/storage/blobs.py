@@ -24,6 +24,7 @@ from twisted.internet import defer, threads
 from ..mail import MessageSource, new_mail_name
 from . import schema
 from .db import execute
+from .private_files import make_private_dir, open_private
 
 CHUNK = 64 * 1024
 _INSERT_BLOB = insert(schema.blobs)
@@ -43,6 +44,11 @@ class BlobWriter:
 
     ``write`` may be called from the reactor thread (it appends to memory or to an
     unsynced file: no fsync). ``finish`` fsyncs in a thread and returns a BlobRef.
+
+    A failed write (the disk is full) never raises into the caller, which is in the
+    middle of reading DATA: the partial file is removed at once, the rest of the body
+    is only counted, and ``finish`` fails with that OSError (``errno`` ENOSPC), so the
+    client gets its answer when the data ends.
     """
 
     def __init__(self, store: "BlobStore"):
@@ -51,6 +57,7 @@ class BlobWriter:
         self._size = 0
         self._file = None
         self._tmp: Path | None = None
+        self.error: OSError | None = None
         self.id = new_mail_name()
 
     @property
@@ -61,46 +68,67 @@ class BlobWriter:
         if not data:
             return
         self._size += len(data)
-        if self._file is None:
-            self._chunks.append(data)
-            if self._size > self._store.inline_limit:
-                self._spill()
-        else:
-            self._file.write(data)
+        if self.error is not None:
+            return
+        try:
+            if self._file is None:
+                self._chunks.append(data)
+                if self._size > self._store.inline_limit:
+                    self._spill()
+            else:
+                self._file.write(data)
+        except OSError as exc:
+            self.error = exc
+            self._discard()
 
     def _spill(self) -> None:
         self._tmp = self._store.tmp_dir / self.id
-        self._file = open(self._tmp, "wb", buffering=CHUNK)
+        self._file = open_private(self._tmp, buffering=CHUNK)
         for chunk in self._chunks:
             self._file.write(chunk)
         self._chunks = []
 
     def finish_sync(self) -> BlobRef:
         """Make the blob durable (blocking) and return its reference."""
+        if self.error is not None:
+            raise self.error
         if self._file is None:
             return BlobRef(self.id, self._size, b"".join(self._chunks))
-        self._file.flush()
-        os.fsync(self._file.fileno())
-        self._file.close()
-        final = self._store.path_for(self.id)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(self._tmp, final)
-        _fsync_dir(final.parent)
+        try:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
+            final = self._store.path_for(self.id)
+            make_private_dir(final.parent)
+            os.replace(self._tmp, final)
+            _fsync_dir(final.parent)
+        except OSError as exc:
+            self.error = exc
+            self._discard()
+            raise
         self._file = None
         return BlobRef(self.id, self._size, None)
 
     def finish(self) -> defer.Deferred:
         """Deferred → BlobRef; inline blobs return at once, files are fsynced in a thread."""
-        if self._file is None:
-            return defer.succeed(self.finish_sync())
+        if self._file is None or self.error is not None:
+            return defer.maybeDeferred(self.finish_sync)
         return threads.deferToThread(self.finish_sync)
 
     def abort(self) -> None:
         """Throw away what was written (connection lost, size exceeded…)."""
         self._chunks = []
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+        self._discard()
+
+    def _discard(self) -> None:
+        """Close and remove the temporary file; never raises (the disk may be full)."""
+        self._chunks = []
+        file, self._file = self._file, None
+        if file is not None:
+            try:
+                file.close()
+            except OSError:
+                pass      # the buffered tail could not be flushed: it is thrown away
             try:
                 os.unlink(self._tmp)
             except OSError:
@@ -122,7 +150,7 @@ class BlobStore:
         self.root = Path(root)
         self.inline_limit = inline_limit
         self.tmp_dir = self.root / "tmp"
-        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        make_private_dir(self.tmp_dir)
 
     def path_for(self, blob_id: str) -> Path:
         return self.root / blob_id[-2:] / blob_id
@@ -183,3 +211,44 @@ class BlobStore:
                 except FileNotFoundError:
                     pass
         return len(doomed)
+
+    def remove_leftovers(self, conn: Connection, older_than: float = 0.0) -> int:
+        """Remove what interrupted writes left behind; returns how many files.
+
+        Two kinds, both unreachable: temporary files under ``tmp/`` (a DATA cut off by a
+        crash) and blob files without a row (a crash between the rename of the file
+        and the commit of its row, or between a sweep's delete and its unlink). Only
+        files last changed ``older_than`` seconds ago are touched, so that other
+        processes sharing this directory can finish what they are writing.
+        """
+        cutoff = time.time() - older_than
+        removed = sum(_unlink_if_old(path, cutoff) for path in _files(self.tmp_dir))
+        for sub in sorted(self.root.iterdir()):
+            if sub.name == "tmp" or len(sub.name) != 2 or not sub.is_dir():
+                continue
+            found = {f.name: f for f in _files(sub) if f.name.endswith(sub.name)}
+            known: set[str] = set()
+            names = list(found)
+            for start in range(0, len(names), 500):
+                known.update(conn.execute(select(schema.blobs.c.id).where(
+                    schema.blobs.c.id.in_(names[start:start + 500]))).scalars())
+            removed += sum(_unlink_if_old(path, cutoff)
+                           for name, path in found.items() if name not in known)
+        return removed
+
+
+def _files(directory: Path):
+    try:
+        return [entry for entry in directory.iterdir() if entry.is_file()]
+    except FileNotFoundError:
+        return []
+
+
+def _unlink_if_old(path: Path, cutoff: float) -> int:
+    try:
+        if path.stat().st_mtime <= cutoff:
+            path.unlink()
+            return 1
+    except FileNotFoundError:
+        pass
+    return 0

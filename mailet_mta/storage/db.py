@@ -24,6 +24,7 @@ from twisted.logger import Logger
 from twisted.python.threadpool import ThreadPool
 
 from . import schema
+from .private_files import create_private
 
 log = Logger(namespace="mailet_mta.storage")
 
@@ -40,6 +41,7 @@ def default_url(data_dir: str | os.PathLike) -> str:
 def make_engine(url: str, pool_size: int = 5) -> Engine:
     """An Engine with the settings mailet-mta relies on for ``url``."""
     if url.startswith("sqlite"):
+        _create_sqlite_file(url)
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30},
                                pool_size=pool_size + 2, max_overflow=8)
 
@@ -55,6 +57,17 @@ def make_engine(url: str, pool_size: int = 5) -> Engine:
         # Let SQLAlchemy's "BEGIN" be a real BEGIN IMMEDIATE for writers: see begin_write.
         return engine
     return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+
+
+def _create_sqlite_file(url: str) -> None:
+    """Create the database file 0600 before SQLite does (it would follow the umask);
+    SQLite gives its ``-wal`` and ``-shm`` files the mode of the database file."""
+    from sqlalchemy.engine import make_url
+
+    path = make_url(url).database
+    if path and path != ":memory:" and not path.startswith("file:") \
+            and Path(path).parent.is_dir():
+        create_private(path)
 
 
 _DRIVER_SQL: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()

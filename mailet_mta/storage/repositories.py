@@ -1,8 +1,9 @@
 """Named mail repositories (``error``, ``relay-denied``, …): the ``repository_mails`` table.
 
 A repository keeps whole mails — envelope, attributes, error message and a reference
-to the (shared) message blob — for an operator to inspect, remove or send back into
-the spool (:func:`reprocess`).
+to the (shared) message blob — for an operator to inspect, remove, send back into
+the spool (:func:`reprocess`) or purge (:func:`purge`, and :func:`apply_retention`
+for the configured bounds). A purged mail's blob goes with the next blob sweep.
 """
 
 from __future__ import annotations
@@ -14,9 +15,11 @@ from dataclasses import dataclass, field
 from sqlalchemy import delete, func, insert, select
 from sqlalchemy.engine import Connection
 
+from ..api import ATTR_ERROR_PROCESSOR
 from . import schema
 
-__all__ = ["RepositoryMail", "store", "list_mails", "get", "remove", "names", "reprocess"]
+__all__ = ["RepositoryMail", "store", "list_mails", "get", "remove", "names", "reprocess",
+           "restart_state", "purge", "apply_retention"]
 
 _R = schema.repository_mails
 
@@ -88,13 +91,27 @@ def names(conn: Connection) -> list[tuple[str, int]]:
     return [(name, count) for name, count in rows]
 
 
-def reprocess(conn: Connection, repository: str, state: str | None = None,
-              mail_id: int | None = None) -> list[str]:
-    """Move the mails of ``repository`` back into the spool; → their spool names.
+def restart_state(mail: RepositoryMail, state: str | None = None) -> str:
+    """Where a reprocessed mail starts: ``state`` when given; for a mail stored from the
+    ``error`` processor, the processor it failed in (kept as the attribute
+    ``mailet_mta.error.processor``) or else ``root`` — never ``error`` again, which would
+    store it straight back; otherwise the state it was stored with."""
+    if state:
+        return state
+    if mail.state in ("error", "ghost", ""):
+        before = mail.attributes.get(ATTR_ERROR_PROCESSOR)
+        return before if isinstance(before, str) and before not in ("error", "ghost",
+                                                                      "") else "root"
+    return mail.state
 
-    Each becomes an unowned spool row in ``state`` (default: the state it was stored
-    with, else ``root``) with ``tries`` 0, so a running server picks it up when it next
-    polls the spool. The repository rows are removed in the same transaction.
+
+def reprocess(conn: Connection, repository: str, state: str | None = None,
+              mail_id: int | None = None) -> list[tuple[str, str]]:
+    """Move the mails of ``repository`` back into the spool; → (spool name, state) each.
+
+    Each becomes an unowned spool row in :func:`restart_state` with ``tries`` 0, so a
+    running server picks it up when it next polls the spool. The repository rows are
+    removed in the same transaction.
     """
     from ..mail import new_mail_name
 
@@ -104,18 +121,51 @@ def reprocess(conn: Connection, repository: str, state: str | None = None,
     stored = [_from_row(row) for row in conn.execute(query)]
     sp = schema.spool
     now = time.time()
-    names_out = []
+    out = []
     for mail in stored:
         name = mail.name
         if conn.execute(select(sp.c.name).where(sp.c.name == name)).first() is not None:
             name = new_mail_name()
+        restart = restart_state(mail, state)
         conn.execute(insert(sp).values(
-            name=name, state=state or mail.state or "root", sender=mail.sender,
+            name=name, state=restart, sender=mail.sender,
             recipients=json.dumps(mail.recipients), attributes=json.dumps(mail.attributes),
             error_message=mail.error_message, remote_addr=mail.remote_addr,
             remote_host=mail.remote_host, helo=None, auth_user=None, blob_id=mail.blob_id,
             tries=0, not_before=0.0, created=now, last_updated=now, owner=None,
             lease_until=None))
         conn.execute(delete(_R).where(_R.c.id == mail.id))
-        names_out.append(name)
-    return names_out
+        out.append((name, restart))
+    return out
+
+
+def purge(conn: Connection, repository: str, older_than: float | None = None,
+          keep: int | None = None, now: float | None = None) -> int:
+    """Delete the mails of ``repository`` stored more than ``older_than`` seconds ago and
+    all but its newest ``keep`` (0 keeps none); → how many were deleted. None means
+    no bound of that kind."""
+    where = _R.c.repository == repository
+    removed = 0
+    if older_than is not None:
+        cutoff = (time.time() if now is None else now) - older_than
+        removed += conn.execute(delete(_R).where(where & (_R.c.created < cutoff))).rowcount
+    if keep is not None:
+        newest_gone = conn.execute(select(_R.c.id).where(where).order_by(_R.c.id.desc())
+                                   .offset(keep).limit(1)).scalar()
+        if newest_gone is not None:
+            removed += conn.execute(delete(_R).where(where & (_R.c.id <= newest_gone))
+                                    ).rowcount
+    return removed
+
+
+def apply_retention(conn: Connection, rules: dict) -> dict[str, int]:
+    """Enforce ``{repository: rule}`` (rules with ``max_age``/``max_mails``, 0 = no bound);
+    → {repository: mails purged} for those that lost any."""
+    purged = {}
+    for name, rule in rules.items():
+        if not rule.max_age and not rule.max_mails:
+            continue
+        count = purge(conn, name, rule.max_age or None, rule.max_mails or None)
+        if count:
+            purged[name] = count
+    return purged

@@ -3,7 +3,8 @@
 Parameters (James's): ``attachment`` — ``message`` (default: the whole original
 message), ``heads`` (its header only) or ``none``; ``notice`` — the text of the notice;
 ``sender`` — From: of the notice (default the postmaster); ``prefix`` — Subject prefix;
-``passThrough`` — keep processing the mail afterwards (default false: it is ghosted);
+``passThrough`` — keep processing the mail afterwards (default true, as in James, so
+the next mailet can keep a record of it in a repository; false ghosts it);
 ``bounceSizeLimit`` — at most this many octets of the original are attached (default
 50000, as Postfix's ``bounce_size_limit``; the original is never parsed whole). The
 notice is built on a mailet worker thread.
@@ -42,7 +43,7 @@ class Bounce(GenericMailet):
             "notice", self.get_init_parameter("message", DEFAULT_NOTICE)))
         self.from_address = self.get_init_parameter("sender")
         self.prefix = str(self.get_init_parameter("prefix", ""))
-        self.pass_through = self.get_bool("passThrough", False)
+        self.pass_through = self.get_bool("passThrough", True)
         self.size_limit = size_limit_parameter(self)
 
     async def service(self, mail: Mail):

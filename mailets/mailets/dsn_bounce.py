@@ -70,7 +70,8 @@ def diagnostic_of(error: dict) -> str | None:
 class DSNBounce(GenericMailet):
     """Send an RFC 3464 delivery status notification for the mail's recipients.
 
-    Parameters: ``passThrough`` (default false: the mail is ghosted afterwards),
+    Parameters: ``passThrough`` (default true, as in James: the mail goes on to the
+    next mailet; false ghosts it),
     ``sender`` (From: of the report; default the postmaster), ``messageString`` (the
     human-readable text), ``prefix`` (Subject prefix), ``bounceSizeLimit`` (octets of
     the original returned at most; default 50000).
@@ -81,7 +82,7 @@ class DSNBounce(GenericMailet):
                   "bounceSizeLimit")
 
     def init_mailet(self) -> None:
-        self.pass_through = self.get_bool("passThrough", False)
+        self.pass_through = self.get_bool("passThrough", True)
         self.from_address = self.get_init_parameter("sender")
         self.text = self.get_init_parameter(
             "messageString",

@@ -186,7 +186,8 @@ def test_reprocess_puts_mails_back_into_the_spool_unowned(db, blobs):
         repositories.store(conn, "error", _mail("m1"), ref.id)
         repositories.store(conn, "error", _mail("m2"), ref.id)
     with db.transaction() as conn:
-        assert repositories.reprocess(conn, "error", state="transport") == ["m1", "m2"]
+        assert repositories.reprocess(conn, "error", state="transport") == [
+            ("m1", "transport"), ("m2", "transport")]
     with db.transaction() as conn:
         rows = conn.execute(select(schema.spool).order_by(schema.spool.c.name)).all()
         assert repositories.names(conn) == []
