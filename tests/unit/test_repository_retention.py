@@ -129,6 +129,8 @@ def test_reprocess_into_an_unknown_processor_is_refused_naming_the_processors(
 
     path = tmp_path / "server.yaml"
     path.write_text(yaml.safe_dump(base_config(tmp_path / "var")))
+    assert main(["db", "upgrade", "--config", str(path)]) == 0
+    capsys.readouterr()
     code = main(["repository", "reprocess", "error", "--state", "transprot",
                  "--config", str(path)])
     lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
