@@ -161,13 +161,12 @@ class SMTPSession:
         self.extensions = {}
 
     async def _starttls(self, options: DeliveryOptions, helo: str) -> None:
-        reply = await self.protocol.command("STARTTLS")
+        reply = await self.protocol.start_tls(
+            _client_tls(self.host, options.verify_server_identity))
         if reply.code != 220:
             if options.starttls == "required":
                 raise HostFailure(f"{self.peer} refused STARTTLS: {reply}", reply.code)
             return
-        self.protocol.transport.startTLS(
-            _client_tls(self.host, options.verify_server_identity))
         try:
             await self._hello(helo)
         except SMTPConnectionLost as exc:

@@ -171,7 +171,10 @@ class DestinationWorker:
             return await SMTPSession.open(svc.reactor, svc.clock, host, ip, port, self.options,
                                           helo, use_tls=ip not in self.no_tls)
         except HostFailure as exc:
-            if not exc.tls_failed or self.options.starttls == "required":
+            # With verifyServerIdentity a failed handshake may be a failed verification:
+            # falling back to plaintext would hand the mail to whoever failed it.
+            if (not exc.tls_failed or self.options.starttls == "required"
+                    or self.options.verify_server_identity):
                 raise
             log.warn("{host} [{ip}]: {error}; delivering without TLS (startTLS=opportunistic)",
                      host=host, ip=ip, error=str(exc))
