@@ -45,6 +45,9 @@ ATTR_DSN_RET = "mailet_mta.dsn.ret"                 # "FULL" | "HDRS"
 ATTR_DSN_RCPT = "mailet_mta.dsn.rcpt"               # {address: {"notify": [...], "orcpt": str}}
 ATTR_SMTPUTF8 = "mailet_mta.smtp.smtputf8"          # bool: MAIL had SMTPUTF8
 ATTR_BODY = "mailet_mta.smtp.body"                  # "7BIT" | "8BITMIME" | "BINARYMIME"
+# Server-wide (IMailetContext.get_attribute): the configured smarthost as
+# {"gateways": [[host, port], …], "username": str | None} (never the password), or None.
+ATTR_SMARTHOST = "mailet_mta.smarthost"
 
 
 # -- errors -----------------------------------------------------------------------
@@ -134,6 +137,29 @@ def parse_duration(value: Any, name: str = "value", default_unit: str = "s") -> 
         raise ConfigurationError(
             f"{name} must be a duration like 30s, 500ms, 5 minutes or 1h, not {value!r}")
     return float(m.group(1)) * _unit_seconds(m.group(2) or default_unit)
+
+
+def parse_host_list(text: str | list, default_port: int, name: str = "gateway") -> list[list]:
+    """``"relay1.example, relay2.example:2525, [::1]:25"`` → [[host, port], …]."""
+    items = text if isinstance(text, (list, tuple)) else str(text).split(",")
+    out = []
+    for item in items:
+        item = str(item).strip()
+        if not item:
+            continue
+        host, port = item, default_port
+        m = re.match(r"^\[([^\]]+)\](?::(\d+))?$", item)
+        if m:
+            host, port = m.group(1), int(m.group(2) or default_port)
+        elif item.count(":") == 1:
+            host, _, port_text = item.partition(":")
+            if not port_text.isdigit():
+                raise ConfigurationError(f"{name}: {item!r} has a port that is not a number")
+            port = int(port_text)
+        if not host or not 0 < port < 65536:
+            raise ConfigurationError(f"{name}: {item!r} is not host[:port]")
+        out.append([host, port])
+    return out
 
 
 # -- interfaces --------------------------------------------------------------------

@@ -16,7 +16,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from .address import MailAddress
-from .api import ATTR_SENT_BY_MAILET, IMailetContext, Mail
+from .api import ATTR_SENT_BY_MAILET, ATTR_SMARTHOST, IMailetContext, Mail
 from .directory import Directory
 from .logging_setup import log_local_delivery
 from .mail import MAIL_POLICY
@@ -39,7 +39,10 @@ class MailetContext:
         self.server_name = config.server_name
         self.postmaster = MailAddress.parse(config.postmaster_address)
         self.log = Logger(namespace="mailet_mta.mailet")
-        self._attributes = {"mailet_mta.version": _version()}
+        from .delivery.credentials import smarthost_route
+
+        self._attributes = {"mailet_mta.version": _version(),
+                            ATTR_SMARTHOST: smarthost_route(config)}
 
     # -- lookups ------------------------------------------------------------------------
     def is_local_server(self, domain) -> bool:

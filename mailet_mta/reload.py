@@ -176,6 +176,8 @@ class Plan:
         from .address import MailAddress
 
         server.directory.postmaster = MailAddress.parse(config.postmaster_address)
+        if getattr(server, "outgoing", None) is not None:
+            server.outgoing.reconfigure(config)
         for kind, svc, cfg, context in self.listeners:
             (_apply_smtp if kind == "smtp" else _apply_pop3)(svc, cfg, context, config)
         self.notes.extend(reconfigure(config.logging))

@@ -96,7 +96,8 @@ def _gateway_session(ip):
     options = DeliveryOptions.__new__(DeliveryOptions)
     options.__dict__.update(starttls="opportunistic", username="relayuser",
                             password="s3cret", verify_server_identity=False)
-    result = collect([defer.ensureDeferred(session._start(options, "me.test", True))])
+    result = collect([defer.ensureDeferred(session._start(options, "me.test", True,
+                                                          "s3cret"))])
     proto.dataReceived(b"220 gateway.test ready\r\n")
     proto.dataReceived(b"250-gateway.test\r\n250 AUTH PLAIN LOGIN\r\n")   # no STARTTLS
     return result, transport
