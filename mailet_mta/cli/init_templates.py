@@ -151,6 +151,13 @@ def render_yaml(settings: dict) -> str:
         "# metrics:",
         "#   listen: tcp:9464:interface=127.0.0.1",
         "",
+        "# Send all outbound mail through a relay (your provider's smarthost) instead of",
+        "# each domain's MX. The password stays in this file (keep it mode 0600).",
+        "# smarthost:",
+        "#   host: relay.example.net:587",
+        "#   username: mailer",
+        "#   password: change-me",
+        "",
         "# The certificate every listener uses for STARTTLS / STLS / implicit TLS.",
         "x-tls: &tls",
         f"  certificate: {_y(s['certificate'])}",
@@ -213,6 +220,9 @@ def render_xml(settings: dict) -> str:
         "  </James>",
         f"  <storage><dataDir>{escape(s['data_dir'])}</dataDir></storage>",
         "  <logging><level>info</level><format>text</format></logging>",
+        "  <!-- All outbound mail through a relay instead of each domain's MX:",
+        "  <smarthost><host>relay.example.net:587</host><username>mailer</username>",
+        "    <password>change-me</password></smarthost> -->",
     ]
     tls = (f"<tls><certificate>{escape(s['certificate'])}</certificate>"
            f"<privateKey>{escape(s['private_key'])}</privateKey></tls>")
