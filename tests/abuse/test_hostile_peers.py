@@ -28,9 +28,7 @@ def ports():
     opened = []
 
     def start(factory):
-        port = listen(factory)
-        opened.append(port)
-        factory.address = f"127.0.0.1:{port.getHost().port}"
+        opened.append(listen(factory))
         return factory
 
     yield start

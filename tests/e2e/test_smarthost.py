@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import email
 import json
-import poplib
 import smtplib
 import socket
 
-from tests.support.server import ServerProcess, base_config, wait_for
+from tests.support.server import ServerProcess, base_config, pop3_messages, wait_for
 
 PASSWORD = "user-pass-123"
 RELAY_PASSWORD = "smarthost-secret-987"
@@ -23,13 +22,7 @@ def free_port() -> int:
 
 
 def pop3(srv, user):
-    box = poplib.POP3("127.0.0.1", srv.port("pop3"), timeout=10)
-    try:
-        box.user(user)
-        box.pass_(PASSWORD)
-        return [b"\r\n".join(box.retr(i + 1)[1]) for i in range(box.stat()[0])]
-    finally:
-        box.quit()
+    return pop3_messages(srv, user, PASSWORD)
 
 
 def queued(a) -> list[dict]:
