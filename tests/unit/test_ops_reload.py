@@ -138,3 +138,14 @@ def load_config_text_processors():
 
     return load_config_text(yaml.safe_dump({"spoolmanager": {"processors": PROCESSORS}}),
                             "yaml").spoolmanager.processors
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_changed_smarthost_password_applies_to_the_next_delivery(running):
+    server, path = running
+    assert server.outgoing.credentials.password("relay.example.net", 587, "mailer") is None
+    write_config(path, server.data_dir, smarthost={
+        "host": "relay.example.net:587", "username": "mailer", "password": "new-secret"})
+    assert await server.reload() is True
+    assert server.outgoing.credentials.password("relay.example.net", 587,
+                                                "mailer") == "new-secret"
