@@ -39,10 +39,7 @@ class MailetContext:
         self.server_name = config.server_name
         self.postmaster = MailAddress.parse(config.postmaster_address)
         self.log = Logger(namespace="mailet_mta.mailet")
-        from .delivery.credentials import smarthost_route
-
-        self._attributes = {"mailet_mta.version": _version(),
-                            ATTR_SMARTHOST: smarthost_route(config)}
+        self._attributes = server_attributes(config)
 
     # -- lookups ------------------------------------------------------------------------
     def is_local_server(self, domain) -> bool:
@@ -149,6 +146,13 @@ class MailetContext:
                               disposition="inline")
         out = Mail(sender=None, recipients=[mail.sender], message=notice)
         return self.send_mail(out, "root")
+
+
+def server_attributes(config) -> dict:
+    """The server-wide attributes mailets read with ``get_attribute``."""
+    from .delivery.credentials import smarthost_route
+
+    return {"mailet_mta.version": _version(), ATTR_SMARTHOST: smarthost_route(config)}
 
 
 def _version() -> str:

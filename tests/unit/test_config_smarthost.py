@@ -82,3 +82,28 @@ def test_a_wrong_smarthost_names_the_key_and_the_line(body, message):
         load_config_text("servernames: [example.com]\n" + body + "\n", "yaml")
     assert message in str(err.value)
     assert ":2" in str(err.value)
+
+
+def test_check_config_builds_remote_delivery_with_the_smarthost():
+    from mailet_mta.cli.check_config import _CheckContext
+    from mailet_mta.spool.processor import Pipeline
+
+    cfg = load_config_text(YAML + """\
+spoolmanager:
+  processors:
+    root: [{match: All, class: RemoteDelivery, parameters: {bounceProcessor: error}}]
+    error: [{match: All, class: Null}]
+""", "yaml")
+    pipeline = Pipeline(cfg.spoolmanager, _CheckContext(cfg))
+    try:
+        mailet = next(m for m in _mailets(pipeline) if type(m).__name__ == "RemoteDelivery")
+        assert mailet.options["gateways"][0] == ["relay.example.net", 587]
+        assert mailet.options["gatewayUsername"] == "mailer"
+    finally:
+        pipeline.destroy()
+
+
+def _mailets(pipeline):
+    for processor in pipeline.processors.values():
+        for pair in processor.pairs:
+            yield pair.mailet
