@@ -13,6 +13,15 @@ import textwrap
 from xml.sax.saxutils import escape, quoteattr
 
 RELAY_SCHEDULE = "5*5 minutes, 3*1 hour, 3*6 hours"
+SMARTHOST_YAML = (
+    "# Send all outbound mail through a relay (your provider's smarthost) instead of",
+    "# each domain's MX. The password stays in this file (keep it mode 0600).",
+    "# smarthost:",
+    "#   host: relay.example.net:587",
+    "#   username: mailer",
+    "#   password: change-me",
+    "",
+)
 
 
 def standard_pipeline(remote: bool) -> dict:
@@ -151,13 +160,7 @@ def render_yaml(settings: dict) -> str:
         "# metrics:",
         "#   listen: tcp:9464:interface=127.0.0.1",
         "",
-        "# Send all outbound mail through a relay (your provider's smarthost) instead of",
-        "# each domain's MX. The password stays in this file (keep it mode 0600).",
-        "# smarthost:",
-        "#   host: relay.example.net:587",
-        "#   username: mailer",
-        "#   password: change-me",
-        "",
+        *SMARTHOST_YAML,
         "# The certificate every listener uses for STARTTLS / STLS / implicit TLS.",
         "x-tls: &tls",
         f"  certificate: {_y(s['certificate'])}",
