@@ -10,6 +10,8 @@ later), and nothing is delivered or sent in clear that should not be.
 
 from __future__ import annotations
 
+import resource
+
 import pytest
 import pytest_twisted
 
@@ -57,6 +59,7 @@ async def test_endless_ehlo_continuation_is_cut_off_and_the_destination_deferred
         tmp_path, ports):
     peer = ports(HostileNextHop("endless"))
     h = DeliveryHarness(tmp_path, {"example.com": [peer.address]})
+    peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss      # KiB
     h.start()
     try:
         await h.enqueue("alice@origin.test", ["bob@example.com"], make_message(),
@@ -67,6 +70,8 @@ async def test_endless_ehlo_continuation_is_cut_off_and_the_destination_deferred
         # What the peer could write before the client hung up: the capped reply plus
         # what the loopback socket buffers hold; on an unbounded client, hundreds of MB.
         assert peer.written < 32 * 1024 * 1024
+        grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak_before
+        assert grown < 64 * 1024, f"peak memory grew by {grown} KiB"
         assert not any(c.startswith("MAIL") for c in peer.commands)
         assert h.injected == []
     finally:
