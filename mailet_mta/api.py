@@ -33,7 +33,7 @@ __all__ = [
     "ATTR_AUTH_USER", "ATTR_HELO", "ATTR_REMOTE_ADDR", "ATTR_TLS", "ATTR_SENT_BY_MAILET",
     "ATTR_AUTH_NETWORK", "ATTR_DSN_ENVID", "ATTR_DSN_RET", "ATTR_DSN_RCPT",
     "ATTR_SMTPUTF8", "ATTR_BODY", "ATTR_RECIPIENT_HEADERS",
-    "ATTR_ERROR_PROCESSOR",
+    "ATTR_ERROR_PROCESSOR", "ATTR_SMARTHOST", "parse_host_list",
 ]
 
 # -- well-known mail attributes -------------------------------------------------
@@ -52,6 +52,9 @@ ATTR_BODY = "mailet_mta.smtp.body"                  # "7BIT" | "8BITMIME" | "BIN
 # message stored for that recipient only (James's per-recipient headers).
 ATTR_RECIPIENT_HEADERS = "mailet_mta.recipient_headers"
 ATTR_ERROR_PROCESSOR = "mailet_mta.error.processor"  # str: processor left for "error"
+# Server-wide (IMailetContext.get_attribute): the configured smarthost as
+# {"gateways": [[host, port], …], "username": str | None} (never the password), or None.
+ATTR_SMARTHOST = "mailet_mta.smarthost"
 
 
 # -- errors -----------------------------------------------------------------------
@@ -141,6 +144,29 @@ def parse_duration(value: Any, name: str = "value", default_unit: str = "s") -> 
         raise ConfigurationError(
             f"{name} must be a duration like 30s, 500ms, 5 minutes or 1h, not {value!r}")
     return float(m.group(1)) * _unit_seconds(m.group(2) or default_unit)
+
+
+def parse_host_list(text: str | list, default_port: int, name: str = "gateway") -> list[list]:
+    """``"relay1.example, relay2.example:2525, [::1]:25"`` → [[host, port], …]."""
+    items = text if isinstance(text, (list, tuple)) else str(text).split(",")
+    out = []
+    for item in items:
+        item = str(item).strip()
+        if not item:
+            continue
+        host, port = item, default_port
+        m = re.match(r"^\[([^\]]+)\](?::(\d+))?$", item)
+        if m:
+            host, port = m.group(1), int(m.group(2) or default_port)
+        elif item.count(":") == 1:
+            host, _, port_text = item.partition(":")
+            if not port_text.isdigit():
+                raise ConfigurationError(f"{name}: {item!r} has a port that is not a number")
+            port = int(port_text)
+        if not host or not 0 < port < 65536:
+            raise ConfigurationError(f"{name}: {item!r} is not host[:port]")
+        out.append([host, port])
+    return out
 
 
 # -- interfaces --------------------------------------------------------------------

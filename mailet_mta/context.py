@@ -16,7 +16,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from .address import MailAddress
-from .api import ATTR_SENT_BY_MAILET, IMailetContext, Mail
+from .api import ATTR_SENT_BY_MAILET, ATTR_SMARTHOST, IMailetContext, Mail
 from .directory import Directory
 from .logging_setup import log_local_delivery
 from .mail import MAIL_POLICY
@@ -40,7 +40,7 @@ class MailetContext:
         self.server_name = config.server_name
         self.postmaster = MailAddress.parse(config.postmaster_address)
         self.log = Logger(namespace="mailet_mta.mailet")
-        self._attributes = {"mailet_mta.version": _version()}
+        self._attributes = server_attributes(config)
 
     # -- lookups ------------------------------------------------------------------------
     def is_local_server(self, domain) -> bool:
@@ -150,6 +150,13 @@ class MailetContext:
                               disposition="inline")
         out = Mail(sender=None, recipients=[mail.sender], message=notice)
         return self.send_mail(out, "root")
+
+
+def server_attributes(config) -> dict:
+    """The server-wide attributes mailets read with ``get_attribute``."""
+    from .delivery.credentials import smarthost_route
+
+    return {"mailet_mta.version": _version(), ATTR_SMARTHOST: smarthost_route(config)}
 
 
 def _version() -> str:

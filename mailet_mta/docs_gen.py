@@ -69,6 +69,15 @@ SECTIONS = [
                       "timeout": "10s"},
             intro="In XML, `servers` holds `<server>` elements and `hosts` holds "
                   '`<host domain="example.org">mx1.example.org, mx2.example.org</host>`.'),
+    Section("smarthost", ["smarthost"], ["config", "smarthost"], m.SmarthostConfig,
+            b.SMARTHOST_KEYS,
+            examples={"host": "relay.example.net:587", "username": "mailer",
+                      "password": "change-me"},
+            intro="Every outbound mail goes through this relay (RemoteDelivery's "
+                  "`gateway` parameters override it for that mailet). The password is "
+                  "read from this file when a mail is delivered, never stored with it; "
+                  "it is sent only after STARTTLS unless the relay is on loopback. See "
+                  "docs/operations.md, Smarthost."),
     Section("logging", ["logging"], ["config", "logging"], m.LoggingConfig, b.LOGGING_KEYS,
             examples={"level": "info", "format": "json",
                       "file": "/var/log/mailet-mta/mailet-mta.log"}),

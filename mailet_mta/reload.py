@@ -175,6 +175,8 @@ class Plan:
         from .directory import configured_mappings
 
         server.directory.reconfigure(config, configured_mappings(config.spoolmanager))
+        if getattr(server, "outgoing", None) is not None:
+            server.outgoing.reconfigure(config)
         for kind, svc, cfg, context in self.listeners:
             (_apply_smtp if kind == "smtp" else _apply_pop3)(svc, cfg, context, config)
         if getattr(server, "authenticator", None) is not None:

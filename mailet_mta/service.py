@@ -104,9 +104,12 @@ class MailServer(MultiService):
 
         self.resolver = Resolver(self.config.dns)
         self.context.resolver = self.resolver
-        self.outgoing = OutgoingQueueService(self.db, self.blobs, self.resolver,
-                                             self.spool.inject, self.node_name,
-                                             helo_name=self.config.server_name)
+        from .delivery.credentials import RelayCredentials
+
+        self.outgoing = OutgoingQueueService(
+            self.db, self.blobs, self.resolver, self.spool.inject, self.node_name,
+            helo_name=self.config.server_name,
+            credentials=RelayCredentials.from_config(self.config))
         self.context.outgoing = self.outgoing
         self.outgoing.setServiceParent(self)
 

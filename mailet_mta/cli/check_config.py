@@ -73,6 +73,11 @@ class _CheckContext:
         self.postmaster = MailAddress.parse(config.postmaster_address)
         self.log = Logger(namespace="mailet_mta.check")
 
+    def get_attribute(self, name):
+        from ..context import server_attributes
+
+        return server_attributes(self.config).get(name)
+
     def __getattr__(self, name):
         def unavailable(*_a, **_k):
             raise RuntimeError(f"{name} is not available while checking a configuration")

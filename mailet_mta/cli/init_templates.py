@@ -17,6 +17,15 @@ RELAY_SCHEDULE = "5*5 minutes, 3*1 hour, 3*6 hours"
 # the error repository is not: it holds mail that was neither delivered nor bounced.
 RETENTION = {name: ("30 days", 10000) for name in ("relay-denied", "address-error",
                                                    "rrt-error")}
+SMARTHOST_YAML = (
+    "# Send all outbound mail through a relay (your provider's smarthost) instead of",
+    "# each domain's MX. The password stays in this file (keep it mode 0600).",
+    "# smarthost:",
+    "#   host: relay.example.net:587",
+    "#   username: mailer",
+    "#   password: change-me",
+    "",
+)
 
 
 def standard_pipeline(remote: bool) -> dict:
@@ -173,6 +182,7 @@ def render_yaml(settings: dict) -> str:
         "# metrics:",
         "#   listen: tcp:9464:interface=127.0.0.1",
         "",
+        *SMARTHOST_YAML,
         "# The certificate every listener uses for STARTTLS / STLS / implicit TLS.",
         "x-tls: &tls",
         f"  certificate: {_y(s['certificate'])}",
@@ -243,6 +253,9 @@ def render_xml(settings: dict) -> str:
           for name, (age, count) in RETENTION.items()],
         "    </retention>",
         "  </repositories>",
+        "  <!-- All outbound mail through a relay instead of each domain's MX:",
+        "  <smarthost><host>relay.example.net:587</host><username>mailer</username>",
+        "    <password>change-me</password></smarthost> -->",
     ]
     tls = (f"<tls><certificate>{escape(s['certificate'])}</certificate>"
            f"<privateKey>{escape(s['private_key'])}</privateKey></tls>")

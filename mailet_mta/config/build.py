@@ -13,9 +13,11 @@ from typing import Any, Callable
 from . import values as v
 from dataclasses import dataclass
 
+from ..api import ConfigurationError, parse_host_list
 from .model import (
-    AuthThrottleConfig, DNSConfig, LoggingConfig, MailetSpec, MatcherSpec, POP3ServerConfig, ProcessorSpec,
-    ServerConfig, SMTPServerConfig, SpoolManagerConfig, StorageConfig, TLSConfig,
+    AuthThrottleConfig, DNSConfig, LoggingConfig, MailetSpec, MatcherSpec, POP3ServerConfig,
+    ProcessorSpec, ServerConfig, SmarthostConfig, SMTPServerConfig, SpoolManagerConfig,
+    StorageConfig, TLSConfig,
 )
 from .tree import Node, attempt, fail, suggestion
 from .model import doc
@@ -104,6 +106,35 @@ DNS_KEYS: Table = {
 def build_dns(node: Node, what: str) -> DNSConfig:
     cfg = DNSConfig(source=node.source)
     read_keys(node, what, DNS_KEYS, cfg)
+    return cfg
+
+
+SMARTHOST_KEYS: Table = {
+    **keys("hosts", v.string_list, "host", "hosts"),
+    **keys("port", v.integer(1), "port"),
+    **keys("username", v.optional_text, "username"),
+    **keys("password", v.optional_text, "password"),
+}
+
+
+def build_smarthost(node: Node, what: str) -> SmarthostConfig:
+    """``smarthost: {host: relay.example.net:587, username: …, password: …}``."""
+    cfg = SmarthostConfig(source=node.source)
+    read_keys(node, what, SMARTHOST_KEYS, cfg)
+    if not cfg.hosts:
+        fail(f"{what} needs host (the relay as host[:port], e.g. host: "
+             f"relay.example.net:587)", node.source)
+    if cfg.port > 65535:
+        fail(f"{what}.port must be 1..65535, not {cfg.port}", node.source)
+    try:
+        parse_host_list(cfg.hosts, cfg.port, f"{what}.host")
+    except ConfigurationError as exc:
+        fail(exc.message, node.source)
+    if (cfg.username is None) != (cfg.password is None):
+        missing = "password" if cfg.password is None else "username"
+        fail(f"{what} has {'username' if missing == 'password' else 'password'} but no "
+             f"{missing}; give both (or neither, for a relay that needs no AUTH)",
+             node.source)
     return cfg
 
 
@@ -431,6 +462,7 @@ TOP_KEYS: Table = {
     **keys("pop3servers", build_listeners("pop3", POP3ServerConfig, POP3_KEYS),
            "pop3servers", "pop3server"),
     **keys("dns", build_dns, "dns"),
+    **keys("smarthost", build_smarthost, "smarthost"),
     **keys("logging", build_logging, "logging"),
     **keys("auth_throttle", build_auth_throttle, "authThrottle", "auth_throttle"),
     **keys("extra", lambda n, w: mapping(n, w) and n.to_python(), "extra"),

@@ -194,6 +194,21 @@ class DNSConfig:
 
 
 @dataclass
+class SmarthostConfig:
+    """The relay host every outbound mail goes through (Postfix's ``relayhost``)."""
+
+    hosts: list[str] = doc("host[:port] of the relay; several are tried in order",
+                           default_factory=list)
+    port: int = doc("port of a host written without one (587 for submission)",
+                    default=25)
+    username: str | None = doc("AUTH user at the relay; sent only over TLS unless the "
+                               "relay is on loopback", default=None)
+    password: str | None = doc("AUTH password; read from this file at delivery time, "
+                               "never stored with a queued mail", default=None)
+    source: str | None = None
+
+
+@dataclass
 class LoggingConfig:
     level: str = doc("debug | info | warn | error", default="info")
     file: str | None = doc("log file; default stdout", default=None)
@@ -216,6 +231,9 @@ class ServerConfig:
     dns: DNSConfig = doc("resolver settings", default_factory=DNSConfig)
     auth_throttle: AuthThrottleConfig = doc("login throttling per client address",
                                             default_factory=AuthThrottleConfig)
+    smarthost: SmarthostConfig | None = doc(
+        "relay host for all outbound mail (RemoteDelivery's gateway unless its own "
+        "parameters set one); none: each domain's MX", default=None)
     logging: LoggingConfig = doc("log output", default_factory=LoggingConfig)
     extra: dict[str, Any] = doc("sections other subsystems read (e.g. metrics)",
                                 default_factory=dict)

@@ -18,6 +18,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from . import queue_store
+from .credentials import RelayCredentials
 from .options import DeliveryOptions
 from .worker import Destination, DestinationWorker
 
@@ -28,6 +29,7 @@ class OutgoingQueueService(service.Service):
     """Delivers the ``outgoing`` table: a twisted Service (start/stop with the server).
 
     ``inject(mail) -> Deferred`` puts a bounce or onSuccess mail into the spool.
+    ``credentials`` holds the gateway passwords (from the configuration, never the queue).
     ``clock`` schedules polls, retries and reply timeouts; ``reactor`` makes the
     connections.
     """
@@ -37,7 +39,8 @@ class OutgoingQueueService(service.Service):
     def __init__(self, db, blobs, resolver, inject, node_name: str, clock=None,
                  concurrency: int = 20, per_destination: int = 3, *, reactor=None,
                  helo_name: str | None = None, poll_interval: float = 5.0,
-                 lease: float = 900.0, claim_batch: int = 200):
+                 lease: float = 900.0, claim_batch: int = 200,
+                 credentials: RelayCredentials | None = None):
         from twisted.internet import reactor as default_reactor
 
         self.db = db
@@ -53,6 +56,7 @@ class OutgoingQueueService(service.Service):
         self.poll_interval = poll_interval
         self.lease = lease
         self.claim_batch = claim_batch
+        self.credentials = credentials if credentials is not None else RelayCredentials()
         self.destinations: dict[tuple, Destination] = {}
         self.workers: set[defer.Deferred] = set()
         self.pending_writes: set[defer.Deferred] = set()
@@ -80,6 +84,11 @@ class OutgoingQueueService(service.Service):
             yield self.db.write(_release, waiting, self.node_name)
         yield defer.DeferredList(list(self.workers))
         yield defer.DeferredList(list(self.pending_writes))
+
+    def reconfigure(self, config) -> None:
+        """A reloaded configuration: its gateway passwords apply from the next
+        connection on."""
+        self.credentials = RelayCredentials.from_config(config)
 
     def wake(self) -> None:
         """Deliver due entries now (call after enqueueing)."""

@@ -106,8 +106,10 @@ class SMTPSession:
     # -- opening ---------------------------------------------------------------------------
     @classmethod
     async def open(cls, reactor, clock, host: str, ip: str, port: int,
-                   options: DeliveryOptions, helo: str, use_tls: bool = True):
-        """Connect and get ready for MAIL; raises HostFailure."""
+                   options: DeliveryOptions, helo: str, use_tls: bool = True,
+                   password: str | None = None):
+        """Connect and get ready for MAIL (logging in as ``options.username`` with
+        ``password`` when a user is set); raises HostFailure."""
         endpoint_type = (TCP6ClientEndpoint if ipaddress.ip_address(ip).version == 6
                          else TCP4ClientEndpoint)
         endpoint = endpoint_type(reactor, ip, port, timeout=options.connection_timeout)
@@ -118,7 +120,7 @@ class SMTPSession:
             raise HostFailure(f"cannot connect to {host} [{ip}]:{port}: {exc}") from None
         session = cls(protocol, host, ip, port)
         try:
-            await session._start(options, helo, use_tls)
+            await session._start(options, helo, use_tls, password)
         except SMTPConnectionLost as exc:
             raise HostFailure(f"{session.peer}: {exc}") from None
         except BaseException:
@@ -126,7 +128,8 @@ class SMTPSession:
             raise
         return session
 
-    async def _start(self, options: DeliveryOptions, helo: str, use_tls: bool) -> None:
+    async def _start(self, options: DeliveryOptions, helo: str, use_tls: bool,
+                     password: str | None = None) -> None:
         greeting = await self.protocol.greeting
         if greeting.code != 220:
             await self.quit()
@@ -143,7 +146,7 @@ class SMTPSession:
                 await self.quit()
                 raise HostFailure(f"{self.peer}: not sending the gateway password over an "
                                   f"unencrypted connection; the gateway must offer STARTTLS")
-            await self._auth(options.username, options.password or "")
+            await self._auth(options.username, password or "")
 
     async def _hello(self, helo: str) -> None:
         reply = await self.protocol.command(f"EHLO {helo}")
@@ -161,13 +164,12 @@ class SMTPSession:
         self.extensions = {}
 
     async def _starttls(self, options: DeliveryOptions, helo: str) -> None:
-        reply = await self.protocol.command("STARTTLS")
+        reply = await self.protocol.start_tls(
+            _client_tls(self.host, options.verify_server_identity))
         if reply.code != 220:
             if options.starttls == "required":
                 raise HostFailure(f"{self.peer} refused STARTTLS: {reply}", reply.code)
             return
-        self.protocol.transport.startTLS(
-            _client_tls(self.host, options.verify_server_identity))
         try:
             await self._hello(helo)
         except SMTPConnectionLost as exc:

@@ -164,20 +164,41 @@ class DestinationWorker:
         self.down[(host, port)] = failure
         raise failure
 
+    def _password(self, host: str, port: int) -> str | None:
+        """The gateway password: from the configuration (a row queued by an older
+        version may still carry its own); HostFailure when none is configured."""
+        options = self.options
+        if options.username is None:
+            return None
+        if options.password is not None:
+            return options.password
+        password = self.service.credentials.password(host, port, options.username)
+        if password is None:
+            raise HostFailure(f"{host}:{port}: no password is configured for the gateway "
+                              f"user {options.username}; set smarthost.password, or "
+                              f"gatewayPassword next to the RemoteDelivery gateway")
+        return password
+
     async def _open(self, host: str, ip: str, port: int) -> SMTPSession:
         svc = self.service
         helo = self.options.helo_name or svc.helo_name
+        password = self._password(host, port)
         try:
             return await SMTPSession.open(svc.reactor, svc.clock, host, ip, port, self.options,
-                                          helo, use_tls=ip not in self.no_tls)
+                                          helo, use_tls=ip not in self.no_tls,
+                                          password=password)
         except HostFailure as exc:
-            if not exc.tls_failed or self.options.starttls == "required":
+            # With verifyServerIdentity a failed handshake may be a failed verification:
+            # falling back to plaintext would hand the mail to whoever failed it.
+            if (not exc.tls_failed or self.options.starttls == "required"
+                    or self.options.verify_server_identity):
                 raise
             log.warn("{host} [{ip}]: {error}; delivering without TLS (startTLS=opportunistic)",
                      host=host, ip=ip, error=str(exc))
             self.no_tls.add(ip)
             return await SMTPSession.open(svc.reactor, svc.clock, host, ip, port,
-                                          self.options, helo, use_tls=False)
+                                          self.options, helo, use_tls=False,
+                                          password=password)
 
     def _envelope(self, entry: QueueEntry, recipients: list[str]) -> Envelope:
         attrs = entry.attributes

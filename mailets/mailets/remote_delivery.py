@@ -5,14 +5,20 @@ The parameters are James's (``RemoteDeliveryConfiguration``): ``outgoing``,
 ``connectiontimeout``, ``sendpartial``, ``bounceProcessor``, ``onSuccess``, ``gateway``,
 ``gatewayPort``, ``gatewayUsername``, ``gatewayPassword``, ``startTLS``,
 ``verifyServerIdentity``, ``heloName``. They are checked at start-up and stored with each
-queue entry as a JSON object, so a queued mail keeps the settings it was queued with.
+queue entry as a JSON object, so a queued mail keeps the settings it was queued with —
+except the gateway password, which stays in the configuration and is looked up when
+the mail is delivered.
+
+Without a ``gateway`` parameter the server's ``smarthost`` (a top-level configuration
+key) is the gateway; without either, mail goes to each recipient domain's MX.
 """
 
 from __future__ import annotations
 
 import re
 
-from mailet_mta.api import ConfigurationError, GenericMailet, Mail
+from mailet_mta.api import (ATTR_SMARTHOST, ConfigurationError, GenericMailet, Mail,
+                            parse_host_list)
 
 DEFAULT_DELAY = 6 * 3600.0          # James: one retry after six hours
 DEFAULT_MAX_RETRIES = 5
@@ -56,30 +62,6 @@ def parse_delay_time(text: str | list, name: str = "delayTime") -> list[float]:
     return delays
 
 
-def parse_gateways(text: str | list, default_port: int,
-                   name: str = "gateway") -> list[list]:
-    """``"relay1.example, relay2.example:2525, [::1]:25"`` → [[host, port], …]."""
-    items = text if isinstance(text, (list, tuple)) else str(text).split(",")
-    out = []
-    for item in items:
-        item = str(item).strip()
-        if not item:
-            continue
-        host, port = item, default_port
-        m = re.match(r"^\[([^\]]+)\](?::(\d+))?$", item)
-        if m:
-            host, port = m.group(1), int(m.group(2) or default_port)
-        elif item.count(":") == 1:
-            host, _, port_text = item.partition(":")
-            if not port_text.isdigit():
-                raise ConfigurationError(f"{name}: {item!r} has a port that is not a number")
-            port = int(port_text)
-        if not host or not 0 < port < 65536:
-            raise ConfigurationError(f"{name}: {item!r} is not host[:port]")
-        out.append([host, port])
-    return out
-
-
 class RemoteDelivery(GenericMailet):
     """Queue the mail for delivery to its recipients' mail servers (or a gateway).
 
@@ -120,13 +102,7 @@ class RemoteDelivery(GenericMailet):
             self._fail(f"startTLS must be opportunistic, required or false, not "
                        f"{starttls_text!r}")
         verify_default = starttls == "required"
-        gateways = self._gateways()
-        username = self.get_init_parameter("gatewayUsername")
-        password = self.get_init_parameter("gatewayPassword")
-        if (username is None) != (password is None):
-            self._fail("gatewayUsername and gatewayPassword must be given together")
-        if username is not None and not gateways:
-            self._fail("gatewayUsername needs a gateway")
+        gateways, username = self._route()
         on_success = self.get_init_parameter("onSuccess")
         return {
             "delays": delays,
@@ -138,8 +114,7 @@ class RemoteDelivery(GenericMailet):
             "bounceProcessor": str(self.get_init_parameter("bounceProcessor", "bounces")),
             "onSuccess": str(on_success) if on_success else None,
             "gateways": gateways,
-            "gatewayUsername": str(username) if username is not None else None,
-            "gatewayPassword": str(password) if password is not None else None,
+            "gatewayUsername": username,
             "startTLS": starttls,
             "verifyServerIdentity": self.get_bool("verifyServerIdentity", verify_default),
             "heloName": (str(self.get_init_parameter("heloName")).strip()
@@ -154,6 +129,25 @@ class RemoteDelivery(GenericMailet):
             self._fail(f"{name} must be greater than zero")
         return value
 
+    def _route(self) -> tuple[list, str | None]:
+        """The gateways and AUTH user: this mailet's ``gateway`` parameters, else the
+        server's smarthost, else none (each domain's MX). The password is never part of
+        the options: the outgoing queue reads it from the configuration at delivery."""
+        gateways = self._gateways()
+        username = self.get_init_parameter("gatewayUsername")
+        password = self.get_init_parameter("gatewayPassword")
+        if (username is None) != (password is None):
+            self._fail("gatewayUsername and gatewayPassword must be given together")
+        if gateways:
+            return gateways, str(username) if username is not None else None
+        if username is not None:
+            self._fail("gatewayUsername needs a gateway")
+        smarthost = (self.context.get_attribute(ATTR_SMARTHOST)
+                     if self.context is not None else None)
+        if smarthost:
+            return [list(g) for g in smarthost["gateways"]], smarthost.get("username")
+        return [], None
+
     def _gateways(self) -> list:
         gateway = self.get_init_parameter("gateway")
         if gateway is None or not str(gateway).strip():
@@ -162,7 +156,7 @@ class RemoteDelivery(GenericMailet):
         if not 0 < port < 65536:
             self._fail(f"gatewayPort must be 1-65535, not {port}")
         try:
-            return parse_gateways(gateway, port)
+            return parse_host_list(gateway, port)
         except ConfigurationError as exc:
             self._fail(exc.message)
 

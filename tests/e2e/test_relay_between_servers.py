@@ -4,12 +4,11 @@ B delivers locally, and the mail is read back over POP3 on B. Bounces come back 
 from __future__ import annotations
 
 import email
-import poplib
 import smtplib
 
 import pytest
 
-from tests.support.server import ServerProcess, base_config, wait_for
+from tests.support.server import ServerProcess, base_config, pop3_messages, wait_for
 
 PASSWORD = "relay-pass-123"
 
@@ -34,13 +33,7 @@ def pair(tmp_path):
 
 
 def pop3(srv, user):
-    box = poplib.POP3("127.0.0.1", srv.port("pop3"), timeout=10)
-    try:
-        box.user(user)
-        box.pass_(PASSWORD)
-        return [b"\r\n".join(box.retr(i + 1)[1]) for i in range(box.stat()[0])]
-    finally:
-        box.quit()
+    return pop3_messages(srv, user, PASSWORD)
 
 
 def test_authenticated_mail_is_relayed_to_the_other_server_and_read_there(pair):

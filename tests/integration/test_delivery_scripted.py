@@ -12,6 +12,7 @@ from twisted.internet import task
 
 from mailet_mta.api import ATTR_BODY
 from mailet_mta.config.model import TLSConfig
+from mailet_mta.delivery.credentials import RelayCredentials
 from mailet_mta.tls import server_context
 from tests.support.certs import make_cert
 from tests.support.delivery_harness import DeliveryHarness, listen, make_message
@@ -183,13 +184,15 @@ async def test_starttls_offered_is_used_without_verification_by_default(tmp_path
 async def test_opportunistic_tls_falls_back_to_plain_when_the_handshake_fails(tmp_path, peer):
     cert, key = make_cert(tmp_path / "certs")
     smtp = peer(tls_context=server_context(TLSConfig(certificate=str(cert),
-                                                     private_key=str(key))))
+                                                     private_key=str(key))), tls_broken=True)
     h = DeliveryHarness(tmp_path, {"example.com": [smtp.address]})
     h.start()
     try:
-        # The self-signed certificate fails verification: the handshake breaks.
+        # The peer hangs up instead of the handshake; without verifyServerIdentity the
+        # mail goes in clear on a second connection (a verification failure never does:
+        # see tests/abuse/test_hostile_peers.py).
         await h.enqueue("alice@origin.test", ["bob@example.com"], make_message(),
-                        options={"startTLS": "opportunistic", "verifyServerIdentity": True})
+                        options={"startTLS": "opportunistic", "verifyServerIdentity": False})
         await h.until(lambda: smtp.messages, what="delivery")
         assert smtp.messages[0].tls is False
         assert smtp.connections == 2
@@ -217,7 +220,8 @@ async def test_required_starttls_not_offered_is_not_delivered_and_bounces(tmp_pa
 
 
 @pytest_twisted.ensureDeferred
-async def test_gateway_credentials_are_used_when_the_gateway_requires_auth(tmp_path, peer):
+async def test_a_row_queued_with_its_own_gateway_password_still_delivers(tmp_path, peer):
+    # Rows written before passwords moved out of the queue carry gatewayPassword.
     smtp = peer(auth=("relayuser", "s3cret"))
     host, port = smtp.address.split(":")
     h = DeliveryHarness(tmp_path, {})
@@ -331,5 +335,50 @@ async def test_a_backlog_for_one_destination_uses_per_destination_connections(tm
         await h.until(lambda: len(smtp.messages) == 6, what="six deliveries")
         assert smtp.connections == 2
         assert sorted({m.connection for m in smtp.messages}) == [0, 1]
+    finally:
+        await h.stop()
+
+
+def credentials(host, port, user, password) -> RelayCredentials:
+    table = RelayCredentials()
+    table.add(host, int(port), user, password)
+    return table
+
+
+@pytest_twisted.ensureDeferred
+async def test_gateway_password_is_looked_up_in_the_configuration_at_delivery(tmp_path,
+                                                                            peer):
+    smtp = peer(auth=("relayuser", "s3cret"))
+    host, port = smtp.address.split(":")
+    h = DeliveryHarness(tmp_path, {}, credentials=credentials(host, port, "relayuser",
+                                                              "s3cret"))
+    h.start()
+    try:
+        await h.enqueue("alice@origin.test", ["bob@example.com"], make_message(), options={
+            "gateways": [[host, int(port)]], "gatewayUsername": "relayuser"})
+        await h.until(lambda: smtp.messages, what="delivery through the gateway")
+        assert smtp.messages[0].auth == "relayuser"
+    finally:
+        await h.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_gateway_user_without_a_configured_password_is_deferred_unsent(tmp_path,
+                                                                             peer):
+    smtp = peer(auth=("relayuser", "s3cret"))
+    host, port = smtp.address.split(":")
+    h = DeliveryHarness(tmp_path, {}, credentials=credentials(host, port, "other", "x"))
+    h.start()
+    try:
+        await h.enqueue("alice@origin.test", ["bob@example.com"], make_message(), options={
+            "gateways": [[host, int(port)]], "gatewayUsername": "relayuser",
+            "delays": [3600.0]})
+        rows = await h.until(lambda: h.rows().addCallback(
+            lambda r: r if r and r[0].attempts == 1 and r[0].owner is None else None),
+            what="the deferral")
+        assert "no password is configured for the gateway user relayuser" in \
+            rows[0].last_error
+        assert "smarthost.password" in rows[0].last_error
+        assert smtp.connections == 0 and smtp.messages == []
     finally:
         await h.stop()

@@ -103,5 +103,8 @@ class DeliveryHarness:
 
 
 def listen(factory, context=None):
-    """Listen ``factory`` on 127.0.0.1:0; returns the port object."""
-    return reactor.listenTCP(0, factory, interface="127.0.0.1")
+    """Listen ``factory`` on 127.0.0.1:0; returns the port object and sets
+    ``factory.address`` to ``"127.0.0.1:PORT"``."""
+    port = reactor.listenTCP(0, factory, interface="127.0.0.1")
+    factory.address = f"127.0.0.1:{port.getHost().port}"
+    return port

@@ -42,6 +42,8 @@ class ScriptedSMTPFactory(protocol.Factory):
     data_replies: list[str] = field(default_factory=list)    # consumed per end of DATA
     drop_in_data: int = 0                      # drop this many transactions mid-DATA
     greeting: str = "220 scripted.test ESMTP"
+    starttls_injection: bytes = b""            # plaintext sent right after the 220
+    tls_broken: bool = False                   # close after the 220 instead of TLS
     ehlo_supported: bool = True
 
     def __post_init__(self):
@@ -122,6 +124,11 @@ class ScriptedSMTP(LineReceiver):
         if self.f.tls_context is None or self.tls:
             return self.reply("502 5.5.1 no TLS here")
         self.reply("220 2.0.0 go ahead")
+        if self.f.tls_broken:
+            self.dropped = True
+            return self.transport.loseConnection()
+        if self.f.starttls_injection:
+            self.transport.write(self.f.starttls_injection)
         self.transport.startTLS(self.f.tls_context)
         self.tls = True
         self.reset()

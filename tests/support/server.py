@@ -149,3 +149,17 @@ def wait_for(predicate, timeout: float = 20.0, interval: float = 0.05, what: str
             return value
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def pop3_messages(srv: ServerProcess, user: str, password: str,
+                  listener: str = "pop3") -> list[bytes]:
+    """Every message in ``user``'s mailbox on ``srv``, read over POP3 (left there)."""
+    import poplib
+
+    box = poplib.POP3("127.0.0.1", srv.port(listener), timeout=10)
+    try:
+        box.user(user)
+        box.pass_(password)
+        return [b"\r\n".join(box.retr(i + 1)[1]) for i in range(box.stat()[0])]
+    finally:
+        box.quit()

@@ -60,3 +60,12 @@ def test_missing_final_crlf_is_added_and_empty_message_is_just_the_terminator():
 def test_any_chunking_gives_the_same_wire_bytes(size):
     data = b".a\r\n\r\n.\r\nb.\r\n..c\n.\r\r\n" * 50
     assert feed_in(data, size) == stuff(data, len(data))
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 7, 65536])
+def test_bare_cr_never_leaves_alone_whatever_the_chunking(size):
+    body = b"hello\r.\r\nMAIL FROM:<m@evil.test>\r\n\r\rx\r\n\n\r\r\n.\rend\r"
+    wire = feed_in(body, size)
+    assert wire.count(b"\r") == wire.count(b"\n") == wire.count(b"\r\n")
+    assert wire == (b"hello\r\n..\r\nMAIL FROM:<m@evil.test>\r\n\r\n\r\nx\r\n\r\n\r\n\r\n"
+                    b"..\r\nend\r\n.\r\n")

@@ -8,7 +8,8 @@ import pytest_twisted
 from mailet_mta.api import ConfigurationError, MailAddress, MailetConfig
 from mailet_mta.delivery.options import DeliveryOptions
 from mailet_mta.mail import Mail
-from mailets.mailets.remote_delivery import RemoteDelivery, parse_delay_time, parse_gateways
+from mailet_mta.api import parse_host_list as parse_gateways
+from mailets.mailets.remote_delivery import RemoteDelivery, parse_delay_time
 
 
 def mailet(**params) -> RemoteDelivery:
@@ -84,8 +85,12 @@ def test_required_processors_are_bounce_processor_and_on_success():
 
 
 class RecordingContext:
-    def __init__(self):
+    def __init__(self, attributes=None):
         self.queued = []
+        self.attributes = attributes or {}
+
+    def get_attribute(self, name):
+        return self.attributes.get(name)
 
     def queue_remote(self, mail, queue="outgoing", options=None):
         from twisted.internet import defer
@@ -119,3 +124,26 @@ def test_retry_schedule_repeats_the_last_delay_then_gives_up():
 
 def test_retry_schedule_with_zero_retries_gives_up_after_the_first_attempt():
     assert DeliveryOptions.from_dict({"maxRetries": 0}).delay_after(1) is None
+
+
+def test_the_gateway_password_is_not_part_of_the_queued_options():
+    opts = mailet(gateway="relay.example:587", gatewayUsername="u",
+                  gatewayPassword="s3cret").options
+    assert opts["gateways"] == [["relay.example", 587]] and opts["gatewayUsername"] == "u"
+    assert "s3cret" not in repr(opts) and "gatewayPassword" not in opts
+
+
+def test_the_smarthost_is_the_gateway_unless_the_mailet_names_its_own():
+    from mailet_mta.api import ATTR_SMARTHOST
+
+    ctx = RecordingContext({ATTR_SMARTHOST: {"gateways": [["smart.example", 587]],
+                                             "username": "mailer"}})
+    m = RemoteDelivery()
+    m.init(MailetConfig("RemoteDelivery", context=ctx, parameters={}))
+    assert m.options["gateways"] == [["smart.example", 587]]
+    assert m.options["gatewayUsername"] == "mailer"
+    own = RemoteDelivery()
+    own.init(MailetConfig("RemoteDelivery", context=ctx,
+                          parameters={"gateway": "other.example"}))
+    assert own.options["gateways"] == [["other.example", 25]]
+    assert own.options["gatewayUsername"] is None

@@ -96,7 +96,8 @@ def _gateway_session(ip):
     options = DeliveryOptions.__new__(DeliveryOptions)
     options.__dict__.update(starttls="opportunistic", username="relayuser",
                             password="s3cret", verify_server_identity=False)
-    result = collect([defer.ensureDeferred(session._start(options, "me.test", True))])
+    result = collect([defer.ensureDeferred(session._start(options, "me.test", True,
+                                                          "s3cret"))])
     proto.dataReceived(b"220 gateway.test ready\r\n")
     proto.dataReceived(b"250-gateway.test\r\n250 AUTH PLAIN LOGIN\r\n")   # no STARTTLS
     return result, transport
@@ -115,3 +116,76 @@ def test_gateway_password_is_never_sent_in_clear_to_a_remote_host():
 def test_gateway_on_loopback_may_authenticate_without_tls():
     result, transport = _gateway_session("127.0.0.1")
     assert b"AUTH PLAIN" in transport.value()
+
+
+def _greeted_ehlo():
+    proto, transport, clock = connected()
+    proto.dataReceived(b"220 hi\r\n")
+    return proto, transport, collect([proto.command("EHLO me")])
+
+
+def test_reply_of_exactly_100_lines_is_taken():
+    proto, transport, ehlo = _greeted_ehlo()
+    proto.dataReceived(b"250-x\r\n" * 99 + b"250 last\r\n")
+    assert ehlo[0].code == 250 and len(ehlo[0].lines) == 100
+    assert not transport.disconnecting
+
+
+def test_reply_of_101_lines_aborts_the_connection():
+    proto, transport, ehlo = _greeted_ehlo()
+    proto.dataReceived(b"250-x\r\n" * 101)
+    assert transport.disconnecting or transport.disconnected
+    proto.dataReceived(b"250-x\r\n" * 1000)        # ignored once aborted
+    proto.connectionLost(Failure(ConnectionAborted()))
+    assert isinstance(ehlo[0].value, SMTPConnectionLost)
+    assert "100 lines" in str(ehlo[0].value)
+
+
+def test_reply_over_64_kib_in_few_lines_aborts_the_connection():
+    from mailet_mta.delivery.smtp_client import MAX_REPLY_BYTES
+
+    proto, transport, ehlo = _greeted_ehlo()
+    line = b"250-" + b"y" * 8000 + b"\r\n"
+    proto.dataReceived(line * (MAX_REPLY_BYTES // len(line)))
+    assert not transport.disconnecting
+    proto.dataReceived(line)
+    assert transport.disconnecting or transport.disconnected
+    proto.connectionLost(Failure(ConnectionAborted()))
+    assert f"{MAX_REPLY_BYTES} octets" in str(ehlo[0].value)
+
+
+def test_bytes_after_the_220_to_starttls_abort_before_tls_starts():
+    proto, transport, _clock = connected()
+    proto.dataReceived(b"220 hi\r\n")
+    started = []
+    transport.startTLS = started.append
+    reply = collect([proto.start_tls(object())])
+    proto.dataReceived(b"220 go ahead\r\n250 injected\r\n")
+    assert started == [] and reply[0] is None
+    assert transport.disconnecting or transport.disconnected
+    proto.connectionLost(Failure(ConnectionAborted()))
+    assert "injection" in str(reply[0].value)
+
+
+def test_starttls_switches_before_reading_on_and_keeps_no_plaintext():
+    proto, transport, _clock = connected()
+    proto.dataReceived(b"220 hi\r\n")
+    options = object()
+    started = []
+    transport.startTLS = started.append
+    reply = collect([proto.start_tls(options)])
+    proto.dataReceived(b"220 go ahead\r\n")
+    assert started == [options] and reply[0].code == 220
+    assert proto._buffer == b"" and proto._lines == []
+
+
+def test_a_command_holding_cr_or_lf_is_refused():
+    import pytest
+
+    proto, transport, _clock = connected()
+    proto.dataReceived(b"220 hi\r\n")
+    transport.clear()
+    for bad in ("RCPT TO:<a@b.test>\r\nDATA", "MAIL FROM:<a\r@b.test>"):
+        with pytest.raises(ValueError):
+            proto.send(bad)
+    assert transport.value() == b""

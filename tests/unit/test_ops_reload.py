@@ -166,3 +166,14 @@ async def test_reload_takes_the_configured_aliases_and_postmaster(running):
     assert server.directory.lookup_mappings("sales@example.com") == ["boss@example.org"]
     assert server.directory.is_local_email("sales@example.com")      # a forward
     assert str(server.directory.postmaster) == "admin@example.com"
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_changed_smarthost_password_applies_to_the_next_delivery(running):
+    server, path = running
+    assert server.outgoing.credentials.password("relay.example.net", 587, "mailer") is None
+    write_config(path, server.data_dir, smarthost={
+        "host": "relay.example.net:587", "username": "mailer", "password": "new-secret"})
+    assert await server.reload() is True
+    assert server.outgoing.credentials.password("relay.example.net", 587,
+                                                "mailer") == "new-secret"
