@@ -162,6 +162,8 @@ COMMON_LISTENER_KEYS: Table = {
     **keys("connection_timeout", v.duration(), "connectiontimeout", "connectionTimeout",
            "connection_timeout"),
     **keys("connection_limit", v.integer(0), "connectionLimit", "connection_limit"),
+    **keys("connection_limit_per_ip", v.integer(0), "connectionLimitPerIP",
+           "connection_limit_per_ip"),
     **keys("auth_failure_delay", v.duration(allow_zero=True), "authFailureDelay",
            "auth_failure_delay"),
 }
@@ -180,8 +182,6 @@ SMTP_KEYS: Table = {
     **keys("max_message_size", v.size("k"), "maxmessagesize", "maxMessageSize"),
     **keys("max_message_size", v.size(), "max_message_size"),
     **keys("max_recipients", v.integer(1), "maxRcpt", "maxRecipients", "max_recipients"),
-    **keys("connection_limit_per_ip", v.integer(0), "connectionLimitPerIP",
-           "connection_limit_per_ip"),
     **keys("helo_required", v.boolean, "heloEhloEnforcement", "heloRequired",
            "helo_required"),
     **keys("enable_vrfy", v.boolean, "enableVrfy", "enable_vrfy"),
