@@ -139,7 +139,10 @@ class SMTPServerProtocol(CommandsMixin, TransferMixin, Protocol, TimeoutMixin):
         self._closing = True
         self._buf.clear()
         self._flow.stop()
-        self.transport.loseConnection()      # the idle timeout aborts it if stuck
+        self.transport.loseConnection()
+        if not self._lost:
+            # A peer that does not take the last reply within an idle period is aborted.
+            self.setTimeout(self.config.connection_timeout or None)
 
     # -- input ---------------------------------------------------------------------
     def dataReceived(self, data: bytes) -> None:
