@@ -141,7 +141,7 @@ class POP3Service(service.Service):
         port, self.listening_port = self.listening_port, None
         sessions = list(self.factory.sessions) if self.factory else []
         for session in sessions:
-            session.transport.loseConnection()
+            session.close()
         if port is not None:
             return defer.maybeDeferred(port.stopListening)
         return defer.succeed(None)
