@@ -8,10 +8,12 @@ than the transport drains, and is aborted at the idle timeout.
 
 from __future__ import annotations
 
+import yaml
 from twisted.internet import task
 from twisted.internet.address import IPv4Address
 from twisted.internet.testing import StringTransport
 
+from mailet_mta.config import load_config_text
 from mailet_mta.config.model import POP3ServerConfig
 from mailet_mta.flow.backpressure import COMMANDS_PER_TURN
 from mailet_mta.pop3.factory import POP3ServerFactory
@@ -185,3 +187,19 @@ def test_pop3_connections_beyond_the_per_ip_limit_get_sys_temp():
     first[0].connectionLost(None)
     assert connect("192.0.2.1")[1].value().startswith(b"+OK")
     assert connect("192.0.2.1")[1].value().startswith(b"-ERR [SYS/TEMP]")
+
+
+def test_pop3_connection_limit_per_ip_has_the_smtp_key_names_in_yaml_and_xml():
+    pipeline = {"processors": {"root": [{"match": "All", "class": "Null"}],
+                               "error": [{"match": "All", "class": "Null"}]}}
+    text = yaml.safe_dump({"pop3servers": [{"listen": "tcp:110",
+                                            "connectionLimitPerIP": 7}],
+                           "spoolmanager": pipeline})
+    assert load_config_text(text, "yaml", "t.yaml").pop3servers[0] \
+        .connection_limit_per_ip == 7
+    xml = ("<config><pop3server><port>110</port><connectionLimitPerIP>3"
+           "</connectionLimitPerIP></pop3server><spoolmanager>"
+           '<processor name="root"><mailet match="All" class="Null"/></processor>'
+           '<processor name="error"><mailet match="All" class="Null"/></processor>'
+           "</spoolmanager></config>")
+    assert load_config_text(xml, "xml", "t.xml").pop3servers[0].connection_limit_per_ip == 3
