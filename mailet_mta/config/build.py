@@ -219,6 +219,8 @@ COMMON_LISTENER_KEYS: Table = {
     **keys("connection_timeout", v.timeout(), "connectiontimeout", "connectionTimeout",
            "connection_timeout"),
     **keys("connection_limit", v.integer(0), "connectionLimit", "connection_limit"),
+    **keys("connection_limit_per_ip", v.integer(0), "connectionLimitPerIP",
+           "connection_limit_per_ip"),
     **keys("auth_failure_delay", v.duration(allow_zero=True), "authFailureDelay",
            "auth_failure_delay"),
 }
@@ -237,8 +239,6 @@ SMTP_KEYS: Table = {
            "max_message_size"),
     **keys("max_header_size", v.size(), "maxHeaderSize", "max_header_size"),
     **keys("max_recipients", v.integer(1), "maxRcpt", "maxRecipients", "max_recipients"),
-    **keys("connection_limit_per_ip", v.integer(0), "connectionLimitPerIP",
-           "connection_limit_per_ip"),
     **keys("helo_required", v.boolean, "heloEhloEnforcement", "heloRequired",
            "helo_required"),
     **keys("enable_vrfy", v.boolean, "enableVrfy", "enable_vrfy"),

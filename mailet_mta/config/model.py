@@ -145,6 +145,7 @@ class POP3ServerConfig:
     connection_timeout: float = doc("idle seconds before the session is closed",
                                     default=600.0)
     connection_limit: int = doc("concurrent connections; 0 = unlimited", default=0)
+    connection_limit_per_ip: int = doc("per client address; 0 = unlimited", default=0)
     auth_failure_delay: float = doc("seconds before answering a failed login", default=1.0)
     tls: TLSConfig | None = doc("certificate for STLS / POP3S", default=None)
     source: str | None = None

@@ -9,6 +9,7 @@ from twisted.logger import Logger
 from twisted.protocols.tls import TLSMemoryBIOFactory
 
 from .. import metrics
+from ..flow.limits import ConnectionLimits
 from .protocol import POP3Server
 
 __all__ = ["POP3ServerFactory", "POP3Service", "make_pop3_service"]
@@ -20,7 +21,9 @@ class POP3ServerFactory(ServerFactory):
     """Builds :class:`POP3Server` sessions for one listener.
 
     ``tls_context`` (a ``CertificateOptions``) enables STLS; ``clock`` is for tests.
-    Sessions beyond ``config.connection_limit`` get ``-ERR [SYS/TEMP]`` and are closed.
+    Sessions beyond ``config.connection_limit``, or beyond
+    ``config.connection_limit_per_ip`` from one client address, get
+    ``-ERR [SYS/TEMP]`` and are closed.
     """
 
     protocol = POP3Server
@@ -31,30 +34,34 @@ class POP3ServerFactory(ServerFactory):
         self.tls_context = tls_context
         self.clock = clock
         self.sessions: set = set()
+        self.limits = ConnectionLimits()
 
     def buildProtocol(self, addr):
         proto = _CountedPOP3Server(self.config, self.backend, self.tls_context, self.clock)
         proto.factory = self
+        proto._ip_key = getattr(addr, "host", "")
         return proto
-
-    def over_limit(self) -> bool:
-        limit = self.config.connection_limit
-        return bool(limit) and len(self.sessions) > limit
 
 
 class _CountedPOP3Server(POP3Server):
     def connectionMade(self) -> None:
-        metrics.connection("pop3", self.factory.config.name)
-        self.factory.sessions.add(self)
-        if self.factory.over_limit():
-            self.transport.write(b"-ERR [SYS/TEMP] too many connections; try again later\r\n")
+        factory = self.factory
+        metrics.connection("pop3", factory.config.name)
+        why = factory.limits.refusal(self._ip_key, factory.config)
+        if why is not None:
+            self.transport.write(b"-ERR [SYS/TEMP] %s; try again later\r\n"
+                                 % why.encode("ascii", "replace"))
             self._closing = True
             self.transport.loseConnection()
             return
+        factory.sessions.add(self)
+        factory.limits.opened(self._ip_key)
         super().connectionMade()
 
     def connectionLost(self, reason=None) -> None:
-        self.factory.sessions.discard(self)
+        if self in self.factory.sessions:
+            self.factory.sessions.discard(self)
+            self.factory.limits.closed(self._ip_key)
         super().connectionLost(reason)
 
 
@@ -134,7 +141,7 @@ class POP3Service(service.Service):
         port, self.listening_port = self.listening_port, None
         sessions = list(self.factory.sessions) if self.factory else []
         for session in sessions:
-            session.transport.loseConnection()
+            session.close()
         if port is not None:
             return defer.maybeDeferred(port.stopListening)
         return defer.succeed(None)

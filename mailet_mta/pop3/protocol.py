@@ -5,12 +5,17 @@ messages vanish from STAT/LIST/UIDL/RETR at once but are removed only in the UPD
 state after QUIT; a dropped connection removes nothing. Commands are answered strictly
 in order, also when a client pipelines them behind a login that is still being
 checked. One session per mailbox, across processes, through a lease in the database.
+
+Input is split into lines by offset (:class:`~mailet_mta.flow.lines.LineBuffer`). While
+the transport's outgoing buffer is full (:mod:`mailet_mta.flow.backpressure`) no
+command is handled, reading stops as soon as input is held, and RETR/TOP streaming
+waits for the buffer to drain; at most ``COMMANDS_PER_TURN`` pipelined commands are
+handled before yielding to the reactor.
 """
 
 from __future__ import annotations
 
 import binascii
-from collections import deque
 
 from twisted.internet import defer, task
 from twisted.internet.interfaces import ISSLTransport
@@ -18,6 +23,8 @@ from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from twisted.protocols.policies import TimeoutMixin
 
+from ..flow.backpressure import COMMANDS_PER_TURN, FlowControl
+from ..flow.lines import TOO_LONG, LineBuffer
 from .commands import TransactionCommands
 from .maildrop import Maildrop
 from .streaming import MessageStreamer, content_chunks
@@ -28,7 +35,6 @@ log = Logger(namespace="mailet_mta.pop3")
 
 AUTHORIZATION, TRANSACTION, UPDATE = "AUTHORIZATION", "TRANSACTION", "UPDATE"
 MAX_LINE = 8192                 # AUTH PLAIN responses may exceed RFC 2449's 255 octets
-MAX_QUEUED = 64                 # pipelined lines held before reading pauses
 MAX_AUTH_FAILURES = 3
 
 _ANY = (AUTHORIZATION, TRANSACTION)
@@ -53,12 +59,11 @@ class POP3Server(TransactionCommands, Protocol, TimeoutMixin):
         self.tls_active = False
         self.user: str | None = None
         self.client_ip = "unknown"
-        self._buffer = b""
-        self._discarding = False
-        self._queue: deque = deque()
+        self._buffer = LineBuffer()
+        self._flow = FlowControl(self._drained)
+        self._turn = None            # the call that goes on after COMMANDS_PER_TURN
         self._busy = False
         self._processing = False
-        self._paused = False
         self._closing = False
         self._lost = False
         self._pending_user: str | None = None
@@ -80,13 +85,16 @@ class POP3Server(TransactionCommands, Protocol, TimeoutMixin):
             self.transport.setTcpNoDelay(True)
         except Exception:  # noqa: BLE001 - not a TCP transport (tests, UNIX sockets)
             pass
+        self._flow.start(self.transport)
         self.setTimeout(self.config.connection_timeout)
         self.send("+OK mailet-mta POP3 server ready")
 
     def connectionLost(self, reason=None) -> None:
         self._lost = True
         self.setTimeout(None)
-        self._queue.clear()
+        self._buffer.clear()
+        if self._turn is not None and self._turn.active():
+            self._turn.cancel()
         if self._refresher is not None and self._refresher.running:
             self._refresher.stop()
         if self._streamer is not None:
@@ -96,6 +104,13 @@ class POP3Server(TransactionCommands, Protocol, TimeoutMixin):
         self.state = UPDATE
 
     def timeoutConnection(self) -> None:
+        if self._closing or self._flow.blocked:
+            # A peer that does not read would never take the -ERR, nor let the
+            # connection close after it.
+            log.info("POP3 session from {ip} aborted: it reads nothing", ip=self.client_ip)
+            self._closing = True
+            self.transport.abortConnection()
+            return
         self.send("-ERR idle timeout, closing the connection")
         self.close()
 
@@ -106,48 +121,62 @@ class POP3Server(TransactionCommands, Protocol, TimeoutMixin):
 
     def close(self) -> None:
         self._closing = True
-        self._queue.clear()
+        self._buffer.clear()
+        self._flow.stop()
         self.transport.loseConnection()
+        if not self._lost:
+            # A peer that does not take the last reply within an idle period is aborted.
+            self.setTimeout(self.config.connection_timeout or None)
 
     # -- input: lines, pipelined, strictly in order ------------------------------------
     def dataReceived(self, data: bytes) -> None:
         if self._closing:
             return
         self.resetTimeout()
-        self._buffer += data
-        while True:
-            nl = self._buffer.find(b"\n")
-            if nl < 0:
-                if len(self._buffer) > MAX_LINE:
-                    self._buffer, self._discarding = b"", True
-                break
-            line, self._buffer = self._buffer[:nl], self._buffer[nl + 1:]
-            if self._discarding or len(line) > MAX_LINE:
-                self._discarding = False
-                self._queue.append(None)
-            else:
-                self._queue.append(line[:-1] if line.endswith(b"\r") else line)
-        if len(self._queue) > MAX_QUEUED and not self._paused:
-            self._paused = True
-            self.transport.pauseProducing()
+        self._buffer.feed(data)
         self._process()
+
+    def _ready(self) -> bool:
+        """Whether the next command may be handled now."""
+        return not (self._busy or self._closing or self._lost or self._flow.blocked
+                    or self._turn is not None)
 
     def _process(self) -> None:
         if self._processing:
             return
         self._processing = True
         try:
-            while self._queue and not self._busy and not self._closing:
-                result = self._dispatch(self._queue.popleft())
+            handled = 0
+            while self._ready():
+                if handled >= COMMANDS_PER_TURN:
+                    self._turn = self.callLater(0, self._next_turn)
+                    break
+                line = self._buffer.next_line(MAX_LINE)
+                if line is None:
+                    break
+                handled += 1
+                result = self._dispatch(None if line is TOO_LONG else line)
                 if isinstance(result, defer.Deferred):
                     self._busy = True
                     result.addErrback(self._internal_error)
                     result.addBoth(self._command_done)
         finally:
             self._processing = False
-        if self._paused and len(self._queue) <= MAX_QUEUED // 2 and not self._lost:
-            self._paused = False
-            self.transport.resumeProducing()
+        if not self._lost:
+            self._flow.hold_input(bool(self._buffer) and not self._ready())
+
+    def _next_turn(self) -> None:
+        self._turn = None
+        self._process()
+
+    def _drained(self) -> None:
+        """The transport sent what it held: stream on, then the commands that waited."""
+        if self._lost:
+            return
+        self.resetTimeout()
+        if self._streamer is not None:
+            self._streamer.resumeProducing()
+        self._process()
 
     def _command_done(self, _result) -> None:
         self._busy = False
@@ -218,8 +247,7 @@ class POP3Server(TransactionCommands, Protocol, TimeoutMixin):
             return self.send("-ERR TLS is already active")
         self.send("+OK begin TLS negotiation")
         # RFC 2595 §4 / CVE-2011-0411: nothing sent before the handshake may be obeyed.
-        self._queue.clear()
-        self._buffer = b""
+        self._buffer.clear()
         self.transport.startTLS(self.tls_context)
         self.tls_active = True
         self._pending_user = None
@@ -373,8 +401,8 @@ class POP3Server(TransactionCommands, Protocol, TimeoutMixin):
             return
         status = b"+OK top of message follows\r\n" if top_lines is not None \
             else b"+OK %d octets\r\n" % self._drop.sizes[number - 1]
-        self._streamer = MessageStreamer(self.transport, status, content_chunks(content),
-                                         top_lines, on_activity=self.resetTimeout)
+        self._streamer = MessageStreamer(self.transport, self._flow, status,
+                                         content_chunks(content), top_lines)
         try:
             yield self._streamer.start()
         finally:

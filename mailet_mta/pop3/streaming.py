@@ -8,11 +8,9 @@ a line break gets CRLF before the terminating ``.CRLF``.
 
 from __future__ import annotations
 
-from typing import Callable, Iterator
+from typing import Iterator
 
 from twisted.internet import defer
-from twisted.internet.interfaces import IPullProducer
-from zope.interface import implementer
 
 __all__ = ["ByteStuffer", "TopFilter", "MessageStreamer", "CHUNK"]
 
@@ -86,43 +84,59 @@ def content_chunks(content, chunk_size: int = CHUNK) -> Iterator[bytes]:
             yield block
 
 
-@implementer(IPullProducer)
 class MessageStreamer:
     """Writes ``status`` + the message + ``.CRLF`` to ``transport`` as it drains.
 
-    The status line and the first chunk go out in one write; a message that fits in
-    one chunk needs no producer at all. ``done`` fires with True when the whole
-    response was written, False when the connection stopped it.
+    It writes while the session's :class:`~mailet_mta.flow.backpressure.FlowControl`
+    is not blocked (the transport's outgoing buffer is below its bound) and stops as
+    soon as a write fills it; the session calls :meth:`resumeProducing` when that
+    buffer has drained. So a message is read from its blob about one chunk ahead of
+    what the peer takes, and a peer that stops reading stops the reading of the blob.
+
+    The status line and the first chunk go out in one write; the last chunk and the
+    terminator too. ``done`` fires with True when the whole response was written,
+    False when the connection stopped it.
     """
 
-    def __init__(self, transport, status: bytes, chunks: Iterator[bytes],
-                 top_lines: int | None = None, on_activity: Callable[[], None] = None):
+    def __init__(self, transport, flow, status: bytes, chunks: Iterator[bytes],
+                 top_lines: int | None = None):
         self.transport = transport
+        self.flow = flow
         self.status = status
         self.chunks = chunks
         self.top = TopFilter(top_lines) if top_lines is not None else None
         self.stuffer = ByteStuffer()
-        self.on_activity = on_activity or (lambda: None)
         self.done: defer.Deferred = defer.Deferred()
-        self._registered = False
+        self._pending: bytes | None = None
         self._finished = False
 
     def start(self) -> defer.Deferred:
-        first = self._next()
-        if first is None:
-            self.transport.write(self.status + self._terminator())
-            self._finish(True)
-            return self.done
-        following = self._next()
-        if following is None:
-            self.transport.write(self.status + first + self._terminator())
-            self._finish(True)
-            return self.done
-        self.transport.write(self.status + first)
-        self._pending = following
-        self._registered = True
-        self.transport.registerProducer(self, False)
+        self._pending = self._next()
+        self._pump(self.status)
         return self.done
+
+    def resumeProducing(self) -> None:
+        """The transport drained: write on."""
+        if not self._finished:
+            self._pump(b"")
+
+    def stopProducing(self) -> None:
+        """The connection is gone."""
+        self._finish(False)
+
+    def _pump(self, head: bytes) -> None:
+        while not self._finished:
+            chunk, self._pending = self._pending, None
+            if chunk is not None:
+                self._pending = self._next()
+            if chunk is None or self._pending is None:
+                self.transport.write(head + (chunk or b"") + self._terminator())
+                self._finish(True)
+                return
+            self.transport.write(head + chunk)
+            head = b""
+            if self.flow.blocked:
+                return
 
     def _next(self) -> bytes | None:
         """The next non-empty stuffed chunk, or None at the end."""
@@ -140,29 +154,6 @@ class MessageStreamer:
 
     def _terminator(self) -> bytes:
         return (b".\r\n" if self.stuffer.at_line_start else b"\r\n.\r\n")
-
-    def resumeProducing(self) -> None:
-        if self._finished:
-            return
-        self.on_activity()
-        chunk, self._pending = self._pending, None
-        if chunk is None:
-            self.transport.unregisterProducer()
-            self._registered = False
-            self.transport.write(self._terminator())
-            self._finish(True)
-            return
-        self._pending = self._next()
-        if self._pending is None:
-            self.transport.unregisterProducer()
-            self._registered = False
-            self.transport.write(chunk + self._terminator())
-            self._finish(True)
-        else:
-            self.transport.write(chunk)
-
-    def stopProducing(self) -> None:
-        self._finish(False)
 
     def _finish(self, complete: bool) -> None:
         if self._finished:

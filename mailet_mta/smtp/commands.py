@@ -130,7 +130,7 @@ class CommandsMixin:
         if self._buf:
             log.warn("discarding {n} octets pipelined after STARTTLS from {ip}",
                      n=len(self._buf), ip=self.session.remote_ip)
-            self._buf = b""
+            self._buf.clear()
         self.reply(220, "2.0.0", "Ready to start TLS")
         self.flush()
         self.transport.startTLS(self.tls_context)

@@ -3,12 +3,17 @@
 :class:`SMTPServerProtocol` is a plain :class:`~twisted.internet.protocol.Protocol`
 (not a subclass of ``twisted.mail.smtp.ESMTP``), so it owns its input buffer:
 
-- Commands are split at LF (a trailing CR is dropped). A command line over
-  ``MAX_LINE`` octets gets ``500 5.5.2 Line too long``; its bytes are dropped as they
-  arrive, up to the next LF, so memory never grows with junk.
-- While a command waits on a Deferred (AUTH, end of DATA) the transport is paused and
-  no later command is looked at (RFC 2920 §3.1: replies stay in order). Replies are
-  collected and written with one ``write`` per batch.
+- Commands are split at LF (a trailing CR is dropped) by offset
+  (:class:`~mailet_mta.flow.lines.LineBuffer`). A command line over ``MAX_LINE``
+  octets gets ``500 5.5.2 Line too long``; its bytes are dropped as they arrive, up to
+  the next LF, so memory never grows with junk.
+- While a command waits on a Deferred (AUTH, end of DATA) no later command is looked
+  at (RFC 2920 §3.1: replies stay in order) and reading stops once input is held.
+  Replies are collected and written with one ``write`` per batch.
+- Back-pressure (:mod:`mailet_mta.flow.backpressure`): while the transport's outgoing
+  buffer is full, no command is handled and reading stops, so a client that pipelines
+  and never reads costs a bounded amount of memory and runs into the idle timeout. At
+  most ``COMMANDS_PER_TURN`` commands are handled before yielding to the reactor.
 - Message bodies go through the bulk readers of :mod:`.data_reader` straight into the
   backend's blob writer; a long line in DATA never drops back into command mode.
 - STARTTLS discards whatever the client pipelined after it (CVE-2011-0411 class) and
@@ -25,6 +30,8 @@ from twisted.logger import Logger
 from twisted.protocols.policies import TimeoutMixin
 
 from .. import metrics
+from ..flow.backpressure import COMMANDS_PER_TURN, FlowControl
+from ..flow.lines import TOO_LONG, LineBuffer
 from .commands import CommandsMixin
 from .envelope import Session
 from .replies import format_reply
@@ -48,14 +55,14 @@ class SMTPServerProtocol(CommandsMixin, TransferMixin, Protocol, TimeoutMixin):
         self.tls_context = factory.tls_context
         self.session: Session | None = None
         self.envelope = None
-        self._buf = b""
+        self._buf = LineBuffer()
+        self._flow = FlowControl(self._drained)
+        self._turn = None            # the call that goes on after COMMANDS_PER_TURN
         self._out: list[bytes] = []
         self._reader = None          # a body reader while DATA/BDAT bytes arrive
         self._writer = None          # the blob writer of the transaction's body
         self._auth = None            # the SASL mechanism awaiting a client response
         self._busy = False
-        self._paused = False
-        self._discarding = False
         self._closing = False
         self._lost = False
         self._shutdown_requested = False
@@ -70,6 +77,7 @@ class SMTPServerProtocol(CommandsMixin, TransferMixin, Protocol, TimeoutMixin):
                                tls=self.factory.implicit_tls
                                or self.config.listen.startswith("ssl:"))
         _set_nodelay(self.transport)
+        self._flow.start(self.transport)
         self.setTimeout(self.config.connection_timeout or None)
         greeting = self.config.greeting or "ESMTP mailet-mta"
         self.reply(220, None, f"{self.server_name} {greeting}")
@@ -79,6 +87,8 @@ class SMTPServerProtocol(CommandsMixin, TransferMixin, Protocol, TimeoutMixin):
         self._lost = True
         self._closing = True
         self.setTimeout(None)
+        if self._turn is not None and self._turn.active():
+            self._turn.cancel()
         self._abort_body()
         self.factory.session_ended(self)
         if not self.closed.called:
@@ -87,6 +97,15 @@ class SMTPServerProtocol(CommandsMixin, TransferMixin, Protocol, TimeoutMixin):
     def timeoutConnection(self):
         if self._busy:
             self.resetTimeout()
+            return
+        if self._closing or self._flow.blocked:
+            # A peer that does not read cannot be told: it would never take the 421,
+            # nor let the connection close after it.
+            log.info("SMTP session from {ip} aborted: it reads nothing",
+                     ip=self.session.remote_ip)
+            self._abort_body()
+            self._closing = True
+            self.transport.abortConnection()
             return
         log.info("SMTP session from {ip} timed out", ip=self.session.remote_ip)
         self._abort_body()
@@ -118,29 +137,40 @@ class SMTPServerProtocol(CommandsMixin, TransferMixin, Protocol, TimeoutMixin):
         self.reply(code, enhanced, text)
         self.flush()
         self._closing = True
-        self._buf = b""
+        self._buf.clear()
+        self._flow.stop()
         self.transport.loseConnection()
+        if not self._lost:
+            # A peer that does not take the last reply within an idle period is aborted.
+            self.setTimeout(self.config.connection_timeout or None)
 
     # -- input ---------------------------------------------------------------------
     def dataReceived(self, data: bytes) -> None:
         if self._closing:
             return
         self.resetTimeout()
-        self._buf = self._buf + data if self._buf else data
-        if self._busy:
-            self._pause()
+        self._buf.feed(data)
         self._process()
 
+    def _ready(self) -> bool:
+        """Whether the next command (or body chunk) may be handled now."""
+        return not (self._busy or self._closing or self._flow.blocked
+                    or self._turn is not None)
+
     def _process(self) -> None:
-        while not self._busy and not self._closing:
+        handled = 0
+        while self._ready():
+            if handled >= COMMANDS_PER_TURN:
+                self._turn = self.callLater(0, self._next_turn)
+                break
+            handled += 1
             if self._reader is not None:
                 if not self._buf:
                     break
-                rest = self._reader.feed(self._buf)
+                rest = self._reader.feed(self._buf.take())
                 if rest is None:
-                    self._buf = b""
                     break
-                self._buf = rest
+                self._buf.feed(rest)
                 self._wait(self.body_received())
                 continue
             if self._shutdown_requested and self._auth is None:
@@ -151,29 +181,27 @@ class SMTPServerProtocol(CommandsMixin, TransferMixin, Protocol, TimeoutMixin):
                 break
             self._wait(self._dispatch(line))
         self.flush()
+        if not self._lost:
+            self._flow.hold_input(bool(self._buf) and not self._ready())
+
+    def _next_turn(self) -> None:
+        self._turn = None
+        if not self._lost:
+            self._process()
+
+    def _drained(self) -> None:
+        """The transport sent what it held: go on with the commands that waited."""
+        if not self._lost:
+            self.resetTimeout()
+            self._process()
 
     def _next_line(self) -> bytes | None:
         limit = self.MAX_AUTH_LINE if self._auth is not None else self.MAX_LINE
         while True:
-            idx = self._buf.find(b"\n")
-            if self._discarding:
-                if idx < 0:
-                    self._buf = b""
-                    return None
-                self._buf = self._buf[idx + 1:]
-                self._discarding = False
-                continue
-            if idx < 0:
-                if len(self._buf) > limit:
-                    self._buf = b""
-                    self._discarding = True
-                    self._line_too_long()
-                return None
-            line, self._buf = self._buf[:idx], self._buf[idx + 1:]
-            if idx > limit:
-                self._line_too_long()
-                continue
-            return line[:-1] if line.endswith(b"\r") else line
+            line = self._buf.next_line(limit)
+            if line is not TOO_LONG:
+                return line
+            self._line_too_long()
 
     def _line_too_long(self) -> None:
         self._auth = None
@@ -213,9 +241,6 @@ class SMTPServerProtocol(CommandsMixin, TransferMixin, Protocol, TimeoutMixin):
             self._busy = False
             if pending[0] or self._lost:
                 return
-            if self._paused:
-                self._paused = False
-                self.transport.resumeProducing()
             self.resetTimeout()
             self._process()
             if self._shutdown_requested and self._idle():
@@ -226,18 +251,6 @@ class SMTPServerProtocol(CommandsMixin, TransferMixin, Protocol, TimeoutMixin):
         pending[0] = False
         if self._busy:
             self.flush()
-            if self._buf:
-                self._pause()
-
-    def _pause(self) -> None:
-        """Stop reading while input waits behind a command that has not finished.
-
-        Only when input is actually held: a client waiting for its reply costs no
-        pause/resume (two epoll_ctl calls) per command.
-        """
-        if not self._paused:
-            self._paused = True
-            self.transport.pauseProducing()
 
     def _internal_error(self, failure) -> None:
         log.failure("SMTP command failed", failure)

@@ -10,8 +10,6 @@ message being received or committed finish, and aborts what is left after
 
 from __future__ import annotations
 
-from collections import Counter
-
 from twisted.application import service
 from twisted.internet import defer, endpoints
 from twisted.internet.protocol import Factory, Protocol
@@ -20,6 +18,7 @@ from twisted.protocols.tls import TLSMemoryBIOFactory
 
 from .. import metrics
 from ..api import ConfigurationError
+from ..flow.limits import ConnectionLimits
 from .protocol import SMTPServerProtocol
 from .relay_policy import RelayPolicy
 from .replies import format_reply
@@ -58,7 +57,7 @@ class SMTPServerFactory(Factory):
         self.policy = RelayPolicy(config)
         self.server_name = config.helo_name or backend.server_name
         self.sessions: set[SMTPServerProtocol] = set()
-        self._per_ip: Counter[str] = Counter()
+        self.limits = ConnectionLimits()
         self.stopping = False
 
     def buildProtocol(self, addr):
@@ -68,11 +67,11 @@ class SMTPServerFactory(Factory):
         refusal = None
         if self.stopping:
             refusal = (421, "4.3.2", f"{self.server_name} Service shutting down")
-        elif cfg.connection_limit and len(self.sessions) >= cfg.connection_limit:
-            refusal = (421, "4.7.0", f"{self.server_name} Too many connections, try later")
-        elif cfg.connection_limit_per_ip and self._per_ip[ip] >= cfg.connection_limit_per_ip:
-            refusal = (421, "4.7.0", f"{self.server_name} Too many connections from "
-                                     f"{ip}, try later")
+        else:
+            why = self.limits.refusal(ip, cfg)
+            if why is not None:
+                refusal = (421, "4.7.0",
+                           f"{self.server_name} {why[:1].upper()}{why[1:]}, try later")
         if refusal is not None:
             p = _RefuseProtocol(format_reply(*refusal))
             p.factory = self
@@ -80,15 +79,13 @@ class SMTPServerFactory(Factory):
         p = self.protocol(self)
         p._ip_key = ip
         self.sessions.add(p)
-        self._per_ip[ip] += 1
+        self.limits.opened(ip)
         return p
 
     def session_ended(self, proto) -> None:
         if proto in self.sessions:
             self.sessions.discard(proto)
-            self._per_ip[proto._ip_key] -= 1
-            if self._per_ip[proto._ip_key] <= 0:
-                del self._per_ip[proto._ip_key]
+            self.limits.closed(proto._ip_key)
 
     def close_sessions(self, reactor, grace: float = SHUTDOWN_GRACE) -> defer.Deferred:
         """Ask every session to close (421 at its next command boundary); the Deferred

@@ -147,6 +147,7 @@ class FakeSession:
 
     def send(self, data: bytes) -> list[str]:
         self.proto.dataReceived(data)
+        self.clock.advance(0)           # the turns after COMMANDS_PER_TURN commands
         return self.take()
 
     def cmd(self, line: str) -> str:

@@ -40,8 +40,7 @@ class Session:
         return out
 
     def drive(self):
-        while self.transport.producer is not None:
-            self.transport.producer.resumeProducing()
+        self.clock.advance(0)   # the turns after COMMANDS_PER_TURN pipelined commands
 
     def send(self, data: bytes) -> bytes:
         self.proto.dataReceived(data)
