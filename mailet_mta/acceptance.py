@@ -78,6 +78,8 @@ class SpoolBackend:
         exact usage, read off the reactor): then ``552 5.2.2`` and nothing is kept.
         Recipients with room get the mail; a full one gets a delivery report."""
         directory = self.directory
+        if not directory.quotas:
+            return self.spool.accept(mail, blob)
         users = {u for rcpt in mail.recipients for u in directory.delivery_users(rcpt)
                  if u in directory.quotas}
         if not users:
