@@ -193,6 +193,10 @@ class ListenerService(service.Service):
         self.tls_context = settings.tls_context
         if self._tls_creator is not None and settings.tls_context is not None:
             self._tls_creator.options = settings.tls_context
+        elif config.listen.startswith("ssl:") and self.running:
+            log.warn("{kind} {name}: the certificate of an ssl: endpoint is the one in its "
+                     "listen string; a new one is used at the next restart",
+                     kind=self.kind.upper(), name=config.name)
         self._apply(config, server_config, settings)
 
     def _apply(self, config, server_config, settings: ListenerSettings) -> None:
