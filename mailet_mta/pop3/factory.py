@@ -63,6 +63,7 @@ class POP3Service(ListenerService):
 
     kind = "pop3"
     default_port = 110
+    _warm: defer.Deferred | None = None
 
     def startService(self):
         self._warm = defer.maybeDeferred(self.factory.backend.prepare)
@@ -72,7 +73,7 @@ class POP3Service(ListenerService):
 
     def _ready(self, port):
         warm, self._warm = self._warm, None
-        return warm.addCallback(lambda _: port)
+        return port if warm is None else warm.addCallback(lambda _: port)
 
     def _apply(self, config, server_config, settings: ListenerSettings) -> None:
         self.factory.tls_context = None if config.implicit_tls else settings.tls_context
