@@ -115,8 +115,8 @@ class MailServer(MultiService):
 
     def _build_listeners(self) -> None:
         from .acceptance import SpoolBackend
-        from .pop3.backend import POP3Backend
         from .pop3.factory import make_pop3_service
+        from .retrieval import DatabaseMailStore
         from .smtp.server import make_smtp_service
         from .storage.auth_throttle import AuthThrottle
         from .storage.authenticator import Authenticator
@@ -136,7 +136,7 @@ class MailServer(MultiService):
             authenticator = Authenticator(self.db, failure_delay=cfg.auth_failure_delay,
                                           throttle=throttle,
                                           default_domain=self.config.server_name)
-            backend = POP3Backend(self.db, self.blobs, authenticator, self.node_name)
+            backend = DatabaseMailStore(self.db, self.blobs, authenticator, self.node_name)
             svc = make_pop3_service(cfg, backend)
             self.listeners.append((cfg.name, "pop3", svc))
             svc.setServiceParent(self)
