@@ -44,12 +44,21 @@ async def run_with_dns(context, fn, *args, max_rounds: int = MAX_ROUNDS):
     """``fn(answers, *args)`` on a worker thread until it no longer needs a lookup."""
     answers = Answers()
     for _ in range(max_rounds):
+        need, result = await context.run_in_worker(_one_round, fn, answers, *args)
+        if need is None:
+            return result
+        name, rrtype = need.key
         try:
-            return await context.run_in_worker(fn, answers, *args)
-        except NeedLookup as need:
-            name, rrtype = need.key
-            try:
-                answers.known[need.key] = await context.dns_lookup(name, rrtype)
-            except TemporaryError as exc:
-                answers.known[need.key] = str(exc) or "DNS lookup failed"
+            answers.known[need.key] = await context.dns_lookup(name, rrtype)
+        except TemporaryError as exc:
+            answers.known[need.key] = str(exc) or "DNS lookup failed"
     raise TemporaryError(f"more than {max_rounds} DNS lookups for one mail")
+
+
+def _one_round(fn, answers, *args):
+    """(None, result) when ``fn`` finished, (NeedLookup, None) when it needs DNS: the
+    question comes back as a value, not as a failed Deferred."""
+    try:
+        return None, fn(answers, *args)
+    except NeedLookup as need:
+        return need, None
