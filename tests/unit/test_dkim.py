@@ -193,3 +193,32 @@ def test_dkim_sign_refuses_an_unknown_canonicalization(tmp_path):
     with pytest.raises(ConfigurationError, match="canonicalization 'loose/simple'"):
         MemoryContext().mailet(DKIMSign, keys=f"a.test:sel:{path}",
                                canonicalization="loose/simple")
+
+
+@pytest_twisted.ensureDeferred
+async def test_dkim_verify_checks_at_most_max_signatures(tmp_path):
+    key = generate_key()
+    ctx = MemoryContext(dns={("sel._domainkey.a.test", "TXT"): [key.public_record().encode()]})
+    signer = ctx.mailet(DKIMSign, keys=f"a.test:sel:{key_file(tmp_path, key)}")
+    mail = Mail(message=PLAIN)
+    for _ in range(4):
+        await signer.service(mail)
+    await ctx.mailet(DKIMVerify, maxSignatures="3").service(mail)
+    assert [r["result"] for r in mail.get_attribute(ATTR_DKIM_RESULTS)] == ["pass"] * 3
+
+
+@pytest_twisted.ensureDeferred
+async def test_dns_questions_per_mail_are_bounded():
+    from mailet_mta.api import TemporaryError
+    from mailets.dns_replay import MAX_ROUNDS, run_with_dns
+
+    ctx = MemoryContext()
+    asked = []
+
+    def endless(answers):
+        asked.append(1)
+        answers.get(f"n{len(asked)}.test", "TXT")       # always a new question
+
+    with pytest.raises(TemporaryError, match=f"more than {MAX_ROUNDS} DNS lookups"):
+        await run_with_dns(ctx, endless)
+    assert len(ctx.dns_queries) == MAX_ROUNDS
