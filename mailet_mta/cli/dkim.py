@@ -5,8 +5,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from mailets.dkim_keys import DKIMKeyError, generate_key, read_key, record_tags
-
 from ..storage.private_files import make_private_dir, open_private
 from .common import CLIError, add_config_argument, load_config
 
@@ -55,6 +53,8 @@ def zone_line(domain: str, selector: str, record: str) -> str:
 
 
 def keygen_command(args) -> int:
+    from mailets.dkim_keys import generate_key
+
     domain = args.domain.lower().rstrip(".")
     config = load_config(args)
     path = Path(args.output) if args.output else default_key_path(config, domain,
@@ -76,6 +76,8 @@ def keygen_command(args) -> int:
 
 
 def check_command(args) -> int:
+    from mailets.dkim_keys import DKIMKeyError, read_key, record_tags
+
     domain = args.domain.lower().rstrip(".")
     config = load_config(args)
     path = args.key or default_key_path(config, domain, args.selector)
