@@ -128,7 +128,7 @@ class MailServer(MultiService):
                                            default_domain=self.config.server_name)
         for cfg in self.config.smtpservers:
             backend = SpoolBackend(self.config, cfg, self.directory, self.authenticator,
-                                   self.blobs, self.spool)
+                                   self.blobs, self.spool, context=self.context)
             svc = make_smtp_service(cfg, backend)
             self.listeners.append((cfg.name, "smtp", svc))
             svc.setServiceParent(self)
