@@ -17,7 +17,9 @@ the message belongs in :meth:`IMailetContext.run_in_worker`.
 from __future__ import annotations
 
 import re
-from typing import Any, Iterable, Mapping
+import warnings
+from collections.abc import Iterable, Mapping
+from typing import Any, NoReturn
 
 from zope.interface import Attribute, Interface, implementer
 
@@ -253,12 +255,37 @@ class IMatcherConfig(Interface):
 
 
 class IMailet(Interface):
-    """Acts on a mail. One instance serves many mails, possibly concurrently."""
+    """Acts on a mail. One instance serves many mails, possibly concurrently.
+
+    **Lifecycle** (as James's ``Mailet``):
+
+    1. The server constructs the mailet once per ``mailet`` entry of the configuration,
+       with no arguments.
+    2. It calls :meth:`init` exactly once, before any mail, on the reactor thread. A
+       ``ConfigurationError`` raised there stops start-up (or a reload) with the
+       entry's ``file:line``; nothing is serviced by a mailet whose ``init`` failed.
+    3. It calls :meth:`service` any number of times, once per mail (or per part of a
+       split mail) the paired matcher matched, **concurrently**: a second call may
+       start while an earlier one awaits. Keep per-mail state on the mail (its
+       attributes), never on ``self``; what ``init`` set up is read-only afterwards.
+    4. It calls :meth:`destroy` exactly once, at shutdown or when a reload replaces
+       the processors, after the last ``service`` call has finished. No call follows.
+    """
 
     info = Attribute("one line saying what the mailet does")
 
     def init(config):
-        """Configure from an IMailetConfig; raise ConfigurationError on bad parameters."""
+        """Configure from an IMailetConfig; raise ConfigurationError on bad parameters.
+
+        Called once, before any :meth:`service`, on the reactor thread."""
+
+    def required_processors():
+        """The names of the processors this mailet may send mails to (a list of str).
+
+        Optional: the engine calls it, when present, after :meth:`init` and refuses a
+        configuration that lacks one of them, naming the mailet and the processor —
+        James's ``requiredProcessingState``. ``GenericMailet`` answers ``[]``; a mailet
+        not built on it that never moves mails to a named processor may leave it out."""
 
     def service(mail):
         """Act on ``mail``; may return a Deferred or be a coroutine.
@@ -287,20 +314,32 @@ class IMailet(Interface):
         """
 
     def destroy():
-        """Release resources at shutdown."""
+        """Release resources; called once at shutdown or reload, after the last
+        :meth:`service` call finished. Runs on the reactor thread: do not block."""
 
 
 class IMatcher(Interface):
-    """Chooses the recipients of a mail that the paired mailet should act on."""
+    """Chooses the recipients of a mail that the paired mailet should act on.
+
+    The lifecycle is the mailet's (see :class:`IMailet`): constructed once per entry,
+    :meth:`init` once, :meth:`match` any number of times and concurrently (on the
+    reactor thread, under the rules of :meth:`IMailet.service`), :meth:`destroy` once
+    after the last match.
+    """
 
     def init(config):
-        """Configure from an IMatcherConfig; raise ConfigurationError on a bad condition."""
+        """Configure from an IMatcherConfig; raise ConfigurationError on a bad condition.
+
+        Called once, before any :meth:`match`."""
 
     def match(mail):
-        """The matched recipients (a collection of MailAddress), or a Deferred of them."""
+        """The matched recipients (a collection of MailAddress), or a Deferred of them.
+
+        Runs on the reactor thread, many times and concurrently: the rules of
+        :meth:`IMailet.service` apply. A matcher must not change the mail."""
 
     def destroy():
-        """Release resources at shutdown."""
+        """Release resources; called once, after the last :meth:`match`."""
 
 
 # -- configs ----------------------------------------------------------------------
@@ -340,9 +379,20 @@ class _Configurable:
         name = getattr(self.config, "name", type(self).__name__)
         return f"{name}"
 
-    def _fail(self, message: str):
+    def fail(self, message: str) -> NoReturn:
+        """Raise a ConfigurationError for this mailet or matcher: ``message`` is
+        prefixed with its configured name and carries the entry's ``file:line``.
+
+        Call it from ``init_mailet``/``init_matcher`` on a bad parameter or condition:
+        ``self.fail(f"maxSize must be positive, not {value!r}")``."""
         raise ConfigurationError(f"{self._where()}: {message}",
                                  getattr(self.config, "source", None))
+
+    def _fail(self, message: str) -> NoReturn:
+        """Deprecated alias of :meth:`fail`, kept for mailets written before 0.2."""
+        warnings.warn("_fail() is deprecated; call fail()", DeprecationWarning,
+                      stacklevel=2)
+        self.fail(message)
 
     @property
     def context(self):
@@ -373,10 +423,15 @@ class GenericMailet(_Configurable):
         self.init_mailet()
 
     def init_mailet(self) -> None:
-        """Read parameters here; raise ConfigurationError (via ``self._fail``) on bad ones."""
+        """Read parameters here; raise ConfigurationError (via ``self.fail``) on bad ones."""
 
     def service(self, mail: Mail):
         raise NotImplementedError
+
+    def required_processors(self) -> list[str]:
+        """None by default: override when a parameter names a processor (James's
+        ``requiredProcessingState``)."""
+        return []
 
     def destroy(self) -> None:
         pass
@@ -390,7 +445,7 @@ class GenericMailet(_Configurable):
     def get_required(self, name: str) -> str:
         value = self.config.parameters.get(name)
         if value is None or str(value).strip() == "":
-            self._fail(f"the parameter {name!r} is required")
+            self.fail(f"the parameter {name!r} is required")
         return value
 
     def get_bool(self, name: str, default: bool = False) -> bool:
@@ -400,7 +455,7 @@ class GenericMailet(_Configurable):
         try:
             return parse_bool(value, name)
         except ConfigurationError as exc:
-            self._fail(exc.message)
+            self.fail(exc.message)
 
     def get_int(self, name: str, default: int | None = None) -> int | None:
         value = self.config.parameters.get(name)
@@ -409,7 +464,7 @@ class GenericMailet(_Configurable):
         try:
             return int(str(value).strip())
         except ValueError:
-            self._fail(f"{name} must be an integer, not {value!r}")
+            self.fail(f"{name} must be an integer, not {value!r}")
 
     def get_size(self, name: str, default: int | None = None, default_unit: str = "") -> int | None:
         value = self.config.parameters.get(name)
@@ -418,7 +473,7 @@ class GenericMailet(_Configurable):
         try:
             return parse_size(value, name, default_unit)
         except ConfigurationError as exc:
-            self._fail(exc.message)
+            self.fail(exc.message)
 
     def get_duration(self, name: str, default: float | None = None, default_unit: str = "s"):
         value = self.config.parameters.get(name)
@@ -427,7 +482,7 @@ class GenericMailet(_Configurable):
         try:
             return parse_duration(value, name, default_unit)
         except ConfigurationError as exc:
-            self._fail(exc.message)
+            self.fail(exc.message)
 
     def get_list(self, name: str, default: Iterable[str] = ()) -> list[str]:
         """A comma-separated parameter (or a YAML list) as a list of stripped strings."""
@@ -443,7 +498,7 @@ class GenericMailet(_Configurable):
         allowed = set(allowed)
         unknown = sorted(set(self.config.parameters) - allowed)
         if unknown:
-            self._fail(f"unknown parameter(s) {', '.join(unknown)}; "
+            self.fail(f"unknown parameter(s) {', '.join(unknown)}; "
                        f"allowed: {', '.join(sorted(allowed)) or 'none'}")
 
     @property
@@ -467,9 +522,9 @@ class GenericMatcher(_Configurable):
     def init(self, config) -> None:
         self.config = config
         if self.condition_required and not (self.condition or "").strip():
-            self._fail("needs a condition (match=\"%s=…\")" % config.name)
+            self.fail("needs a condition (match=\"%s=…\")" % config.name)
         if not self.takes_condition and (self.condition or "").strip():
-            self._fail(f"takes no condition, but was given {self.condition!r}; write "
+            self.fail(f"takes no condition, but was given {self.condition!r}; write "
                        f"match=\"{config.name}\"")
         self.init_matcher()
 

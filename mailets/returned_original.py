@@ -23,7 +23,7 @@ def size_limit_parameter(mailet) -> int:
     """The mailet's ``bounceSizeLimit`` parameter (octets, ≥ 1; default 50000)."""
     limit = mailet.get_size("bounceSizeLimit", DEFAULT_LIMIT)
     if limit < 1:
-        mailet._fail(f"bounceSizeLimit must be 1 or more octets, not {limit}")
+        mailet.fail(f"bounceSizeLimit must be 1 or more octets, not {limit}")
     return limit
 
 

@@ -61,7 +61,9 @@ def db_url(request, tmp_path):
 # Whole folders that start real server processes, kill them or load them for seconds are
 # "slow"; `pytest -m "not slow"` runs the fast set (unit, fuzz, in-process integration)
 # in about a minute. A single slow test elsewhere carries @pytest.mark.slow itself.
+# tests/soak is also "soak" (`pytest -m soak` runs the crash-and-load runs alone).
 _SLOW_FOLDERS = {"soak", "e2e", "abuse"}
+_SOAK_FOLDERS = {"soak"}
 
 
 def pytest_collection_modifyitems(config, items):
@@ -69,3 +71,5 @@ def pytest_collection_modifyitems(config, items):
         parts = item.nodeid.split("/")
         if len(parts) > 2 and parts[1] in _SLOW_FOLDERS:
             item.add_marker(pytest.mark.slow)
+        if len(parts) > 2 and parts[1] in _SOAK_FOLDERS:
+            item.add_marker(pytest.mark.soak)

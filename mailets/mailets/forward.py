@@ -25,12 +25,12 @@ def address_list_parameter(mailet, name: str, *, required: bool = False):
     """Parse an address-list parameter; ``postmaster`` means the server's postmaster."""
     items = split_list(mailet.get_init_parameter(name))
     if required and not items:
-        mailet._fail(f"the parameter {name!r} is required (comma-separated addresses)")
+        mailet.fail(f"the parameter {name!r} is required (comma-separated addresses)")
     postmaster = [i for i in items if i.lower() == "postmaster"]
     try:
         addresses = parse_addresses([i for i in items if i.lower() != "postmaster"], name)
     except ValueError as exc:
-        mailet._fail(str(exc))
+        mailet.fail(str(exc))
     if postmaster:
         addresses.append(mailet.context.postmaster)
     return addresses

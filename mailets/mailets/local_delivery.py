@@ -30,7 +30,7 @@ class LocalDelivery(GenericMailet):
         self.error_processor = str(self.get_init_parameter("errorProcessor", "error")).strip()
         self.folder = str(self.get_init_parameter("folder", "INBOX")).strip() or "INBOX"
         if not self.error_processor:
-            self._fail("errorProcessor must name a processor")
+            self.fail("errorProcessor must name a processor")
 
     def required_processors(self) -> list[str]:
         """Processors this mailet sends mails to (checked when the config loads)."""

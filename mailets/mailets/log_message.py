@@ -47,7 +47,7 @@ class LogMessage(GenericMailet):
         if self.max_body is None:
             self.max_body = self.get_size("bodyMax", 4096)
         if self.max_body < 0:
-            self._fail("maxBody must be 0 or more")
+            self.fail("maxBody must be 0 or more")
         self.comment = self.get_init_parameter("comment")
         self.pass_through = self.get_bool("passThrough", True)
 

@@ -20,9 +20,9 @@ class SetMimeHeader(GenericMailet):
         self.name = str(self.get_required("name")).strip()
         self.value = str(self.get_required("value"))
         if any(c.isspace() or c == ":" for c in self.name):
-            self._fail(f"name {self.name!r} is not a header name")
+            self.fail(f"name {self.name!r} is not a header name")
         if "\r" in self.value or "\n" in self.value:
-            self._fail("value must be one line (no line breaks)")
+            self.fail("value must be one line (no line breaks)")
 
     def service(self, mail):
         mail.add_header(self.name, self.value)
@@ -43,7 +43,7 @@ class RemoveMimeHeader(GenericMailet):
     def init_mailet(self):
         self.names = self.get_list("name")
         if not self.names:
-            self._fail("the parameter 'name' is required (one or more header names)")
+            self.fail("the parameter 'name' is required (one or more header names)")
 
     def service(self, mail):
         mail.remove_headers(self.names)

@@ -55,7 +55,7 @@ class _Notify(Redirect):
         to = str(written.pop("to", self.to_words[-1] if self.recipient == "postmaster"
                              else "unaltered")).strip().lower()
         if to not in self.to_words:
-            self._fail(f"to must be one of {', '.join(self.to_words)}, not {to!r}")
+            self.fail(f"to must be one of {', '.join(self.to_words)}, not {to!r}")
         params = {"inline": "none", "attachment": "message", "passThrough": "true",
                   "sender": "postmaster", **written, "recipients": self.recipient,
                   "reversePath": "null", "to": self.recipient if to == "sender" else to}
@@ -68,7 +68,7 @@ class _Notify(Redirect):
         try:
             return parse_bool(params.get(name, False), name)
         except Exception as exc:  # noqa: BLE001 - ConfigurationError with our source
-            self._fail(str(getattr(exc, "message", exc)))
+            self.fail(str(getattr(exc, "message", exc)))
 
     def message_for(self, mail) -> str:
         server = self.context.server_name or "localhost"

@@ -46,7 +46,7 @@ class RecipientRewriteTable(GenericMailet):
         try:
             self.table = parse_mapping_entries(values)
         except ValueError as exc:
-            self._fail(f"mapping {exc}")
+            self.fail(f"mapping {exc}")
 
     def required_processors(self) -> list[str]:
         """The processors this mailet sends mail to (checked at start-up)."""

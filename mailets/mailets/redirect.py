@@ -78,7 +78,7 @@ class Redirect(GenericMailet):
         self.recipients = self._address_words("recipients")
         self.to = self._address_words("to")
         if not self.recipients and not self.to:
-            self._fail("needs 'recipients' or 'to' (addresses or sender, postmaster, …)")
+            self.fail("needs 'recipients' or 'to' (addresses or sender, postmaster, …)")
         self.sender = self._single("sender", ("postmaster", "sender", "unaltered"))
         self.reverse_path = self._single("reversePath",
                                          ("postmaster", "sender", "null", "unaltered"))
@@ -99,7 +99,7 @@ class Redirect(GenericMailet):
             try:
                 result.extend(parse_addresses([item], name))
             except ValueError as exc:
-                self._fail(f"{exc}; or use one of {', '.join(SPECIALS)}")
+                self.fail(f"{exc}; or use one of {', '.join(SPECIALS)}")
         return result
 
     def _single(self, name, words):
@@ -112,13 +112,13 @@ class Redirect(GenericMailet):
         try:
             return MailAddress.parse(text)
         except MailAddressError as exc:
-            self._fail(f"{name} {text!r} is not an address or one of "
+            self.fail(f"{name} {text!r} is not an address or one of "
                        f"{', '.join(words)} ({exc})")
 
     def _choice(self, name, allowed, default):
         value = str(self.get_init_parameter(name, default)).strip().lower()
         if value not in allowed:
-            self._fail(f"{name} must be one of {', '.join(allowed)}, not {value!r}")
+            self.fail(f"{name} must be one of {', '.join(allowed)}, not {value!r}")
         return value
 
     # -- per mail ---------------------------------------------------------------------

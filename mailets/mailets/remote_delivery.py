@@ -80,7 +80,7 @@ class RemoteDelivery(GenericMailet):
     def init_mailet(self) -> None:
         self.outgoing = str(self.get_init_parameter("outgoing", "outgoing")).strip()
         if not self.outgoing:
-            self._fail("outgoing (the queue name) must not be empty")
+            self.fail("outgoing (the queue name) must not be empty")
         self.options = self._parse_options()
 
     def _parse_options(self) -> dict:
@@ -89,17 +89,17 @@ class RemoteDelivery(GenericMailet):
             delays = (parse_delay_time(delay_param) if delay_param is not None
                       else [DEFAULT_DELAY])
         except ConfigurationError as exc:
-            self._fail(exc.message)
+            self.fail(exc.message)
         max_retries = self.get_int("maxRetries", max(DEFAULT_MAX_RETRIES, len(delays)))
         max_dns = self.get_int("maxDnsProblemRetries", 0)
         if max_retries < 0 or max_dns < 0:
-            self._fail("maxRetries and maxDnsProblemRetries must be 0 or more")
+            self.fail("maxRetries and maxDnsProblemRetries must be 0 or more")
         timeout = self._positive_duration("timeout", 180.0)
         conn_timeout = self._positive_duration("connectiontimeout", 60.0)
         starttls_text = str(self.get_init_parameter("startTLS", "opportunistic")).strip().lower()
         starttls = _STARTTLS_MODES.get(starttls_text)
         if starttls is None:
-            self._fail(f"startTLS must be opportunistic, required or false, not "
+            self.fail(f"startTLS must be opportunistic, required or false, not "
                        f"{starttls_text!r}")
         verify_default = starttls == "required"
         gateways, username = self._route()
@@ -126,7 +126,7 @@ class RemoteDelivery(GenericMailet):
                                   if str(self.get_init_parameter(name, "")).strip().isdigit()
                                   else "s")
         if value <= 0:
-            self._fail(f"{name} must be greater than zero")
+            self.fail(f"{name} must be greater than zero")
         return value
 
     def _route(self) -> tuple[list, str | None]:
@@ -137,11 +137,11 @@ class RemoteDelivery(GenericMailet):
         username = self.get_init_parameter("gatewayUsername")
         password = self.get_init_parameter("gatewayPassword")
         if (username is None) != (password is None):
-            self._fail("gatewayUsername and gatewayPassword must be given together")
+            self.fail("gatewayUsername and gatewayPassword must be given together")
         if gateways:
             return gateways, str(username) if username is not None else None
         if username is not None:
-            self._fail("gatewayUsername needs a gateway")
+            self.fail("gatewayUsername needs a gateway")
         smarthost = (self.context.get_attribute(ATTR_SMARTHOST)
                      if self.context is not None else None)
         if smarthost:
@@ -154,11 +154,11 @@ class RemoteDelivery(GenericMailet):
             return []
         port = self.get_int("gatewayPort", 25)
         if not 0 < port < 65536:
-            self._fail(f"gatewayPort must be 1-65535, not {port}")
+            self.fail(f"gatewayPort must be 1-65535, not {port}")
         try:
             return parse_host_list(gateway, port)
         except ConfigurationError as exc:
-            self._fail(exc.message)
+            self.fail(exc.message)
 
     def required_processors(self) -> list[str]:
         """Processors this mailet sends mail to: bounceProcessor (and onSuccess)."""

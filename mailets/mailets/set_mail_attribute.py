@@ -16,7 +16,7 @@ class SetMailAttribute(GenericMailet):
     def init_mailet(self):
         self.values = dict(self.config.parameters)
         if not self.values:
-            self._fail("needs at least one parameter: attribute name = value")
+            self.fail("needs at least one parameter: attribute name = value")
 
     def service(self, mail):
         for name, value in self.values.items():

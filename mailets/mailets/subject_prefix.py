@@ -19,7 +19,7 @@ class AddSubjectPrefix(GenericMailet):
     def init_mailet(self):
         self.prefix = str(self.get_required("subjectPrefix")).strip()
         if "\r" in self.prefix or "\n" in self.prefix:
-            self._fail("subjectPrefix must be one line (no line breaks)")
+            self.fail("subjectPrefix must be one line (no line breaks)")
 
     def service(self, mail):
         message = mail.message

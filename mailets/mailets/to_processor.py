@@ -21,7 +21,7 @@ class ToProcessor(GenericMailet):
     def init_mailet(self):
         self.processor = str(self.get_required("processor")).strip()
         if self.processor == "ghost":
-            self._fail("processor 'ghost' is not a processor; use the Null mailet to "
+            self.fail("processor 'ghost' is not a processor; use the Null mailet to "
                        "drop mails")
         self.notice = self.get_init_parameter("notice")
 

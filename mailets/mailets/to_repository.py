@@ -38,7 +38,7 @@ class ToRepository(GenericMailet):
         raw = self.get_required("repositoryPath")
         self.repository = repository_name(raw)
         if not self.repository:
-            self._fail(f"repositoryPath {raw!r} names no repository; write e.g. error")
+            self.fail(f"repositoryPath {raw!r} names no repository; write e.g. error")
         self.pass_through = self.get_bool("passThrough", False)
 
     async def service(self, mail):

@@ -33,7 +33,7 @@ class AttachmentFileNameIs(WholeMailMatcher):
         self.unzip = "-z" in words
         masks = [w.lower() for w in words if w not in ("-d", "-z")]
         if not masks:
-            self._fail("needs at least one file name mask, e.g. *.exe")
+            self.fail("needs at least one file name mask, e.g. *.exe")
         self.suffixes = tuple(m[1:] for m in masks if m.startswith("*"))
         self.names = {m for m in masks if not m.startswith("*")}
 

@@ -37,7 +37,7 @@ class HasHeader(_HeaderMatcher):
             name, sep, value = item.partition("=")
             name = name.strip()
             if not name or any(c.isspace() or c == ":" for c in name):
-                self._fail(f"{item.strip()!r} is not a header name[=value]; "
+                self.fail(f"{item.strip()!r} is not a header name[=value]; "
                            f"write HasHeader=Name or HasHeader=Name=value+Other")
             self.tests.append((name, value.strip().lower() if sep else None))
 

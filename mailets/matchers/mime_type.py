@@ -20,7 +20,7 @@ class HasMimeType(WholeMailMatcher):
         for mime_type in self.types:
             main, sep, sub = mime_type.partition("/")
             if not sep or not main or not sub or " " in mime_type:
-                self._fail(f"{mime_type!r} is not a MIME type like text/plain")
+                self.fail(f"{mime_type!r} is not a MIME type like text/plain")
 
     def matches(self, mail):
         return mail.headers().get_content_type().lower() in self.types

@@ -71,9 +71,9 @@ class NetMatcher(WholeMailMatcher):
         try:
             self.networks = parse_network_list(self.condition)
         except ValueError as exc:
-            self._fail(str(exc))
+            self.fail(str(exc))
         if not self.networks:
-            self._fail("needs at least one network, like 127.0.0.1/8, 10.0.0.0/8")
+            self.fail("needs at least one network, like 127.0.0.1/8, 10.0.0.0/8")
 
     def in_network(self, remote_addr) -> bool:
         """True when ``remote_addr`` (text) is inside one of the networks."""

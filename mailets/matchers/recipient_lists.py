@@ -23,7 +23,7 @@ class HostIs(GenericRecipientMatcher):
         try:
             self.domains = parse_domains(self.condition_list(), "HostIs")
         except ValueError as exc:
-            self._fail(str(exc))
+            self.fail(str(exc))
 
     def match_recipient(self, recipient):
         return recipient.domain in self.domains
@@ -54,7 +54,7 @@ class RecipientIs(GenericRecipientMatcher):
         try:
             self.addresses = set(parse_addresses(self.condition_list(), "RecipientIs"))
         except ValueError as exc:
-            self._fail(str(exc))
+            self.fail(str(exc))
 
     def match_recipient(self, recipient):
         return recipient in self.addresses
@@ -65,7 +65,7 @@ def compile_condition(matcher) -> re.Pattern:
     try:
         return re.compile(matcher.condition.strip())
     except re.error as exc:
-        matcher._fail(f"the condition {matcher.condition!r} is not a valid regular "
+        matcher.fail(f"the condition {matcher.condition!r} is not a valid regular "
                       f"expression: {exc}")
 
 

@@ -30,7 +30,7 @@ class SenderIs(SenderMatcher):
         try:
             self.senders = set(parse_addresses(self.condition_list(), "SenderIs"))
         except ValueError as exc:
-            self._fail(str(exc))
+            self.fail(str(exc))
 
     def match_sender(self, sender):
         return sender is not None and sender in self.senders
@@ -77,7 +77,7 @@ class SenderHostIs(SenderMatcher):
         try:
             self.domains = parse_domains(self.condition_list(), "SenderHostIs")
         except ValueError as exc:
-            self._fail(str(exc))
+            self.fail(str(exc))
 
     def match_sender(self, sender):
         return sender is not None and sender.domain in self.domains

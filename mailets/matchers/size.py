@@ -18,7 +18,7 @@ class SizeGreaterThan(WholeMailMatcher):
         try:
             self.limit = parse_size(self.condition, "the condition")
         except ConfigurationError as exc:
-            self._fail(exc.message)
+            self.fail(exc.message)
 
     def matches(self, mail):
         return mail.size > self.limit

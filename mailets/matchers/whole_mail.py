@@ -20,8 +20,8 @@ def positive_int_condition(matcher, what: str) -> int:
     try:
         value = int(matcher.condition.strip())
     except ValueError:
-        matcher._fail(f"the condition must be a whole number of {what}, "
+        matcher.fail(f"the condition must be a whole number of {what}, "
                       f"not {matcher.condition!r}")
     if value < 1:
-        matcher._fail(f"the condition must be 1 or more, not {value}")
+        matcher.fail(f"the condition must be 1 or more, not {value}")
     return value
