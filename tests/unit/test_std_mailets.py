@@ -19,7 +19,7 @@ from mailets.mailets.redirect import Redirect
 from mailets.mailets.set_mail_attribute import SetMailAttribute
 from mailets.mailets.to_processor import ToProcessor
 from mailets.mailets.to_repository import ToRepository, repository_name
-from tests.support.memory_context import MemoryContext, run
+from mailet_mta.testing import FakeMailContext, run
 
 A = MailAddress.parse
 PLAIN = (b"From: Eve <eve@remote.org>\r\nTo: bob@example.com\r\nSubject: Hello\r\n"
@@ -28,7 +28,7 @@ PLAIN = (b"From: Eve <eve@remote.org>\r\nTo: bob@example.com\r\nSubject: Hello\r
 
 @pytest.fixture
 def ctx():
-    return MemoryContext(domains=["example.com", "example.net"],
+    return FakeMailContext(domains=["example.com", "example.net"],
                          users=["bob@example.com", "postmaster@example.com"])
 
 

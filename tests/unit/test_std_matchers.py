@@ -20,14 +20,14 @@ from mailets.matchers.sender import (SenderHostIs, SenderIs, SenderIsLocal, Send
 from mailets.matchers.size import SizeGreaterThan
 from mailets.matchers.smtp_session import (SentByMailet, SMTPAuthSuccessful, SMTPAuthUserIs,
                                            SMTPIsAuthNetwork)
-from tests.support.memory_context import MemoryContext, run
+from mailet_mta.testing import FakeMailContext, run
 
 A = MailAddress.parse
 
 
 @pytest.fixture
 def ctx():
-    return MemoryContext(domains=["example.com", "example.net"],
+    return FakeMailContext(domains=["example.com", "example.net"],
                          users=["bob@example.com", "alice@example.net"])
 
 
@@ -228,7 +228,7 @@ def test_relay_limit_refuses_a_bad_number(ctx, condition):
 
 
 def test_relay_limit_does_not_parse_the_body():
-    ctx = MemoryContext()
+    ctx = FakeMailContext()
     mail = make_mail(message=received(1))
     ctx.matcher(RelayLimit, "1").match(mail)
     assert mail._message is None
