@@ -48,7 +48,7 @@ def _normalise_domain(domain: str) -> str:
             import idna
 
             domain = idna.encode(domain, uts46=True).decode("ascii")
-        except Exception as exc:  # idna raises several error types
+        except Exception as exc:  # noqa: BLE001 - idna raises several error types
             raise MailAddressError(f"the domain {domain!r} is not a valid IDN: {exc}") from None
     domain = domain.lower()
     if len(domain) > MAX_DOMAIN:
@@ -121,7 +121,7 @@ class MailAddress:
         raise AttributeError("MailAddress is immutable")
 
     @classmethod
-    def parse(cls, text: str) -> "MailAddress":
+    def parse(cls, text: str) -> MailAddress:
         """Parse ``local@domain`` (angle brackets allowed) or raise MailAddressError."""
         if isinstance(text, MailAddress):
             return text

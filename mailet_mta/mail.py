@@ -14,16 +14,23 @@ import email.feedparser
 import email.parser
 import email.policy
 import io
-import time
 import itertools
 import os
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from email.message import EmailMessage
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from .address import MailAddress
-from .header_block import (HEADER_BLOCK_LIMIT, _header_block, _read_header_block,  # noqa: F401
-                           field_names, fields_added, fields_removed)
+from .header_block import (  # noqa: F401
+    HEADER_BLOCK_LIMIT,
+    _header_block,
+    _read_header_block,
+    field_names,
+    fields_added,
+    fields_removed,
+)
 
 __all__ = ["Mail", "MessageSource", "new_mail_name", "MAIL_POLICY", "MimeLimits",
            "MimeLimitError"]
@@ -32,7 +39,7 @@ __all__ = ["Mail", "MessageSource", "new_mail_name", "MAIL_POLICY", "MimeLimits"
 MAIL_POLICY = email.policy.SMTP.clone(refold_source="none")
 
 
-_ID_PREFIX = os.urandom(6).hex() + "{:011x}".format(time.time_ns() // 1000)[-11:]
+_ID_PREFIX = os.urandom(6).hex() + f"{time.time_ns() // 1000:011x}"[-11:]
 _ID_COUNTER = itertools.count(1)
 
 
@@ -427,7 +434,7 @@ class Mail:
     def remove_attribute(self, name: str) -> None:
         self.attributes.pop(name, None)
 
-    def duplicate(self, name: str | None = None) -> "Mail":
+    def duplicate(self, name: str | None = None) -> Mail:
         """A copy with its own envelope, attributes and message (for splits and re-sends)."""
         other = Mail.__new__(Mail)
         other.__dict__.update(self.__dict__)

@@ -32,7 +32,7 @@ from twisted.internet import defer
 from twisted.logger import Logger, formatEvent
 from zope.interface import implementer
 
-from mailet_mta.api import (IMailetContext, Mail, MailAddress, MailetConfig, MatcherConfig)
+from mailet_mta.api import IMailetContext, Mail, MailAddress, MailetConfig, MatcherConfig
 
 __all__ = ["FakeMailContext", "fake_mail", "run"]
 

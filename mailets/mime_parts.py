@@ -9,8 +9,8 @@ that blocks dangerous attachments must not be bypassed by hiding one deep down).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from email.message import Message
-from typing import Iterator
 
 MAX_PARTS = 500
 MAX_DEPTH = 20

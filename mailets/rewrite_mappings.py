@@ -20,7 +20,7 @@ keeps bob), a target that comes back to an address already on the chain is a loo
 from __future__ import annotations
 
 import re
-from typing import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 
 from mailet_mta.api import MailAddress, MailAddressError
 

@@ -104,7 +104,7 @@ class AuthThrottle:
         self._in_flight: dict[str, int] = {}
 
     @classmethod
-    def from_config(cls, cfg, clock=None) -> "AuthThrottle":
+    def from_config(cls, cfg, clock=None) -> AuthThrottle:
         """The throttle an ``authThrottle`` section describes."""
         throttle = cls(clock)
         throttle.reconfigure(cfg)

@@ -21,12 +21,18 @@ from __future__ import annotations
 import email.policy
 import re
 import time
+from datetime import UTC, datetime
 from email.message import EmailMessage, Message
 from email.utils import format_datetime, formatdate, make_msgid
-from datetime import datetime, timezone
 
-from mailet_mta.api import (ATTR_DSN_ENVID, ATTR_DSN_RCPT, ATTR_DSN_RET, ATTR_SENT_BY_MAILET,
-                            GenericMailet, Mail)
+from mailet_mta.api import (
+    ATTR_DSN_ENVID,
+    ATTR_DSN_RCPT,
+    ATTR_DSN_RET,
+    ATTR_SENT_BY_MAILET,
+    GenericMailet,
+    Mail,
+)
 
 from ..returned_original import headers_part, original_part, size_limit_parameter
 
@@ -168,7 +174,7 @@ class DSNBounce(GenericMailet):
             per_message["Original-Envelope-Id"] = envid
         arrival = mail.get_attribute(ARRIVAL_ATTR) or mail.last_updated or time.time()
         per_message["Arrival-Date"] = format_datetime(
-            datetime.fromtimestamp(float(arrival), timezone.utc))
+            datetime.fromtimestamp(float(arrival), UTC))
         blocks = [per_message]
         for r in rows:
             block = Message(policy=POLICY)

@@ -16,7 +16,11 @@ from __future__ import annotations
 from twisted.internet import defer
 
 from mailet_mta.api import (
-    ATTR_RECIPIENT_HEADERS, GenericMailet, Mail, MessagingError, TemporaryError,
+    ATTR_RECIPIENT_HEADERS,
+    GenericMailet,
+    Mail,
+    MessagingError,
+    TemporaryError,
 )
 
 

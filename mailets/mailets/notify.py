@@ -23,7 +23,11 @@ from email.message import EmailMessage
 from email.utils import formatdate
 
 from mailet_mta.api import (
-    ATTR_AUTH_NETWORK, ATTR_AUTH_USER, Mail, MailetConfig, parse_bool,
+    ATTR_AUTH_NETWORK,
+    ATTR_AUTH_USER,
+    Mail,
+    MailetConfig,
+    parse_bool,
 )
 
 from .redirect import Redirect, raw_headers

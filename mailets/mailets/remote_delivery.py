@@ -17,8 +17,7 @@ from __future__ import annotations
 
 import re
 
-from mailet_mta.api import (ATTR_SMARTHOST, ConfigurationError, GenericMailet, Mail,
-                            parse_host_list)
+from mailet_mta.api import ATTR_SMARTHOST, ConfigurationError, GenericMailet, Mail, parse_host_list
 
 DEFAULT_DELAY = 6 * 3600.0          # James: one retry after six hours
 DEFAULT_MAX_RETRIES = 5

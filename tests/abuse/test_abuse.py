@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import smtplib
 import socket
-import threading
 import time
 
 import pytest
@@ -158,7 +157,8 @@ def test_recipient_flood_is_capped_and_the_session_goes_on(server):
         assert codes.count(250) == 100 and codes.count(452) == 1900, set(codes)
         assert s.noop()[0] == 250
         s.rset()
-        s.sendmail("flood@client.example", ["alice@example.com"], b"Subject: after flood\r\n\r\nx\r\n")
+        s.sendmail("flood@client.example", ["alice@example.com"],
+                   b"Subject: after flood\r\n\r\nx\r\n")
     print(f"recipient flood: {codes.count(250)} accepted, {codes.count(452)} x 452, "
           f"{codes.count(550)} x 550")
 
@@ -179,7 +179,7 @@ def test_connection_flood_beyond_limits_is_refused_with_421_and_the_server_answe
     port = server.port("limited")
     opened, refusals = [], 0
     try:
-        for i in range(8):                              # per IP: 5
+        for _ in range(8):                              # per IP: 5
             s = connect(port, "127.0.0.1")
             line = read_line(s)
             if line.startswith(b"220"):

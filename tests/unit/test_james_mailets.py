@@ -13,8 +13,13 @@ from email.message import EmailMessage
 import pytest
 
 from mailet_mta.api import (
-    ATTR_AUTH_NETWORK, ATTR_AUTH_USER, ATTR_RECIPIENT_HEADERS, ATTR_SENT_BY_MAILET,
-    ConfigurationError, Mail, MailAddress,
+    ATTR_AUTH_NETWORK,
+    ATTR_AUTH_USER,
+    ATTR_RECIPIENT_HEADERS,
+    ATTR_SENT_BY_MAILET,
+    ConfigurationError,
+    Mail,
+    MailAddress,
 )
 from mailets.mailets.delivered_to import AddDeliveredToHeader
 from mailets.mailets.header_recipients import MAX_HEADER_RECIPIENTS, UseHeaderRecipients

@@ -9,8 +9,8 @@ import pytest
 from mailet_mta.acceptance import SpoolBackend
 from mailet_mta.address import MailAddress
 from mailet_mta.config import default_config
-from mailet_mta.directory import Directory, configured_mappings, is_own_ip
 from mailet_mta.context import MailetContext
+from mailet_mta.directory import Directory, configured_mappings, is_own_ip
 from mailets.matchers.local_recipients import HostIsLocal, RecipientIsLocal
 
 A = MailAddress.parse

@@ -9,8 +9,14 @@ import importlib.resources
 import pytest
 
 import mailet_mta
-from mailet_mta.api import (ConfigurationError, GenericMailet, GenericMatcher, IMailet,
-                            MailetConfig, MatcherConfig)
+from mailet_mta.api import (
+    ConfigurationError,
+    GenericMailet,
+    GenericMatcher,
+    IMailet,
+    MailetConfig,
+    MatcherConfig,
+)
 
 
 class _Strict(GenericMailet):

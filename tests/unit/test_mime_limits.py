@@ -68,14 +68,14 @@ def test_a_message_at_the_limits_parses():
     more = mail_of(many_parts(51))
     more.mime_limits = MimeLimits(max_parts=50, max_depth=2)
     with pytest.raises(MimeLimitError):
-        more.message
+        _ = more.message
     deep = mail_of(nested(10))
     deep.mime_limits = MimeLimits(max_parts=100, max_depth=10)
     assert deep.message["Subject"] == "deep"
     deep = mail_of(nested(11))
     deep.mime_limits = MimeLimits(max_parts=100, max_depth=10)
     with pytest.raises(MimeLimitError):
-        deep.message
+        _ = deep.message
 
 
 def test_the_pipeline_gives_each_mail_the_configured_limits():
