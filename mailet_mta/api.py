@@ -18,13 +18,17 @@ from __future__ import annotations
 
 import re
 import warnings
-from collections.abc import Iterable, Mapping
-from typing import Any, NoReturn
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, NoReturn, cast
 
 from zope.interface import Attribute, Interface, implementer
 
 from .address import NULL_SENDER, MailAddress, MailAddressError, parse_path
 from .mail import Mail, MimeLimitError
+
+if TYPE_CHECKING:
+    from twisted.internet.defer import Deferred
+    from twisted.logger import Logger
 
 __all__ = [
     "IMailet", "IMatcher", "IMailetContext", "IMailetConfig", "IMatcherConfig",
@@ -148,10 +152,11 @@ def parse_duration(value: Any, name: str = "value", default_unit: str = "s") -> 
     return float(m.group(1)) * _unit_seconds(m.group(2) or default_unit)
 
 
-def parse_host_list(text: str | list, default_port: int, name: str = "gateway") -> list[list]:
+def parse_host_list(text: str | list[str] | tuple[str, ...], default_port: int,
+                    name: str = "gateway") -> list[list[Any]]:
     """``"relay1.example, relay2.example:2525, [::1]:25"`` → [[host, port], …]."""
     items = text if isinstance(text, (list, tuple)) else str(text).split(",")
-    out = []
+    out: list[list[Any]] = []
     for item in items:
         item = str(item).strip()
         if not item:
@@ -185,45 +190,48 @@ class IMailetContext(Interface):
     server_name = Attribute("str: the primary server name (HELO name, Received:)")
     log = Attribute("a twisted.logger.Logger for mailets to log through")
 
-    def is_local_server(domain):
+    def is_local_server(domain: str) -> bool:
         """True when ``domain`` (str) is one of this server's mail domains."""
 
-    def is_local_user(name):
+    def is_local_user(name: str) -> bool:
         """True when ``name`` is a known user (``user@domain`` or a bare local user)."""
 
-    def is_local_email(address):
+    def is_local_email(address: MailAddress) -> bool:
         """True when the MailAddress is a mailbox this server stores mail for."""
 
-    def local_users_of(address):
+    def local_users_of(address: MailAddress) -> list[str]:
         """The canonical user names that ``address`` delivers to (after aliases), or []."""
 
-    def send_mail(mail, state="root", delay=0):
+    def send_mail(mail: Mail, state: str = "root", delay: float = 0) -> Deferred[None]:
         """Put a new mail (from a mailet) into the spool in ``state``; returns a Deferred."""
 
-    def bounce(mail, message, bouncer=None):
+    def bounce(mail: Mail, message: str, bouncer: MailAddress | None = None
+               ) -> Deferred[None]:
         """Send a plain non-delivery notice for ``mail`` to its sender (never to <>)."""
 
-    def mx_hosts(domain):
+    def mx_hosts(domain: str) -> Deferred[list[tuple[int, str]]]:
         """Deferred → list of (preference, host) for ``domain``, MX then A fallback."""
 
-    def store_in_mailbox(user, mail, folder="INBOX", prefix_headers=()):
+    def store_in_mailbox(user: str, mail: Mail, folder: str = "INBOX",
+                         prefix_headers: Iterable[tuple[str, str]] = ()) -> Deferred[None]:
         """Store ``mail`` for local ``user`` (shared blob, no copy) with the trace
         headers ``prefix_headers`` ([(name, value)]) put in front; a Deferred that
         fails with a MessagingError (e.g. quota: ``552 5.2.2``) for this user only."""
 
-    def store_in_repository(repository, mail):
+    def store_in_repository(repository: str, mail: Mail) -> Deferred[None]:
         """Keep a copy of ``mail`` in the named repository (e.g. ``error``); a Deferred."""
 
-    def queue_remote(mail, queue="outgoing", options=None):
+    def queue_remote(mail: Mail, queue: str = "outgoing", options: Any = None
+                     ) -> Deferred[None]:
         """Hand ``mail`` to the outgoing queue for remote delivery; a Deferred."""
 
-    def lookup_mappings(address):
+    def lookup_mappings(address: MailAddress) -> list[str]:
         """RecipientRewriteTable mappings for ``address``: list of mapping strings."""
 
-    def get_attribute(name):
+    def get_attribute(name: str) -> Any:
         """A server-wide attribute (e.g. ``"mailet_mta.version"``), or None."""
 
-    def run_in_worker(fn, *args, **kwargs):
+    def run_in_worker(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Deferred[Any]:
         """Run ``fn(*args, **kwargs)`` on a mailet worker thread; a Deferred of its
         result (or failure), fired back on the reactor thread.
 
@@ -274,12 +282,12 @@ class IMailet(Interface):
 
     info = Attribute("one line saying what the mailet does")
 
-    def init(config):
+    def init(config: IMailetConfig) -> None:
         """Configure from an IMailetConfig; raise ConfigurationError on bad parameters.
 
         Called once, before any :meth:`service`, on the reactor thread."""
 
-    def required_processors():
+    def required_processors() -> list[str]:
         """The names of the processors this mailet may send mails to (a list of str).
 
         Optional: the engine calls it, when present, after :meth:`init` and refuses a
@@ -287,7 +295,7 @@ class IMailet(Interface):
         James's ``requiredProcessingState``. ``GenericMailet`` answers ``[]``; a mailet
         not built on it that never moves mails to a named processor may leave it out."""
 
-    def service(mail):
+    def service(mail: Mail) -> Any:
         """Act on ``mail``; may return a Deferred or be a coroutine.
 
         **Where it runs.** ``service`` is called on the reactor thread — the one
@@ -313,7 +321,7 @@ class IMailet(Interface):
         - Awaiting is free: the mail's run pauses, other mails and sessions go on.
         """
 
-    def destroy():
+    def destroy() -> None:
         """Release resources; called once at shutdown or reload, after the last
         :meth:`service` call finished. Runs on the reactor thread: do not block."""
 
@@ -327,18 +335,18 @@ class IMatcher(Interface):
     after the last match.
     """
 
-    def init(config):
+    def init(config: IMatcherConfig) -> None:
         """Configure from an IMatcherConfig; raise ConfigurationError on a bad condition.
 
         Called once, before any :meth:`match`."""
 
-    def match(mail):
+    def match(mail: Mail) -> Any:
         """The matched recipients (a collection of MailAddress), or a Deferred of them.
 
         Runs on the reactor thread, many times and concurrently: the rules of
         :meth:`IMailet.service` apply. A matcher must not change the mail."""
 
-    def destroy():
+    def destroy() -> None:
         """Release resources; called once, after the last :meth:`match`."""
 
 
@@ -347,8 +355,9 @@ class IMatcher(Interface):
 class MailetConfig:
     """A plain IMailetConfig; the loader builds these, tests may too."""
 
-    def __init__(self, name: str, context=None, parameters: Mapping[str, Any] | None = None,
-                 processor: str = "root", source: str | None = None):
+    def __init__(self, name: str, context: Any = None,
+                 parameters: Mapping[str, Any] | None = None,
+                 processor: str = "root", source: str | None = None) -> None:
         self.name = name
         self.context = context
         self.parameters = {k: v for k, v in (parameters or {}).items()}
@@ -360,8 +369,8 @@ class MailetConfig:
 class MatcherConfig:
     """A plain IMatcherConfig."""
 
-    def __init__(self, name: str, condition: str | None = None, context=None,
-                 processor: str = "root", source: str | None = None):
+    def __init__(self, name: str, condition: str | None = None, context: Any = None,
+                 processor: str = "root", source: str | None = None) -> None:
         self.name = name
         self.condition = condition
         self.context = context
@@ -395,13 +404,14 @@ class _Configurable:
         self.fail(message)
 
     @property
-    def context(self):
+    def context(self) -> IMailetContext:
         """The IMailetContext."""
-        return self.config.context
+        return cast(IMailetContext, self.config.context)
 
     @property
-    def log(self):
-        return self.config.context.log
+    def log(self) -> Logger:
+        """The context's logger."""
+        return cast("Logger", self.config.context.log)
 
 
 @implementer(IMailet)
@@ -416,7 +426,7 @@ class GenericMailet(_Configurable):
     info = ""
     parameters: tuple[str, ...] | None = None
 
-    def init(self, config) -> None:
+    def init(self, config: Any) -> None:
         self.config = config
         if self.parameters is not None:
             self.check_parameters(self.parameters)
@@ -425,7 +435,7 @@ class GenericMailet(_Configurable):
     def init_mailet(self) -> None:
         """Read parameters here; raise ConfigurationError (via ``self.fail``) on bad ones."""
 
-    def service(self, mail: Mail):
+    def service(self, mail: Mail) -> Any:
         raise NotImplementedError
 
     def required_processors(self) -> list[str]:
@@ -442,7 +452,9 @@ class GenericMailet(_Configurable):
         value = self.config.parameters.get(name)
         return default if value is None else value
 
-    def get_required(self, name: str) -> str:
+    def get_required(self, name: str) -> Any:
+        """The raw parameter value, as :meth:`get_init_parameter`; a missing or blank
+        one fails with a ConfigurationError naming it."""
         value = self.config.parameters.get(name)
         if value is None or str(value).strip() == "":
             self.fail(f"the parameter {name!r} is required")
@@ -475,7 +487,8 @@ class GenericMailet(_Configurable):
         except ConfigurationError as exc:
             self.fail(exc.message)
 
-    def get_duration(self, name: str, default: float | None = None, default_unit: str = "s"):
+    def get_duration(self, name: str, default: float | None = None,
+                     default_unit: str = "s") -> float | None:
         value = self.config.parameters.get(name)
         if value is None:
             return default
@@ -503,7 +516,7 @@ class GenericMailet(_Configurable):
 
     @property
     def mailet_name(self) -> str:
-        return self.config.name
+        return str(self.config.name)
 
 
 @implementer(IMatcher)
@@ -519,7 +532,7 @@ class GenericMatcher(_Configurable):
     condition_required = False
     takes_condition = True
 
-    def init(self, config) -> None:
+    def init(self, config: Any) -> None:
         self.config = config
         if self.condition_required and not (self.condition or "").strip():
             self.fail("needs a condition (match=\"%s=…\")" % config.name)
@@ -533,13 +546,14 @@ class GenericMatcher(_Configurable):
 
     @property
     def condition(self) -> str | None:
-        return self.config.condition
+        condition: str | None = self.config.condition
+        return condition
 
     def condition_list(self) -> list[str]:
         """The condition split at commas, stripped, empty items dropped."""
         return [c.strip() for c in (self.condition or "").split(",") if c.strip()]
 
-    def match(self, mail: Mail):
+    def match(self, mail: Mail) -> Any:
         raise NotImplementedError
 
     def destroy(self) -> None:
@@ -549,7 +563,7 @@ class GenericMatcher(_Configurable):
 class GenericRecipientMatcher(GenericMatcher):
     """A matcher that decides recipient by recipient: override ``match_recipient``."""
 
-    def match(self, mail: Mail):
+    def match(self, mail: Mail) -> list[MailAddress]:
         return [r for r in mail.recipients if self.match_recipient(r)]
 
     def match_recipient(self, recipient: MailAddress) -> bool:

@@ -26,10 +26,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from email.message import EmailMessage
 from email.policy import SMTP
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from twisted.internet import defer
-from twisted.logger import Logger, formatEvent
+from twisted.logger import ILogObserver, Logger, formatEvent
 from zope.interface import implementer
 
 from mailet_mta.api import IMailetContext, Mail, MailAddress, MailetConfig, MatcherConfig
@@ -85,7 +85,8 @@ class FakeMailContext:
         self.mx = dict(mx or {})
         self.attributes: dict[str, Any] = {}
         self.events: list[dict[str, Any]] = []
-        self.log = Logger(namespace="mailet_mta.test", observer=self.events.append)
+        self.log = Logger(namespace="mailet_mta.test",
+                          observer=cast(ILogObserver, self.events.append))
         self.sent: list[tuple[Any, str, float]] = []           # (mail, state, delay)
         self.stored: list[tuple[str, Any]] = []                # (repository, mail)
         self.bounced: list[tuple[Any, str, Any]] = []          # (mail, message, bouncer)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import html
 import re
 
-from mailet_mta.api import GenericMailet, MimeLimitError
+from mailet_mta.api import GenericMailet, Mail, MimeLimitError
 
 from ..matchers.attachments import is_attachment
 
@@ -98,10 +98,10 @@ class AddFooter(GenericMailet):
     info = "appends a footer to the message's text"
     parameters = ("text",)
 
-    def init_mailet(self):
+    def init_mailet(self) -> None:
         self.text = str(self.get_required("text"))
 
-    async def service(self, mail):
+    async def service(self, mail: Mail) -> None:
         for warning in await self.context.run_in_worker(self.add_footer, mail):
             self.log.warn("AddFooter: mail {mail_name}: {warning}", mail_name=mail.name,
                           warning=warning)

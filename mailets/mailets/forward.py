@@ -51,11 +51,11 @@ class Forward(GenericMailet):
     info = "forwards the mail to other recipients"
     parameters = ("forwardTo", "passThrough")
 
-    def init_mailet(self):
+    def init_mailet(self) -> None:
         self.forward_to = address_list_parameter(self, "forwardTo", required=True)
         self.pass_through = self.get_bool("passThrough", False)
 
-    async def service(self, mail):
+    async def service(self, mail: Mail) -> None:
         await settled(resend_copy(self, mail, self.forward_to))
         if not self.pass_through:
             mail.state = Mail.GHOST

@@ -27,7 +27,7 @@ class UseHeaderRecipients(GenericMailet):
     info = "re-sends the mail to the recipients named in its headers"
     parameters = ("debug",)
 
-    async def service(self, mail):
+    async def service(self, mail: Mail) -> None:
         headers = mail.headers()
         recipients = _unique(header_addresses(headers, "Mail-For"))
         if not recipients:

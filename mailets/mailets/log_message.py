@@ -40,7 +40,7 @@ class LogMessage(GenericMailet):
     info = "logs the message"
     parameters = ("headers", "body", "maxBody", "bodyMax", "comment", "passThrough")
 
-    def init_mailet(self):
+    def init_mailet(self) -> None:
         self.log_headers = self.get_bool("headers", True)
         self.log_body = self.get_bool("body", True)
         self.max_body = self.get_size("maxBody", None)

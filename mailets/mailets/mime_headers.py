@@ -16,7 +16,7 @@ class SetMimeHeader(GenericMailet):
     info = "adds a header to the message"
     parameters = ("name", "value")
 
-    def init_mailet(self):
+    def init_mailet(self) -> None:
         self.name = str(self.get_required("name")).strip()
         self.value = str(self.get_required("value"))
         if any(c.isspace() or c == ":" for c in self.name):
@@ -40,7 +40,7 @@ class RemoveMimeHeader(GenericMailet):
     info = "removes headers from the message"
     parameters = ("name",)
 
-    def init_mailet(self):
+    def init_mailet(self) -> None:
         self.names = self.get_list("name")
         if not self.names:
             self.fail("the parameter 'name' is required (one or more header names)")

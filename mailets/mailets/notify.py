@@ -119,7 +119,7 @@ class NotifySender(_Notify):
 
     info = "sends a notice to the sender"
 
-    async def service(self, mail):
+    async def service(self, mail: Mail) -> None:
         if mail.sender is None:
             self.log.info("NotifySender: mail {mail_name} has the null sender; no notice",
                           mail_name=mail.name)

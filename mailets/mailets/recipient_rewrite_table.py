@@ -37,7 +37,7 @@ class RecipientRewriteTable(GenericMailet):
     info = "applies the recipient rewrite table"
     parameters = ("errorProcessor", "forwardProcessor", "mapping", "mappings")
 
-    def init_mailet(self):
+    def init_mailet(self) -> None:
         self.error_processor = str(self.get_init_parameter("errorProcessor", "error")).strip()
         self.forward_processor = str(self.get_init_parameter("forwardProcessor",
                                                              "root")).strip() or "root"
@@ -59,7 +59,7 @@ class RecipientRewriteTable(GenericMailet):
             return configured
         return list(await settled(self.context.lookup_mappings(address)) or [])
 
-    async def service(self, mail):
+    async def service(self, mail: Mail) -> None:
         rewritten, forwards = [], []
         refused: dict[str, list] = {}
         for rcpt in mail.recipients:

@@ -74,7 +74,7 @@ class Redirect(GenericMailet):
     parameters = ("recipients", "to", "sender", "reversePath", "subject", "prefix",
                   "inline", "attachment", "message", "passThrough")
 
-    def init_mailet(self):
+    def init_mailet(self) -> None:
         self.recipients = self._address_words("recipients")
         self.to = self._address_words("to")
         if not self.recipients and not self.to:
@@ -149,7 +149,7 @@ class Redirect(GenericMailet):
             return None
         return self.context.postmaster if choice == "postmaster" else choice
 
-    async def service(self, mail):
+    async def service(self, mail: Mail) -> None:
         recipients = self._resolve(self.recipients or self.to, mail)
         if recipients:
             copy = await self.context.run_in_worker(self.prepared_copy, mail, recipients)

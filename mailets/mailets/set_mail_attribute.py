@@ -13,7 +13,7 @@ class SetMailAttribute(GenericMailet):
 
     info = "sets mail attributes"
 
-    def init_mailet(self):
+    def init_mailet(self) -> None:
         self.values = dict(self.config.parameters)
         if not self.values:
             self.fail("needs at least one parameter: attribute name = value")

@@ -16,7 +16,7 @@ class AddSubjectPrefix(GenericMailet):
     info = "adds a prefix to the Subject"
     parameters = ("subjectPrefix",)
 
-    def init_mailet(self):
+    def init_mailet(self) -> None:
         self.prefix = str(self.get_required("subjectPrefix")).strip()
         if "\r" in self.prefix or "\n" in self.prefix:
             self.fail("subjectPrefix must be one line (no line breaks)")

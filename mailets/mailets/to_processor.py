@@ -18,7 +18,7 @@ class ToProcessor(GenericMailet):
     info = "moves the mail to another processor"
     parameters = ("processor", "notice")
 
-    def init_mailet(self):
+    def init_mailet(self) -> None:
         self.processor = str(self.get_required("processor")).strip()
         if self.processor == "ghost":
             self.fail("processor 'ghost' is not a processor; use the Null mailet to "

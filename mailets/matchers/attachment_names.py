@@ -6,6 +6,8 @@ import io
 import re
 import zipfile
 
+from mailet_mta.api import Mail
+
 from ..mime_parts import TooComplex, leaf_parts
 from .whole_mail import WholeMailMatcher
 
@@ -27,7 +29,7 @@ class AttachmentFileNameIs(WholeMailMatcher):
 
     condition_required = True
 
-    def init_matcher(self):
+    def init_matcher(self) -> None:
         words = [w for w in re.split(r"[\s,]+", self.condition or "") if w]
         self.debug = "-d" in words
         self.unzip = "-z" in words
@@ -37,7 +39,7 @@ class AttachmentFileNameIs(WholeMailMatcher):
         self.suffixes = tuple(m[1:] for m in masks if m.startswith("*"))
         self.names = {m for m in masks if not m.startswith("*")}
 
-    def matches(self, mail):
+    def matches(self, mail: Mail) -> bool:
         try:
             for part in leaf_parts(mail.message):
                 name = part.get_filename()

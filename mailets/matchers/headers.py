@@ -6,14 +6,18 @@ Only the header block is parsed, however large the message. Encoded words
 
 from __future__ import annotations
 
+from email.message import EmailMessage
+
+from mailet_mta.api import Mail
+
 from .whole_mail import WholeMailMatcher
 
 
 class _HeaderMatcher(WholeMailMatcher):
-    def matches(self, mail):
+    def matches(self, mail: Mail) -> bool:
         return self.matches_headers(mail.headers())
 
-    def matches_headers(self, headers) -> bool:
+    def matches_headers(self, headers: EmailMessage) -> bool:
         raise NotImplementedError
 
 
@@ -31,7 +35,7 @@ class HasHeader(_HeaderMatcher):
 
     condition_required = True
 
-    def init_matcher(self):
+    def init_matcher(self) -> None:
         self.tests = []
         for item in self.condition.split("+"):
             name, sep, value = item.partition("=")
@@ -41,7 +45,7 @@ class HasHeader(_HeaderMatcher):
                            f"write HasHeader=Name or HasHeader=Name=value+Other")
             self.tests.append((name, value.strip().lower() if sep else None))
 
-    def matches_headers(self, headers):
+    def matches_headers(self, headers: EmailMessage) -> bool:
         for name, value in self.tests:
             found = headers.get_all(name)
             if not found:
@@ -57,10 +61,10 @@ class SubjectStartsWith(_HeaderMatcher):
 
     condition_required = True
 
-    def init_matcher(self):
+    def init_matcher(self) -> None:
         self.prefix = self.condition
 
-    def matches_headers(self, headers):
+    def matches_headers(self, headers: EmailMessage) -> bool:
         return _text(headers.get("Subject")).startswith(self.prefix)
 
 
@@ -70,9 +74,9 @@ class SubjectIs(_HeaderMatcher):
 
     condition_required = True
 
-    def init_matcher(self):
+    def init_matcher(self) -> None:
         self.subject = _text(self.condition)
 
-    def matches_headers(self, headers):
+    def matches_headers(self, headers: EmailMessage) -> bool:
         subject = headers.get("Subject")
         return subject is not None and _text(subject) == self.subject

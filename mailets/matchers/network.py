@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import ipaddress
 
+from mailet_mta.api import Mail
+
 from .whole_mail import WholeMailMatcher
 
 _LOCALHOST = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
@@ -67,7 +69,7 @@ class NetMatcher(WholeMailMatcher):
 
     condition_required = True
 
-    def init_matcher(self):
+    def init_matcher(self) -> None:
         try:
             self.networks = parse_network_list(self.condition)
         except ValueError as exc:
@@ -90,7 +92,7 @@ class RemoteAddrInNetwork(NetMatcher):
     """Matches all recipients when the client IP is in the list:
     ``RemoteAddrInNetwork=127.0.0.1/8, 10.0.0.0/255.0.0.0, 192.168.0.*, ::1``."""
 
-    def matches(self, mail):
+    def matches(self, mail: Mail) -> bool:
         return self.in_network(mail.remote_addr)
 
 
@@ -98,5 +100,5 @@ class RemoteAddrNotInNetwork(NetMatcher):
     """Matches all recipients when the client IP is not in the list:
     ``RemoteAddrNotInNetwork=127.0.0.1/8``. An unparseable client address is "not in"."""
 
-    def matches(self, mail):
+    def matches(self, mail: Mail) -> bool:
         return not self.in_network(mail.remote_addr)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 
-from mailet_mta.api import GenericRecipientMatcher
+from mailet_mta.api import GenericRecipientMatcher, MailAddress
 
 from ..address_lists import parse_addresses, parse_domains
 
@@ -19,13 +19,13 @@ class HostIs(GenericRecipientMatcher):
 
     condition_required = True
 
-    def init_matcher(self):
+    def init_matcher(self) -> None:
         try:
             self.domains = parse_domains(self.condition_list(), "HostIs")
         except ValueError as exc:
             self.fail(str(exc))
 
-    def match_recipient(self, recipient):
+    def match_recipient(self, recipient: MailAddress) -> bool:
         return recipient.domain in self.domains
 
 
@@ -38,10 +38,10 @@ class UserIs(GenericRecipientMatcher):
 
     condition_required = True
 
-    def init_matcher(self):
+    def init_matcher(self) -> None:
         self.users = set(self.condition_list())
 
-    def match_recipient(self, recipient):
+    def match_recipient(self, recipient: MailAddress) -> bool:
         return recipient.user in self.users or recipient.local_part in self.users
 
 
@@ -50,13 +50,13 @@ class RecipientIs(GenericRecipientMatcher):
 
     condition_required = True
 
-    def init_matcher(self):
+    def init_matcher(self) -> None:
         try:
             self.addresses = set(parse_addresses(self.condition_list(), "RecipientIs"))
         except ValueError as exc:
             self.fail(str(exc))
 
-    def match_recipient(self, recipient):
+    def match_recipient(self, recipient: MailAddress) -> bool:
         return recipient in self.addresses
 
 
@@ -78,8 +78,8 @@ class RecipientIsRegex(GenericRecipientMatcher):
 
     condition_required = True
 
-    def init_matcher(self):
+    def init_matcher(self) -> None:
         self.pattern = compile_condition(self)
 
-    def match_recipient(self, recipient):
+    def match_recipient(self, recipient: MailAddress) -> bool:
         return self.pattern.fullmatch(str(recipient)) is not None

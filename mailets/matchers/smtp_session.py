@@ -4,7 +4,7 @@ SMTPIsAuthNetwork, SentByMailet. Each matches all recipients or none.
 
 from __future__ import annotations
 
-from mailet_mta.api import ATTR_AUTH_NETWORK, ATTR_AUTH_USER, ATTR_SENT_BY_MAILET
+from mailet_mta.api import ATTR_AUTH_NETWORK, ATTR_AUTH_USER, ATTR_SENT_BY_MAILET, Mail
 
 from .whole_mail import WholeMailMatcher
 
@@ -19,7 +19,7 @@ class SMTPAuthSuccessful(WholeMailMatcher):
 
     takes_condition = False
 
-    def matches(self, mail):
+    def matches(self, mail: Mail) -> bool:
         return auth_user(mail) is not None
 
 
@@ -29,10 +29,10 @@ class SMTPAuthUserIs(WholeMailMatcher):
 
     condition_required = True
 
-    def init_matcher(self):
+    def init_matcher(self) -> None:
         self.users = {u.lower() for u in self.condition_list()}
 
-    def matches(self, mail):
+    def matches(self, mail: Mail) -> bool:
         user = auth_user(mail)
         return user is not None and str(user).lower() in self.users
 
@@ -43,7 +43,7 @@ class SMTPIsAuthNetwork(WholeMailMatcher):
 
     takes_condition = False
 
-    def matches(self, mail):
+    def matches(self, mail: Mail) -> bool:
         return bool(mail.get_attribute(ATTR_AUTH_NETWORK))
 
 
@@ -52,5 +52,5 @@ class SentByMailet(WholeMailMatcher):
 
     takes_condition = False
 
-    def matches(self, mail):
+    def matches(self, mail: Mail) -> bool:
         return bool(mail.get_attribute(ATTR_SENT_BY_MAILET))

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from mailet_mta.api import GenericMatcher
+from mailet_mta.api import GenericMatcher, Mail, MailAddress
 
 
 class WholeMailMatcher(GenericMatcher):
     """A matcher that answers all recipients or none: override ``matches(mail)``."""
 
-    def match(self, mail):
+    def match(self, mail: Mail) -> list[MailAddress]:
         return list(mail.recipients) if self.matches(mail) else []
 
-    def matches(self, mail) -> bool:
+    def matches(self, mail: Mail) -> bool:
         raise NotImplementedError
 
 
