@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, cast
 from zope.interface import Attribute, Interface, implementer
 
 from .address import NULL_SENDER, MailAddress, MailAddressError, parse_path
-from .mail import Mail, MimeLimitError
+from .mail import ATTR_AUTH_USER, Mail, MimeLimitError  # ATTR_AUTH_USER: the AUTH identity
 
 if TYPE_CHECKING:
     from twisted.internet.defer import Deferred
@@ -35,7 +35,7 @@ __all__ = [
     "Mail", "MimeLimitError", "MailAddress", "MailAddressError", "NULL_SENDER", "parse_path",
     "MailetConfig", "MatcherConfig", "GenericMailet", "GenericMatcher",
     "GenericRecipientMatcher", "MailetError", "MessagingError", "ConfigurationError",
-    "TemporaryError", "parse_bool", "parse_size", "parse_duration",
+    "TemporaryError", "MappingError", "parse_bool", "parse_size", "parse_duration",
     "ATTR_AUTH_USER", "ATTR_HELO", "ATTR_REMOTE_ADDR", "ATTR_TLS", "ATTR_SENT_BY_MAILET",
     "ATTR_AUTH_NETWORK", "ATTR_DSN_ENVID", "ATTR_DSN_RET", "ATTR_DSN_RCPT",
     "ATTR_SMTPUTF8", "ATTR_BODY", "ATTR_RECIPIENT_HEADERS",
@@ -43,7 +43,6 @@ __all__ = [
 ]
 
 # -- well-known mail attributes -------------------------------------------------
-ATTR_AUTH_USER = "mailet_mta.smtp.auth_user"        # str: the SMTP AUTH identity
 ATTR_HELO = "mailet_mta.smtp.helo"                  # str: HELO/EHLO argument
 ATTR_REMOTE_ADDR = "mailet_mta.smtp.remote_addr"    # str: client IP
 ATTR_TLS = "mailet_mta.smtp.tls"                    # bool: the session used TLS
@@ -74,6 +73,13 @@ class MailetError(MessagingError):
 
 class TemporaryError(MessagingError):
     """The failure may pass: the spool retries the mail later (bounded tries)."""
+
+
+class MappingError(ValueError):
+    """A recipient rewrite mapping is wrong or cannot be applied: an ``error:``
+    mapping, a target that is not an address, a loop, or a mapping that cannot be
+    added or removed. The message says why (for a delivery it starts with the SMTP
+    reply code)."""
 
 
 class ConfigurationError(Exception):

@@ -32,7 +32,11 @@ from .header_block import (
 )
 
 __all__ = ["Mail", "MessageSource", "new_mail_name", "MAIL_POLICY", "MimeLimits",
-           "MimeLimitError"]
+           "MimeLimitError", "ATTR_AUTH_USER"]
+
+# The SMTP AUTH identity a mail was sent with lives in this attribute only;
+# ``Mail.auth_user`` reads and writes it.
+ATTR_AUTH_USER = "mailet_mta.smtp.auth_user"
 
 # CRLF line ends, no header refolding of untouched headers, raise nothing on defects.
 MAIL_POLICY = email.policy.SMTP.clone(refold_source="none")
@@ -240,7 +244,8 @@ class Mail:
         self.remote_addr = remote_addr
         self.remote_host = remote_host
         self.helo = helo
-        self.auth_user = auth_user
+        if auth_user is not None:
+            self.attributes[ATTR_AUTH_USER] = auth_user
         self.last_updated = last_updated if last_updated is not None else time.time()
         self._tracker = [False]
         self._message: EmailMessage | None = None
@@ -432,6 +437,20 @@ class Mail:
             return _read_header_block(f)
 
     # -- envelope --------------------------------------------------------------
+    @property
+    def auth_user(self) -> str | None:
+        """The SMTP AUTH identity the mail was sent with, or None: the attribute
+        ``mailet_mta.smtp.auth_user`` (``ATTR_AUTH_USER``), its only record."""
+        value = self.attributes.get(ATTR_AUTH_USER)
+        return str(value) if value else None
+
+    @auth_user.setter
+    def auth_user(self, value: str | None) -> None:
+        if value:
+            self.attributes[ATTR_AUTH_USER] = value
+        else:
+            self.attributes.pop(ATTR_AUTH_USER, None)
+
     @property
     def sender_is_null(self) -> bool:
         return self.sender is None

@@ -22,7 +22,7 @@ from __future__ import annotations
 import re
 from collections.abc import Awaitable, Callable, Iterable
 
-from mailet_mta.api import MailAddress, MailAddressError
+from mailet_mta.api import MailAddress, MailAddressError, MappingError
 
 MAX_DEPTH = 10
 _ADDRESS_PREFIXES = ("alias:", "forward:", "group:", "address:")
@@ -31,11 +31,6 @@ _STATUS = re.compile(r"[245]\.\d{1,3}\.\d{1,3}")
 _ENTRY_SPLIT = re.compile(r"[\r\n]+|,(?=\s*[^\s=,;]+\s*=)")
 
 
-class MappingError(Exception):
-    """The address cannot be delivered: an ``error:`` mapping, a bad target or a loop.
-
-    ``str()`` is the text for the mail's error message.
-    """
 
 
 class ErrorMapping(MappingError):

@@ -162,19 +162,6 @@ def remove(conn: Connection, entry_id: int) -> bool:
     return conn.execute(delete(T).where(T.c.id == entry_id)).rowcount == 1
 
 
-def release_owner(conn: Connection, owner: str) -> int:
-    """Give back every row ``owner`` holds (clean shutdown)."""
-    return conn.execute(update(T).where(T.c.owner == owner)
-                        .values(owner=None, lease_until=None)).rowcount
-
-
-def next_due(conn: Connection) -> float | None:
-    """The earliest ``next_attempt`` of any row (to sleep until then)."""
-    from sqlalchemy import func
-
-    return conn.execute(select(func.min(T.c.next_attempt))).scalar()
-
-
 # -- administration (mailet-mta queue) --------------------------------------------------
 def list_entries(conn: Connection, queue: str | None = None) -> list[QueueEntry]:
     query = select(T).order_by(T.c.next_attempt, T.c.id)

@@ -7,14 +7,11 @@ import uuid
 from twisted.internet import defer
 
 from ..storage import mailboxes
+from ..storage.leases import LeaseLost
 from ..storage.mailbox_locks import acquire_lock, refresh_lock, release_lock
 from .maildrop import MaildropCache, load_maildrop
 
 __all__ = ["POP3Backend", "LeaseLost"]
-
-
-class LeaseLost(Exception):
-    """The session's mailbox lease expired and another session took it over."""
 
 
 class POP3Backend:

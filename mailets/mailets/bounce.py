@@ -46,7 +46,7 @@ class Bounce(GenericMailet):
         self.pass_through = self.get_bool("passThrough", True)
         self.size_limit = size_limit_parameter(self)
 
-    async def service(self, mail: Mail):
+    async def service(self, mail: Mail) -> None:
         if mail.sender is None:
             self.log.info("Bounce: {name} has the null sender; no notice is sent",
                           name=mail.name)

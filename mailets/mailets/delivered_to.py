@@ -31,6 +31,6 @@ class AddDeliveredToHeader(GenericMailet):
     info = "adds a Delivered-To header for each recipient's copy"
     parameters = ()
 
-    def service(self, mail):
+    def service(self, mail: Mail) -> None:
         for recipient in mail.recipients:
             add_recipient_header(mail, recipient, DELIVERED_TO, str(recipient))

@@ -97,7 +97,7 @@ class DSNBounce(GenericMailet):
         self.prefix = self.get_init_parameter("prefix", "")
         self.size_limit = size_limit_parameter(self)
 
-    async def service(self, mail: Mail):
+    async def service(self, mail: Mail) -> None:
         if mail.sender is None:
             self.log.info("DSNBounce: {name} has the null sender; no report is sent",
                           name=mail.name)

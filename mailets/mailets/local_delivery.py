@@ -41,7 +41,7 @@ class LocalDelivery(GenericMailet):
         return [self.error_processor]
 
     @defer.inlineCallbacks
-    def service(self, mail: Mail):
+    def service(self, mail: Mail) -> None:
         return_path = f"<{mail.sender}>" if mail.sender is not None else "<>"
         delivered: set[str] = set()
         failed: list[tuple[object, str]] = []

@@ -51,7 +51,7 @@ class LogMessage(GenericMailet):
         self.comment = self.get_init_parameter("comment")
         self.pass_through = self.get_bool("passThrough", True)
 
-    def service(self, mail):
+    def service(self, mail: Mail) -> None:
         max_body = self.max_body if self.log_body else 0
         head, body, cut = read_head_and_body(mail, max_body)
         lines = [f"mail {mail.name} from=<{mail.sender or ''}> "

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mailet_mta.api import GenericMailet
+from mailet_mta.api import GenericMailet, Mail
 
 
 class SetMimeHeader(GenericMailet):
@@ -24,7 +24,7 @@ class SetMimeHeader(GenericMailet):
         if "\r" in self.value or "\n" in self.value:
             self.fail("value must be one line (no line breaks)")
 
-    def service(self, mail):
+    def service(self, mail: Mail) -> None:
         mail.add_header(self.name, self.value)
 
 
@@ -45,5 +45,5 @@ class RemoveMimeHeader(GenericMailet):
         if not self.names:
             self.fail("the parameter 'name' is required (one or more header names)")
 
-    def service(self, mail):
+    def service(self, mail: Mail) -> None:
         mail.remove_headers(self.names)

@@ -166,7 +166,7 @@ class RemoteDelivery(GenericMailet):
             out.append(self.options["onSuccess"])
         return out
 
-    async def service(self, mail: Mail):
+    async def service(self, mail: Mail) -> None:
         if not mail.recipients:
             mail.state = Mail.GHOST
             return

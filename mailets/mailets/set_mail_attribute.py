@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mailet_mta.api import GenericMailet
+from mailet_mta.api import GenericMailet, Mail
 
 
 class SetMailAttribute(GenericMailet):
@@ -18,6 +18,6 @@ class SetMailAttribute(GenericMailet):
         if not self.values:
             self.fail("needs at least one parameter: attribute name = value")
 
-    def service(self, mail):
+    def service(self, mail: Mail) -> None:
         for name, value in self.values.items():
             mail.set_attribute(name, value)

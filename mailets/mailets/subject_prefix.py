@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mailet_mta.api import GenericMailet
+from mailet_mta.api import GenericMailet, Mail
 
 
 class AddSubjectPrefix(GenericMailet):
@@ -21,7 +21,7 @@ class AddSubjectPrefix(GenericMailet):
         if "\r" in self.prefix or "\n" in self.prefix:
             self.fail("subjectPrefix must be one line (no line breaks)")
 
-    def service(self, mail):
+    def service(self, mail: Mail) -> None:
         message = mail.message
         current = message.get("Subject")
         subject = self.prefix if current is None else \

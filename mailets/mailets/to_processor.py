@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mailet_mta.api import GenericMailet
+from mailet_mta.api import GenericMailet, Mail
 
 
 class ToProcessor(GenericMailet):
@@ -29,7 +29,7 @@ class ToProcessor(GenericMailet):
         """The processors this mailet sends mail to (checked at start-up)."""
         return [self.processor]
 
-    def service(self, mail):
+    def service(self, mail: Mail) -> None:
         if self.notice is not None:
             mail.error_message = str(self.notice)
         mail.state = self.processor

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from mailet_mta.api import Mail, MailAddress
+
 from .whole_mail import WholeMailMatcher
 
 
@@ -28,7 +30,7 @@ class HasAttachment(WholeMailMatcher):
 
     takes_condition = False
 
-    def match(self, mail):
+    def match(self, mail: Mail) -> list[MailAddress]:
         headers = mail.headers()
         if headers.get_content_maintype() != "multipart":
             return list(mail.recipients) if is_attachment(headers) else []

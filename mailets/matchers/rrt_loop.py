@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mailet_mta.api import GenericMatcher
+from mailet_mta.api import GenericMatcher, Mail, MailAddress
 
 from ..awaiting import settled
 from ..rewrite_mappings import MappingError, resolve
@@ -21,7 +21,7 @@ class IsSenderInRRTLoop(GenericMatcher):
 
     takes_condition = False
 
-    async def match(self, mail):
+    async def match(self, mail: Mail) -> list[MailAddress]:
         if mail.sender is None:
             return []
         try:

@@ -4,14 +4,9 @@ SMTPIsAuthNetwork, SentByMailet. Each matches all recipients or none.
 
 from __future__ import annotations
 
-from mailet_mta.api import ATTR_AUTH_NETWORK, ATTR_AUTH_USER, ATTR_SENT_BY_MAILET, Mail
+from mailet_mta.api import ATTR_AUTH_NETWORK, ATTR_SENT_BY_MAILET, Mail
 
 from .whole_mail import WholeMailMatcher
-
-
-def auth_user(mail) -> str | None:
-    """The SMTP AUTH identity of the mail's session, or None."""
-    return mail.get_attribute(ATTR_AUTH_USER) or mail.auth_user or None
 
 
 class SMTPAuthSuccessful(WholeMailMatcher):
@@ -20,7 +15,7 @@ class SMTPAuthSuccessful(WholeMailMatcher):
     takes_condition = False
 
     def matches(self, mail: Mail) -> bool:
-        return auth_user(mail) is not None
+        return mail.auth_user is not None
 
 
 class SMTPAuthUserIs(WholeMailMatcher):
@@ -33,7 +28,7 @@ class SMTPAuthUserIs(WholeMailMatcher):
         self.users = {u.lower() for u in self.condition_list()}
 
     def matches(self, mail: Mail) -> bool:
-        user = auth_user(mail)
+        user = mail.auth_user
         return user is not None and str(user).lower() in self.users
 
 

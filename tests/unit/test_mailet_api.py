@@ -1,5 +1,6 @@
 """The public mailet API's promises: the configuration-error helper, the lifecycle
-methods declared on the interfaces, and the package's version and typing marker."""
+methods declared on the interfaces, one record of the AUTH identity, one definition of
+each shared error, and the package's version and typing marker."""
 
 from __future__ import annotations
 
@@ -10,13 +11,16 @@ import pytest
 
 import mailet_mta
 from mailet_mta.api import (
+    ATTR_AUTH_USER,
     ConfigurationError,
     GenericMailet,
     GenericMatcher,
     IMailet,
     MailetConfig,
+    MappingError,
     MatcherConfig,
 )
+from mailet_mta.testing import fake_mail
 
 
 class _Strict(GenericMailet):
@@ -51,3 +55,22 @@ def test_version_comes_from_the_package():
 @pytest.mark.parametrize("package", ["mailet_mta", "mailets"])
 def test_packages_are_marked_typed(package):
     assert importlib.resources.files(package).joinpath("py.typed").is_file()
+
+
+def test_the_auth_user_is_recorded_once_in_its_attribute():
+    mail = fake_mail(attributes={ATTR_AUTH_USER: "alice"})
+    assert mail.auth_user == "alice"
+    mail.auth_user = "bob"
+    assert mail.get_attribute(ATTR_AUTH_USER) == "bob"
+    mail.auth_user = None
+    assert ATTR_AUTH_USER not in mail.attributes and mail.auth_user is None
+
+
+def test_lease_and_mapping_errors_are_defined_once():
+    from mailet_mta.pop3 import backend
+    from mailet_mta.spool import store
+    from mailet_mta.storage import leases, mappings
+    from mailets import rewrite_mappings
+
+    assert store.LeaseLost is backend.LeaseLost is leases.LeaseLost
+    assert mappings.MappingError is rewrite_mappings.MappingError is MappingError
