@@ -6,6 +6,12 @@ import os
 import uuid
 
 import pytest
+from hypothesis import settings
+
+# No test writes into the checkout: Hypothesis keeps no example database in
+# .hypothesis/ (a failing example is printed with the failure instead).
+settings.register_profile("mailet-mta", database=None)
+settings.load_profile("mailet-mta")
 
 PG_URL = os.environ.get("MAILET_MTA_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 REQUIRE_PG = os.environ.get("MAILET_MTA_REQUIRE_PG") == "1"
