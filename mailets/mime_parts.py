@@ -38,4 +38,5 @@ def leaf_parts(message: Message, max_parts: int = MAX_PARTS,
             raise TooComplex(f"MIME parts nest more than {max_depth} levels deep")
         children = part.get_payload()
         if isinstance(children, list):
-            stack.extend((child, depth + 1) for child in reversed(children))
+            stack.extend((child, depth + 1) for child in reversed(children)
+                         if isinstance(child, Message))

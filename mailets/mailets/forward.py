@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from mailet_mta.api import ATTR_SENT_BY_MAILET, GenericMailet, Mail
+from collections.abc import Iterable
+from typing import Any
+
+from mailet_mta.api import ATTR_SENT_BY_MAILET, GenericMailet, Mail, MailAddress
 
 from ..address_lists import parse_addresses, split_list
 from ..awaiting import settled
 
 
-def resend_copy(mailet, mail, recipients, *, sender=...):
+def resend_copy(mailet: GenericMailet, mail: Mail, recipients: Iterable[MailAddress], *,
+                sender: Any = ...) -> Any:
     """A copy of ``mail`` for ``recipients``, marked as sent by a mailet, queued in
     ``root``; returns what ``context.send_mail`` returned (a Deferred)."""
     copy = mail.duplicate()
@@ -21,7 +25,8 @@ def resend_copy(mailet, mail, recipients, *, sender=...):
     return mailet.context.send_mail(copy, state=Mail.DEFAULT_STATE)
 
 
-def address_list_parameter(mailet, name: str, *, required: bool = False):
+def address_list_parameter(mailet: GenericMailet, name: str, *,
+                           required: bool = False) -> list[MailAddress]:
     """Parse an address-list parameter; ``postmaster`` means the server's postmaster."""
     items = split_list(mailet.get_init_parameter(name))
     if required and not items:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mailet_mta.api import GenericMailet, Mail
+from mailet_mta.api import GenericMailet, Mail, MailAddress
 
 from ..awaiting import settled
 from .redirect import header_addresses
@@ -48,9 +48,9 @@ class UseHeaderRecipients(GenericMailet):
         mail.state = Mail.GHOST
 
 
-def _unique(addresses: list) -> list:
+def _unique(addresses: list[MailAddress]) -> list[MailAddress]:
     seen: set[str] = set()
-    out: list = []
+    out: list[MailAddress] = []
     for address in addresses:
         if str(address) not in seen:
             seen.add(str(address))

@@ -13,12 +13,16 @@ Parameters: ``errorProcessor`` (processor for undeliverable recipients),
 
 from __future__ import annotations
 
+from collections.abc import Generator
+from typing import Any
+
 from twisted.internet import defer
 
 from mailet_mta.api import (
     ATTR_RECIPIENT_HEADERS,
     GenericMailet,
     Mail,
+    MailAddress,
     MessagingError,
     TemporaryError,
 )
@@ -41,10 +45,10 @@ class LocalDelivery(GenericMailet):
         return [self.error_processor]
 
     @defer.inlineCallbacks
-    def service(self, mail: Mail) -> None:
+    def service(self, mail: Mail) -> Generator[Any, Any, None]:
         return_path = f"<{mail.sender}>" if mail.sender is not None else "<>"
         delivered: set[str] = set()
-        failed: list[tuple[object, str]] = []
+        failed: list[tuple[MailAddress, str]] = []
         for rcpt in mail.recipients:
             local_users = yield defer.maybeDeferred(self.context.local_users_of, rcpt)
             if not local_users:
@@ -67,7 +71,7 @@ class LocalDelivery(GenericMailet):
             yield self._send_to_error(mail, rcpt, reason)
         mail.state = Mail.GHOST
 
-    def _send_to_error(self, mail: Mail, rcpt, reason: str):
+    def _send_to_error(self, mail: Mail, rcpt: MailAddress, reason: str) -> Any:
         copy = mail.duplicate()
         copy.recipients = [rcpt]
         copy.error_message = reason
@@ -77,7 +81,8 @@ class LocalDelivery(GenericMailet):
         return defer.maybeDeferred(self.context.send_mail, copy, state=self.error_processor)
 
 
-def _trace_headers(mail: Mail, rcpt, return_path: str) -> list[tuple[str, str]]:
+def _trace_headers(mail: Mail, rcpt: MailAddress,
+                   return_path: str) -> list[tuple[str, str]]:
     """Return-Path, then the recipient's own headers (AddDeliveredToHeader…), with one
     ``Delivered-To`` for the recipient unless those headers already hold one."""
     own = (mail.get_attribute(ATTR_RECIPIENT_HEADERS) or {}).get(str(rcpt), [])
@@ -87,7 +92,7 @@ def _trace_headers(mail: Mail, rcpt, return_path: str) -> list[tuple[str, str]]:
     return headers
 
 
-def _reason(exc: Exception, rcpt) -> str:
+def _reason(exc: Exception, rcpt: MailAddress) -> str:
     """The SMTP-style reason of a permanent storage failure (e.g. a full mailbox)."""
     text = str(exc).strip()
     if text[:3].isdigit():

@@ -8,7 +8,7 @@ from mailet_mta.api import GenericMailet, Mail
 MAX_HEADER_OCTETS = 64 * 1024
 
 
-def read_head_and_body(mail, max_body: int) -> tuple[bytes, bytes, bool]:
+def read_head_and_body(mail: Mail, max_body: int) -> tuple[bytes, bytes, bool]:
     """(header block, at most ``max_body`` octets of body, body was cut) — streaming,
     so a large message is never read whole."""
     with mail.open_message() as stream:
@@ -43,9 +43,10 @@ class LogMessage(GenericMailet):
     def init_mailet(self) -> None:
         self.log_headers = self.get_bool("headers", True)
         self.log_body = self.get_bool("body", True)
-        self.max_body = self.get_size("maxBody", None)
-        if self.max_body is None:
-            self.max_body = self.get_size("bodyMax", 4096)
+        max_body = self.get_size("maxBody", None)
+        if max_body is None:
+            max_body = self.get_size("bodyMax", 4096)
+        self.max_body: int = max_body if max_body is not None else 4096
         if self.max_body < 0:
             self.fail("maxBody must be 0 or more")
         self.comment = self.get_init_parameter("comment")

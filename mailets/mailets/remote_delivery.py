@@ -16,6 +16,7 @@ key) is the gateway; without either, mail goes to each recipient domain's MX.
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from mailet_mta.api import ATTR_SMARTHOST, ConfigurationError, GenericMailet, Mail, parse_host_list
 
@@ -34,7 +35,7 @@ _STARTTLS_MODES = {"opportunistic": "opportunistic", "true": "opportunistic",
                    "required": "required", "false": "never", "never": "never"}
 
 
-def parse_delay_time(text: str | list, name: str = "delayTime") -> list[float]:
+def parse_delay_time(text: str | list[str], name: str = "delayTime") -> list[float]:
     """``"5*5 minutes, 3*1 hour"`` → the delays in seconds, one per retry.
 
     Each item is ``[n*]delay [unit]``; a bare number is in milliseconds as in James.
@@ -82,15 +83,15 @@ class RemoteDelivery(GenericMailet):
             self.fail("outgoing (the queue name) must not be empty")
         self.options = self._parse_options()
 
-    def _parse_options(self) -> dict:
+    def _parse_options(self) -> dict[str, Any]:
         delay_param = self.get_init_parameter("delayTime")
         try:
             delays = (parse_delay_time(delay_param) if delay_param is not None
                       else [DEFAULT_DELAY])
         except ConfigurationError as exc:
             self.fail(exc.message)
-        max_retries = self.get_int("maxRetries", max(DEFAULT_MAX_RETRIES, len(delays)))
-        max_dns = self.get_int("maxDnsProblemRetries", 0)
+        max_retries = self.get_int("maxRetries", max(DEFAULT_MAX_RETRIES, len(delays))) or 0
+        max_dns = self.get_int("maxDnsProblemRetries", 0) or 0
         if max_retries < 0 or max_dns < 0:
             self.fail("maxRetries and maxDnsProblemRetries must be 0 or more")
         timeout = self._positive_duration("timeout", 180.0)
@@ -124,11 +125,11 @@ class RemoteDelivery(GenericMailet):
         value = self.get_duration(name, default, default_unit="ms"
                                   if str(self.get_init_parameter(name, "")).strip().isdigit()
                                   else "s")
-        if value <= 0:
+        if value is None or value <= 0:
             self.fail(f"{name} must be greater than zero")
         return value
 
-    def _route(self) -> tuple[list, str | None]:
+    def _route(self) -> tuple[list[list[Any]], str | None]:
         """The gateways and AUTH user: this mailet's ``gateway`` parameters, else the
         server's smarthost, else none (each domain's MX). The password is never part of
         the options: the outgoing queue reads it from the configuration at delivery."""
@@ -147,11 +148,11 @@ class RemoteDelivery(GenericMailet):
             return [list(g) for g in smarthost["gateways"]], smarthost.get("username")
         return [], None
 
-    def _gateways(self) -> list:
+    def _gateways(self) -> list[list[Any]]:
         gateway = self.get_init_parameter("gateway")
         if gateway is None or not str(gateway).strip():
             return []
-        port = self.get_int("gatewayPort", 25)
+        port = self.get_int("gatewayPort", 25) or 0
         if not 0 < port < 65536:
             self.fail(f"gatewayPort must be 1-65535, not {port}")
         try:

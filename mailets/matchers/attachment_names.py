@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import re
 import zipfile
+from email.message import Message
 
 from mailet_mta.api import Mail
 
@@ -54,7 +55,7 @@ class AttachmentFileNameIs(WholeMailMatcher):
             return True
         return False
 
-    def _matches_name(self, name: str, mail) -> bool:
+    def _matches_name(self, name: str, mail: Mail) -> bool:
         lower = str(name).strip().lower()
         found = lower in self.names or (bool(self.suffixes) and lower.endswith(self.suffixes))
         if found and self.debug:
@@ -62,8 +63,9 @@ class AttachmentFileNameIs(WholeMailMatcher):
                           "matches", mail_name=mail.name, name=name)
         return found
 
-    def _zip_matches(self, part, mail) -> bool:
-        data = part.get_payload(decode=True) or b""
+    def _zip_matches(self, part: Message, mail: Mail) -> bool:
+        payload = part.get_payload(decode=True)
+        data = payload if isinstance(payload, bytes) else b""
         if len(data) > MAX_ZIP_SIZE:
             return True
         try:

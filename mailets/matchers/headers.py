@@ -21,7 +21,7 @@ class _HeaderMatcher(WholeMailMatcher):
         raise NotImplementedError
 
 
-def _text(value) -> str:
+def _text(value: object) -> str:
     return " ".join(str(value).split()) if value is not None else ""
 
 
@@ -37,7 +37,7 @@ class HasHeader(_HeaderMatcher):
 
     def init_matcher(self) -> None:
         self.tests = []
-        for item in self.condition.split("+"):
+        for item in (self.condition or "").split("+"):
             name, sep, value = item.partition("=")
             name = name.strip()
             if not name or any(c.isspace() or c == ":" for c in name):
@@ -62,7 +62,7 @@ class SubjectStartsWith(_HeaderMatcher):
     condition_required = True
 
     def init_matcher(self) -> None:
-        self.prefix = self.condition
+        self.prefix = self.condition or ""
 
     def matches_headers(self, headers: EmailMessage) -> bool:
         return _text(headers.get("Subject")).startswith(self.prefix)

@@ -21,10 +21,12 @@ from mailet_mta.api import Mail
 
 from .whole_mail import WholeMailMatcher
 
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
 _LOCALHOST = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
 
 
-def _parse_wildcard(entry: str):
+def _parse_wildcard(entry: str) -> Network:
     parts = entry.split(".")
     if len(parts) > 4 or parts[-1] != "*":
         raise ValueError("a wildcard is written like 192.168.0.* (stars only at the end)")
@@ -35,7 +37,7 @@ def _parse_wildcard(entry: str):
     return ipaddress.ip_network(f"{'.'.join(octets)}/{8 * len(fixed)}")
 
 
-def parse_network(entry: str) -> tuple:
+def parse_network(entry: str) -> tuple[Network, ...]:
     """One network-list entry → a tuple of ``ipaddress`` networks; ValueError if invalid."""
     text = entry.strip()
     if text.lower() == "localhost":
@@ -55,9 +57,9 @@ def parse_network(entry: str) -> tuple:
                      f"address/netmask or wildcard like 192.168.0.*")
 
 
-def parse_network_list(text: str) -> list:
+def parse_network_list(text: str) -> list[Network]:
     """A comma-separated network list → ``ipaddress`` networks; ValueError on a bad entry."""
-    networks = []
+    networks: list[Network] = []
     for entry in (text or "").split(","):
         if entry.strip():
             networks.extend(parse_network(entry))
@@ -71,13 +73,13 @@ class NetMatcher(WholeMailMatcher):
 
     def init_matcher(self) -> None:
         try:
-            self.networks = parse_network_list(self.condition)
+            self.networks = parse_network_list(self.condition or "")
         except ValueError as exc:
             self.fail(str(exc))
         if not self.networks:
             self.fail("needs at least one network, like 127.0.0.1/8, 10.0.0.0/8")
 
-    def in_network(self, remote_addr) -> bool:
+    def in_network(self, remote_addr: object) -> bool:
         """True when ``remote_addr`` (text) is inside one of the networks."""
         try:
             addr = ipaddress.ip_address(str(remote_addr).strip("[]").split("%")[0])

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 
-from mailet_mta.api import GenericRecipientMatcher, MailAddress
+from mailet_mta.api import GenericMatcher, GenericRecipientMatcher, MailAddress
 
 from ..address_lists import parse_addresses, parse_domains
 
@@ -60,10 +60,10 @@ class RecipientIs(GenericRecipientMatcher):
         return recipient in self.addresses
 
 
-def compile_condition(matcher) -> re.Pattern:
+def compile_condition(matcher: GenericMatcher) -> re.Pattern[str]:
     """The matcher's condition compiled as a regular expression, or a start-up error."""
     try:
-        return re.compile(matcher.condition.strip())
+        return re.compile((matcher.condition or "").strip())
     except re.error as exc:
         matcher.fail(f"the condition {matcher.condition!r} is not a valid regular "
                       f"expression: {exc}")

@@ -13,7 +13,7 @@ from mailet_mta.api import GenericMatcher, Mail, MailAddress
 ERROR_ATTR = "mailet_mta.delivery.error"
 
 
-def _recipients_where(mail: Mail, permanent: bool):
+def _recipients_where(mail: Mail, permanent: bool) -> list[MailAddress]:
     errors = mail.get_attribute(ERROR_ATTR) or {}
     return [r for r in mail.recipients
             if str(r) in errors and bool(errors[str(r)].get("permanent", True)) == permanent]

@@ -15,10 +15,10 @@ class WholeMailMatcher(GenericMatcher):
         raise NotImplementedError
 
 
-def positive_int_condition(matcher, what: str) -> int:
+def positive_int_condition(matcher: GenericMatcher, what: str) -> int:
     """The matcher's condition as a whole number ≥ 1, or a start-up error naming ``what``."""
     try:
-        value = int(matcher.condition.strip())
+        value = int((matcher.condition or "").strip())
     except ValueError:
         matcher.fail(f"the condition must be a whole number of {what}, "
                       f"not {matcher.condition!r}")
