@@ -19,22 +19,22 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from twisted.internet import defer, task  # noqa: E402
+from twisted.internet import defer, task
 
-from mailet_mta.api import GenericMailet, GenericMatcher, Mail, MailAddress  # noqa: E402
-from mailet_mta.config.model import (  # noqa: E402
+from mailet_mta.api import GenericMailet, GenericMatcher, Mail, MailAddress
+from mailet_mta.config.model import (
     MailetSpec,
     MatcherSpec,
     ProcessorSpec,
     ServerConfig,
     SpoolManagerConfig,
 )
-from mailet_mta.context import MailetContext  # noqa: E402
-from mailet_mta.directory import Directory  # noqa: E402
-from mailet_mta.spool.manager import SpoolManager  # noqa: E402
-from mailet_mta.spool.processor import Pipeline  # noqa: E402
-from mailet_mta.storage.blobs import BlobStore  # noqa: E402
-from mailet_mta.storage.db import Database  # noqa: E402
+from mailet_mta.context import MailetContext
+from mailet_mta.directory import Directory
+from mailet_mta.spool.manager import SpoolManager
+from mailet_mta.spool.processor import Pipeline
+from mailet_mta.storage.blobs import BlobStore
+from mailet_mta.storage.db import Database
 
 
 class Tag(GenericMailet):

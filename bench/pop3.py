@@ -36,7 +36,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import (  # noqa: E402
+from bench.common import (
     ROOT,
     cpu_seconds,
     machine,
@@ -52,7 +52,7 @@ from bench.common import (  # noqa: E402
     wait_for_file,
     write_json,
 )
-from tests.support.server import ServerProcess, base_config  # noqa: E402
+from tests.support.server import ServerProcess, base_config
 
 PASSWORD = "pop3 bench password"
 SIZE = 10 * 1024
