@@ -21,6 +21,7 @@ from mailet_mta.api import (
     Mail,
     MailAddress,
 )
+from mailet_mta.testing import FakeMailContext, run
 from mailets.mailets.delivered_to import AddDeliveredToHeader
 from mailets.mailets.header_recipients import MAX_HEADER_RECIPIENTS, UseHeaderRecipients
 from mailets.mailets.local_delivery import _trace_headers
@@ -30,7 +31,6 @@ from mailets.matchers.attachment_names import AttachmentFileNameIs
 from mailets.matchers.mime_type import HasMimeType
 from mailets.matchers.rrt_loop import IsSenderInRRTLoop
 from mailets.mime_parts import MAX_DEPTH, MAX_PARTS, TooComplex, leaf_parts
-from tests.support.memory_context import MemoryContext, run
 
 A = MailAddress.parse
 PLAIN = (b"From: Eve <eve@remote.org>\r\nTo: bob@example.com\r\nSubject: Hello\r\n"
@@ -40,7 +40,7 @@ PLAIN = (b"From: Eve <eve@remote.org>\r\nTo: bob@example.com\r\nSubject: Hello\r
 
 @pytest.fixture
 def ctx():
-    return MemoryContext(domains=["example.com"],
+    return FakeMailContext(domains=["example.com"],
                          users=["bob@example.com", "postmaster@example.com"])
 
 
@@ -258,7 +258,7 @@ def test_leaf_parts_bounds_depth_and_count():
 
 # -- IsSenderInRRTLoop -------------------------------------------------------------------
 def test_is_sender_in_rrt_loop_matches_a_sender_whose_mappings_loop():
-    ctx = MemoryContext(mappings={"a@example.com": ["b@example.com"],
+    ctx = FakeMailContext(mappings={"a@example.com": ["b@example.com"],
                                   "b@example.com": ["a@example.com"],
                                   "c@example.com": ["d@example.com"]})
     matcher = ctx.matcher(IsSenderInRRTLoop)
