@@ -19,17 +19,22 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from twisted.internet import defer, reactor, task  # noqa: E402
+from twisted.internet import defer, task
 
-from mailet_mta.api import GenericMailet, GenericMatcher, Mail, MailAddress  # noqa: E402
-from mailet_mta.config.model import (MailetSpec, MatcherSpec, ProcessorSpec,  # noqa: E402
-                                     ServerConfig, SpoolManagerConfig)
-from mailet_mta.context import MailetContext  # noqa: E402
-from mailet_mta.directory import Directory  # noqa: E402
-from mailet_mta.spool.manager import SpoolManager  # noqa: E402
-from mailet_mta.spool.processor import Pipeline  # noqa: E402
-from mailet_mta.storage.blobs import BlobStore  # noqa: E402
-from mailet_mta.storage.db import Database  # noqa: E402
+from mailet_mta.api import GenericMailet, GenericMatcher, Mail, MailAddress
+from mailet_mta.config.model import (
+    MailetSpec,
+    MatcherSpec,
+    ProcessorSpec,
+    ServerConfig,
+    SpoolManagerConfig,
+)
+from mailet_mta.context import MailetContext
+from mailet_mta.directory import Directory
+from mailet_mta.spool.manager import SpoolManager
+from mailet_mta.spool.processor import Pipeline
+from mailet_mta.storage.blobs import BlobStore
+from mailet_mta.storage.db import Database
 
 
 class Tag(GenericMailet):
@@ -68,8 +73,10 @@ M = "__main__."
 def processors():
     def pair(mailet, match=None, **params):
         return MailetSpec(mailet=M + mailet, parameters=params,
-                          match=MatcherSpec(name=M + "DomainIs", condition=match) if match else None)
-    root = [pair("Tag", "example.com", name=f"r{i}") for i in range(4)] + [pair("To", processor="transport")]
+                          match=(MatcherSpec(name=M + "DomainIs", condition=match)
+                                 if match else None))
+    root = ([pair("Tag", "example.com", name=f"r{i}") for i in range(4)]
+            + [pair("To", processor="transport")])
     transport = [pair("Tag", "example.com", name=f"t{i}") for i in range(4)] + [pair("Null")]
     return {"root": ProcessorSpec(name="root", mailets=root),
             "transport": ProcessorSpec(name="transport", mailets=transport),
@@ -132,7 +139,8 @@ if __name__ == "__main__":
     parser.add_argument("--mails", type=int, default=20000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--log-level", default="warn",
-                        help="as an operator would set logging.level (info logs the per-mail trail)")
+                        help="as an operator would set logging.level "
+                             "(info logs the per-mail trail)")
     args = parser.parse_args()
     from mailet_mta.config.model import LoggingConfig
     from mailet_mta.logging_setup import start_logging

@@ -36,11 +36,23 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import (ROOT, cpu_seconds, machine, maildir_make, median,  # noqa: E402
-                          print_profile, print_table, profile_summary, python_env,
-                          start_profiler, stop_process, stop_profiler, wait_for_file,
-                          write_json)
-from tests.support.server import ServerProcess, base_config  # noqa: E402
+from bench.common import (
+    ROOT,
+    cpu_seconds,
+    machine,
+    maildir_make,
+    median,
+    print_profile,
+    print_table,
+    profile_summary,
+    python_env,
+    start_profiler,
+    stop_process,
+    stop_profiler,
+    wait_for_file,
+    write_json,
+)
+from tests.support.server import ServerProcess, base_config
 
 PASSWORD = "pop3 bench password"
 SIZE = 10 * 1024

@@ -24,16 +24,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from twisted.internet import defer, reactor, task  # noqa: E402
+from twisted.internet import defer, reactor, task
 
-from mailet_mta.address import MailAddress  # noqa: E402
-from mailet_mta.config.model import DNSConfig  # noqa: E402
-from mailet_mta.delivery import queue_store  # noqa: E402
-from mailet_mta.delivery.resolver import Resolver  # noqa: E402
-from mailet_mta.delivery.service import OutgoingQueueService  # noqa: E402
-from mailet_mta.mail import Mail  # noqa: E402
-from mailet_mta.storage.blobs import BlobStore  # noqa: E402
-from mailet_mta.storage.db import Database  # noqa: E402
+from mailet_mta.address import MailAddress
+from mailet_mta.config.model import DNSConfig
+from mailet_mta.delivery import queue_store
+from mailet_mta.delivery.resolver import Resolver
+from mailet_mta.delivery.service import OutgoingQueueService
+from mailet_mta.mail import Mail
+from mailet_mta.storage.blobs import BlobStore
+from mailet_mta.storage.db import Database
 
 
 def free_port() -> int:

@@ -22,9 +22,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import sqlalchemy as sa  # noqa: E402
+import sqlalchemy as sa
 
-from tests.support.server import ServerProcess, base_config, wait_for  # noqa: E402
+from tests.support.server import ServerProcess, base_config, wait_for
 
 BODY = "x" * 1000
 

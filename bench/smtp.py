@@ -34,11 +34,26 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import (ROOT, cpu_seconds, machine, maildir_count, median,  # noqa: E402
-                          memory_kib, percentile, print_profile, print_table,
-                          profile_summary, python_env, reset_peak_rss, start_profiler,
-                          stop_process, stop_profiler, wait_for_file, write_json)
-from tests.support.server import ServerProcess, base_config  # noqa: E402
+from bench.common import (
+    ROOT,
+    cpu_seconds,
+    machine,
+    maildir_count,
+    median,
+    memory_kib,
+    percentile,
+    print_profile,
+    print_table,
+    profile_summary,
+    python_env,
+    reset_peak_rss,
+    start_profiler,
+    stop_process,
+    stop_profiler,
+    wait_for_file,
+    write_json,
+)
+from tests.support.server import ServerProcess, base_config
 
 RCPT = "bench@example.com"
 PASSWORD = "bench password 1"
@@ -153,7 +168,8 @@ def run_cell(target, size: int, connections: int, count: int, timeout: float = 6
     cpu1 = cpu_seconds(target.pid)
     done = max(found["at"], load["end"])
     lat = load["latencies"]
-    return {"rate": count / (done - load["start"]), "accept_rate": count / (load["end"] - load["start"]),
+    return {"rate": count / (done - load["start"]),
+            "accept_rate": count / (load["end"] - load["start"]),
             "p50_ms": 1000 * percentile(lat, 50), "p99_ms": 1000 * percentile(lat, 99),
             "cpu_us": 1e6 * (cpu1 - cpu0) / count, "errors": load["error_count"],
             "seconds": done - load["start"]}

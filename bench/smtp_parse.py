@@ -21,15 +21,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from twisted.internet import defer  # noqa: E402
-from twisted.internet.address import IPv4Address  # noqa: E402
-from twisted.internet.testing import StringTransport  # noqa: E402
-from twisted.mail import smtp  # noqa: E402
-from zope.interface import implementer  # noqa: E402
+from twisted.internet import defer
+from twisted.internet.address import IPv4Address
+from twisted.internet.testing import StringTransport
+from twisted.mail import smtp
+from zope.interface import implementer
 
-from mailet_mta.smtp.data_reader import DotDataReader  # noqa: E402
-from mailet_mta.smtp.server import SMTPServerFactory  # noqa: E402
-from tests.support.smtp_backend import RecordingBackend, smtp_config  # noqa: E402
+from mailet_mta.smtp.data_reader import DotDataReader
+from mailet_mta.smtp.server import SMTPServerFactory
+from tests.support.smtp_backend import RecordingBackend, smtp_config
 
 READ = 65536
 PEER = IPv4Address("TCP", "203.0.113.5", 1)

@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.soak.harness import remote_delivery_available, run_soak  # noqa: E402
+from tests.soak.harness import remote_delivery_available, run_soak
 
 
 def fresh_schema(base_url: str):

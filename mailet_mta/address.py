@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from typing import NoReturn
 
 __all__ = ["MailAddress", "MailAddressError", "parse_path", "NULL_SENDER"]
 
@@ -48,7 +49,7 @@ def _normalise_domain(domain: str) -> str:
             import idna
 
             domain = idna.encode(domain, uts46=True).decode("ascii")
-        except Exception as exc:  # idna raises several error types
+        except Exception as exc:  # noqa: BLE001 - idna raises several error types
             raise MailAddressError(f"the domain {domain!r} is not a valid IDN: {exc}") from None
     domain = domain.lower()
     if len(domain) > MAX_DOMAIN:
@@ -105,6 +106,9 @@ class MailAddress:
     """
 
     __slots__ = ("local_part", "domain", "_key")
+    local_part: str
+    domain: str
+    _key: tuple[str, str]
 
     def __init__(self, local_part: str, domain: str):
         if not local_part:
@@ -117,11 +121,11 @@ class MailAddress:
         object.__setattr__(self, "domain", _normalise_domain(domain))
         object.__setattr__(self, "_key", (local_part, self.domain))
 
-    def __setattr__(self, name, value):
+    def __setattr__(self, name: str, value: object) -> NoReturn:
         raise AttributeError("MailAddress is immutable")
 
     @classmethod
-    def parse(cls, text: str) -> "MailAddress":
+    def parse(cls, text: str) -> MailAddress:
         """Parse ``local@domain`` (angle brackets allowed) or raise MailAddressError."""
         if isinstance(text, MailAddress):
             return text
@@ -162,7 +166,7 @@ class MailAddress:
     def __repr__(self) -> str:
         return f"MailAddress({str(self)!r})"
 
-    def __eq__(self, other) -> bool:
+    def __eq__(self, other: object) -> bool:
         if isinstance(other, MailAddress):
             return self._key == other._key
         if isinstance(other, str):
@@ -175,7 +179,7 @@ class MailAddress:
     def __hash__(self) -> int:
         return hash(self._key)
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[type[MailAddress], tuple[str, str]]:
         return (MailAddress, (self.local_part, self.domain))
 
 
@@ -183,7 +187,8 @@ NULL_SENDER = None
 """The null reverse-path ``<>``: a Mail whose ``sender`` is None has it."""
 
 
-def parse_path(text: str, *, allow_null: bool = False, allow_source_route: bool = False):
+def parse_path(text: str, *, allow_null: bool = False,
+               allow_source_route: bool = False) -> MailAddress | None:
     """Parse an SMTP ``Reverse-path`` / ``Forward-path`` (the part inside MAIL/RCPT).
 
     Returns a MailAddress, or None for ``<>`` when ``allow_null``. Source routes

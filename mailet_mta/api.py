@@ -17,19 +17,25 @@ the message belongs in :meth:`IMailetContext.run_in_worker`.
 from __future__ import annotations
 
 import re
-from typing import Any, Iterable, Mapping
+import warnings
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, NoReturn, cast
 
 from zope.interface import Attribute, Interface, implementer
 
 from .address import NULL_SENDER, MailAddress, MailAddressError, parse_path
-from .mail import Mail, MimeLimitError
+from .mail import ATTR_AUTH_USER, Mail, MimeLimitError  # ATTR_AUTH_USER: the AUTH identity
+
+if TYPE_CHECKING:
+    from twisted.internet.defer import Deferred
+    from twisted.logger import Logger
 
 __all__ = [
     "IMailet", "IMatcher", "IMailetContext", "IMailetConfig", "IMatcherConfig",
     "Mail", "MimeLimitError", "MailAddress", "MailAddressError", "NULL_SENDER", "parse_path",
     "MailetConfig", "MatcherConfig", "GenericMailet", "GenericMatcher",
     "GenericRecipientMatcher", "MailetError", "MessagingError", "ConfigurationError",
-    "TemporaryError", "parse_bool", "parse_size", "parse_duration",
+    "TemporaryError", "MappingError", "parse_bool", "parse_size", "parse_duration",
     "ATTR_AUTH_USER", "ATTR_HELO", "ATTR_REMOTE_ADDR", "ATTR_TLS", "ATTR_SENT_BY_MAILET",
     "ATTR_AUTH_NETWORK", "ATTR_DSN_ENVID", "ATTR_DSN_RET", "ATTR_DSN_RCPT",
     "ATTR_SMTPUTF8", "ATTR_BODY", "ATTR_RECIPIENT_HEADERS",
@@ -37,7 +43,6 @@ __all__ = [
 ]
 
 # -- well-known mail attributes -------------------------------------------------
-ATTR_AUTH_USER = "mailet_mta.smtp.auth_user"        # str: the SMTP AUTH identity
 ATTR_HELO = "mailet_mta.smtp.helo"                  # str: HELO/EHLO argument
 ATTR_REMOTE_ADDR = "mailet_mta.smtp.remote_addr"    # str: client IP
 ATTR_TLS = "mailet_mta.smtp.tls"                    # bool: the session used TLS
@@ -68,6 +73,13 @@ class MailetError(MessagingError):
 
 class TemporaryError(MessagingError):
     """The failure may pass: the spool retries the mail later (bounded tries)."""
+
+
+class MappingError(ValueError):
+    """A recipient rewrite mapping is wrong or cannot be applied: an ``error:``
+    mapping, a target that is not an address, a loop, or a mapping that cannot be
+    added or removed. The message says why (for a delivery it starts with the SMTP
+    reply code)."""
 
 
 class ConfigurationError(Exception):
@@ -146,10 +158,11 @@ def parse_duration(value: Any, name: str = "value", default_unit: str = "s") -> 
     return float(m.group(1)) * _unit_seconds(m.group(2) or default_unit)
 
 
-def parse_host_list(text: str | list, default_port: int, name: str = "gateway") -> list[list]:
+def parse_host_list(text: str | list[str] | tuple[str, ...], default_port: int,
+                    name: str = "gateway") -> list[list[Any]]:
     """``"relay1.example, relay2.example:2525, [::1]:25"`` → [[host, port], …]."""
     items = text if isinstance(text, (list, tuple)) else str(text).split(",")
-    out = []
+    out: list[list[Any]] = []
     for item in items:
         item = str(item).strip()
         if not item:
@@ -183,52 +196,55 @@ class IMailetContext(Interface):
     server_name = Attribute("str: the primary server name (HELO name, Received:)")
     log = Attribute("a twisted.logger.Logger for mailets to log through")
 
-    def is_local_server(domain):
+    def is_local_server(domain: str) -> bool:
         """True when ``domain`` (str) is one of this server's mail domains."""
 
-    def is_local_user(name):
+    def is_local_user(name: str) -> bool:
         """True when ``name`` is a known user (``user@domain`` or a bare local user)."""
 
-    def is_local_email(address):
+    def is_local_email(address: MailAddress) -> bool:
         """True when the MailAddress is a mailbox this server stores mail for."""
 
-    def local_users_of(address):
+    def local_users_of(address: MailAddress) -> list[str]:
         """The canonical user names that ``address`` delivers to (after aliases), or []."""
 
-    def send_mail(mail, state="root", delay=0):
+    def send_mail(mail: Mail, state: str = "root", delay: float = 0) -> Deferred[None]:
         """Put a new mail (from a mailet) into the spool in ``state``; returns a Deferred."""
 
-    def bounce(mail, message, bouncer=None):
+    def bounce(mail: Mail, message: str, bouncer: MailAddress | None = None
+               ) -> Deferred[None]:
         """Send a plain non-delivery notice for ``mail`` to its sender (never to <>)."""
 
-    def mx_hosts(domain):
+    def mx_hosts(domain: str) -> Deferred[list[tuple[int, str]]]:
         """Deferred → list of (preference, host) for ``domain``, MX then A fallback."""
 
-    def dns_lookup(name, rrtype="TXT"):
+    def dns_lookup(name: str, rrtype: str = "TXT") -> Deferred[list[Any]]:
         """Deferred → the ``rrtype`` records of ``name`` from DNS (``dns.servers``),
         never blocking the reactor. ``rrtype`` is TXT (each record as bytes, its
         strings joined), A or AAAA (address text), MX (``(preference, host)``) or PTR
         (host). No such name or record → ``[]``; a timeout or server failure fails
         with :class:`TemporaryError`. Used by DKIM, SPF and DMARC."""
 
-    def store_in_mailbox(user, mail, folder="INBOX", prefix_headers=()):
+    def store_in_mailbox(user: str, mail: Mail, folder: str = "INBOX",
+                         prefix_headers: Iterable[tuple[str, str]] = ()) -> Deferred[None]:
         """Store ``mail`` for local ``user`` (shared blob, no copy) with the trace
         headers ``prefix_headers`` ([(name, value)]) put in front; a Deferred that
         fails with a MessagingError (e.g. quota: ``552 5.2.2``) for this user only."""
 
-    def store_in_repository(repository, mail):
+    def store_in_repository(repository: str, mail: Mail) -> Deferred[None]:
         """Keep a copy of ``mail`` in the named repository (e.g. ``error``); a Deferred."""
 
-    def queue_remote(mail, queue="outgoing", options=None):
+    def queue_remote(mail: Mail, queue: str = "outgoing", options: Any = None
+                     ) -> Deferred[None]:
         """Hand ``mail`` to the outgoing queue for remote delivery; a Deferred."""
 
-    def lookup_mappings(address):
+    def lookup_mappings(address: MailAddress) -> list[str]:
         """RecipientRewriteTable mappings for ``address``: list of mapping strings."""
 
-    def get_attribute(name):
+    def get_attribute(name: str) -> Any:
         """A server-wide attribute (e.g. ``"mailet_mta.version"``), or None."""
 
-    def run_in_worker(fn, *args, **kwargs):
+    def run_in_worker(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Deferred[Any]:
         """Run ``fn(*args, **kwargs)`` on a mailet worker thread; a Deferred of its
         result (or failure), fired back on the reactor thread.
 
@@ -260,14 +276,39 @@ class IMatcherConfig(Interface):
 
 
 class IMailet(Interface):
-    """Acts on a mail. One instance serves many mails, possibly concurrently."""
+    """Acts on a mail. One instance serves many mails, possibly concurrently.
+
+    **Lifecycle** (as James's ``Mailet``):
+
+    1. The server constructs the mailet once per ``mailet`` entry of the configuration,
+       with no arguments.
+    2. It calls :meth:`init` exactly once, before any mail, on the reactor thread. A
+       ``ConfigurationError`` raised there stops start-up (or a reload) with the
+       entry's ``file:line``; nothing is serviced by a mailet whose ``init`` failed.
+    3. It calls :meth:`service` any number of times, once per mail (or per part of a
+       split mail) the paired matcher matched, **concurrently**: a second call may
+       start while an earlier one awaits. Keep per-mail state on the mail (its
+       attributes), never on ``self``; what ``init`` set up is read-only afterwards.
+    4. It calls :meth:`destroy` exactly once, at shutdown or when a reload replaces
+       the processors, after the last ``service`` call has finished. No call follows.
+    """
 
     info = Attribute("one line saying what the mailet does")
 
-    def init(config):
-        """Configure from an IMailetConfig; raise ConfigurationError on bad parameters."""
+    def init(config: IMailetConfig) -> None:
+        """Configure from an IMailetConfig; raise ConfigurationError on bad parameters.
 
-    def service(mail):
+        Called once, before any :meth:`service`, on the reactor thread."""
+
+    def required_processors() -> list[str]:
+        """The names of the processors this mailet may send mails to (a list of str).
+
+        Optional: the engine calls it, when present, after :meth:`init` and refuses a
+        configuration that lacks one of them, naming the mailet and the processor —
+        James's ``requiredProcessingState``. ``GenericMailet`` answers ``[]``; a mailet
+        not built on it that never moves mails to a named processor may leave it out."""
+
+    def service(mail: Mail) -> Any:
         """Act on ``mail``; may return a Deferred or be a coroutine.
 
         **Where it runs.** ``service`` is called on the reactor thread — the one
@@ -293,21 +334,33 @@ class IMailet(Interface):
         - Awaiting is free: the mail's run pauses, other mails and sessions go on.
         """
 
-    def destroy():
-        """Release resources at shutdown."""
+    def destroy() -> None:
+        """Release resources; called once at shutdown or reload, after the last
+        :meth:`service` call finished. Runs on the reactor thread: do not block."""
 
 
 class IMatcher(Interface):
-    """Chooses the recipients of a mail that the paired mailet should act on."""
+    """Chooses the recipients of a mail that the paired mailet should act on.
 
-    def init(config):
-        """Configure from an IMatcherConfig; raise ConfigurationError on a bad condition."""
+    The lifecycle is the mailet's (see :class:`IMailet`): constructed once per entry,
+    :meth:`init` once, :meth:`match` any number of times and concurrently (on the
+    reactor thread, under the rules of :meth:`IMailet.service`), :meth:`destroy` once
+    after the last match.
+    """
 
-    def match(mail):
-        """The matched recipients (a collection of MailAddress), or a Deferred of them."""
+    def init(config: IMatcherConfig) -> None:
+        """Configure from an IMatcherConfig; raise ConfigurationError on a bad condition.
 
-    def destroy():
-        """Release resources at shutdown."""
+        Called once, before any :meth:`match`."""
+
+    def match(mail: Mail) -> Any:
+        """The matched recipients (a collection of MailAddress), or a Deferred of them.
+
+        Runs on the reactor thread, many times and concurrently: the rules of
+        :meth:`IMailet.service` apply. A matcher must not change the mail."""
+
+    def destroy() -> None:
+        """Release resources; called once, after the last :meth:`match`."""
 
 
 # -- configs ----------------------------------------------------------------------
@@ -315,8 +368,9 @@ class IMatcher(Interface):
 class MailetConfig:
     """A plain IMailetConfig; the loader builds these, tests may too."""
 
-    def __init__(self, name: str, context=None, parameters: Mapping[str, Any] | None = None,
-                 processor: str = "root", source: str | None = None):
+    def __init__(self, name: str, context: Any = None,
+                 parameters: Mapping[str, Any] | None = None,
+                 processor: str = "root", source: str | None = None) -> None:
         self.name = name
         self.context = context
         self.parameters = {k: v for k, v in (parameters or {}).items()}
@@ -328,8 +382,8 @@ class MailetConfig:
 class MatcherConfig:
     """A plain IMatcherConfig."""
 
-    def __init__(self, name: str, condition: str | None = None, context=None,
-                 processor: str = "root", source: str | None = None):
+    def __init__(self, name: str, condition: str | None = None, context: Any = None,
+                 processor: str = "root", source: str | None = None) -> None:
         self.name = name
         self.condition = condition
         self.context = context
@@ -347,18 +401,30 @@ class _Configurable:
         name = getattr(self.config, "name", type(self).__name__)
         return f"{name}"
 
-    def _fail(self, message: str):
+    def fail(self, message: str) -> NoReturn:
+        """Raise a ConfigurationError for this mailet or matcher: ``message`` is
+        prefixed with its configured name and carries the entry's ``file:line``.
+
+        Call it from ``init_mailet``/``init_matcher`` on a bad parameter or condition:
+        ``self.fail(f"maxSize must be positive, not {value!r}")``."""
         raise ConfigurationError(f"{self._where()}: {message}",
                                  getattr(self.config, "source", None))
 
-    @property
-    def context(self):
-        """The IMailetContext."""
-        return self.config.context
+    def _fail(self, message: str) -> NoReturn:
+        """Deprecated alias of :meth:`fail`, kept for mailets written before 0.2."""
+        warnings.warn("_fail() is deprecated; call fail()", DeprecationWarning,
+                      stacklevel=2)
+        self.fail(message)
 
     @property
-    def log(self):
-        return self.config.context.log
+    def context(self) -> IMailetContext:
+        """The IMailetContext."""
+        return cast(IMailetContext, self.config.context)
+
+    @property
+    def log(self) -> Logger:
+        """The context's logger."""
+        return cast("Logger", self.config.context.log)
 
 
 @implementer(IMailet)
@@ -373,17 +439,22 @@ class GenericMailet(_Configurable):
     info = ""
     parameters: tuple[str, ...] | None = None
 
-    def init(self, config) -> None:
+    def init(self, config: Any) -> None:
         self.config = config
         if self.parameters is not None:
             self.check_parameters(self.parameters)
         self.init_mailet()
 
     def init_mailet(self) -> None:
-        """Read parameters here; raise ConfigurationError (via ``self._fail``) on bad ones."""
+        """Read parameters here; raise ConfigurationError (via ``self.fail``) on bad ones."""
 
-    def service(self, mail: Mail):
+    def service(self, mail: Mail) -> Any:
         raise NotImplementedError
+
+    def required_processors(self) -> list[str]:
+        """None by default: override when a parameter names a processor (James's
+        ``requiredProcessingState``)."""
+        return []
 
     def destroy(self) -> None:
         pass
@@ -394,10 +465,12 @@ class GenericMailet(_Configurable):
         value = self.config.parameters.get(name)
         return default if value is None else value
 
-    def get_required(self, name: str) -> str:
+    def get_required(self, name: str) -> Any:
+        """The raw parameter value, as :meth:`get_init_parameter`; a missing or blank
+        one fails with a ConfigurationError naming it."""
         value = self.config.parameters.get(name)
         if value is None or str(value).strip() == "":
-            self._fail(f"the parameter {name!r} is required")
+            self.fail(f"the parameter {name!r} is required")
         return value
 
     def get_bool(self, name: str, default: bool = False) -> bool:
@@ -407,7 +480,7 @@ class GenericMailet(_Configurable):
         try:
             return parse_bool(value, name)
         except ConfigurationError as exc:
-            self._fail(exc.message)
+            self.fail(exc.message)
 
     def get_int(self, name: str, default: int | None = None) -> int | None:
         value = self.config.parameters.get(name)
@@ -416,7 +489,7 @@ class GenericMailet(_Configurable):
         try:
             return int(str(value).strip())
         except ValueError:
-            self._fail(f"{name} must be an integer, not {value!r}")
+            self.fail(f"{name} must be an integer, not {value!r}")
 
     def get_size(self, name: str, default: int | None = None, default_unit: str = "") -> int | None:
         value = self.config.parameters.get(name)
@@ -425,16 +498,17 @@ class GenericMailet(_Configurable):
         try:
             return parse_size(value, name, default_unit)
         except ConfigurationError as exc:
-            self._fail(exc.message)
+            self.fail(exc.message)
 
-    def get_duration(self, name: str, default: float | None = None, default_unit: str = "s"):
+    def get_duration(self, name: str, default: float | None = None,
+                     default_unit: str = "s") -> float | None:
         value = self.config.parameters.get(name)
         if value is None:
             return default
         try:
             return parse_duration(value, name, default_unit)
         except ConfigurationError as exc:
-            self._fail(exc.message)
+            self.fail(exc.message)
 
     def get_list(self, name: str, default: Iterable[str] = ()) -> list[str]:
         """A comma-separated parameter (or a YAML list) as a list of stripped strings."""
@@ -450,12 +524,12 @@ class GenericMailet(_Configurable):
         allowed = set(allowed)
         unknown = sorted(set(self.config.parameters) - allowed)
         if unknown:
-            self._fail(f"unknown parameter(s) {', '.join(unknown)}; "
+            self.fail(f"unknown parameter(s) {', '.join(unknown)}; "
                        f"allowed: {', '.join(sorted(allowed)) or 'none'}")
 
     @property
     def mailet_name(self) -> str:
-        return self.config.name
+        return str(self.config.name)
 
 
 @implementer(IMatcher)
@@ -471,12 +545,12 @@ class GenericMatcher(_Configurable):
     condition_required = False
     takes_condition = True
 
-    def init(self, config) -> None:
+    def init(self, config: Any) -> None:
         self.config = config
         if self.condition_required and not (self.condition or "").strip():
-            self._fail("needs a condition (match=\"%s=…\")" % config.name)
+            self.fail("needs a condition (match=\"%s=…\")" % config.name)
         if not self.takes_condition and (self.condition or "").strip():
-            self._fail(f"takes no condition, but was given {self.condition!r}; write "
+            self.fail(f"takes no condition, but was given {self.condition!r}; write "
                        f"match=\"{config.name}\"")
         self.init_matcher()
 
@@ -485,13 +559,14 @@ class GenericMatcher(_Configurable):
 
     @property
     def condition(self) -> str | None:
-        return self.config.condition
+        condition: str | None = self.config.condition
+        return condition
 
     def condition_list(self) -> list[str]:
         """The condition split at commas, stripped, empty items dropped."""
         return [c.strip() for c in (self.condition or "").split(",") if c.strip()]
 
-    def match(self, mail: Mail):
+    def match(self, mail: Mail) -> Any:
         raise NotImplementedError
 
     def destroy(self) -> None:
@@ -501,7 +576,7 @@ class GenericMatcher(_Configurable):
 class GenericRecipientMatcher(GenericMatcher):
     """A matcher that decides recipient by recipient: override ``match_recipient``."""
 
-    def match(self, mail: Mail):
+    def match(self, mail: Mail) -> list[MailAddress]:
         return [r for r in mail.recipients if self.match_recipient(r)]
 
     def match_recipient(self, recipient: MailAddress) -> bool:

@@ -20,9 +20,9 @@ from .api import ATTR_SENT_BY_MAILET, ATTR_SMARTHOST, IMailetContext, Mail, Temp
 from .directory import Directory
 from .logging_setup import log_local_delivery
 from .mail import MAIL_POLICY
-from .storage import repositories
 from .spool import mailet_workers
 from .spool.unit_of_work import UnitOfWork, current_uow
+from .storage import repositories
 
 
 @implementer(IMailetContext)

@@ -30,8 +30,13 @@ from sqlalchemy import func, select
 from twisted.internet import defer, task
 from twisted.logger import Logger
 
-from mailets.rewrite_mappings import (ErrorMapping, MappingError, lookup_in,
-                                      parse_mapping_entries, resolve_now)
+from mailets.rewrite_mappings import (
+    ErrorMapping,
+    MappingError,
+    lookup_in,
+    parse_mapping_entries,
+    resolve_now,
+)
 
 from .address import MailAddress, MailAddressError
 from .storage import schema

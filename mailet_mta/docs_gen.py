@@ -244,7 +244,7 @@ def section_rows(section: Section) -> list[tuple[str, ...]]:
         doc = f.metadata.get("doc", "")
         rows.append((", ".join(f"`{k}`" for k in keys) or "see below", _type(f),
                      _default(f), doc))
-    for key, (fname, typ, doc) in section.special.items():
+    for key, (_fname, typ, doc) in section.special.items():
         rows.append((f"`{key}`", typ, "—", doc))
     return rows
 

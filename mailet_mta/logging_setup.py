@@ -5,7 +5,7 @@ The lines that end a stage of a mail read like Postfix's, so the same greps work
 
     id=… client=[192.0.2.1] helo=mx.example.org from=<a@example.org> size=1234 nrcpt=1 status=queued
     id=… processor=transport from=<a@example.org> to=b@example.com
-    id=… from=<a@example.org> to=<b@example.com> relay=local delay=0.03 status=sent (delivered to mailbox INBOX)
+    id=… from=<a@example.org> to=<b@example.com> relay=local delay=0.03 status=sent (…)
 
 Never logged: passwords (AUTH payloads stay inside the SASL code) and message bodies.
 """
@@ -16,10 +16,17 @@ import json
 import os
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
-from twisted.logger import (FilteringLogObserver, LogLevel, LogLevelFilterPredicate, Logger,
-                            formatEvent, globalLogBeginner, textFileLogObserver)
+from twisted.logger import (
+    FilteringLogObserver,
+    Logger,
+    LogLevel,
+    LogLevelFilterPredicate,
+    formatEvent,
+    globalLogBeginner,
+    textFileLogObserver,
+)
 
 from .api import ConfigurationError
 
@@ -42,7 +49,8 @@ def make_observer(logging_config):
                          os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
             out = os.fdopen(fd, "a", encoding="utf-8")
         except OSError as exc:
-            raise ConfigurationError(f"cannot open log file: {exc}", logging_config.source) from None
+            raise ConfigurationError(f"cannot open log file: {exc}",
+                                     logging_config.source) from None
     else:
         out = sys.stdout
     if logging_config.format == "json":
@@ -68,7 +76,7 @@ class JSONLinesObserver:
     def __call__(self, event: dict) -> None:
         record = {
             "time": datetime.fromtimestamp(event.get("log_time") or time.time(),
-                                           timezone.utc).isoformat(timespec="milliseconds"),
+                                           UTC).isoformat(timespec="milliseconds"),
             "level": getattr(event.get("log_level"), "name", "info"),
             "namespace": event.get("log_namespace", "-"),
             "message": formatEvent(event),

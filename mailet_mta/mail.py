@@ -14,25 +14,35 @@ import email.feedparser
 import email.parser
 import email.policy
 import io
-import time
 import itertools
 import os
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from email.message import EmailMessage
-from typing import Any, Callable, Iterable
+from typing import IO, Any
 
 from .address import MailAddress
-from .header_block import (HEADER_BLOCK_LIMIT, _header_block, _read_header_block,  # noqa: F401
-                           field_names, fields_added, fields_removed)
+from .header_block import (
+    _header_block,
+    _read_header_block,
+    field_names,
+    fields_added,
+    fields_removed,
+)
 
 __all__ = ["Mail", "MessageSource", "new_mail_name", "MAIL_POLICY", "MimeLimits",
-           "MimeLimitError"]
+           "MimeLimitError", "ATTR_AUTH_USER"]
+
+# The SMTP AUTH identity a mail was sent with lives in this attribute only;
+# ``Mail.auth_user`` reads and writes it.
+ATTR_AUTH_USER = "mailet_mta.smtp.auth_user"
 
 # CRLF line ends, no header refolding of untouched headers, raise nothing on defects.
 MAIL_POLICY = email.policy.SMTP.clone(refold_source="none")
 
 
-_ID_PREFIX = os.urandom(6).hex() + "{:011x}".format(time.time_ns() // 1000)[-11:]
+_ID_PREFIX = os.urandom(6).hex() + f"{time.time_ns() // 1000:011x}"[-11:]
 _ID_COUNTER = itertools.count(1)
 
 
@@ -53,13 +63,16 @@ class MessageSource:
 
     def __init__(self, data: bytes | None = None, *, size: int | None = None,
                  loader: Callable[[], bytes] | None = None,
-                 opener: Callable[[], Any] | None = None, blob_id: str | None = None):
-        if data is None and loader is None:
-            raise ValueError("a MessageSource needs data or a loader")
+                 opener: Callable[[], IO[bytes]] | None = None, blob_id: str | None = None):
         self._data = data
         self._loader = loader
         self._opener = opener
-        self.size = len(data) if data is not None else size
+        if data is not None:
+            self.size = len(data)
+        elif loader is None:
+            raise ValueError("a MessageSource needs data or a loader")
+        else:
+            self.size = size if size is not None else len(loader())
         self.blob_id = blob_id
 
     @property
@@ -69,9 +82,10 @@ class MessageSource:
     def read(self) -> bytes:
         if self._data is not None:
             return self._data
+        assert self._loader is not None  # __init__ refuses a source with neither
         return self._loader()
 
-    def open(self):
+    def open(self) -> IO[bytes]:
         if self._data is not None or self._opener is None:
             return io.BytesIO(self.read())
         return self._opener()
@@ -80,11 +94,12 @@ class MessageSource:
 class _TrackingMessage(EmailMessage):
     """An EmailMessage (and every part of it) that records that it was changed."""
 
-    def __init__(self, policy=None, tracker=None):
+    def __init__(self, policy: email.policy.Policy | None = None,
+                 tracker: list[bool] | None = None):
         super().__init__(policy=policy or MAIL_POLICY)
         self.__dict__["_tracker"] = tracker if tracker is not None else [False]
 
-    def __setattr__(self, name, value):
+    def __setattr__(self, name: str, value: Any) -> None:
         if name in ("preamble", "epilogue", "_payload", "_headers", "_charset", "_default_type"):
             tracker = self.__dict__.get("_tracker")
             if tracker is not None and name in self.__dict__:
@@ -92,10 +107,10 @@ class _TrackingMessage(EmailMessage):
         super().__setattr__(name, value)
 
 
-def _mark_changed(method_name):
+def _mark_changed(method_name: str) -> Callable[..., Any]:
     base = getattr(EmailMessage, method_name)
 
-    def changed(self, *args, **kwargs):
+    def changed(self: _TrackingMessage, *args: Any, **kwargs: Any) -> Any:
         self.__dict__["_tracker"][0] = True
         return base(self, *args, **kwargs)
 
@@ -133,12 +148,14 @@ class _LimitedFeedParser(email.feedparser.BytesFeedParser):
     """The stdlib's feed parser, stopped with MimeLimitError at the first part past a
     limit, so a hostile shape costs a bounded parse."""
 
-    def __init__(self, limits: MimeLimits, **kw):
+    _msgstack: list[Any]          # the stdlib parser's open parts (a private attribute)
+
+    def __init__(self, limits: MimeLimits, **kw: Any):
         super().__init__(**kw)
         self._limits = limits
         self._parts = 0
 
-    def _new_message(self):
+    def _new_message(self) -> None:
         self._parts += 1
         if self._parts > self._limits.max_parts:
             raise MimeLimitError(f"the message has more than {self._limits.max_parts} MIME "
@@ -147,18 +164,18 @@ class _LimitedFeedParser(email.feedparser.BytesFeedParser):
             raise MimeLimitError(f"the message nests MIME parts deeper than "
                                  f"{self._limits.max_depth} levels (spoolmanager "
                                  f"maxMimeDepth)")
-        super()._new_message()
+        super()._new_message()  # type: ignore[misc]  # private in the stubs
 
 
-def parse_message(data: bytes, tracker=None, limits: MimeLimits = MimeLimits()
-                  ) -> EmailMessage:
+def parse_message(data: bytes, tracker: list[bool] | None = None,
+                  limits: MimeLimits = MimeLimits()) -> EmailMessage:
     """Parse bytes into an EmailMessage whose parts report changes to ``tracker``.
 
     Raises MimeLimitError when the message is more complex than ``limits``."""
-    tracker = tracker if tracker is not None else [False]
+    changes = tracker if tracker is not None else [False]
 
-    def factory(policy=None):
-        return _TrackingMessage(policy, tracker)
+    def factory(policy: email.policy.Policy | None = None) -> _TrackingMessage:
+        return _TrackingMessage(policy, changes)
 
     parser = _LimitedFeedParser(limits, _factory=factory,
                                 policy=MAIL_POLICY.clone(message_factory=factory))
@@ -166,21 +183,22 @@ def parse_message(data: bytes, tracker=None, limits: MimeLimits = MimeLimits()
     for start in range(0, len(data), 65536):
         parser.feed(bytes(view[start:start + 65536]))
     msg = parser.close()
-    tracker[0] = False
+    changes[0] = False
+    assert isinstance(msg, EmailMessage)  # made by the factory
     return msg
 
 
 class _JoinedReader(io.RawIOBase):
     """A binary stream of ``head`` followed by the rest of the file ``tail``."""
 
-    def __init__(self, head: bytes, tail):
+    def __init__(self, head: bytes, tail: IO[bytes]):
         self._head = memoryview(head)
         self._tail = tail
 
     def readable(self) -> bool:
         return True
 
-    def readinto(self, buffer) -> int:
+    def readinto(self, buffer: Any) -> int:
         if self._head:
             n = min(len(buffer), len(self._head))
             buffer[:n] = self._head[:n]
@@ -226,7 +244,8 @@ class Mail:
         self.remote_addr = remote_addr
         self.remote_host = remote_host
         self.helo = helo
-        self.auth_user = auth_user
+        if auth_user is not None:
+            self.attributes[ATTR_AUTH_USER] = auth_user
         self.last_updated = last_updated if last_updated is not None else time.time()
         self._tracker = [False]
         self._message: EmailMessage | None = None
@@ -255,6 +274,7 @@ class Mail:
             failed = self.__dict__.get("_mime_error")
             if failed is not None and failed[0] is src:
                 raise MimeLimitError(str(failed[1]))
+            assert src is not None  # no parsed message: the bytes are the message
             try:
                 self._message = parse_message(src.read(), self._tracker, self.mime_limits)
             except MimeLimitError as exc:
@@ -291,6 +311,7 @@ class Mail:
     def source(self) -> MessageSource:
         """The message as stored bytes, serialising a changed message first."""
         if self.message_changed:
+            assert self._message is not None
             try:
                 data = self._message.as_bytes(policy=MAIL_POLICY)
             except (UnicodeError, ValueError):
@@ -299,13 +320,14 @@ class Mail:
                 data = self._message.as_bytes(policy=MAIL_POLICY.clone(utf8=True))
             self._source = MessageSource(data)
             self._tracker[0] = False
+        assert self._source is not None  # an unchanged message keeps its bytes
         return self._source
 
     def message_bytes(self) -> bytes:
         """The whole message as bytes (CRLF line ends as received)."""
         return self.source.read()
 
-    def open_message(self):
+    def open_message(self) -> IO[bytes]:
         """A binary file object over the message, streaming large ones from the blob."""
         return self.source.open()
 
@@ -318,14 +340,15 @@ class Mail:
         """The header block only, parsed; cheap for large messages. Read-only use."""
         if self._message is not None:
             return self._message
-        src = self._source
+        src = self.source
         cached = self.__dict__.get("_header_cache")
         if cached is not None and cached[0] is src:
-            return cached[1]
+            return cached[1]  # type: ignore[no-any-return]
         block = self._raw_header_block(src)
         # Only the header block is handed to the parser: given the whole message, the
         # stdlib splits every body line even in headersonly mode.
         parsed = email.parser.BytesHeaderParser(policy=MAIL_POLICY).parsebytes(block)
+        assert isinstance(parsed, EmailMessage)  # MAIL_POLICY's factory
         self._header_cache = (src, parsed)      # valid while the source is the same
         return parsed
 
@@ -337,10 +360,10 @@ class Mail:
         "received")``."""
         if self._message is not None:
             return [name.lower() for name in self._message.keys()]
-        src = self._source
+        src = self.source
         cached = self.__dict__.get("_names_cache")
         if cached is not None and cached[0] is src:
-            return cached[1]
+            return cached[1]  # type: ignore[no-any-return]
         names = field_names(self._raw_header_block(src))
         self._names_cache = (src, names)
         return names
@@ -350,7 +373,7 @@ class Mail:
         ends it (at most ``HEADER_BLOCK_LIMIT`` octets), read without parsing."""
         if self._message is not None:
             return _header_block(self.message_bytes())
-        return self._raw_header_block(self._source)
+        return self._raw_header_block(self.source)
 
     def remove_headers(self, names: Iterable[str]) -> int:
         """Remove every field named in ``names`` (any case); returns how many went.
@@ -364,7 +387,7 @@ class Mail:
             for name in {n.lower() for n in present}:
                 del self._message[name]
             return len(present)
-        block = self._raw_header_block(self._source)
+        block = self._raw_header_block(self.source)
         edited, removed = fields_removed(block, wanted)
         if removed:
             self._splice_header_block(len(block), edited)
@@ -374,7 +397,7 @@ class Mail:
         """Add the field ``name: value`` after the last one (existing fields stay), as
         ``mail.message[name] = value`` does, without parsing an unparsed message."""
         if self._message is None:
-            block = self._raw_header_block(self._source)
+            block = self._raw_header_block(self.source)
             edited = fields_added(block, name, value, MAIL_POLICY)
             if edited is not None:
                 self._splice_header_block(len(block), edited)
@@ -384,15 +407,15 @@ class Mail:
     def _splice_header_block(self, old_length: int, block: bytes) -> None:
         """Make ``block`` the new header block, in place of the first ``old_length``
         octets; a blob-backed body is read from the blob when needed, not copied now."""
-        src = self._source
+        src = self.source
         if src.in_memory:
             self.set_message_bytes(block + src.read()[old_length:])
             return
 
-        def loader():
+        def loader() -> bytes:
             return block + src.read()[old_length:]
 
-        def opener():
+        def opener() -> IO[bytes]:
             body = src.open()
             body.seek(old_length)
             return io.BufferedReader(_JoinedReader(block, body))
@@ -415,6 +438,20 @@ class Mail:
 
     # -- envelope --------------------------------------------------------------
     @property
+    def auth_user(self) -> str | None:
+        """The SMTP AUTH identity the mail was sent with, or None: the attribute
+        ``mailet_mta.smtp.auth_user`` (``ATTR_AUTH_USER``), its only record."""
+        value = self.attributes.get(ATTR_AUTH_USER)
+        return str(value) if value else None
+
+    @auth_user.setter
+    def auth_user(self, value: str | None) -> None:
+        if value:
+            self.attributes[ATTR_AUTH_USER] = value
+        else:
+            self.attributes.pop(ATTR_AUTH_USER, None)
+
+    @property
     def sender_is_null(self) -> bool:
         return self.sender is None
 
@@ -427,7 +464,7 @@ class Mail:
     def remove_attribute(self, name: str) -> None:
         self.attributes.pop(name, None)
 
-    def duplicate(self, name: str | None = None) -> "Mail":
+    def duplicate(self, name: str | None = None) -> Mail:
         """A copy with its own envelope, attributes and message (for splits and re-sends)."""
         other = Mail.__new__(Mail)
         other.__dict__.update(self.__dict__)

@@ -36,8 +36,8 @@ SYSTEM_FLAGS = frozenset({"\\Seen", "\\Answered", "\\Flagged", "\\Draft", "\\Del
 
 
 class LeaseLost(Exception):
-    """The session's mailbox lease expired and another session took it over: the
-    operation changed nothing."""
+    """A lease this node or session held (a mailbox, or a spool row) expired and
+    another one took it over: the operation changed nothing."""
 
 
 class NoSuchFolder(LookupError):

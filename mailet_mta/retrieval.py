@@ -17,8 +17,16 @@ from twisted.internet import defer, task
 from twisted.logger import Logger
 from zope.interface import classImplements, implementer
 
-from .mailstore import (SYSTEM_FLAGS, FolderStatus, IFolderSubscription, IMailStore,
-                        IMessageContent, LeaseLost, MessageList, NoSuchFolder)
+from .mailstore import (
+    SYSTEM_FLAGS,
+    FolderStatus,
+    IFolderSubscription,
+    IMailStore,
+    IMessageContent,
+    LeaseLost,
+    MessageList,
+    NoSuchFolder,
+)
 from .storage import mailboxes
 from .storage.mailbox_locks import acquire_lock, refresh_lock, release_lock
 
@@ -317,5 +325,5 @@ class FolderWatcher:
         for sub in list(self._subscribers.get(key, ())):
             try:
                 sub.listener(status)
-            except Exception:
+            except Exception:  # noqa: BLE001 - one listener's bug must not stop the others
                 log.failure("a folder listener failed")

@@ -22,12 +22,12 @@ from twisted.logger import Logger
 
 from .api import ConfigurationError
 from .cli.common import blob_dir
-from .nodes import NodeRegistry
 from .config.model import ServerConfig
 from .config.retention import repositories_config
 from .context import MailetContext
 from .directory import Directory, configured_mappings
 from .metrics import install_metrics
+from .nodes import NodeRegistry
 from .reload import install_reload
 from .spool.manager import SpoolManager
 from .spool.processor import Pipeline

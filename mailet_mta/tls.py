@@ -25,7 +25,7 @@ def server_context(tls: TLSConfig) -> ssl.CertificateOptions:
     try:
         certs = [ssl.Certificate.loadPEM(block) for block in _pem_blocks(cert_pem)]
         key = ssl.KeyPair.load(key_pem, crypto.FILETYPE_PEM)
-    except Exception as exc:  # pyOpenSSL raises several error types
+    except Exception as exc:  # noqa: BLE001 - pyOpenSSL raises several error types
         raise ConfigurationError(f"invalid TLS certificate or key: {exc}", tls.source) from None
     if not certs:
         raise ConfigurationError(f"{tls.certificate} holds no PEM certificate", tls.source)
@@ -36,7 +36,7 @@ def server_context(tls: TLSConfig) -> ssl.CertificateOptions:
         return ssl.CertificateOptions(
             privateKey=key.original, certificate=certs[0].original,
             extraCertChain=[c.original for c in certs[1:]], raiseMinimumTo=version)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - pyOpenSSL raises several error types
         raise ConfigurationError(f"the TLS key does not fit the certificate: {exc}",
                                  tls.source) from None
 

@@ -6,17 +6,17 @@
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 from mailet_mta.api import MailAddress, MailAddressError
 
 
-def split_list(value) -> list[str]:
+def split_list(value: object) -> list[str]:
     """A comma-separated string (or a list) as stripped, non-empty strings."""
     if value is None:
         return []
     if isinstance(value, (list, tuple)):
-        items: Iterable = value
+        items: Iterable[object] = value
     else:
         items = str(value).split(",")
     return [str(item).strip() for item in items if str(item).strip()]

@@ -9,8 +9,8 @@ that blocks dangerous attachments must not be bypassed by hiding one deep down).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from email.message import Message
-from typing import Iterator
 
 MAX_PARTS = 500
 MAX_DEPTH = 20
@@ -38,4 +38,5 @@ def leaf_parts(message: Message, max_parts: int = MAX_PARTS,
             raise TooComplex(f"MIME parts nest more than {max_depth} levels deep")
         children = part.get_payload()
         if isinstance(children, list):
-            stack.extend((child, depth + 1) for child in reversed(children))
+            stack.extend((child, depth + 1) for child in reversed(children)
+                         if isinstance(child, Message))

@@ -13,17 +13,17 @@ from __future__ import annotations
 import email.policy
 from email.message import EmailMessage
 
-from mailet_mta.api import Mail, MimeLimitError
+from mailet_mta.api import GenericMailet, Mail, MimeLimitError
 
 POLICY = email.policy.SMTP
 DEFAULT_LIMIT = 50000            # Postfix's bounce_size_limit
 
 
-def size_limit_parameter(mailet) -> int:
+def size_limit_parameter(mailet: GenericMailet) -> int:
     """The mailet's ``bounceSizeLimit`` parameter (octets, ≥ 1; default 50000)."""
-    limit = mailet.get_size("bounceSizeLimit", DEFAULT_LIMIT)
+    limit = mailet.get_size("bounceSizeLimit", DEFAULT_LIMIT) or 0
     if limit < 1:
-        mailet._fail(f"bounceSizeLimit must be 1 or more octets, not {limit}")
+        mailet.fail(f"bounceSizeLimit must be 1 or more octets, not {limit}")
     return limit
 
 
@@ -78,7 +78,7 @@ def original_part(mail: Mail, limit: int) -> tuple[EmailMessage, str | None]:
     return part, note
 
 
-def _parsed(mail: Mail, data: bytes):
+def _parsed(mail: Mail, data: bytes) -> EmailMessage:
     """``data`` parsed within the MIME limits of ``mail``."""
     copy = Mail(message=data)
     copy.mime_limits = mail.mime_limits

@@ -20,9 +20,9 @@ keeps bob), a target that comes back to an address already on the chain is a loo
 from __future__ import annotations
 
 import re
-from typing import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 
-from mailet_mta.api import MailAddress, MailAddressError
+from mailet_mta.api import MailAddress, MailAddressError, MappingError
 
 MAX_DEPTH = 10
 _ADDRESS_PREFIXES = ("alias:", "forward:", "group:", "address:")
@@ -31,11 +31,6 @@ _STATUS = re.compile(r"[245]\.\d{1,3}\.\d{1,3}")
 _ENTRY_SPLIT = re.compile(r"[\r\n]+|,(?=\s*[^\s=,;]+\s*=)")
 
 
-class MappingError(Exception):
-    """The address cannot be delivered: an ``error:`` mapping, a bad target or a loop.
-
-    ``str()`` is the text for the mail's error message.
-    """
 
 
 class ErrorMapping(MappingError):
@@ -80,7 +75,7 @@ def lookup_in(table: dict[str, list[str]], address: MailAddress) -> list[str]:
     return []
 
 
-def _regex_parts(body: str) -> tuple[re.Pattern, str]:
+def _regex_parts(body: str) -> tuple[re.Pattern[str], str]:
     pattern, sep, replacement = body.rpartition(":")
     if not sep or not pattern:
         raise ValueError(f"'regex:{body}' must be regex:<pattern>:<replacement>")
@@ -144,7 +139,7 @@ Lookup = Callable[[MailAddress], Awaitable[list[str]]]
 
 
 async def resolve(address: MailAddress, lookup: Lookup, depth: int = 0,
-                  chain: tuple = ()) -> list[MailAddress]:
+                  chain: tuple[MailAddress, ...] = ()) -> list[MailAddress]:
     """The final addresses for ``address`` after applying mappings recursively."""
     targets = await lookup(address)
     if not targets:
@@ -174,19 +169,20 @@ def resolve_now(address: MailAddress,
                 lookup: Callable[[MailAddress], list[str]]) -> list[MailAddress]:
     """:func:`resolve` with a lookup that answers at once (an in-memory table): the
     final addresses, or MappingError."""
-    async def answer(addr):
+    async def answer(addr: MailAddress) -> list[str]:
         return lookup(addr)
 
     coroutine = resolve(address, answer)
     try:
         coroutine.send(None)
     except StopIteration as done:
-        return done.value
+        found: list[MailAddress] = done.value
+        return found
     coroutine.close()
     raise RuntimeError("resolve_now: the lookup did not answer at once")
 
 
-def parse_mapping_entries(values: Iterable) -> dict[str, list[str]]:
+def parse_mapping_entries(values: Iterable[object]) -> dict[str, list[str]]:
     """``["alias@d=t1;t2", "*@d=catchall@d"]`` (or one string with entries separated by
     new lines or commas) → {normalised source: [targets]}; ValueError on a bad entry."""
     table: dict[str, list[str]] = {}

@@ -6,6 +6,12 @@ import os
 import uuid
 
 import pytest
+from hypothesis import settings
+
+# No test writes into the checkout: Hypothesis keeps no example database in
+# .hypothesis/ (a failing example is printed with the failure instead).
+settings.register_profile("mailet-mta", database=None)
+settings.load_profile("mailet-mta")
 
 PG_URL = os.environ.get("MAILET_MTA_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 REQUIRE_PG = os.environ.get("MAILET_MTA_REQUIRE_PG") == "1"
@@ -61,7 +67,9 @@ def db_url(request, tmp_path):
 # Whole folders that start real server processes, kill them or load them for seconds are
 # "slow"; `pytest -m "not slow"` runs the fast set (unit, fuzz, in-process integration)
 # in about a minute. A single slow test elsewhere carries @pytest.mark.slow itself.
+# tests/soak is also "soak" (`pytest -m soak` runs the crash-and-load runs alone).
 _SLOW_FOLDERS = {"soak", "e2e", "abuse"}
+_SOAK_FOLDERS = {"soak"}
 
 
 def pytest_collection_modifyitems(config, items):
@@ -69,3 +77,5 @@ def pytest_collection_modifyitems(config, items):
         parts = item.nodeid.split("/")
         if len(parts) > 2 and parts[1] in _SLOW_FOLDERS:
             item.add_marker(pytest.mark.slow)
+        if len(parts) > 2 and parts[1] in _SOAK_FOLDERS:
+            item.add_marker(pytest.mark.soak)

@@ -16,9 +16,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from aiosmtpd.smtp import SMTP  # noqa: E402
+from aiosmtpd.smtp import SMTP
 
-from bench.common import maildir_deliver, maildir_make  # noqa: E402
+from bench.common import maildir_deliver, maildir_make
 
 
 class MaildirHandler:

@@ -16,11 +16,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from twisted.internet import protocol, reactor, threads  # noqa: E402
-from twisted.mail import smtp  # noqa: E402
-from zope.interface import implementer  # noqa: E402
+from twisted.internet import protocol, reactor, threads
+from twisted.mail import smtp
+from zope.interface import implementer
 
-from bench.common import maildir_deliver, maildir_make  # noqa: E402
+from bench.common import maildir_deliver, maildir_make
 
 
 @implementer(smtp.IMessage)

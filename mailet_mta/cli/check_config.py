@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from typing import NoReturn
 
 from .common import CLIError
 
@@ -79,7 +80,7 @@ class _CheckContext:
         return server_attributes(self.config).get(name)
 
     def __getattr__(self, name):
-        def unavailable(*_a, **_k):
+        def unavailable(*_a: object, **_k: object) -> NoReturn:
             raise RuntimeError(f"{name} is not available while checking a configuration")
 
         return unavailable

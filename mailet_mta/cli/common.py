@@ -21,7 +21,8 @@ def add_config_argument(parser: argparse.ArgumentParser) -> None:
 
 def load_config(args):
     """The ServerConfig named by ``--config``, or the embedded default."""
-    from ..config import default_config, load_config as load
+    from ..config import default_config
+    from ..config import load_config as load
 
     path = getattr(args, "config", None)
     try:

@@ -16,8 +16,7 @@ import os
 import sys
 from pathlib import Path
 
-from ..storage.private_files import (PRIVATE_FILE, make_private_dir, open_private,
-                                     write_private)
+from ..storage.private_files import PRIVATE_FILE, make_private_dir, open_private, write_private
 from .common import CLIError
 from .init_templates import render_xml, render_yaml, standard_pipeline
 
@@ -70,7 +69,8 @@ def run(args) -> int:
     make_private_dir(data_dir)
     cert, key = _certificate(args, target, hostname, domain)
     settings = {
-        "domain": domain, "hostname": hostname, "config_path": str(yaml_path), "data_dir": str(data_dir),
+        "domain": domain, "hostname": hostname, "config_path": str(yaml_path),
+        "data_dir": str(data_dir),
         "certificate": str(cert), "private_key": str(key),
         "ports": {n: (std if args.standard_ports else local)
                   for n, (local, std) in PORTS.items()},
@@ -130,7 +130,7 @@ def write_self_signed(cert_path: Path, key_path: Path, names: list[str],
 
     key = ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])])
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     alt = [x509.DNSName(n) for n in names] + [
         x509.IPAddress(ipaddress.ip_address(a)) for a in ("127.0.0.1", "::1")]
     certificate = (

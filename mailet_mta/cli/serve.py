@@ -73,7 +73,7 @@ def build(config, node_name=None):
         raise CLIError(f"cannot use storage.data_dir {config.storage.data_dir!r}: "
                        f"{exc.strerror or exc}; fix storage.data_dir in {_where(config)}"
                        ) from None
-    except Exception as exc:  # noqa: BLE001 - the database refused; say which and why
+    except Exception as exc:  # the database refused (re-raised when not a driver error)
         if type(exc).__module__.split(".")[0] not in ("sqlalchemy", "psycopg", "sqlite3"):
             raise
         raise CLIError(f"cannot open the database {_safe_url(config)}: "

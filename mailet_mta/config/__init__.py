@@ -7,8 +7,17 @@ a string, and ``default_config()`` the embedded default. Every error is a
 
 from .loader import default_config, load_config, load_config_text
 from .model import (
-    DNSConfig, LoggingConfig, MailetSpec, MatcherSpec, POP3ServerConfig, ProcessorSpec,
-    ServerConfig, SMTPServerConfig, SpoolManagerConfig, StorageConfig, TLSConfig,
+    DNSConfig,
+    LoggingConfig,
+    MailetSpec,
+    MatcherSpec,
+    POP3ServerConfig,
+    ProcessorSpec,
+    ServerConfig,
+    SMTPServerConfig,
+    SpoolManagerConfig,
+    StorageConfig,
+    TLSConfig,
 )
 from .validate import validate_config
 

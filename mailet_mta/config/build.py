@@ -8,20 +8,30 @@ section are an error too.
 
 from __future__ import annotations
 
-from typing import Any, Callable
-
-from . import values as v
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from ..api import ConfigurationError, parse_host_list
+from . import values as v
 from .model import (
-    AuthThrottleConfig, DNSConfig, LoggingConfig, MailetSpec, MatcherSpec, POP3ServerConfig,
-    ProcessorSpec, ServerConfig, SmarthostConfig, SMTPServerConfig, SpoolManagerConfig,
-    StorageConfig, TLSConfig,
+    AuthThrottleConfig,
+    DNSConfig,
+    LoggingConfig,
+    MailetSpec,
+    MatcherSpec,
+    POP3ServerConfig,
+    ProcessorSpec,
+    ServerConfig,
+    SmarthostConfig,
+    SMTPServerConfig,
+    SpoolManagerConfig,
+    StorageConfig,
+    TLSConfig,
+    doc,
 )
-from .tree import Node, attempt, fail, suggestion
-from .model import doc
 from .retention import build_repositories
+from .tree import Node, attempt, fail, suggestion
 from .validate import check_domain, check_postmaster
 
 Table = dict[str, tuple[str, Callable[[Node, str], Any]]]

@@ -19,7 +19,12 @@ from __future__ import annotations
 from .james_names import short_name
 from .tree import Node, fail, suggestion
 from .xml_loader import (
-    Element, _add_processor, _no_attrs, _put, convert_listener, generic,
+    Element,
+    _add_processor,
+    _no_attrs,
+    _put,
+    convert_listener,
+    generic,
 )
 
 JAMES3_TIMEOUT_UNIT = "s"

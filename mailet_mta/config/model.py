@@ -31,7 +31,7 @@ class MatcherSpec:
 
     name: str = doc("matcher class name (short, dotted path or entry point)")
     condition: str | None = doc("text after the first '='", default=None)
-    children: list["MatcherSpec"] = doc("operands of a composite (And/Or/Not/Xor)",
+    children: list[MatcherSpec] = doc("operands of a composite (And/Or/Not/Xor)",
                                         default_factory=list)
     source: str | None = None
 

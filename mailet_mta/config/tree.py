@@ -11,7 +11,8 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import difflib
-from typing import Any, Callable, Iterable, Iterator, NoReturn
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, NoReturn
 
 from ..api import ConfigurationError
 

@@ -78,7 +78,7 @@ def check_endpoint(description: str, what: str, source: str | None) -> tuple:
 
     try:
         endpoint = serverFromString(_NoReactor(), description)
-    except Exception as exc:  # Twisted's parsers raise ValueError, TypeError, OSError…
+    except Exception as exc:  # noqa: BLE001 - Twisted's parsers raise ValueError, TypeError…
         fail(f"{what} {description!r} is not a valid Twisted server endpoint ({exc}); "
              f"write e.g. tcp:25 or tcp:2525:interface=127.0.0.1", source)
     port = getattr(endpoint, "_port", None)

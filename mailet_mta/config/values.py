@@ -7,7 +7,8 @@ YAML gives typed scalars; both go through the same converter.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from ..api import ConfigurationError, parse_bool, parse_duration, parse_size
 from .tree import Node, fail, warn

@@ -33,7 +33,7 @@ class RelayCredentials:
         return self._table.get((host.lower(), int(port), username))
 
     @classmethod
-    def from_config(cls, config) -> "RelayCredentials":
+    def from_config(cls, config) -> RelayCredentials:
         """Every password the configuration holds for a gateway."""
         table = cls()
         smarthost = config.smarthost

@@ -33,7 +33,7 @@ class DeliveryOptions:
     helo_name: str | None = None
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any] | None) -> "DeliveryOptions":
+    def from_dict(cls, data: dict[str, Any] | None) -> DeliveryOptions:
         data = data or {}
         delays = tuple(float(d) for d in (data.get("delays") or DEFAULT_DELAYS))
         return cls(

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 from sqlalchemy import and_, delete, insert, or_, select, update
 from sqlalchemy.engine import Connection
@@ -159,19 +160,6 @@ def reschedule(conn: Connection, entry: QueueEntry, next_attempt: float) -> None
 def remove(conn: Connection, entry_id: int) -> bool:
     """Delete a row; True when it existed."""
     return conn.execute(delete(T).where(T.c.id == entry_id)).rowcount == 1
-
-
-def release_owner(conn: Connection, owner: str) -> int:
-    """Give back every row ``owner`` holds (clean shutdown)."""
-    return conn.execute(update(T).where(T.c.owner == owner)
-                        .values(owner=None, lease_until=None)).rowcount
-
-
-def next_due(conn: Connection) -> float | None:
-    """The earliest ``next_attempt`` of any row (to sleep until then)."""
-    from sqlalchemy import func
-
-    return conn.execute(select(func.min(T.c.next_attempt))).scalar()
 
 
 # -- administration (mailet-mta queue) --------------------------------------------------

@@ -14,9 +14,9 @@ from collections import deque
 from twisted.logger import Logger
 
 from ..api import ATTR_BODY, ATTR_DSN_ENVID, ATTR_DSN_RCPT, ATTR_DSN_RET, ATTR_SMTPUTF8
+from ..logging_setup import log_delivery
 from . import queue_store
 from .options import DeliveryOptions
-from ..logging_setup import log_delivery
 from .queue_store import FAILED, PENDING, SENT, QueueEntry
 from .reports import failure_mail, success_mail, unreported_failures, unreported_successes
 from .resolver import DNSPermanentError, DNSTemporaryError

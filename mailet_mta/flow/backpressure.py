@@ -20,7 +20,7 @@ in the input: the TLS handshake that unblocks a buffered greeting has to be read
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from twisted.internet.interfaces import IPushProducer
 from zope.interface import implementer

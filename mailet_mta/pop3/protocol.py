@@ -308,7 +308,7 @@ class POP3Server(TransactionCommands, Protocol, TimeoutMixin):
     def _login(self, username: str, password: str):
         try:
             result = yield self.backend.check_login(username, password, self.client_ip)
-        except Exception:
+        except Exception:  # noqa: BLE001 - logged; the session answers for it
             log.failure("login check failed")
             self.send("-ERR [SYS/TEMP] cannot check the password now; try again later")
             return
@@ -321,7 +321,7 @@ class POP3Server(TransactionCommands, Protocol, TimeoutMixin):
             locked = yield self.backend.lock(result.user, owner)
             if locked:
                 maildrop = yield self.backend.load_listing(result.user, self.folder)
-        except Exception:
+        except Exception:  # noqa: BLE001 - logged; the session answers for it
             log.failure("opening the mailbox of {user} failed", user=result.user)
             if locked:
                 self._release(result.user, owner)
@@ -369,7 +369,7 @@ class POP3Server(TransactionCommands, Protocol, TimeoutMixin):
     def _refresh(self):
         try:
             still_ours = yield self.backend.refresh(self.user, self._owner)
-        except Exception:
+        except Exception:  # noqa: BLE001 - logged; the session answers for it
             log.failure("refreshing the mailbox lease of {user} failed", user=self.user)
             return
         if not still_ours and not self._lost:
@@ -388,7 +388,7 @@ class POP3Server(TransactionCommands, Protocol, TimeoutMixin):
         owner, self._owner = self._owner, None
         try:
             removed = yield self.backend.finish(self.user, owner, doomed)
-        except Exception:
+        except Exception:  # noqa: BLE001 - logged; the session answers for it
             log.failure("deleting messages of {user} failed", user=self.user)
             self.send("-ERR [SYS/TEMP] some deleted messages were not removed")
             self._release(self.user, owner)

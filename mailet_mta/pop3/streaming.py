@@ -8,7 +8,7 @@ a line break gets CRLF before the terminating ``.CRLF``.
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 from twisted.internet import defer
 

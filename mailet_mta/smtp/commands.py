@@ -16,8 +16,15 @@ from .. import metrics
 from ..address import MailAddress, MailAddressError
 from .backend import AuthThrottled
 from .envelope import Envelope
-from .params import (CommandSyntaxError, parse_envid, parse_forward_path, parse_notify,
-                     parse_orcpt, parse_reverse_path, split_path_and_params)
+from .params import (
+    CommandSyntaxError,
+    parse_envid,
+    parse_forward_path,
+    parse_notify,
+    parse_orcpt,
+    parse_reverse_path,
+    split_path_and_params,
+)
 from .sasl import MECHANISMS, SASLError, decode_response
 
 log = Logger()

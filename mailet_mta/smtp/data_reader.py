@@ -21,7 +21,7 @@ DATA's rule to them. :class:`HeaderBlockGuard` bounds the header block of either
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 TERMINATOR = b"\r\n.\r\n"
 

@@ -9,9 +9,18 @@ import time
 from dataclasses import dataclass, field
 
 from ..address import MailAddress
-from ..api import (ATTR_AUTH_NETWORK, ATTR_AUTH_USER, ATTR_BODY, ATTR_DSN_ENVID,
-                   ATTR_DSN_RCPT, ATTR_DSN_RET, ATTR_HELO, ATTR_REMOTE_ADDR,
-                   ATTR_SMTPUTF8, ATTR_TLS)
+from ..api import (
+    ATTR_AUTH_NETWORK,
+    ATTR_AUTH_USER,
+    ATTR_BODY,
+    ATTR_DSN_ENVID,
+    ATTR_DSN_RCPT,
+    ATTR_DSN_RET,
+    ATTR_HELO,
+    ATTR_REMOTE_ADDR,
+    ATTR_SMTPUTF8,
+    ATTR_TLS,
+)
 from ..mail import Mail, MessageSource, new_mail_name
 
 

@@ -20,8 +20,8 @@ from collections import deque
 
 from twisted.application.service import Service
 from twisted.internet import defer, task
-from twisted.python.failure import Failure
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from ..mail import Mail
 from ..storage.blobs import BlobRef, BlobStore

@@ -14,7 +14,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import pkgutil
-from functools import lru_cache
+from functools import cache
 from importlib import metadata
 
 from ..api import ConfigurationError, IMailet, IMatcher
@@ -26,7 +26,7 @@ _KINDS = {
 }
 
 
-@lru_cache(maxsize=None)
+@cache
 def standard_classes(kind: str) -> dict[str, type]:
     """Every standard class of ``kind`` ("matcher" or "mailet") by its class name."""
     _group, package_name, iface = _KINDS[kind]

@@ -15,7 +15,7 @@ from sqlalchemy.engine import Connection
 
 from ..address import MailAddress
 from ..mail import Mail
-from ..storage import repositories, schema
+from ..storage import leases, repositories, schema
 from ..storage.blobs import BlobStore
 from ..storage.db import execute
 
@@ -68,8 +68,7 @@ def delete_mail(conn: Connection, name: str) -> None:
     execute(conn, DELETE_SPOOL, {"mail_name": name})
 
 
-class LeaseLost(Exception):
-    """The mail is no longer this node's: its lease expired and another node took it."""
+LeaseLost = leases.LeaseLost  # the mail is no longer this node's: another node took it
 
 
 def finish_owned(conn: Connection, name: str, owner: str) -> None:

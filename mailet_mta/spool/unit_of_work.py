@@ -11,14 +11,15 @@ is simply run again: no mail is lost and none is delivered twice.
 from __future__ import annotations
 
 import contextvars
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from sqlalchemy.engine import Connection
 
 from ..mail import Mail
 from ..storage.blobs import BlobStore, BlobWriter
 
-current_uow: contextvars.ContextVar["UnitOfWork | None"] = contextvars.ContextVar(
+current_uow: contextvars.ContextVar[UnitOfWork | None] = contextvars.ContextVar(
     "mailet_mta_current_uow", default=None)
 
 

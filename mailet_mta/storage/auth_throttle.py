@@ -104,7 +104,7 @@ class AuthThrottle:
         self._in_flight: dict[str, int] = {}
 
     @classmethod
-    def from_config(cls, cfg, clock=None) -> "AuthThrottle":
+    def from_config(cls, cfg, clock=None) -> AuthThrottle:
         """The throttle an ``authThrottle`` section describes."""
         throttle = cls(clock)
         throttle.reconfigure(cfg)
@@ -150,11 +150,6 @@ class AuthThrottle:
         now = self._now()
         self._expire(now)
         return self._blocked.get(self.key(ip), 0.0) > now
-
-    def retry_after(self, ip: str) -> float:
-        """Seconds until ``ip`` may try again (0 when not blocked)."""
-        now = self._now()
-        return max(0.0, self._blocked.get(self.key(ip), 0.0) - now)
 
     # -- a login's life: reserve, then release -------------------------------------------
     def reserve(self, ip: str) -> Slot:
@@ -217,10 +212,6 @@ class AuthThrottle:
     def _bound(self, table: OrderedDict) -> None:
         while len(table) > self.max_tracked:
             table.popitem(last=False)
-
-    def record_success(self, ip: str) -> None:
-        """A successful login does not erase failures (that would reset an attacker's
-        budget with any valid account); it is recorded for symmetry only."""
 
     def tracked(self) -> dict[str, int]:
         """Sizes of the tables (for tests and status): failures, blocked, in_flight."""

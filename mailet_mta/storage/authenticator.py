@@ -19,8 +19,8 @@ import os
 from dataclasses import dataclass
 
 from twisted.internet import defer, task
-from twisted.python.threadpool import ThreadPool
 from twisted.logger import Logger
+from twisted.python.threadpool import ThreadPool
 
 from . import auth_failures, passwords, schema
 from .auth_throttle import AuthThrottle

@@ -3,7 +3,8 @@
 A message up to ``inline_limit`` octets is kept in the ``blobs`` table itself (one
 database write, no extra fsync). A larger one is streamed to a file under
 ``<data_dir>/blobs/`` while it arrives, fsynced, and then recorded in the table with
-``data`` NULL (as ``blobs/<last two characters of the id>/<id>``). Writers never hold a large message whole in memory.
+``data`` NULL (as ``blobs/<last two characters of the id>/<id>``). Writers never hold a
+large message whole in memory.
 
 Blobs are shared: the spool row, each mailbox message made from it and any repository
 copy refer to the same blob id. :meth:`BlobStore.sweep` removes blobs that nothing
@@ -51,7 +52,7 @@ class BlobWriter:
     client gets its answer when the data ends.
     """
 
-    def __init__(self, store: "BlobStore"):
+    def __init__(self, store: BlobStore):
         self._store = store
         self._chunks: list[bytes] = []
         self._size = 0

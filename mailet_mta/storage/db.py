@@ -14,8 +14,9 @@ import threading
 import time
 import weakref
 from collections import deque
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator, NamedTuple
+from typing import Any, NamedTuple
 
 from sqlalchemy import create_engine, event, select, update
 from sqlalchemy.engine import Connection, Engine
@@ -193,7 +194,7 @@ class BatchWriter:
         executemany. The statements must not depend on other writes of the batch."""
         return self._queue(_Op(None, (), {}, statements))
 
-    def _queue(self, op: "_Op") -> defer.Deferred:
+    def _queue(self, op: _Op) -> defer.Deferred:
         with self._cond:
             if self._thread is None:
                 raise RuntimeError("the database writer is not running")

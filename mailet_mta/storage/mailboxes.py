@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator, NamedTuple
+from typing import NamedTuple
 
 from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.engine import Connection
@@ -93,7 +94,7 @@ def format_prefix(headers) -> bytes:
     out = []
     for name, value in headers or ():
         value = str(value).replace("\r", " ").replace("\n", " ")
-        out.append(f"{name}: {value}\r\n".encode("utf-8"))
+        out.append(f"{name}: {value}\r\n".encode())
     return b"".join(out)
 
 

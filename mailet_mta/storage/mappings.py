@@ -12,6 +12,7 @@ from sqlalchemy import delete, insert, select
 from sqlalchemy.engine import Connection
 
 from ..address import MailAddress, MailAddressError
+from ..api import MappingError
 from . import schema
 from .db import Database
 from .domains import DomainError, normalise_domain
@@ -20,10 +21,6 @@ __all__ = ["MappingError", "normalise_source", "add_mapping", "remove_mapping",
            "remove_source", "list_mappings", "mapping_kind", "source_domain"]
 
 _PREFIXES = ("regex:", "error:", "domain:")
-
-
-class MappingError(ValueError):
-    """A mapping that cannot be added or removed; the message says why."""
 
 
 def normalise_source(source: str) -> str:

@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import html
 import re
+from collections.abc import Iterator
+from email.message import MIMEPart
 
-from mailet_mta.api import GenericMailet, MimeLimitError
+from mailet_mta.api import GenericMailet, Mail, MimeLimitError
 
 from ..matchers.attachments import is_attachment
 
@@ -47,7 +49,7 @@ def add_to_html(content: str, footer: str) -> str:
     return content + fragment
 
 
-def text_bodies(part):
+def text_bodies(part: MIMEPart) -> Iterator[MIMEPart]:
     """The text/plain and text/html body parts, not descending into attached messages."""
     maintype = part.get_content_maintype()
     if maintype == "multipart":
@@ -58,7 +60,7 @@ def text_bodies(part):
         yield part
 
 
-def _transfer_encoding(original, text: str) -> str:
+def _transfer_encoding(original: str | None, text: str) -> str:
     """Keep quoted-printable/base64 and 8bit; 7-bit text that gained non-ASCII
     characters becomes quoted-printable (never raw 8-bit where there was none)."""
     original = str(original or "7bit").strip().lower()
@@ -67,7 +69,7 @@ def _transfer_encoding(original, text: str) -> str:
     return "7bit" if text.isascii() else "quoted-printable"
 
 
-def _replace_text(part, text: str, is_root: bool) -> None:
+def _replace_text(part: MIMEPart, text: str, is_root: bool) -> None:
     """Replace the text of ``part`` keeping its content headers and parameters."""
     subtype = part.get_content_subtype()
     charset = part.get_content_charset() or "utf-8"
@@ -98,15 +100,15 @@ class AddFooter(GenericMailet):
     info = "appends a footer to the message's text"
     parameters = ("text",)
 
-    def init_mailet(self):
+    def init_mailet(self) -> None:
         self.text = str(self.get_required("text"))
 
-    async def service(self, mail):
+    async def service(self, mail: Mail) -> None:
         for warning in await self.context.run_in_worker(self.add_footer, mail):
             self.log.warn("AddFooter: mail {mail_name}: {warning}", mail_name=mail.name,
                           warning=warning)
 
-    def add_footer(self, mail) -> list[str]:
+    def add_footer(self, mail: Mail) -> list[str]:
         """Add the footer to ``mail`` and serialise it (worker thread: no logging);
         returns the warnings to log."""
         try:

@@ -37,7 +37,7 @@ class Bounce(GenericMailet):
     def init_mailet(self) -> None:
         kind = str(self.get_init_parameter("attachment", "message")).strip().lower()
         if kind not in _ATTACHMENTS:
-            self._fail(f"attachment must be message, heads or none, not {kind!r}")
+            self.fail(f"attachment must be message, heads or none, not {kind!r}")
         self.attachment = _ATTACHMENTS[kind]
         self.notice = str(self.get_init_parameter(
             "notice", self.get_init_parameter("message", DEFAULT_NOTICE)))
@@ -46,7 +46,7 @@ class Bounce(GenericMailet):
         self.pass_through = self.get_bool("passThrough", True)
         self.size_limit = size_limit_parameter(self)
 
-    async def service(self, mail: Mail):
+    async def service(self, mail: Mail) -> None:
         if mail.sender is None:
             self.log.info("Bounce: {name} has the null sender; no notice is sent",
                           name=mail.name)

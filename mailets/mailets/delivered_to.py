@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from mailet_mta.api import ATTR_RECIPIENT_HEADERS, GenericMailet, Mail
+from mailet_mta.api import ATTR_RECIPIENT_HEADERS, GenericMailet, Mail, MailAddress
 
 DELIVERED_TO = "Delivered-To"
 
 
-def add_recipient_header(mail: Mail, recipient, name: str, value: str) -> None:
+def add_recipient_header(mail: Mail, recipient: MailAddress, name: str,
+                         value: str) -> None:
     """Ask LocalDelivery to put ``name: value`` in front of ``recipient``'s copy only
     (once: the same header is not recorded twice)."""
     table = dict(mail.get_attribute(ATTR_RECIPIENT_HEADERS) or {})
@@ -31,6 +32,6 @@ class AddDeliveredToHeader(GenericMailet):
     info = "adds a Delivered-To header for each recipient's copy"
     parameters = ()
 
-    def service(self, mail):
+    def service(self, mail: Mail) -> None:
         for recipient in mail.recipients:
             add_recipient_header(mail, recipient, DELIVERED_TO, str(recipient))

@@ -21,12 +21,19 @@ from __future__ import annotations
 import email.policy
 import re
 import time
+from datetime import UTC, datetime
 from email.message import EmailMessage, Message
 from email.utils import format_datetime, formatdate, make_msgid
-from datetime import datetime, timezone
+from typing import Any
 
-from mailet_mta.api import (ATTR_DSN_ENVID, ATTR_DSN_RCPT, ATTR_DSN_RET, ATTR_SENT_BY_MAILET,
-                            GenericMailet, Mail)
+from mailet_mta.api import (
+    ATTR_DSN_ENVID,
+    ATTR_DSN_RCPT,
+    ATTR_DSN_RET,
+    ATTR_SENT_BY_MAILET,
+    GenericMailet,
+    Mail,
+)
 
 from ..returned_original import headers_part, original_part, size_limit_parameter
 
@@ -39,11 +46,12 @@ _REPLY_RE = re.compile(r"said: ([245]\d\d)[ -]?(.*)$", re.S)
 
 def notice_envelope(mail: Mail, message_bytes: bytes) -> Mail:
     """The notice as a Mail from ``<>`` to the original sender, marked as mailet-made."""
-    return Mail(sender=None, recipients=[mail.sender], message=message_bytes,
+    recipients = [mail.sender] if mail.sender is not None else []
+    return Mail(sender=None, recipients=recipients, message=message_bytes,
                 attributes={ATTR_SENT_BY_MAILET: True})
 
 
-def status_of(error: dict) -> str:
+def status_of(error: dict[str, Any]) -> str:
     """RFC 3463 status for one recipient's error."""
     text = error.get("text") or ""
     m = _STATUS_RE.search(text.rpartition("said: ")[2])
@@ -56,7 +64,7 @@ def status_of(error: dict) -> str:
     return "5.0.0" if permanent else "4.0.0"
 
 
-def diagnostic_of(error: dict) -> str | None:
+def diagnostic_of(error: dict[str, Any]) -> str | None:
     """``smtp; 550 5.1.1 …`` from the remote reply kept in the error text."""
     text = (error.get("text") or "").strip()
     m = _REPLY_RE.search(text)
@@ -91,7 +99,7 @@ class DSNBounce(GenericMailet):
         self.prefix = self.get_init_parameter("prefix", "")
         self.size_limit = size_limit_parameter(self)
 
-    async def service(self, mail: Mail):
+    async def service(self, mail: Mail) -> None:
         if mail.sender is None:
             self.log.info("DSNBounce: {name} has the null sender; no report is sent",
                           name=mail.name)
@@ -104,7 +112,7 @@ class DSNBounce(GenericMailet):
             mail.state = Mail.GHOST
 
     # -- what to report ----------------------------------------------------------------
-    def report_rows(self, mail: Mail) -> list[dict]:
+    def report_rows(self, mail: Mail) -> list[dict[str, Any]]:
         """One dict per recipient to report: address, orcpt, action, status, diagnostic."""
         errors = mail.get_attribute(ERROR_ATTR) or {}
         dsn_rcpt = mail.get_attribute(ATTR_DSN_RCPT) or {}
@@ -125,7 +133,7 @@ class DSNBounce(GenericMailet):
         return rows
 
     # -- building -----------------------------------------------------------------------------
-    def build_report(self, mail: Mail, rows: list[dict]) -> bytes:
+    def build_report(self, mail: Mail, rows: list[dict[str, Any]]) -> bytes:
         ctx = self.context
         msg = EmailMessage(policy=POLICY)
         msg["From"] = f"Mail Delivery Subsystem <{self.from_address or ctx.postmaster}>"
@@ -143,14 +151,14 @@ class DSNBounce(GenericMailet):
         original, note = self._original_part(mail)
         msg.set_content(self._human_text(rows, note))
         msg.make_mixed()
-        msg.replace_header("Content-Type", msg.get("Content-Type").replace(
+        msg.replace_header("Content-Type", str(msg.get("Content-Type")).replace(
             "multipart/mixed", "multipart/report"))
         msg.set_param("report-type", "delivery-status")
-        msg.attach(self._status_part(mail, rows))
-        msg.attach(original)
+        msg.attach(self._status_part(mail, rows))  # type: ignore[arg-type]  # any Message
+        msg.attach(original)  # type: ignore[arg-type]
         return msg.as_bytes(policy=POLICY)
 
-    def _human_text(self, rows: list[dict], note: str | None = None) -> str:
+    def _human_text(self, rows: list[dict[str, Any]], note: str | None = None) -> str:
         lines = [str(self.text).strip(), ""]
         for r in rows:
             lines.append(f"  {r['address']}: {r['action']}")
@@ -160,7 +168,7 @@ class DSNBounce(GenericMailet):
             lines += ["", note]
         return "\n".join(lines) + "\n"
 
-    def _status_part(self, mail: Mail, rows: list[dict]) -> Message:
+    def _status_part(self, mail: Mail, rows: list[dict[str, Any]]) -> Message:
         per_message = Message(policy=POLICY)
         per_message["Reporting-MTA"] = f"dns; {self.context.server_name}"
         envid = mail.get_attribute(ATTR_DSN_ENVID)
@@ -168,8 +176,8 @@ class DSNBounce(GenericMailet):
             per_message["Original-Envelope-Id"] = envid
         arrival = mail.get_attribute(ARRIVAL_ATTR) or mail.last_updated or time.time()
         per_message["Arrival-Date"] = format_datetime(
-            datetime.fromtimestamp(float(arrival), timezone.utc))
-        blocks = [per_message]
+            datetime.fromtimestamp(float(arrival), UTC))
+        blocks: list[Message | str] = [per_message]
         for r in rows:
             block = Message(policy=POLICY)
             if r["orcpt"]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mailet_mta.api import GenericMailet, Mail
+from mailet_mta.api import GenericMailet, Mail, MailAddress
 
 from ..awaiting import settled
 from .redirect import header_addresses
@@ -27,7 +27,7 @@ class UseHeaderRecipients(GenericMailet):
     info = "re-sends the mail to the recipients named in its headers"
     parameters = ("debug",)
 
-    async def service(self, mail):
+    async def service(self, mail: Mail) -> None:
         headers = mail.headers()
         recipients = _unique(header_addresses(headers, "Mail-For"))
         if not recipients:
@@ -48,9 +48,9 @@ class UseHeaderRecipients(GenericMailet):
         mail.state = Mail.GHOST
 
 
-def _unique(addresses: list) -> list:
+def _unique(addresses: list[MailAddress]) -> list[MailAddress]:
     seen: set[str] = set()
-    out: list = []
+    out: list[MailAddress] = []
     for address in addresses:
         if str(address) not in seen:
             seen.add(str(address))

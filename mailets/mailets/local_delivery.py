@@ -13,10 +13,18 @@ Parameters: ``errorProcessor`` (processor for undeliverable recipients),
 
 from __future__ import annotations
 
+from collections.abc import Generator
+from typing import Any
+
 from twisted.internet import defer
 
 from mailet_mta.api import (
-    ATTR_RECIPIENT_HEADERS, GenericMailet, Mail, MessagingError, TemporaryError,
+    ATTR_RECIPIENT_HEADERS,
+    GenericMailet,
+    Mail,
+    MailAddress,
+    MessagingError,
+    TemporaryError,
 )
 
 
@@ -30,17 +38,17 @@ class LocalDelivery(GenericMailet):
         self.error_processor = str(self.get_init_parameter("errorProcessor", "error")).strip()
         self.folder = str(self.get_init_parameter("folder", "INBOX")).strip() or "INBOX"
         if not self.error_processor:
-            self._fail("errorProcessor must name a processor")
+            self.fail("errorProcessor must name a processor")
 
     def required_processors(self) -> list[str]:
         """Processors this mailet sends mails to (checked when the config loads)."""
         return [self.error_processor]
 
     @defer.inlineCallbacks
-    def service(self, mail: Mail):
+    def service(self, mail: Mail) -> Generator[Any, Any, None]:
         return_path = f"<{mail.sender}>" if mail.sender is not None else "<>"
         delivered: set[str] = set()
-        failed: list[tuple[object, str]] = []
+        failed: list[tuple[MailAddress, str]] = []
         for rcpt in mail.recipients:
             local_users = yield defer.maybeDeferred(self.context.local_users_of, rcpt)
             if not local_users:
@@ -63,7 +71,7 @@ class LocalDelivery(GenericMailet):
             yield self._send_to_error(mail, rcpt, reason)
         mail.state = Mail.GHOST
 
-    def _send_to_error(self, mail: Mail, rcpt, reason: str):
+    def _send_to_error(self, mail: Mail, rcpt: MailAddress, reason: str) -> Any:
         copy = mail.duplicate()
         copy.recipients = [rcpt]
         copy.error_message = reason
@@ -73,7 +81,8 @@ class LocalDelivery(GenericMailet):
         return defer.maybeDeferred(self.context.send_mail, copy, state=self.error_processor)
 
 
-def _trace_headers(mail: Mail, rcpt, return_path: str) -> list[tuple[str, str]]:
+def _trace_headers(mail: Mail, rcpt: MailAddress,
+                   return_path: str) -> list[tuple[str, str]]:
     """Return-Path, then the recipient's own headers (AddDeliveredToHeader…), with one
     ``Delivered-To`` for the recipient unless those headers already hold one."""
     own = (mail.get_attribute(ATTR_RECIPIENT_HEADERS) or {}).get(str(rcpt), [])
@@ -83,7 +92,7 @@ def _trace_headers(mail: Mail, rcpt, return_path: str) -> list[tuple[str, str]]:
     return headers
 
 
-def _reason(exc: Exception, rcpt) -> str:
+def _reason(exc: Exception, rcpt: MailAddress) -> str:
     """The SMTP-style reason of a permanent storage failure (e.g. a full mailbox)."""
     text = str(exc).strip()
     if text[:3].isdigit():

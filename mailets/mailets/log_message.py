@@ -8,7 +8,7 @@ from mailet_mta.api import GenericMailet, Mail
 MAX_HEADER_OCTETS = 64 * 1024
 
 
-def read_head_and_body(mail, max_body: int) -> tuple[bytes, bytes, bool]:
+def read_head_and_body(mail: Mail, max_body: int) -> tuple[bytes, bytes, bool]:
     """(header block, at most ``max_body`` octets of body, body was cut) — streaming,
     so a large message is never read whole."""
     with mail.open_message() as stream:
@@ -40,18 +40,19 @@ class LogMessage(GenericMailet):
     info = "logs the message"
     parameters = ("headers", "body", "maxBody", "bodyMax", "comment", "passThrough")
 
-    def init_mailet(self):
+    def init_mailet(self) -> None:
         self.log_headers = self.get_bool("headers", True)
         self.log_body = self.get_bool("body", True)
-        self.max_body = self.get_size("maxBody", None)
-        if self.max_body is None:
-            self.max_body = self.get_size("bodyMax", 4096)
+        max_body = self.get_size("maxBody", None)
+        if max_body is None:
+            max_body = self.get_size("bodyMax", 4096)
+        self.max_body: int = max_body if max_body is not None else 4096
         if self.max_body < 0:
-            self._fail("maxBody must be 0 or more")
+            self.fail("maxBody must be 0 or more")
         self.comment = self.get_init_parameter("comment")
         self.pass_through = self.get_bool("passThrough", True)
 
-    def service(self, mail):
+    def service(self, mail: Mail) -> None:
         max_body = self.max_body if self.log_body else 0
         head, body, cut = read_head_and_body(mail, max_body)
         lines = [f"mail {mail.name} from=<{mail.sender or ''}> "

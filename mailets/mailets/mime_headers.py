@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mailet_mta.api import GenericMailet
+from mailet_mta.api import GenericMailet, Mail
 
 
 class SetMimeHeader(GenericMailet):
@@ -16,15 +16,15 @@ class SetMimeHeader(GenericMailet):
     info = "adds a header to the message"
     parameters = ("name", "value")
 
-    def init_mailet(self):
+    def init_mailet(self) -> None:
         self.name = str(self.get_required("name")).strip()
         self.value = str(self.get_required("value"))
         if any(c.isspace() or c == ":" for c in self.name):
-            self._fail(f"name {self.name!r} is not a header name")
+            self.fail(f"name {self.name!r} is not a header name")
         if "\r" in self.value or "\n" in self.value:
-            self._fail("value must be one line (no line breaks)")
+            self.fail("value must be one line (no line breaks)")
 
-    def service(self, mail):
+    def service(self, mail: Mail) -> None:
         mail.add_header(self.name, self.value)
 
 
@@ -40,10 +40,10 @@ class RemoveMimeHeader(GenericMailet):
     info = "removes headers from the message"
     parameters = ("name",)
 
-    def init_mailet(self):
+    def init_mailet(self) -> None:
         self.names = self.get_list("name")
         if not self.names:
-            self._fail("the parameter 'name' is required (one or more header names)")
+            self.fail("the parameter 'name' is required (one or more header names)")
 
-    def service(self, mail):
+    def service(self, mail: Mail) -> None:
         mail.remove_headers(self.names)

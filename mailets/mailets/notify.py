@@ -21,9 +21,14 @@ from __future__ import annotations
 
 from email.message import EmailMessage
 from email.utils import formatdate
+from typing import Any
 
 from mailet_mta.api import (
-    ATTR_AUTH_NETWORK, ATTR_AUTH_USER, Mail, MailetConfig, parse_bool,
+    ATTR_AUTH_NETWORK,
+    ATTR_AUTH_USER,
+    Mail,
+    MailetConfig,
+    parse_bool,
 )
 
 from .redirect import Redirect, raw_headers
@@ -38,10 +43,10 @@ class _Notify(Redirect):
     """A notice to ``recipient`` (a Redirect special word) about the mail."""
 
     recipient = "sender"
-    to_words = ("unaltered", "sender", "from")
+    to_words: tuple[str, ...] = ("unaltered", "sender", "from")
     parameters = NOTICE_PARAMETERS
 
-    def init(self, config) -> None:
+    def init(self, config: Any) -> None:
         self.config = config
         self.check_parameters(self.parameters)
         written = dict(config.parameters)
@@ -55,7 +60,7 @@ class _Notify(Redirect):
         to = str(written.pop("to", self.to_words[-1] if self.recipient == "postmaster"
                              else "unaltered")).strip().lower()
         if to not in self.to_words:
-            self._fail(f"to must be one of {', '.join(self.to_words)}, not {to!r}")
+            self.fail(f"to must be one of {', '.join(self.to_words)}, not {to!r}")
         params = {"inline": "none", "attachment": "message", "passThrough": "true",
                   "sender": "postmaster", **written, "recipients": self.recipient,
                   "reversePath": "null", "to": self.recipient if to == "sender" else to}
@@ -64,13 +69,13 @@ class _Notify(Redirect):
                                    getattr(config, "source", None))
         self.init_mailet()
 
-    def _flag(self, params: dict, name: str) -> bool:
+    def _flag(self, params: dict[str, Any], name: str) -> bool:
         try:
             return parse_bool(params.get(name, False), name)
         except Exception as exc:  # noqa: BLE001 - ConfigurationError with our source
-            self._fail(str(getattr(exc, "message", exc)))
+            self.fail(str(getattr(exc, "message", exc)))
 
-    def message_for(self, mail) -> str:
+    def message_for(self, mail: Mail) -> str:
         server = self.context.server_name or "localhost"
         notice = str(self.message_text or DEFAULT_NOTICE.format(server=server))
         headers = mail.headers()
@@ -84,7 +89,7 @@ class _Notify(Redirect):
             lines += ["", f"Error message: {mail.error_message}"]
         return "\n".join(lines)
 
-    def _rebuilt(self, mail) -> EmailMessage:
+    def _rebuilt(self, mail: Mail) -> EmailMessage:
         new = super()._rebuilt(mail)
         new["Auto-Submitted"] = "auto-replied"
         if "Date" not in new:
@@ -115,7 +120,7 @@ class NotifySender(_Notify):
 
     info = "sends a notice to the sender"
 
-    async def service(self, mail):
+    async def service(self, mail: Mail) -> None:
         if mail.sender is None:
             self.log.info("NotifySender: mail {mail_name} has the null sender; no notice",
                           mail_name=mail.name)
@@ -129,7 +134,7 @@ class NotifySender(_Notify):
         if not self.pass_through:
             mail.state = Mail.GHOST
 
-    def accepted_legitimately(self, mail) -> bool:
+    def accepted_legitimately(self, mail: Mail) -> bool:
         """The client proved who it is, or the mail came in for local mailboxes only."""
         if mail.get_attribute(ATTR_AUTH_USER) or mail.get_attribute(ATTR_AUTH_NETWORK):
             return True

@@ -11,5 +11,5 @@ class Null(GenericMailet):
     info = "drops the mail"
     parameters = ()
 
-    def service(self, mail):
+    def service(self, mail: Mail) -> None:
         mail.state = Mail.GHOST

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mailet_mta.api import GenericMailet
+from mailet_mta.api import GenericMailet, Mail
 
 
 class PostmasterAlias(GenericMailet):
@@ -15,7 +15,7 @@ class PostmasterAlias(GenericMailet):
     info = "sends postmaster@<local domain> to the postmaster"
     parameters = ()
 
-    def service(self, mail):
+    def service(self, mail: Mail) -> None:
         postmaster = self.context.postmaster
         changed = False
         recipients = []

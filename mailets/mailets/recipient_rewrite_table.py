@@ -6,10 +6,10 @@ The mapping syntax is in :mod:`mailets.rewrite_mappings`.
 
 from __future__ import annotations
 
-from mailet_mta.api import GenericMailet, Mail
+from mailet_mta.api import GenericMailet, Mail, MailAddress, MappingError
 
 from ..awaiting import settled
-from ..rewrite_mappings import MappingError, lookup_in, parse_mapping_entries, resolve
+from ..rewrite_mappings import lookup_in, parse_mapping_entries, resolve
 
 
 class RecipientRewriteTable(GenericMailet):
@@ -37,7 +37,7 @@ class RecipientRewriteTable(GenericMailet):
     info = "applies the recipient rewrite table"
     parameters = ("errorProcessor", "forwardProcessor", "mapping", "mappings")
 
-    def init_mailet(self):
+    def init_mailet(self) -> None:
         self.error_processor = str(self.get_init_parameter("errorProcessor", "error")).strip()
         self.forward_processor = str(self.get_init_parameter("forwardProcessor",
                                                              "root")).strip() or "root"
@@ -46,22 +46,23 @@ class RecipientRewriteTable(GenericMailet):
         try:
             self.table = parse_mapping_entries(values)
         except ValueError as exc:
-            self._fail(f"mapping {exc}")
+            self.fail(f"mapping {exc}")
 
     def required_processors(self) -> list[str]:
         """The processors this mailet sends mail to (checked at start-up)."""
         return [self.error_processor, self.forward_processor]
 
-    async def lookup(self, address) -> list[str]:
+    async def lookup(self, address: MailAddress) -> list[str]:
         """The targets for ``address``: configured mappings first, then the server's."""
         configured = lookup_in(self.table, address)
         if configured:
             return configured
         return list(await settled(self.context.lookup_mappings(address)) or [])
 
-    async def service(self, mail):
-        rewritten, forwards = [], []
-        refused: dict[str, list] = {}
+    async def service(self, mail: Mail) -> None:
+        rewritten: list[MailAddress] = []
+        forwards: list[MailAddress] = []
+        refused: dict[str, list[MailAddress]] = {}
         for rcpt in mail.recipients:
             try:
                 targets = await resolve(rcpt, self.lookup)
@@ -88,7 +89,8 @@ class RecipientRewriteTable(GenericMailet):
         if not rewritten:
             mail.state = Mail.GHOST
 
-    async def _send_copy(self, mail, recipients, state, error_message=None):
+    async def _send_copy(self, mail: Mail, recipients: list[MailAddress], state: str,
+                         error_message: str | None = None) -> None:
         copy = mail.duplicate()
         copy.recipients = recipients
         if error_message is not None:

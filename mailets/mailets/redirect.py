@@ -10,7 +10,7 @@ from __future__ import annotations
 import email.parser
 import email.policy
 import email.utils
-from email.message import EmailMessage
+from email.message import EmailMessage, Message
 
 from mailet_mta.api import GenericMailet, Mail, MailAddress, MailAddressError
 
@@ -23,20 +23,20 @@ ATTACH = ("none", "heads", "body", "all", "message")
 SPECIALS = ("sender", "postmaster", "from", "replyto", "unaltered", "recipients")
 
 
-def raw_headers(message, name: str) -> list[str]:
+def raw_headers(message: Message, name: str) -> list[str]:
     """The values of the headers ``name`` as written (unfolded to one line each),
     without the email package's parsing, which raises on some malformed values."""
     return [_text(v) for k, v in message.raw_items() if k.lower() == name.lower()]
 
 
-def _text(value) -> str:
+def _text(value: object) -> str:
     """A raw header value as one line of text: 8-bit bytes decoded as UTF-8 where they
     are UTF-8, the rest replaced (U+FFFD), so the value can be written out again."""
     raw = str(value).encode("utf-8", "surrogateescape")
     return _one_line(raw.decode("utf-8", "replace"))
 
 
-def header_addresses(message, name) -> list[MailAddress]:
+def header_addresses(message: Message, name: str) -> list[MailAddress]:
     found = []
     for _, addr in email.utils.getaddresses(raw_headers(message, name)):
         try:
@@ -71,14 +71,14 @@ class Redirect(GenericMailet):
     """
 
     info = "re-sends the mail to configured recipients"
-    parameters = ("recipients", "to", "sender", "reversePath", "subject", "prefix",
+    parameters: tuple[str, ...] = ("recipients", "to", "sender", "reversePath", "subject", "prefix",
                   "inline", "attachment", "message", "passThrough")
 
-    def init_mailet(self):
+    def init_mailet(self) -> None:
         self.recipients = self._address_words("recipients")
         self.to = self._address_words("to")
         if not self.recipients and not self.to:
-            self._fail("needs 'recipients' or 'to' (addresses or sender, postmaster, …)")
+            self.fail("needs 'recipients' or 'to' (addresses or sender, postmaster, …)")
         self.sender = self._single("sender", ("postmaster", "sender", "unaltered"))
         self.reverse_path = self._single("reversePath",
                                          ("postmaster", "sender", "null", "unaltered"))
@@ -90,8 +90,8 @@ class Redirect(GenericMailet):
         self.pass_through = self.get_bool("passThrough", False)
 
     # -- configuration ----------------------------------------------------------------
-    def _address_words(self, name):
-        result = []
+    def _address_words(self, name: str) -> list[str | MailAddress]:
+        result: list[str | MailAddress] = []
         for item in split_list(self.get_init_parameter(name)):
             if item.lower() in SPECIALS:
                 result.append(item.lower())
@@ -99,10 +99,10 @@ class Redirect(GenericMailet):
             try:
                 result.extend(parse_addresses([item], name))
             except ValueError as exc:
-                self._fail(f"{exc}; or use one of {', '.join(SPECIALS)}")
+                self.fail(f"{exc}; or use one of {', '.join(SPECIALS)}")
         return result
 
-    def _single(self, name, words):
+    def _single(self, name: str, words: tuple[str, ...]) -> str | MailAddress | None:
         value = self.get_init_parameter(name)
         if value is None:
             return None
@@ -112,17 +112,17 @@ class Redirect(GenericMailet):
         try:
             return MailAddress.parse(text)
         except MailAddressError as exc:
-            self._fail(f"{name} {text!r} is not an address or one of "
+            self.fail(f"{name} {text!r} is not an address or one of "
                        f"{', '.join(words)} ({exc})")
 
-    def _choice(self, name, allowed, default):
+    def _choice(self, name: str, allowed: tuple[str, ...], default: str) -> str:
         value = str(self.get_init_parameter(name, default)).strip().lower()
         if value not in allowed:
-            self._fail(f"{name} must be one of {', '.join(allowed)}, not {value!r}")
+            self.fail(f"{name} must be one of {', '.join(allowed)}, not {value!r}")
         return value
 
     # -- per mail ---------------------------------------------------------------------
-    def _resolve(self, items, mail) -> list[MailAddress]:
+    def _resolve(self, items: list[str | MailAddress], mail: Mail) -> list[MailAddress]:
         found: list[MailAddress] = []
         for item in items:
             if item == "sender":
@@ -137,19 +137,21 @@ class Redirect(GenericMailet):
             elif item in ("unaltered", "recipients"):
                 new = list(mail.recipients)
             else:
-                new = [item]
+                new = [item] if isinstance(item, MailAddress) else []
             found.extend(a for a in new if a not in found)
         return found
 
-    def _envelope_sender(self, mail):
+    def _envelope_sender(self, mail: Mail) -> MailAddress | None:
         choice = self.reverse_path if self.reverse_path is not None else self.sender
         if choice is None or choice in ("unaltered", "sender"):
             return mail.sender
         if choice == "null":
             return None
-        return self.context.postmaster if choice == "postmaster" else choice
+        if choice == "postmaster":
+            return self.context.postmaster  # type: ignore[no-any-return]
+        return choice if isinstance(choice, MailAddress) else None
 
-    async def service(self, mail):
+    async def service(self, mail: Mail) -> None:
         recipients = self._resolve(self.recipients or self.to, mail)
         if recipients:
             copy = await self.context.run_in_worker(self.prepared_copy, mail, recipients)
@@ -160,7 +162,7 @@ class Redirect(GenericMailet):
         if not self.pass_through:
             mail.state = Mail.GHOST
 
-    def prepared_copy(self, mail, recipients) -> Mail:
+    def prepared_copy(self, mail: Mail, recipients: list[MailAddress]) -> Mail:
         """The copy to re-send, built and serialised (on a mailet worker thread: the
         rebuild parses the message, within its MIME limits — past them it raises
         MimeLimitError and the mail goes where ``onMailetException`` says)."""
@@ -173,7 +175,7 @@ class Redirect(GenericMailet):
         copy.message_bytes()
         return copy
 
-    def _edit_headers(self, copy, original):
+    def _edit_headers(self, copy: Mail, original: Mail) -> None:
         """Header edits on the copy; an unaltered message is not parsed for them."""
         if self.to and self.to != ["unaltered"]:
             copy.remove_headers(["to"])
@@ -190,11 +192,11 @@ class Redirect(GenericMailet):
             copy.remove_headers(["subject"])
             copy.add_header("Subject", subject)
 
-    def message_for(self, mail) -> str | None:
+    def message_for(self, mail: Mail) -> str | None:
         """The text put first in a rebuilt body (the ``message`` parameter here)."""
-        return self.message_text
+        return str(self.message_text) if self.message_text is not None else None
 
-    def _rebuilt(self, mail) -> EmailMessage:
+    def _rebuilt(self, mail: Mail) -> EmailMessage:
         """A new message: the text and inline content, then the attachment."""
         original = mail.message
         heads = "".join(f"{k}: {_text(v)}\n" for k, v in original.raw_items())
@@ -241,7 +243,7 @@ def _attach_original(new: EmailMessage, raw: bytes) -> None:
     new.add_attachment(attached, filename="original.eml")
 
 
-def _one_line(value) -> str:
+def _one_line(value: object) -> str:
     """A header value as one line: vertical tabs, form feeds and other line breaks
     that the parser let through would make the email package refuse the header."""
     return " ".join(str(value).splitlines())

@@ -16,9 +16,9 @@ key) is the gateway; without either, mail goes to each recipient domain's MX.
 from __future__ import annotations
 
 import re
+from typing import Any
 
-from mailet_mta.api import (ATTR_SMARTHOST, ConfigurationError, GenericMailet, Mail,
-                            parse_host_list)
+from mailet_mta.api import ATTR_SMARTHOST, ConfigurationError, GenericMailet, Mail, parse_host_list
 
 DEFAULT_DELAY = 6 * 3600.0          # James: one retry after six hours
 DEFAULT_MAX_RETRIES = 5
@@ -35,7 +35,7 @@ _STARTTLS_MODES = {"opportunistic": "opportunistic", "true": "opportunistic",
                    "required": "required", "false": "never", "never": "never"}
 
 
-def parse_delay_time(text: str | list, name: str = "delayTime") -> list[float]:
+def parse_delay_time(text: str | list[str], name: str = "delayTime") -> list[float]:
     """``"5*5 minutes, 3*1 hour"`` → the delays in seconds, one per retry.
 
     Each item is ``[n*]delay [unit]``; a bare number is in milliseconds as in James.
@@ -80,26 +80,26 @@ class RemoteDelivery(GenericMailet):
     def init_mailet(self) -> None:
         self.outgoing = str(self.get_init_parameter("outgoing", "outgoing")).strip()
         if not self.outgoing:
-            self._fail("outgoing (the queue name) must not be empty")
+            self.fail("outgoing (the queue name) must not be empty")
         self.options = self._parse_options()
 
-    def _parse_options(self) -> dict:
+    def _parse_options(self) -> dict[str, Any]:
         delay_param = self.get_init_parameter("delayTime")
         try:
             delays = (parse_delay_time(delay_param) if delay_param is not None
                       else [DEFAULT_DELAY])
         except ConfigurationError as exc:
-            self._fail(exc.message)
-        max_retries = self.get_int("maxRetries", max(DEFAULT_MAX_RETRIES, len(delays)))
-        max_dns = self.get_int("maxDnsProblemRetries", 0)
+            self.fail(exc.message)
+        max_retries = self.get_int("maxRetries", max(DEFAULT_MAX_RETRIES, len(delays))) or 0
+        max_dns = self.get_int("maxDnsProblemRetries", 0) or 0
         if max_retries < 0 or max_dns < 0:
-            self._fail("maxRetries and maxDnsProblemRetries must be 0 or more")
+            self.fail("maxRetries and maxDnsProblemRetries must be 0 or more")
         timeout = self._positive_duration("timeout", 180.0)
         conn_timeout = self._positive_duration("connectiontimeout", 60.0)
         starttls_text = str(self.get_init_parameter("startTLS", "opportunistic")).strip().lower()
         starttls = _STARTTLS_MODES.get(starttls_text)
         if starttls is None:
-            self._fail(f"startTLS must be opportunistic, required or false, not "
+            self.fail(f"startTLS must be opportunistic, required or false, not "
                        f"{starttls_text!r}")
         verify_default = starttls == "required"
         gateways, username = self._route()
@@ -125,11 +125,11 @@ class RemoteDelivery(GenericMailet):
         value = self.get_duration(name, default, default_unit="ms"
                                   if str(self.get_init_parameter(name, "")).strip().isdigit()
                                   else "s")
-        if value <= 0:
-            self._fail(f"{name} must be greater than zero")
+        if value is None or value <= 0:
+            self.fail(f"{name} must be greater than zero")
         return value
 
-    def _route(self) -> tuple[list, str | None]:
+    def _route(self) -> tuple[list[list[Any]], str | None]:
         """The gateways and AUTH user: this mailet's ``gateway`` parameters, else the
         server's smarthost, else none (each domain's MX). The password is never part of
         the options: the outgoing queue reads it from the configuration at delivery."""
@@ -137,28 +137,28 @@ class RemoteDelivery(GenericMailet):
         username = self.get_init_parameter("gatewayUsername")
         password = self.get_init_parameter("gatewayPassword")
         if (username is None) != (password is None):
-            self._fail("gatewayUsername and gatewayPassword must be given together")
+            self.fail("gatewayUsername and gatewayPassword must be given together")
         if gateways:
             return gateways, str(username) if username is not None else None
         if username is not None:
-            self._fail("gatewayUsername needs a gateway")
+            self.fail("gatewayUsername needs a gateway")
         smarthost = (self.context.get_attribute(ATTR_SMARTHOST)
                      if self.context is not None else None)
         if smarthost:
             return [list(g) for g in smarthost["gateways"]], smarthost.get("username")
         return [], None
 
-    def _gateways(self) -> list:
+    def _gateways(self) -> list[list[Any]]:
         gateway = self.get_init_parameter("gateway")
         if gateway is None or not str(gateway).strip():
             return []
-        port = self.get_int("gatewayPort", 25)
+        port = self.get_int("gatewayPort", 25) or 0
         if not 0 < port < 65536:
-            self._fail(f"gatewayPort must be 1-65535, not {port}")
+            self.fail(f"gatewayPort must be 1-65535, not {port}")
         try:
             return parse_host_list(gateway, port)
         except ConfigurationError as exc:
-            self._fail(exc.message)
+            self.fail(exc.message)
 
     def required_processors(self) -> list[str]:
         """Processors this mailet sends mail to: bounceProcessor (and onSuccess)."""
@@ -167,7 +167,7 @@ class RemoteDelivery(GenericMailet):
             out.append(self.options["onSuccess"])
         return out
 
-    async def service(self, mail: Mail):
+    async def service(self, mail: Mail) -> None:
         if not mail.recipients:
             mail.state = Mail.GHOST
             return

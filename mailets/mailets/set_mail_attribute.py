@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mailet_mta.api import GenericMailet
+from mailet_mta.api import GenericMailet, Mail
 
 
 class SetMailAttribute(GenericMailet):
@@ -13,11 +13,11 @@ class SetMailAttribute(GenericMailet):
 
     info = "sets mail attributes"
 
-    def init_mailet(self):
+    def init_mailet(self) -> None:
         self.values = dict(self.config.parameters)
         if not self.values:
-            self._fail("needs at least one parameter: attribute name = value")
+            self.fail("needs at least one parameter: attribute name = value")
 
-    def service(self, mail):
+    def service(self, mail: Mail) -> None:
         for name, value in self.values.items():
             mail.set_attribute(name, value)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mailet_mta.api import GenericMailet
+from mailet_mta.api import GenericMailet, Mail
 
 
 class AddSubjectPrefix(GenericMailet):
@@ -16,12 +16,12 @@ class AddSubjectPrefix(GenericMailet):
     info = "adds a prefix to the Subject"
     parameters = ("subjectPrefix",)
 
-    def init_mailet(self):
+    def init_mailet(self) -> None:
         self.prefix = str(self.get_required("subjectPrefix")).strip()
         if "\r" in self.prefix or "\n" in self.prefix:
-            self._fail("subjectPrefix must be one line (no line breaks)")
+            self.fail("subjectPrefix must be one line (no line breaks)")
 
-    def service(self, mail):
+    def service(self, mail: Mail) -> None:
         message = mail.message
         current = message.get("Subject")
         subject = self.prefix if current is None else \

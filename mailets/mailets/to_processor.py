@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mailet_mta.api import GenericMailet
+from mailet_mta.api import GenericMailet, Mail
 
 
 class ToProcessor(GenericMailet):
@@ -18,10 +18,10 @@ class ToProcessor(GenericMailet):
     info = "moves the mail to another processor"
     parameters = ("processor", "notice")
 
-    def init_mailet(self):
+    def init_mailet(self) -> None:
         self.processor = str(self.get_required("processor")).strip()
         if self.processor == "ghost":
-            self._fail("processor 'ghost' is not a processor; use the Null mailet to "
+            self.fail("processor 'ghost' is not a processor; use the Null mailet to "
                        "drop mails")
         self.notice = self.get_init_parameter("notice")
 
@@ -29,7 +29,7 @@ class ToProcessor(GenericMailet):
         """The processors this mailet sends mail to (checked at start-up)."""
         return [self.processor]
 
-    def service(self, mail):
+    def service(self, mail: Mail) -> None:
         if self.notice is not None:
             mail.error_message = str(self.notice)
         mail.state = self.processor

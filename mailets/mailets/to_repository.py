@@ -34,14 +34,14 @@ class ToRepository(GenericMailet):
     info = "stores the mail in a repository"
     parameters = ("repositoryPath", "passThrough")
 
-    def init_mailet(self):
+    def init_mailet(self) -> None:
         raw = self.get_required("repositoryPath")
         self.repository = repository_name(raw)
         if not self.repository:
-            self._fail(f"repositoryPath {raw!r} names no repository; write e.g. error")
+            self.fail(f"repositoryPath {raw!r} names no repository; write e.g. error")
         self.pass_through = self.get_bool("passThrough", False)
 
-    async def service(self, mail):
+    async def service(self, mail: Mail) -> None:
         await settled(self.context.store_in_repository(self.repository, mail))
         if not self.pass_through:
             mail.state = Mail.GHOST

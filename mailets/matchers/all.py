@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mailet_mta.api import GenericMatcher
+from mailet_mta.api import GenericMatcher, Mail, MailAddress
 
 
 class All(GenericMatcher):
@@ -10,5 +10,5 @@ class All(GenericMatcher):
 
     takes_condition = False
 
-    def match(self, mail):
+    def match(self, mail: Mail) -> list[MailAddress]:
         return list(mail.recipients)

@@ -5,6 +5,9 @@ from __future__ import annotations
 import io
 import re
 import zipfile
+from email.message import Message
+
+from mailet_mta.api import Mail
 
 from ..mime_parts import TooComplex, leaf_parts
 from .whole_mail import WholeMailMatcher
@@ -27,17 +30,17 @@ class AttachmentFileNameIs(WholeMailMatcher):
 
     condition_required = True
 
-    def init_matcher(self):
+    def init_matcher(self) -> None:
         words = [w for w in re.split(r"[\s,]+", self.condition or "") if w]
         self.debug = "-d" in words
         self.unzip = "-z" in words
         masks = [w.lower() for w in words if w not in ("-d", "-z")]
         if not masks:
-            self._fail("needs at least one file name mask, e.g. *.exe")
+            self.fail("needs at least one file name mask, e.g. *.exe")
         self.suffixes = tuple(m[1:] for m in masks if m.startswith("*"))
         self.names = {m for m in masks if not m.startswith("*")}
 
-    def matches(self, mail):
+    def matches(self, mail: Mail) -> bool:
         try:
             for part in leaf_parts(mail.message):
                 name = part.get_filename()
@@ -52,7 +55,7 @@ class AttachmentFileNameIs(WholeMailMatcher):
             return True
         return False
 
-    def _matches_name(self, name: str, mail) -> bool:
+    def _matches_name(self, name: str, mail: Mail) -> bool:
         lower = str(name).strip().lower()
         found = lower in self.names or (bool(self.suffixes) and lower.endswith(self.suffixes))
         if found and self.debug:
@@ -60,8 +63,9 @@ class AttachmentFileNameIs(WholeMailMatcher):
                           "matches", mail_name=mail.name, name=name)
         return found
 
-    def _zip_matches(self, part, mail) -> bool:
-        data = part.get_payload(decode=True) or b""
+    def _zip_matches(self, part: Message, mail: Mail) -> bool:
+        payload = part.get_payload(decode=True)
+        data = payload if isinstance(payload, bytes) else b""
         if len(data) > MAX_ZIP_SIZE:
             return True
         try:

@@ -6,18 +6,22 @@ Only the header block is parsed, however large the message. Encoded words
 
 from __future__ import annotations
 
+from email.message import EmailMessage
+
+from mailet_mta.api import Mail
+
 from .whole_mail import WholeMailMatcher
 
 
 class _HeaderMatcher(WholeMailMatcher):
-    def matches(self, mail):
+    def matches(self, mail: Mail) -> bool:
         return self.matches_headers(mail.headers())
 
-    def matches_headers(self, headers) -> bool:
+    def matches_headers(self, headers: EmailMessage) -> bool:
         raise NotImplementedError
 
 
-def _text(value) -> str:
+def _text(value: object) -> str:
     return " ".join(str(value).split()) if value is not None else ""
 
 
@@ -31,17 +35,17 @@ class HasHeader(_HeaderMatcher):
 
     condition_required = True
 
-    def init_matcher(self):
+    def init_matcher(self) -> None:
         self.tests = []
-        for item in self.condition.split("+"):
+        for item in (self.condition or "").split("+"):
             name, sep, value = item.partition("=")
             name = name.strip()
             if not name or any(c.isspace() or c == ":" for c in name):
-                self._fail(f"{item.strip()!r} is not a header name[=value]; "
+                self.fail(f"{item.strip()!r} is not a header name[=value]; "
                            f"write HasHeader=Name or HasHeader=Name=value+Other")
             self.tests.append((name, value.strip().lower() if sep else None))
 
-    def matches_headers(self, headers):
+    def matches_headers(self, headers: EmailMessage) -> bool:
         for name, value in self.tests:
             found = headers.get_all(name)
             if not found:
@@ -57,10 +61,10 @@ class SubjectStartsWith(_HeaderMatcher):
 
     condition_required = True
 
-    def init_matcher(self):
-        self.prefix = self.condition
+    def init_matcher(self) -> None:
+        self.prefix = self.condition or ""
 
-    def matches_headers(self, headers):
+    def matches_headers(self, headers: EmailMessage) -> bool:
         return _text(headers.get("Subject")).startswith(self.prefix)
 
 
@@ -70,9 +74,9 @@ class SubjectIs(_HeaderMatcher):
 
     condition_required = True
 
-    def init_matcher(self):
+    def init_matcher(self) -> None:
         self.subject = _text(self.condition)
 
-    def matches_headers(self, headers):
+    def matches_headers(self, headers: EmailMessage) -> bool:
         subject = headers.get("Subject")
         return subject is not None and _text(subject) == self.subject

@@ -5,7 +5,7 @@ Both ask the mailet context, which answers from memory.
 
 from __future__ import annotations
 
-from mailet_mta.api import GenericRecipientMatcher
+from mailet_mta.api import GenericRecipientMatcher, MailAddress
 
 
 class RecipientIsLocal(GenericRecipientMatcher):
@@ -16,7 +16,7 @@ class RecipientIsLocal(GenericRecipientMatcher):
 
     takes_condition = False
 
-    def match_recipient(self, recipient):
+    def match_recipient(self, recipient: MailAddress) -> bool:
         return bool(self.context.is_local_email(recipient))
 
 
@@ -30,5 +30,5 @@ class HostIsLocal(GenericRecipientMatcher):
 
     takes_condition = False
 
-    def match_recipient(self, recipient):
+    def match_recipient(self, recipient: MailAddress) -> bool:
         return bool(self.context.is_local_server(recipient.domain))

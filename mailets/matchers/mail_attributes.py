@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from mailet_mta.api import Mail
+
 from .whole_mail import WholeMailMatcher
 
 
@@ -14,8 +16,8 @@ class HasMailAttribute(WholeMailMatcher):
 
     condition_required = True
 
-    def init_matcher(self):
+    def init_matcher(self) -> None:
         self.names = self.condition_list()
 
-    def matches(self, mail):
+    def matches(self, mail: Mail) -> bool:
         return any(name in mail.attributes for name in self.names)

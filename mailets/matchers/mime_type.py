@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from mailet_mta.api import Mail
+
 from .whole_mail import WholeMailMatcher
 
 
@@ -15,12 +17,12 @@ class HasMimeType(WholeMailMatcher):
 
     condition_required = True
 
-    def init_matcher(self):
+    def init_matcher(self) -> None:
         self.types = {t.lower() for t in self.condition_list()}
         for mime_type in self.types:
             main, sep, sub = mime_type.partition("/")
             if not sep or not main or not sub or " " in mime_type:
-                self._fail(f"{mime_type!r} is not a MIME type like text/plain")
+                self.fail(f"{mime_type!r} is not a MIME type like text/plain")
 
-    def matches(self, mail):
+    def matches(self, mail: Mail) -> bool:
         return mail.headers().get_content_type().lower() in self.types

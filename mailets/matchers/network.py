@@ -17,12 +17,16 @@ from __future__ import annotations
 
 import ipaddress
 
+from mailet_mta.api import Mail
+
 from .whole_mail import WholeMailMatcher
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 _LOCALHOST = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
 
 
-def _parse_wildcard(entry: str):
+def _parse_wildcard(entry: str) -> Network:
     parts = entry.split(".")
     if len(parts) > 4 or parts[-1] != "*":
         raise ValueError("a wildcard is written like 192.168.0.* (stars only at the end)")
@@ -33,7 +37,7 @@ def _parse_wildcard(entry: str):
     return ipaddress.ip_network(f"{'.'.join(octets)}/{8 * len(fixed)}")
 
 
-def parse_network(entry: str) -> tuple:
+def parse_network(entry: str) -> tuple[Network, ...]:
     """One network-list entry → a tuple of ``ipaddress`` networks; ValueError if invalid."""
     text = entry.strip()
     if text.lower() == "localhost":
@@ -53,9 +57,9 @@ def parse_network(entry: str) -> tuple:
                      f"address/netmask or wildcard like 192.168.0.*")
 
 
-def parse_network_list(text: str) -> list:
+def parse_network_list(text: str) -> list[Network]:
     """A comma-separated network list → ``ipaddress`` networks; ValueError on a bad entry."""
-    networks = []
+    networks: list[Network] = []
     for entry in (text or "").split(","):
         if entry.strip():
             networks.extend(parse_network(entry))
@@ -67,15 +71,15 @@ class NetMatcher(WholeMailMatcher):
 
     condition_required = True
 
-    def init_matcher(self):
+    def init_matcher(self) -> None:
         try:
-            self.networks = parse_network_list(self.condition)
+            self.networks = parse_network_list(self.condition or "")
         except ValueError as exc:
-            self._fail(str(exc))
+            self.fail(str(exc))
         if not self.networks:
-            self._fail("needs at least one network, like 127.0.0.1/8, 10.0.0.0/8")
+            self.fail("needs at least one network, like 127.0.0.1/8, 10.0.0.0/8")
 
-    def in_network(self, remote_addr) -> bool:
+    def in_network(self, remote_addr: object) -> bool:
         """True when ``remote_addr`` (text) is inside one of the networks."""
         try:
             addr = ipaddress.ip_address(str(remote_addr).strip("[]").split("%")[0])
@@ -90,7 +94,7 @@ class RemoteAddrInNetwork(NetMatcher):
     """Matches all recipients when the client IP is in the list:
     ``RemoteAddrInNetwork=127.0.0.1/8, 10.0.0.0/255.0.0.0, 192.168.0.*, ::1``."""
 
-    def matches(self, mail):
+    def matches(self, mail: Mail) -> bool:
         return self.in_network(mail.remote_addr)
 
 
@@ -98,5 +102,5 @@ class RemoteAddrNotInNetwork(NetMatcher):
     """Matches all recipients when the client IP is not in the list:
     ``RemoteAddrNotInNetwork=127.0.0.1/8``. An unparseable client address is "not in"."""
 
-    def matches(self, mail):
+    def matches(self, mail: Mail) -> bool:
         return not self.in_network(mail.remote_addr)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from mailet_mta.api import Mail
+
 from .whole_mail import WholeMailMatcher, positive_int_condition
 
 
@@ -10,7 +12,7 @@ class IsSingleRecipient(WholeMailMatcher):
 
     takes_condition = False
 
-    def matches(self, mail):
+    def matches(self, mail: Mail) -> bool:
         return len(mail.recipients) == 1
 
 
@@ -19,8 +21,8 @@ class TooManyRecipients(WholeMailMatcher):
 
     condition_required = True
 
-    def init_matcher(self):
+    def init_matcher(self) -> None:
         self.limit = positive_int_condition(self, "recipients")
 
-    def matches(self, mail):
+    def matches(self, mail: Mail) -> bool:
         return len(mail.recipients) > self.limit

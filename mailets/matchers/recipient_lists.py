@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 
-from mailet_mta.api import GenericRecipientMatcher
+from mailet_mta.api import GenericMatcher, GenericRecipientMatcher, MailAddress
 
 from ..address_lists import parse_addresses, parse_domains
 
@@ -19,13 +19,13 @@ class HostIs(GenericRecipientMatcher):
 
     condition_required = True
 
-    def init_matcher(self):
+    def init_matcher(self) -> None:
         try:
             self.domains = parse_domains(self.condition_list(), "HostIs")
         except ValueError as exc:
-            self._fail(str(exc))
+            self.fail(str(exc))
 
-    def match_recipient(self, recipient):
+    def match_recipient(self, recipient: MailAddress) -> bool:
         return recipient.domain in self.domains
 
 
@@ -38,10 +38,10 @@ class UserIs(GenericRecipientMatcher):
 
     condition_required = True
 
-    def init_matcher(self):
+    def init_matcher(self) -> None:
         self.users = set(self.condition_list())
 
-    def match_recipient(self, recipient):
+    def match_recipient(self, recipient: MailAddress) -> bool:
         return recipient.user in self.users or recipient.local_part in self.users
 
 
@@ -50,22 +50,22 @@ class RecipientIs(GenericRecipientMatcher):
 
     condition_required = True
 
-    def init_matcher(self):
+    def init_matcher(self) -> None:
         try:
             self.addresses = set(parse_addresses(self.condition_list(), "RecipientIs"))
         except ValueError as exc:
-            self._fail(str(exc))
+            self.fail(str(exc))
 
-    def match_recipient(self, recipient):
+    def match_recipient(self, recipient: MailAddress) -> bool:
         return recipient in self.addresses
 
 
-def compile_condition(matcher) -> re.Pattern:
+def compile_condition(matcher: GenericMatcher) -> re.Pattern[str]:
     """The matcher's condition compiled as a regular expression, or a start-up error."""
     try:
-        return re.compile(matcher.condition.strip())
+        return re.compile((matcher.condition or "").strip())
     except re.error as exc:
-        matcher._fail(f"the condition {matcher.condition!r} is not a valid regular "
+        matcher.fail(f"the condition {matcher.condition!r} is not a valid regular "
                       f"expression: {exc}")
 
 
@@ -78,8 +78,8 @@ class RecipientIsRegex(GenericRecipientMatcher):
 
     condition_required = True
 
-    def init_matcher(self):
+    def init_matcher(self) -> None:
         self.pattern = compile_condition(self)
 
-    def match_recipient(self, recipient):
+    def match_recipient(self, recipient: MailAddress) -> bool:
         return self.pattern.fullmatch(str(recipient)) is not None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from mailet_mta.api import Mail
+
 from .whole_mail import WholeMailMatcher, positive_int_condition
 
 
@@ -11,9 +13,9 @@ class RelayLimit(WholeMailMatcher):
 
     condition_required = True
 
-    def init_matcher(self):
+    def init_matcher(self) -> None:
         self.limit = positive_int_condition(self, "Received: headers")
 
-    def matches(self, mail):
+    def matches(self, mail: Mail) -> bool:
         # Count the names: get_all() would parse every Received value (costly).
         return mail.header_names().count("received") >= self.limit

@@ -8,12 +8,12 @@ domain that does not exist) or temporary (retries used up after 4xx or timeouts)
 
 from __future__ import annotations
 
-from mailet_mta.api import GenericMatcher, Mail
+from mailet_mta.api import GenericMatcher, Mail, MailAddress
 
 ERROR_ATTR = "mailet_mta.delivery.error"
 
 
-def _recipients_where(mail: Mail, permanent: bool):
+def _recipients_where(mail: Mail, permanent: bool) -> list[MailAddress]:
     errors = mail.get_attribute(ERROR_ATTR) or {}
     return [r for r in mail.recipients
             if str(r) in errors and bool(errors[str(r)].get("permanent", True)) == permanent]
@@ -24,7 +24,7 @@ class IsRemoteDeliveryPermanentError(GenericMatcher):
 
     takes_condition = False
 
-    def match(self, mail: Mail):
+    def match(self, mail: Mail) -> list[MailAddress]:
         return _recipients_where(mail, True)
 
 
@@ -33,5 +33,5 @@ class IsRemoteDeliveryTemporaryError(GenericMatcher):
 
     takes_condition = False
 
-    def match(self, mail: Mail):
+    def match(self, mail: Mail) -> list[MailAddress]:
         return _recipients_where(mail, False)

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from mailet_mta.api import GenericMatcher
+from mailet_mta.api import GenericMatcher, Mail, MailAddress, MappingError
 
 from ..awaiting import settled
-from ..rewrite_mappings import MappingError, resolve
+from ..rewrite_mappings import resolve
 
 LOOP_CODE = "5.4.6"   # the status RecipientRewriteTable gives a loop or too deep a chain
 
@@ -21,7 +21,7 @@ class IsSenderInRRTLoop(GenericMatcher):
 
     takes_condition = False
 
-    async def match(self, mail):
+    async def match(self, mail: Mail) -> list[MailAddress]:
         if mail.sender is None:
             return []
         try:
@@ -31,5 +31,5 @@ class IsSenderInRRTLoop(GenericMatcher):
                 return list(mail.recipients)
         return []
 
-    async def _lookup(self, address):
+    async def _lookup(self, address: MailAddress) -> list[str]:
         return list(await settled(self.context.lookup_mappings(address)) or [])

@@ -5,6 +5,8 @@ SenderIs, SenderIsRegex, SenderIsNull, SenderIsLocal, SenderHostIs.
 
 from __future__ import annotations
 
+from mailet_mta.api import Mail, MailAddress
+
 from ..address_lists import parse_addresses, parse_domains
 from .recipient_lists import compile_condition
 from .whole_mail import WholeMailMatcher
@@ -14,10 +16,10 @@ class SenderMatcher(WholeMailMatcher):
     """Base: ``match_sender(sender)`` decides for the whole mail; a null sender
     (``<>``) is passed as None."""
 
-    def matches(self, mail):
+    def matches(self, mail: Mail) -> bool:
         return self.match_sender(mail.sender)
 
-    def match_sender(self, sender) -> bool:
+    def match_sender(self, sender: MailAddress | None) -> bool:
         raise NotImplementedError
 
 
@@ -26,13 +28,13 @@ class SenderIs(SenderMatcher):
 
     condition_required = True
 
-    def init_matcher(self):
+    def init_matcher(self) -> None:
         try:
             self.senders = set(parse_addresses(self.condition_list(), "SenderIs"))
         except ValueError as exc:
-            self._fail(str(exc))
+            self.fail(str(exc))
 
-    def match_sender(self, sender):
+    def match_sender(self, sender: MailAddress | None) -> bool:
         return sender is not None and sender in self.senders
 
 
@@ -42,10 +44,10 @@ class SenderIsRegex(SenderMatcher):
 
     condition_required = True
 
-    def init_matcher(self):
+    def init_matcher(self) -> None:
         self.pattern = compile_condition(self)
 
-    def match_sender(self, sender):
+    def match_sender(self, sender: MailAddress | None) -> bool:
         return sender is not None and self.pattern.fullmatch(str(sender)) is not None
 
 
@@ -54,7 +56,7 @@ class SenderIsNull(SenderMatcher):
 
     takes_condition = False
 
-    def match_sender(self, sender):
+    def match_sender(self, sender: MailAddress | None) -> bool:
         return sender is None
 
 
@@ -64,7 +66,7 @@ class SenderIsLocal(SenderMatcher):
 
     takes_condition = False
 
-    def match_sender(self, sender):
+    def match_sender(self, sender: MailAddress | None) -> bool:
         return sender is not None and bool(self.context.is_local_email(sender))
 
 
@@ -73,11 +75,11 @@ class SenderHostIs(SenderMatcher):
 
     condition_required = True
 
-    def init_matcher(self):
+    def init_matcher(self) -> None:
         try:
             self.domains = parse_domains(self.condition_list(), "SenderHostIs")
         except ValueError as exc:
-            self._fail(str(exc))
+            self.fail(str(exc))
 
-    def match_sender(self, sender):
+    def match_sender(self, sender: MailAddress | None) -> bool:
         return sender is not None and sender.domain in self.domains

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mailet_mta.api import ConfigurationError, parse_size
+from mailet_mta.api import ConfigurationError, Mail, parse_size
 
 from .whole_mail import WholeMailMatcher
 
@@ -14,11 +14,11 @@ class SizeGreaterThan(WholeMailMatcher):
 
     condition_required = True
 
-    def init_matcher(self):
+    def init_matcher(self) -> None:
         try:
             self.limit = parse_size(self.condition, "the condition")
         except ConfigurationError as exc:
-            self._fail(exc.message)
+            self.fail(exc.message)
 
-    def matches(self, mail):
+    def matches(self, mail: Mail) -> bool:
         return mail.size > self.limit

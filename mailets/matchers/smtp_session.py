@@ -4,14 +4,9 @@ SMTPIsAuthNetwork, SentByMailet. Each matches all recipients or none.
 
 from __future__ import annotations
 
-from mailet_mta.api import ATTR_AUTH_NETWORK, ATTR_AUTH_USER, ATTR_SENT_BY_MAILET
+from mailet_mta.api import ATTR_AUTH_NETWORK, ATTR_SENT_BY_MAILET, Mail
 
 from .whole_mail import WholeMailMatcher
-
-
-def auth_user(mail) -> str | None:
-    """The SMTP AUTH identity of the mail's session, or None."""
-    return mail.get_attribute(ATTR_AUTH_USER) or mail.auth_user or None
 
 
 class SMTPAuthSuccessful(WholeMailMatcher):
@@ -19,8 +14,8 @@ class SMTPAuthSuccessful(WholeMailMatcher):
 
     takes_condition = False
 
-    def matches(self, mail):
-        return auth_user(mail) is not None
+    def matches(self, mail: Mail) -> bool:
+        return mail.auth_user is not None
 
 
 class SMTPAuthUserIs(WholeMailMatcher):
@@ -29,11 +24,11 @@ class SMTPAuthUserIs(WholeMailMatcher):
 
     condition_required = True
 
-    def init_matcher(self):
+    def init_matcher(self) -> None:
         self.users = {u.lower() for u in self.condition_list()}
 
-    def matches(self, mail):
-        user = auth_user(mail)
+    def matches(self, mail: Mail) -> bool:
+        user = mail.auth_user
         return user is not None and str(user).lower() in self.users
 
 
@@ -43,7 +38,7 @@ class SMTPIsAuthNetwork(WholeMailMatcher):
 
     takes_condition = False
 
-    def matches(self, mail):
+    def matches(self, mail: Mail) -> bool:
         return bool(mail.get_attribute(ATTR_AUTH_NETWORK))
 
 
@@ -52,5 +47,5 @@ class SentByMailet(WholeMailMatcher):
 
     takes_condition = False
 
-    def matches(self, mail):
+    def matches(self, mail: Mail) -> bool:
         return bool(mail.get_attribute(ATTR_SENT_BY_MAILET))

@@ -128,7 +128,7 @@ class Flooder(threading.Thread):
             try:
                 self.sock.sendall(self.chunk)      # a TLS retry must repeat the same buffer
                 self.sent += len(self.chunk)
-            except (socket.timeout, ssl.SSLWantWriteError):
+            except (TimeoutError, ssl.SSLWantWriteError):
                 continue
             except (OSError, ssl.SSLError):
                 self.closed_after = time.monotonic() - started

@@ -5,8 +5,6 @@ from __future__ import annotations
 import subprocess
 import sys
 
-import pytest
-
 from tests.support.server import ROOT, _env
 
 
@@ -44,7 +42,8 @@ def test_check_config_reports_unknown_mailet_with_file_and_line(tmp_path):
     text = (ROOT / "conf" / "mailet-mta.yaml").read_text()
     assert "class: LocalDelivery" in text
     bad.write_text(text.replace("class: LocalDelivery", "class: LocalDelivry", 1))
-    line = next(i for i, l in enumerate(bad.read_text().splitlines(), 1) if "LocalDelivry" in l)
+    line = next(i for i, text_line in enumerate(bad.read_text().splitlines(), 1)
+                if "LocalDelivry" in text_line)
     out = run("check-config", str(bad))
     assert out.returncode == 1
     lines = out.stderr.strip().splitlines()
@@ -64,7 +63,8 @@ def test_check_config_reports_missing_processor_reference(tmp_path):
 
 def test_serve_with_a_broken_config_exits_1_with_one_line_and_listens_nowhere(tmp_path):
     bad = tmp_path / "bad.yaml"
-    bad.write_text("servernames: [example.com]\nsmtpservers:\n  - listen: tcp:0\n    authRequired: maybe\n")
+    bad.write_text("servernames: [example.com]\nsmtpservers:\n  - listen: tcp:0\n"
+                   "    authRequired: maybe\n")
     out = run("serve", "--config", str(bad), cwd=tmp_path)
     assert out.returncode == 1
     assert "bad.yaml:4" in out.stderr and "authRequired" in out.stderr

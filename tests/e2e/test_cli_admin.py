@@ -65,8 +65,8 @@ def test_serve_on_a_busy_port_logs_no_traceback_and_says_it_in_one_line(tmp_path
     line = one_line(result)
     assert f"127.0.0.1:{port}" in line and "server.yaml" in line, line
     assert "FirstError" not in result.stdout and "\n\t" not in result.stdout, result.stdout
-    critical = [l for l in result.stdout.splitlines() if "could not" in l]
-    assert critical and all(f"127.0.0.1:{port}" in l for l in critical), result.stdout
+    critical = [ln for ln in result.stdout.splitlines() if "could not" in ln]
+    assert critical and all(f"127.0.0.1:{port}" in ln for ln in critical), result.stdout
 
 
 def test_twistd_on_a_busy_port_stops_with_one_line_and_exit_1(tmp_path):
@@ -83,7 +83,7 @@ def test_twistd_on_a_busy_port_stops_with_one_line_and_exit_1(tmp_path):
     line = one_line(result)
     assert result.returncode == 1 and line.startswith("mailet-mta: cannot listen:"), line
     assert f"127.0.0.1:{port}" in line and "server.yaml" in line, line
-    critical = [l for l in result.stdout.splitlines() if "could not start" in l]
+    critical = [ln for ln in result.stdout.splitlines() if "could not start" in ln]
     assert len(critical) == 1 and "FirstError" not in result.stdout, result.stdout
     assert not (tmp_path / "var" / "listeners.json").exists()
 

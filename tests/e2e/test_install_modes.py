@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -23,12 +24,25 @@ def test_editable_install_exposes_the_twistd_plugin():
     assert "mailet-mta" in twistd_help()
 
 
+def _checkout_state() -> dict[str, int]:
+    """Each top-level entry of the checkout with its modification time."""
+    return {p.name: p.stat().st_mtime_ns for p in ROOT.iterdir()}
+
+
 def test_plain_install_exposes_the_twistd_plugin_without_touching_twisted(tmp_path):
+    # `pip install DIR` builds inside DIR (build/, *.egg-info): build from a copy, so
+    # the checkout is left as it was.
+    source = tmp_path / "source"
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "build", "*.egg-info", "__pycache__", ".*_cache", ".hypothesis",
+        "var"))
+    before = _checkout_state()
     target = tmp_path / "site"
     built = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps",
-                            "--target", str(target), str(ROOT)], capture_output=True,
+                            "--target", str(target), str(source)], capture_output=True,
                            text=True, timeout=300)
     assert built.returncode == 0, built.stderr[-2000:]
+    assert _checkout_state() == before
     plugin_dir = target / "twisted" / "plugins"
     assert (plugin_dir / "mailet_mta_plugin.py").exists()
     # Installing must never ship an __init__.py that would replace Twisted's own.

@@ -12,8 +12,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from tests.support.server import ROOT, ServerProcess, _env, wait_for
 
 JAMES3 = ROOT / "conf" / "examples" / "james3"

@@ -1,7 +1,8 @@
 """Two real mailet-mta instances and a DNS zone on 127.0.0.1: A signs with DKIM and
 relays to B; B checks DKIM, SPF and DMARC against the zone. A forged ``From:`` of A's
-domain sent to B from outside is refused with 550 5.7.1 at end of DATA on a listener with dmarcReject, and
-kept in a repository by the pipeline on one without, when A publishes p=reject."""
+domain sent to B from outside is refused with 550 5.7.1 at end of DATA on a listener
+with dmarcReject, and kept in a repository by the pipeline on one without, when A
+publishes p=reject."""
 
 from __future__ import annotations
 

@@ -69,7 +69,8 @@ DELETE = object()
 CONFIG_ERRORS = [
     # (name, changes, words the message must hold)
     ("typo_in_top_level_key", {"servername": ["example.com"]}, ["servername", "did you mean"]),
-    ("typo_in_listener_key", {"smtpservers__0__authRequierd": True}, ["authRequierd", "did you mean"]),
+    ("typo_in_listener_key", {"smtpservers__0__authRequierd": True},
+     ["authRequierd", "did you mean"]),
     ("bad_auth_required", {"smtpservers__0__authRequired": "maybe"}, ["authRequired", "announce"]),
     ("bad_authorized_address", {"smtpservers__0__authorizedAddresses": ["10.0.0.300/8"]},
      ["10.0.0.300"]),

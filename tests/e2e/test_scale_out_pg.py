@@ -101,7 +101,7 @@ def test_killed_node_work_is_finished_by_the_other_after_its_lease(cluster, pg_u
     a = cluster("a", lease="3s")
     a.add_user("alice@example.com", PASSWORD)
     a.start()
-    b = cluster("b", lease="3s").start()
+    cluster("b", lease="3s").start()                 # b finishes a's mails
     accepted: list[int] = []
     stop = threading.Event()
     sender = threading.Thread(target=send, args=(a.port("smtp"), range(600), accepted, stop))
@@ -111,7 +111,8 @@ def test_killed_node_work_is_finished_by_the_other_after_its_lease(cluster, pg_u
     stop.set()
     sender.join(60)
     got = list(accepted)
-    counts = wait_for(lambda: (c := delivered(pg_url)) and set(f"n{i}" for i in got) <= set(c) and c,
+    names = {f"n{i}" for i in got}
+    counts = wait_for(lambda: (c := delivered(pg_url)) and names <= set(c) and c,
                       timeout=120, interval=1.0, what="node b finishing node a's mails")
     assert all(counts[f"n{i}"] == 1 for i in got)
     assert max(counts.values()) == 1

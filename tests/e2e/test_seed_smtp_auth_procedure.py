@@ -39,7 +39,8 @@ def five_steps(text: str) -> str:
                       r'.*?</mailet>', "", text, count=1, flags=re.S)
     assert n == 1
     # 3. and 4. authRequired and verifyIdentity
-    text, n1 = re.subn(r"<authRequired>false</authRequired>", "<authRequired>true</authRequired>", text)
+    text, n1 = re.subn(r"<authRequired>false</authRequired>",
+                       "<authRequired>true</authRequired>", text)
     text, n2 = re.subn(r"<verifyIdentity>false</verifyIdentity>",
                        "<verifyIdentity>true</verifyIdentity>", text)
     assert n1 >= 1 and n2 >= 1

@@ -15,9 +15,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mailet_mta.address import MAX_LOCAL_PART, MailAddress, MailAddressError, parse_path
-from mailet_mta.smtp.params import (CommandSyntaxError, parse_forward_path, parse_notify,
-                                    parse_orcpt, parse_reverse_path,
-                                    split_path_and_params, xtext_decode)
+from mailet_mta.smtp.params import (
+    CommandSyntaxError,
+    parse_forward_path,
+    parse_notify,
+    parse_orcpt,
+    parse_reverse_path,
+    split_path_and_params,
+    xtext_decode,
+)
 from tests.fuzz.replies import FUZZ_SETTINGS
 
 EXAMPLES = int(os.environ.get("MAILET_MTA_FUZZ_EXAMPLES", "40")) * 3

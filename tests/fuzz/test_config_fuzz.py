@@ -58,7 +58,8 @@ def mutate(text: str, cuts: list[tuple[int, int, str]]) -> str:
 
 EDITS = st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 12),
                            st.one_of(st.sampled_from(
-                               ["", ":", "- ", "  ", "\n", "&a ", "*a", "<<: *a\n", "!!python/object:os.system ",
+                               ["", ":", "- ", "  ", "\n", "&a ", "*a", "<<: *a\n",
+                                "!!python/object:os.system ",
                                 "{", "[", "'", "\"", "\t", "0x", "-1", "yes", "~", "<", "/>",
                                 "&amp;", "&xx;", "<![CDATA[", "<!--", "%", "\x00", "\ufeff"]),
                                st.text(max_size=8))), min_size=1, max_size=6)

@@ -6,13 +6,13 @@ import email
 import email.policy
 
 from mailet_mta.api import Mail, MailAddress
+from mailet_mta.testing import FakeMailContext, run
 from mailets.mailets.redirect import Redirect
-from tests.support.memory_context import MemoryContext, run
 
 
 def test_redirect_of_a_message_with_two_subject_headers_keeps_the_first_and_does_not_raise():
     raw = b"Subject: one\r\nSubject: two\r\nFrom: a@remote.org\r\nFrom: b@remote.org\r\n\r\nhi\r\n"
-    ctx = MemoryContext(domains=["example.com"], users=["bob@example.com"])
+    ctx = FakeMailContext(domains=["example.com"], users=["bob@example.com"])
     mail = Mail(sender=MailAddress.parse("eve@remote.org"),
                 recipients=[MailAddress.parse("bob@example.com")], message=raw)
     run(ctx.mailet(Redirect, recipients="alice@other.org", prefix="[fwd]",
@@ -25,7 +25,7 @@ def test_redirect_of_a_message_with_two_subject_headers_keeps_the_first_and_does
 
 def test_redirect_of_a_subject_holding_a_vertical_tab_does_not_raise():
     raw = b"Subject: a\x0bb\r\nFrom: a@remote.org\r\n\r\nhi\r\n"
-    ctx = MemoryContext(domains=["example.com"], users=["bob@example.com"])
+    ctx = FakeMailContext(domains=["example.com"], users=["bob@example.com"])
     mail = Mail(sender=MailAddress.parse("eve@remote.org"),
                 recipients=[MailAddress.parse("bob@example.com")], message=raw)
     run(ctx.mailet(Redirect, recipients="alice@other.org", prefix="[fwd]",
@@ -38,7 +38,7 @@ def test_add_footer_leaves_a_part_the_stdlib_cannot_rebuild_unchanged():
     from mailets.mailets.add_footer import AddFooter
 
     raw = b"From: :;\x00\r\n\r\nhello\r\n"
-    ctx = MemoryContext(domains=["example.com"], users=["bob@example.com"])
+    ctx = FakeMailContext(domains=["example.com"], users=["bob@example.com"])
     mail = Mail(sender=MailAddress.parse("eve@remote.org"),
                 recipients=[MailAddress.parse("bob@example.com")], message=raw)
     run(ctx.mailet(AddFooter, text="FOOT").service(mail))

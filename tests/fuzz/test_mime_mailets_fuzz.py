@@ -16,6 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mailet_mta.api import Mail, MailAddress
+from mailet_mta.testing import FakeMailContext, run
 from mailets.mailets.add_footer import AddFooter
 from mailets.mailets.forward import Forward
 from mailets.mailets.mime_headers import RemoveMimeHeader, SetMimeHeader
@@ -24,7 +25,6 @@ from mailets.matchers.attachments import HasAttachment
 from mailets.matchers.headers import HasHeader, SubjectIs, SubjectStartsWith
 from mailets.matchers.size import SizeGreaterThan
 from tests.fuzz.replies import FUZZ_SETTINGS
-from tests.support.memory_context import MemoryContext, run
 
 EXAMPLES = int(os.environ.get("MAILET_MTA_FUZZ_EXAMPLES", "40"))
 CORPUS = [p.read_bytes() for p in sorted(
@@ -67,8 +67,8 @@ def make_mail(raw: bytes) -> Mail:
                 recipients=[MailAddress.parse("bob@example.com")], message=raw)
 
 
-def context() -> MemoryContext:
-    return MemoryContext(domains=["example.com"], users=["bob@example.com"])
+def context() -> FakeMailContext:
+    return FakeMailContext(domains=["example.com"], users=["bob@example.com"])
 
 
 @settings(max_examples=EXAMPLES, **FUZZ_SETTINGS)
@@ -123,7 +123,7 @@ def test_james_mime_mailets_and_matchers_handle_any_message(raw):
     from mailets.matchers.attachment_names import AttachmentFileNameIs
     from mailets.matchers.mime_type import HasMimeType
 
-    ctx = MemoryContext(domains=["example.com"], users=["bob@example.com"])
+    ctx = FakeMailContext(domains=["example.com"], users=["bob@example.com"])
     mail = make_mail(raw)
     run(ctx.mailet(AddSubjectPrefix, subjectPrefix="[tag]").service(mail))
     assert str(mail.message["Subject"]).startswith("[tag]")

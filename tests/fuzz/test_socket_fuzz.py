@@ -68,7 +68,7 @@ def exchange(port: int, chunks: list[bytes], timeout: float = 5.0) -> bytes:
         while time.monotonic() < deadline:
             try:
                 data = s.recv(65536)
-            except socket.timeout:
+            except TimeoutError:
                 break
             except OSError:
                 break

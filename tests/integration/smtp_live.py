@@ -35,7 +35,7 @@ class LiveServer:
     def port(self) -> int:
         return self.service.port
 
-    def start_blocking(self) -> "LiveServer":
+    def start_blocking(self) -> LiveServer:
         """Wait for the listener from a synchronous fixture."""
         pytest_twisted.blockon(self.ready)
         return self

@@ -9,8 +9,13 @@ import pytest_twisted
 from twisted.internet import defer, threads
 
 from mailet_mta.pop3.commands import READAHEAD_MESSAGES
-from tests.integration.pop3_server_fixture import (PASSWORD, USER, prepare_database,
-                                                    start_server, stop_server)
+from tests.integration.pop3_server_fixture import (
+    PASSWORD,
+    USER,
+    prepare_database,
+    start_server,
+    stop_server,
+)
 
 PREFIX = b"Delivered-To: bob@example.com\r\n"
 

@@ -12,8 +12,7 @@ from twisted.internet import threads
 
 from mailet_mta.storage import mailboxes, schema
 from mailet_mta.storage.blobs import BlobStore
-from tests.integration.pop3_server_fixture import (PASSWORD, USER, prepare_database,
-                                                   start_server)
+from tests.integration.pop3_server_fixture import PASSWORD, USER, prepare_database, start_server
 
 
 def _fill(db, blobs, count: int) -> int:

@@ -15,8 +15,13 @@ import pytest
 import pytest_twisted
 from twisted.internet import reactor, task, threads
 
-from tests.integration.pop3_server_fixture import (PASSWORD, USER, prepare_database,
-                                                   start_server, stop_server)
+from tests.integration.pop3_server_fixture import (
+    PASSWORD,
+    USER,
+    prepare_database,
+    start_server,
+    stop_server,
+)
 from tests.support.messages import corpus
 
 PREFIX = b"Delivered-To: bob@example.com\r\n"

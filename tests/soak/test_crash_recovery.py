@@ -11,7 +11,6 @@ from __future__ import annotations
 import copy
 import smtplib
 
-import pytest
 import yaml
 
 from tests.soak.harness import PASSWORD, local_only_processors, mailbox_ids, soak_message

@@ -51,7 +51,7 @@ class ZoneServer:
         """Add one record to the zone."""
         self.records.setdefault(name.lower().rstrip("."), []).append((rrtype, value))
 
-    def start(self) -> "ZoneServer":
+    def start(self) -> ZoneServer:
         self._thread.start()
         return self
 
@@ -64,7 +64,7 @@ class ZoneServer:
         while not self._stop.is_set():
             try:
                 data, peer = self._sock.recvfrom(4096)
-            except socket.timeout:
+            except TimeoutError:
                 continue
             except OSError:
                 return

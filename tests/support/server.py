@@ -62,7 +62,7 @@ class ServerProcess:
         self.listeners: dict = {}
 
     # -- lifecycle ----------------------------------------------------------------------
-    def start(self, timeout: float = 30.0, data_dir: Path | None = None) -> "ServerProcess":
+    def start(self, timeout: float = 30.0, data_dir: Path | None = None) -> ServerProcess:
         if data_dir is not None:
             self.data_dir = Path(data_dir)
         marker = self.data_dir / "listeners.json"

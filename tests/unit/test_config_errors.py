@@ -10,7 +10,7 @@ from mailet_mta.api import ConfigurationError
 from mailet_mta.config import load_config_text
 from mailet_mta.config.tree import ConfigurationErrors
 from mailet_mta.spool.processor import Pipeline
-from tests.support.memory_context import MemoryContext
+from mailet_mta.testing import FakeMailContext
 
 BROKEN_YAML = textwrap.dedent("""\
     servernames: [example.com]
@@ -91,7 +91,7 @@ def test_pipeline_reports_every_unknown_class_at_once():
             error: [{class: Null}]
         """), "yaml", "p.yaml")
     with pytest.raises(ConfigurationErrors) as info:
-        Pipeline(config.spoolmanager, MemoryContext())
+        Pipeline(config.spoolmanager, FakeMailContext())
     found = [(e.source, e.message.split(" ", 2)[:2]) for e in info.value.errors]
     assert found == [("p.yaml:4", ["unknown", "matcher"]), ("p.yaml:4", ["unknown", "mailet"]),
                      ("p.yaml:6", ["unknown", "mailet"])]

@@ -13,9 +13,9 @@ from mailet_mta.config import load_config, load_config_text
 from mailet_mta.config.james_names import short_name
 from mailet_mta.spool.processor import Pipeline
 from mailet_mta.spool.registry import resolve
+from mailet_mta.testing import FakeMailContext
 from mailets.mailets.local_delivery import LocalDelivery
 from mailets.matchers.all import All
-from tests.support.memory_context import MemoryContext
 
 JAMES3 = Path(__file__).resolve().parents[2] / "conf" / "examples" / "james3"
 
@@ -50,7 +50,7 @@ def test_mailetcontainer_keeps_james_names_and_renames_old_parameters():
 
 def test_mailetcontainer_pipeline_builds_with_james_class_names():
     config = load_config(JAMES3 / "mailetcontainer.xml")
-    pipeline = Pipeline(config.spoolmanager, MemoryContext())
+    pipeline = Pipeline(config.spoolmanager, FakeMailContext())
     local = pipeline.processors["local-delivery"].pairs
     assert [type(p.mailet).__name__ for p in local] == ["AddDeliveredToHeader",
                                                        "LocalDelivery"]
@@ -85,7 +85,7 @@ def test_unknown_james_class_is_refused_naming_the_element(tmp_path):
         'SpamAssassin"/>') + 1
     config = load_config(target)
     with pytest.raises(ConfigurationError) as info:
-        Pipeline(config.spoolmanager, MemoryContext())
+        Pipeline(config.spoolmanager, FakeMailContext())
     assert str(info.value) == (
         f'{path}:{line}: class="org.apache.james.transport.mailets.SpamAssassin": '
         f"mailet-mta has no mailet SpamAssassin (James's class is not ported); remove "

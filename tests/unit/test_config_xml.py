@@ -4,8 +4,8 @@ XML and YAML describe the same model."""
 from __future__ import annotations
 
 import copy
-import re
 import dataclasses
+import re
 from pathlib import Path
 
 import pytest

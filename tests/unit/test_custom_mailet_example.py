@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import pytest_twisted
 
-from mailet_mta.api import ConfigurationError, Mail, MailAddress, MatcherConfig
+from mailet_mta.api import ConfigurationError, Mail, MailAddress
 from mailet_mta.config.model import MailetSpec, MatcherSpec, ProcessorSpec, SpoolManagerConfig
 from mailet_mta.spool import registry
 from mailet_mta.spool.processor import Pipeline
@@ -38,7 +38,8 @@ def build(match, mailet, **params):
             MailetSpec(mailet=mailet, match=match, parameters=params),
             MailetSpec(mailet="tests.support.plugins.Record", parameters={"label": "after"}),
             MailetSpec(mailet="tests.support.plugins.Drop")]),
-        "error": ProcessorSpec(name="error", mailets=[MailetSpec(mailet="tests.support.plugins.Drop")]),
+        "error": ProcessorSpec(name="error",
+                               mailets=[MailetSpec(mailet="tests.support.plugins.Drop")]),
     }
     return Pipeline(SpoolManagerConfig(processors=procs), object())
 

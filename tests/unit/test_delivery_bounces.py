@@ -10,13 +10,23 @@ import pytest_twisted
 from twisted.internet import defer
 from twisted.logger import Logger
 
-from mailet_mta.api import (ATTR_DSN_ENVID, ATTR_DSN_RCPT, ATTR_DSN_RET, ATTR_SENT_BY_MAILET,
-                            ConfigurationError, MailAddress, MailetConfig, MatcherConfig)
+from mailet_mta.api import (
+    ATTR_DSN_ENVID,
+    ATTR_DSN_RCPT,
+    ATTR_DSN_RET,
+    ATTR_SENT_BY_MAILET,
+    ConfigurationError,
+    MailAddress,
+    MailetConfig,
+    MatcherConfig,
+)
 from mailet_mta.mail import Mail
 from mailets.mailets.bounce import Bounce
 from mailets.mailets.dsn_bounce import DSNBounce
-from mailets.matchers.remote_delivery_errors import (IsRemoteDeliveryPermanentError,
-                                                      IsRemoteDeliveryTemporaryError)
+from mailets.matchers.remote_delivery_errors import (
+    IsRemoteDeliveryPermanentError,
+    IsRemoteDeliveryTemporaryError,
+)
 
 ORIGINAL = (b"From: alice@origin.test\r\nTo: bob@example.com\r\nSubject: Lunch\r\n"
             b"Message-ID: <lunch@origin.test>\r\n\r\nSee you at noon.\r\n")

@@ -6,9 +6,9 @@ import pytest
 import pytest_twisted
 
 from mailet_mta.api import ConfigurationError, MailAddress, MailetConfig
+from mailet_mta.api import parse_host_list as parse_gateways
 from mailet_mta.delivery.options import DeliveryOptions
 from mailet_mta.mail import Mail
-from mailet_mta.api import parse_host_list as parse_gateways
 from mailets.mailets.remote_delivery import RemoteDelivery, parse_delay_time
 
 

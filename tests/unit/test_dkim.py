@@ -3,15 +3,15 @@ sizes, and the one Authentication-Results header with our authserv-id."""
 
 from __future__ import annotations
 
+import dkim
 import pytest
 import pytest_twisted
-import dkim
 
 from mailet_mta.api import ConfigurationError, Mail
+from mailet_mta.testing import FakeMailContext as MemoryContext
 from mailets.dkim_keys import SigningKey, generate_key, parse_key
 from mailets.mailets.dkim_sign import DKIMSign
 from mailets.mailets.dkim_verify import ATTR_DKIM_RESULTS, DKIMVerify
-from tests.support.memory_context import MemoryContext
 
 # RFC 8463 Appendix A.2 (the key records) and A.3 (the signed message).
 RFC8463_ED25519 = b"v=DKIM1; k=ed25519; p=11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo="

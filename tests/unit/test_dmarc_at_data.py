@@ -8,7 +8,7 @@ import pytest_twisted
 from mailet_mta.api import ATTR_AUTH_NETWORK, Mail, MailAddress
 from mailet_mta.dmarc_at_data import DMARCRejectCheck
 from mailet_mta.smtp.backend import MailRefused
-from tests.support.memory_context import MemoryContext
+from mailet_mta.testing import FakeMailContext as MemoryContext
 
 ZONE = {("_dmarc.a.test", "TXT"): [b"v=DMARC1; p=reject"],
         ("_dmarc.n.test", "TXT"): [b"v=DMARC1; p=none"]}

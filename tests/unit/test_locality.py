@@ -9,8 +9,8 @@ import pytest
 from mailet_mta.acceptance import SpoolBackend
 from mailet_mta.address import MailAddress
 from mailet_mta.config import default_config
-from mailet_mta.directory import Directory, configured_mappings, is_own_ip
 from mailet_mta.context import MailetContext
+from mailet_mta.directory import Directory, configured_mappings, is_own_ip
 from mailets.matchers.local_recipients import HostIsLocal, RecipientIsLocal
 
 A = MailAddress.parse
@@ -211,12 +211,12 @@ def test_shipped_pipelines_never_bounce_refused_mail_of_an_unauthenticated_clien
     forged) sender; an authenticated client still gets its bounce where one is due."""
     from mailet_mta.api import ATTR_AUTH_USER, Mail
     from mailet_mta.spool.processor import Pipeline
-    from tests.support.memory_context import MemoryContext, run
+    from mailet_mta.testing import FakeMailContext, run
 
     config = _shipped_pipelines()[name]
 
     def outcome(authenticated: bool):
-        ctx = MemoryContext(domains=["example.com"])
+        ctx = FakeMailContext(domains=["example.com"])
         pipeline = Pipeline(config.spoolmanager, ctx)
         mail = Mail(sender=A("victim@forged.example"), recipients=[A("nobody@example.com")],
                     message=b"Subject: x\r\n\r\nx\r\n")
@@ -261,13 +261,13 @@ def test_shipped_pipelines_report_a_refused_local_delivery_and_keep_a_report(nam
     sender; a report that cannot be delivered (sender <>) is kept."""
     from mailet_mta.api import Mail
     from mailet_mta.spool.processor import Pipeline
-    from tests.support.memory_context import MemoryContext, run
+    from mailet_mta.testing import FakeMailContext, run
 
     config = _shipped_pipelines()[name]
     local = config.spoolmanager.processors["local-delivery"].mailets[0]
     assert local.parameters["errorProcessor"] == "local-delivery-error"
     for sender in (A("alice@example.org"), None):
-        ctx = MemoryContext(domains=["example.com"])
+        ctx = FakeMailContext(domains=["example.com"])
         mail = Mail(sender=sender, recipients=[A("dora@example.com")],
                     message=b"Subject: x\r\n\r\nx\r\n")
         mail.error_message = "552 5.2.2 <dora@example.com>: mailbox full"

@@ -8,7 +8,8 @@ import time
 
 import pytest
 
-from mailet_mta.mail import HEADER_BLOCK_LIMIT, MAIL_POLICY, Mail, MessageSource
+from mailet_mta.header_block import HEADER_BLOCK_LIMIT
+from mailet_mta.mail import MAIL_POLICY, Mail, MessageSource
 
 BODY = b"x" * 70 + b"\r\n"
 

@@ -10,8 +10,8 @@ import time
 import pytest
 
 from mailet_mta.mail import MAIL_POLICY, Mail, MessageSource
+from mailet_mta.testing import FakeMailContext
 from mailets.mailets.mime_headers import RemoveMimeHeader, SetMimeHeader
-from tests.support.memory_context import MemoryContext
 
 RAWS = [
     b"Received: a\r\nBcc: q@x\r\n\tcont\r\nX-A: 1\r\nbcc: again\r\n\r\nhi\r\nBcc: body\r\n",
@@ -76,7 +76,7 @@ def test_remove_mime_header_on_a_blob_of_100k_parts_rewrites_only_the_header():
                                      opener=lambda: io.BytesIO(data), blob_id="b1"))
     mailet = RemoveMimeHeader()
     from mailet_mta.api import MailetConfig
-    mailet.init(MailetConfig("RemoveMimeHeader", MemoryContext(), {"name": "bcc"}))
+    mailet.init(MailetConfig("RemoveMimeHeader", FakeMailContext(), {"name": "bcc"}))
     started = time.perf_counter()
     mailet.service(mail)
     elapsed = time.perf_counter() - started
@@ -91,7 +91,7 @@ def test_remove_mime_header_on_a_blob_of_100k_parts_rewrites_only_the_header():
 def test_set_mime_header_does_not_parse_the_message():
     from mailet_mta.api import MailetConfig
     mailet = SetMimeHeader()
-    mailet.init(MailetConfig("SetMimeHeader", MemoryContext(), {"name": "X-A", "value": "1"}))
+    mailet.init(MailetConfig("SetMimeHeader", FakeMailContext(), {"name": "X-A", "value": "1"}))
     mail = Mail(message=many_parts(1000))
     mailet.service(mail)
     assert mail._message is None and mail.header_names()[-1] == "x-a"

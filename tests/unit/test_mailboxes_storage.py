@@ -6,8 +6,7 @@ import pytest
 
 from mailet_mta.address import MailAddress
 from mailet_mta.mail import Mail
-from mailet_mta.storage import (domains, mailbox_locks, mailboxes, repositories, schema,
-                                users)
+from mailet_mta.storage import domains, mailbox_locks, mailboxes, repositories, schema, users
 from mailet_mta.storage.blobs import BlobStore
 from mailet_mta.storage.db import Database, fetch_chunks
 from mailet_mta.storage.mailbox_locks import acquire_lock, refresh_lock, release_lock

@@ -13,11 +13,11 @@ from mailet_mta.api import ConfigurationError, MailAddress, MimeLimitError
 from mailet_mta.config.model import ProcessorSpec, SpoolManagerConfig
 from mailet_mta.mail import Mail, MimeLimits
 from mailet_mta.spool.processor import Pipeline
+from mailet_mta.testing import FakeMailContext, run
 from mailets.mailets.add_footer import AddFooter
 from mailets.mailets.bounce import Bounce
 from mailets.mailets.dsn_bounce import DSNBounce
 from mailets.mailets.redirect import Redirect
-from tests.support.memory_context import MemoryContext, run
 
 
 def many_parts(n: int, filler: bytes = b"x") -> bytes:
@@ -68,14 +68,14 @@ def test_a_message_at_the_limits_parses():
     more = mail_of(many_parts(51))
     more.mime_limits = MimeLimits(max_parts=50, max_depth=2)
     with pytest.raises(MimeLimitError):
-        more.message
+        _ = more.message
     deep = mail_of(nested(10))
     deep.mime_limits = MimeLimits(max_parts=100, max_depth=10)
     assert deep.message["Subject"] == "deep"
     deep = mail_of(nested(11))
     deep.mime_limits = MimeLimits(max_parts=100, max_depth=10)
     with pytest.raises(MimeLimitError):
-        deep.message
+        _ = deep.message
 
 
 def test_the_pipeline_gives_each_mail_the_configured_limits():
@@ -90,7 +90,7 @@ def test_the_pipeline_gives_each_mail_the_configured_limits():
     seen = []
     procs = {"root": ProcessorSpec("root"), "error": ProcessorSpec("error")}
     pipeline = Pipeline(SpoolManagerConfig(processors=procs, max_mime_parts=7,
-                                           max_mime_depth=3), MemoryContext())
+                                           max_mime_depth=3), FakeMailContext())
     from mailet_mta.spool.processor import Pair
     pipeline.processors["root"].pairs.append(Pair(None, Record(), False, "error", "error",
                                                   "All/Record", None))
@@ -100,7 +100,7 @@ def test_the_pipeline_gives_each_mail_the_configured_limits():
 
 # -- the mailets ----------------------------------------------------------------------
 def test_add_footer_leaves_a_message_past_the_limits_unchanged_and_says_why():
-    ctx = MemoryContext()
+    ctx = FakeMailContext()
     mailet = ctx.mailet(AddFooter, text="-- footer")
     data = many_parts(100_000)
     mail = mail_of(data)
@@ -112,7 +112,7 @@ def test_add_footer_leaves_a_message_past_the_limits_unchanged_and_says_why():
 
 
 def test_redirect_refuses_a_message_past_the_limits_with_the_limit_named():
-    ctx = MemoryContext()
+    ctx = FakeMailContext()
     mailet = ctx.mailet(Redirect, recipients="carol@example.com", attachment="message")
     with pytest.raises(MimeLimitError, match="maxMimeDepth"):
         run(mailet.service(mail_of(nested(500))))
@@ -120,7 +120,7 @@ def test_redirect_refuses_a_message_past_the_limits_with_the_limit_named():
 
 
 def test_redirect_edits_the_headers_of_an_unaltered_copy_without_a_parse():
-    ctx = MemoryContext()
+    ctx = FakeMailContext()
     mailet = ctx.mailet(Redirect, recipients="carol@example.com", to="carol@example.com",
                         prefix="[fwd]")
     data = many_parts(100_000)
@@ -152,7 +152,7 @@ BIG = b"From: a@remote.org\r\nSubject: big\r\n\r\n" + (b"y" * 76 + b"\r\n") * 70
 ])
 @pytest.mark.parametrize("data", [BIG, many_parts(100_000)])
 def test_a_bounce_carries_at_most_bounce_size_limit_of_the_original(cls, params, data):
-    ctx = MemoryContext()
+    ctx = FakeMailContext()
     limit = {"10k": 10240, 10240: 10240}.get(params.get("bounceSizeLimit"), 50000)
     mail = mail_of(data)
     _, elapsed = timed(lambda: run(ctx.mailet(cls, **params).service(mail)))
@@ -170,7 +170,7 @@ def test_a_bounce_carries_at_most_bounce_size_limit_of_the_original(cls, params,
 
 
 def test_a_small_original_is_returned_whole_byte_for_byte():
-    ctx = MemoryContext()
+    ctx = FakeMailContext()
     data = b"From: a@remote.org\r\nSubject: small\r\n\r\nhello\r\n"
     run(ctx.mailet(Bounce).service(mail_of(data)))
     (notice, _, _), = ctx.sent
@@ -179,7 +179,7 @@ def test_a_small_original_is_returned_whole_byte_for_byte():
 
 
 def test_an_8bit_original_past_the_mime_limits_returns_its_header_only():
-    ctx = MemoryContext()
+    ctx = FakeMailContext()
     data = many_parts(6000).replace(b"Subject: parts", b"Subject: caf\xc3\xa9")
     run(ctx.mailet(DSNBounce).service(mail_of(data)))
     (notice, _, _), = ctx.sent
@@ -192,7 +192,7 @@ def test_an_8bit_original_past_the_mime_limits_returns_its_header_only():
 
 
 def test_an_8bit_original_within_the_limits_is_attached_parsed():
-    ctx = MemoryContext()
+    ctx = FakeMailContext()
     data = b"From: a@remote.org\r\nSubject: caf\xc3\xa9\r\n\r\nna\xc3\xafve\r\n"
     run(ctx.mailet(Bounce).service(mail_of(data)))
     (notice, _, _), = ctx.sent
@@ -203,12 +203,12 @@ def test_an_8bit_original_within_the_limits_is_attached_parsed():
 
 def test_bounce_size_limit_must_be_positive():
     with pytest.raises(ConfigurationError, match="bounceSizeLimit"):
-        MemoryContext().mailet(DSNBounce, bounceSizeLimit="0")
+        FakeMailContext().mailet(DSNBounce, bounceSizeLimit="0")
 
 
 def test_has_attachment_parses_on_a_worker_and_stops_at_the_limits():
     from mailets.matchers.attachments import HasAttachment
-    ctx = MemoryContext()
+    ctx = FakeMailContext()
     matcher = ctx.matcher(HasAttachment)
     with pytest.raises(MimeLimitError, match="maxMimeParts"):
         run(matcher.match(mail_of(many_parts(100_000))))

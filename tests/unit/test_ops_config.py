@@ -7,10 +7,10 @@ from types import SimpleNamespace
 
 import pytest
 
+from mailet_mta import metrics
 from mailet_mta.api import ConfigurationError
 from mailet_mta.cli.init_templates import render_xml, render_yaml, standard_pipeline
 from mailet_mta.config import load_config_text
-from mailet_mta import metrics
 
 PIPELINE = ("spoolmanager: {processors: {root: [{match: All, class: Null}], "
             "error: [{match: All, class: Null}]}}\n")

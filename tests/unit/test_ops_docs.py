@@ -38,7 +38,7 @@ def test_yaml_example_loads(section):
     data = yaml.safe_load(docs_gen.example_yaml(section))
     data.setdefault("spoolmanager", {})["processors"] = PROCESSORS
     config = load_config_text(yaml.safe_dump(data), "yaml")
-    assert config is not None
+    assert config.warnings == [], "a documented example must load without warnings"
 
 
 @pytest.mark.parametrize("section", WITH_EXAMPLES, ids=lambda s: s.title.split()[0])

@@ -5,16 +5,16 @@ from __future__ import annotations
 import pytest
 
 from mailet_mta.api import ConfigurationError, Mail, MailAddress
+from mailet_mta.testing import FakeMailContext, run
 from mailets.mailets.recipient_rewrite_table import RecipientRewriteTable
 from mailets.rewrite_mappings import MAX_DEPTH, parse_mapping_entries
-from tests.support.memory_context import MemoryContext, run
 
 A = MailAddress.parse
 
 
 def rewrite(stored=None, recipients=("bob@example.com",), **params):
     """Run the mailet on a mail; returns (mail, context)."""
-    ctx = MemoryContext(domains=["example.com", "alias.example"], mappings=stored or {})
+    ctx = FakeMailContext(domains=["example.com", "alias.example"], mappings=stored or {})
     mailet = ctx.mailet(RecipientRewriteTable, **params)
     mail = Mail(sender=A("eve@remote.org"), recipients=[A(r) for r in recipients],
                 message=b"Subject: x\r\n\r\nbody\r\n")
@@ -197,13 +197,13 @@ def test_configured_regex_with_commas_is_one_entry():
     ("example.com=error:", "error:"),
 ])
 def test_invalid_configured_mappings_are_refused_at_init(entry, message):
-    ctx = MemoryContext()
+    ctx = FakeMailContext()
     with pytest.raises(ConfigurationError, match=message):
         ctx.mailet(RecipientRewriteTable, mapping=entry)
 
 
 def test_required_processors_names_the_error_processor():
-    ctx = MemoryContext()
+    ctx = FakeMailContext()
     assert ctx.mailet(RecipientRewriteTable).required_processors() == ["error", "root"]
     assert ctx.mailet(RecipientRewriteTable, errorProcessor="rrt-error") \
         .required_processors() == ["rrt-error", "root"]

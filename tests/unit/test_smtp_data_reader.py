@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from mailet_mta.smtp.data_reader import (CountedChunkReader, DotDataReader, HeaderBlockGuard,
-                                        LineEndCheck)
+from mailet_mta.smtp.data_reader import (
+    CountedChunkReader,
+    DotDataReader,
+    HeaderBlockGuard,
+    LineEndCheck,
+)
 
 
 def read_all(pieces, limit=0):

@@ -9,9 +9,18 @@ from twisted.internet import defer, reactor
 from twisted.internet.task import deferLater
 
 from mailet_mta.address import MailAddress
-from mailet_mta.api import (ATTR_AUTH_NETWORK, ATTR_AUTH_USER, ATTR_BODY, ATTR_DSN_ENVID,
-                            ATTR_DSN_RCPT, ATTR_DSN_RET, ATTR_HELO, ATTR_REMOTE_ADDR,
-                            ATTR_SMTPUTF8, ATTR_TLS)
+from mailet_mta.api import (
+    ATTR_AUTH_NETWORK,
+    ATTR_AUTH_USER,
+    ATTR_BODY,
+    ATTR_DSN_ENVID,
+    ATTR_DSN_RCPT,
+    ATTR_DSN_RET,
+    ATTR_HELO,
+    ATTR_REMOTE_ADDR,
+    ATTR_SMTPUTF8,
+    ATTR_TLS,
+)
 from tests.support.smtp_backend import FakeSession
 
 TX = b"MAIL FROM:<x@remote.net>\r\nRCPT TO:<alice@example.com>\r\n"

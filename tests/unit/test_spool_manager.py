@@ -10,8 +10,13 @@ from sqlalchemy import func, select
 from twisted.internet import defer, task
 
 from mailet_mta.api import Mail, MailAddress
-from mailet_mta.config.model import (MailetSpec, ProcessorSpec, ServerConfig,
-                                     SpoolManagerConfig, StorageConfig)
+from mailet_mta.config.model import (
+    MailetSpec,
+    ProcessorSpec,
+    ServerConfig,
+    SpoolManagerConfig,
+    StorageConfig,
+)
 from mailet_mta.context import MailetContext
 from mailet_mta.directory import Directory
 from mailet_mta.spool.manager import SpoolManager
@@ -39,7 +44,8 @@ def harness(db_url, tmp_path):
         db.start()
         blobs = BlobStore(tmp_path / "blobs", inline_limit=1024)
         procs = {n: ProcessorSpec(name=n, mailets=p) for n, p in processors.items()}
-        procs.setdefault("error", ProcessorSpec(name="error", mailets=[spec("KeepIn", repository="error-proc")]))
+        procs.setdefault("error", ProcessorSpec(
+            name="error", mailets=[spec("KeepIn", repository="error-proc")]))
         config = ServerConfig(servernames=["example.com"],
                               storage=StorageConfig(data_dir=str(tmp_path)),
                               spoolmanager=SpoolManagerConfig(processors=procs))
@@ -179,7 +185,7 @@ async def test_rows_present_at_start_are_claimed_and_processed(harness, db_url, 
     blobs = BlobStore(tmp_path / "blobs", inline_limit=1024)
     from mailet_mta.spool import store
     with db.engine.begin() as conn:
-        for i in range(30):
+        for _ in range(30):
             mail, body = new_mail(n=2)
             ref = blobs.from_bytes(body)
             blobs.insert_row(conn, ref)

@@ -8,6 +8,7 @@ import email.policy
 import pytest
 
 from mailet_mta.api import ATTR_SENT_BY_MAILET, ConfigurationError, Mail, MailAddress
+from mailet_mta.testing import FakeMailContext, run
 from mailets.mailets.add_footer import AddFooter
 from mailets.mailets.forward import Forward
 from mailets.mailets.log_message import LogMessage
@@ -19,7 +20,6 @@ from mailets.mailets.redirect import Redirect
 from mailets.mailets.set_mail_attribute import SetMailAttribute
 from mailets.mailets.to_processor import ToProcessor
 from mailets.mailets.to_repository import ToRepository, repository_name
-from tests.support.memory_context import MemoryContext, run
 
 A = MailAddress.parse
 PLAIN = (b"From: Eve <eve@remote.org>\r\nTo: bob@example.com\r\nSubject: Hello\r\n"
@@ -28,7 +28,7 @@ PLAIN = (b"From: Eve <eve@remote.org>\r\nTo: bob@example.com\r\nSubject: Hello\r
 
 @pytest.fixture
 def ctx():
-    return MemoryContext(domains=["example.com", "example.net"],
+    return FakeMailContext(domains=["example.com", "example.net"],
                          users=["bob@example.com", "postmaster@example.com"])
 
 
@@ -402,8 +402,9 @@ def test_standard_names_resolve_to_exactly_one_class_each():
 
     matchers = classes_in(mailets.matchers)
     mailet_classes = classes_in(mailets.mailets)
-    expected_matchers = """All RecipientIsLocal HostIsLocal HostIs UserIs RecipientIs RecipientIsRegex
-        SenderIs SenderIsRegex SenderIsNull SenderIsLocal SenderHostIs RemoteAddrInNetwork
+    expected_matchers = """All RecipientIsLocal HostIsLocal HostIs UserIs RecipientIs
+        RecipientIsRegex SenderIs SenderIsRegex SenderIsNull SenderIsLocal SenderHostIs
+        RemoteAddrInNetwork
         RemoteAddrNotInNetwork SMTPAuthSuccessful SMTPAuthUserIs SMTPIsAuthNetwork
         SentByMailet RelayLimit HasHeader HasMailAttribute HasAttachment SizeGreaterThan
         SubjectStartsWith SubjectIs IsSingleRecipient TooManyRecipients""".split()

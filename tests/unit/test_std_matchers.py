@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from mailet_mta.api import (ATTR_AUTH_NETWORK, ATTR_AUTH_USER, ATTR_SENT_BY_MAILET,
-                            ConfigurationError, Mail, MailAddress)
+from mailet_mta.api import (
+    ATTR_AUTH_NETWORK,
+    ATTR_AUTH_USER,
+    ATTR_SENT_BY_MAILET,
+    ConfigurationError,
+    Mail,
+    MailAddress,
+)
+from mailet_mta.testing import FakeMailContext, run
 from mailets.matchers.all import All
 from mailets.matchers.attachments import HasAttachment
 from mailets.matchers.headers import HasHeader, SubjectIs, SubjectStartsWith
@@ -15,19 +22,27 @@ from mailets.matchers.network import RemoteAddrInNetwork, RemoteAddrNotInNetwork
 from mailets.matchers.recipient_count import IsSingleRecipient, TooManyRecipients
 from mailets.matchers.recipient_lists import HostIs, RecipientIs, RecipientIsRegex, UserIs
 from mailets.matchers.relay_limit import RelayLimit
-from mailets.matchers.sender import (SenderHostIs, SenderIs, SenderIsLocal, SenderIsNull,
-                                     SenderIsRegex)
+from mailets.matchers.sender import (
+    SenderHostIs,
+    SenderIs,
+    SenderIsLocal,
+    SenderIsNull,
+    SenderIsRegex,
+)
 from mailets.matchers.size import SizeGreaterThan
-from mailets.matchers.smtp_session import (SentByMailet, SMTPAuthSuccessful, SMTPAuthUserIs,
-                                           SMTPIsAuthNetwork)
-from tests.support.memory_context import MemoryContext, run
+from mailets.matchers.smtp_session import (
+    SentByMailet,
+    SMTPAuthSuccessful,
+    SMTPAuthUserIs,
+    SMTPIsAuthNetwork,
+)
 
 A = MailAddress.parse
 
 
 @pytest.fixture
 def ctx():
-    return MemoryContext(domains=["example.com", "example.net"],
+    return FakeMailContext(domains=["example.com", "example.net"],
                          users=["bob@example.com", "alice@example.net"])
 
 
@@ -228,7 +243,7 @@ def test_relay_limit_refuses_a_bad_number(ctx, condition):
 
 
 def test_relay_limit_does_not_parse_the_body():
-    ctx = MemoryContext()
+    ctx = FakeMailContext()
     mail = make_mail(message=received(1))
     ctx.matcher(RelayLimit, "1").match(mail)
     assert mail._message is None
@@ -283,7 +298,8 @@ MULTIPART_WITH_ATTACHMENT = (
 MULTIPART_WITHOUT = MULTIPART_WITH_ATTACHMENT.replace(
     b"Content-Disposition: attachment; filename=a.pdf\r\n", b"")
 MULTIPART_NAMED_ONLY = MULTIPART_WITH_ATTACHMENT.replace(
-    b"Content-Disposition: attachment; filename=a.pdf", b"Content-Disposition: inline; filename=a.pdf")
+    b"Content-Disposition: attachment; filename=a.pdf",
+    b"Content-Disposition: inline; filename=a.pdf")
 
 
 @pytest.mark.parametrize("message,expected", [

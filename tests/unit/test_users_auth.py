@@ -129,7 +129,8 @@ async def test_throttled_ip_fails_fast_but_other_ips_still_log_in(db):
 @pytest_twisted.ensureDeferred
 async def test_login_with_outdated_hash_stores_a_fresh_one(db):
     from argon2 import PasswordHasher
-    from twisted.internet import reactor, task as ttask
+    from twisted.internet import reactor
+    from twisted.internet import task as ttask
 
     old = PasswordHasher(time_cost=1, memory_cost=8192, parallelism=1).hash("right")
     with db.transaction() as conn:

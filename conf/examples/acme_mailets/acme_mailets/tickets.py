@@ -16,7 +16,7 @@ class SubjectHasTicket(GenericMatcher):
     def init_matcher(self):
         prefix = self.condition.strip()
         if not prefix.isalnum():
-            self._fail(f"the ticket prefix must be letters and digits, not {prefix!r}")
+            self.fail(f"the ticket prefix must be letters and digits, not {prefix!r}")
         self.pattern = re.compile(r"\[%s-(\d+)\]" % re.escape(prefix), re.I)
 
     def match(self, mail):
