@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import signal
 import threading
+import weakref
+from functools import partial
 
 from twisted.internet import defer, threads
 from twisted.logger import Logger
@@ -27,10 +29,11 @@ from .api import ConfigurationError
 
 log = Logger(namespace="mailet_mta.reload")
 
+_reloading: "weakref.WeakSet" = weakref.WeakSet()     # servers with a reload under way
+
 
 def install_reload(server) -> None:
     """Make SIGHUP reload ``server``'s configuration file (main thread only)."""
-    server.reload = lambda: reload_config(server)
     if threading.current_thread() is not threading.main_thread():
         return
     if not hasattr(signal, "SIGHUP"):
@@ -57,10 +60,10 @@ def reload_config(server):
         log.warn("reload: the server runs the embedded default configuration; there is "
                  "no file to re-read (start it with --config FILE)")
         return False
-    if getattr(server, "_reloading", False):
+    if server in _reloading:
         log.warn("reload: a reload is already in progress; ignoring this one")
         return False
-    server._reloading = True
+    _reloading.add(server)
     try:
         log.info("reload: reading {path}", path=path)
         try:
@@ -80,7 +83,7 @@ def reload_config(server):
                  notes="".join(f"; {note}" for note in plan.notes))
         return True
     finally:
-        server._reloading = False
+        _reloading.discard(server)
 
 
 def _load(path):
@@ -90,11 +93,12 @@ def _load(path):
 
 
 class Plan:
-    """Everything a new configuration needs, built and checked before it is applied."""
+    """Everything a new configuration needs, built and checked before it is applied:
+    ``steps``, the ``reconfigure`` calls of the server's parts, in order."""
 
     def __init__(self, server, config):
         from .context import MailetContext
-        from .logging_setup import check_logging
+        from .logging_setup import check_logging, reconfigure as reconfigure_logging
         from .spool.processor import Pipeline
 
         self.server = server
@@ -107,11 +111,21 @@ class Plan:
         check_logging(config.logging)
         self.listeners = self._listeners(old, config)
         self._metrics_note(old, config)
-        self.context = MailetContext(config, server.directory, server.blobs,
-                                     spool=server.spool,
-                                     resolver=getattr(server, "resolver", None),
-                                     outgoing=getattr(server, "outgoing", None))
-        self.pipeline = Pipeline(config.spoolmanager, self.context)
+        context = MailetContext(config, server.directory, server.blobs,
+                                intake=server.intake, resolver=server.resolver,
+                                outgoing=server.outgoing)
+        pipeline = Pipeline(config.spoolmanager, context, server.observer)
+        self.steps = [
+            partial(server.reconfigure, config),
+            partial(server.directory.reconfigure, config),
+            partial(server.outgoing.reconfigure, config),
+            *(_listener_step(kind, svc, cfg, tls, config)
+              for kind, svc, cfg, tls in self.listeners),
+            partial(server.authenticator.throttle.reconfigure, config.auth_throttle),
+            lambda: self.notes.extend(reconfigure_logging(config.logging)),
+            # Last: the runner may start queued mails at once, on the new pipeline.
+            partial(server.spool.reconfigure, config, pipeline),
+        ]
 
     def _listeners(self, old, new) -> list:
         """(service, new listener config, new TLS context) for each running listener."""
@@ -159,31 +173,15 @@ class Plan:
 
     # -- the swap (nothing below may fail on a valid plan) ------------------------------
     def apply(self) -> None:
-        from .logging_setup import reconfigure
+        for step in self.steps:
+            step()
 
-        server, config = self.server, self.config
-        old_pipeline = server.pipeline
-        server.config = config
-        server.context = self.context
-        server.pipeline = self.pipeline
-        spool = server.spool
-        spool.pipeline = self.pipeline
-        sm = config.spoolmanager
-        spool.threads = max(1, sm.threads)
-        spool.max_tries = sm.max_tries
-        spool.error_repository = sm.error_repository
-        from .directory import configured_mappings
 
-        server.directory.reconfigure(config, configured_mappings(config.spoolmanager))
-        if getattr(server, "outgoing", None) is not None:
-            server.outgoing.reconfigure(config)
-        for kind, svc, cfg, context in self.listeners:
-            (_apply_smtp if kind == "smtp" else _apply_pop3)(svc, cfg, context, config)
-        if getattr(server, "authenticator", None) is not None:
-            server.authenticator.throttle.reconfigure(config.auth_throttle)
-        self.notes.extend(reconfigure(config.logging))
-        _retire(spool, old_pipeline)
-        spool._pump()     # more threads may take queued mails now
+def _listener_step(kind, svc, cfg, context, config):
+    """The call that gives a running listener its new settings."""
+    if hasattr(svc, "reconfigure"):
+        return partial(svc.reconfigure, config)
+    return partial(_apply_smtp if kind == "smtp" else _apply_pop3, svc, cfg, context, config)
 
 
 def _storage_key(config):
@@ -228,10 +226,3 @@ def _swap_wrapper_context(port, context, name) -> None:
     else:
         log.warn("reload: the certificate of implicit-TLS listener {name} is applied at "
                  "the next restart", name=name)
-
-
-def _retire(spool, pipeline) -> None:
-    """Destroy ``pipeline`` once the mails running on it are done (spool idle)."""
-    d = spool.wait_idle()
-    d.addCallback(lambda _: pipeline.destroy())
-    d.addErrback(lambda f: log.failure("destroying the previous pipeline failed", f))

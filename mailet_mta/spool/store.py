@@ -108,14 +108,33 @@ def claim(conn: Connection, owner: str, lease_seconds: float, limit: int) -> lis
     return names
 
 
-def renew_leases(conn: Connection, owner: str, lease_seconds: float) -> int:
-    res = conn.execute(update(S).where(S.c.owner == owner)
-                       .values(lease_until=time.time() + lease_seconds))
-    return res.rowcount
+def renew_leases(conn: Connection, owner: str, lease_seconds: float,
+                 names: list[str]) -> int:
+    """Extend the leases ``owner`` holds on the mails ``names`` (those in flight);
+    → how many rows were extended."""
+    until = time.time() + lease_seconds
+    renewed = 0
+    for start in range(0, len(names), 500):
+        res = conn.execute(update(S).where(and_(S.c.owner == owner,
+                                                S.c.name.in_(names[start:start + 500])))
+                           .values(lease_until=until))
+        renewed += res.rowcount
+    return renewed
 
 
 def release_all(conn: Connection, owner: str) -> None:
+    """Give up every lease ``owner`` holds (a clean stop)."""
     conn.execute(update(S).where(S.c.owner == owner).values(owner=None, lease_until=None))
+
+
+def release_every_lease(conn: Connection) -> None:
+    """Give up every lease of every node (a SQLite spool has one process)."""
+    conn.execute(update(S).values(owner=None, lease_until=None))
+
+
+def remove_statements(name: str) -> list:
+    """The writes that take the finished mail ``name`` out of the spool."""
+    return [(DELETE_SPOOL, {"mail_name": name})]
 
 
 def load_mails(conn: Connection, names: list[str], blobs: BlobStore) -> list[Mail]:

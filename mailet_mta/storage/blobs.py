@@ -135,6 +135,11 @@ class BlobWriter:
                 pass
 
 
+def blob_dir(config) -> Path:
+    """Where large message files live: storage.blob_dir or <data_dir>/blobs."""
+    return Path(config.storage.blob_dir or Path(config.storage.data_dir) / "blobs")
+
+
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:

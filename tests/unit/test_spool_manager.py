@@ -7,15 +7,17 @@ import json
 import pytest
 import pytest_twisted
 from sqlalchemy import func, select
-from twisted.internet import defer, task
+from twisted.internet import defer, reactor, task
 
 from mailet_mta.api import Mail, MailAddress
 from mailet_mta.config.model import (MailetSpec, ProcessorSpec, ServerConfig,
                                      SpoolManagerConfig, StorageConfig)
 from mailet_mta.context import MailetContext
 from mailet_mta.directory import Directory
-from mailet_mta.spool.manager import SpoolManager
+from mailet_mta.spool.intake import SpoolIntake
 from mailet_mta.spool.processor import Pipeline
+from mailet_mta.spool.run_queue import RunQueue
+from mailet_mta.spool.runner import SpoolRunner
 from mailet_mta.storage import schema
 from mailet_mta.storage.blobs import BlobStore
 from mailet_mta.storage.db import Database
@@ -33,7 +35,7 @@ def spec(mailet, **params):
 def harness(db_url, tmp_path):
     made = []
 
-    def build(processors, max_tries=3):
+    def build(processors, max_tries=3, lease_seconds=300.0):
         db = Database(db_url)
         db.upgrade()
         db.start()
@@ -44,11 +46,12 @@ def harness(db_url, tmp_path):
                               storage=StorageConfig(data_dir=str(tmp_path)),
                               spoolmanager=SpoolManagerConfig(processors=procs))
         directory = Directory(db, config.servernames, config.postmaster_address)
-        ctx = MailetContext(config, directory, blobs)
+        queue = RunQueue(reactor)
+        intake = SpoolIntake(db, blobs, queue, node_name="n1", lease_seconds=lease_seconds)
+        ctx = MailetContext(config, directory, blobs, intake=intake)
         pipeline = Pipeline(config.spoolmanager, ctx)
-        sm = SpoolManager(db, blobs, pipeline, threads=4, max_tries=max_tries,
-                          node_name="n1", poll_interval=0.05)
-        ctx.spool = sm
+        sm = SpoolRunner(db, blobs, queue, intake, pipeline, threads=4, max_tries=max_tries,
+                         node_name="n1", poll_interval=0.05, lease_seconds=lease_seconds)
         sm.startService()
         made.append((sm, db))
         return sm, db, blobs
@@ -83,7 +86,7 @@ async def accept(sm, blobs, mail, body):
     w = blobs.writer()
     w.write(body)
     ref = await w.finish()
-    await sm.accept(mail, ref)
+    await sm.intake.accept(mail, ref)
 
 
 async def settle(sm, db, seconds=5.0):
@@ -178,3 +181,32 @@ async def test_rows_present_at_start_are_claimed_and_processed(harness, db_url, 
     with db2.engine.connect() as conn:
         rcpts = conn.execute(select(schema.repository_mails.c.recipients)).scalars().first()
     assert len(json.loads(rcpts)) == 2
+
+
+@pytest_twisted.ensureDeferred
+async def test_mail_whose_failure_could_not_be_recorded_runs_again_without_restart(
+        harness, monkeypatch):
+    # The run fails, and so does the write that records the failure: the row stays
+    # leased to this node. Only mails in flight have their lease renewed, so the lease
+    # runs out and the next poll takes the mail back.
+    from mailet_mta.spool import store
+    plugins.FLAKY_FAILS.clear()
+    real, calls = store.record_failure, []
+
+    def record_failure_fails_once(conn, *args):
+        # The writer tries a failed batch's writes once more alone: fail both attempts.
+        calls.append(args)
+        if len(calls) <= 2:
+            raise RuntimeError("disk full")
+        return real(conn, *args)
+
+    monkeypatch.setattr(store, "record_failure", record_failure_fails_once)
+    sm, db, blobs = harness({"root": [spec("Flaky", fails="1", on_mailet="propagate"),
+                                      spec("KeepIn", repository="done")]},
+                            lease_seconds=1.5)
+    mail, body = new_mail()
+    await accept(sm, blobs, mail, body)
+    await settle(sm, db, 10.0)
+    assert 1 <= len(calls) <= 2           # the failure was never recorded
+    assert count(db, schema.repository_mails, repository="done") == 1
+    assert count(db, schema.spool) == 0
