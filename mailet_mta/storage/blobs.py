@@ -171,10 +171,16 @@ class BlobStore:
 
     # -- the table -------------------------------------------------------------------
     @staticmethod
+    def row_statement(ref: BlobRef) -> tuple:
+        """(statement, parameters) that record ``ref`` in the blobs table; the
+        database writer groups equal statements of a batch into one executemany."""
+        return (_INSERT_BLOB, {"id": ref.id, "size": ref.size, "data": ref.data,
+                               "created": time.time()})
+
+    @staticmethod
     def insert_row(conn: Connection, ref: BlobRef) -> None:
         """Record ``ref`` in the blobs table (inside the caller's transaction)."""
-        execute(conn, _INSERT_BLOB, {"id": ref.id, "size": ref.size, "data": ref.data,
-                                     "created": time.time()})
+        execute(conn, *BlobStore.row_statement(ref))
 
     def source(self, blob_id: str, size: int, data: bytes | None) -> MessageSource:
         """A MessageSource for a blob row: in memory if inline, else read from its file."""

@@ -23,7 +23,7 @@ from sqlalchemy.exc import IntegrityError
 from ..api import MessagingError
 from ..mail import MessageSource
 from . import schema
-from .db import execute, fetch_chunks
+from .db import execute, fetch_chunks, fetch_one
 
 __all__ = ["QuotaExceeded", "MessageInfo", "MessageContent", "format_prefix",
            "get_or_create_mailbox", "store_message", "message_row_chunks", "mailbox_state",
@@ -166,10 +166,10 @@ def store_message(conn: Connection, user: str, folder: str, blob_id: str, prefix
     total = len(prefix) + size
     if conn.dialect.update_returning:
         params = {"b_user": user, "b_folder": folder}
-        row = execute(conn, _TAKE_UID, params).fetchone()
+        row = fetch_one(conn, _TAKE_UID, params)
         if row is None:
             _create_mailbox(conn, user, folder)
-            row = execute(conn, _TAKE_UID, params).fetchone()
+            row = fetch_one(conn, _TAKE_UID, params)
         box_id, uid_next, quota = row
         uid = uid_next - 1
         _check_quota(conn, user, quota, total)
@@ -202,7 +202,7 @@ def mailbox_state(conn: Connection, user: str, folder: str = "INBOX") -> tuple |
     takes a fresh uid from ``uid_next``, and every removal lowers the count. A cached
     listing is valid while the state it was read at is the mailbox's state.
     """
-    row = execute(conn, _MAILBOX_STATE, {"b_user": user, "b_folder": folder}).fetchone()
+    row = fetch_one(conn, _MAILBOX_STATE, {"b_user": user, "b_folder": folder})
     return tuple(row) if row is not None else None
 
 

@@ -210,3 +210,18 @@ async def test_mail_whose_failure_could_not_be_recorded_runs_again_without_resta
     assert 1 <= len(calls) <= 2           # the failure was never recorded
     assert count(db, schema.repository_mails, repository="done") == 1
     assert count(db, schema.spool) == 0
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_mail_with_an_attribute_json_cannot_hold_is_spooled_with_its_str(harness):
+    # Spool, repository and outgoing rows serialise a mail's envelope one way.
+    import datetime
+    sm, db, blobs = harness({"root": [spec("KeepIn", repository="kept")]})
+    mail, _body = new_mail()
+    when = datetime.datetime(2026, 12, 3, 12, 0)
+    mail.set_attribute("seen", when)
+    await sm.intake.inject(mail)
+    await settle(sm, db)
+    with db.engine.connect() as conn:
+        attributes = conn.execute(select(schema.repository_mails.c.attributes)).scalar_one()
+    assert json.loads(attributes)["seen"] == str(when)
