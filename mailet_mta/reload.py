@@ -10,6 +10,9 @@ open keep the settings they started with; new ones get the new settings.
 What needs a restart (the log says so): ``storage``, listeners added, removed or moved
 to another endpoint, ``metrics.listen``, ``logging.file``/``format``.
 
+Each part applies its own settings: the plan is a list of ``reconfigure`` calls (the
+server, the directory, the outgoing queue, the listeners, the login throttle, the
+logging, and last the spool runner, which retires its previous pipeline itself).
 Everything new is built before anything is swapped: a file that does not load, a
 mailet that does not init, a certificate that does not read — the error is logged
 with its ``file:line`` and the running configuration stays in force.

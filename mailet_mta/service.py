@@ -1,7 +1,12 @@
 """Builds the running server — one Twisted ``MultiService`` — from a ServerConfig.
 
-Start order: database (migrations, writer thread), directory, spool manager, outgoing
-queue, then the listeners. Stop order is the reverse: listeners close first (SMTP
+:class:`MailServer` assembles every part in one pass, each from the parts built before
+it: storage, the directory, the spool (run queue, intake, mailet context, pipeline,
+runner), the outgoing queue, the listeners. Nothing is wired in afterwards.
+
+Start order: database (migrations, writer thread), directory, spool runner, outgoing
+queue, then the listeners; ``startService`` returns a Deferred that fires once every
+listener listens (:meth:`MailServer.when_ready`). Stop order is the reverse: listeners close first (SMTP
 sessions get ``421``), in-flight mails finish their runs, the writer drains, and the
 database closes. The bound addresses of all listeners are written to
 ``<data_dir>/listeners.json`` once they listen (useful with port 0).
