@@ -225,3 +225,24 @@ async def test_a_mail_with_an_attribute_json_cannot_hold_is_spooled_with_its_str
     with db.engine.connect() as conn:
         attributes = conn.execute(select(schema.repository_mails.c.attributes)).scalar_one()
     assert json.loads(attributes)["seen"] == str(when)
+
+
+@pytest_twisted.ensureDeferred
+async def test_reconfigure_takes_the_new_limits_and_pipeline_and_retires_the_old_one(harness):
+    sm, db, blobs = harness({"root": [spec("KeepIn", repository="old")]})
+    old = sm.pipeline
+    destroyed = []
+    old.destroy = lambda: destroyed.append(True)
+    procs = {"root": ProcessorSpec(name="root", mailets=[spec("KeepIn", repository="new")]),
+             "error": ProcessorSpec(name="error", mailets=[spec("KeepIn", repository="e")])}
+    config = ServerConfig(servernames=["example.com"], spoolmanager=SpoolManagerConfig(
+        processors=procs, threads=9, max_tries=7, error_repository="kept-errors"))
+    sm.reconfigure(config, Pipeline(config.spoolmanager, old.context))
+    assert (sm.threads, sm.max_tries, sm.error_repository) == (9, 7, "kept-errors")
+    await sm.wait_idle()
+    assert destroyed == [True]
+    mail, body = new_mail()
+    await accept(sm, blobs, mail, body)
+    await settle(sm, db)
+    assert count(db, schema.repository_mails, repository="new") == 1
+    assert count(db, schema.repository_mails, repository="old") == 0
