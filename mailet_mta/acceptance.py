@@ -22,8 +22,14 @@ from .smtp.backend import AuthThrottled, ISMTPBackend, MailRefused
 class SpoolBackend:
     """ISMTPBackend over the directory, the authenticator, the blob store and the spool."""
 
-    def __init__(self, server_config, listener_config, directory, authenticator, blobs, spool):
+    def __init__(self, server_config, listener_config, directory, authenticator, blobs, spool,
+                 context=None):
         self.server_name = listener_config.helo_name or server_config.server_name
+        self.dmarc_reject = None
+        if getattr(listener_config, "dmarc_reject", False) and context is not None:
+            from .dmarc_at_data import DMARCRejectCheck
+
+            self.dmarc_reject = DMARCRejectCheck(context)
         self.directory = directory
         self.authenticator = authenticator
         self.blobs = blobs
@@ -71,6 +77,10 @@ class SpoolBackend:
         return not self.directory.mailbox_full(addr, size)
 
     def accept(self, mail, blob):
+        if self.dmarc_reject is not None and self.dmarc_reject.applies_to(mail):
+            d = self.dmarc_reject.check(mail)
+            d.addCallback(lambda _: self._accept_within_quota(mail, blob))
+            return d.addErrback(_storage_full_as_enospc)
         return self._accept_within_quota(mail, blob).addErrback(_storage_full_as_enospc)
 
     def _accept_within_quota(self, mail, blob):
@@ -78,6 +88,8 @@ class SpoolBackend:
         exact usage, read off the reactor): then ``552 5.2.2`` and nothing is kept.
         Recipients with room get the mail; a full one gets a delivery report."""
         directory = self.directory
+        if not directory.quotas:
+            return self.spool.accept(mail, blob)
         users = {u for rcpt in mail.recipients for u in directory.delivery_users(rcpt)
                  if u in directory.quotas}
         if not users:

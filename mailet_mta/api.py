@@ -204,6 +204,13 @@ class IMailetContext(Interface):
     def mx_hosts(domain):
         """Deferred → list of (preference, host) for ``domain``, MX then A fallback."""
 
+    def dns_lookup(name, rrtype="TXT"):
+        """Deferred → the ``rrtype`` records of ``name`` from DNS (``dns.servers``),
+        never blocking the reactor. ``rrtype`` is TXT (each record as bytes, its
+        strings joined), A or AAAA (address text), MX (``(preference, host)``) or PTR
+        (host). No such name or record → ``[]``; a timeout or server failure fails
+        with :class:`TemporaryError`. Used by DKIM, SPF and DMARC."""
+
     def store_in_mailbox(user, mail, folder="INBOX", prefix_headers=()):
         """Store ``mail`` for local ``user`` (shared blob, no copy) with the trace
         headers ``prefix_headers`` ([(name, value)]) put in front; a Deferred that

@@ -16,7 +16,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from .address import MailAddress
-from .api import ATTR_SENT_BY_MAILET, ATTR_SMARTHOST, IMailetContext, Mail
+from .api import ATTR_SENT_BY_MAILET, ATTR_SMARTHOST, IMailetContext, Mail, TemporaryError
 from .directory import Directory
 from .logging_setup import log_local_delivery
 from .mail import MAIL_POLICY
@@ -66,6 +66,18 @@ class MailetContext:
             return defer.fail(RuntimeError("no DNS resolver is configured"))
         return self.resolver.mx_hosts(domain).addCallback(
             lambda hosts: [(pref, host) for pref, host, _port in hosts])
+
+    def dns_lookup(self, name, rrtype="TXT"):
+        from .delivery.resolver import DNSTemporaryError
+
+        if self.resolver is None:
+            return defer.fail(TemporaryError("no DNS resolver is configured"))
+
+        def temporary(failure):
+            failure.trap(DNSTemporaryError)
+            raise TemporaryError(str(failure.value))
+
+        return self.resolver.records(str(name), rrtype).addErrback(temporary)
 
     def run_in_worker(self, fn, *args, **kwargs):
         return mailet_workers.run_in_worker(fn, *args, **kwargs)

@@ -345,6 +345,8 @@ class Directory:
     def mailbox_full(self, address, size: int, usage: dict | None = None) -> bool:
         """True when every mailbox ``address`` delivers to is too full for ``size``
         octets (False for remote addresses and users without a quota)."""
+        if not self.quotas:         # the common case costs no rewrite-table walk
+            return False
         users = self.delivery_users(address)
         return bool(users) and all(
             self.over_quota(u, size, None if usage is None else usage.get(u, 0))

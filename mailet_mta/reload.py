@@ -122,8 +122,8 @@ class Plan:
             partial(server.reconfigure, config),
             partial(server.directory.reconfigure, config),
             partial(server.outgoing.reconfigure, config),
-            *(_listener_step(kind, svc, cfg, tls, config)
-              for kind, svc, cfg, tls in self.listeners),
+            *(partial(svc.reconfigure, cfg, config, prepared)
+              for svc, cfg, prepared in self.listeners),
             partial(server.authenticator.throttle.reconfigure, config.auth_throttle),
             lambda: self.notes.extend(reconfigure_logging(config.logging)),
             # Last: the runner may start queued mails at once, on the new pipeline.
@@ -131,9 +131,8 @@ class Plan:
         ]
 
     def _listeners(self, old, new) -> list:
-        """(service, new listener config, new TLS context) for each running listener."""
-        from .tls import server_context
-
+        """(service, new listener config, its prepared settings) for each running
+        listener."""
         running = {(kind, name): svc for name, kind, svc in self.server.listeners
                    if kind in ("smtp", "pop3")}
         wanted = {("smtp", c.name): c for c in new.smtpservers}
@@ -153,15 +152,7 @@ class Plan:
                 self.notes.append(f"{key[0]} listener {key[1]!r} endpoint changed: the new "
                                   f"one is used at the next restart")
                 cfg.listen, cfg.implicit_tls = current.listen, current.implicit_tls
-            if key[0] == "smtp":
-                from .smtp.relay_policy import RelayPolicy
-
-                RelayPolicy(cfg)          # raises ConfigurationError for a bad policy
-            context = server_context(cfg.tls) if cfg.tls is not None else None
-            if cfg.implicit_tls and context is None:
-                raise ConfigurationError(f"{key[0]}server {key[1]}: implicitTLS needs a "
-                                         f"tls certificate", cfg.source)
-            out.append((key[0], svc, cfg, context))
+            out.append((svc, cfg, svc.prepare(cfg)))   # ConfigurationError if bad
         return out
 
     def _metrics_note(self, old, new) -> None:
@@ -180,52 +171,8 @@ class Plan:
             step()
 
 
-def _listener_step(kind, svc, cfg, context, config):
-    """The call that gives a running listener its new settings."""
-    if hasattr(svc, "reconfigure"):
-        return partial(svc.reconfigure, config)
-    return partial(_apply_smtp if kind == "smtp" else _apply_pop3, svc, cfg, context, config)
-
-
 def _storage_key(config):
     s = config.storage
     return (s.url, s.data_dir, s.inline_blob_limit, s.pool_size)
 
 
-def _apply_smtp(svc, cfg, context, server_config) -> None:
-    from .smtp.relay_policy import RelayPolicy
-
-    factory = svc.factory
-    svc.config = cfg
-    factory.config = cfg
-    factory.policy = RelayPolicy(cfg)
-    factory.tls_context = context
-    factory.server_name = cfg.helo_name or server_config.server_name
-    backend = factory.backend
-    if hasattr(backend, "server_name"):
-        backend.server_name = cfg.helo_name or server_config.server_name
-    if cfg.implicit_tls:
-        _swap_wrapper_context(getattr(svc, "port", None), context, cfg.name)
-
-
-def _apply_pop3(svc, cfg, context, _server_config) -> None:
-    svc.config = cfg
-    factory = svc.factory
-    if factory is not None:
-        factory.config = cfg
-        factory.tls_context = None if cfg.implicit_tls else context
-    if cfg.implicit_tls:
-        _swap_wrapper_context(getattr(svc, "listening_port", None), context, cfg.name)
-
-
-def _swap_wrapper_context(port, context, name) -> None:
-    """Give an implicit-TLS listener's TLS wrapper the new certificate."""
-    from twisted.protocols.tls import TLSMemoryBIOFactory
-
-    wrapper = getattr(port, "factory", None)
-    if isinstance(wrapper, TLSMemoryBIOFactory) and hasattr(wrapper, "_creatorCallable"):
-        fresh = TLSMemoryBIOFactory(context, False, wrapper.wrappedFactory)
-        wrapper._creatorCallable = fresh._creatorCallable
-    else:
-        log.warn("reload: the certificate of implicit-TLS listener {name} is applied at "
-                 "the next restart", name=name)

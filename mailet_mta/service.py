@@ -38,9 +38,9 @@ from .directory import Directory, configured_mappings
 from .logging_setup import TrailObserver
 from .metrics import MetricsObserver, metrics_listen, metrics_service
 from .nodes import NodeRegistry
-from .pop3.backend import POP3Backend
 from .pop3.factory import make_pop3_service
 from .reload import install_reload, reload_config
+from .retrieval import DatabaseMailStore
 from .smtp.server import make_smtp_service
 from .spool.intake import SpoolIntake
 from .spool.observer import Observers, PipelineObserver
@@ -170,13 +170,13 @@ class MailServer(MultiService):
         listeners = []
         for cfg in self.config.smtpservers:
             backend = SpoolBackend(self.config, cfg, self.directory, self.authenticator,
-                                   self.blobs, self.intake)
+                                   self.blobs, self.intake, context=self.context)
             listeners.append((cfg.name, "smtp", make_smtp_service(cfg, backend)))
         for cfg in self.config.pop3servers:
             authenticator = Authenticator(self.db, failure_delay=cfg.auth_failure_delay,
                                           throttle=throttle,
                                           default_domain=self.config.server_name)
-            backend = POP3Backend(self.db, self.blobs, authenticator, self.node_name)
+            backend = DatabaseMailStore(self.db, self.blobs, authenticator, self.node_name)
             listeners.append((cfg.name, "pop3", make_pop3_service(cfg, backend)))
         return listeners
 

@@ -244,6 +244,7 @@ SMTP_KEYS: Table = {
     **keys("enable_vrfy", v.boolean, "enableVrfy", "enable_vrfy"),
     **keys("reject_unknown_local_users", v.boolean, "rejectUnknownLocalUsers",
            "reject_unknown_local_users"),
+    **keys("dmarc_reject", v.boolean, "dmarcReject", "dmarc_reject"),
 }
 POP3_KEYS: Table = dict(COMMON_LISTENER_KEYS)
 LISTENER_SPECIAL = ("bind", "port", "enabled", "auth", "tls")

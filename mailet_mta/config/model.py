@@ -130,6 +130,9 @@ class SMTPServerConfig:
     reject_unknown_local_users: bool = doc("550 5.1.1 at RCPT for unknown local users",
                                            default=True)
     auth_failure_delay: float = doc("seconds before answering a failed AUTH", default=1.0)
+    dmarc_reject: bool = doc("check DKIM, SPF and DMARC before 250 on mail from outside "
+                             "and refuse a DMARC p=reject failure with 550 5.7.1 "
+                             "(docs/authentication.md)", default=False)
     tls: TLSConfig | None = doc("certificate for STARTTLS / implicit TLS", default=None)
     source: str | None = None
 

@@ -141,6 +141,53 @@ class Resolver:
             raise DNSPermanentError(f"{host}: no such domain (NXDOMAIN)")
         return []
 
+    # -- any record ---------------------------------------------------------------------
+    @defer.inlineCallbacks
+    def records(self, name: str, rrtype: str = "TXT"):
+        """Deferred → the ``rrtype`` records of ``name`` (TXT, A, AAAA, MX or PTR).
+
+        TXT records come as bytes (the strings of one record joined, RFC 7208 §3.3),
+        A/AAAA as address text, MX as ``(preference, host)``, PTR as a host name. A name
+        that does not exist or has no such record answers ``[]``; CNAMEs are followed by
+        the resolver. Timeouts and server failures fail with :class:`DNSTemporaryError`.
+        """
+        rrtype = rrtype.upper()
+        if rrtype not in _RECORD_TYPES:
+            raise ValueError(f"record type {rrtype!r}: use one of {sorted(_RECORD_TYPES)}")
+        name = name.rstrip(".")
+        try:
+            answers, _auth, _add = yield _lookup_by_type(self.client, name, rrtype)
+        except error.DNSNameError:
+            return []
+        except Exception as exc:  # noqa: BLE001 - classified below
+            raise _classify(exc, name, rrtype) from None
+        wanted = _RECORD_TYPES[rrtype]
+        return [_record_value(rr) for rr in answers if rr.type == wanted]
+
+
+def _lookup_by_type(client, name, rrtype):
+    lookups = {"TXT": client.lookupText, "A": client.lookupAddress,
+               "AAAA": client.lookupIPV6Address, "MX": client.lookupMailExchange,
+               "PTR": client.lookupPointer}
+    return lookups[rrtype](name)
+
+
+_RECORD_TYPES = {"TXT": dns.TXT, "A": dns.A, "AAAA": dns.AAAA, "MX": dns.MX, "PTR": dns.PTR}
+
+
+def _record_value(rr):
+    """One answer record as the plain value ``records`` promises for its type."""
+    payload = rr.payload
+    if rr.type == dns.TXT:
+        return b"".join(payload.data)
+    if rr.type == dns.A:
+        return payload.dottedQuad()
+    if rr.type == dns.AAAA:
+        return socket.inet_ntop(socket.AF_INET6, payload.address)
+    if rr.type == dns.MX:
+        return (payload.preference, str(payload.name).rstrip("."))
+    return str(payload.name).rstrip(".")
+
 
 def _classify(exc: BaseException, name: str, kind: str) -> Exception:
     if isinstance(exc, error.DNSNameError):

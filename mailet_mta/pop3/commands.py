@@ -1,6 +1,6 @@
 """The TRANSACTION-state commands of a POP3 session (RFC 1939 §5).
 
-They answer from the :class:`~mailet_mta.pop3.maildrop.Maildrop` read at login:
+They answer from the :class:`~mailet_mta.mailstore.MessageList` read at login:
 message numbers are 1-based positions in it, and messages marked with DELE vanish from
 every answer until RSET. LIST and UIDL send lines rendered at login.
 """
@@ -11,7 +11,7 @@ import re
 
 from twisted.internet import defer
 
-from .maildrop import Maildrop
+from ..mailstore import MessageList
 
 __all__ = ["TransactionCommands"]
 
@@ -23,7 +23,7 @@ READAHEAD_MESSAGES = 64
 class TransactionCommands:
     """STAT, LIST, UIDL, RETR, TOP, DELE, NOOP, RSET and LAST over ``self._drop``."""
 
-    def _reset_mailbox(self, maildrop: Maildrop) -> None:
+    def _reset_mailbox(self, maildrop: MessageList) -> None:
         self._drop = maildrop
         self._deleted: set[int] = set()
         self._count = len(maildrop)
@@ -42,9 +42,6 @@ class TransactionCommands:
         wanted = ids[number - 1]
         if wanted in self._readahead:
             return defer.succeed(self._readahead.pop(wanted))
-        open_many = getattr(self.backend, "open_messages", None)
-        if open_many is None:
-            return self.backend.open_message(wanted)
         batch, octets = [], 0
         for index in range(number - 1, len(ids)):
             if index in self._deleted:
@@ -58,7 +55,7 @@ class TransactionCommands:
         def keep(found: dict):
             self._readahead = found
             return found.pop(wanted, None)
-        return open_many(batch).addCallback(keep)
+        return self.backend.open_messages(batch).addCallback(keep)
 
     def _message(self, arg: str) -> int | None:
         """The message number of a message-number argument, or None after -ERR."""

@@ -25,9 +25,9 @@ from twisted.protocols.policies import TimeoutMixin
 
 from ..flow.backpressure import COMMANDS_PER_TURN, FlowControl
 from ..flow.lines import TOO_LONG, LineBuffer
+from ..mailstore import MessageList
 from .commands import TransactionCommands
-from .maildrop import Maildrop
-from .streaming import MessageStreamer, content_chunks
+from .streaming import CHUNK, MessageStreamer
 
 __all__ = ["POP3Server"]
 
@@ -48,7 +48,13 @@ COMMAND_STATES = {
 
 
 class POP3Server(TransactionCommands, Protocol, TimeoutMixin):
-    """One POP3 session. Built by :class:`~mailet_mta.pop3.factory.POP3ServerFactory`."""
+    """One POP3 session. Built by :class:`~mailet_mta.pop3.factory.POP3ServerFactory`.
+
+    ``backend`` is the :class:`~mailet_mta.mailstore.IMailStore`; the maildrop is the
+    user's ``folder``.
+    """
+
+    folder = "INBOX"
 
     def __init__(self, config, backend, tls_context=None, clock=None):
         self.config = config
@@ -72,7 +78,7 @@ class POP3Server(TransactionCommands, Protocol, TimeoutMixin):
         self._owner: str | None = None
         self._refresher: task.LoopingCall | None = None
         self._streamer: MessageStreamer | None = None
-        self._reset_mailbox(Maildrop())
+        self._reset_mailbox(MessageList())
 
     # -- connection ------------------------------------------------------------------
     def connectionMade(self) -> None:
@@ -314,7 +320,7 @@ class POP3Server(TransactionCommands, Protocol, TimeoutMixin):
         try:
             locked = yield self.backend.lock(result.user, owner)
             if locked:
-                maildrop = yield self.backend.load_maildrop(result.user)
+                maildrop = yield self.backend.load_listing(result.user, self.folder)
         except Exception:
             log.failure("opening the mailbox of {user} failed", user=result.user)
             if locked:
@@ -402,7 +408,7 @@ class POP3Server(TransactionCommands, Protocol, TimeoutMixin):
         status = b"+OK top of message follows\r\n" if top_lines is not None \
             else b"+OK %d octets\r\n" % self._drop.sizes[number - 1]
         self._streamer = MessageStreamer(self.transport, self._flow, status,
-                                         content_chunks(content), top_lines)
+                                         content.chunks(CHUNK), top_lines)
         try:
             yield self._streamer.start()
         finally:

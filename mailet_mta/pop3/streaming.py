@@ -66,24 +66,6 @@ class TopFilter:
         return chunk
 
 
-def content_chunks(content, chunk_size: int = CHUNK) -> Iterator[bytes]:
-    """The prefix, then the blob in ``chunk_size`` pieces (one open file at a time)."""
-    if content.prefix:
-        yield content.prefix
-    source = content.source
-    if source.in_memory:
-        data = source.read()
-        for start in range(0, len(data), chunk_size):
-            yield data[start:start + chunk_size]
-        return
-    with source.open() as f:
-        while True:
-            block = f.read(chunk_size)
-            if not block:
-                return
-            yield block
-
-
 class MessageStreamer:
     """Writes ``status`` + the message + ``.CRLF`` to ``transport`` as it drains.
 

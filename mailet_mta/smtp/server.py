@@ -5,20 +5,18 @@
 wrapped in TLS from the first byte (port 465). ``stopService`` stops listening, then
 tells each session to close with ``421 4.3.2`` at its next command boundary, lets a
 message being received or committed finish, and aborts what is left after
-``SHUTDOWN_GRACE`` seconds.
+``SHUTDOWN_GRACE`` seconds. The listener's parts shared with POP3 are in
+:mod:`mailet_mta.listener`.
 """
 
 from __future__ import annotations
 
-from twisted.application import service
-from twisted.internet import defer, endpoints
-from twisted.internet.protocol import Factory, Protocol
+from twisted.internet import defer
+from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
-from twisted.protocols.tls import TLSMemoryBIOFactory
 
 from .. import metrics
-from ..api import ConfigurationError
-from ..flow.limits import ConnectionLimits
+from ..listener import ListenerFactory, ListenerService, ListenerSettings
 from .protocol import SMTPServerProtocol
 from .relay_policy import RelayPolicy
 from .replies import format_reply
@@ -39,7 +37,7 @@ class _RefuseProtocol(Protocol):
         self.transport.loseConnection()
 
 
-class SMTPServerFactory(Factory):
+class SMTPServerFactory(ListenerFactory):
     """Builds :class:`SMTPServerProtocol` sessions for one listener.
 
     ``tls_context`` (``mailet_mta.tls.server_context(config.tls)``) enables STARTTLS;
@@ -50,14 +48,10 @@ class SMTPServerFactory(Factory):
     protocol = SMTPServerProtocol
 
     def __init__(self, config, backend, tls_context=None):
-        self.config = config
-        self.backend = backend
-        self.tls_context = tls_context
+        super().__init__(config, backend, tls_context)
         self.implicit_tls = bool(config.implicit_tls)
         self.policy = RelayPolicy(config)
         self.server_name = config.helo_name or backend.server_name
-        self.sessions: set[SMTPServerProtocol] = set()
-        self.limits = ConnectionLimits()
         self.stopping = False
 
     def buildProtocol(self, addr):
@@ -68,7 +62,7 @@ class SMTPServerFactory(Factory):
         if self.stopping:
             refusal = (421, "4.3.2", f"{self.server_name} Service shutting down")
         else:
-            why = self.limits.refusal(ip, cfg)
+            why = self.refusal(ip)
             if why is not None:
                 refusal = (421, "4.7.0",
                            f"{self.server_name} {why[:1].upper()}{why[1:]}, try later")
@@ -77,15 +71,8 @@ class SMTPServerFactory(Factory):
             p.factory = self
             return p
         p = self.protocol(self)
-        p._ip_key = ip
-        self.sessions.add(p)
-        self.limits.opened(ip)
+        self.session_started(p, ip)
         return p
-
-    def session_ended(self, proto) -> None:
-        if proto in self.sessions:
-            self.sessions.discard(proto)
-            self.limits.closed(proto._ip_key)
 
     def close_sessions(self, reactor, grace: float = SHUTDOWN_GRACE) -> defer.Deferred:
         """Ask every session to close (421 at its next command boundary); the Deferred
@@ -108,53 +95,28 @@ class SMTPServerFactory(Factory):
         return done
 
 
-class SMTPService(service.Service):
-    """Listens on ``config.listen``; ``port`` is the IListeningPort once bound and
-    ``listening`` a Deferred firing with it (for ephemeral ports: ``tcp:0``)."""
+class SMTPService(ListenerService):
+    """One ``smtpservers`` entry: a :class:`~mailet_mta.listener.ListenerService` whose
+    reload also applies the relay policy and the host name."""
 
-    def __init__(self, config, factory: SMTPServerFactory, reactor=None):
-        if reactor is None:
-            from twisted.internet import reactor
-        self.config = config
-        self.factory = factory
-        self.reactor = reactor
-        self.port = None
-        self.listening = defer.Deferred()
-        self.setName(f"smtp:{config.name}")
+    kind = "smtp"
+    default_port = 25
 
-    def startService(self):
-        super().startService()
-        try:
-            endpoint = endpoints.serverFromString(self.reactor, self.config.listen)
-        except (ValueError, TypeError) as exc:
-            raise ConfigurationError(
-                f"smtpserver {self.config.name}: listen {self.config.listen!r} is not a "
-                f"Twisted endpoint string ({exc}); write e.g. tcp:25:interface=0.0.0.0",
-                self.config.source) from None
+    def _settings(self, config) -> dict:
+        return {"policy": RelayPolicy(config)}    # ConfigurationError for a bad policy
+
+    def _apply(self, config, server_config, settings: ListenerSettings) -> None:
         factory = self.factory
-        if self.config.implicit_tls and not self.config.listen.startswith("ssl:"):
-            if factory.tls_context is None:
-                raise ConfigurationError(f"smtpserver {self.config.name}: implicit TLS "
-                                         f"needs a tls certificate", self.config.source)
-            factory = TLSMemoryBIOFactory(factory.tls_context, False, factory)
-        d = endpoint.listen(factory)
+        factory.tls_context = settings.tls_context
+        factory.policy = settings.extra["policy"]
+        name = config.helo_name or (server_config.server_name if server_config is not None
+                                    else factory.backend.server_name)
+        factory.server_name = name
+        if hasattr(factory.backend, "server_name"):
+            factory.backend.server_name = name
 
-        def bound(port):
-            self.port = port
-            log.info("SMTP {name} listening on {addr}", name=self.config.name,
-                     addr=port.getHost())
-            return port
-        d.addCallback(bound)
-        d.chainDeferred(self.listening)
-        return d
-
-    @defer.inlineCallbacks
-    def stopService(self):
-        super().stopService()
-        if self.port is not None:
-            yield self.port.stopListening()
-            self.port = None
-        yield self.factory.close_sessions(self.reactor)
+    def _close_sessions(self) -> defer.Deferred:
+        return self.factory.close_sessions(self.reactor)
 
 
 def make_smtp_service(config, backend, reactor=None) -> SMTPService:

@@ -131,16 +131,22 @@ class SpoolRunner(Service):
             self.queue.clear()
             self._maybe_idle()
 
-    def _step(self, run, context) -> None:
+    def _step(self, run, context, result=None) -> None:
         """Drive the coroutine ``run`` until it waits on a Deferred or ends.
 
         What ``ensureDeferred`` does, without its Deferreds: most runs never wait (or
         wait once, for their commit), and each gets its own copy of the context, so
-        ``current_uow`` of one run is not seen by another.
+        ``current_uow`` of one run is not seen by another. ``result`` is what the
+        awaited Deferred fired with: a Failure is thrown into the coroutine at its
+        ``await`` (the Deferred cannot raise it itself while its callbacks still run).
         """
         while True:
             try:
-                awaited = context.run(run.send, None)
+                if isinstance(result, Failure):
+                    failure, result = result, None
+                    awaited = context.run(run.throw, failure.value)
+                else:
+                    awaited = context.run(run.send, None)
             except StopIteration:
                 self._done(None)
                 return
@@ -153,8 +159,9 @@ class SpoolRunner(Service):
                 return
 
     def _resume(self, result, run, context) -> None:
-        # The awaiting Deferred.__iter__ reads the result (or raises the failure) itself.
-        self._step(run, context)
+        # A success is read by the awaiting Deferred.__iter__ itself; a failure is
+        # thrown in, and so consumed here (never "Unhandled error in Deferred").
+        self._step(run, context, result)
 
     def _done(self, _):
         self._running -= 1

@@ -28,8 +28,9 @@ from .db import execute, fetch_chunks, fetch_one
 __all__ = ["QuotaExceeded", "MessageInfo", "MessageContent", "format_prefix",
            "get_or_create_mailbox", "store_message", "message_row_chunks", "mailbox_state",
            "list_messages", "message_content",
-           "message_contents",
-           "delete_messages", "quota_usage", "check_quota", "mailbox_summary"]
+           "message_contents", "folder_states", "message_flags", "store_flags",
+           "delete_messages", "delete_folder_messages", "quota_usage", "check_quota",
+           "mailbox_summary"]
 
 
 class QuotaExceeded(MessagingError, ValueError):
@@ -68,6 +69,23 @@ class MessageContent:
     @property
     def size(self) -> int:
         return len(self.prefix) + (self.source.size or 0)
+
+    def chunks(self, chunk_size: int = 64 * 1024) -> Iterator[bytes]:
+        """The prefix, then the blob in ``chunk_size`` pieces (one open file at a time)."""
+        if self.prefix:
+            yield self.prefix
+        source = self.source
+        if source.in_memory:
+            data = source.read()
+            for start in range(0, len(data), chunk_size):
+                yield data[start:start + chunk_size]
+            return
+        with source.open() as f:
+            while True:
+                block = f.read(chunk_size)
+                if not block:
+                    return
+                yield block
 
 
 def format_prefix(headers) -> bytes:
@@ -259,4 +277,48 @@ def delete_messages(conn: Connection, message_ids) -> int:
         res = conn.execute(delete(schema.messages)
                            .where(schema.messages.c.id.in_(ids[start:start + 500])))
         removed += res.rowcount
+    return removed
+
+
+_FOLDER_STATES = (select(_mb.c.name, _mb.c.uid_validity, _mb.c.uid_next,
+                         select(func.count()).select_from(_msg)
+                         .where((_msg.c.mailbox_id == _mb.c.id)
+                                & (_msg.c.deleted.is_(False)))
+                         .scalar_subquery())
+                  .where(_mb.c.user == bindparam("b_user")).order_by(_mb.c.name))
+
+
+def folder_states(conn: Connection, user: str) -> list[tuple[str, int, int, int]]:
+    """``[(folder, uid_validity, uid_next, message count)]`` of every mailbox of
+    ``user``, by name."""
+    return [tuple(row) for chunk in fetch_chunks(conn, _FOLDER_STATES, {"b_user": user})
+            for row in chunk]
+
+
+def message_flags(conn: Connection, message_ids) -> dict[int, str]:
+    """{message id: flags (space-separated)} for the given ids that exist."""
+    ids = list(message_ids)
+    out: dict[int, str] = {}
+    for start in range(0, len(ids), 500):
+        out.update(conn.execute(select(_msg.c.id, _msg.c.flags)
+                                .where(_msg.c.id.in_(ids[start:start + 500]))).all())
+    return out
+
+
+def store_flags(conn: Connection, flags_by_id: dict[int, str]) -> None:
+    """Write ``{message id: flags (space-separated)}`` inside the caller's transaction."""
+    for mid, flags in flags_by_id.items():
+        conn.execute(update(_msg).where(_msg.c.id == mid).values(flags=flags))
+
+
+def delete_folder_messages(conn: Connection, user: str, folder: str, message_ids) -> int:
+    """Delete those of ``message_ids`` that are in (user, folder); → how many."""
+    box_id = conn.execute(_MAILBOX_ID, {"b_user": user, "b_folder": folder}).scalar()
+    ids = list(message_ids)
+    if box_id is None or not ids:
+        return 0
+    removed = 0
+    for start in range(0, len(ids), 500):
+        removed += conn.execute(delete(_msg).where(
+            (_msg.c.mailbox_id == box_id) & _msg.c.id.in_(ids[start:start + 500]))).rowcount
     return removed

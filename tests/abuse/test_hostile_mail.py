@@ -71,6 +71,10 @@ class NoopProbe:
         return self
 
     def __exit__(self, *exc):
+        # A mail handled within one probe interval still gets a NOOP before and after.
+        deadline = time.monotonic() + 5
+        while self.count < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
         self._stop.set()
         self._thread.join(40)
         self.client.quit()

@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 import pytest_twisted
 
 from mailet_mta.config.model import POP3ServerConfig, TLSConfig
-from mailet_mta.pop3 import POP3Backend, make_pop3_service
+from mailet_mta.pop3 import make_pop3_service
+from mailet_mta.retrieval import DatabaseMailStore
 from mailet_mta.storage import domains, mailboxes, passwords, users
 from mailet_mta.storage.authenticator import Authenticator
 from mailet_mta.storage.blobs import BlobStore
@@ -20,7 +21,7 @@ USER, PASSWORD = "bob@example.com", "correct horse"
 class Server:
     db: Database
     blobs: BlobStore
-    backend: POP3Backend
+    backend: DatabaseMailStore
     service: object
     port: int
     extra: list = field(default_factory=list)
@@ -59,7 +60,7 @@ async def start_server(url: str, blob_dir, node: str = "node-a", tls_dir=None,
     db.start()
     blobs = BlobStore(blob_dir, inline_limit=4096)
     auth = Authenticator(db, failure_delay=0.05)
-    backend = POP3Backend(db, blobs, auth, node)
+    backend = DatabaseMailStore(db, blobs, auth, node)
     tls = None
     if tls_dir is not None:
         from tests.support.certs import make_cert
@@ -71,8 +72,8 @@ async def start_server(url: str, blob_dir, node: str = "node-a", tls_dir=None,
                               connection_timeout=30)
     service = make_pop3_service(config, backend)
     service.startService()
-    port = await service.started
-    return Server(db, blobs, backend, service, port)
+    await service.listening
+    return Server(db, blobs, backend, service, service.port)
 
 
 def stop_server(server: Server) -> None:

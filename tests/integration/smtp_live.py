@@ -33,7 +33,7 @@ class LiveServer:
 
     @property
     def port(self) -> int:
-        return self.service.port.getHost().port
+        return self.service.port
 
     def start_blocking(self) -> "LiveServer":
         """Wait for the listener from a synchronous fixture."""

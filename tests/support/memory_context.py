@@ -24,13 +24,16 @@ class MemoryContext:
                  users: Iterable[str] = (), postmaster: str = "postmaster@example.com",
                  server_name: str = "mail.example.com",
                  mappings: dict[str, list[str]] | None = None,
-                 mx: dict[str, list[tuple[int, str]]] | None = None):
+                 mx: dict[str, list[tuple[int, str]]] | None = None,
+                 dns: dict[tuple[str, str], list] | None = None):
         self.domains = {MailAddress("x", d).domain for d in domains}
         self.users = {str(MailAddress.parse(u)) for u in users}
         self.postmaster = MailAddress.parse(postmaster)
         self.server_name = server_name
         self.mappings = {k: list(v) for k, v in (mappings or {}).items()}
         self.mx = dict(mx or {})
+        self.dns = dict(dns or {})                             # (name, type) → records
+        self.dns_queries: list[tuple[str, str]] = []
         self.attributes: dict[str, Any] = {}
         self.events: list[dict] = []
         self.log = Logger(namespace="mailet_mta.test", observer=self.events.append)
@@ -71,6 +74,12 @@ class MemoryContext:
 
     def mx_hosts(self, domain):
         return defer.succeed(self.mx.get(domain, [(0, domain)]))
+
+    def dns_lookup(self, name, rrtype="TXT"):
+        """Answers from ``dns`` ({(name, type): records}); a missing entry is []."""
+        key = (str(name).lower().rstrip("."), rrtype)
+        self.dns_queries.append(key)
+        return defer.succeed(list(self.dns.get(key, [])))
 
     def run_in_worker(self, fn, *args, **kwargs):
         """Runs ``fn`` at once, on the calling thread (tests need no reactor)."""

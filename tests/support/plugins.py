@@ -41,6 +41,18 @@ class Boom(GenericMailet):
         raise RuntimeError("boom")
 
 
+class LaterBoom(GenericMailet):
+    """Awaits a Deferred that fails on a later reactor turn."""
+
+    async def service(self, mail):
+        from twisted.internet import reactor
+
+        def fail():
+            raise ValueError("later boom")
+
+        await task.deferLater(reactor, 0, fail)
+
+
 class AddHeader(GenericMailet):
     def service(self, mail):
         mail.message["X-Seen"] = self.get_init_parameter("value", "yes")

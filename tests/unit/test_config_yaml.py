@@ -130,6 +130,7 @@ SAMPLES = {
     "max_header_size": ("64k", 65536),
     "helo_required": ("false", False), "enable_vrfy": ("true", True),
     "reject_unknown_local_users": ("false", False),
+    "dmarc_reject": ("true", True),
 }
 TLS = "{certificate: /c.pem, privateKey: /k.pem}"
 

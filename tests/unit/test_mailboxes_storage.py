@@ -196,9 +196,9 @@ def test_reprocess_puts_mails_back_into_the_spool_unowned(db, blobs):
 
 
 def _load(db, cache, user="bob@example.com"):
-    from mailet_mta.pop3.maildrop import load_maildrop
+    from mailet_mta.retrieval import load_listing
     with db.engine.connect() as conn:
-        return load_maildrop(conn, user, "INBOX", cache)
+        return load_listing(conn, user, "INBOX", cache)
 
 
 def _uidls(drop):
@@ -206,8 +206,8 @@ def _uidls(drop):
 
 
 def test_an_unchanged_mailbox_reuses_its_listing_and_every_change_reloads_it(db, blobs):
-    from mailet_mta.pop3.maildrop import MaildropCache
-    cache = MaildropCache()
+    from mailet_mta.retrieval import ListingCache
+    cache = ListingCache()
     for n in range(3):
         _deliver(db, blobs, "bob@example.com", b"Subject: %d\r\n\r\nbody\r\n" % n)
     first = _load(db, cache)
@@ -236,8 +236,8 @@ def test_an_unchanged_mailbox_reuses_its_listing_and_every_change_reloads_it(db,
 
 
 def test_a_recreated_user_never_sees_the_old_listing(db, blobs):
-    from mailet_mta.pop3.maildrop import MaildropCache
-    cache = MaildropCache()
+    from mailet_mta.retrieval import ListingCache
+    cache = ListingCache()
     _deliver(db, blobs, "bob@example.com", b"Subject: old\r\n\r\nbody\r\n")
     assert len(_load(db, cache)) == 1
     with db.transaction() as conn:
@@ -247,8 +247,8 @@ def test_a_recreated_user_never_sees_the_old_listing(db, blobs):
 
 
 def test_the_listing_cache_keeps_a_bounded_number_of_messages(db, blobs):
-    from mailet_mta.pop3.maildrop import MaildropCache
-    cache = MaildropCache(max_messages=3)
+    from mailet_mta.retrieval import ListingCache
+    cache = ListingCache(max_messages=3)
     for n in range(2):
         _deliver(db, blobs, "bob@example.com", b"Subject: b%d\r\n\r\nx\r\n" % n)
         _deliver(db, blobs, "amy@example.com", b"Subject: a%d\r\n\r\nx\r\n" % n)

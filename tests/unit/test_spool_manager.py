@@ -145,6 +145,19 @@ async def test_propagated_failure_is_retried_and_then_succeeds(harness):
 
 
 @pytest_twisted.ensureDeferred
+async def test_a_failed_deferred_awaited_by_a_mailet_raises_its_own_error_in_the_mailet(
+        harness):
+    sm, db, blobs = harness({"root": [spec("LaterBoom")]})
+    mail, body = new_mail()
+    await accept(sm, blobs, mail, body)
+    await settle(sm, db)
+    with db.engine.connect() as conn:
+        row = conn.execute(select(schema.repository_mails)).one()
+    assert row.repository == "error-proc"
+    assert "later boom" in row.error_message and "AssertionError" not in row.error_message
+
+
+@pytest_twisted.ensureDeferred
 async def test_mail_failing_max_tries_moves_to_error_repository(harness):
     plugins.FLAKY_FAILS.clear()
     sm, db, blobs = harness({"root": [spec("Flaky", fails="99", on_mailet="propagate")]},

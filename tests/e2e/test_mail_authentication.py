@@ -1,0 +1,105 @@
+"""Two real mailet-mta instances and a DNS zone on 127.0.0.1: A signs with DKIM and
+relays to B; B checks DKIM, SPF and DMARC against the zone. A forged ``From:`` of A's
+domain sent to B from outside is refused with 550 5.7.1 at end of DATA on a listener with dmarcReject, and
+kept in a repository by the pipeline on one without, when A publishes p=reject."""
+
+from __future__ import annotations
+
+import email
+import smtplib
+
+import pytest
+
+from mailets.dkim_keys import generate_key
+from tests.e2e.test_refused_mail_records import stored_names
+from tests.support.dns_zone import ZoneServer
+from tests.support.server import ServerProcess, base_config, pop3_messages, wait_for
+
+PASSWORD = "auth-pass-123"
+VERIFY = [
+    {"match": "All", "class": "DKIMVerify"},
+    {"match": "All", "class": "SPF"},
+    {"match": "All", "class": "DMARC"},
+    {"match": "DMARCDisposition=reject", "class": "ToRepository",
+     "parameters": {"repositoryPath": "dmarc-reject"}},
+]
+
+
+@pytest.fixture
+def pair(tmp_path):
+    key = generate_key("ed25519")
+    key_path = tmp_path / "a.test.mail.key"
+    key_path.write_bytes(key.private)
+    zone = ZoneServer({
+        "a.test": [("TXT", "v=spf1 ip4:127.0.0.1 -all")],
+        "mail._domainkey.a.test": [("TXT", key.public_record())],
+        "_dmarc.a.test": [("TXT", "v=DMARC1; p=reject")],
+    }).start()
+    b_cfg = base_config(tmp_path / "b" / "var", servernames=["b.test"], smtp=[
+        {"name": "smtp", "listen": "tcp:0:interface=127.0.0.1", "authRequired": True,
+         "authorizedAddresses": []},
+        {"name": "mx", "listen": "tcp:0:interface=127.0.0.1", "authRequired": True,
+         "authorizedAddresses": [], "dmarcReject": True}])
+    b_cfg["dns"] = {"servers": [zone.address], "timeout": 2}
+    root = b_cfg["spoolmanager"]["processors"]["root"]["mailets"]
+    root[0:0] = VERIFY
+    b = ServerProcess(tmp_path / "b", b_cfg, name="b")
+    b.add_user("bob@b.test", PASSWORD)
+    b.start()
+    a_cfg = base_config(tmp_path / "a" / "var", servernames=["a.test"])
+    # A delivers to B's listener that checks DMARC before 250: its mail must pass it.
+    a_cfg["dns"] = {"hosts": {"b.test": [f"127.0.0.1:{b.port('mx')}"]}}
+    relay = a_cfg["spoolmanager"]["processors"]["relay"]["mailets"]
+    relay.insert(0, {"match": "All", "class": "DKIMSign",
+                     "parameters": {"keys": f"a.test:mail:{key_path}"}})
+    a = ServerProcess(tmp_path / "a", a_cfg, name="a")
+    a.add_user("alice@a.test", PASSWORD)
+    a.start()
+    yield a, b
+    a.stop()
+    b.stop()
+    zone.stop()
+
+
+def test_signed_mail_from_a_passes_dkim_spf_and_dmarc_at_b(pair):
+    a, b = pair
+    with smtplib.SMTP("127.0.0.1", a.port("submission"), timeout=10) as s:
+        s.login("alice@a.test", PASSWORD)
+        s.sendmail("alice@a.test", ["bob@b.test"],
+                   b"From: Alice <alice@a.test>\r\nTo: bob@b.test\r\nSubject: signed\r\n"
+                   b"\r\nhello bob\r\n")
+    got = wait_for(lambda: pop3_messages(b, "bob@b.test", PASSWORD), timeout=60,
+                   what="mail on server B")
+    msg = email.message_from_bytes(got[0])
+    assert msg["DKIM-Signature"] is not None
+    [results] = msg.get_all("Authentication-Results")
+    results = " ".join(results.split())
+    assert "dkim=pass header.d=a.test header.a=ed25519-sha256 header.s=mail" in results
+    assert "spf=pass smtp.mailfrom=alice@a.test" in results
+    assert "dmarc=pass (p=reject dis=none) header.from=a.test" in results
+
+
+FORGED = (b"From: CEO <ceo@a.test>\r\nTo: bob@b.test\r\nSubject: pay now\r\n"
+          b"\r\nwire the money\r\n")
+
+
+def test_forged_from_of_a_is_refused_at_end_of_data_with_550_5_7_1(pair):
+    _a, b = pair
+    with smtplib.SMTP("127.0.0.1", b.port("mx"), timeout=10) as s:
+        s.ehlo("client.test")
+        s.mail("ceo@evil.test")
+        assert s.rcpt("bob@b.test")[0] == 250
+        code, text = s.data(FORGED)
+    assert code == 550, text
+    assert text.startswith(b"5.7.1") and b"DMARC" in text and b"a.test" in text
+    assert pop3_messages(b, "bob@b.test", PASSWORD) == []
+    assert stored_names(b, "dmarc-reject") == []      # refused, so nothing was kept
+
+
+def test_forged_from_of_a_sent_to_b_from_outside_is_not_delivered(pair):
+    _a, b = pair
+    with smtplib.SMTP("127.0.0.1", b.port("smtp"), timeout=10) as s:
+        s.sendmail("ceo@evil.test", ["bob@b.test"], FORGED)
+    wait_for(lambda: stored_names(b, "dmarc-reject"), timeout=30,
+             what="the forged mail in the dmarc-reject repository")
+    assert pop3_messages(b, "bob@b.test", PASSWORD) == []
