@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from twisted.internet import defer, task
+from twisted.internet import defer, reactor, task
 
 from mailet_mta.api import GenericMailet, GenericMatcher, Mail, MailAddress
 from mailet_mta.config.model import (
@@ -31,8 +31,11 @@ from mailet_mta.config.model import (
 )
 from mailet_mta.context import MailetContext
 from mailet_mta.directory import Directory
-from mailet_mta.spool.manager import SpoolManager
+from mailet_mta.logging_setup import TrailObserver
+from mailet_mta.spool.intake import SpoolIntake
 from mailet_mta.spool.processor import Pipeline
+from mailet_mta.spool.run_queue import RunQueue
+from mailet_mta.spool.runner import SpoolRunner
 from mailet_mta.storage.blobs import BlobStore
 from mailet_mta.storage.db import Database
 
@@ -90,10 +93,12 @@ async def one_run(n: int) -> float:
     db.start()
     blobs = BlobStore(tmp / "blobs")
     config = ServerConfig(spoolmanager=SpoolManagerConfig(processors=processors()))
-    ctx = MailetContext(config, Directory(db, ["example.com"], "postmaster@example.com"), blobs)
-    sm = SpoolManager(db, blobs, Pipeline(config.spoolmanager, ctx), threads=64,
-                      node_name="bench", poll_interval=3600)
-    ctx.spool = sm
+    queue = RunQueue(reactor)
+    intake = SpoolIntake(db, blobs, queue, node_name="bench")
+    ctx = MailetContext(config, Directory(db, ["example.com"], "postmaster@example.com"), blobs,
+                        intake=intake)
+    sm = SpoolRunner(db, blobs, queue, intake, Pipeline(config.spoolmanager, ctx, TrailObserver()),
+                     threads=64, node_name="bench", poll_interval=3600)
     sm.startService()
     body = b"From: a@example.org\r\nSubject: bench\r\n\r\n" + b"x" * 1000 + b"\r\n"
     rcpt = [MailAddress.parse("user@example.com")]
@@ -105,7 +110,7 @@ async def one_run(n: int) -> float:
         mail = Mail(sender=sender, recipients=rcpt, message=body)
         w = blobs.writer()
         w.write(body)
-        pending.append(sm.accept(mail, w.finish_sync()))
+        pending.append(intake.accept(mail, w.finish_sync()))
         if len(pending) >= 256:
             await defer.gatherResults(pending)
             pending = []
@@ -113,7 +118,7 @@ async def one_run(n: int) -> float:
     while True:
         await sm.wait_idle()
         await db.writer.submit(lambda conn: None)    # the last completions are committed
-        if sm._running == 0 and not sm._queue:
+        if sm._running == 0 and not queue.queued:
             break
     elapsed = time.perf_counter() - start
     cpu = time.process_time() - cpu_start

@@ -29,12 +29,12 @@ from .storage import repositories
 class MailetContext:
     """IMailetContext over the directory, the spool, storage and delivery."""
 
-    def __init__(self, config, directory: Directory, blobs, *, spool=None, resolver=None,
+    def __init__(self, config, directory: Directory, blobs, *, intake=None, resolver=None,
                  outgoing=None):
         self.config = config
         self.directory = directory
         self.blobs = blobs
-        self.spool = spool            # SpoolManager, set once built
+        self.intake = intake          # SpoolIntake: new mails, units of work committed alone
         self.resolver = resolver      # delivery resolver with mx_hosts(domain)
         self.outgoing = outgoing      # outgoing queue service with wake()
         self.server_name = config.server_name
@@ -91,14 +91,12 @@ class MailetContext:
             return defer.succeed(None)
         uow = UnitOfWork(self.blobs)
         fill(uow)
-        d = self.spool.db.write(uow.commit)
-        d.addCallback(lambda _: self.spool._after_commit(uow))
-        return d
+        return self.intake.commit(uow)
 
     def send_mail(self, mail: Mail, state: str = "root", delay: float = 0) -> defer.Deferred:
         mail.state = state
         mail.set_attribute(ATTR_SENT_BY_MAILET, True)
-        return self._write(lambda uow: self.spool.spool_in(uow, mail, delay))
+        return self._write(lambda uow: self.intake.spool_in(uow, mail, delay))
 
     def store_in_mailbox(self, user: str, mail: Mail, folder: str = "INBOX",
                          prefix_headers=()) -> defer.Deferred:
@@ -117,7 +115,7 @@ class MailetContext:
 
         if user not in self.directory.quotas:
             return self._write(fill, uow)
-        d = self.spool.db.read(check_quota, user, len(prefix) + mail.size)
+        d = self.intake.db.read(check_quota, user, len(prefix) + mail.size)
         d.addCallback(lambda _: self._write(fill, uow))
         return d
 

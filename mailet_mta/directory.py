@@ -149,13 +149,14 @@ class Directory:
         self._own_literals: dict[str, bool] = {}
         self._loop: task.LoopingCall | None = None
 
-    def reconfigure(self, config, configured: dict[str, list[str]]) -> None:
-        """Take the servernames, postmaster and configured mappings of a reloaded
+    def reconfigure(self, new_config) -> None:
+        """Take the servernames, postmaster and configured mappings (the
+        ``RecipientRewriteTable`` parameters of the processors) of a reloaded
         configuration."""
-        self.servernames = {d.lower().rstrip(".") for d in config.servernames}
-        self.primary = config.server_name.lower().rstrip(".")
-        self.postmaster = MailAddress.parse(config.postmaster_address)
-        self.configured = dict(configured)
+        self.servernames = {d.lower().rstrip(".") for d in new_config.servernames}
+        self.primary = new_config.server_name.lower().rstrip(".")
+        self.postmaster = MailAddress.parse(new_config.postmaster_address)
+        self.configured = dict(configured_mappings(new_config.spoolmanager))
         self.warn_if_no_postmaster()
 
     # -- loading ------------------------------------------------------------------------

@@ -29,6 +29,7 @@ from twisted.logger import (
 )
 
 from .api import ConfigurationError
+from .spool.observer import PipelineObserver
 
 # Per-mail trail lines (info level) are skipped entirely when info is filtered out.
 trail = True
@@ -137,6 +138,29 @@ def reconfigure(logging_config) -> list[str]:
 
 # -- the per-mail summary lines ------------------------------------------------------------
 mail_log = Logger(namespace="mailet_mta.mail")
+spool_log = Logger(namespace="mailet_mta.spool")
+
+
+class TrailObserver(PipelineObserver):
+    """The per-mail trail of the pipeline as info lines (while info is logged)."""
+
+    timed = False
+
+    @property
+    def trail(self) -> bool:
+        return trail
+
+    def entered(self, mail, processor: str) -> None:
+        spool_log.info("id={id} processor={proc} from=<{sender}> to={rcpts}", id=mail.name,
+                       proc=processor, sender=mail.sender or "",
+                       rcpts=",".join(str(r) for r in mail.recipients))
+
+    def ghosted(self, mail, processor: str) -> None:
+        spool_log.info("id={id} ghosted in {proc}", id=mail.name, proc=processor)
+
+    def mailet_changed(self, label: str, mail) -> None:
+        spool_log.info("id={id} {label} → state={state} rcpts={n}", id=mail.name,
+                       label=label, state=mail.state, n=len(mail.recipients))
 
 
 def log_queued(listener: str, session, envelope, size: int) -> None:

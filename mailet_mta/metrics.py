@@ -12,19 +12,20 @@ scraping thread (twisted.web's ``MetricsResource`` runs collection in a thread),
 on the reactor.
 
 The endpoint is off unless the configuration has ``metrics: {listen: ENDPOINT}``;
-:func:`install_metrics` adds the listener service to the server.
+:func:`metrics_service` builds the listener service the server adds to itself.
 """
 
 from __future__ import annotations
 
 import json
-import time
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from twisted.application import service
 from twisted.internet import defer
 from twisted.logger import Logger
+
+from .spool.observer import PipelineObserver
 
 log = Logger(namespace="mailet_mta.metrics")
 
@@ -66,10 +67,6 @@ REJECT_REASONS = {
 }
 
 _children: dict[tuple, object] = {}
-
-
-# True once a /metrics listener is configured; hot paths skip timing work otherwise.
-ENABLED = False
 
 
 def _child(metric, *labels):
@@ -258,18 +255,25 @@ class MetricsService(service.Service):
         return defer.succeed(None)
 
 
-def install_metrics(server) -> MetricsService | None:
-    """Add the /metrics listener to ``server`` when ``metrics.listen`` is configured."""
-    cfg = server.config.extra.get("metrics")
-    listen = getattr(cfg, "listen", None) if cfg is not None else None
-    server.metrics = None
-    server.started_at = time.time()
+class MetricsObserver(PipelineObserver):
+    """Times every visit of a mail to a processor (``processor_seconds``)."""
+
+    timed = True
+
+    def processor_time(self, processor: str, seconds: float) -> None:
+        processor_timer(processor).observe(seconds)
+
+
+def metrics_listen(config) -> str | None:
+    """The configured ``metrics.listen`` endpoint, or None."""
+    cfg = config.extra.get("metrics")
+    return getattr(cfg, "listen", None) if cfg is not None else None
+
+
+def metrics_service(config, server) -> MetricsService | None:
+    """The /metrics listener of ``server`` when ``metrics.listen`` is configured."""
+    listen = metrics_listen(config)
     if not listen:
         return None
-    global ENABLED
-    ENABLED = True
-    svc = MetricsService(listen, server, getattr(cfg, "source", None))
-    svc.setServiceParent(server)
-    server.metrics = svc
-    server.listeners.append(("metrics", "http", svc))
-    return svc
+    cfg = config.extra["metrics"]
+    return MetricsService(listen, server, getattr(cfg, "source", None))

@@ -10,6 +10,9 @@ open keep the settings they started with; new ones get the new settings.
 What needs a restart (the log says so): ``storage``, listeners added, removed or moved
 to another endpoint, ``metrics.listen``, ``logging.file``/``format``.
 
+Each part applies its own settings: the plan is a list of ``reconfigure`` calls (the
+server, the directory, the outgoing queue, the listeners, the login throttle, the
+logging, and last the spool runner, which retires its previous pipeline itself).
 Everything new is built before anything is swapped: a file that does not load, a
 mailet that does not init, a certificate that does not read — the error is logged
 with its ``file:line`` and the running configuration stays in force.
@@ -19,6 +22,8 @@ from __future__ import annotations
 
 import signal
 import threading
+import weakref
+from functools import partial
 
 from twisted.internet import defer, threads
 from twisted.logger import Logger
@@ -27,10 +32,11 @@ from .api import ConfigurationError
 
 log = Logger(namespace="mailet_mta.reload")
 
+_reloading: weakref.WeakSet = weakref.WeakSet()     # servers with a reload under way
+
 
 def install_reload(server) -> None:
     """Make SIGHUP reload ``server``'s configuration file (main thread only)."""
-    server.reload = lambda: reload_config(server)
     if threading.current_thread() is not threading.main_thread():
         return
     if not hasattr(signal, "SIGHUP"):
@@ -57,10 +63,10 @@ def reload_config(server):
         log.warn("reload: the server runs the embedded default configuration; there is "
                  "no file to re-read (start it with --config FILE)")
         return False
-    if getattr(server, "_reloading", False):
+    if server in _reloading:
         log.warn("reload: a reload is already in progress; ignoring this one")
         return False
-    server._reloading = True
+    _reloading.add(server)
     try:
         log.info("reload: reading {path}", path=path)
         try:
@@ -80,7 +86,7 @@ def reload_config(server):
                  notes="".join(f"; {note}" for note in plan.notes))
         return True
     finally:
-        server._reloading = False
+        _reloading.discard(server)
 
 
 def _load(path):
@@ -90,11 +96,13 @@ def _load(path):
 
 
 class Plan:
-    """Everything a new configuration needs, built and checked before it is applied."""
+    """Everything a new configuration needs, built and checked before it is applied:
+    ``steps``, the ``reconfigure`` calls of the server's parts, in order."""
 
     def __init__(self, server, config):
         from .context import MailetContext
         from .logging_setup import check_logging
+        from .logging_setup import reconfigure as reconfigure_logging
         from .spool.processor import Pipeline
 
         self.server = server
@@ -107,11 +115,21 @@ class Plan:
         check_logging(config.logging)
         self.listeners = self._listeners(old, config)
         self._metrics_note(old, config)
-        self.context = MailetContext(config, server.directory, server.blobs,
-                                     spool=server.spool,
-                                     resolver=getattr(server, "resolver", None),
-                                     outgoing=getattr(server, "outgoing", None))
-        self.pipeline = Pipeline(config.spoolmanager, self.context)
+        context = MailetContext(config, server.directory, server.blobs,
+                                intake=server.intake, resolver=server.resolver,
+                                outgoing=server.outgoing)
+        pipeline = Pipeline(config.spoolmanager, context, server.observer)
+        self.steps = [
+            partial(server.reconfigure, config),
+            partial(server.directory.reconfigure, config),
+            partial(server.outgoing.reconfigure, config),
+            *(partial(svc.reconfigure, cfg, config, prepared)
+              for svc, cfg, prepared in self.listeners),
+            partial(server.authenticator.throttle.reconfigure, config.auth_throttle),
+            lambda: self.notes.extend(reconfigure_logging(config.logging)),
+            # Last: the runner may start queued mails at once, on the new pipeline.
+            partial(server.spool.reconfigure, config, pipeline),
+        ]
 
     def _listeners(self, old, new) -> list:
         """(service, new listener config, its prepared settings) for each running
@@ -150,31 +168,8 @@ class Plan:
 
     # -- the swap (nothing below may fail on a valid plan) ------------------------------
     def apply(self) -> None:
-        from .logging_setup import reconfigure
-
-        server, config = self.server, self.config
-        old_pipeline = server.pipeline
-        server.config = config
-        server.context = self.context
-        server.pipeline = self.pipeline
-        spool = server.spool
-        spool.pipeline = self.pipeline
-        sm = config.spoolmanager
-        spool.threads = max(1, sm.threads)
-        spool.max_tries = sm.max_tries
-        spool.error_repository = sm.error_repository
-        from .directory import configured_mappings
-
-        server.directory.reconfigure(config, configured_mappings(config.spoolmanager))
-        if getattr(server, "outgoing", None) is not None:
-            server.outgoing.reconfigure(config)
-        for svc, cfg, prepared in self.listeners:
-            svc.reconfigure(cfg, config, prepared)
-        if getattr(server, "authenticator", None) is not None:
-            server.authenticator.throttle.reconfigure(config.auth_throttle)
-        self.notes.extend(reconfigure(config.logging))
-        _retire(spool, old_pipeline)
-        spool._pump()     # more threads may take queued mails now
+        for step in self.steps:
+            step()
 
 
 def _storage_key(config):
@@ -182,8 +177,3 @@ def _storage_key(config):
     return (s.url, s.data_dir, s.inline_blob_limit, s.pool_size)
 
 
-def _retire(spool, pipeline) -> None:
-    """Destroy ``pipeline`` once the mails running on it are done (spool idle)."""
-    d = spool.wait_idle()
-    d.addCallback(lambda _: pipeline.destroy())
-    d.addErrback(lambda f: log.failure("destroying the previous pipeline failed", f))

@@ -1,9 +1,14 @@
 """Builds the running server — one Twisted ``MultiService`` — from a ServerConfig.
 
-Start order: database (migrations, writer thread), directory, spool manager, outgoing
-queue, then the listeners. Stop order is the reverse: listeners close first (SMTP
-sessions get ``421``), in-flight mails finish their runs, the writer drains, and the
-database closes. The bound addresses of all listeners are written to
+:class:`MailServer` assembles every part in one pass, each from the parts built before
+it: storage, the directory, the spool (run queue, intake, mailet context, pipeline,
+runner), the outgoing queue, the listeners. Nothing is wired in afterwards.
+
+Start order: database (migrations, writer thread), directory, spool runner, outgoing
+queue, then the listeners; ``startService`` returns a Deferred that fires once every
+listener listens (:meth:`MailServer.when_ready`). Stop order is the reverse: listeners
+close first (SMTP sessions get ``421``), in-flight mails finish their runs, the writer
+drains, and the database closes. The bound addresses of all listeners are written to
 ``<data_dir>/listeners.json`` once they listen (useful with port 0).
 """
 
@@ -19,19 +24,32 @@ from twisted.application.internet import TimerService
 from twisted.application.service import MultiService
 from twisted.internet import defer
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
+from .acceptance import SpoolBackend
 from .api import ConfigurationError
-from .cli.common import blob_dir
 from .config.model import ServerConfig
 from .config.retention import repositories_config
 from .context import MailetContext
+from .delivery.credentials import RelayCredentials
+from .delivery.resolver import Resolver
+from .delivery.service import OutgoingQueueService
 from .directory import Directory, configured_mappings
-from .metrics import install_metrics
+from .logging_setup import TrailObserver
+from .metrics import MetricsObserver, metrics_listen, metrics_service
 from .nodes import NodeRegistry
-from .reload import install_reload
-from .spool.manager import SpoolManager
+from .pop3.factory import make_pop3_service
+from .reload import install_reload, reload_config
+from .retrieval import DatabaseMailStore
+from .smtp.server import make_smtp_service
+from .spool.intake import SpoolIntake
+from .spool.observer import Observers, PipelineObserver
 from .spool.processor import Pipeline
-from .storage.blobs import BlobStore
+from .spool.run_queue import RunQueue
+from .spool.runner import SpoolRunner
+from .storage.auth_throttle import AuthThrottle
+from .storage.authenticator import Authenticator
+from .storage.blobs import BlobStore, blob_dir
 from .storage.db import Database, default_url
 from .storage.private_files import make_private_dir
 
@@ -61,85 +79,106 @@ def reclaim_own_work(conn, node_name: str) -> None:
                  .where(schema.mailbox_locks.c.owner.like(node_name + "/%")))
 
 
+def pipeline_observer(config: ServerConfig) -> PipelineObserver:
+    """The pipeline's observer: the log trail, and processor timing when ``/metrics``
+    is served."""
+    if metrics_listen(config):
+        return Observers([TrailObserver(), MetricsObserver()])
+    return TrailObserver()
+
+
 class MailServer(MultiService):
-    """The whole server; its parts are attributes for tests and the CLI."""
+    """The whole server, assembled in one pass; its parts are attributes for tests and
+    the CLI. Nothing is patched in after it is built: a part that changes at reload
+    offers ``reconfigure``, and :mod:`mailet_mta.reload` calls those."""
 
     def __init__(self, config: ServerConfig, node_name: str | None = None):
         super().__init__()
+        from twisted.internet import reactor
+
+        sm = config.spoolmanager
         self.config = config
         self.data_dir = Path(config.storage.data_dir)
         self.node_name = node_name or default_node_name(self.data_dir)
         make_private_dir(self.data_dir)
+        # Storage: the database (schema up to date) and the message bodies.
         self.db = Database(config.storage.url or default_url(self.data_dir),
                            config.storage.pool_size)
         self.db.upgrade()
         self.blobs = BlobStore(blob_dir(config), config.storage.inline_blob_limit)
         self.directory = Directory(self.db, config.servernames, config.postmaster_address,
-                                   configured_mappings(config.spoolmanager))
+                                   configured_mappings(sm))
         self.directory.load_sync()
-        self.context = MailetContext(config, self.directory, self.blobs)
-        self.pipeline = Pipeline(config.spoolmanager, self.context)
-        sm = config.spoolmanager
-        self.spool = SpoolManager(self.db, self.blobs, self.pipeline, threads=sm.threads,
-                                  max_tries=sm.max_tries,
-                                  error_repository=sm.error_repository,
+        # The spool: mails enter through the intake onto the run queue...
+        self.run_queue = RunQueue(reactor)
+        self.intake = SpoolIntake(self.db, self.blobs, self.run_queue,
                                   node_name=self.node_name, lease_seconds=sm.lease_seconds)
-        self.context.spool = self.spool
+        # ...mailets reach remote delivery and the spool through the context...
+        self.resolver = Resolver(config.dns)
+        self.outgoing = OutgoingQueueService(
+            self.db, self.blobs, self.resolver, self.intake.inject, self.node_name,
+            helo_name=config.server_name, credentials=RelayCredentials.from_config(config))
+        self.observer = pipeline_observer(config)
+        context = MailetContext(config, self.directory, self.blobs, intake=self.intake,
+                                resolver=self.resolver, outgoing=self.outgoing)
+        # ...and the runner takes queued mails through the processors.
+        self.spool = SpoolRunner(self.db, self.blobs, self.run_queue, self.intake,
+                                 Pipeline(sm, context, self.observer), threads=sm.threads,
+                                 max_tries=sm.max_tries, error_repository=sm.error_repository,
+                                 node_name=self.node_name, lease_seconds=sm.lease_seconds)
         self.registry = NodeRegistry(self.db, self.node_name)
-        self.registry.setServiceParent(self)
-        self.spool.setServiceParent(self)
         sweeper = TimerService(BLOB_SWEEP_INTERVAL, self._sweep_blobs)
-        sweeper.setServiceParent(self)
         purger = TimerService(repositories_config(config).purge_interval,
                               self._purge_repositories)
-        purger.setServiceParent(self)
-        self.listeners: list = []
-        self._build_delivery()
-        self._build_listeners()
-        install_metrics(self)
+        # The listeners, and the /metrics endpoint when configured.
+        self.listeners: list = self._build_listeners()
+        self.metrics = metrics_service(config, self)
+        if self.metrics is not None:
+            self.listeners.append(("metrics", "http", self.metrics))
+        # Start order; stop order is the reverse.
+        for svc in (self.registry, self.spool, sweeper, purger, self.outgoing,
+                    *(svc for _name, _kind, svc in self.listeners)):
+            svc.setServiceParent(self)
+        self._ready: list[defer.Deferred] = []
+        self._ready_result = None
 
-    def _build_delivery(self) -> None:
-        from .delivery.resolver import Resolver
-        from .delivery.service import OutgoingQueueService
+    @property
+    def pipeline(self) -> Pipeline:
+        """The processors new mails run on (replaced at reload)."""
+        return self.spool.pipeline
 
-        self.resolver = Resolver(self.config.dns)
-        self.context.resolver = self.resolver
-        from .delivery.credentials import RelayCredentials
+    @property
+    def context(self) -> MailetContext:
+        """The mailet context of the running pipeline."""
+        return self.spool.pipeline.context
 
-        self.outgoing = OutgoingQueueService(
-            self.db, self.blobs, self.resolver, self.spool.inject, self.node_name,
-            helo_name=self.config.server_name,
-            credentials=RelayCredentials.from_config(self.config))
-        self.context.outgoing = self.outgoing
-        self.outgoing.setServiceParent(self)
+    def reconfigure(self, new_config: ServerConfig) -> None:
+        """Take ``new_config`` as the configuration in force (its parts apply their own)."""
+        self.config = new_config
 
-    def _build_listeners(self) -> None:
-        from .acceptance import SpoolBackend
-        from .pop3.factory import make_pop3_service
-        from .retrieval import DatabaseMailStore
-        from .smtp.server import make_smtp_service
-        from .storage.auth_throttle import AuthThrottle
-        from .storage.authenticator import Authenticator
+    def reload(self) -> defer.Deferred:
+        """Re-read the configuration file and apply it; fires True, or False if refused."""
+        return reload_config(self)
 
+    def _build_listeners(self) -> list:
+        """(name, kind, service) of every configured SMTP and POP3 listener."""
         # One throttle for every protocol. SMTP sessions apply their listener's failure
         # delay themselves; POP3 logins get theirs from the authenticator.
         throttle = AuthThrottle.from_config(self.config.auth_throttle)
         self.authenticator = Authenticator(self.db, failure_delay=0, throttle=throttle,
                                            default_domain=self.config.server_name)
+        listeners = []
         for cfg in self.config.smtpservers:
             backend = SpoolBackend(self.config, cfg, self.directory, self.authenticator,
-                                   self.blobs, self.spool, context=self.context)
-            svc = make_smtp_service(cfg, backend)
-            self.listeners.append((cfg.name, "smtp", svc))
-            svc.setServiceParent(self)
+                                   self.blobs, self.intake, context=self.context)
+            listeners.append((cfg.name, "smtp", make_smtp_service(cfg, backend)))
         for cfg in self.config.pop3servers:
             authenticator = Authenticator(self.db, failure_delay=cfg.auth_failure_delay,
                                           throttle=throttle,
                                           default_domain=self.config.server_name)
             backend = DatabaseMailStore(self.db, self.blobs, authenticator, self.node_name)
-            svc = make_pop3_service(cfg, backend)
-            self.listeners.append((cfg.name, "pop3", svc))
-            svc.setServiceParent(self)
+            listeners.append((cfg.name, "pop3", make_pop3_service(cfg, backend)))
+        return listeners
 
     def _sweep_blobs(self):
         """Remove message bodies nothing refers to any more (deleted mail, bounces)."""
@@ -171,7 +210,8 @@ class MailServer(MultiService):
         return d
 
     # -- lifecycle ----------------------------------------------------------------------
-    def startService(self) -> None:
+    def startService(self) -> defer.Deferred:
+        """Start every part; → :meth:`when_ready`."""
         with self.db.transaction() as conn:
             reclaim_own_work(conn, self.node_name)
             self._remove_blob_leftovers(conn)
@@ -183,8 +223,33 @@ class MailServer(MultiService):
                                  for _n, _k, svc in self.listeners], consumeErrors=True)
         d.addCallback(self._write_listeners)
         d.addErrback(self._listen_failed)
+        d.addBoth(self._now_ready)
+        return self.when_ready()
 
-    def _write_listeners(self, ports) -> None:
+    def when_ready(self) -> defer.Deferred:
+        """Fires with ``{listener name: {"protocol", "host", "port"}}`` once every
+        listener listens, or fails with the error of one that could not."""
+        d = defer.Deferred()
+        if self._ready_result is not None:
+            self._fire_ready(d)
+        else:
+            self._ready.append(d)
+        return d
+
+    def _now_ready(self, result) -> None:
+        self._ready_result = result if result is not None else {}
+        waiters, self._ready = self._ready, []
+        for d in waiters:
+            self._fire_ready(d)
+
+    def _fire_ready(self, d: defer.Deferred) -> None:
+        result = self._ready_result
+        if isinstance(result, Failure):
+            d.errback(result)
+        else:
+            d.callback(result)
+
+    def _write_listeners(self, ports) -> dict:
         info = {}
         for (name, kind, _svc), port in zip(self.listeners, ports):
             host = port.getHost() if port is not None else None
@@ -196,8 +261,9 @@ class MailServer(MultiService):
         tmp.write_text(json.dumps({"pid": os.getpid(), "node": self.node_name,
                                    "listeners": info}, indent=2))
         os.replace(tmp, self.data_dir / "listeners.json")
+        return info
 
-    def _listen_failed(self, failure) -> None:
+    def _listen_failed(self, failure) -> Failure:
         log.critical("a listener could not start: {error}", error=listen_error(failure))
         from twisted.internet import reactor
 
@@ -206,6 +272,7 @@ class MailServer(MultiService):
             reactor.stop()
         else:                  # twistd starts the services before the reactor runs
             reactor.callWhenRunning(reactor.stop)
+        return failure
 
     @defer.inlineCallbacks
     def stopService(self):
@@ -235,21 +302,8 @@ def listen_error(failure) -> str:
 
 
 def _listening(svc):
-    """A Deferred for the listening port (IListeningPort) of a listener service."""
-    from twisted.internet import reactor, task
-
-    listening = getattr(svc, "listening", None)
-    if isinstance(listening, defer.Deferred):
-        return listening
-
-    def poll(tries=[0]):
-        port = getattr(svc, "listening_port", None)
-        if port is not None or tries[0] > 1000:
-            return port
-        tries[0] += 1
-        return task.deferLater(reactor, 0.01, poll)
-
-    return poll()
+    """The Deferred a listener service fires with its listening port (IListeningPort)."""
+    return svc.listening
 
 
 def build_server(config: ServerConfig, node_name: str | None = None) -> MailServer:

@@ -98,14 +98,9 @@ def _named_by(config) -> str:
 
 
 def open_blob_store(config):
-    from ..storage.blobs import BlobStore
+    from ..storage.blobs import BlobStore, blob_dir
 
     return BlobStore(blob_dir(config), config.storage.inline_blob_limit)
-
-
-def blob_dir(config) -> Path:
-    """Where large message files live: storage.blob_dir or <data_dir>/blobs."""
-    return Path(config.storage.blob_dir or Path(config.storage.data_dir) / "blobs")
 
 
 def read_password(args, prompt: str = "Password: ") -> str:

@@ -22,6 +22,7 @@ from sqlalchemy import and_, delete, insert, or_, select, update
 from sqlalchemy.engine import Connection
 
 from ..storage import schema
+from ..storage.mail_rows import attributes_json
 
 T = schema.outgoing
 
@@ -97,7 +98,7 @@ def enqueue(conn: Connection, mail, blob_id: str, queue: str, options: dict,
     options = dict(options or {})
     gateway = bool(options.get("gateways"))
     sender = None if mail.sender is None else str(mail.sender)
-    attributes = json.dumps(mail.attributes)
+    attributes = attributes_json(mail.attributes)
     options_json = json.dumps(options)
     ids = []
     for domain, addresses in group_recipients(mail.recipients, gateway).items():

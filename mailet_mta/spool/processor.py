@@ -24,7 +24,6 @@ from time import perf_counter
 
 from twisted.logger import Logger
 
-from .. import logging_setup, metrics
 from ..api import ATTR_ERROR_PROCESSOR, ConfigurationError, Mail, MailetConfig, MatcherConfig
 from ..config.james_names import short_name
 from ..config.model import MatcherSpec, ProcessorSpec, SpoolManagerConfig
@@ -32,6 +31,7 @@ from ..config.tree import combine
 from ..mail import MimeLimits
 from .composite import COMPOSITES
 from .invoke import is_async_result
+from .observer import PipelineObserver
 from .registry import resolve
 
 log = Logger(namespace="mailet_mta.spool")
@@ -80,9 +80,11 @@ class Processor:
 class Pipeline:
     """Every processor of a configuration, built and initialised, ready to run mails."""
 
-    def __init__(self, config: SpoolManagerConfig, context):
+    def __init__(self, config: SpoolManagerConfig, context,
+                 observer: PipelineObserver | None = None):
         self.config = config
         self.context = context
+        self.observer = observer if observer is not None else PipelineObserver()
         self.processors: dict[str, Processor] = {}
         self.max_state_changes = config.max_state_changes
         errors: list[ConfigurationError] = []
@@ -193,6 +195,7 @@ class Pipeline:
         Raises PropagatedError when a pair's policy is ``propagate``.
         """
         work = [(mail, 0)]
+        observer = self.observer
         while work:
             current, changes = work.pop()
             current.mime_limits = self.mime_limits
@@ -203,14 +206,12 @@ class Pipeline:
                 current.error_message = f"unknown processor state {current.state!r}"
                 current.state = "error"
                 proc = self.processors["error"]
-            if logging_setup.trail:
-                log.info("id={id} processor={proc} from=<{sender}> to={rcpts}", id=current.name,
-                         proc=proc.name, sender=current.sender or "",
-                         rcpts=",".join(str(r) for r in current.recipients))
-            if metrics.ENABLED:
+            if observer.trail:
+                observer.entered(current, proc.name)
+            if observer.timed:
                 started = perf_counter()
                 moved_on = await self._run_processor(proc, current)
-                metrics.processor_timer(proc.name).observe(perf_counter() - started)
+                observer.processor_time(proc.name, perf_counter() - started)
             else:
                 moved_on = await self._run_processor(proc, current)
             for moved in moved_on:
@@ -274,11 +275,10 @@ class Pipeline:
             m.state = GHOST
         return moved
 
-    @staticmethod
-    def _leave(mail: Mail, proc: Processor, moved: list) -> None:
+    def _leave(self, mail: Mail, proc: Processor, moved: list) -> None:
         if mail.state == GHOST or not mail.recipients:
-            if logging_setup.trail:
-                log.info("id={id} ghosted in {proc}", id=mail.name, proc=proc.name)
+            if self.observer.trail:
+                self.observer.ghosted(mail, proc.name)
             mail.state = GHOST
             return
         moved.append(mail)
@@ -333,7 +333,7 @@ class Pipeline:
 
     def _service(self, pair: Pair, proc: Processor, mail: Mail):
         """Run the mailet; None when done, or a coroutine to await for a late answer."""
-        before = (mail.state, len(mail.recipients)) if logging_setup.trail else None
+        before = (mail.state, len(mail.recipients)) if self.observer.trail else None
         try:
             result = pair.mailet.service(mail)
         except Exception as exc:  # noqa: BLE001 - routed by the pair's policy
@@ -364,11 +364,9 @@ class Pipeline:
             raise PropagatedError(f"{pair.label}: {exc}") from exc
         self._route_error(mail, pair, "error" if policy == "error" else policy, exc)
 
-    @staticmethod
-    def _trail_change(pair: Pair, mail: Mail, before) -> None:
+    def _trail_change(self, pair: Pair, mail: Mail, before) -> None:
         if (mail.state, len(mail.recipients)) != before or mail.message_changed:
-            log.info("id={id} {label} → state={state} rcpts={n}", id=mail.name,
-                     label=pair.label, state=mail.state, n=len(mail.recipients))
+            self.observer.mailet_changed(pair.label, mail)
 
     @staticmethod
     def _route_error(mail: Mail, pair: Pair, state: str, exc: Exception) -> None:

@@ -18,13 +18,13 @@ from ..mail import Mail
 from ..storage import leases, repositories, schema
 from ..storage.blobs import BlobStore
 from ..storage.db import execute
+from ..storage.mail_rows import envelope_row
 
 S = schema.spool
 
 # Prepared statements: the writer groups equal statements of a batch into one executemany.
 INSERT_SPOOL = insert(S)
-DELETE_SPOOL = delete(S).where(S.c.name == bindparam("mail_name"))
-INSERT_BLOB = insert(schema.blobs)
+_DELETE_SPOOL = delete(S).where(S.c.name == bindparam("mail_name"))
 _FINISH_OWNED = delete(S).where(and_(S.c.name == bindparam("mail_name"),
                                      S.c.owner == bindparam("owner")))
 
@@ -37,14 +37,9 @@ def mail_to_row(mail: Mail, blob_id: str, owner: str | None, lease_until: float 
                 not_before: float = 0.0, tries: int = 0) -> dict:
     now = time.time()
     return dict(
-        name=mail.name, state=mail.state,
-        sender=str(mail.sender) if mail.sender is not None else None,
-        recipients=json.dumps([str(r) for r in mail.recipients]),
-        attributes=json.dumps(mail.attributes), error_message=mail.error_message,
-        remote_addr=mail.remote_addr, remote_host=mail.remote_host, helo=mail.helo,
-        auth_user=mail.auth_user, blob_id=blob_id, tries=tries, not_before=not_before,
-        created=now, last_updated=mail.last_updated or now, owner=owner,
-        lease_until=lease_until)
+        envelope_row(mail), helo=mail.helo, auth_user=mail.auth_user, blob_id=blob_id,
+        tries=tries, not_before=not_before, created=now,
+        last_updated=mail.last_updated or now, owner=owner, lease_until=lease_until)
 
 
 def row_to_mail(row, source) -> Mail:
@@ -65,7 +60,7 @@ def insert_mail(conn: Connection, mail: Mail, blob_id: str, owner: str | None = 
 
 
 def delete_mail(conn: Connection, name: str) -> None:
-    execute(conn, DELETE_SPOOL, {"mail_name": name})
+    execute(conn, _DELETE_SPOOL, {"mail_name": name})
 
 
 LeaseLost = leases.LeaseLost  # the mail is no longer this node's: another node took it
@@ -73,14 +68,13 @@ LeaseLost = leases.LeaseLost  # the mail is no longer this node's: another node 
 
 def finish_owned(conn: Connection, name: str, owner: str) -> None:
     """Remove a finished mail, provided this node still holds it (else LeaseLost)."""
-    if execute(conn, _FINISH_OWNED, {"mail_name": name, "owner": owner}).rowcount != 1:
+    if execute(conn, _FINISH_OWNED, {"mail_name": name, "owner": owner}) != 1:
         raise LeaseLost(name)
 
 
 def accept_statements(mail: Mail, blob, owner: str, lease_until: float) -> list:
     """The writes that put a received mail and its blob into the spool."""
-    return [(INSERT_BLOB, {"id": blob.id, "size": blob.size, "data": blob.data,
-                           "created": time.time()}),
+    return [BlobStore.row_statement(blob),
             (INSERT_SPOOL, mail_to_row(mail, blob.id, owner, lease_until))]
 
 
@@ -107,14 +101,33 @@ def claim(conn: Connection, owner: str, lease_seconds: float, limit: int) -> lis
     return names
 
 
-def renew_leases(conn: Connection, owner: str, lease_seconds: float) -> int:
-    res = conn.execute(update(S).where(S.c.owner == owner)
-                       .values(lease_until=time.time() + lease_seconds))
-    return res.rowcount
+def renew_leases(conn: Connection, owner: str, lease_seconds: float,
+                 names: list[str]) -> int:
+    """Extend the leases ``owner`` holds on the mails ``names`` (those in flight);
+    → how many rows were extended."""
+    until = time.time() + lease_seconds
+    renewed = 0
+    for start in range(0, len(names), 500):
+        res = conn.execute(update(S).where(and_(S.c.owner == owner,
+                                                S.c.name.in_(names[start:start + 500])))
+                           .values(lease_until=until))
+        renewed += res.rowcount
+    return renewed
 
 
 def release_all(conn: Connection, owner: str) -> None:
+    """Give up every lease ``owner`` holds (a clean stop)."""
     conn.execute(update(S).where(S.c.owner == owner).values(owner=None, lease_until=None))
+
+
+def release_every_lease(conn: Connection) -> None:
+    """Give up every lease of every node (a SQLite spool has one process)."""
+    conn.execute(update(S).values(owner=None, lease_until=None))
+
+
+def remove_statements(name: str) -> list:
+    """The writes that take the finished mail ``name`` out of the spool."""
+    return [(_DELETE_SPOOL, {"mail_name": name})]
 
 
 def load_mails(conn: Connection, names: list[str], blobs: BlobStore) -> list[Mail]:

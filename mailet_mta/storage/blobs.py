@@ -136,6 +136,11 @@ class BlobWriter:
                 pass
 
 
+def blob_dir(config) -> Path:
+    """Where large message files live: storage.blob_dir or <data_dir>/blobs."""
+    return Path(config.storage.blob_dir or Path(config.storage.data_dir) / "blobs")
+
+
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -167,10 +172,16 @@ class BlobStore:
 
     # -- the table -------------------------------------------------------------------
     @staticmethod
+    def row_statement(ref: BlobRef) -> tuple:
+        """(statement, parameters) that record ``ref`` in the blobs table; the
+        database writer groups equal statements of a batch into one executemany."""
+        return (_INSERT_BLOB, {"id": ref.id, "size": ref.size, "data": ref.data,
+                               "created": time.time()})
+
+    @staticmethod
     def insert_row(conn: Connection, ref: BlobRef) -> None:
         """Record ``ref`` in the blobs table (inside the caller's transaction)."""
-        execute(conn, _INSERT_BLOB, {"id": ref.id, "size": ref.size, "data": ref.data,
-                                     "created": time.time()})
+        execute(conn, *BlobStore.row_statement(ref))
 
     def source(self, blob_id: str, size: int, data: bytes | None) -> MessageSource:
         """A MessageSource for a blob row: in memory if inline, else read from its file."""

@@ -108,21 +108,39 @@ def driver_sql(dialect, statement, columns: tuple | None = None) -> DriverSQL:
     return found
 
 
-def execute(conn: Connection, statement, params: dict):
-    """Execute a prebuilt Core ``statement`` on the DBAPI cursor of ``conn``; → cursor.
-
-    For the statements every mail runs (spool rows, blob rows, mailbox rows):
-    SQLAlchemy's per-call work (cache key, bind and result processing) costs several
-    times what the driver does. Parameters must be plain ``str``, ``int``, ``float``,
-    ``bool``, ``bytes`` or None; an INSERT without ``values()`` takes its columns from
-    ``params``' keys. The cursor gives ``rowcount`` and, for RETURNING,
-    ``fetchone()``; it runs in ``conn``'s transaction.
-    """
+def _cursor(conn: Connection, statement, params: dict):
+    """A DBAPI cursor of ``conn`` that has executed ``statement`` (the caller closes it)."""
     prepared = driver_sql(conn.dialect, statement,
                           tuple(params) if statement.is_insert else None)
     cursor = conn.connection.cursor()
     cursor.execute(prepared.sql, prepared.params(params))
     return cursor
+
+
+def execute(conn: Connection, statement, params: dict) -> int:
+    """Execute a prebuilt Core ``statement`` on the DBAPI cursor of ``conn``; → rowcount.
+
+    For the statements every mail runs (spool rows, blob rows, mailbox rows):
+    SQLAlchemy's per-call work (cache key, bind and result processing) costs several
+    times what the driver does. Parameters must be plain ``str``, ``int``, ``float``,
+    ``bool``, ``bytes`` or None; an INSERT without ``values()`` takes its columns from
+    ``params``' keys. It runs in ``conn``'s transaction; the cursor is closed.
+    """
+    cursor = _cursor(conn, statement, params)
+    try:
+        return cursor.rowcount
+    finally:
+        cursor.close()
+
+
+def fetch_one(conn: Connection, statement, params: dict) -> tuple | None:
+    """The first row of a prebuilt SELECT (or UPDATE … RETURNING) as a plain driver
+    tuple, or None; as :func:`execute`, and the cursor is closed."""
+    cursor = _cursor(conn, statement, params)
+    try:
+        return cursor.fetchone()
+    finally:
+        cursor.close()
 
 
 def fetch_chunks(conn: Connection, statement, params: dict,
@@ -137,7 +155,7 @@ def fetch_chunks(conn: Connection, statement, params: dict,
     reading 100,000 rows triggers no collection at all (with chunks of 2,048: about
     100, one of them a full one of the whole heap).
     """
-    cursor = execute(conn, statement, params)
+    cursor = _cursor(conn, statement, params)
     try:
         while chunk := cursor.fetchmany(size):
             yield chunk

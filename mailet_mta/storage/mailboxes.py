@@ -24,7 +24,7 @@ from sqlalchemy.exc import IntegrityError
 from ..api import MessagingError
 from ..mail import MessageSource
 from . import schema
-from .db import execute, fetch_chunks
+from .db import execute, fetch_chunks, fetch_one
 
 __all__ = ["QuotaExceeded", "MessageInfo", "MessageContent", "format_prefix",
            "get_or_create_mailbox", "store_message", "message_row_chunks", "mailbox_state",
@@ -185,10 +185,10 @@ def store_message(conn: Connection, user: str, folder: str, blob_id: str, prefix
     total = len(prefix) + size
     if conn.dialect.update_returning:
         params = {"b_user": user, "b_folder": folder}
-        row = execute(conn, _TAKE_UID, params).fetchone()
+        row = fetch_one(conn, _TAKE_UID, params)
         if row is None:
             _create_mailbox(conn, user, folder)
-            row = execute(conn, _TAKE_UID, params).fetchone()
+            row = fetch_one(conn, _TAKE_UID, params)
         box_id, uid_next, quota = row
         uid = uid_next - 1
         _check_quota(conn, user, quota, total)
@@ -221,7 +221,7 @@ def mailbox_state(conn: Connection, user: str, folder: str = "INBOX") -> tuple |
     takes a fresh uid from ``uid_next``, and every removal lowers the count. A cached
     listing is valid while the state it was read at is the mailbox's state.
     """
-    row = execute(conn, _MAILBOX_STATE, {"b_user": user, "b_folder": folder}).fetchone()
+    row = fetch_one(conn, _MAILBOX_STATE, {"b_user": user, "b_folder": folder})
     return tuple(row) if row is not None else None
 
 
@@ -292,7 +292,8 @@ _FOLDER_STATES = (select(_mb.c.name, _mb.c.uid_validity, _mb.c.uid_next,
 def folder_states(conn: Connection, user: str) -> list[tuple[str, int, int, int]]:
     """``[(folder, uid_validity, uid_next, message count)]`` of every mailbox of
     ``user``, by name."""
-    return [tuple(row) for row in execute(conn, _FOLDER_STATES, {"b_user": user})]
+    return [tuple(row) for chunk in fetch_chunks(conn, _FOLDER_STATES, {"b_user": user})
+            for row in chunk]
 
 
 def message_flags(conn: Connection, message_ids) -> dict[int, str]:

@@ -17,6 +17,7 @@ from sqlalchemy.engine import Connection
 
 from ..api import ATTR_ERROR_PROCESSOR
 from . import schema
+from .mail_rows import attributes_json, envelope_row, recipients_json
 
 __all__ = ["RepositoryMail", "store", "list_mails", "get", "remove", "names", "reprocess",
            "restart_state", "purge", "apply_retention"]
@@ -53,13 +54,10 @@ def _from_row(row) -> RepositoryMail:
 
 def store(conn: Connection, repository: str, mail, blob_id: str) -> int:
     """Keep ``mail`` (a Mail) in ``repository`` with its message in blob ``blob_id``; → id."""
-    res = conn.execute(insert(_R).values(
-        repository=repository, name=mail.name, state=mail.state,
-        sender=None if mail.sender is None else str(mail.sender),
-        recipients=json.dumps([str(r) for r in mail.recipients]),
-        attributes=json.dumps(mail.attributes, default=str),
-        error_message=mail.error_message, remote_addr=mail.remote_addr or "",
-        remote_host=mail.remote_host or "", blob_id=blob_id, created=time.time()))
+    row = envelope_row(mail)
+    row.update(remote_addr=mail.remote_addr or "", remote_host=mail.remote_host or "")
+    res = conn.execute(insert(_R).values(repository=repository, blob_id=blob_id,
+                                         created=time.time(), **row))
     return res.inserted_primary_key[0]
 
 
@@ -129,7 +127,8 @@ def reprocess(conn: Connection, repository: str, state: str | None = None,
         restart = restart_state(mail, state)
         conn.execute(insert(sp).values(
             name=name, state=restart, sender=mail.sender,
-            recipients=json.dumps(mail.recipients), attributes=json.dumps(mail.attributes),
+            recipients=recipients_json(mail.recipients),
+            attributes=attributes_json(mail.attributes),
             error_message=mail.error_message, remote_addr=mail.remote_addr,
             remote_host=mail.remote_host, helo=None, auth_user=None, blob_id=mail.blob_id,
             tries=0, not_before=0.0, created=now, last_updated=now, owner=None,

@@ -72,6 +72,6 @@ def test_execute_fills_in_the_literals_a_prebuilt_statement_carries(database):
             .values(value=m.c.value + "-suffix"))
     with database.transaction() as conn:
         execute(conn, insert(m), {"key": "e", "value": "x"})
-        assert execute(conn, bump, {"k": "e"}).rowcount == 1
-        assert execute(conn, bump, {"k": "nope"}).rowcount == 0
+        assert execute(conn, bump, {"k": "e"}) == 1
+        assert execute(conn, bump, {"k": "nope"}) == 0
         assert conn.execute(select(m.c.value).where(m.c.key == "e")).scalar() == "x-suffix"

@@ -19,8 +19,7 @@ PIPELINE = ("spoolmanager: {processors: {root: [{match: All, class: Null}], "
 def test_metrics_are_off_unless_a_listen_endpoint_is_configured():
     config = load_config_text("servernames: [example.com]\n" + PIPELINE, "yaml")
     assert "metrics" not in config.extra
-    server = SimpleNamespace(config=config, listeners=[])
-    assert metrics.install_metrics(server) is None and server.listeners == []
+    assert metrics.metrics_service(config, SimpleNamespace(config=config)) is None
 
 
 def test_metrics_listen_is_read_from_yaml_and_xml():
@@ -44,7 +43,7 @@ def test_an_unknown_metrics_key_names_the_line_and_the_known_key():
 def test_a_bad_metrics_endpoint_is_a_configuration_error():
     config = load_config_text("metrics: {listen: 'nonsense:1'}\n" + PIPELINE, "yaml")
     with pytest.raises(ConfigurationError, match="metrics.listen"):
-        metrics.install_metrics(SimpleNamespace(config=config, listeners=[]))
+        metrics.metrics_service(config, SimpleNamespace(config=config))
 
 
 def test_refusing_replies_are_counted_by_reason_and_others_are_not():

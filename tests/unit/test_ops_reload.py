@@ -7,7 +7,7 @@ import copy
 import pytest
 import pytest_twisted
 import yaml
-from twisted.internet import defer, reactor, task
+from twisted.internet import defer
 
 from mailet_mta.config import load_config
 from mailet_mta.service import MailServer
@@ -39,8 +39,7 @@ def running(tmp_path):
     path = tmp_path / "mailet-mta.yaml"
     write_config(path, tmp_path / "var")
     server = MailServer(load_config(path))
-    server.startService()
-    pytest_twisted.blockon(task.deferLater(reactor, 0.2, lambda: None))
+    pytest_twisted.blockon(server.startService())
     yield server, path
     pytest_twisted.blockon(defer.ensureDeferred(_stop(server)))
 
@@ -138,9 +137,6 @@ async def test_the_embedded_default_has_nothing_to_reload(tmp_path):
     config.smtpservers, config.pop3servers = [], []
     config.spoolmanager.processors = load_config_text_processors()
     server = MailServer(config)
-    from mailet_mta.reload import install_reload
-
-    install_reload(server)
     assert await server.reload() is False
     server.db.engine.dispose()
 

@@ -261,3 +261,47 @@ def test_unknown_mailet_parameter_is_refused():
 def test_root_and_error_are_required():
     with pytest.raises(ConfigurationError, match="'root'"):
         Pipeline(SpoolManagerConfig(processors={"error": ProcessorSpec(name="error")}), Ctx())
+
+
+class RecordingObserver:
+    """Every event the pipeline reports, in order."""
+
+    trail = True
+    timed = True
+
+    def __init__(self):
+        self.events = []
+
+    def entered(self, mail, processor):
+        self.events.append(("entered", processor))
+
+    def ghosted(self, mail, processor):
+        self.events.append(("ghosted", processor))
+
+    def mailet_changed(self, label, mail):
+        self.events.append(("changed", label, mail.state))
+
+    def processor_time(self, processor, seconds):
+        self.events.append(("time", processor, seconds >= 0))
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_injected_observer_sees_each_processor_visit_change_and_ghosting():
+    procs = {"root": [pair("GoTo", processor="transport")], "transport": [pair("Drop")]}
+    specs = {n: ProcessorSpec(name=n, mailets=p) for n, p in procs.items()}
+    specs["error"] = ProcessorSpec(name="error", mailets=[pair("Drop")])
+    observer = RecordingObserver()
+    pipe = Pipeline(SpoolManagerConfig(processors=specs), Ctx(), observer)
+    await pipe.run(mail("a@example.com"))
+    assert observer.events == [
+        ("entered", "root"), ("changed", f"All/{P}GoTo", "transport"), ("time", "root", True),
+        ("entered", "transport"), ("changed", f"All/{P}Drop", "ghost"),
+        ("ghosted", "transport"), ("time", "transport", True)]
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_pipeline_without_an_observer_reports_nothing_and_still_runs():
+    pipe = pipeline({"root": [pair("Record", label="r"), pair("Drop")]})
+    assert pipe.observer.trail is False and pipe.observer.timed is False
+    await pipe.run(mail("a@example.com"))
+    assert labels() == ["r"]

@@ -7,7 +7,7 @@ import json
 import pytest
 import pytest_twisted
 from sqlalchemy import func, select
-from twisted.internet import defer, task
+from twisted.internet import defer, reactor, task
 
 from mailet_mta.api import Mail, MailAddress
 from mailet_mta.config.model import (
@@ -19,8 +19,10 @@ from mailet_mta.config.model import (
 )
 from mailet_mta.context import MailetContext
 from mailet_mta.directory import Directory
-from mailet_mta.spool.manager import SpoolManager
+from mailet_mta.spool.intake import SpoolIntake
 from mailet_mta.spool.processor import Pipeline
+from mailet_mta.spool.run_queue import RunQueue
+from mailet_mta.spool.runner import SpoolRunner
 from mailet_mta.storage import schema
 from mailet_mta.storage.blobs import BlobStore
 from mailet_mta.storage.db import Database
@@ -38,7 +40,7 @@ def spec(mailet, **params):
 def harness(db_url, tmp_path):
     made = []
 
-    def build(processors, max_tries=3):
+    def build(processors, max_tries=3, lease_seconds=300.0):
         db = Database(db_url)
         db.upgrade()
         db.start()
@@ -50,11 +52,12 @@ def harness(db_url, tmp_path):
                               storage=StorageConfig(data_dir=str(tmp_path)),
                               spoolmanager=SpoolManagerConfig(processors=procs))
         directory = Directory(db, config.servernames, config.postmaster_address)
-        ctx = MailetContext(config, directory, blobs)
+        queue = RunQueue(reactor)
+        intake = SpoolIntake(db, blobs, queue, node_name="n1", lease_seconds=lease_seconds)
+        ctx = MailetContext(config, directory, blobs, intake=intake)
         pipeline = Pipeline(config.spoolmanager, ctx)
-        sm = SpoolManager(db, blobs, pipeline, threads=4, max_tries=max_tries,
-                          node_name="n1", poll_interval=0.05)
-        ctx.spool = sm
+        sm = SpoolRunner(db, blobs, queue, intake, pipeline, threads=4, max_tries=max_tries,
+                         node_name="n1", poll_interval=0.05, lease_seconds=lease_seconds)
         sm.startService()
         made.append((sm, db))
         return sm, db, blobs
@@ -89,7 +92,7 @@ async def accept(sm, blobs, mail, body):
     w = blobs.writer()
     w.write(body)
     ref = await w.finish()
-    await sm.accept(mail, ref)
+    await sm.intake.accept(mail, ref)
 
 
 async def settle(sm, db, seconds=5.0):
@@ -197,3 +200,68 @@ async def test_rows_present_at_start_are_claimed_and_processed(harness, db_url, 
     with db2.engine.connect() as conn:
         rcpts = conn.execute(select(schema.repository_mails.c.recipients)).scalars().first()
     assert len(json.loads(rcpts)) == 2
+
+
+@pytest_twisted.ensureDeferred
+async def test_mail_whose_failure_could_not_be_recorded_runs_again_without_restart(
+        harness, monkeypatch):
+    # The run fails, and so does the write that records the failure: the row stays
+    # leased to this node. Only mails in flight have their lease renewed, so the lease
+    # runs out and the next poll takes the mail back.
+    from mailet_mta.spool import store
+    plugins.FLAKY_FAILS.clear()
+    real, calls = store.record_failure, []
+
+    def record_failure_fails_once(conn, *args):
+        # The writer tries a failed batch's writes once more alone: fail both attempts.
+        calls.append(args)
+        if len(calls) <= 2:
+            raise RuntimeError("disk full")
+        return real(conn, *args)
+
+    monkeypatch.setattr(store, "record_failure", record_failure_fails_once)
+    sm, db, blobs = harness({"root": [spec("Flaky", fails="1", on_mailet="propagate"),
+                                      spec("KeepIn", repository="done")]},
+                            lease_seconds=1.5)
+    mail, body = new_mail()
+    await accept(sm, blobs, mail, body)
+    await settle(sm, db, 10.0)
+    assert 1 <= len(calls) <= 2           # the failure was never recorded
+    assert count(db, schema.repository_mails, repository="done") == 1
+    assert count(db, schema.spool) == 0
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_mail_with_an_attribute_json_cannot_hold_is_spooled_with_its_str(harness):
+    # Spool, repository and outgoing rows serialise a mail's envelope one way.
+    import datetime
+    sm, db, blobs = harness({"root": [spec("KeepIn", repository="kept")]})
+    mail, _body = new_mail()
+    when = datetime.datetime(2026, 12, 3, 12, 0)
+    mail.set_attribute("seen", when)
+    await sm.intake.inject(mail)
+    await settle(sm, db)
+    with db.engine.connect() as conn:
+        attributes = conn.execute(select(schema.repository_mails.c.attributes)).scalar_one()
+    assert json.loads(attributes)["seen"] == str(when)
+
+
+@pytest_twisted.ensureDeferred
+async def test_reconfigure_takes_the_new_limits_and_pipeline_and_retires_the_old_one(harness):
+    sm, db, blobs = harness({"root": [spec("KeepIn", repository="old")]})
+    old = sm.pipeline
+    destroyed = []
+    old.destroy = lambda: destroyed.append(True)
+    procs = {"root": ProcessorSpec(name="root", mailets=[spec("KeepIn", repository="new")]),
+             "error": ProcessorSpec(name="error", mailets=[spec("KeepIn", repository="e")])}
+    config = ServerConfig(servernames=["example.com"], spoolmanager=SpoolManagerConfig(
+        processors=procs, threads=9, max_tries=7, error_repository="kept-errors"))
+    sm.reconfigure(config, Pipeline(config.spoolmanager, old.context))
+    assert (sm.threads, sm.max_tries, sm.error_repository) == (9, 7, "kept-errors")
+    await sm.wait_idle()
+    assert destroyed == [True]
+    mail, body = new_mail()
+    await accept(sm, blobs, mail, body)
+    await settle(sm, db)
+    assert count(db, schema.repository_mails, repository="new") == 1
+    assert count(db, schema.repository_mails, repository="old") == 0

@@ -1,22 +1,17 @@
-"""The spool manager: takes mails from the durable spool and runs them through the pipeline.
-
-A mail enters the spool through :meth:`SpoolManager.accept` (SMTP) or
-:meth:`SpoolManager.inject` (bounces, re-injection): its row is committed by the
-database writer (group commit) and the mail is then handed to the manager **in
-memory** — the database is the record, not the conveyor. Mails found in the database
-(after a restart, from another tool, or whose retry time has come) are claimed by a
-poll with a lease, so several processes on one PostgreSQL take disjoint work.
+"""The spool runner: runs the mails of the run queue through the pipeline.
 
 Each run of a mail is one :class:`UnitOfWork`; its effects and the mail's removal from
 the spool commit together. A run that fails is retried later with back-off; after
-``max_tries`` failures the mail is moved to the error repository.
+``max_tries`` failures the mail is moved to the error repository. Mails found in the
+database (after a restart, from another tool, or whose retry time has come) are
+claimed by a poll with a lease, so several processes on one PostgreSQL take disjoint
+work; the leases of the mails in flight here are renewed while they run.
 """
 
 from __future__ import annotations
 
 import contextvars
 import time
-from collections import deque
 
 from twisted.application.service import Service
 from twisted.internet import defer, task
@@ -24,26 +19,30 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from ..mail import Mail
-from ..storage.blobs import BlobRef, BlobStore
+from ..storage.blobs import BlobStore
 from ..storage.db import Database
 from . import store
+from .intake import SpoolIntake
 from .processor import Pipeline, PropagatedError
+from .run_queue import RunQueue
 from .unit_of_work import UnitOfWork, current_uow
 
 log = Logger(namespace="mailet_mta.spool")
 
 
-class SpoolManager(Service):
-    """Runs spooled mails through a :class:`Pipeline` with bounded concurrency."""
+class SpoolRunner(Service):
+    """Runs queued mails through a :class:`Pipeline` with bounded concurrency."""
 
     name = "spoolmanager"
 
-    def __init__(self, db: Database, blobs: BlobStore, pipeline: Pipeline | None, *,
-                 threads: int = 16, max_tries: int = 5, error_repository: str = "error",
-                 node_name: str = "node", lease_seconds: float = 300.0,
-                 poll_interval: float = 1.0, clock=None):
+    def __init__(self, db: Database, blobs: BlobStore, queue: RunQueue, intake: SpoolIntake,
+                 pipeline: Pipeline, *, threads: int = 16, max_tries: int = 5,
+                 error_repository: str = "error", node_name: str = "node",
+                 lease_seconds: float = 300.0, poll_interval: float = 1.0):
         self.db = db
         self.blobs = blobs
+        self.queue = queue
+        self.intake = intake
         self.pipeline = pipeline
         self.threads = max(1, threads)
         self.max_tries = max_tries
@@ -51,12 +50,8 @@ class SpoolManager(Service):
         self.node_name = node_name
         self.lease_seconds = lease_seconds
         self.poll_interval = poll_interval
-        if clock is None:
-            from twisted.internet import reactor as clock
-        self.clock = clock
-        self._queue: deque[Mail] = deque()
+        self.clock = queue.clock
         self._running = 0
-        self._arriving: list[Mail] = []       # accepted, handed over on the next turn
         self._pumping = False
         self._finishing = 0                   # ghosted mails whose removal is not committed
         self._idle_waiters: list[defer.Deferred] = []
@@ -64,6 +59,7 @@ class SpoolManager(Service):
         self._polling = False
         self.processed = 0
         self.failed_runs = 0
+        queue.subscribe(self._pump)
 
     # -- service ------------------------------------------------------------------------
     def startService(self) -> None:
@@ -71,8 +67,7 @@ class SpoolManager(Service):
         if self.db.is_sqlite:
             # One process owns a SQLite spool: leases left by a previous run are stale.
             with self.db.transaction() as conn:
-                from sqlalchemy import update
-                conn.execute(update(store.S).values(owner=None, lease_until=None))
+                store.release_every_lease(conn)
         poll = task.LoopingCall(self.poll)
         poll.clock = self.clock
         renew = task.LoopingCall(self._renew)
@@ -87,51 +82,25 @@ class SpoolManager(Service):
         for loop in self._loops:
             if loop.running:
                 loop.stop()
-        self._queue.clear()
+        self.queue.clear()
         yield self.wait_idle()
         yield self.db.write(store.release_all, self.node_name)
 
-    # -- entry points -------------------------------------------------------------------
-    def accept(self, mail: Mail, blob: BlobRef) -> defer.Deferred:
-        """Spool a received mail durably; fires after the commit (then say 250)."""
-        mail.source.blob_id = blob.id
-        d = self.db.write_statements(store.accept_statements(
-            mail, blob, self.node_name, time.time() + self.lease_seconds))
-        # One reactor turn later, so the protocol's "queued" line precedes the trail.
-        d.addCallback(lambda _: self._hand_over(mail))
-        return d
-
-    def _hand_over(self, mail: Mail) -> None:
-        self._arriving.append(mail)
-        if len(self._arriving) == 1:
-            self.clock.callLater(0, self._arrive)
-
-    def _arrive(self) -> None:
-        arrived, self._arriving = self._arriving, []
-        self._queue.extend(arrived)
-        self._pump()
-
-    def inject(self, mail: Mail, delay: float = 0.0) -> defer.Deferred:
-        """Spool a mail made by the server (bounce, re-injection) in ``mail.state``."""
-        uow = UnitOfWork(self.blobs)
-        self.spool_in(uow, mail, delay)
-
-        d = self.db.write(uow.commit)
-        d.addCallback(lambda _: self._after_commit(uow))
-        return d
-
-    def spool_in(self, uow: UnitOfWork, mail: Mail, delay: float = 0.0) -> None:
-        """Add ``mail`` as a new spool row to ``uow``; it runs after the commit."""
-        blob_id = uow.blob_id_for(mail)
-        if delay > 0:
-            uow.add(store.insert_mail, mail, blob_id, None, None, time.time() + delay)
-        else:
-            uow.add(store.insert_mail, mail, blob_id, self.node_name,
-                    time.time() + self.lease_seconds)
-            uow.spooled.append(mail)
+    def reconfigure(self, new_config, pipeline: Pipeline) -> None:
+        """Run new mails on ``pipeline`` with ``new_config.spoolmanager``'s limits; the
+        previous pipeline is destroyed once the mails running on it are done."""
+        sm = new_config.spoolmanager
+        old, self.pipeline = self.pipeline, pipeline
+        self.threads = max(1, sm.threads)
+        self.max_tries = sm.max_tries
+        self.error_repository = sm.error_repository
+        d = self.wait_idle()
+        d.addCallback(lambda _: old.destroy())
+        d.addErrback(lambda f: log.failure("destroying the previous pipeline failed", f))
+        self._pump()     # more threads may take queued mails now
 
     def _busy(self) -> bool:
-        return bool(self._running or self._queue or self._arriving or self._finishing)
+        return bool(self._running or self.queue.queued or self._finishing)
 
     def wait_idle(self) -> defer.Deferred:
         """Fires when no mail is queued or running in this process and every finished
@@ -142,11 +111,7 @@ class SpoolManager(Service):
         self._idle_waiters.append(d)
         return d
 
-    # -- the in-memory conveyor ---------------------------------------------------------
-    def _enqueue(self, mail: Mail) -> None:
-        self._queue.append(mail)
-        self._pump()
-
+    # -- driving the runs ---------------------------------------------------------------
     def _pump(self) -> None:
         # Not re-entered: a run that finishes at once calls _done → _pump from inside
         # this loop, and the loop itself takes the next mail.
@@ -154,16 +119,16 @@ class SpoolManager(Service):
             return
         self._pumping = True
         try:
-            while self._queue and self._running < self.threads and self.running:
-                mail = self._queue.popleft()
+            while self.queue.runnable and self._running < self.threads and self.running:
+                mail = self.queue.take()
                 self._running += 1
                 self._step(self._process(mail), contextvars.copy_context())
         finally:
             self._pumping = False
-        if not self.running and self._queue:
+        if not self.running and self.queue.runnable:
             # Stopping: a mail handed over now stays in the spool (stopService releases
             # its lease; the next start runs it) instead of keeping wait_idle waiting.
-            self._queue.clear()
+            self.queue.clear()
             self._maybe_idle()
 
     def _step(self, run, context, result=None) -> None:
@@ -213,13 +178,20 @@ class SpoolManager(Service):
     def _removed(self, result, mail: Mail):
         self._finishing -= 1
         if isinstance(result, Failure):
-            # The row stays leased to this node: a restart (or, on a shared database,
-            # the lease running out) runs the mail again; its run changed nothing.
+            # The row stays leased to this node, no longer renewed: when the lease runs
+            # out a poll runs the mail again; its run changed nothing.
             log.failure("id={id} was processed but its removal from the spool failed",
                         result, id=mail.name)
         self._maybe_idle()
 
+    # -- one run ------------------------------------------------------------------------
     async def _process(self, mail: Mail) -> None:
+        try:
+            await self._run(mail)
+        finally:
+            self.queue.finished(mail)
+
+    async def _run(self, mail: Mail) -> None:
         original_state = mail.state
         uow = UnitOfWork(self.blobs)
         token = current_uow.set(uow)
@@ -238,14 +210,13 @@ class SpoolManager(Service):
             if uow.empty and self.db.is_sqlite:
                 # One process owns a SQLite spool and the run changed nothing: the
                 # grouped delete is enough, and the run's slot is free before it commits.
-                d = self.db.write_statements([(store.DELETE_SPOOL, {"mail_name": mail.name})])
+                d = self.db.write_statements(store.remove_statements(mail.name))
                 self._finishing += 1
                 d.addBoth(self._removed, mail)
                 return
-            else:
-                # Shared database: the run counts only if this node still holds the mail.
-                uow.add(store.finish_owned, mail.name, self.node_name)
-                await self.db.write_background(uow.commit)
+            # Shared database: the run counts only if this node still holds the mail.
+            uow.add(store.finish_owned, mail.name, self.node_name)
+            await self.db.write_background(uow.commit)
         except store.LeaseLost:
             uow.abort()
             log.warn("id={id} was taken over by another node while it ran here; this "
@@ -256,16 +227,7 @@ class SpoolManager(Service):
             log.failure("id={id} could not record the result of its run", id=mail.name)
             await self._failed(mail, f"commit failed: {exc}")
             return
-        self._after_commit(uow)
-
-    def _after_commit(self, uow: UnitOfWork) -> None:
-        for new in uow.spooled:
-            self._enqueue(new)
-        for callback in uow.after_commit:
-            try:
-                callback()
-            except Exception:  # noqa: BLE001
-                log.failure("after-commit callback failed")
+        self.intake.after_commit(uow)
 
     async def _failed(self, mail: Mail, error: str) -> None:
         self.failed_runs += 1
@@ -274,11 +236,10 @@ class SpoolManager(Service):
             log.error("id={id} failed {n} times; moved to repository {repo}: {error}",
                       id=mail.name, n=tries, repo=self.error_repository, error=error)
             mail.error_message = error
-            blob_id = mail.source.blob_id
             try:
-                await self.db.write(store.move_to_repository, mail, blob_id,
+                await self.db.write(store.move_to_repository, mail, mail.source.blob_id,
                                     self.error_repository)
-            except Exception:  # noqa: BLE001 - the row stays; a later poll retries
+            except Exception:  # noqa: BLE001 - the lease runs out; a later poll retries
                 log.failure("id={id} could not be moved to the error repository", id=mail.name)
             return
         delay = min(600.0, 5.0 * (2 ** (tries - 1)))
@@ -286,7 +247,7 @@ class SpoolManager(Service):
                  id=mail.name, n=tries, max=self.max_tries, delay=delay, error=error)
         try:
             await self.db.write(store.record_failure, mail.name, time.time() + delay, error)
-        except Exception:  # noqa: BLE001
+        except Exception:  # noqa: BLE001 - the lease runs out; a later poll retries
             log.failure("id={id} could not record a failed run", id=mail.name)
 
     # -- the database side --------------------------------------------------------------
@@ -295,7 +256,7 @@ class SpoolManager(Service):
         """Claim due mails that no live node holds and run them."""
         if self._polling or not self.running:
             return
-        room = self.threads * 4 - len(self._queue) - self._running
+        room = self.threads * 4 - self.queue.queued - self._running
         if room <= 0:
             return
         self._polling = True
@@ -304,13 +265,17 @@ class SpoolManager(Service):
             if names:
                 mails = yield self.db.read(store.load_mails, names, self.blobs)
                 for mail in mails:
-                    self._enqueue(mail)
+                    self.queue.put(mail)
         except Exception:  # noqa: BLE001 - next poll tries again
             log.failure("spool poll failed")
         finally:
             self._polling = False
 
     def _renew(self):
-        d = self.db.write(store.renew_leases, self.node_name, self.lease_seconds)
+        """Extend the leases of the mails in flight here (and of no other row)."""
+        names = sorted(self.queue.in_flight)
+        if not names:
+            return None
+        d = self.db.write(store.renew_leases, self.node_name, self.lease_seconds, names)
         d.addErrback(lambda f: log.failure("lease renewal failed", f))
         return d
