@@ -10,7 +10,11 @@ filters trust it); headers of other authserv-ids are kept.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
+
 from authres import AuthenticationResultsHeader
+
+from mailet_mta.api import Mail
 
 ATTR_AUTH_RESULTS = "mailet_mta.auth.results"    # list[str]: result clauses, in order
 HEADER = "Authentication-Results"
@@ -24,7 +28,7 @@ def authserv_id_of(value: str) -> str:
         return value.split(";", 1)[0].strip().split(" ", 1)[0]
 
 
-def add_results(mail, authserv_id: str, clauses) -> None:
+def add_results(mail: Mail, authserv_id: str, clauses: Iterable[object]) -> None:
     """Record ``clauses`` (authres result objects or strings) and rewrite the header."""
     results = list(mail.get_attribute(ATTR_AUTH_RESULTS) or [])
     results.extend(str(c) for c in clauses)
@@ -32,7 +36,7 @@ def add_results(mail, authserv_id: str, clauses) -> None:
     write_header(mail, authserv_id, results)
 
 
-def write_header(mail, authserv_id: str, results) -> None:
+def write_header(mail: Mail, authserv_id: str, results: Sequence[str]) -> None:
     """Replace the header with our authserv-id by one with ``results``; keep others."""
     values = mail.headers().get_all(HEADER) or []
     foreign = [str(v) for v in values

@@ -10,7 +10,12 @@ limits (and by ``max_rounds`` whatever happens).
 
 from __future__ import annotations
 
-from mailet_mta.api import TemporaryError
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from mailet_mta.api import IMailetContext, TemporaryError
+
+T = TypeVar("T")
 
 MAX_ROUNDS = 30
 
@@ -18,7 +23,7 @@ MAX_ROUNDS = 30
 class NeedLookup(Exception):
     """Raised inside the library's DNS callback for a question not answered yet."""
 
-    def __init__(self, name: str, rrtype: str):
+    def __init__(self, name: str, rrtype: str) -> None:
         super().__init__(f"{rrtype} {name}")
         self.key = (name.lower().rstrip("."), rrtype)
 
@@ -26,10 +31,10 @@ class NeedLookup(Exception):
 class Answers:
     """Answers fetched so far: ``(name, type)`` → list, or TemporaryError text."""
 
-    def __init__(self):
-        self.known: dict[tuple[str, str], list | str] = {}
+    def __init__(self) -> None:
+        self.known: dict[tuple[str, str], list[Any] | str] = {}
 
-    def get(self, name: str, rrtype: str) -> list:
+    def get(self, name: str, rrtype: str) -> list[Any]:
         """The records, or raise NeedLookup / TemporaryError (a failed lookup)."""
         key = (name.lower().rstrip("."), rrtype)
         if key not in self.known:
@@ -40,13 +45,16 @@ class Answers:
         return value
 
 
-async def run_with_dns(context, fn, *args, max_rounds: int = MAX_ROUNDS):
+async def run_with_dns(context: IMailetContext, fn: Callable[..., T], *args: Any,
+                       max_rounds: int = MAX_ROUNDS) -> T:
     """``fn(answers, *args)`` on a worker thread until it no longer needs a lookup."""
     answers = Answers()
     for _ in range(max_rounds):
-        need, result = await context.run_in_worker(_one_round, fn, answers, *args)
-        if need is None:
-            return result
+        outcome: tuple[None, T] | tuple[NeedLookup, None] = await context.run_in_worker(
+            _one_round, fn, answers, *args)
+        if outcome[0] is None:
+            return outcome[1]
+        need = outcome[0]
         name, rrtype = need.key
         try:
             answers.known[need.key] = await context.dns_lookup(name, rrtype)
@@ -55,7 +63,8 @@ async def run_with_dns(context, fn, *args, max_rounds: int = MAX_ROUNDS):
     raise TemporaryError(f"more than {max_rounds} DNS lookups for one mail")
 
 
-def _one_round(fn, answers, *args):
+def _one_round(fn: Callable[..., T], answers: Answers,
+               *args: Any) -> tuple[None, T] | tuple[NeedLookup, None]:
     """(None, result) when ``fn`` finished, (NeedLookup, None) when it needs DNS: the
     question comes back as a value, not as a failed Deferred."""
     try:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import dkim
 
-from mailet_mta.api import GenericMailet, MailAddress
+from mailet_mta.api import GenericMailet, Mail, MailAddress
 
-from ..dkim_keys import DKIMKeyError, read_key
+from ..dkim_keys import DKIMKeyError, SigningKey, read_key
 
 DEFAULT_HEADERS = ("from", "to", "cc", "subject", "date", "message-id", "reply-to",
                    "in-reply-to", "references", "mime-version", "content-type",
@@ -36,8 +36,8 @@ class DKIMSign(GenericMailet):
     info = "signs mail with DKIM for the sender's domain"
     parameters = ("keys", "headers", "canonicalization")
 
-    def init_mailet(self):
-        self.keys = {}
+    def init_mailet(self) -> None:
+        self.keys: dict[str, tuple[str, SigningKey]] = {}
         for entry in self.get_list("keys"):
             parts = entry.split(":", 2)
             if len(parts) != 3 or not all(p.strip() for p in parts):
@@ -63,7 +63,7 @@ class DKIMSign(GenericMailet):
                        "relaxed (e.g. relaxed/relaxed)")
         return header.encode(), body.encode()
 
-    def signing_domain(self, mail) -> str | None:
+    def signing_domain(self, mail: Mail) -> str | None:
         """The configured domain of the first ``From:`` address, or None."""
         value = mail.headers().get("From")
         addresses = getattr(value, "addresses", ()) if value is not None else ()
@@ -75,7 +75,7 @@ class DKIMSign(GenericMailet):
             return domain if domain in self.keys else None
         return None
 
-    async def service(self, mail):
+    async def service(self, mail: Mail) -> None:
         domain = self.signing_domain(mail)
         if domain is None:
             self.log.info("id={id} not DKIM-signed: no key for the From: domain", id=mail.name)
@@ -84,7 +84,7 @@ class DKIMSign(GenericMailet):
         await self.context.run_in_worker(self._sign, mail, domain, selector, key)
         mail.set_attribute(ATTR_DKIM_SIGNED, f"d={domain} s={selector}")
 
-    def _sign(self, mail, domain, selector, key) -> None:
+    def _sign(self, mail: Mail, domain: str, selector: str, key: SigningKey) -> None:
         data = mail.message_bytes()
         signature = dkim.sign(data, selector.encode(), domain.encode(), key.private,
                               canonicalize=self.canonicalize,

@@ -5,10 +5,10 @@ from __future__ import annotations
 import dkim
 from authres import DKIMAuthenticationResult
 
-from mailet_mta.api import GenericMailet, TemporaryError
+from mailet_mta.api import GenericMailet, Mail, TemporaryError
 
 from ..auth_results import add_results
-from ..dns_replay import run_with_dns
+from ..dns_replay import Answers, run_with_dns
 
 ATTR_DKIM_RESULTS = "mailet_mta.dkim.results"   # [{"result", "domain", "selector", …}]
 MAX_SIGNATURES = 10
@@ -30,12 +30,12 @@ class DKIMVerify(GenericMailet):
     info = "verifies DKIM signatures and records the results"
     parameters = ("maxSignatures",)
 
-    def init_mailet(self):
-        self.max_signatures = self.get_int("maxSignatures", MAX_SIGNATURES)
+    def init_mailet(self) -> None:
+        self.max_signatures = self.get_int("maxSignatures", MAX_SIGNATURES) or 0
         if self.max_signatures < 1:
             self._fail("maxSignatures must be at least 1")
 
-    async def service(self, mail):
+    async def service(self, mail: Mail) -> None:
         count = min(mail.header_names().count("dkim-signature"), self.max_signatures)
         results = await run_with_dns(self.context, verify_signatures, mail, count) if count else []
         mail.set_attribute(ATTR_DKIM_RESULTS, results)
@@ -45,17 +45,17 @@ class DKIMVerify(GenericMailet):
         add_results(mail, self.context.server_name, clauses)
 
 
-def verify_signatures(answers, mail, count: int) -> list[dict]:
+def verify_signatures(answers: Answers, mail: Mail, count: int) -> list[dict[str, str]]:
     """The result of each of the first ``count`` signatures (on a worker thread)."""
     data = mail.message_bytes()
 
     return [_verify_one(data, idx, answers) for idx in range(count)]
 
 
-def _verify_one(data: bytes, idx: int, answers) -> dict:
-    missing = []
+def _verify_one(data: bytes, idx: int, answers: Answers) -> dict[str, str]:
+    missing: list[bytes | str] = []
 
-    def dnsfunc(name, timeout=5):
+    def dnsfunc(name: bytes | str, timeout: float = 5) -> bytes | None:
         records = answers.get(name.decode() if isinstance(name, bytes) else name, "TXT")
         if not records:
             missing.append(name)

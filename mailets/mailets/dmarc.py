@@ -7,7 +7,7 @@ import random
 from dkim.util import parse_tag_value
 from publicsuffixlist import PublicSuffixList
 
-from mailet_mta.api import GenericMailet, MailAddress, TemporaryError
+from mailet_mta.api import GenericMailet, Mail, MailAddress, TemporaryError
 
 from ..auth_results import add_results
 from .dkim_verify import ATTR_DKIM_RESULTS
@@ -43,7 +43,7 @@ class DMARC(GenericMailet):
     parameters = ()
     sample = staticmethod(random.random)     # [0, 1): the pct draw
 
-    async def service(self, mail):
+    async def service(self, mail: Mail) -> None:
         verdict = await self.evaluate(mail)
         mail.set_attribute(ATTR_DMARC, verdict)
         clause = f"dmarc={verdict['result']}"
@@ -53,7 +53,7 @@ class DMARC(GenericMailet):
             clause += f" header.from={verdict['domain']}"
         add_results(mail, self.context.server_name, [clause])
 
-    async def evaluate(self, mail) -> dict:
+    async def evaluate(self, mail: Mail) -> dict[str, str]:
         verdict = {"result": "none", "domain": "", "policy": "", "disposition": "none"}
         domain = from_domain(mail)
         if domain is None:
@@ -86,7 +86,7 @@ class DMARC(GenericMailet):
             return policy
         return {"reject": "quarantine", "quarantine": "none"}.get(policy, "none")
 
-    async def find_record(self, domain: str):
+    async def find_record(self, domain: str) -> tuple[dict[str, str] | None, bool]:
         """(tags of the DMARC record, True when it is the organisational domain's)."""
         record = await self.lookup(domain)
         if record is not None:
@@ -98,7 +98,7 @@ class DMARC(GenericMailet):
                 return record, True
         return None, False
 
-    async def lookup(self, domain: str) -> dict | None:
+    async def lookup(self, domain: str) -> dict[str, str] | None:
         records = [r for r in await self.context.dns_lookup(f"_dmarc.{domain}", "TXT")
                    if r.split(b";", 1)[0].strip() == b"v=DMARC1"]
         if len(records) != 1:                 # §6.6.3: none, or several, is no policy
@@ -111,7 +111,7 @@ class DMARC(GenericMailet):
                 for k, v in tags.items()}
 
 
-def from_domain(mail) -> str | None:
+def from_domain(mail: Mail) -> str | None:
     """The domain of the single ``From:`` address, or None."""
     values = mail.headers().get_all("From") or []
     addresses = [a for v in values for a in getattr(v, "addresses", ())]
@@ -130,7 +130,7 @@ def _aligned(found: str, domain: str, mode: str) -> bool:
     return organizational_domain(found) == organizational_domain(domain)
 
 
-def aligned_pass(mail, domain: str, record: dict) -> bool:
+def aligned_pass(mail: Mail, domain: str, record: dict[str, str]) -> bool:
     """True when an SPF or DKIM pass is aligned with ``domain`` (RFC 7489 §3.1)."""
     spf = mail.get_attribute(ATTR_SPF) or {}
     if spf.get("result") == "pass" and spf.get("identity") == "mailfrom" and \

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import spf as pyspf
 from authres import SPFAuthenticationResult
 
-from mailet_mta.api import GenericMailet, TemporaryError
+from mailet_mta.api import GenericMailet, Mail, TemporaryError
 
 from ..auth_results import add_results
-from ..dns_replay import run_with_dns
+from ..dns_replay import Answers, run_with_dns
 
 ATTR_SPF = "mailet_mta.spf"       # {"result", "domain", "identity", "explanation"}
 
@@ -29,7 +31,7 @@ class SPF(GenericMailet):
     info = "checks SPF for the envelope sender"
     parameters = ()
 
-    async def service(self, mail):
+    async def service(self, mail: Mail) -> None:
         sender = str(mail.sender) if mail.sender is not None else ""
         helo = mail.helo or ""
         result, explanation = await run_with_dns(
@@ -44,12 +46,13 @@ class SPF(GenericMailet):
         add_results(mail, self.context.server_name, [clause])
 
 
-class _Query(pyspf.query):
+class _Query(pyspf.query):  # type: ignore[misc]  # pyspf has no type hints
     """pyspf's evaluator with its DNS answered from the answers fetched so far."""
 
-    answers = None
+    answers: Answers          # set before check()
 
-    def dns(self, name, qtype, cnames=None, ignore_void=False):
+    def dns(self, name: object, qtype: str, cnames: Any = None,
+            ignore_void: bool = False) -> list[Any]:
         name = str(name).rstrip(".").lower()
         if not name or any(not 0 < len(label) < 64 for label in name.split(".")):
             return []                      # not a valid DNS name: nothing to ask
@@ -66,14 +69,14 @@ class _Query(pyspf.query):
         return result
 
 
-def _as_pyspf(qtype: str, record):
+def _as_pyspf(qtype: str, record: Any) -> Any:
     """A record from ``dns_lookup`` in the shape pyspf's own DNS layer gives it."""
     if qtype in ("TXT", "SPF"):
         return (record,)
     return record
 
 
-def evaluate_spf(answers, ip: str, sender: str, helo: str) -> tuple[str, str]:
+def evaluate_spf(answers: Answers, ip: str, sender: str, helo: str) -> tuple[str, str]:
     """(result, explanation) of check_host() (on a worker thread)."""
     query = _Query(i=ip, s=sender, h=helo, querytime=0)
     query.answers = answers

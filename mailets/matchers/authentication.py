@@ -3,6 +3,8 @@ found (they must run earlier in the pipeline)."""
 
 from __future__ import annotations
 
+from mailet_mta.api import Mail
+
 from .whole_mail import WholeMailMatcher
 
 SPF_RESULTS = {"pass", "fail", "softfail", "neutral", "none", "temperror", "permerror"}
@@ -15,13 +17,13 @@ class _AttributeValueIn(WholeMailMatcher):
     allowed: set[str] = set()
     condition_required = True
 
-    def init_matcher(self):
+    def init_matcher(self) -> None:
         self.values = {v.lower() for v in self.condition_list()}
         unknown = self.values - self.allowed
         if unknown:
             self._fail(f"unknown value(s) {sorted(unknown)}: use {sorted(self.allowed)}")
 
-    def matches(self, mail):
+    def matches(self, mail: Mail) -> bool:
         found = mail.get_attribute(self.attribute) or {}
         return str(found.get(self.key, "")).lower() in self.values
 
