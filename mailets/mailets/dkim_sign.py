@@ -41,15 +41,15 @@ class DKIMSign(GenericMailet):
         for entry in self.get_list("keys"):
             parts = entry.split(":", 2)
             if len(parts) != 3 or not all(p.strip() for p in parts):
-                self._fail(f"keys entry {entry!r}: write domain:selector:/path/to/key")
+                self.fail(f"keys entry {entry!r}: write domain:selector:/path/to/key")
             domain, selector, path = (p.strip() for p in parts)
             try:
                 key = read_key(path)
             except DKIMKeyError as exc:
-                self._fail(str(exc))
+                self.fail(str(exc))
             self.keys[domain.lower()] = (selector, key)
         if not self.keys:
-            self._fail("the parameter 'keys' is required (domain:selector:/path/to/key)")
+            self.fail("the parameter 'keys' is required (domain:selector:/path/to/key)")
         headers = [h.lower() for h in self.get_list("headers", DEFAULT_HEADERS)]
         self.headers = [h.encode() for h in dict.fromkeys(["from", *headers])]
         self.canonicalize = self._canonicalization(
@@ -59,7 +59,7 @@ class DKIMSign(GenericMailet):
         header, _, body = text.strip().lower().partition("/")
         body = body or "simple"       # RFC 6376 §3.5: a missing body part is simple
         if header not in CANONICALIZATIONS or body not in CANONICALIZATIONS:
-            self._fail(f"canonicalization {text!r}: write header/body, each simple or "
+            self.fail(f"canonicalization {text!r}: write header/body, each simple or "
                        "relaxed (e.g. relaxed/relaxed)")
         return header.encode(), body.encode()
 

@@ -33,7 +33,7 @@ class DKIMVerify(GenericMailet):
     def init_mailet(self) -> None:
         self.max_signatures = self.get_int("maxSignatures", MAX_SIGNATURES) or 0
         if self.max_signatures < 1:
-            self._fail("maxSignatures must be at least 1")
+            self.fail("maxSignatures must be at least 1")
 
     async def service(self, mail: Mail) -> None:
         count = min(mail.header_names().count("dkim-signature"), self.max_signatures)

@@ -21,7 +21,7 @@ class _AttributeValueIn(WholeMailMatcher):
         self.values = {v.lower() for v in self.condition_list()}
         unknown = self.values - self.allowed
         if unknown:
-            self._fail(f"unknown value(s) {sorted(unknown)}: use {sorted(self.allowed)}")
+            self.fail(f"unknown value(s) {sorted(unknown)}: use {sorted(self.allowed)}")
 
     def matches(self, mail: Mail) -> bool:
         found = mail.get_attribute(self.attribute) or {}
