@@ -7,10 +7,10 @@ import pytest
 import pytest_twisted
 
 from mailet_mta.api import ConfigurationError, Mail, MailAddress
+from mailet_mta.testing import FakeMailContext as MemoryContext
 from mailets.mailets.dmarc import DMARC, organizational_domain
 from mailets.mailets.spf import SPF
 from mailets.matchers.authentication import DMARCDisposition, SPFResult
-from mailet_mta.testing import FakeMailContext as MemoryContext
 
 ZONE = {
     ("a.test", "TXT"): [b"v=spf1 mx ip4:10.0.0.0/8 -all"],
