@@ -387,6 +387,8 @@ class Mail:
             for name in {n.lower() for n in present}:
                 del self._message[name]
             return len(present)
+        if wanted.isdisjoint(self.header_names()):
+            return 0                # the usual case: nothing to rewrite
         block = self._raw_header_block(self.source)
         edited, removed = fields_removed(block, wanted)
         if removed:
