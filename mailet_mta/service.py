@@ -211,7 +211,11 @@ class MailServer(MultiService):
 
     # -- lifecycle ----------------------------------------------------------------------
     def startService(self) -> defer.Deferred:
-        """Start every part; → :meth:`when_ready`."""
+        """Start every part. The Deferred fires with what :meth:`when_ready` gives once
+        every listener listens, or with None when one could not: that failure is
+        logged, kept in ``start_error`` and stops the reactor, and ``serve``/``twistd``
+        (which ignore this Deferred) say it in one line; ``when_ready()`` fails with
+        it."""
         with self.db.transaction() as conn:
             reclaim_own_work(conn, self.node_name)
             self._remove_blob_leftovers(conn)
@@ -224,7 +228,7 @@ class MailServer(MultiService):
         d.addCallback(self._write_listeners)
         d.addErrback(self._listen_failed)
         d.addBoth(self._now_ready)
-        return self.when_ready()
+        return self.when_ready().addErrback(lambda _reported: None)
 
     def when_ready(self) -> defer.Deferred:
         """Fires with ``{listener name: {"protocol", "host", "port"}}`` once every
