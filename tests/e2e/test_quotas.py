@@ -13,8 +13,7 @@ import sqlite3
 
 import pytest
 
-from tests.support.mailbox import pop3_messages
-from tests.support.server import ServerProcess, base_config, wait_for
+from tests.support.server import ServerProcess, base_config, pop3_messages, wait_for
 
 PASSWORD = "quota-test-pw-1"
 BODY = b"Subject: %s\r\nFrom: alice@example.com\r\n\r\n" + b"x" * 2000 + b"\r\n"
@@ -34,7 +33,7 @@ def server(tmp_path_factory):
 
 
 def pop3(srv, user: str) -> list[bytes]:
-    return pop3_messages(srv.port("pop3"), user, PASSWORD)
+    return pop3_messages(srv, user, PASSWORD)
 
 
 def spooled(srv) -> int:

@@ -15,8 +15,7 @@ import time
 
 import pytest
 
-from tests.support.mailbox import pop3_messages
-from tests.support.server import ServerProcess, base_config, wait_for
+from tests.support.server import ServerProcess, base_config, pop3_messages, wait_for
 
 PASSWORD = "recipients-pw-123"
 OUTSIDE = ("127.0.0.2", 0)
@@ -86,7 +85,7 @@ def send(srv, rcpt: str, subject: str, sender: str = FORGED):
 
 
 def pop3(srv, user: str) -> list[bytes]:
-    return pop3_messages(srv.port("pop3"), user, PASSWORD)
+    return pop3_messages(srv, user, PASSWORD)
 
 
 def subjects(srv, user: str) -> list[str]:
