@@ -117,6 +117,9 @@ def test_database_disk_full_is_also_452_and_the_session_goes_on(tmp_path):
                     break
             assert (code, text[:5]) == (452, b"4.3.1"), (code, text)
             assert client.noop()[0] == 250
+        started = time.monotonic()
+        assert server.stop(timeout=15) == 0, server.log_text()[-3000:]
+        assert time.monotonic() - started < 15
     finally:
-        server.kill()    # how the spool manager stops on a full database is not tested here
+        server.kill()
         subprocess.run(["umount", "-l", str(data_dir)], capture_output=True)
