@@ -9,7 +9,6 @@ a worker thread, not the reactor.
 
 from __future__ import annotations
 
-import binascii
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -22,6 +21,7 @@ from .errors import BadCommand, CommandRefused
 from .mime import (
     DEFAULT_LIMITS,
     Part,
+    decoded_body,
     first_fields,
     header_end,
     header_fields,
@@ -332,18 +332,10 @@ def _header_subset(data: bytes, part: Part, item: FetchItem) -> bytes:
 
 
 def _decoded(data: bytes, part: Part) -> bytes:
-    body = data[part.body_start:part.end]
-    if part.is_multipart or part.is_message:
-        return body
-    cte = first_fields(data, part.start, part.body_start, (b"content-transfer-encoding",))
-    encoding = cte.get(b"content-transfer-encoding", b"7bit").lower()
-    if encoding == b"base64":
-        return binascii.a2b_base64(body)
-    if encoding == b"quoted-printable":
-        return binascii.a2b_qp(body)
-    if encoding in (b"7bit", b"8bit", b"binary"):
-        return body
-    raise CommandRefused(f"unknown Content-Transfer-Encoding {encoding[:40]!r}", "UNKNOWN-CTE")
+    body = decoded_body(data, part)
+    if body is None:
+        raise CommandRefused("the part's Content-Transfer-Encoding is unknown", "UNKNOWN-CTE")
+    return body
 
 
 def _section(msg: _Message, item: FetchItem) -> bytes | None:

@@ -16,6 +16,7 @@ well as CRLF ones.
 
 from __future__ import annotations
 
+import binascii
 import re
 from dataclasses import dataclass, field
 
@@ -23,7 +24,7 @@ from ..header_block import HEADER_BLOCK_LIMIT
 from ..mail import MimeLimits
 
 __all__ = ["Part", "parse_structure", "header_fields", "first_fields", "unfold",
-           "parse_params", "MAX_PARAMS", "DEFAULT_LIMITS"]
+           "parse_params", "decoded_body", "MAX_PARAMS", "DEFAULT_LIMITS"]
 
 # Parameters kept from one Content-Type or Content-Disposition field; the rest are
 # dropped (no real field has more than a handful).
@@ -42,6 +43,7 @@ _PARAM = re.compile(rb';[ \t\r\n]*(' + _TOKEN + rb')[ \t]*=[ \t]*("(?:[^"\\]|\\.
 _CONTINUATION = re.compile(rb"(.+)\*([0-9]{1,3})(\*?)")
 _QUOTED_PAIR = re.compile(rb"\\(.)", re.S)
 _UNENCODED = (b"", b"7bit", b"8bit", b"binary")
+_NOT_BASE64 = re.compile(rb"[^A-Za-z0-9+/]")
 
 
 @dataclass(eq=False, slots=True)
@@ -195,6 +197,31 @@ def parse_disposition(value: bytes | None) -> tuple[bytes, list[tuple[bytes, byt
 
 
 _CONTENT_FIELDS = (b"content-type", b"content-transfer-encoding")
+
+
+def _base64(body: bytes) -> bytes:
+    """Lenient base64: other octets and '=' padding ignored, a last lone sextet
+    dropped (what mail readers do with damaged attachments)."""
+    clean = _NOT_BASE64.sub(b"", body)
+    if len(clean) % 4 == 1:
+        clean = clean[:-1]
+    return binascii.a2b_base64(clean + b"=" * (-len(clean) % 4))
+
+
+def decoded_body(data: bytes, part: Part) -> bytes | None:
+    """The body of leaf ``part`` with its Content-Transfer-Encoding undone (base64,
+    quoted-printable; 7bit, 8bit and binary as they are); None for an encoding this
+    does not know. A multipart's or message's body comes as it is."""
+    body = data[part.body_start:part.end]
+    if part.is_multipart or part.is_message:
+        return body
+    cte = first_fields(data, part.start, part.body_start, (b"content-transfer-encoding",))
+    encoding = cte.get(b"content-transfer-encoding", b"").lower()
+    if encoding == b"base64":
+        return _base64(body)
+    if encoding == b"quoted-printable":
+        return binascii.a2b_qp(body)
+    return body if encoding in _UNENCODED else None
 
 
 def _split_multipart(data: bytes, start: int, end: int, boundary: bytes

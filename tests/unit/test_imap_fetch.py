@@ -427,3 +427,8 @@ def test_corpus_messages_render():
         out = fetch(data, "FLAGS", "ENVELOPE", "BODYSTRUCTURE", "BODY.PEEK[]", "BODY[1]")
         assert out.startswith(b"(FLAGS"), name
         assert b"BODY[] {%d}\r\n" % len(data) + data in out, name
+
+
+def test_binary_of_damaged_base64_is_decoded_leniently():
+    data = crlf("Content-Transfer-Encoding: base64\n\nQUJD\nRA=\n!!=\n")
+    assert fetch(data, "BINARY[1]") == b"(BINARY[1] {4}\r\nABCD)"
