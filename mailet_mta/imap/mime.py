@@ -24,16 +24,21 @@ from ..header_block import HEADER_BLOCK_LIMIT
 from ..mail import MimeLimits
 
 __all__ = ["Part", "parse_structure", "header_fields", "first_fields", "unfold",
-           "parse_params", "decoded_body", "MAX_PARAMS", "DEFAULT_LIMITS"]
+           "parse_params", "decoded_body", "MAX_PARAMS", "DEFAULT_LIMITS",
+           "SCAN_FACTOR"]
 
 # Parameters kept from one Content-Type or Content-Disposition field; the rest are
 # dropped (no real field has more than a handful).
 MAX_PARAMS = 64
+# Octets all delimiter scans of one message may cover, as a multiple of its size; a
+# multipart found past that (only hostile nesting gets there) is left unsplit.
+SCAN_FACTOR = 8
+# RFC 2046 allows 70 octets; a multipart with a longer boundary is left unsplit.
+MAX_BOUNDARY = 200
 DEFAULT_LIMITS = MimeLimits()
 
 _BLANK_LINE = re.compile(rb"\n\r?\n")
 _FIELD = re.compile(rb"(?m)^[^ \t\r\n][^\n]*(?:\n[ \t][^\n]*)*(?:\n|\Z)")
-_DELIMITER_TAIL = re.compile(rb"(--)?[ \t]*(?:\r?\n|\Z)")
 _FOLD = re.compile(rb"\r?\n(?=[ \t])")
 _TOKEN = rb"[^\x00-\x20()<>@,;:\\\"/\[\]?=\x7f-\xff]+"
 _MEDIA_TYPE = re.compile(rb"[ \t]*(" + _TOKEN + rb")[ \t]*/[ \t]*(" + _TOKEN + rb")")
@@ -43,7 +48,8 @@ _PARAM = re.compile(rb';[ \t\r\n]*(' + _TOKEN + rb')[ \t]*=[ \t]*("(?:[^"\\]|\\.
 _CONTINUATION = re.compile(rb"(.+)\*([0-9]{1,3})(\*?)")
 _QUOTED_PAIR = re.compile(rb"\\(.)", re.S)
 _UNENCODED = (b"", b"7bit", b"8bit", b"binary")
-_NOT_BASE64 = re.compile(rb"[^A-Za-z0-9+/]")
+_NOT_BASE64 = bytes(set(range(256)) - set(
+    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"))
 
 
 @dataclass(eq=False, slots=True)
@@ -85,11 +91,16 @@ class Part:
 
 
 class _Budget:
-    __slots__ = ("parts", "limits")
+    """What the parse of one message may still do: parts to build, octets to scan
+    for delimiters (each multipart scans its own body, so nesting multiplies the
+    scan; SCAN_FACTOR times the message bounds it)."""
 
-    def __init__(self, limits: MimeLimits):
+    __slots__ = ("parts", "limits", "scan")
+
+    def __init__(self, limits: MimeLimits, size: int):
         self.parts = 0
         self.limits = limits
+        self.scan = SCAN_FACTOR * size
 
 
 def header_end(data: bytes, start: int, end: int) -> int:
@@ -202,7 +213,7 @@ _CONTENT_FIELDS = (b"content-type", b"content-transfer-encoding")
 def _base64(body: bytes) -> bytes:
     """Lenient base64: other octets and '=' padding ignored, a last lone sextet
     dropped (what mail readers do with damaged attachments)."""
-    clean = _NOT_BASE64.sub(b"", body)
+    clean = body.translate(None, _NOT_BASE64)
     if len(clean) % 4 == 1:
         clean = clean[:-1]
     return binascii.a2b_base64(clean + b"=" * (-len(clean) % 4))
@@ -224,35 +235,36 @@ def decoded_body(data: bytes, part: Part) -> bytes | None:
     return body if encoding in _UNENCODED else None
 
 
-def _split_multipart(data: bytes, start: int, end: int, boundary: bytes
+def _before_cr(data: bytes, pos: int, floor: int) -> int:
+    return pos - 1 if pos > floor and data[pos - 1] == 0x0D else pos
+
+
+def _split_multipart(data: bytes, start: int, end: int, boundary: bytes, limit: int
                      ) -> list[tuple[int, int]]:
     """The (start, end) of each body part between the delimiters ``--boundary`` in
     ``start``..``end`` (RFC 2046 §5.1.1): the line break before a delimiter belongs to
-    it; preamble and epilogue are dropped; no close delimiter closes at ``end``."""
-    delimiter = b"--" + boundary
+    it; preamble and epilogue are dropped; no close delimiter closes at ``end``.
+    ``start`` follows a line break (the header's blank line). At most ``limit``
+    spans: the last one then runs unsplit to the close delimiter. One regular-
+    expression scan: lines that only look like a delimiter are passed over inside
+    the engine."""
+    name = rb"\n--" + re.escape(boundary)
+    tail = rb"(?=[ \t]*\r?(?:\n|\Z))"
+    delimiter = re.compile(name + rb"(--)?" + tail)
     parts: list[tuple[int, int]] = []
     current = -1
-    pos = start
-    while True:
-        i = data.find(delimiter, pos, end)
-        if i < 0:
-            break
-        pos = i + 1
-        if i != start and data[i - 1] != 0x0A:
-            continue
-        tail = _DELIMITER_TAIL.match(data, i + len(delimiter), end)
-        if tail is None:
-            continue
+    for m in delimiter.finditer(data, max(start - 1, 0), end):
         if current >= 0:
-            body_end = i
-            if body_end > current and data[body_end - 1] == 0x0A:
-                body_end -= 1
-                if body_end > current and data[body_end - 1] == 0x0D:
-                    body_end -= 1
-            parts.append((current, body_end))
-        if tail.group(1):
+            parts.append((current, max(_before_cr(data, m.start(), current), current)))
+        if m.group(1):
             return parts
-        current = pos = tail.end()
+        line_end = data.find(b"\n", m.end(), end)
+        current = end if line_end < 0 else line_end + 1
+        if len(parts) == limit - 1:
+            close = re.compile(name + b"--" + tail).search(data, current - 1, end)
+            stop = end if close is None else _before_cr(data, close.start(), current)
+            parts.append((current, max(stop, current)))
+            return parts
     if current >= 0:
         parts.append((current, end))
     return parts
@@ -276,10 +288,13 @@ def _parse_part(data: bytes, start: int, end: int, depth: int, budget: _Budget,
     deeper = depth < budget.limits.max_depth
     if kind[0] == b"multipart":
         boundary = dict((k.lower(), v) for k, v in part.params).get(b"boundary")
-        if not boundary or not deeper:
+        if not boundary or len(boundary) > MAX_BOUNDARY or not deeper or \
+                end - body_start > budget.scan:
             part.opaque = True
             return part
-        spans = _split_multipart(data, body_start, end, boundary)
+        budget.scan -= end - body_start
+        spans = _split_multipart(data, body_start, end, boundary,
+                                 budget.limits.max_parts - budget.parts + 1)
         if not spans:
             part.opaque = True
             return part
@@ -305,4 +320,4 @@ def _parse_part(data: bytes, start: int, end: int, depth: int, budget: _Budget,
 
 def parse_structure(data: bytes, limits: MimeLimits = DEFAULT_LIMITS) -> Part:
     """The part tree of the message ``data`` (the message itself is the root)."""
-    return _parse_part(data, 0, len(data), 1, _Budget(limits), False)
+    return _parse_part(data, 0, len(data), 1, _Budget(limits, len(data)), False)

@@ -432,3 +432,23 @@ def test_corpus_messages_render():
 def test_binary_of_damaged_base64_is_decoded_leniently():
     data = crlf("Content-Transfer-Encoding: base64\n\nQUJD\nRA=\n!!=\n")
     assert fetch(data, "BINARY[1]") == b"(BINARY[1] {4}\r\nABCD)"
+
+
+def test_hostile_nesting_with_near_miss_delimiters_is_bounded():
+    # 99 nested multiparts, boundaries a, aa, aaa…, around 18 MB of lines that each
+    # level's delimiter search must pass over: the scan budget keeps it linear
+    heads = [b"Content-Type: multipart/mixed; boundary=%s\r\n\r\n--%s\r\n" % (b"a" * n,
+                                                                              b"a" * n)
+             for n in range(1, 100)]
+    tails = [b"\r\n--%s--\r\n" % (b"a" * n) for n in reversed(range(1, 100))]
+    leaf = b"\r\n" + (b"--" + b"a" * 120 + b"x\r\n") * 150_000
+    data = b"".join(heads) + leaf + b"".join(tails)
+    t = time.perf_counter()
+    tree = parse_structure(data)
+    out = fetch(data, "BODYSTRUCTURE")
+    assert time.perf_counter() - t < 5
+    depth, part = 0, tree
+    while part.children:
+        part, depth = part.children[0], depth + 1
+    assert part.opaque and 1 < depth < 99
+    assert out.count(b'"APPLICATION" "OCTET-STREAM"') == 1
