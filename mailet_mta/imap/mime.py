@@ -17,6 +17,7 @@ well as CRLF ones.
 from __future__ import annotations
 
 import binascii
+import functools
 import re
 from dataclasses import dataclass, field
 
@@ -38,7 +39,7 @@ MAX_BOUNDARY = 200
 DEFAULT_LIMITS = MimeLimits()
 
 _BLANK_LINE = re.compile(rb"\n\r?\n")
-_FIELD = re.compile(rb"(?m)^[^ \t\r\n][^\n]*(?:\n[ \t][^\n]*)*(?:\n|\Z)")
+_FIELD = re.compile(rb"(?m)^([^ \t\r\n:][^:\r\n]*):[^\n]*(?:\n[ \t][^\n]*)*(?:\n|\Z)")
 _FOLD = re.compile(rb"\r?\n(?=[ \t])")
 _TOKEN = rb"[^\x00-\x20()<>@,;:\\\"/\[\]?=\x7f-\xff]+"
 _MEDIA_TYPE = re.compile(rb"[ \t]*(" + _TOKEN + rb")[ \t]*/[ \t]*(" + _TOKEN + rb")")
@@ -117,18 +118,10 @@ def header_end(data: bytes, start: int, end: int) -> int:
 def header_fields(data: bytes, start: int, end: int) -> list[tuple[bytes, int, int]]:
     """The fields of the header block ``start``..``end``: (lower-case name, offset of
     the field, offset past its last line end), folded lines included, in order. Only
-    the first ``HEADER_BLOCK_LIMIT`` octets are looked at."""
-    out = []
-    for m in _FIELD.finditer(data, start, min(end, start + HEADER_BLOCK_LIMIT)):
-        s, e = m.span()
-        colon = data.find(b":", s, e)
-        eol = data.find(b"\n", s, e)
-        if colon < 0 or (0 <= eol < colon):
-            continue            # not a field line (no colon on its first line)
-        name = data[s:colon].rstrip(b" \t").lower()
-        if name:
-            out.append((name, s, e))
-    return out
+    the first ``HEADER_BLOCK_LIMIT`` octets are looked at; lines that are not fields
+    (no colon) are passed over."""
+    return [(m.group(1).rstrip(b" \t").lower(), m.start(), m.end())
+            for m in _FIELD.finditer(data, start, min(end, start + HEADER_BLOCK_LIMIT))]
 
 
 def unfold(raw: bytes) -> bytes:
@@ -136,14 +129,24 @@ def unfold(raw: bytes) -> bytes:
     return _FOLD.sub(b"", raw).strip(b" \t\r\n")
 
 
+@functools.lru_cache(maxsize=64)
+def _named_fields(names: tuple[bytes, ...]) -> re.Pattern[bytes]:
+    alternatives = b"|".join(re.escape(n) for n in names)
+    return re.compile(rb"(?mi)^(" + alternatives + rb")[ \t]*:([^\n]*(?:\n[ \t][^\n]*)*)")
+
+
 def first_fields(data: bytes, start: int, end: int, names: tuple[bytes, ...]
                  ) -> dict[bytes, bytes]:
     """The unfolded values of the first field of each of ``names`` (lower-case) in the
-    header block ``start``..``end``."""
+    header block ``start``..``end`` (its first ``HEADER_BLOCK_LIMIT`` octets). One
+    regular-expression scan: other fields cost no Python work."""
     found: dict[bytes, bytes] = {}
-    for name, s, e in header_fields(data, start, end):
-        if name in names and name not in found:
-            found[name] = unfold(data[data.index(b":", s, e) + 1:e])
+    for m in _named_fields(names).finditer(data, start, min(end, start + HEADER_BLOCK_LIMIT)):
+        name = m.group(1).lower()
+        if name not in found:
+            found[name] = unfold(m.group(2))
+            if len(found) == len(names):
+                break
     return found
 
 
