@@ -20,6 +20,7 @@ __all__ = ["quoted_or_literal", "nstring", "astring_to_str", "encode_mailbox",
 
 Token = str | bytes | list["Token"]
 
+_LAST_SECOND = 253402214399.0     # 9999-12-30 23:59:59 UTC: a zone may still add a day
 MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 _MONTH_NUMBER = {m.lower(): i + 1 for i, m in enumerate(MONTHS)}
 
@@ -148,6 +149,7 @@ def format_internal_date(epoch: float, tz_offset_minutes: int = 0) -> bytes:
     day padded with a space), the time shown in the zone ``tz_offset_minutes`` east
     of UTC."""
     zone = datetime.timezone(datetime.timedelta(minutes=tz_offset_minutes))
+    epoch = min(max(epoch, 0.0), _LAST_SECOND)     # a date the format can show
     t = datetime.datetime.fromtimestamp(int(epoch), zone)
     sign = "-" if tz_offset_minutes < 0 else "+"
     hours, minutes = divmod(abs(tz_offset_minutes), 60)

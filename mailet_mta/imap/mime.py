@@ -26,7 +26,7 @@ from ..mail import MimeLimits
 
 __all__ = ["Part", "parse_structure", "header_fields", "first_fields", "unfold",
            "parse_params", "decoded_body", "MAX_PARAMS", "DEFAULT_LIMITS",
-           "SCAN_FACTOR"]
+           "SCAN_FACTOR", "DEPTH_CAP"]
 
 # Parameters kept from one Content-Type or Content-Disposition field; the rest are
 # dropped (no real field has more than a handful).
@@ -34,6 +34,9 @@ MAX_PARAMS = 64
 # Octets all delimiter scans of one message may cover, as a multiple of its size; a
 # multipart found past that (only hostile nesting gets there) is left unsplit.
 SCAN_FACTOR = 8
+# The parse and the BODYSTRUCTURE answer recurse once a level: whatever maxMimeDepth
+# says, the tree stops here, well inside Python's recursion limit.
+DEPTH_CAP = 200
 # RFC 2046 allows 70 octets; a multipart with a longer boundary is left unsplit.
 MAX_BOUNDARY = 200
 DEFAULT_LIMITS = MimeLimits()
@@ -288,7 +291,7 @@ def _parse_part(data: bytes, start: int, end: int, depth: int, budget: _Budget,
     else:
         part.media, part.params, part.defaulted = (media[0], media[1]), media[2], False
     kind = (part.media[0].lower(), part.media[1].lower())
-    deeper = depth < budget.limits.max_depth
+    deeper = depth < min(budget.limits.max_depth, DEPTH_CAP)
     if kind[0] == b"multipart":
         boundary = dict((k.lower(), v) for k, v in part.params).get(b"boundary")
         if not boundary or len(boundary) > MAX_BOUNDARY or not deeper or \

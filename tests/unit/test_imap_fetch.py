@@ -452,3 +452,13 @@ def test_hostile_nesting_with_near_miss_delimiters_is_bounded():
         part, depth = part.children[0], depth + 1
     assert part.opaque and 1 < depth < 99
     assert out.count(b'"APPLICATION" "OCTET-STREAM"') == 1
+
+
+def test_depth_is_capped_whatever_the_configuration():
+    from mailet_mta.imap.mime import DEPTH_CAP
+    levels = DEPTH_CAP + 50
+    data = b"".join(b"Content-Type: multipart/mixed; boundary=l%d\r\n\r\n--l%d\r\n" % (n, n)
+                    for n in range(levels)) + b"\r\nleaf" + b"".join(
+        b"\r\n--l%d--\r\n" % n for n in reversed(range(levels)))
+    out = fetch(data, "BODYSTRUCTURE", limits=MimeLimits(max_parts=10_000, max_depth=10_000))
+    assert out.count(b'"APPLICATION" "OCTET-STREAM"') == 1
