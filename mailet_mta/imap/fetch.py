@@ -22,7 +22,6 @@ from .mime import (
     DEFAULT_LIMITS,
     Part,
     decoded_body,
-    first_fields,
     header_end,
     header_fields,
     parse_disposition,
@@ -227,11 +226,6 @@ def parse_fetch_items(tokens: Token | Sequence[Token]) -> FetchRequest:
 # ---------------------------------------------------------------------------
 # BODY and BODYSTRUCTURE
 
-_EXT_FIELDS = (b"content-id", b"content-description", b"content-transfer-encoding",
-               b"content-md5", b"content-disposition", b"content-language",
-               b"content-location")
-
-
 def _params(params: list[tuple[bytes, bytes]]) -> bytes:
     if not params:
         return b"NIL"
@@ -254,7 +248,7 @@ def _lines(data: bytes, start: int, end: int) -> int:
 
 def body_structure(data: bytes, part: Part, extended: bool) -> bytes:
     """BODY (``extended`` false) or BODYSTRUCTURE of ``part`` (RFC 3501 §7.4.2)."""
-    f = first_fields(data, part.start, part.body_start, _EXT_FIELDS)
+    f = part.fields
     if part.is_multipart and not part.opaque:
         out = [b"".join(body_structure(data, c, extended) for c in part.children),
                nstring(part.media[1])]

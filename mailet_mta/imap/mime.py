@@ -26,7 +26,8 @@ from ..mail import MimeLimits
 
 __all__ = ["Part", "parse_structure", "header_fields", "first_fields", "unfold",
            "parse_params", "decoded_body", "MAX_PARAMS", "DEFAULT_LIMITS",
-           "SCAN_FACTOR", "DEPTH_CAP"]
+           "SCAN_FACTOR", "DEPTH_CAP",
+           "MIME_FIELDS"]
 
 # Parameters kept from one Content-Type or Content-Disposition field; the rest are
 # dropped (no real field has more than a handful).
@@ -73,6 +74,7 @@ class Part:
     is_message: bool = False
     opaque: bool = False
     defaulted: bool = True          # no (usable) Content-Type field
+    fields: dict[bytes, bytes] = field(default_factory=dict)   # MIME_FIELDS present
 
     @property
     def is_multipart(self) -> bool:
@@ -213,7 +215,10 @@ def parse_disposition(value: bytes | None) -> tuple[bytes, list[tuple[bytes, byt
     return m.group(1), parse_params(value[m.end():])
 
 
-_CONTENT_FIELDS = (b"content-type", b"content-transfer-encoding")
+# The MIME fields of a part, read once when the tree is built (BODYSTRUCTURE uses them).
+MIME_FIELDS = (b"content-type", b"content-transfer-encoding", b"content-id",
+               b"content-description", b"content-md5", b"content-disposition",
+               b"content-language", b"content-location")
 
 
 def _base64(body: bytes) -> bytes:
@@ -232,8 +237,7 @@ def decoded_body(data: bytes, part: Part) -> bytes | None:
     body = data[part.body_start:part.end]
     if part.is_multipart or part.is_message:
         return body
-    cte = first_fields(data, part.start, part.body_start, (b"content-transfer-encoding",))
-    encoding = cte.get(b"content-transfer-encoding", b"").lower()
+    encoding = part.fields.get(b"content-transfer-encoding", b"").lower()
     if encoding == b"base64":
         return _base64(body)
     if encoding == b"quoted-printable":
@@ -280,9 +284,9 @@ def _parse_part(data: bytes, start: int, end: int, depth: int, budget: _Budget,
                 digest: bool) -> Part:
     budget.parts += 1
     body_start = header_end(data, start, end)
-    fields = first_fields(data, start, body_start, _CONTENT_FIELDS)
+    fields = first_fields(data, start, body_start, MIME_FIELDS)
     media = parse_media(fields.get(b"content-type"))
-    part = Part(start, body_start, end)
+    part = Part(start, body_start, end, fields=fields)
     if media is None:
         if digest:
             part.media = (b"MESSAGE", b"RFC822")
