@@ -462,3 +462,13 @@ def test_depth_is_capped_whatever_the_configuration():
         b"\r\n--l%d--\r\n" % n for n in reversed(range(levels)))
     out = fetch(data, "BODYSTRUCTURE", limits=MimeLimits(max_parts=10_000, max_depth=10_000))
     assert out.count(b'"APPLICATION" "OCTET-STREAM"') == 1
+
+
+def test_envelope_address_list_limit():
+    from mailet_mta.imap.envelope import MAX_ADDRESSES, parse_addresses
+    value = b", ".join(b"u%d@example.org" % i for i in range(MAX_ADDRESSES + 50))
+    t = time.perf_counter()
+    found = parse_addresses(value)
+    assert time.perf_counter() - t < 5
+    assert len(found) == MAX_ADDRESSES
+    assert found[-1] == (None, None, b"u%d" % (MAX_ADDRESSES - 1), b"example.org")
