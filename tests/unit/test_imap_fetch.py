@@ -472,3 +472,32 @@ def test_envelope_address_list_limit():
     assert time.perf_counter() - t < 5
     assert len(found) == MAX_ADDRESSES
     assert found[-1] == (None, None, b"u%d" % (MAX_ADDRESSES - 1), b"example.org")
+
+
+def test_header_of_a_message_two_levels_down():
+    # BODY[1.2.HEADER]: part 2 of the multipart that is part 1 is a message/rfc822
+    data = crlf("""\
+Content-Type: multipart/mixed; boundary=outer
+
+--outer
+Content-Type: multipart/mixed; boundary=inner
+
+--inner
+Content-Type: text/plain
+
+first
+--inner
+Content-Type: message/rfc822
+
+Subject: deep
+From: deep@example.org
+
+deep body
+--inner--
+--outer--
+""")
+    assert fetch(data, "BODY[1.2.HEADER]") == (
+        b"(BODY[1.2.HEADER] " + lit(b"Subject: deep\r\nFrom: deep@example.org\r\n\r\n") + b")")
+    assert fetch(data, "BODY[1.2.TEXT]") == b"(BODY[1.2.TEXT] {9}\r\ndeep body)"
+    assert fetch(data, "BODY[1.2.1]") == b"(BODY[1.2.1] {9}\r\ndeep body)"
+    assert b'(NIL "deep" (' in fetch(data, "BODYSTRUCTURE")
