@@ -124,7 +124,7 @@ def decode_mailbox(token: Token, utf8: bool) -> str:
     enabled, else modified UTF-7. BadCommand when it is neither valid nor canonical."""
     if isinstance(token, list):
         raise BadCommand("expected a mailbox name, got a parenthesised list")
-    raw = token.encode("ascii", "surrogateescape") if isinstance(token, str) else token
+    raw = token.encode("utf-8", "surrogateescape") if isinstance(token, str) else token
     if b"\x00" in raw or b"\r" in raw or b"\n" in raw:
         raise BadCommand("mailbox name has NUL, CR or LF")
     if utf8:
