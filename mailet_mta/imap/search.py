@@ -231,7 +231,16 @@ class _Parser:
             tests.append(test)
         if len(tests) == 1:
             return tests[0]
-        return lambda m: all(t(m) for t in tests)
+        if len(tests) == 2:
+            first, second = tests
+            return lambda m: first(m) and second(m)
+
+        def every(m: _Message) -> bool:
+            for t in tests:
+                if not t(m):
+                    return False
+            return True
+        return every
 
     def key(self, tokens: Sequence[Token], i: int, depth: int) -> tuple[Test, int]:
         if depth > MAX_SEARCH_DEPTH:
@@ -345,15 +354,20 @@ def _has_keyword(keyword: str) -> Test:
 
 
 def _in_set(seqset: SequenceSet, uid: bool) -> Test:
-    cache: dict[int, Callable[[int], bool]] = {}
+    resolved: list[tuple[int, Callable[[int], bool]]] = []    # (star, membership test)
 
     def test(m: _Message) -> bool:
-        star = m.record.max_uid if uid else m.record.max_seq
-        match = cache.get(star)
-        if match is None:
-            cache.clear()
-            match = cache[star] = seqset.matcher(star)
-        return match(m.record.uid if uid else m.record.seq)
+        record = m.record
+        star = record.max_uid if uid else record.max_seq
+        if not resolved or resolved[0][0] != star:
+            spans = seqset.resolved(star)
+            if len(spans) == 1:
+                lo, hi = spans[0]
+                match: Callable[[int], bool] = lambda n: lo <= n <= hi  # noqa: E731
+            else:
+                match = seqset.matcher(star)
+            resolved[:] = [(star, match)]
+        return resolved[0][1](record.uid if uid else record.seq)
     return test
 
 
