@@ -25,7 +25,7 @@ from ..header_block import HEADER_BLOCK_LIMIT
 from ..mail import MimeLimits
 
 __all__ = ["Part", "parse_structure", "header_fields", "first_fields", "unfold",
-           "parse_params", "decoded_body", "MAX_PARAMS", "DEFAULT_LIMITS",
+           "parse_params", "decoded_body", "param", "MAX_PARAMS", "DEFAULT_LIMITS",
            "SCAN_FACTOR", "DEPTH_CAP",
            "MIME_FIELDS"]
 
@@ -42,7 +42,11 @@ DEPTH_CAP = 200
 MAX_BOUNDARY = 200
 DEFAULT_LIMITS = MimeLimits()
 
-_BLANK_LINE = re.compile(rb"\n\r?\n")
+# The first line that is not a header line (a field, a continuation, an mbox From_):
+# the blank line that should end the header, or, as the stdlib parser also reads it, a
+# body that starts without one.
+_HEADER_STOP = re.compile(rb"(?m)^(?!From |[\x21-\x39\x3b-\x7e]*:|[ \t])")
+_PERCENT = re.compile(rb"%([0-9A-Fa-f]{2})")
 _FIELD = re.compile(rb"(?m)^([^ \t\r\n:][^:\r\n]*):[^\n]*(?:\n[ \t][^\n]*)*(?:\n|\Z)")
 _FOLD = re.compile(rb"\r?\n(?=[ \t])")
 _TOKEN = rb"[^\x00-\x20()<>@,;:\\\"/\[\]?=\x7f-\xff]+"
@@ -110,14 +114,18 @@ class _Budget:
 
 
 def header_end(data: bytes, start: int, end: int) -> int:
-    """Offset just past the blank line ending the header that starts at ``start``
-    (``end`` when there is none: all header, no body)."""
-    if data.startswith(b"\r\n", start) and start + 2 <= end:
-        return start + 2
-    if data.startswith(b"\n", start) and start < end:
-        return start + 1
-    m = _BLANK_LINE.search(data, start, end)
-    return m.end() if m else end
+    """Offset where the body of the entity starting at ``start`` begins: just past the
+    blank line ending its header, or at the first line that is not a header line when
+    a body starts without one; ``end`` when all is header."""
+    m = _HEADER_STOP.search(data, start, end)
+    if m is None:
+        return end
+    pos = m.start()
+    if data.startswith(b"\r\n", pos, end):
+        return pos + 2
+    if data.startswith(b"\n", pos, end):
+        return pos + 1
+    return pos
 
 
 def header_fields(data: bytes, start: int, end: int) -> list[tuple[bytes, int, int]]:
@@ -193,6 +201,22 @@ def parse_params(text: bytes) -> list[tuple[bytes, bytes]]:
         else:
             out.append((name, value))
     return out
+
+
+def param(params: list[tuple[bytes, bytes]], name: bytes) -> bytes | None:
+    """The value of parameter ``name`` (lower-case), an RFC 2231 ``name*`` value
+    decoded to its octets (``charset'lang'%xx``); None when absent."""
+    extended = None
+    for key, value in params:
+        key = key.lower()
+        if key == name:
+            return value
+        if key == name + b"*" and extended is None:
+            extended = value
+    if extended is None:
+        return None
+    raw = extended.split(b"'", 2)[-1]
+    return _PERCENT.sub(lambda m: bytes([int(m.group(1), 16)]), raw)
 
 
 def parse_media(value: bytes | None) -> tuple[bytes, bytes, list[tuple[bytes, bytes]]] | None:
@@ -297,7 +321,7 @@ def _parse_part(data: bytes, start: int, end: int, depth: int, budget: _Budget,
     kind = (part.media[0].lower(), part.media[1].lower())
     deeper = depth < min(budget.limits.max_depth, DEPTH_CAP)
     if kind[0] == b"multipart":
-        boundary = dict((k.lower(), v) for k, v in part.params).get(b"boundary")
+        boundary = param(part.params, b"boundary")
         if not boundary or len(boundary) > MAX_BOUNDARY or not deeper or \
                 end - body_start > budget.scan:
             part.opaque = True

@@ -28,6 +28,7 @@ from .mime import (
     decoded_body,
     header_end,
     header_fields,
+    param,
     parse_structure,
     unfold,
 )
@@ -138,10 +139,8 @@ def decode_header_value(raw: bytes) -> str:
 
 
 def _charset_of(part: Part) -> str:
-    for key, value in part.params:
-        if key.lower() == b"charset":
-            return value.decode("ascii", "replace").strip() or "us-ascii"
-    return "us-ascii"
+    charset = param(part.params, b"charset")
+    return (charset or b"").decode("ascii", "replace").strip() or "us-ascii"
 
 
 def _body_text(data: bytes, root: Part) -> str:

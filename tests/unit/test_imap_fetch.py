@@ -502,3 +502,31 @@ deep body
     assert fetch(data, "BODY[1.2.TEXT]") == b"(BODY[1.2.TEXT] {9}\r\ndeep body)"
     assert fetch(data, "BODY[1.2.1]") == b"(BODY[1.2.1] {9}\r\ndeep body)"
     assert b'(NIL "deep" (' in fetch(data, "BODYSTRUCTURE")
+
+
+def test_part_headers_without_a_blank_line_and_empty_parts():
+    # a part whose body starts without a blank line (read as the stdlib parser reads
+    # it), an empty part between two delimiters, and a header ending at a delimiter
+    data = (b"Content-Type: multipart/mixed; boundary=foo\n\n--foo\nContent-Type: text/plain\n"
+            b"bar\n\n--foo\n--foo\nContent-Type: text/html\n--foo--\n")
+    out = fetch(data, "BODY", "BODY[1]", "BODY[2]", "BODY[3.MIME]", "BODY[3]")
+    assert out == (b'(BODY (("text" "plain" NIL NIL NIL "7BIT" 4 1)'
+                   b'("TEXT" "PLAIN" ("CHARSET" "US-ASCII") NIL NIL "7BIT" 0 0)'
+                   b'("text" "html" NIL NIL NIL "7BIT" 0 0) "mixed") '
+                   b'BODY[1] {4}\r\nbar\n BODY[2] {0}\r\n BODY[3.MIME] {23}\r\n'
+                   b'Content-Type: text/html BODY[3] {0}\r\n)')
+
+
+def test_rfc2231_encoded_boundary_and_charset():
+    data = crlf("""\
+Content-Type: multipart/signed; protocol*=us-ascii''application%2Fpgp-signature;
+\tboundary*="us-ascii''Ee%51f"
+
+--EeQf
+Content-Type: text/plain; charset*=us-ascii''utf-8
+
+signed
+--EeQf--
+""")
+    assert fetch(data, "BODY[1]") == b"(BODY[1] {6}\r\nsigned)"
+    assert b'"boundary*" "us-ascii\'\'Ee%51f")' in fetch(data, "BODYSTRUCTURE")
