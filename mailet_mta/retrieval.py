@@ -18,6 +18,7 @@ from twisted.logger import Logger
 from zope.interface import classImplements, implementer
 
 from .mailstore import (
+    SPECIAL_USE_FOLDERS,
     SYSTEM_FLAGS,
     FolderChanges,
     FolderSnapshot,
@@ -31,7 +32,7 @@ from .mailstore import (
     StoreResult,
     canonical_folder,
 )
-from .storage import folder_changes, mailboxes
+from .storage import folder_changes, folders, mailboxes
 from .storage.mailbox_locks import acquire_lock, refresh_lock, release_lock
 
 __all__ = ["DatabaseMailStore", "ListingCache", "SnapshotCache", "load_listing",
@@ -293,6 +294,8 @@ class DatabaseMailStore:
         return d.addCallback(lambda rows: [FolderStatus(*row) for row in rows])
 
     def folder_status(self, user: str, folder: str) -> defer.Deferred:
+        folder = canonical_folder(folder)
+
         def answer(state):
             if state is None:
                 raise NoSuchFolder(f"{user} has no folder {folder!r}")
@@ -300,11 +303,41 @@ class DatabaseMailStore:
         return self.db.read(mailboxes.mailbox_state, user, folder).addCallback(answer)
 
     def create_folder(self, user: str, folder: str, exclusive: bool = False) -> defer.Deferred:
-        folder = canonical_folder(folder)
-        d = self.db.write(mailboxes.get_or_create_mailbox, user, folder)
+        folder = folders.check_name(folder)
+        d = self.db.write(folders.create_folder, user, folder, exclusive)
         return d.addCallback(lambda _: self.folder_status(user, folder))
 
+    def delete_folder(self, user: str, folder: str) -> defer.Deferred:
+        d = self.db.write(folders.delete_folder, user, folder)
+        return d.addCallback(lambda box: self.watcher.poll_boxes([box]))
+
+    def rename_folder(self, user: str, old: str, new: str) -> defer.Deferred:
+        d = self.db.write(folders.rename_folder, user, old, new)
+        return d.addCallback(self.watcher.poll_boxes)
+
+    def ensure_user_folders(self, user: str) -> defer.Deferred:
+        def created(names):
+            return None if not names else self.db.write(folders.ensure_user_folders, user)
+
+        def check(conn):
+            have = {row[0] for row in mailboxes.folder_states(conn, user)}
+            return [name for name in ("INBOX", *dict(SPECIAL_USE_FOLDERS)) if name not in have]
+        return self.db.read(check).addCallback(created).addCallback(lambda _: None)
+
+    def subscriptions(self, user: str) -> defer.Deferred:
+        return self.db.read(folders.subscriptions, user)
+
+    def set_subscribed(self, user: str, folder: str, on: bool) -> defer.Deferred:
+        folders.check_name(folder)
+        return self.db.write(folders.set_subscribed, user, folder, bool(on))
+
+    def quota(self, user: str) -> defer.Deferred:
+        return self.db.read(mailboxes.user_quota, user)
+
     # -- messages -------------------------------------------------------------------------
+    def read_headers(self, message_id: int, limit: int) -> defer.Deferred:
+        return self.db.read(mailboxes.read_headers, self.blobs, message_id, limit)
+
     def load_listing(self, user: str, folder: str) -> defer.Deferred:
         return self.db.read(load_listing, user, folder, self.listings)
 
@@ -462,13 +495,13 @@ class FolderWatcher:
                 if key not in self._subscribers or state == self._last.get(key):
                     continue
                 self._last[key] = state
-                if tell and state is not None:
-                    self._tell(key, _status(key[1], state))
+                if tell:        # None: the folder was deleted or renamed away
+                    self._tell(key, None if state is None else _status(key[1], state))
         d = self.read_states(keys).addCallback(compare)
         d.addErrback(lambda f: log.failure("reading folder states failed", f))
         return d
 
-    def _tell(self, key, status: FolderStatus) -> None:
+    def _tell(self, key, status: FolderStatus | None) -> None:
         for sub in list(self._subscribers.get(key, ())):
             try:
                 sub.listener(status)

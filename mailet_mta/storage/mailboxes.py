@@ -33,7 +33,7 @@ __all__ = ["QuotaExceeded", "MessageInfo", "MessageContent", "format_prefix",
            "list_messages", "message_content",
            "message_contents", "folder_states", "message_flags", "store_flags",
            "delete_messages", "delete_folder_messages", "expunge_folder_messages",
-           "new_uid_validity", "quota_usage", "check_quota",
+           "new_uid_validity", "quota_usage", "check_quota", "user_quota", "read_headers",
            "mailbox_summary"]
 
 
@@ -322,6 +322,37 @@ def message_contents(conn: Connection, blobs, message_ids) -> dict[int, MessageC
             out[mid] = MessageContent(bytes(prefix), blobs.source(
                 blob_id, size, None if data is None else bytes(data)))
     return out
+
+
+def user_quota(conn: Connection, user: str) -> tuple[int, int | None]:
+    """``(octets stored, quota in octets or None)`` of ``user``."""
+    return quota_usage(conn, user), conn.execute(_USER_QUOTA, {"b_user": user}).scalar()
+
+
+def read_headers(conn: Connection, blobs, message_id: int, limit: int) -> bytes | None:
+    """The header block of a message (trace prefix and the blob's header up to and
+    including the empty line), at most ``limit`` octets; None when it is gone. Reads
+    the blob file only as far as needed."""
+    content = message_content(conn, blobs, message_id)
+    if content is None:
+        return None
+    out = bytearray()
+    chunks = content.chunks(16 * 1024)
+    try:
+        for chunk in chunks:
+            start = max(0, len(out) - 3)
+            out += chunk
+            end = out.find(b"\r\n\r\n", start)
+            if end >= 0:
+                del out[end + 4:]
+                break
+            if len(out) >= limit + 4:
+                break
+    finally:
+        chunks.close()
+    if out.startswith(b"\r\n") and not content.prefix:
+        del out[2:]                     # no header at all: the empty line alone
+    return bytes(out[:limit])
 
 
 def delete_messages(conn: Connection, message_ids, tombstone_limit: int = TOMBSTONE_LIMIT) -> int:

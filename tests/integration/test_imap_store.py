@@ -7,7 +7,13 @@ from __future__ import annotations
 import pytest
 import pytest_twisted
 
-from mailet_mta.mailstore import FolderChanges, FolderSnapshot, NoSuchFolder, StoreResult
+from mailet_mta.mailstore import (
+    FolderChanges,
+    FolderExists,
+    FolderSnapshot,
+    NoSuchFolder,
+    StoreResult,
+)
 from mailet_mta.retrieval import DatabaseMailStore
 from mailet_mta.storage.authenticator import Authenticator
 from mailet_mta.storage.blobs import BlobStore
@@ -203,3 +209,186 @@ async def test_another_process_sees_flag_changes_in_its_cached_snapshot(two_stor
     now = await b.select(USER, "INBOX")
     assert now.flags[0] == {"\\Answered"}
     assert now.status.highest_modseq == seen_by_b.status.highest_modseq + 1
+
+
+# -- folders and subscriptions ---------------------------------------------------------
+@pytest_twisted.ensureDeferred
+async def test_create_folder_makes_superiors_and_exclusive_refuses_an_existing_one(store):  # noqa: F811
+    status = await store.create_folder(USER, "Work/2026/Q4")
+    assert status.name == "Work/2026/Q4" and status.highest_modseq >= 1
+    names = [f.name for f in await store.list_folders(USER)]
+    assert names == ["Work", "Work/2026", "Work/2026/Q4"]
+    with pytest.raises(FolderExists):
+        await store.create_folder(USER, "Work", exclusive=True)
+    assert (await store.create_folder(USER, "Work")).name == "Work"
+    with pytest.raises(FolderExists):
+        await store.create_folder(USER, "inbox", exclusive=(await store.create_folder(
+            USER, "INBOX")).name == "INBOX")
+    for bad in ("", "a//b", "/a", "a/", "tab\there", "star*", "x" * 256):
+        with pytest.raises(ValueError):
+            store.create_folder(USER, bad)
+
+
+@pytest_twisted.ensureDeferred
+async def test_delete_folder_removes_its_messages_but_not_its_inferiors(store):  # noqa: F811
+    await store.create_folder(USER, "Lists/python")
+    await _fill(store, 2, "Lists")
+    await store.delete_folder(USER, "Lists")
+    assert [f.name for f in await store.list_folders(USER)] == ["Lists/python"]
+    with pytest.raises(NoSuchFolder):
+        await store.select(USER, "Lists")
+    with pytest.raises(NoSuchFolder):
+        await store.delete_folder(USER, "Lists")
+    with pytest.raises(ValueError):
+        await store.delete_folder(USER, "inbox")
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_folder_created_again_gets_a_new_uid_validity(store):  # noqa: F811
+    seen = set()
+    for _ in range(3):                         # within one second: still all different
+        status = await store.create_folder(USER, "Again")
+        assert status.uid_validity not in seen
+        seen.add(status.uid_validity)
+        await _fill(store, 1, "Again")
+        await store.delete_folder(USER, "Again")
+    fresh = await store.create_folder(USER, "Again")
+    assert fresh.uid_next == 1 and fresh.messages == 0
+
+
+@pytest_twisted.ensureDeferred
+async def test_uid_validity_and_uids_survive_a_restart(db_url, tmp_path):
+    prepare_database(db_url)
+
+    async def session(name):
+        db = Database(db_url)
+        db.start()
+        s = DatabaseMailStore(db, BlobStore(tmp_path / "blobs"),
+                              Authenticator(db, failure_delay=0), name)
+        try:
+            await _fill(s, 2)
+            snap = await s.select(USER, "INBOX")
+            await s.expunge_messages(USER, "INBOX", [snap.ids[-1]])
+            return snap.status.uid_validity, list(snap.uids)
+        finally:
+            await db.stop()
+    first = await session("before")
+    second = await session("after")
+    assert first == (first[0], [1, 2])
+    assert second == (first[0], [1, 3, 4])        # uid 2 expunged, never reused
+
+
+@pytest_twisted.ensureDeferred
+async def test_rename_moves_inferiors_and_subscriptions_and_keeps_uids(store):  # noqa: F811
+    await store.create_folder(USER, "Old/child")
+    await _fill(store, 2, "Old")
+    before = await store.select(USER, "Old")
+    await store.set_subscribed(USER, "Old/child", True)
+    await store.rename_folder(USER, "Old", "New/Name")
+    names = [f.name for f in await store.list_folders(USER)]
+    assert names == ["New", "New/Name", "New/Name/child"]
+    after = await store.select(USER, "New/Name")
+    assert list(after.uids) == [1, 2]
+    assert after.status.uid_validity == before.status.uid_validity
+    assert await store.subscriptions(USER) == {"New/Name/child"}
+    with pytest.raises(NoSuchFolder):
+        await store.rename_folder(USER, "Old", "Other")
+    await store.create_folder(USER, "Taken")
+    with pytest.raises(FolderExists):
+        await store.rename_folder(USER, "New/Name", "Taken")
+    with pytest.raises(FolderExists):
+        await store.rename_folder(USER, "New", "New/Name/child/x")
+    with pytest.raises(ValueError):
+        await store.rename_folder(USER, "Taken", "inbox")
+
+
+@pytest_twisted.ensureDeferred
+async def test_renaming_inbox_moves_its_messages_and_leaves_a_new_empty_inbox(store):  # noqa: F811
+    await _fill(store, 2)
+    await store.create_folder(USER, "INBOX/kept")
+    old = await store.select(USER, "INBOX")
+    await store.rename_folder(USER, "INBOX", "Saved")
+    saved = await store.select(USER, "Saved")
+    assert list(saved.ids) == list(old.ids) and list(saved.uids) == [1, 2]
+    inbox = await store.select(USER, "INBOX")
+    assert len(inbox) == 0 and inbox.status.uid_validity != old.status.uid_validity
+    assert inbox.status.uid_next == 1
+    assert "INBOX/kept" in [f.name for f in await store.list_folders(USER)]
+
+
+@pytest_twisted.ensureDeferred
+async def test_ensure_user_folders_creates_special_use_folders_once(store):  # noqa: F811
+    await store.ensure_user_folders(USER)
+    folders = {f.name: f for f in await store.list_folders(USER)}
+    assert set(folders) == {"INBOX", "Sent", "Drafts", "Trash", "Junk", "Archive"}
+    assert folders["Sent"].special_use == "\\Sent" and folders["INBOX"].special_use is None
+    assert folders["Junk"].special_use == "\\Junk"
+    assert await store.subscriptions(USER) == set(folders)
+    await store.set_subscribed(USER, "Trash", False)
+    await store.delete_folder(USER, "Drafts")
+    validity = folders["Sent"].uid_validity
+    await store.ensure_user_folders(USER)
+    again = {f.name: f for f in await store.list_folders(USER)}
+    assert set(again) == set(folders) and again["Sent"].uid_validity == validity
+    assert await store.subscriptions(USER) == set(folders) - {"Trash"}
+
+
+@pytest_twisted.ensureDeferred
+async def test_subscriptions_need_no_folder_and_are_bounded(store, monkeypatch):  # noqa: F811
+    from mailet_mta.storage import folders
+
+    await store.set_subscribed(USER, "Not/There", True)
+    await store.set_subscribed(USER, "Not/There", True)
+    assert await store.subscriptions(USER) == {"Not/There"}
+    monkeypatch.setattr(folders, "MAX_SUBSCRIPTIONS", 2)
+    await store.set_subscribed(USER, "b", True)
+    with pytest.raises(ValueError):
+        await store.set_subscribed(USER, "c", True)
+    await store.set_subscribed(USER, "b", False)
+    assert await store.subscriptions(USER) == {"Not/There"}
+
+
+@pytest_twisted.ensureDeferred
+async def test_folders_per_user_are_bounded(store, monkeypatch):  # noqa: F811
+    from mailet_mta.storage import folders
+
+    monkeypatch.setattr(folders, "MAX_FOLDERS", 3)
+    await store.create_folder(USER, "a/b")
+    with pytest.raises(ValueError):
+        await store.create_folder(USER, "c/d")
+    await store.create_folder(USER, "c")
+
+
+@pytest_twisted.ensureDeferred
+async def test_quota_and_read_headers(store):  # noqa: F811
+    body = b"Subject: hi\r\nFrom: a@example.com\r\n\r\n" + b"body line\r\n" * 5000
+    await deliver(store, body, prefix=b"Return-Path: <a@example.com>\r\n")
+    prefix_size = len(b"Return-Path: <a@example.com>\r\n")
+    assert await store.quota(USER) == (len(body) + prefix_size, None)
+    (mid,) = (await store.select(USER, "INBOX")).ids
+    headers = await store.read_headers(mid, 10_000)
+    assert headers == b"Return-Path: <a@example.com>\r\nSubject: hi\r\nFrom: a@example.com\r\n\r\n"
+    assert await store.read_headers(mid, 10) == headers[:10]
+    await deliver(store, b"\r\nno header at all\r\n\r\nx\r\n")
+    bare = (await store.select(USER, "INBOX")).ids[1]
+    assert await store.read_headers(bare, 100) == b"\r\n"
+    await store.expunge_messages(USER, "INBOX", [mid])
+    assert await store.read_headers(mid, 100) is None
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_listener_hears_flag_changes_and_the_folder_going(store):  # noqa: F811
+    from tests.integration.test_retrieval_store import until
+
+    await _fill(store, 1, "Watched")
+    heard: list = []
+    sub = store.subscribe(USER, "Watched", heard.append)
+    await until(lambda: store.watcher._last.get((USER, "Watched")) is not None)
+    (mid,) = (await store.select(USER, "Watched")).ids
+    await store.store_flags([mid], {"\\Seen"}, "add")
+    await until(lambda: heard and heard[-1] is not None)
+    modseq = heard[-1].highest_modseq
+    await store.rename_folder(USER, "Watched", "Elsewhere")
+    await until(lambda: heard[-1] is None)
+    assert modseq > 1
+    sub.cancel()
