@@ -10,11 +10,13 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 
+from sqlalchemy import bindparam, func, select
+
 from .mailstore import FolderChanges, FolderSnapshot, FolderStatus, MessageList, NoSuchFolder
-from .storage import folder_changes, mailboxes
+from .storage import folder_changes, mailboxes, schema
 
 __all__ = ["ListingCache", "SnapshotCache", "load_listing", "load_snapshot", "read_changes",
-           "status_of"]
+           "status_of", "watched_states"]
 
 
 class ListingCache:
@@ -180,3 +182,47 @@ def status_of(name: str, state) -> FolderStatus:
     """A FolderStatus from ``mailbox_state``'s ``(id, uid_validity, uid_next, count,
     highest_modseq, special_use)``."""
     return FolderStatus(name, *state[1:6])
+
+
+def watched_states(conn, keys, last) -> dict:
+    """On a reader thread: ``mailbox_state``-shaped tuples of the folders ``keys``
+    ((user, folder) pairs), None for those that do not exist. One query reads the
+    heads of all; messages are counted only where the head differs from the state in
+    ``last`` (every change raises highest_modseq, so an equal head is an equal
+    state)."""
+    wanted = set(keys)
+    heads = {}
+    users = sorted({user for user, _folder in wanted})
+    for start in range(0, len(users), 500):
+        for row in conn.execute(_WATCHED_HEADS, {"b_users": users[start:start + 500]}):
+            box, user, name, validity, uid_next, highest, special_use = row
+            if (user, name) in wanted:
+                heads[(user, name)] = (box, validity, uid_next, highest, special_use)
+    out: dict = {}
+    recount = {}
+    for key in keys:
+        head, old = heads.get(key), last.get(key)
+        if head is None:
+            out[key] = None
+        elif old is not None and (old[0], old[1], old[2], old[4], old[5]) == head:
+            out[key] = old
+        else:
+            recount[head[0]] = key
+    ids = list(recount)
+    counts: dict[int, int] = {}
+    for start in range(0, len(ids), 500):
+        counts.update(conn.execute(_COUNTS, {"b_ids": ids[start:start + 500]}).all())
+    for box, key in recount.items():
+        b, validity, uid_next, highest, special_use = heads[key]
+        out[key] = (b, validity, uid_next, counts.get(box, 0), highest, special_use)
+    return out
+
+
+_mb, _msg = schema.mailboxes, schema.messages
+_WATCHED_HEADS = (select(_mb.c.id, _mb.c.user, _mb.c.name, _mb.c.uid_validity, _mb.c.uid_next,
+                         _mb.c.highest_modseq, _mb.c.special_use)
+                  .where(_mb.c.user.in_(bindparam("b_users", expanding=True))))
+_COUNTS = (select(_msg.c.mailbox_id, func.count())
+           .where(_msg.c.mailbox_id.in_(bindparam("b_ids", expanding=True))
+                  & _msg.c.deleted.is_(False))
+           .group_by(_msg.c.mailbox_id))
