@@ -23,7 +23,7 @@ from sqlalchemy.exc import IntegrityError
 
 from ..api import MessagingError
 from ..mail import MessageSource
-from ..mailstore import canonical_folder
+from ..mailstore import SPECIAL_USE_FOLDERS, canonical_folder
 from . import schema
 from .db import execute, fetch_chunks, fetch_one
 from .folder_changes import TOMBSTONE_LIMIT, announce, remove_messages
@@ -148,6 +148,15 @@ def get_or_create_mailbox(conn: Connection, user: str, folder: str = "INBOX") ->
 
 def _create_mailbox(conn: Connection, user: str, folder: str,
                     special_use: str | None = None) -> int:
+    """Create (user, folder) — and its missing superiors, as IMAP CREATE does — with a
+    fresh uid_validity; a special-use name (``Junk``…) gets its attribute."""
+    if special_use is None:
+        special_use = dict(SPECIAL_USE_FOLDERS).get(folder)
+    parts = folder.split("/")
+    for depth in range(1, len(parts)):
+        superior = "/".join(parts[:depth])
+        if conn.execute(_MAILBOX_ID, {"b_user": user, "b_folder": superior}).scalar() is None:
+            _create_mailbox(conn, user, superior)
     savepoint = conn.begin_nested()
     try:
         conn.execute(insert(schema.mailboxes).values(
