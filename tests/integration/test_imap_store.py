@@ -569,3 +569,31 @@ async def test_the_watcher_reads_all_watched_folders_in_one_read(store):  # noqa
     assert store.watcher.reads - reads <= 2 and heard == []
     for sub in subs:
         sub.cancel()
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_kept_message_count_follows_every_kind_of_change(store):  # noqa: F811
+    from sqlalchemy import func, select
+
+    from mailet_mta.storage import schema
+
+    await _fill(store, 4)
+    await store.create_folder(USER, "Other")
+    snap = await store.select(USER, "INBOX")
+    await store.copy_messages(USER, snap.ids[:3], "Other")
+    await store.move_messages(USER, "INBOX", [snap.ids[3]], "Other")
+    await store.expunge_messages(USER, "INBOX", [snap.ids[0]])
+    owner = store.new_owner()
+    assert await store.lock(USER, owner)
+    await store.finish(USER, owner, [snap.ids[1]])
+    await _append(store, "Other", b"Subject: a\r\n\r\nx\r\n")
+    with store.db.engine.connect() as conn:
+        real = dict(conn.execute(
+            select(schema.mailboxes.c.name, func.count(schema.messages.c.id))
+            .select_from(schema.mailboxes.outerjoin(
+                schema.messages, schema.messages.c.mailbox_id == schema.mailboxes.c.id))
+            .group_by(schema.mailboxes.c.name)).all())
+    assert real == {"INBOX": 1, "Other": 5}
+    for status in await store.list_folders(USER):
+        assert status.messages == real[status.name]
+        assert len(await store.select(USER, status.name)) == real[status.name]
