@@ -9,106 +9,71 @@ database writer, never on the reactor. Listings read at recent logins are kept i
 
 from __future__ import annotations
 
-import threading
+import os
 import uuid
-from collections import OrderedDict
 
-from twisted.internet import defer, task
+from twisted.internet import defer, threads
 from twisted.logger import Logger
 from zope.interface import classImplements, implementer
 
+from .folder_views import (
+    ListingCache,
+    SnapshotCache,
+    load_listing,
+    load_snapshot,
+    read_changes,
+    status_of,
+    watched_states,
+)
+from .folder_watch import FolderWatcher, change_feed
 from .mailstore import (
+    SPECIAL_USE_FOLDERS,
     SYSTEM_FLAGS,
     FolderStatus,
-    IFolderSubscription,
+    IAppend,
     IMailStore,
     IMessageContent,
     LeaseLost,
-    MessageList,
+    MessageTooLarge,
     NoSuchFolder,
+    StoreResult,
+    canonical_folder,
 )
-from .storage import mailboxes
+from .storage import folder_changes, folders, mailboxes, message_copies
 from .storage.mailbox_locks import acquire_lock, refresh_lock, release_lock
 
-__all__ = ["DatabaseMailStore", "ListingCache", "load_listing", "FolderWatcher"]
+__all__ = ["DatabaseMailStore", "ListingCache", "SnapshotCache", "load_listing",
+           "load_snapshot", "read_changes", "FolderWatcher"]
 
 log = Logger(namespace="mailet_mta.retrieval")
+
+# APPEND's bound when none is configured (RFC 7889 APPENDLIMIT): the size mail clients
+# are used to being refused above.
+DEFAULT_MAX_MESSAGE_SIZE = 50 * 1024 * 1024
 
 # Storage's MessageContent (prefix + blob) is what IMessageContent describes.
 classImplements(mailboxes.MessageContent, IMessageContent)
 
 
-class ListingCache:
-    """The listings read at recent logins, reused while their folder is unchanged.
-
-    A POP3 client polls the same mailbox every few minutes and most polls find it as
-    it was: the next login then checks the folder's state (one row and a count) instead
-    of reading and rendering every message again. A listing is kept under the state
-    read *before* it was loaded and only when its length agrees with that state, so a
-    delivery racing the load makes a miss, never a stale hit. At most ``max_messages``
-    messages' listings are kept (least recently used go first).
-    """
-
-    def __init__(self, max_messages: int = 200_000):
-        self.max_messages = max_messages
-        self._entries: OrderedDict = OrderedDict()     # (user, folder) → (state, list)
-        self._messages = 0
-        self._lock = threading.Lock()
-        self.hits = self.misses = 0
-
-    def get(self, key, state) -> MessageList | None:
-        with self._lock:
-            entry = self._entries.get(key)
-            if entry is None or entry[0] != state:
-                self.misses += 1
-                return None
-            self._entries.move_to_end(key)
-            self.hits += 1
-            return entry[1]
-
-    def put(self, key, state, listing: MessageList) -> None:
-        if len(listing) > self.max_messages:
-            return
-        with self._lock:
-            old = self._entries.pop(key, None)
-            if old is not None:
-                self._messages -= len(old[1])
-            self._entries[key] = (state, listing)
-            self._messages += len(listing)
-            while self._messages > self.max_messages:
-                _key, (_state, evicted) = self._entries.popitem(last=False)
-                self._messages -= len(evicted)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._entries.clear()
-            self._messages = 0
-
-
-def load_listing(conn, user: str, folder: str,
-                 cache: ListingCache | None = None) -> MessageList:
-    """On a reader thread: the message list of (user, folder), rendered — from
-    ``cache`` (one per database) when the folder has not changed since it was last
-    read."""
-    state = mailboxes.mailbox_state(conn, user, folder) if cache is not None else None
-    if state is None:
-        return MessageList(mailboxes.message_row_chunks(conn, user, folder))
-    key = (user, folder)
-    listing = cache.get(key, state)
-    if listing is None:
-        listing = MessageList(mailboxes.message_row_chunks(conn, user, folder))
-        if len(listing) == state[3]:
-            cache.put(key, state, listing)
-    return listing
-
-
-def _status(name: str, state) -> FolderStatus:
-    """A FolderStatus from ``mailbox_state``'s ``(id, uid_validity, uid_next, count)``."""
-    return FolderStatus(name, state[1], state[2], state[3])
-
-
 def _parse_flags(text: str) -> frozenset:
     return frozenset(text.split())
+
+
+def flag_change(mode: str, flags: frozenset):
+    """``compute(message id, old flags text) -> new flags text`` for ``mode`` "add",
+    "remove" or "replace" (IMAP ``+FLAGS``, ``-FLAGS``, ``FLAGS``); ValueError for
+    another mode. The text is the flags space-separated in sorted order."""
+    if mode not in ("add", "remove", "replace"):
+        raise ValueError(f"mode must be add, remove or replace, not {mode!r}")
+    replaced = " ".join(sorted(flags))
+
+    def compute(_mid, old: str) -> str:
+        if mode == "replace":
+            return replaced
+        have = set(old.split())
+        new = have | flags if mode == "add" else have - flags
+        return old if new == have else " ".join(sorted(new))
+    return compute
 
 
 def _check_flags(flags) -> frozenset:
@@ -131,14 +96,21 @@ class DatabaseMailStore:
     lease_seconds = 120.0
 
     def __init__(self, db, blobs, authenticator, node_name: str, folder: str = "INBOX",
-                 poll_interval: float = 5.0, max_watched: int = 10_000):
+                 poll_interval: float = 5.0, max_watched: int = 10_000,
+                 tombstone_limit: int = folder_changes.TOMBSTONE_LIMIT,
+                 snapshot_cache_messages: int = 500_000,
+                 max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE):
         self.db = db
         self.blobs = blobs
         self.authenticator = authenticator
         self.node_name = node_name
         self.folder = folder
         self.listings = ListingCache()
-        self.watcher = FolderWatcher(self._states, poll_interval, max_watched)
+        self.snapshots = SnapshotCache(snapshot_cache_messages)
+        self.tombstone_limit = tombstone_limit
+        self.max_message_size = max_message_size or DEFAULT_MAX_MESSAGE_SIZE
+        self.watcher = FolderWatcher(self._states, poll_interval, max_watched,
+                                     feed=change_feed(db.engine))
 
     def prepare(self) -> defer.Deferred:
         return defer.gatherResults([self.authenticator.prepare(),
@@ -171,17 +143,50 @@ class DatabaseMailStore:
         return d.addCallback(lambda rows: [FolderStatus(*row) for row in rows])
 
     def folder_status(self, user: str, folder: str) -> defer.Deferred:
+        folder = canonical_folder(folder)
+
         def answer(state):
             if state is None:
                 raise NoSuchFolder(f"{user} has no folder {folder!r}")
-            return _status(folder, state)
+            return status_of(folder, state)
         return self.db.read(mailboxes.mailbox_state, user, folder).addCallback(answer)
 
-    def create_folder(self, user: str, folder: str) -> defer.Deferred:
-        d = self.db.write(mailboxes.get_or_create_mailbox, user, folder)
+    def create_folder(self, user: str, folder: str, exclusive: bool = False) -> defer.Deferred:
+        folder = folders.check_name(folder)
+        d = self.db.write(folders.create_folder, user, folder, exclusive)
         return d.addCallback(lambda _: self.folder_status(user, folder))
 
+    def delete_folder(self, user: str, folder: str) -> defer.Deferred:
+        d = self.db.write(folders.delete_folder, user, folder)
+        return d.addCallback(lambda box: self.watcher.poll_boxes([box]))
+
+    def rename_folder(self, user: str, old: str, new: str) -> defer.Deferred:
+        d = self.db.write(folders.rename_folder, user, old, new)
+        return d.addCallback(self.watcher.poll_boxes)
+
+    def ensure_user_folders(self, user: str) -> defer.Deferred:
+        def created(names):
+            return None if not names else self.db.write(folders.ensure_user_folders, user)
+
+        def check(conn):
+            have = {row[0] for row in mailboxes.folder_states(conn, user)}
+            return [name for name in ("INBOX", *dict(SPECIAL_USE_FOLDERS)) if name not in have]
+        return self.db.read(check).addCallback(created).addCallback(lambda _: None)
+
+    def subscriptions(self, user: str) -> defer.Deferred:
+        return self.db.read(folders.subscriptions, user)
+
+    def set_subscribed(self, user: str, folder: str, on: bool) -> defer.Deferred:
+        folders.check_name(folder)
+        return self.db.write(folders.set_subscribed, user, folder, bool(on))
+
+    def quota(self, user: str) -> defer.Deferred:
+        return self.db.read(mailboxes.user_quota, user)
+
     # -- messages -------------------------------------------------------------------------
+    def read_headers(self, message_id: int, limit: int) -> defer.Deferred:
+        return self.db.read(mailboxes.read_headers, self.blobs, message_id, limit)
+
     def load_listing(self, user: str, folder: str) -> defer.Deferred:
         return self.db.read(load_listing, user, folder, self.listings)
 
@@ -197,25 +202,58 @@ class DatabaseMailStore:
                                             for mid, text in found.items()})
 
     def set_flags(self, message_ids, flags, mode: str) -> defer.Deferred:
-        if mode not in ("add", "remove", "replace"):
-            raise ValueError(f"mode must be add, remove or replace, not {mode!r}")
-        flags = _check_flags(flags)
+        d = self.store_flags(message_ids, flags, mode)
+        return d.addCallback(lambda result: {mid: flags for mid, (flags, _modseq)
+                                             in result.updated.items()})
+
+    def store_flags(self, message_ids, flags, mode: str,
+                    unchanged_since: int | None = None) -> defer.Deferred:
+        compute = flag_change(mode, _check_flags(flags))
         ids = list(message_ids)
 
         def update(conn):
-            new = {}
-            for mid, text in mailboxes.message_flags(conn, ids).items():
-                old = _parse_flags(text)
-                new[mid] = (old | flags if mode == "add" else
-                            old - flags if mode == "remove" else flags)
-            mailboxes.store_flags(conn, {mid: " ".join(sorted(f))
-                                         for mid, f in new.items()})
-            return new
-        return self.db.write(update)
+            return folder_changes.change_flags(conn, ids, compute, unchanged_since)
+
+        def answer(result):
+            updated, failed, boxes = result
+            if boxes:
+                self.watcher.poll_boxes(boxes)
+            return StoreResult({mid: (_parse_flags(text), modseq)
+                                for mid, (text, modseq) in updated.items()}, failed)
+        return self.db.write(update).addCallback(answer)
 
     def expunge(self, user: str, folder: str, message_ids) -> defer.Deferred:
-        d = self.db.write(mailboxes.delete_folder_messages, user, folder, list(message_ids))
+        return self.expunge_messages(user, folder, message_ids).addCallback(len)
+
+    def expunge_messages(self, user: str, folder: str, message_ids) -> defer.Deferred:
+        folder = canonical_folder(folder)
+        d = self.db.write(mailboxes.expunge_folder_messages, user, folder,
+                          list(message_ids), self.tombstone_limit)
         return d.addCallback(self._told, user, folder)
+
+    def begin_append(self, user: str, folder: str) -> _Append:
+        return _Append(self, user, canonical_folder(folder))
+
+    def copy_messages(self, user: str, message_ids, dest_folder: str) -> defer.Deferred:
+        d = self.db.write(message_copies.copy_messages, user, list(message_ids),
+                          dest_folder)
+        return d.addCallback(self._told, user, canonical_folder(dest_folder))
+
+    def move_messages(self, user: str, folder: str, message_ids,
+                      dest_folder: str) -> defer.Deferred:
+        d = self.db.write(message_copies.copy_messages, user, list(message_ids),
+                          dest_folder, folder, self.tombstone_limit)
+        d.addCallback(self._told, user, canonical_folder(dest_folder))
+        return d.addCallback(self._told, user, canonical_folder(folder))
+
+    # -- IMAP views of a folder -----------------------------------------------------------
+    def select(self, user: str, folder: str) -> defer.Deferred:
+        folder = canonical_folder(folder)
+        return self.db.read(load_snapshot, user, folder, self.snapshots)
+
+    def changes(self, user: str, folder: str, since_modseq: int) -> defer.Deferred:
+        folder = canonical_folder(folder)
+        return self.db.read(read_changes, user, folder, since_modseq)
 
     def finish(self, user: str, owner: str, message_ids) -> defer.Deferred:
         ids = list(message_ids)
@@ -223,107 +261,83 @@ class DatabaseMailStore:
         def update(conn):
             if ids and not refresh_lock(conn, user, owner, self.lease_seconds):
                 raise LeaseLost(user)
-            removed = mailboxes.delete_messages(conn, ids) if ids else 0
+            removed = mailboxes.delete_messages(conn, ids, self.tombstone_limit) if ids else 0
             release_lock(conn, user, owner)
             return removed
         return self.db.write(update).addCallback(self._told, user, self.folder)
 
-    def _told(self, removed: int, user: str, folder: str) -> int:
+    def _told(self, removed, user: str, folder: str):
         if removed:
             self.watcher.poll_now([(user, folder)])
         return removed
 
     # -- change notifications -------------------------------------------------------------
     def subscribe(self, user: str, folder: str, listener):
-        return self.watcher.subscribe(user, folder, listener)
+        return self.watcher.subscribe(user, canonical_folder(folder), listener)
 
-    def _states(self, keys) -> defer.Deferred:
-        def read(conn):
-            return {key: mailboxes.mailbox_state(conn, *key) for key in keys}
-        return self.db.read(read)
+    def _states(self, keys, last) -> defer.Deferred:
+        return self.db.read(watched_states, keys, last)
 
 
-@implementer(IFolderSubscription)
-class _Subscription:
-    def __init__(self, watcher: FolderWatcher, key, listener):
-        self.watcher, self.key, self.listener = watcher, key, listener
+@implementer(IAppend)
+class _Append:
+    """One APPEND: the body streams into a blob writer as SMTP DATA does (memory, then
+    an unsynced file past the inline limit; fsynced in a thread at the end), and the
+    message row is added in one write transaction."""
 
-    def cancel(self) -> None:
-        self.watcher.unsubscribe(self)
+    def __init__(self, store: DatabaseMailStore, user: str, folder: str):
+        self.store, self.user, self.folder = store, user, folder
+        self.limit = store.max_message_size
+        self._writer = store.blobs.writer()
+        self.size = 0
+        self._done = False
 
+    def write(self, data: bytes) -> None:
+        if self._done:
+            raise RuntimeError("the append is finished")
+        self.size += len(data)
+        if self.size > self.limit:
+            self._writer.abort()           # the rest is only counted
+            return
+        self._writer.write(data)
 
-class FolderWatcher:
-    """Tells subscribers when a folder's state changes, whoever changed it.
+    def abort(self) -> None:
+        self._done = True
+        self._writer.abort()
 
-    While anything is subscribed, the states of the watched folders are read every
-    ``interval`` seconds in one read (one indexed row and a count per folder) and
-    compared with the last ones; a change made through this store is polled at once.
-    At most ``max_watched`` folders are watched (a further subscribe raises
-    OverflowError). ``read_states(keys)`` → Deferred {key: mailbox_state or None}.
-    """
-
-    def __init__(self, read_states, interval: float = 5.0, max_watched: int = 10_000,
-                 clock=None):
-        self.read_states = read_states
-        self.interval = interval
-        self.max_watched = max_watched
-        self.clock = clock
-        self._subscribers: dict[tuple, list] = {}
-        self._last: dict[tuple, object] = {}
-        self._loop: task.LoopingCall | None = None
-
-    def subscribe(self, user: str, folder: str, listener) -> _Subscription:
-        key = (user, folder)
-        if key not in self._subscribers and len(self._subscribers) >= self.max_watched:
-            raise OverflowError(f"already watching {self.max_watched} folders")
-        sub = _Subscription(self, key, listener)
-        self._subscribers.setdefault(key, []).append(sub)
-        if key not in self._last:
-            self._last[key] = None
-            self.poll_now([key], tell=False)
-        if self._loop is None:
-            self._loop = task.LoopingCall(self._poll)
-            if self.clock is not None:
-                self._loop.clock = self.clock
-            self._loop.start(self.interval, now=False).addErrback(
-                lambda f: log.failure("folder watcher stopped", f))
-        return sub
-
-    def unsubscribe(self, sub: _Subscription) -> None:
-        subs = self._subscribers.get(sub.key, [])
-        if sub in subs:
-            subs.remove(sub)
-        if not subs and sub.key in self._subscribers:
-            del self._subscribers[sub.key]
-            self._last.pop(sub.key, None)
-        if not self._subscribers and self._loop is not None:
-            if self._loop.running:
-                self._loop.stop()
-            self._loop = None
-
-    def _poll(self):
-        return self.poll_now(list(self._subscribers))
-
-    def poll_now(self, keys, tell: bool = True) -> defer.Deferred:
-        """Read the states of ``keys`` (those watched) and tell what changed."""
-        keys = [k for k in keys if k in self._subscribers]
-        if not keys:
-            return defer.succeed(None)
-
-        def compare(states):
-            for key, state in states.items():
-                if key not in self._subscribers or state == self._last.get(key):
-                    continue
-                self._last[key] = state
-                if tell and state is not None:
-                    self._tell(key, _status(key[1], state))
-        d = self.read_states(keys).addCallback(compare)
-        d.addErrback(lambda f: log.failure("reading folder states failed", f))
+    def finish(self, flags, internal_date: float | None = None) -> defer.Deferred:
+        if self._done:
+            return defer.fail(RuntimeError("the append is finished"))
+        self._done = True
+        try:
+            text = " ".join(sorted(_check_flags(flags)))
+        except ValueError as exc:
+            self._writer.abort()
+            return defer.fail(exc)
+        if self.size > self.limit:
+            self._writer.abort()
+            return defer.fail(MessageTooLarge(self.size, self.limit))
+        d = self._writer.finish()
+        d.addCallback(self._store, text, internal_date)
         return d
 
-    def _tell(self, key, status: FolderStatus) -> None:
-        for sub in list(self._subscribers.get(key, ())):
-            try:
-                sub.listener(status)
-            except Exception:  # noqa: BLE001 - one listener's bug must not stop the others
-                log.failure("a folder listener failed")
+    def _store(self, ref, flags: str, internal_date: float | None) -> defer.Deferred:
+        store = self.store
+        d = store.db.write(message_copies.append_message, self.user, self.folder, ref,
+                           flags, internal_date)
+
+        def failed(failure):
+            if ref.data is None:          # a file with no row: remove it now
+                path = store.blobs.path_for(ref.id)
+                return threads.deferToThread(_unlink_quietly, path).addCallback(
+                    lambda _: failure)
+            return failure
+        d.addErrback(failed)
+        return d.addCallback(store._told, self.user, self.folder)
+
+
+def _unlink_quietly(path) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
