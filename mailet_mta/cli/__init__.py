@@ -11,7 +11,7 @@ from .common import CLIError
 
 # Subcommand groups, each a module of this package with register(subparsers).
 GROUPS = ("serve", "check_config", "db", "domains", "users", "aliases", "mailbox",
-          "repository", "queue", "nodes", "init", "status", "dkim")
+          "repository", "queue", "nodes", "init", "status", "dkim", "webadmin")
 
 # What a command may do to the database (see common.open_database). Commands not named
 # here may create it ("create"): serve, init, users add, domains add, db upgrade.
