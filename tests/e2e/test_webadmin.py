@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 import smtplib
+import ssl
 import subprocess
 import sys
 from pathlib import Path
@@ -286,3 +287,43 @@ def test_the_openapi_document_lists_exactly_the_served_routes(api):
             answer.status_code == 404 and answer.json()["detail"].startswith("no such resource"))
         assert not unrouted, (method, path, answer.text)
     assert json.dumps(doc).count('"operationId"') == len(operations)
+
+
+# -- large messages and TLS ------------------------------------------------------------------
+def test_a_large_stored_message_downloads_whole_in_chunks(server, api):
+    body = "".join(f"line {i:06d} of a long message\r\n" for i in range(12000))  # ~380 KB
+    send(server, "smtp", "someone@remote.test", "big@example.com", "big one\r\n\r\n" + body)
+    mails = wait_for(lambda: [m for m in api.get("/mailRepositories/address-error/mails")
+                              .json()["items"] if m["recipients"] == ["big@example.com"]],
+                     what="the large record")
+    url = f"/mailRepositories/address-error/mails/{mails[0]['id']}/eml"
+    size = api.get(url.removesuffix("/eml")).json()["size"]
+    assert size > 64 * 1024                       # kept as a blob file, not inline
+    with api.stream("GET", url) as answer:
+        assert int(answer.headers["content-length"]) == size
+        chunks = list(answer.iter_raw())
+    data = b"".join(chunks)
+    assert len(data) == size and b"line 011999 of a long message" in data
+    assert api.delete(url.removesuffix("/eml")).status_code == 204
+
+
+def test_https_uses_the_certificate_of_the_tls_block(tmp_path):
+    from tests.support.certs import make_cert
+
+    cert, key = make_cert(tmp_path / "tls")
+    config = base_config(tmp_path / "var", pop3=[])
+    config["webadmin"] = {"enabled": True, "port": 0, "https.enabled": True,
+                          "tls": {"certificate": str(cert), "privateKey": str(key)}}
+    with ServerProcess(tmp_path, config) as srv:
+        token = srv.cli("webadmin", "token", "create", "tls").stdout.strip()
+        url = f"https://127.0.0.1:{srv.port('webadmin')}"
+        trust = ssl.create_default_context(cafile=str(cert))
+        with httpx.Client(base_url=url, verify=trust, timeout=30) as client:
+            answer = client.get("/domains", headers={"Authorization": f"Bearer {token}"})
+            assert answer.status_code == 200 and answer.json()["total"] >= 1
+        with pytest.raises(httpx.HTTPError):       # the API speaks no plain HTTP there
+            httpx.get(url.replace("https", "http") + "/healthcheck", timeout=10)
+        curl = subprocess.run(["curl", "-sS", "--fail-with-body", "--cacert", str(cert),
+                               f"{url}/healthcheck"], capture_output=True, text=True,
+                              timeout=30)
+        assert curl.returncode == 0 and json.loads(curl.stdout)["status"] == "healthy"
