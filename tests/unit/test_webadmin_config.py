@@ -11,9 +11,9 @@ from mailet_mta.api import ConfigurationError
 from mailet_mta.config import load_config_text
 from mailet_mta.config.webadmin import webadmin_config
 from mailet_mta.storage import schema
-from mailet_mta.storage.db import Database
 from mailet_mta.web.http import MAX_INT, HTTPError, check, convert
 from tests.support.certs import make_cert
+from tests.unit.test_users_storage import db  # noqa: F401 - the fixture
 
 HEAD = "servernames: [example.com]\n"
 
@@ -65,14 +65,6 @@ def test_mistakes_are_one_line_errors_naming_the_key(text, message):
 
 
 # -- tokens --------------------------------------------------------------------------------
-@pytest.fixture
-def db(db_url):
-    database = Database(db_url)
-    database.upgrade()
-    yield database
-    database.engine.dispose()
-
-
 def test_the_migrated_schema_matches_the_tables_in_schema_py(db):
     with db.engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), schema.metadata)
