@@ -13,9 +13,10 @@ from mailet_mta.config.webadmin import webadmin_config
 from mailet_mta.storage import schema
 from mailet_mta.web.http import MAX_INT, HTTPError, check, convert
 from tests.support.certs import make_cert
-from tests.unit.test_users_storage import db  # noqa: F401 - the fixture
+from tests.unit import test_users_storage
 
 HEAD = "servernames: [example.com]\n"
+db = test_users_storage.db          # the fixture: a migrated database, SQLite and PostgreSQL
 
 
 def webadmin(text: str):
