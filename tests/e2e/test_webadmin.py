@@ -205,6 +205,20 @@ def test_a_body_over_the_limit_is_refused_with_413_without_being_kept(api):
     problem(api.get("/users/big@example.com"), 404)
 
 
+def test_a_chunked_body_over_the_limit_is_cut_while_it_arrives(api):
+    def chunks():                     # no Content-Length: counted chunk by chunk
+        yield b'{"password": "'
+        for _ in range(40):
+            yield b"y" * 65536
+        yield b'"}'
+
+    answer = api.put("/users/chunked@example.com", content=chunks(),
+                     headers={"Content-Type": "application/json"})
+    assert answer.request.headers["transfer-encoding"] == "chunked"
+    problem(answer, 413)
+    problem(api.get("/users/chunked@example.com"), 404)
+
+
 def test_malformed_bodies_and_parameters_are_problems_not_errors(api):
     assert problem(api.put("/users/x@example.com", content=b"{not json",
                            headers={"Content-Type": "application/json"}), 400)
