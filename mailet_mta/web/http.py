@@ -87,6 +87,7 @@ class Route:
 
     def __post_init__(self):
         self.segments = [s for s in self.path.strip("/").split("/") if s]
+        self.literals = sum(1 for s in self.segments if not s.startswith("{"))
         names = [s[1:-1] for s in self.segments if s.startswith("{")]
         declared = [p.name for p in self.path_params]
         if names != declared:
@@ -258,10 +259,14 @@ class Router(resource.Resource):
         if len(segments) > MAX_SEGMENTS:
             raise HTTPError(404, "Not found", "no such resource")
         method = request.method.decode("latin-1")
+        # The paths with the most literal segments win: /queue/destinations is not
+        # /queue/{id}.
+        matching = [(route, found) for route in self.routes
+                    if (found := route.match(segments)) is not None]
+        best = max((r.literals for r, _f in matching), default=0)
         allowed = []
-        for route in self.routes:
-            found = route.match(segments)
-            if found is None:
+        for route, found in matching:
+            if route.literals != best:
                 continue
             if route.method == method or (method == "HEAD" and route.method == "GET"):
                 params = {p.name: convert(found[p.name], p.schema, p.name)

@@ -234,6 +234,8 @@ def test_malformed_bodies_and_parameters_are_problems_not_errors(api):
     answer = api.patch("/domains")
     problem(answer, 405)
     assert answer.headers["allow"] == "GET"
+    assert api.delete("/queue/destinations").headers["allow"] == "GET"   # not /queue/{id}
+    assert api.get("/queue/flush").headers["allow"] == "POST"
 
 
 def test_pages_are_bounded_by_max_page_size(api):
@@ -278,9 +280,11 @@ def test_schemathesis_finds_no_server_error_and_no_schema_violation(server, tmp_
     url = f"http://127.0.0.1:{server.port('webadmin')}/openapi.json"
     result = subprocess.run(
         [str(Path(sys.executable).parent / "schemathesis"), "run", url,
-         "-H", f"Authorization: Bearer {server.token}", "--max-examples", "8",
-         "--seed", "1", "--checks", "not_a_server_error,status_code_conformance,"
-         "content_type_conformance,response_schema_conformance",
+         "-H", f"Authorization: Bearer {server.token}", "--max-examples", "5",
+         # Every check (no 5xx, answers as documented, auth not ignored, deleted
+         # things gone, 405 with Allow…) except positive_data_acceptance: the schema
+         # cannot say every rule of a mail address or domain name (those are 422).
+         "--seed", "1", "--checks", "all", "--exclude-checks", "positive_data_acceptance",
          "--request-timeout", "10", "--no-color"],
         capture_output=True, text=True, timeout=240, cwd=tmp_path)
     summary = result.stdout[-3000:]
