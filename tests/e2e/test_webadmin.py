@@ -345,3 +345,22 @@ def test_https_uses_the_certificate_of_the_tls_block(tmp_path):
                                f"{url}/healthcheck"], capture_output=True, text=True,
                               timeout=30)
         assert curl.returncode == 0 and json.loads(curl.stdout)["status"] == "healthy"
+
+
+def test_the_api_works_the_same_on_postgresql(tmp_path, pg_url):
+    config = base_config(tmp_path / "var", pop3=[])
+    config["storage"]["url"] = pg_url
+    config["webadmin"] = {"enabled": True, "port": 0}
+    with ServerProcess(tmp_path, config) as srv:
+        token = srv.cli("webadmin", "token", "create", "pg").stdout.strip()
+        with httpx.Client(base_url=f"http://127.0.0.1:{srv.port('webadmin')}",
+                          headers={"Authorization": f"Bearer {token}"}, timeout=30) as api:
+            assert api.put("/domains/pg.example").status_code == 201
+            assert api.put("/users/ann@pg.example", json={"password": "pw"}).status_code == 201
+            problem(api.put("/users/ann@pg.example", json={"password": "pw"}), 409)
+            users = api.get("/users", params={"domain": "pg.example"}).json()
+            assert [u["name"] for u in users["items"]] == ["ann@pg.example"]
+            nodes = api.get("/nodes").json()["items"]
+            assert len(nodes) == 1 and nodes[0]["alive"]
+            assert api.get("/healthcheck").json()["status"] == "healthy"
+            assert api.delete("/users/ann@pg.example").status_code == 204
