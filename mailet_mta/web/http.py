@@ -234,6 +234,8 @@ class Router(resource.Resource):
         self.max_body = max_body
 
     def render(self, request):
+        request.webadmin_gone = False            # the client went away before the answer
+        request.notifyFinish().addErrback(lambda _f: setattr(request, "webadmin_gone", True))
         d = defer.maybeDeferred(self._serve, request)
         d.addErrback(self._error, request)
         d.addCallback(self._write, request)
@@ -344,7 +346,7 @@ class Router(resource.Resource):
             log.info("webadmin: {token} {method} {path} -> {status}", token=call.token,
                      method=call.route.method, path=request.path.decode("latin-1"),
                      status=answer.status)
-        if request._disconnected:
+        if request.webadmin_gone:
             return
         request.setResponseCode(answer.status)
         request.setHeader("Cache-Control", "no-store")

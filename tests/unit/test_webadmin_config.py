@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from twisted.logger import globalLogPublisher
 
 from mailet_mta.admin import Conflict, Invalid, NotFound, tokens
 from mailet_mta.api import ConfigurationError
@@ -130,3 +133,44 @@ def test_path_and_query_integers_are_bounded_to_what_sql_and_json_hold():
         with pytest.raises(HTTPError):
             convert(text, schema_, "id")
     assert convert("TRUE", {"type": "boolean"}, "force") is True
+
+
+# -- the router, in process ---------------------------------------------------------------
+def _render(route_handler, path: bytes = b"/boom", method: bytes = b"GET", token="t"):
+    from twisted.internet import defer
+    from twisted.web.test.requesthelper import DummyRequest
+
+    from mailet_mta.web.http import Route, Router
+
+    routes = [Route("GET", "/boom", route_handler, "fails", "test", {200: ("ok", None)})]
+    router = Router(routes, lambda presented: defer.succeed("ops" if presented == "t"
+                                                           else None), 1024)
+    request = DummyRequest(path.strip(b"/").split(b"/"))
+    request.path, request.method = path, method
+    request.requestHeaders.setRawHeaders(b"authorization", [f"Bearer {token}".encode()])
+    router.render(request)
+    return request, json.loads(b"".join(request.written))
+
+
+def test_a_handler_that_raises_is_a_500_problem_and_a_logged_failure():
+    def boom(_call):
+        raise RuntimeError("a bug")
+
+    events: list[dict] = []
+    globalLogPublisher.addObserver(events.append)
+    try:
+        request, body = _render(boom)
+    finally:
+        globalLogPublisher.removeObserver(events.append)
+    assert request.responseCode == 500 and body["status"] == 500
+    assert "a bug" not in json.dumps(body)              # no internals to the client
+    assert request.responseHeaders.getRawHeaders(b"content-type") == [
+        b"application/problem+json"]
+    failures = [e["log_failure"] for e in events if "log_failure" in e]
+    assert len(failures) == 1 and failures[0].check(RuntimeError)
+
+
+def test_the_router_answers_401_before_running_the_handler():
+    ran = []
+    request, body = _render(lambda call: ran.append(call), token="wrong")
+    assert request.responseCode == 401 and body["title"] == "Unauthorized" and not ran
