@@ -19,6 +19,7 @@ import yaml
 from .config import build as b
 from .config import model as m
 from .config import retention as r
+from .config import webadmin as w
 
 HIDDEN = {"source", "path", "warnings"}
 
@@ -55,6 +56,8 @@ SECTIONS = [
                                  "(see metrics)"),
                      "repositories": ("extra['repositories']", "section",
                                       "retention of the mail repositories (see repositories)"),
+                     "webadmin": ("extra['webadmin']", "section",
+                                  "the admin HTTP API (see webadmin)"),
                      "x-…": ("—", "any", "free keys for YAML anchors (&tls); ignored")},
             examples={"servernames": ["example.com", "example.net"],
                       "postmaster": "postmaster@example.com"},
@@ -96,6 +99,14 @@ SECTIONS = [
                   "records of refused mail do not grow without end. Only the repositories "
                   "named under `retention` are purged; `error` holds mail that was neither "
                   "delivered nor bounced and is left to `mailet-mta repository`."),
+    Section("webadmin", ["webadmin"], ["config", "webadmin"], w.WebAdminConfig,
+            w.WEBADMIN_KEYS,
+            examples={"enabled": True, "host": "127.0.0.1", "port": 8000,
+                      "maxBodySize": "1m", "maxPageSize": 1000},
+            intro="The admin HTTP API, off unless `enabled`; see "
+                  "[webadmin.md](webadmin.md) for its endpoints, tokens and the mapping "
+                  "from James's `webadmin.properties`. `https.enabled: true` needs a `tls` "
+                  "block with `certificate` and `privateKey`."),
     Section("a repository's retention", ["repositories", "retention", "relay-denied"],
             ["config", "repositories", "retention", "relay-denied"], r.RetentionRule,
             r.RETENTION_KEYS, examples={"maxAge": "30 days", "maxMails": 10000},

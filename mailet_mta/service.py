@@ -52,6 +52,7 @@ from .storage.authenticator import Authenticator
 from .storage.blobs import BlobStore, blob_dir
 from .storage.db import Database, default_url
 from .storage.private_files import make_private_dir
+from .web.webadmin import webadmin_service
 
 log = Logger(namespace="mailet_mta.service")
 
@@ -135,6 +136,9 @@ class MailServer(MultiService):
         self.metrics = metrics_service(config, self)
         if self.metrics is not None:
             self.listeners.append(("metrics", "http", self.metrics))
+        self.webadmin = webadmin_service(config, self)
+        if self.webadmin is not None:
+            self.listeners.append(("webadmin", "http", self.webadmin))
         # Start order; stop order is the reverse.
         for svc in (self.registry, self.spool, sweeper, purger, self.outgoing,
                     *(svc for _name, _kind, svc in self.listeners)):

@@ -11,21 +11,24 @@ from .common import CLIError
 
 # Subcommand groups, each a module of this package with register(subparsers).
 GROUPS = ("serve", "check_config", "db", "domains", "users", "aliases", "mailbox",
-          "repository", "queue", "nodes", "init", "status", "dkim")
+          "repository", "queue", "nodes", "init", "status", "dkim", "webadmin")
 
 # What a command may do to the database (see common.open_database). Commands not named
 # here may create it ("create"): serve, init, users add, domains add, db upgrade.
 READ_ONLY = {"users list", "domains list", "mailbox list", "queue list", "queue show",
-             "repository list", "repository show", "status", "nodes", "db current"}
+             "repository list", "repository show", "status", "nodes", "db current",
+             "webadmin token list"}
 CHANGES_EXISTING = {"users passwd", "users remove", "users quota", "domains remove",
                     "queue retry", "queue delete", "queue flush", "repository remove",
-                    "repository reprocess"}
+                    "repository reprocess", "webadmin token revoke"}
 
 
 def database_mode(args) -> str:
     """"read", "existing" or "create" for the parsed command line ``args``."""
     command = args.command.replace("-", "_")
-    name = " ".join(filter(None, [args.command, getattr(args, f"{command}_command", None)]))
+    sub = getattr(args, f"{command}_command", None)
+    nested = getattr(args, f"{sub}_command", None) if sub else None   # webadmin token list
+    name = " ".join(filter(None, [args.command, sub, nested]))
     if name in READ_ONLY:
         return "read"
     return "existing" if name in CHANGES_EXISTING else "create"

@@ -65,6 +65,24 @@ def open_database(args, upgrade: bool = True):
     return config, db
 
 
+def admin_call(args, fn, *fn_args, with_config: bool = True, prefix: str = ""):
+    """Run the administration operation ``fn(conn, [config,] *fn_args)`` in one
+    transaction of the configured database; its AdminError becomes a CLIError (with
+    ``prefix`` before the message). The loaded configuration is kept in
+    ``args.loaded_config`` for the command's own output."""
+    from ..admin import AdminError
+
+    config, db = open_database(args)
+    args.loaded_config = config
+    try:
+        with db.transaction() as conn:
+            return fn(conn, config, *fn_args) if with_config else fn(conn, *fn_args)
+    except AdminError as exc:
+        raise CLIError(prefix + exc.message) from None
+    finally:
+        db.engine.dispose()
+
+
 def _require_database_file(config, url: str) -> None:
     """For SQLite: the database file must exist (connecting would create it)."""
     from sqlalchemy.engine import make_url

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from ..storage import domains as store
-from .common import CLIError, add_config_argument, load_config, open_database
+from ..admin import domains as admin
+from .common import add_config_argument, admin_call
 from .tables import format_table, format_time
 
 
@@ -25,72 +25,23 @@ def register(subparsers) -> None:
         add_config_argument(sub)
 
 
-def _run(args, fn):
-    config, db = open_database(args)
-    try:
-        with db.transaction() as conn:
-            return fn(conn)
-    except store.DomainError as exc:
-        name = _servername(config, args.name)
-        if name is not None:
-            raise CLIError(f"the domain {name} is not in the domains table: it comes from "
-                           f"servernames in {_where(config)}; remove it there and reload "
-                           f"(SIGHUP or systemctl reload mailet-mta)") from None
-        raise CLIError(str(exc)) from None
-    finally:
-        db.engine.dispose()
-
-
-def _servername(config, name: str) -> str | None:
-    """``name`` in its stored form when the configuration's servernames list it."""
-    try:
-        domain = store.normalise_domain(name)
-    except store.DomainError as exc:
-        raise CLIError(str(exc)) from None
-    listed = {n.strip().lower() for n in config.servernames}
-    return domain if domain in listed else None
-
-
-def _where(config) -> str:
-    return config.path or "the embedded default configuration"
-
-
 def add_domain(args) -> int:
-    config = load_config(args)
-    name = _servername(config, args.name)
-    if name is not None:
-        raise CLIError(f"the domain {name} is local already: servernames in "
-                       f"{_where(config)} lists it (servernames come from the "
-                       f"configuration); nothing added")
-    name = _run(args, lambda conn: store.add_domain(conn, args.name))
+    name = admin_call(args, admin.add_domain, args.name)
     print(f"domain {name} added")
     return 0
 
 
 def remove_domain(args) -> int:
-    name = _run(args, lambda conn: store.remove_domain(conn, args.name, force=args.force))
-    config = load_config(args)
-    still = (f"; it stays local: servernames in {_where(config)} lists it"
-             if _servername(config, name) else "")
-    print(f"domain {name} removed{still}")
+    result = admin_call(args, admin.remove_domain, args.name, args.force)
+    still = (f"; it stays local: servernames in {admin.where(args.loaded_config)} lists it"
+             if result["still_local"] else "")
+    print(f"domain {result['name']} removed{still}")
     return 0
 
 
 def list_domains(args) -> int:
-    config, db = open_database(args)
-    try:
-        with db.transaction() as conn:
-            from sqlalchemy import select
-
-            from ..storage import schema
-
-            rows = conn.execute(select(schema.domains.c.name, schema.domains.c.created)
-                                .order_by(schema.domains.c.name)).all()
-    finally:
-        db.engine.dispose()
-    table = [(name, "domains table", format_time(created)) for name, created in rows]
-    stored = {name for name, _ in rows}
-    table += [(name, "servernames (config)", "") for name in config.servernames
-              if name.lower() not in stored]
-    print(format_table(["DOMAIN", "SOURCE", "ADDED"], sorted(table)))
+    rows = admin_call(args, admin.list_domains)
+    print(format_table(["DOMAIN", "SOURCE", "ADDED"],
+                       [(d["name"], d["source"], format_time(d["created"]) if d["created"]
+                         else "") for d in rows]))
     return 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 
-from .common import add_config_argument, open_database
+from .common import add_config_argument, admin_call
 
 
 def register(sub) -> None:
@@ -16,13 +16,12 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from ..nodes import HEARTBEAT, list_nodes
+    from ..admin.nodes import list_nodes
 
-    _config, db = open_database(args)
-    with db.engine.connect() as conn:
-        nodes = list_nodes(conn)
+    nodes = admin_call(args, list_nodes)
     if args.json:
-        print(json.dumps(nodes, indent=2))
+        print(json.dumps([{k: v for k, v in n.items() if k != "alive"} for n in nodes],
+                         indent=2))
         return 0
     if not nodes:
         print("no running nodes")
@@ -32,7 +31,7 @@ def run(args) -> int:
           f"{'QUEUE':>6} {'POP3':>5}  STATE")
     for n in nodes:
         age = now - n["heartbeat"]
-        state = "alive" if age < 3 * HEARTBEAT else "STALE (dead?)"
+        state = "alive" if n["alive"] else "STALE (dead?)"
         print(f"{n['name'][:32]:32} {str(n['info'].get('host', ''))[:16]:16} "
               f"{n['info'].get('pid', ''):>7} {_span(now - n['started']):>8} "
               f"{_span(age) + ' ago':>8} {n.get('spool', 0):>6} {n.get('outgoing', 0):>6} "

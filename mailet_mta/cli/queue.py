@@ -11,7 +11,8 @@ import json
 import sys
 import time
 
-from .common import CLIError, add_config_argument, open_database
+from ..admin import queue as admin
+from .common import CLIError, add_config_argument, admin_call
 
 
 def register(subparsers) -> None:
@@ -40,17 +41,6 @@ def register(subparsers) -> None:
         add_config_argument(p)
 
 
-def _run(args, fn, *fn_args):
-    from ..delivery import queue_store
-
-    _config, db = open_database(args)
-    try:
-        with db.transaction() as conn:
-            return getattr(queue_store, fn)(conn, *fn_args)
-    finally:
-        db.engine.dispose()
-
-
 def _when(ts: float) -> str:
     delta = ts - time.time()
     stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
@@ -58,9 +48,9 @@ def _when(ts: float) -> str:
 
 
 def cmd_list(args) -> int:
-    entries = _run(args, "list_entries", args.queue)
+    entries = admin_call(args, admin.list_entries, args.queue)
     if args.json:
-        json.dump([e.to_json() for e in entries], sys.stdout, indent=2)
+        json.dump(entries, sys.stdout, indent=2)
         print()
         return 0
     if not entries:
@@ -68,84 +58,56 @@ def cmd_list(args) -> int:
         return 0
     print(f"{'ID':>6}  {'DOMAIN':<28} {'TRIES':>5}  {'PENDING':>7}  {'NEXT ATTEMPT':<32} SENDER")
     for e in entries:
-        print(f"{e.id:>6}  {e.domain[:28]:<28} {e.attempts:>5}  {len(e.pending()):>7}  "
-              f"{_when(e.next_attempt):<32} <{e.sender or ''}>")
+        pending = sum(1 for r in e["recipients"] if r["status"] == "pending")
+        print(f"{e['id']:>6}  {e['domain'][:28]:<28} {e['attempts']:>5}  {pending:>7}  "
+              f"{_when(e['next_attempt']):<32} <{e['sender']}>")
     return 0
 
 
-def _entries_of(conn, key: str) -> list:
-    """The entries named by ``key``: a row number, or every entry of the mail so named
-    (one per destination domain)."""
-    from sqlalchemy import select
-
-    from ..delivery import queue_store
-    from ..storage import schema
-
-    if key.isdigit():
-        entry = queue_store.get_entry(conn, int(key))
-        return [entry] if entry is not None else []
-    table = schema.outgoing
-    ids = conn.execute(select(table.c.id).where(table.c.mail_name == key)
-                       .order_by(table.c.id)).scalars().all()
-    return [queue_store.get_entry(conn, i) for i in ids]
-
-
 def cmd_show(args) -> int:
-    _config, db = open_database(args)
-    try:
-        with db.transaction() as conn:
-            entries = _entries_of(conn, args.id.strip())
-    finally:
-        db.engine.dispose()
-    if not entries:
-        raise CLIError(f"no queue entry with id or mail name {args.id!r} "
-                       f"(see: mailet-mta queue list)")
-    for entry in entries:
+    for entry in admin_call(args, admin.get_entries, args.id):
         _print_entry(entry)
     return 0
 
 
-def _print_entry(entry) -> None:
-    data = entry.to_json()
-    print(f"entry {entry.id}: mail {entry.mail_name}, queue {entry.queue}, "
-          f"domain {entry.domain}")
-    print(f"  sender: <{entry.sender or ''}>")
-    print(f"  attempts: {entry.attempts} (DNS problems {entry.dns_failures}), "
-          f"next: {_when(entry.next_attempt)}")
-    if entry.owner:
-        print(f"  being delivered by {entry.owner} (lease until {_when(entry.lease_until)})")
-    if entry.last_error:
-        print(f"  last error: {entry.last_error}")
-    for r in entry.recipients:
+def _print_entry(entry: dict) -> None:
+    print(f"entry {entry['id']}: mail {entry['mail']}, queue {entry['queue']}, "
+          f"domain {entry['domain']}")
+    print(f"  sender: <{entry['sender']}>")
+    print(f"  attempts: {entry['attempts']} (DNS problems {entry['dns_failures']}), "
+          f"next: {_when(entry['next_attempt'])}")
+    if entry["owner"]:
+        print(f"  being delivered by {entry['owner']} "
+              f"(lease until {_when(entry['lease_until'])})")
+    if entry["last_error"]:
+        print(f"  last error: {entry['last_error']}")
+    for r in entry["recipients"]:
         detail = f" — {r['error']}" if r.get("error") else ""
         print(f"  {r['status']:<8} {r['address']}{detail}")
-    print("  options: " + json.dumps(data["options"], sort_keys=True))
+    print("  options: " + json.dumps(entry["options"], sort_keys=True))
 
 
 def cmd_retry(args) -> int:
     if args.id == "all":
-        count = _run(args, "retry_now", None)
+        count = admin_call(args, admin.flush)
     else:
         try:
             entry_id = int(args.id)
         except ValueError:
             raise CLIError(f"queue retry takes an entry id or 'all', not {args.id!r}") from None
-        count = _run(args, "retry_now", entry_id)
-        if count == 0:
-            raise CLIError(f"no queue entry {entry_id} (see: mailet-mta queue list)")
+        count = admin_call(args, admin.retry, entry_id)
     print(f"{count} entr{'y' if count == 1 else 'ies'} due now")
     return 0
 
 
 def cmd_delete(args) -> int:
-    if not _run(args, "remove", args.id):
-        raise CLIError(f"no queue entry {args.id} (see: mailet-mta queue list)")
+    admin_call(args, admin.delete, args.id)
     print(f"deleted queue entry {args.id}")
     return 0
 
 
 def cmd_flush(args) -> int:
-    count = _run(args, "retry_now", None)
+    count = admin_call(args, admin.flush)
     print(f"{count} entr{'y' if count == 1 else 'ies'} due now")
     return 0
 

@@ -11,8 +11,9 @@ from __future__ import annotations
 import argparse
 from collections import Counter
 
-from ..storage import repositories
-from .common import CLIError, add_config_argument, open_blob_store, open_database
+from ..admin import AdminError
+from ..admin import repositories as admin
+from .common import CLIError, add_config_argument, admin_call, load_config, open_blob_store
 from .tables import format_table, format_time
 
 
@@ -70,57 +71,40 @@ def _count(text: str) -> int:
     return int(text)
 
 
-def _read(args, fn):
-    _config, db = open_database(args)
-    try:
-        with db.transaction() as conn:
-            return fn(conn)
-    finally:
-        db.engine.dispose()
-
-
 def list_repository(args) -> int:
     if args.name is None:
-        names = _read(args, repositories.names)
-        print(format_table(["REPOSITORY", "MAILS"], names))
+        names = admin_call(args, admin.list_repositories)
+        print(format_table(["REPOSITORY", "MAILS"], [(r["name"], r["mails"]) for r in names]))
         return 0
-    mails = _read(args, lambda conn: repositories.list_mails(conn, args.name))
+    mails = admin_call(args, admin.list_mails, args.name)
     print(format_table(
         ["ID", "STORED", "STATE", "SENDER", "RECIPIENTS", "ERROR"],
-        [(m.id, format_time(m.created), m.state, m.sender or "<>",
-          ", ".join(m.recipients), (m.error_message or "")[:60]) for m in mails]))
+        [(m["id"], format_time(m["created"]), m["state"], m["sender"] or "<>",
+          ", ".join(m["recipients"]), (m["error"] or "")[:60]) for m in mails]))
     return 0
 
 
 def show_mail(args) -> int:
-    from sqlalchemy import select
+    def read(conn, config):
+        mail = admin.get_mail(conn, config, args.id)
+        _summary, source = admin.message_source(conn, config, open_blob_store(config),
+                                                args.id)
+        return mail, source
 
-    from ..storage import schema
-
-    config, db = open_database(args)
-    try:
-        with db.transaction() as conn:
-            mail = repositories.get(conn, args.id)
-            if mail is None:
-                raise CLIError(f"no stored mail with id {args.id} "
-                               f"(see: mailet-mta repository list NAME)")
-            blob = conn.execute(select(schema.blobs.c.size, schema.blobs.c.data)
-                                .where(schema.blobs.c.id == mail.blob_id)).first()
-    finally:
-        db.engine.dispose()
-    print(f"id:          {mail.id}\nrepository:  {mail.repository}\nname:        {mail.name}"
-          f"\nstate:       {mail.state}\nstored:      {format_time(mail.created)}"
-          f"\nsender:      <{mail.sender or ''}>\nrecipients:  {', '.join(mail.recipients)}"
-          f"\nremote:      {mail.remote_host} [{mail.remote_addr}]"
-          f"\nerror:       {mail.error_message or ''}")
-    for key, value in sorted(mail.attributes.items()):
+    mail, source = admin_call(args, read)
+    print(f"id:          {mail['id']}\nrepository:  {mail['repository']}\n"
+          f"name:        {mail['name']}\nstate:       {mail['state']}\n"
+          f"stored:      {format_time(mail['created'])}\n"
+          f"sender:      <{mail['sender'] or ''}>\n"
+          f"recipients:  {', '.join(mail['recipients'])}\n"
+          f"remote:      {mail['remote_host']} [{mail['remote_addr']}]\n"
+          f"error:       {mail['error'] or ''}")
+    for key, value in sorted(mail["attributes"].items()):
         print(f"attribute:   {key} = {value!r}")
-    if blob is None:
+    if source is None:
         print("message:     (blob missing)")
         return 0
-    source = open_blob_store(config).source(mail.blob_id, blob.size,
-                                            None if blob.data is None else bytes(blob.data))
-    print(f"size:        {blob.size} octets\n")
+    print(f"size:        {source.size} octets\n")
     with source.open() as f:
         if args.body:
             data = f.read()
@@ -136,29 +120,20 @@ def show_mail(args) -> int:
 
 
 def remove_mail(args) -> int:
-    if not _read(args, lambda conn: repositories.remove(conn, args.id)):
-        raise CLIError(f"no stored mail with id {args.id}")
+    admin_call(args, admin.delete_mail, args.id)
     print(f"mail {args.id} removed")
     return 0
 
 
 def reprocess(args) -> int:
-    config, db = open_database(args)
-    processors = config.spoolmanager.processors
-    if args.state is not None and processors and args.state not in processors:
-        db.engine.dispose()
-        raise CLIError(f"--state {args.state}: no such processor in "
-                       f"{config.path or 'the configuration'} (processors: "
-                       f"{', '.join(sorted(processors))})")
-    try:
-        with db.transaction() as conn:
-            moved = repositories.reprocess(conn, args.name, args.state, args.id)
-    finally:
-        db.engine.dispose()
-    if not moved:
-        raise CLIError(f"nothing to reprocess in repository {args.name!r}"
-                       + (f" with id {args.id}" if args.id is not None else ""))
-    states = Counter(state for _name, state in moved)
+    if args.state is not None:
+        try:
+            admin.check_processor(load_config(args), args.state)
+        except AdminError as exc:
+            raise CLIError("--state " + exc.message.removeprefix("processor ")
+                           .replace(repr(args.state), args.state, 1)) from None
+    moved = admin_call(args, admin.reprocess, args.name, args.state, args.id)
+    states = Counter(item["state"] for item in moved)
     print(f"{len(moved)} mail(s) moved from {args.name} back to the spool: "
           + ", ".join(f"{n} in state {state}" for state, n in sorted(states.items())))
     return 0
@@ -168,7 +143,6 @@ def purge_repository(args) -> int:
     if args.older_than is None and args.keep is None:
         raise CLIError("repository purge: say what to delete: --older-than AGE and/or "
                        "--keep N (mailet-mta repository remove ID deletes one mail)")
-    removed = _read(args, lambda conn: repositories.purge(conn, args.name,
-                                                          args.older_than, args.keep))
+    removed = admin_call(args, admin.purge, args.name, args.older_than, args.keep)
     print(f"{removed} mail(s) purged from {args.name}")
     return 0

@@ -85,52 +85,16 @@ def _alive(pid) -> bool:
 
 
 def spool_states(conn) -> list[dict]:
-    from sqlalchemy import case, func, select
+    from ..admin.spool import states
 
-    from ..storage import schema
-
-    s = schema.spool
-    rows = conn.execute(
-        select(s.c.state, func.count(), func.min(s.c.created),
-               func.sum(case((s.c.tries > 0, 1), else_=0)), func.min(s.c.not_before))
-        .group_by(s.c.state).order_by(s.c.state)).all()
-    return [{"state": state, "mails": count, "oldest": oldest, "retrying": int(retrying or 0),
-             "next_retry": not_before if not_before and not_before > time.time() else None}
-            for state, count, oldest, retrying, not_before in rows]
+    return states(conn)
 
 
 def outgoing_destinations(conn) -> list[dict]:
     """One entry per (queue, destination domain), soonest next attempt first."""
-    from sqlalchemy import select
+    from ..admin.queue import destinations
 
-    from ..storage import schema
-
-    out = schema.outgoing
-    groups: dict[tuple[str, str], dict] = {}
-    query = select(out.c.queue, out.c.domain, out.c.recipients, out.c.attempts,
-                   out.c.next_attempt, out.c.last_error, out.c.created)
-    for queue, domain, recipients, attempts, next_attempt, last_error, created in \
-            conn.execute(query.order_by(out.c.created)):
-        group = groups.setdefault((queue, domain), {
-            "queue": queue, "destination": domain, "mails": 0, "pending_recipients": 0,
-            "attempts": 0, "next_attempt": None, "last_error": None, "oldest": created})
-        group["mails"] += 1
-        group["pending_recipients"] += _pending(recipients)
-        group["attempts"] = max(group["attempts"], attempts or 0)
-        if group["next_attempt"] is None or next_attempt < group["next_attempt"]:
-            group["next_attempt"] = next_attempt
-        if last_error:
-            group["last_error"] = last_error      # rows come oldest first: the newest wins
-    return sorted(groups.values(), key=lambda g: (g["next_attempt"] or 0, g["destination"]))
-
-
-def _pending(recipients_json: str) -> int:
-    try:
-        recipients = json.loads(recipients_json)
-    except ValueError:
-        return 0
-    return sum(1 for r in recipients
-               if not isinstance(r, dict) or r.get("status", "pending") == "pending")
+    return destinations(conn)
 
 
 def repository_sizes(conn, error_repository: str) -> list[dict]:

@@ -6,10 +6,10 @@ of standard input — never from the command line, where other users could see t
 
 from __future__ import annotations
 
-from ..api import ConfigurationError, parse_size
+from ..admin import AdminError
+from ..admin import users as admin
 from ..storage import passwords
-from ..storage import users as store
-from .common import CLIError, add_config_argument, open_database, read_password
+from .common import CLIError, add_config_argument, admin_call, read_password
 from .tables import format_table, format_time
 
 
@@ -41,38 +41,24 @@ def register(subparsers) -> None:
 
 
 def _quota(text: str | None) -> int | None:
-    if text is None or text.strip().lower() in ("none", "unlimited", "0"):
-        return None
     try:
-        return parse_size(text, "quota")
-    except ConfigurationError as exc:
-        raise CLIError(str(exc)) from None
-
-
-def _run(args, fn):
-    config, db = open_database(args)
-    try:
-        with db.transaction() as conn:
-            return fn(conn, config)
-    except store.UserError as exc:
-        raise CLIError(str(exc)) from None
-    finally:
-        db.engine.dispose()
+        return admin.parse_quota(text)
+    except AdminError as exc:
+        raise CLIError(exc.message) from None
 
 
 def _check_name(name: str) -> str:
     try:
-        return store.normalise_user(name)
-    except store.UserError as exc:
-        raise CLIError(str(exc)) from None
+        return admin.normalise(name)
+    except AdminError as exc:
+        raise CLIError(exc.message) from None
 
 
 def add_user(args) -> int:
     _check_name(args.user)
     quota = _quota(args.quota)
     password_hash = passwords.hash_password(read_password(args))
-    name = _run(args, lambda conn, config: store.add_user(
-        conn, args.user, password_hash, config.servernames, quota=quota))
+    name = admin_call(args, admin.create_user, args.user, password_hash, quota)
     print(f"user {name} added")
     return 0
 
@@ -80,36 +66,27 @@ def add_user(args) -> int:
 def change_password(args) -> int:
     _check_name(args.user)
     password_hash = passwords.hash_password(read_password(args, "New password: "))
-    name = _run(args, lambda conn, _c: store.set_password(conn, args.user, password_hash))
+    name = admin_call(args, admin.set_password, args.user, password_hash)
     print(f"password of {name} changed")
     return 0
 
 
 def remove_user(args) -> int:
-    name = _run(args, lambda conn, _c: store.remove_user(conn, args.user))
+    name = admin_call(args, admin.delete_user, args.user)
     print(f"user {name} removed with their mailboxes")
     return 0
 
 
 def set_quota(args) -> int:
     quota = _quota(args.size)
-    name = _run(args, lambda conn, _c: store.set_quota(conn, args.user, quota))
+    name = admin_call(args, admin.set_quota, args.user, quota)
     print(f"quota of {name} set to {'unlimited' if quota is None else f'{quota} octets'}")
     return 0
 
 
 def list_users(args) -> int:
-    from ..storage.domains import DomainError
-    from ..storage.mailboxes import quota_usage
-
-    def rows(conn, _config):
-        try:
-            found = store.list_users(conn, args.domain)
-        except DomainError as exc:
-            raise CLIError(str(exc)) from None
-        return [(u.name, quota_usage(conn, u.name),
-                 "unlimited" if u.quota is None else u.quota, format_time(u.created))
-                for u in found]
-
-    print(format_table(["USER", "USED", "QUOTA", "CREATED"], _run(args, rows)))
+    rows = admin_call(args, admin.list_users, args.domain)
+    print(format_table(["USER", "USED", "QUOTA", "CREATED"],
+                       [(u["name"], u["used"], "unlimited" if u["quota"] is None
+                         else u["quota"], format_time(u["created"])) for u in rows]))
     return 0

@@ -33,6 +33,7 @@ from .model import (
 from .retention import build_repositories
 from .tree import Node, attempt, fail, suggestion
 from .validate import check_domain, check_postmaster
+from .webadmin import build_webadmin
 
 Table = dict[str, tuple[str, Callable[[Node, str], Any]]]
 
@@ -479,7 +480,8 @@ TOP_KEYS: Table = {
     **keys("extra", lambda n, w: mapping(n, w) and n.to_python(), "extra"),
 }
 # Sections kept in ServerConfig.extra under their own name, built by their function.
-EXTRA_SECTIONS = {"metrics": build_metrics, "repositories": build_repositories}
+EXTRA_SECTIONS = {"metrics": build_metrics, "repositories": build_repositories,
+                  "webadmin": build_webadmin}
 
 
 def build_config(root: Node, what: str = "") -> ServerConfig:

@@ -218,3 +218,12 @@ auth_failures = Table(
     Index("ix_auth_failures_client_at", "client", "at"),
     Index("ix_auth_failures_at", "at"),
 )
+
+# Bearer tokens of the admin HTTP API (``mailet-mta webadmin token create NAME``): only
+# the SHA-256 of each token is kept; the token itself is shown once, when created.
+webadmin_tokens = Table(
+    "webadmin_tokens", metadata,
+    Column("name", String(64), primary_key=True),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("created", Float, nullable=False),
+)

@@ -92,10 +92,11 @@ def test_twistd_on_a_busy_port_stops_with_one_line_and_exit_1(tmp_path):
 READ_ONLY = [["users", "list"], ["queue", "list"], ["queue", "show", "1"], ["status"],
              ["mailbox", "list", "a@localhost"], ["domains", "list"],
              ["repository", "list"], ["nodes"], ["db", "current"],
-             ["users", "remove", "a@localhost"], ["domains", "remove", "example.org"]]
+             ["users", "remove", "a@localhost"], ["domains", "remove", "example.org"],
+             ["webadmin", "token", "list"], ["webadmin", "token", "revoke", "ci"]]
 
 
-@pytest.mark.parametrize("args", READ_ONLY, ids=["-".join(a[:2]) for a in READ_ONLY])
+@pytest.mark.parametrize("args", READ_ONLY, ids=["-".join(a[:3]) for a in READ_ONLY])
 def test_command_without_a_database_creates_nothing_and_says_where_it_looked(tmp_path, args):
     line = one_line(mailet_mta(tmp_path, *args))
     assert str(tmp_path / "var" / "mailet-mta.sqlite3") in line, line

@@ -7,6 +7,7 @@ import json
 import pytest
 
 from mailet_mta.address import MailAddress
+from mailet_mta.cli import common
 from mailet_mta.cli import queue as queue_cli
 from mailet_mta.delivery import queue_store
 from mailet_mta.mail import Mail
@@ -17,7 +18,7 @@ from mailet_mta.storage.db import Database
 def db(tmp_path, monkeypatch):
     database = Database("sqlite:///" + str(tmp_path / "cli.sqlite3"))
     database.upgrade()
-    monkeypatch.setattr(queue_cli, "open_database", lambda args: (None, Database(database.url)))
+    monkeypatch.setattr(common, "open_database", lambda args: (None, Database(database.url)))
     mail = Mail(sender=MailAddress.parse("alice@origin.test"),
                 recipients=[MailAddress.parse("bob@one.test"), MailAddress.parse("c@two.test")],
                 message=b"x")

@@ -1,0 +1,1 @@
+"""The web faces of the server: the admin HTTP API (``webadmin``)."""
