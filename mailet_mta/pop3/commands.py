@@ -12,6 +12,7 @@ import re
 from twisted.internet import defer
 
 from ..mailstore import MessageList
+from .streaming import CHUNK, whole_response
 
 __all__ = ["TransactionCommands"]
 
@@ -93,7 +94,26 @@ class TransactionCommands:
         if not number:
             return None
         self._last = max(self._last, number)
+        whole = self._read_ahead_response(number)
+        if whole is not None:
+            self.transport.write(whole)
+            return None
         return self._send_message(number)
+
+    def _read_ahead_response(self, number: int) -> bytes | None:
+        """The whole RETR response of a small message already read ahead, else None.
+
+        Most mail is small and was read in the batch of an earlier RETR: its response
+        is written at once, in one piece, without a streamer or a Deferred. At most
+        :data:`CHUNK` octets, so flow control still holds (the next command waits
+        while the transport's buffer is over its bound).
+        """
+        content = self._readahead.get(self._drop.ids[number - 1])
+        if content is None or not content.source.in_memory or content.size > CHUNK:
+            return None
+        del self._readahead[self._drop.ids[number - 1]]
+        return whole_response(b"+OK %d octets\r\n" % self._drop.sizes[number - 1],
+                              content.prefix, content.source.read())
 
     def do_TOP(self, arg: str):
         number, _, lines = arg.partition(" ")

@@ -454,6 +454,46 @@ def test_pipelined_retr_responses_stay_in_order():
                      + b"+OK 2 %d\r\n" % (len(BODY1) + len(BODY2)))
 
 
+def _writes(s: Session) -> list:
+    calls = []
+    write = s.transport.write
+
+    def counting(data):
+        calls.append(data)
+        write(data)
+    s.transport.write = counting
+    return calls
+
+
+def test_retr_of_a_read_ahead_message_is_one_write_stuffed_like_a_streamed_one():
+    tricky = b"Subject: dots\r\n\r\n.starts with a dot\r\n.\r\nno final line break"
+    s = Session(_box(BODY1, tricky, prefix=b"X-Prefix: p\r\n"))
+    s.login()
+    streamed = s.cmd("RETR 2")              # read from the store, streamed
+    first = s.cmd("RETR 1")                 # reads 1 and 2 in one batch
+    writes = _writes(s)
+    again = s.cmd("RETR 2")                 # from the read-ahead: one piece
+    assert again == streamed
+    assert len(writes) == 1
+    assert again == (b"+OK %d octets\r\nX-Prefix: p\r\nSubject: dots\r\n\r\n"
+                     b"..starts with a dot\r\n..\r\nno final line break\r\n.\r\n"
+                     % (len(tricky) + len(b"X-Prefix: p\r\n")))
+    assert first.endswith(BODY1 + b".\r\n")
+
+
+def test_retr_of_a_read_ahead_message_over_one_chunk_is_streamed():
+    from mailet_mta.pop3.streaming import CHUNK
+    big = b"Subject: big\r\n\r\n" + b"x" * 78 + b"\r\n" + b"y" * 78 + b"\r\n"
+    big *= CHUNK // len(big) + 1
+    s = Session(_box(BODY1, big))
+    s.login()
+    s.cmd("RETR 1")                         # reads 1 and 2 in one batch
+    writes = _writes(s)
+    reply = s.cmd("RETR 2")
+    assert reply == b"+OK %d octets\r\n" % len(big) + big + b".\r\n"
+    assert len(writes) > 1                  # chunk by chunk, under flow control
+
+
 def test_commands_split_across_packets_and_bare_lf():
     s = Session(_box(BODY1))
     s.send(b"US")
