@@ -665,3 +665,116 @@ def test_mailbox_that_cannot_be_listed_is_sys_temp_and_the_lease_is_released():
     assert backend.locks == {}
     backend.fail_open = False
     assert s.login().startswith(b"+OK")
+
+
+class HeldReads(MemoryBackend):
+    """open_messages answers only when the test says so (``release``), or fails."""
+
+    def __init__(self):
+        super().__init__()
+        self.reads: list = []          # (ids, Deferred)
+
+    def open_messages(self, message_ids):
+        d = defer.Deferred()
+        self.reads.append((list(message_ids), d))
+        return d
+
+    def release(self, index: int = -1, fail: bool = False):
+        ids, d = self.reads[index]
+        if fail:
+            d.errback(RuntimeError("disk on fire"))
+        else:
+            d.callback(super().open_messages(ids).result)
+
+
+def _numbered_box(backend, count):
+    bodies = [b"Subject: m%d\r\n\r\nbody %d\r\n" % (n, n) for n in range(count)]
+    for body in bodies:
+        backend.add("bob@example.com", body, b"")
+    return bodies
+
+
+def test_the_next_batch_is_read_while_the_second_half_of_this_one_is_sent():
+    from mailet_mta.pop3.commands import READAHEAD_MESSAGES
+    backend = HeldReads()
+    bodies = _numbered_box(backend, 2 * READAHEAD_MESSAGES)
+    s = Session(backend)
+    s.login()
+    assert s.cmd("RETR 1") == b""                    # waits for the first batch
+    backend.release(0)
+    assert s.take().endswith(bodies[0] + b".\r\n")
+    half = READAHEAD_MESSAGES // 2
+    for n in range(2, half):
+        assert s.cmd(f"RETR {n}").endswith(bodies[n - 1] + b".\r\n")
+    assert len(backend.reads) == 1
+    s.cmd(f"RETR {half}")                           # half of the batch is sent: read on
+    assert len(backend.reads) == 2
+    assert backend.reads[1][0] == list(range(READAHEAD_MESSAGES + 1,
+                                             2 * READAHEAD_MESSAGES + 1))
+    for n in range(half + 1, READAHEAD_MESSAGES + 1):
+        assert s.cmd(f"RETR {n}").endswith(bodies[n - 1] + b".\r\n")
+    # The next message is in the read in flight: RETR waits for it, then answers.
+    assert s.cmd(f"RETR {READAHEAD_MESSAGES + 1}") == b""
+    backend.release(1)
+    assert s.take().endswith(bodies[READAHEAD_MESSAGES] + b".\r\n")
+    assert len(backend.reads) == 2
+    assert len(s.proto._readahead) <= READAHEAD_MESSAGES
+
+
+def test_a_failed_read_ahead_costs_nothing_but_a_read_of_its_own():
+    from mailet_mta.pop3.commands import READAHEAD_MESSAGES
+    backend = HeldReads()
+    bodies = _numbered_box(backend, READAHEAD_MESSAGES + 2)
+    s = Session(backend)
+    s.login()
+    s.cmd("RETR 1")
+    backend.release(0)
+    s.take()
+    for n in range(2, READAHEAD_MESSAGES + 1):
+        s.cmd(f"RETR {n}")
+    assert len(backend.reads) == 2
+    backend.release(1, fail=True)                   # the read ahead fails
+    assert s.cmd(f"RETR {READAHEAD_MESSAGES + 1}") == b""
+    assert len(backend.reads) == 3                  # the RETR reads for itself
+    backend.release(2)
+    assert s.take().endswith(bodies[READAHEAD_MESSAGES] + b".\r\n")
+
+
+def test_a_client_that_jumps_gets_a_fresh_batch_and_the_stale_one_is_dropped():
+    from mailet_mta.pop3.commands import READAHEAD_MESSAGES
+    backend = HeldReads()
+    bodies = _numbered_box(backend, 3 * READAHEAD_MESSAGES)
+    s = Session(backend)
+    s.login()
+    s.cmd("RETR 1")
+    backend.release(0)
+    s.take()
+    for n in range(2, READAHEAD_MESSAGES // 2 + 2):
+        s.cmd(f"RETR {n}")
+    assert len(backend.reads) == 2                  # reading ahead from message 65
+    far = 2 * READAHEAD_MESSAGES + 5
+    assert s.cmd(f"RETR {far}") == b""              # elsewhere: a read of its own
+    assert backend.reads[2][0][0] == far
+    backend.release(1)                              # the stale read lands: dropped
+    assert not set(backend.reads[1][0]) & set(s.proto._readahead)
+    backend.release(2)
+    assert s.take().endswith(bodies[far - 1] + b".\r\n")
+
+
+def test_a_session_holds_at_most_one_and_a_half_batches_read_ahead():
+    from mailet_mta.pop3.commands import READAHEAD_MESSAGES
+    backend = HeldReads()
+    _numbered_box(backend, 4 * READAHEAD_MESSAGES)
+    s = Session(backend)
+    s.login()
+    s.cmd("RETR 1")
+    backend.release(0)
+    s.take()
+    peak = 0
+    for n in range(2, 4 * READAHEAD_MESSAGES + 1):
+        s.cmd(f"RETR {n}")
+        if len(backend.reads) > 1 and not backend.reads[-1][1].called:
+            backend.release()                       # each read ahead lands at once
+        peak = max(peak, len(s.proto._readahead))
+    assert len(backend.reads) == 4
+    assert READAHEAD_MESSAGES < peak <= READAHEAD_MESSAGES * 3 // 2
