@@ -381,10 +381,44 @@ def import_breakdown(top: int = 12) -> dict:
             "self_ms_by_package": [(n, us / 1000) for n, us in by_package.most_common(top)]}
 
 
+# Imported one after the other in a fresh interpreter: each one's PSS growth is what it
+# brings that the ones before did not (a shared dependency counts at its first importer).
+IMPORT_STEPS = ("twisted.internet.epollreactor", "twisted.application.internet",
+                "sqlalchemy", "cryptography.x509", "argon2", "yaml", "mailet_mta.storage.db",
+                "mailet_mta.smtp", "mailet_mta.spool", "mailet_mta.service")
+_IMPORT_MEMORY = """
+import importlib, json, sys
+def pss():
+    for line in open("/proc/self/smaps_rollup"):
+        if line.startswith("Pss:"):
+            return int(line.split()[1])
+out = [("interpreter", pss())]
+for name in sys.argv[1:]:
+    importlib.import_module(name)
+    out.append((name, pss()))
+print(json.dumps(out))
+"""
+
+
+def import_memory() -> list:
+    """[(step, PSS growth in KiB)]: the interpreter, then each of IMPORT_STEPS."""
+    import json
+    out = subprocess.run([sys.executable, "-c", _IMPORT_MEMORY, *IMPORT_STEPS],
+                         capture_output=True, text=True, env=python_env(), cwd=ROOT)
+    if out.returncode != 0:
+        return [("failed", out.stderr[-300:])]
+    steps, before, growth = json.loads(out.stdout), 0, []
+    for name, pss in steps:
+        growth.append((name, pss - before))
+        before = pss
+    return growth
+
+
 def base_breakdown(pid: int) -> dict:
-    """The server process's PSS and what it is made of (mappings and imports)."""
+    """The server process's PSS and what it is made of (mappings, imports' memory and
+    import time)."""
     return {"pss": pss_kib(pid), "mappings_kib": smaps_breakdown(pid),
-            "imports": import_breakdown()}
+            "import_memory_kib": import_memory(), "imports": import_breakdown()}
 
 
 def report_memory(memory: dict) -> None:
@@ -401,6 +435,9 @@ def report_memory(memory: dict) -> None:
               f", {base.get('pss_after_runs', {}).get('Pss', 0) / 1024:.1f} MiB after the runs")
         for name, kib in base["mappings_kib"]:
             print(f"    {kib / 1024:7.1f} MiB  {name}")
+        print("  PSS growth of a fresh interpreter importing, in turn:")
+        for name, kib in base["import_memory_kib"]:
+            print(f"    {kib / 1024 if isinstance(kib, int) else 0:7.1f} MiB  {name}")
         imports = base["imports"]
         print(f"  imports: {imports['modules']} modules; import time by package (ms):")
         for name, ms in imports["self_ms_by_package"]:
