@@ -160,6 +160,13 @@ def wait_for_file(path: Path, proc: subprocess.Popen, timeout: float = 30.0) -> 
     raise RuntimeError(f"{proc.args} wrote no {path} in {timeout}s")
 
 
+def stop_on_sigterm() -> None:
+    """Make SIGTERM raise SystemExit, so a benchmark stopped by its pid still runs its
+    ``finally`` blocks and stops the servers it started."""
+    import signal
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+
+
 def python_env() -> dict:
     env = dict(os.environ)
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")

@@ -49,6 +49,7 @@ from bench.common import (
     median,
     print_table,
     server_list,
+    stop_on_sigterm,
     tree_cpu_seconds,
     tree_pss_kib,
     write_json,
@@ -327,6 +328,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> None:
     args = build_parser().parse_args(argv)
+    stop_on_sigterm()
     sizes = args.sizes or ([1_000, 10_000] if args.quick else [10_000, 100_000])
     repeats = args.repeats or (1 if args.quick else 3)
     boxes = {f"r{n}@example.com": (n, n > 10_000) for n in sizes}

@@ -65,6 +65,7 @@ from bench.common import (
     server_list,
     smaps_breakdown,
     start_profiler,
+    stop_on_sigterm,
     stop_process,
     stop_profiler,
     tree_cpu_seconds,
@@ -210,11 +211,15 @@ def fill_maildir(root: Path, user: str, count: int, shared_file: bool,
     pre = prefix(user)
     first = None
     for n in range(count):
-        path = box / "new" / f"{1700000000 + n}.M{n}P1.bench"
+        data = pre + message(n)
+        # Named as Dovecot's own delivery names them: S= size, W= size with CRLF line
+        # ends (these messages are CRLF already), so no reader has to read a file to
+        # learn its size.
+        path = box / "new" / f"{1700000000 + n}.M{n}P1.bench,S={len(data)},W={len(data)}"
         if shared_file and first is not None and n % 60_000:   # ext4: 65,000 links
             os.link(first, path)
             continue
-        path.write_bytes(pre + message(n))
+        path.write_bytes(data)
         first = path
 
 
@@ -515,6 +520,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> None:
     args = build_parser().parse_args(argv)
+    stop_on_sigterm()
     sizes = args.sizes or ((100, 1_000, 10_000) if args.quick else (1_000, 10_000, 100_000))
     repeats = args.repeats or (1 if args.quick else 3)
     boxes = {f"r{n}@example.com": (n, n > 10_000) for n in sizes}

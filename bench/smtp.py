@@ -61,6 +61,7 @@ from bench.common import (
     reset_peak_rss,
     server_list,
     start_profiler,
+    stop_on_sigterm,
     stop_process,
     stop_profiler,
     tree_cpu_seconds,
@@ -430,6 +431,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> None:
     args = build_parser().parse_args(argv)
+    stop_on_sigterm()
     count = args.count or (200 if args.quick else 2000)
     repeats = args.repeats or (1 if args.quick else 3)
     large_size = args.large if args.large is not None else (5_000_000 if args.quick
