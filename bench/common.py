@@ -27,6 +27,44 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and every live descendant (from the ppid field of /proc/<pid>/stat)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(ppid, []).append(int(entry.name))
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(children.get(p, ()))
+    return out
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds of ``pid`` and all its descendants, the exited ones included.
+
+    Each live process counts utime+stime plus cutime+cstime (the children it has
+    reaped); a process that exits moves its time into its parent's cutime/cstime once
+    reaped, so the sum stays whole (Postfix's smtpd/cleanup/qmgr/virtual come and go).
+    """
+    total = 0
+    for p in process_tree(pid):
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += sum(int(v) for v in fields[11:15])
+    return total / CLK_TCK
+
+
 def memory_kib(pid: int) -> dict:
     """VmRSS and VmHWM (peak RSS) of ``pid`` in KiB."""
     out = {}
@@ -38,6 +76,40 @@ def memory_kib(pid: int) -> dict:
     return out
 
 
+def pss_kib(pid: int) -> dict:
+    """Pss and its anonymous/file/shmem parts of ``pid`` in KiB (smaps_rollup)."""
+    out = {}
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key in ("Pss", "Pss_Anon", "Pss_File", "Pss_Shmem", "Rss"):
+                    out[key] = int(value.split()[0])
+    except OSError:
+        pass
+    return out
+
+
+def tree_pss_kib(pid: int) -> int:
+    """PSS summed over ``pid`` and its descendants, in KiB."""
+    return sum(pss_kib(p).get("Pss", 0) for p in process_tree(pid))
+
+
+def smaps_breakdown(pid: int, top: int = 12) -> list[tuple[str, int]]:
+    """PSS of ``pid`` by mapping (file name, ``[heap]``, ``[anon]``…), largest first, KiB."""
+    import collections
+    by_name: collections.Counter = collections.Counter()
+    name = "[anon]"
+    with open(f"/proc/{pid}/smaps") as f:
+        for line in f:
+            first = line.split(None, 6)
+            if len(first) >= 5 and "-" in first[0] and ":" not in first[0]:
+                name = first[5].strip() if len(first) > 5 else "[anon]"
+            elif line.startswith("Pss:"):
+                by_name[name] += int(line.split()[1])
+    return by_name.most_common(top)
+
+
 def reset_peak_rss(pid: int) -> bool:
     """Reset VmHWM to the current RSS (writing 5 to clear_refs, Linux ≥ 4.0)."""
     try:
@@ -46,6 +118,28 @@ def reset_peak_rss(pid: int) -> bool:
         return True
     except OSError:
         return False
+
+
+class LineSocket:
+    """A blocking loopback client socket (TCP_NODELAY) with a receive buffer."""
+
+    def __init__(self, port: int, timeout: float = 120):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.buf = b""
+
+    def _fill(self) -> None:
+        data = self.sock.recv(1 << 20)
+        if not data:
+            raise ConnectionError("server closed the connection")
+        self.buf += data
+
+    def _line(self) -> bytes:
+        """The next line, without its CRLF."""
+        while (i := self.buf.find(b"\r\n")) < 0:
+            self._fill()
+        line, self.buf = self.buf[:i], self.buf[i + 2:]
+        return line
 
 
 def free_port() -> int:
@@ -64,6 +158,13 @@ def wait_for_file(path: Path, proc: subprocess.Popen, timeout: float = 30.0) -> 
             return path.read_text().strip()
         time.sleep(0.05)
     raise RuntimeError(f"{proc.args} wrote no {path} in {timeout}s")
+
+
+def stop_on_sigterm() -> None:
+    """Make SIGTERM raise SystemExit, so a benchmark stopped by its pid still runs its
+    ``finally`` blocks and stops the servers it started."""
+    import signal
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
 
 def python_env() -> dict:
@@ -129,6 +230,21 @@ def make_message(size: int, sender: str, rcpt: str, n: int = 0) -> bytes:
     line = b"The quick brown fox jumps over the lazy dog, again and again and again.\r\n"
     body = line * max(1, (size - len(head)) // len(line))
     return head + body
+
+
+def server_list(choices):
+    """An argparse ``type``: a comma-separated list of names, each one of ``choices``."""
+    import argparse
+
+    def parse(text: str) -> list[str]:
+        names = [n.strip() for n in text.split(",") if n.strip()]
+        unknown = [n for n in names if n not in choices]
+        if unknown or not names:
+            raise argparse.ArgumentTypeError(
+                f"unknown server {', '.join(unknown) or '(none)'}; "
+                f"choose from {', '.join(choices)}")
+        return names
+    return parse
 
 
 def median(values):

@@ -1,6 +1,6 @@
-"""POP3 retrieval: mailet-mta against Twisted's stock POP3 over a Maildir.
+"""POP3 retrieval: mailet-mta against Dovecot 2.3 and Twisted's stock POP3 over a Maildir.
 
-    python bench/pop3.py [--quick] [--repeats 3] [--json FILE]
+    python bench/pop3.py [--quick] [--repeats 3] [--servers mailet-mta,dovecot] [--json FILE]
 
 Mailboxes (10 KB messages): 1,000 and 10,000 messages are retrieved whole in one
 session (login, STAT, LIST, UIDL, RETR of every message, QUIT; median of
@@ -17,6 +17,21 @@ How the mailboxes are filled (fast, not through SMTP):
 - Twisted: the same bytes (prefix + message) as files in ``<user>/new``; for 100,000,
   hard links to one file. Its MaildirMailbox lists the directory at login and stats
   every file for STAT/LIST.
+- Dovecot (bench/peers/dovecot.py, its own instance on loopback): the same files in
+  each user's ``Maildir/new``, owned by ``nobody``; Dovecot moves them to ``cur/`` and
+  builds its index and uidlist in the first (unmeasured, warm-up) session.
+
+Every server gets one unmeasured warm-up session per mailbox (login, STAT, LIST)
+before the repeats; the servers take turns mailbox by mailbox and their order rotates
+every repeat. Server CPU is that of the server's whole process tree (Dovecot's master,
+login, auth and per-session ``pop3`` processes, exited ones included).
+
+Memory: ``--idle 100`` sessions are opened and logged in (USER/PASS, STAT) and held;
+the growth of the PSS summed over the server's process tree (``Pss`` of
+/proc/<pid>/smaps_rollup) is reported per session. The base process (mailet-mta after
+the runs) is broken down from /proc/<pid>/smaps (anonymous, heap, Python's own files,
+shared libraries) and its imports from ``python -X importtime`` (cumulative import time
+per top-level package, and the number of modules).
 
 The client is a small blocking socket client that reads each multi-line answer up to
 its terminating ``.`` line in bulk (poplib reads line by line and would bound the
@@ -27,7 +42,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -38,24 +52,34 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import (
     ROOT,
-    cpu_seconds,
+    LineSocket,
     machine,
     maildir_make,
     median,
     print_profile,
     print_table,
+    process_tree,
     profile_summary,
+    pss_kib,
     python_env,
+    server_list,
+    smaps_breakdown,
     start_profiler,
+    stop_on_sigterm,
     stop_process,
     stop_profiler,
+    tree_cpu_seconds,
+    tree_pss_kib,
     wait_for_file,
     write_json,
 )
+from bench.peers.dovecot import DovecotPeer
 from tests.support.server import ServerProcess, base_config
 
 PASSWORD = "pop3 bench password"
 SIZE = 10 * 1024
+SERVERS = ("mailet-mta", "dovecot", "twisted")
+REFERENCE = "dovecot"
 
 
 def message(n: int, size: int = SIZE) -> bytes:
@@ -69,25 +93,15 @@ def prefix(user: str) -> bytes:
     return f"Return-Path: <sender@example.org>\r\nDelivered-To: {user}\r\n".encode()
 
 
-class Client:
+class Client(LineSocket):
     """A blocking POP3 client reading multi-line answers in bulk."""
 
     def __init__(self, port: int):
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=120)
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.buf = b""
+        super().__init__(port)
         self.line()
 
-    def _fill(self):
-        data = self.sock.recv(1 << 20)
-        if not data:
-            raise ConnectionError("server closed the connection")
-        self.buf += data
-
     def line(self) -> bytes:
-        while (i := self.buf.find(b"\r\n")) < 0:
-            self._fill()
-        line, self.buf = self.buf[:i], self.buf[i + 2:]
+        line = self._line()
         if not line.startswith(b"+OK"):
             raise RuntimeError(line.decode("latin-1"))
         return line
@@ -169,17 +183,45 @@ def fill_mailet(data_dir: Path, user: str, count: int, shared_blob: bool) -> Non
         db.engine.dispose()
 
 
-def fill_maildir(root: Path, user: str, count: int, shared_file: bool) -> None:
-    box = maildir_make(root / user)
+def is_idle(user: str) -> bool:
+    """Users ``idle<n>@…`` hold the idle sessions of the memory figure (one each: a
+    POP3 mailbox takes one session at a time)."""
+    return user.startswith("idle")
+
+
+def clone_user(data_dir: Path, template: str, user: str) -> None:
+    """A user with ``template``'s password hash (argon2 once, not once per idle user)."""
+    from sqlalchemy import text
+
+    from mailet_mta.storage.db import Database, default_url
+    db = Database(default_url(data_dir))
+    try:
+        with db.transaction() as conn:
+            conn.execute(text("INSERT INTO users (name, password_hash, quota, created) "
+                              "SELECT :user, password_hash, quota, created FROM users "
+                              "WHERE name = :template"), {"user": user, "template": template})
+    finally:
+        db.engine.dispose()
+
+
+def fill_maildir(root: Path, user: str, count: int, shared_file: bool,
+                 box: Path | None = None) -> None:
+    box = maildir_make(box or root / user)
     (box / ".Trash" / "cur").mkdir(parents=True, exist_ok=True)
     pre = prefix(user)
-    first = None
+    first, size = None, 0
     for n in range(count):
-        path = box / "new" / f"{1700000000 + n}.M{n}P1.bench"
-        if shared_file and first is not None and n % 60_000:   # ext4: 65,000 links
+        # Named as Dovecot's own delivery names them: S= size, W= size with CRLF line
+        # ends (these messages are CRLF already), so no reader has to read a file to
+        # learn its size.
+        linked = shared_file and first is not None and n % 60_000   # ext4: 65,000 links
+        data = b"" if linked else pre + message(n)
+        size = size if linked else len(data)
+        path = box / "new" / f"{1700000000 + n}.M{n}P1.bench,S={size},W={size}"
+        if linked:
             os.link(first, path)
             continue
-        path.write_bytes(pre + message(n))
+        path.write_bytes(data)
         first = path
 
 
@@ -195,8 +237,13 @@ class MailetPOP3:
                               "parameters": {"repositoryPath": "kept"}}]}
         config["spoolmanager"] = {"processors": {"root": store, "error": store}}
         self.server = ServerProcess(workdir, config, name="mailet-mta")
+        template = None
         for user, (count, shared) in boxes.items():
-            self.server.add_user(user, PASSWORD)
+            if template is None or not is_idle(user):
+                self.server.add_user(user, PASSWORD)
+                template = template or user
+            else:
+                clone_user(self.data, template, user)
             fill_mailet(self.data, user, count, shared)
 
     def start(self):
@@ -233,15 +280,47 @@ class TwistedPOP3:
         stop_process(self.proc)
 
 
+class DovecotPOP3:
+    """Dovecot's pop3 as its own instance over Maildirs holding the same bytes."""
+
+    name = "dovecot"
+
+    def __init__(self, workdir: Path, boxes: dict):
+        self.peer = DovecotPeer(workdir, {user: PASSWORD for user in boxes})
+        for user, (count, shared) in boxes.items():
+            fill_maildir(workdir, user, count, shared, box=self.peer.maildir(user))
+
+    def start(self):
+        self.peer.start()
+        self.pid, self.port = self.peer.pid, self.peer.pop3_port
+        self.imap_port = self.peer.imap_port
+        return self
+
+    def stop(self):
+        self.peer.stop()
+
+
+def warm_up(targets, boxes) -> None:
+    """One unmeasured login/STAT/LIST per mailbox and server (indexes, caches)."""
+    for user in boxes:
+        if is_idle(user):
+            continue
+        for t in targets:
+            session(t.port, user, PASSWORD, False)
+
+
 def measure(targets, boxes, repeats) -> dict:
     results = {}
     for rep in range(repeats):
+        order = targets[rep % len(targets):] + targets[:rep % len(targets)]
         for user, (count, _shared) in boxes.items():
+            if is_idle(user):
+                continue
             retr = count <= 10_000
-            for t in targets:
-                cpu0 = cpu_seconds(t.pid)
+            for t in order:
+                cpu0 = tree_cpu_seconds(t.pid)
                 r = session(t.port, user, PASSWORD, retr)
-                r["server_cpu_ms"] = 1000 * (cpu_seconds(t.pid) - cpu0)
+                r["server_cpu_ms"] = 1000 * (tree_cpu_seconds(t.pid) - cpu0)
                 results.setdefault(f"{count}", {}).setdefault(t.name, []).append(r)
                 print(f"  repeat {rep + 1} {t.name:10} {count:>7} msgs  login "
                       f"{r['login_ms']:7.1f} ms  STAT {r['stat_ms']:7.1f}  LIST "
@@ -266,6 +345,120 @@ def profile_session(target, user: str) -> dict:
     return {"user": user, "figures": figures, "summary": summary, "raw": str(out)}
 
 
+def idle_sessions(target, users: list[str]) -> dict:
+    """PSS growth of the server's process tree with one logged-in idle session per user."""
+    count = len(users)
+    # Three sessions first: the first logins' one-time memory is not per session
+    # (argon2's 19 MiB working area: glibc maps the first one and, having raised its
+    # mmap threshold on freeing it, keeps the second in its heap for reuse).
+    for _ in range(3):
+        warm = Client(target.port)
+        warm.command(f"USER {users[0]}")
+        warm.command(f"PASS {PASSWORD}")
+        warm.close()
+    time.sleep(0.5)
+    before = tree_pss_kib(target.pid)
+    clients = []
+    try:
+        for user in users:
+            c = Client(target.port)
+            c.command(f"USER {user}")
+            c.command(f"PASS {PASSWORD}")
+            c.command("STAT")
+            clients.append(c)
+        time.sleep(1.0)
+        after = tree_pss_kib(target.pid)
+        processes = len(process_tree(target.pid))
+    finally:
+        for c in clients:
+            c.close()
+    return {"sessions": count, "pss_before_kib": before, "pss_after_kib": after,
+            "per_session_kib": (after - before) / count, "processes": processes}
+
+
+def import_breakdown(top: int = 12) -> dict:
+    """``python -X importtime`` of what ``mailet-mta serve`` imports, by top package."""
+    import collections
+    out = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c",
+         "import mailet_mta.cli.serve, mailet_mta.service, mailet_mta.pop3.factory, "
+         "mailet_mta.smtp, mailet_mta.spool"],
+        capture_output=True, text=True, env=python_env(), cwd=ROOT)
+    by_package: collections.Counter = collections.Counter()
+    modules = 0
+    for line in out.stderr.splitlines():
+        if not line.startswith("import time:") or "self [us]" in line:
+            continue
+        self_us, _cumulative, name = line.split("|")
+        modules += 1
+        by_package[name.strip().split(".")[0]] += int(self_us.split(":")[-1])
+    return {"modules": modules,
+            "self_ms_by_package": [(n, us / 1000) for n, us in by_package.most_common(top)]}
+
+
+# Imported one after the other in a fresh interpreter: each one's PSS growth is what it
+# brings that the ones before did not (a shared dependency counts at its first importer).
+IMPORT_STEPS = ("twisted.internet.epollreactor", "twisted.application.internet",
+                "sqlalchemy", "cryptography.x509", "argon2", "yaml", "mailet_mta.storage.db",
+                "mailet_mta.smtp", "mailet_mta.spool", "mailet_mta.service")
+_IMPORT_MEMORY = """
+import importlib, json, sys
+def pss():
+    for line in open("/proc/self/smaps_rollup"):
+        if line.startswith("Pss:"):
+            return int(line.split()[1])
+out = [("interpreter", pss())]
+for name in sys.argv[1:]:
+    importlib.import_module(name)
+    out.append((name, pss()))
+print(json.dumps(out))
+"""
+
+
+def import_memory() -> list:
+    """[(step, PSS growth in KiB)]: the interpreter, then each of IMPORT_STEPS."""
+    import json
+    out = subprocess.run([sys.executable, "-c", _IMPORT_MEMORY, *IMPORT_STEPS],
+                         capture_output=True, text=True, env=python_env(), cwd=ROOT)
+    if out.returncode != 0:
+        return [("failed", out.stderr[-300:])]
+    steps, before, growth = json.loads(out.stdout), 0, []
+    for name, pss in steps:
+        growth.append((name, pss - before))
+        before = pss
+    return growth
+
+
+def base_breakdown(pid: int) -> dict:
+    """The server process's PSS and what it is made of (mappings, imports' memory and
+    import time)."""
+    return {"pss": pss_kib(pid), "mappings_kib": smaps_breakdown(pid),
+            "import_memory_kib": import_memory(), "imports": import_breakdown()}
+
+
+def report_memory(memory: dict) -> None:
+    for name, m in memory.items():
+        if "sessions" in m:
+            print(f"{name:10} {m['sessions']} idle sessions: PSS {m['pss_before_kib'] / 1024:.1f}"
+                  f" -> {m['pss_after_kib'] / 1024:.1f} MiB ({m['per_session_kib']:.1f} KiB "
+                  f"per session, {m['processes']} processes)")
+    base = memory.get("mailet-mta base")
+    if base:
+        pss = base["pss"]
+        print(f"mailet-mta base process: PSS {pss.get('Pss', 0) / 1024:.1f} MiB (anon "
+              f"{pss.get('Pss_Anon', 0) / 1024:.1f}, file {pss.get('Pss_File', 0) / 1024:.1f})"
+              f", {base.get('pss_after_runs', {}).get('Pss', 0) / 1024:.1f} MiB after the runs")
+        for name, kib in base["mappings_kib"]:
+            print(f"    {kib / 1024:7.1f} MiB  {name}")
+        print("  PSS growth of a fresh interpreter importing, in turn:")
+        for name, kib in base["import_memory_kib"]:
+            print(f"    {kib / 1024 if isinstance(kib, int) else 0:7.1f} MiB  {name}")
+        imports = base["imports"]
+        print(f"  imports: {imports['modules']} modules; import time by package (ms):")
+        for name, ms in imports["self_ms_by_package"]:
+            print(f"    {ms:7.1f}  {name}")
+
+
 def summarize(results) -> dict:
     fields = ("login_ms", "stat_ms", "list_ms", "uidl_ms", "retr_per_s", "retr_mb_s",
               "server_cpu_ms")
@@ -280,9 +473,10 @@ def targets_met(summary, sizes) -> dict:
     ours = {k: v.get("mailet-mta") for k, v in summary.items()}
     for key in (small, mid):
         cell = summary.get(key, {})
-        if "mailet-mta" in cell and "twisted" in cell:
-            r = cell["mailet-mta"]["retr_per_s"] / cell["twisted"]["retr_per_s"]
-            met[f"RETR {key} >= 1.0x twisted"] = {"ratio": r, "met": r >= 1.0}
+        for peer in (REFERENCE, "twisted"):
+            if "mailet-mta" in cell and peer in cell:
+                r = cell["mailet-mta"]["retr_per_s"] / cell[peer]["retr_per_s"]
+                met[f"RETR {key} >= 1.0x {peer}"] = {"ratio": r, "met": r >= 1.0}
     if ours.get(mid):
         met[f"LIST at {mid} < 5 ms"] = {"value": ours[mid]["list_ms"],
                                         "met": ours[mid]["list_ms"] < 5}
@@ -299,19 +493,23 @@ def targets_met(summary, sizes) -> dict:
 def report(summary, met) -> None:
     rows = []
     for count, cell in summary.items():
+        ref = (cell.get(REFERENCE) or {}).get("retr_per_s")
         for name, v in cell.items():
+            ratio = v["retr_per_s"] / ref if ref and v["retr_per_s"] else None
             rows.append([count, name, v["login_ms"], v["stat_ms"], v["list_ms"],
-                         v["uidl_ms"], v["retr_per_s"], v["retr_mb_s"], v["server_cpu_ms"]])
+                         v["uidl_ms"], v["retr_per_s"], ratio, v["retr_mb_s"],
+                         v["server_cpu_ms"]])
     print()
     print_table(["messages", "server", "login ms", "STAT ms", "LIST ms", "UIDL ms",
-                 "RETR msg/s", "RETR MB/s", "server cpu ms"], rows)
+                 "RETR msg/s", "x dovecot", "RETR MB/s", "server cpu ms"], rows)
     print()
     for what, v in met.items():
         extra = f" ({v['ratio']:.2f}x)" if "ratio" in v else f" ({v['value']:.1f} ms)"
         print(f"  {'met' if v['met'] else 'MISSED':7} {what}{extra}")
 
 
-def main() -> None:
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true",
                         help="smoke run: 100, 1,000 and 10,000 messages, 1 repeat")
@@ -319,24 +517,48 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     parser.add_argument("--profile", action="store_true",
                         help="after the runs, py-spy mailet-mta on one more session")
+    parser.add_argument("--servers", type=server_list(SERVERS),
+                        default="mailet-mta,dovecot,twisted",
+                        help=f"comma-separated, of: {', '.join(SERVERS)}")
+    parser.add_argument("--sizes", type=lambda t: [int(v) for v in t.split(",")],
+                        default=None, help="three mailbox sizes (1000,10000,100000)")
+    parser.add_argument("--idle", type=int, default=100,
+                        help="idle logged-in sessions for the memory figure (0: skip)")
     parser.add_argument("--json", help="write the results here")
-    args = parser.parse_args()
-    sizes = (100, 1_000, 10_000) if args.quick else (1_000, 10_000, 100_000)
+    return parser
+
+
+def main(argv=None) -> None:
+    args = build_parser().parse_args(argv)
+    stop_on_sigterm()
+    sizes = args.sizes or ((100, 1_000, 10_000) if args.quick else (1_000, 10_000, 100_000))
     repeats = args.repeats or (1 if args.quick else 3)
     boxes = {f"r{n}@example.com": (n, n > 10_000) for n in sizes}
+    boxes.update({f"idle{i}@example.com": (10, False) for i in range(args.idle)})
     info = machine()
     print(f"machine: {info['nproc']} x {info['cpu']}, load {info['loadavg_start']}")
     work = Path(tempfile.mkdtemp(prefix="bench-pop3-"))
     targets = []
     try:
         t = time.perf_counter()
-        made = [MailetPOP3(work / "mailet-mta", boxes), TwistedPOP3(work / "twisted", boxes)]
+        kinds = {"mailet-mta": MailetPOP3, "dovecot": DovecotPOP3, "twisted": TwistedPOP3}
+        made = [kinds[name](work / name, boxes) for name in args.servers]
         print(f"mailboxes filled in {time.perf_counter() - t:.1f} s", flush=True)
         for target in made:
             targets.append(target.start())
+        # Memory first, on processes that have not served the big mailboxes yet (a
+        # process reuses memory it freed, which would hide the growth measured).
+        idle_users = [u for u in boxes if is_idle(u)]
+        memory = {t.name: idle_sessions(t, idle_users) for t in targets} if idle_users else {}
+        mailet = next((t for t in targets if t.name == "mailet-mta"), None)
+        if mailet is not None:
+            memory["mailet-mta base"] = base_breakdown(mailet.pid)
+        warm_up(targets, boxes)
         results = measure(targets, boxes, repeats)
-        profile = profile_session(targets[0], f"r{sizes[1]}@example.com") \
-            if args.profile else None
+        if mailet is not None:
+            memory["mailet-mta base"]["pss_after_runs"] = pss_kib(mailet.pid)
+        profile = profile_session(mailet, f"r{sizes[1]}@example.com") \
+            if args.profile and mailet else None
     finally:
         for target in targets:
             target.stop()
@@ -346,8 +568,10 @@ def main() -> None:
     summary = summarize(results)
     met = targets_met(summary, sizes)
     report(summary, met)
+    report_memory(memory)
     write_json(args.json, {"machine": info, "repeats": repeats, "message_size": SIZE,
                            "runs": results, "median": summary, "targets": met,
+                           "memory": memory,
                            "profile": profile,
                            "loadavg_end": os.getloadavg()})
 

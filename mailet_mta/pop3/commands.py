@@ -12,6 +12,7 @@ import re
 from twisted.internet import defer
 
 from ..mailstore import MessageList
+from .streaming import CHUNK, whole_response
 
 __all__ = ["TransactionCommands"]
 
@@ -29,33 +30,81 @@ class TransactionCommands:
         self._count = len(maildrop)
         self._octets = maildrop.octets
         self._last = 0
-        self._readahead: dict = {}
+        self._readahead: dict = {}          # message id → MessageContent, read ahead
+        self._ahead_from = 0                # index of the first message not read ahead
+        self._batch_len = 0
+        self._prefetch: defer.Deferred | None = None
+        self._generation = 0
 
+    # -- read-ahead ------------------------------------------------------------------------
     def _content(self, number: int) -> defer.Deferred:
         """Deferred → MessageContent of message ``number`` (or None when it is gone).
 
         A client that RETRs every message asks for them in order: one database read
-        fetches this one and the next ones (up to READAHEAD_OCTETS), so the following
-        RETRs are answered without a trip through the reader threads.
+        fetches this one and the next ones (up to READAHEAD_OCTETS or
+        READAHEAD_MESSAGES), so the following RETRs are answered without a trip through
+        the reader threads; once half of that batch is sent, the next batch is read
+        while the rest is sent. So at most about 1.5 × READAHEAD_OCTETS are held per
+        session. A client that jumps elsewhere gets a fresh batch from there.
         """
-        ids, sizes = self._drop.ids, self._drop.sizes
-        wanted = ids[number - 1]
+        wanted = self._drop.ids[number - 1]
         if wanted in self._readahead:
-            return defer.succeed(self._readahead.pop(wanted))
-        batch, octets = [], 0
-        for index in range(number - 1, len(ids)):
-            if index in self._deleted:
-                continue
-            if batch and (octets + sizes[index] > READAHEAD_OCTETS
-                          or len(batch) >= READAHEAD_MESSAGES):
-                break
-            batch.append(ids[index])
-            octets += sizes[index]
+            return defer.succeed(self._take(wanted))
+        if self._prefetch is not None and number - 1 < self._ahead_from:
+            def landed(_):
+                return self._take(wanted) if wanted in self._readahead \
+                    else self._fetch(number)
+            return self._prefetch.addCallback(landed)
+        return self._fetch(number)
+
+    def _batch(self, start: int) -> list:
+        """Ids of the messages from index ``start`` on, within the read-ahead bounds."""
+        ids, sizes = self._drop.ids, self._drop.sizes
+        batch, octets, index = [], 0, start
+        while index < len(ids):
+            if index not in self._deleted:
+                if batch and (octets + sizes[index] > READAHEAD_OCTETS
+                              or len(batch) >= READAHEAD_MESSAGES):
+                    break
+                batch.append(ids[index])
+                octets += sizes[index]
+            index += 1
+        self._ahead_from, self._batch_len = index, len(batch)
+        return batch
+
+    def _fetch(self, number: int) -> defer.Deferred:
+        """Read a batch from message ``number`` now; a read ahead in flight is dropped."""
+        self._generation += 1
+        self._prefetch = None
+        wanted = self._drop.ids[number - 1]
 
         def keep(found: dict):
             self._readahead = found
-            return found.pop(wanted, None)
-        return self.backend.open_messages(batch).addCallback(keep)
+            return self._take(wanted) if wanted in found else None
+        return self.backend.open_messages(self._batch(number - 1)).addCallback(keep)
+
+    def _take(self, wanted: int):
+        """Pop a read-ahead message; read the next batch once half of this one is sent."""
+        content = self._readahead.pop(wanted)
+        if (self._prefetch is None and self._ahead_from < len(self._drop.ids)
+                and len(self._readahead) <= self._batch_len // 2):
+            self._read_next()
+        return content
+
+    def _read_next(self) -> None:
+        generation = self._generation
+
+        def merge(found: dict) -> None:
+            if generation == self._generation:
+                self._readahead.update(found)
+                self._prefetch = None
+
+        def failed(_failure) -> None:
+            # Nothing is lost: the RETR that needs these messages reads them itself.
+            if generation == self._generation:
+                self._prefetch = None
+        self._prefetch = self.backend.open_messages(self._batch(self._ahead_from))
+        self._prefetch.addCallbacks(merge, failed)
 
     def _message(self, arg: str) -> int | None:
         """The message number of a message-number argument, or None after -ERR."""
@@ -93,7 +142,27 @@ class TransactionCommands:
         if not number:
             return None
         self._last = max(self._last, number)
+        whole = self._read_ahead_response(number)
+        if whole is not None:
+            self.transport.write(whole)
+            return None
         return self._send_message(number)
+
+    def _read_ahead_response(self, number: int) -> bytes | None:
+        """The whole RETR response of a small message already read ahead, else None.
+
+        Most mail is small and was read in the batch of an earlier RETR: its response
+        is written at once, in one piece, without a streamer or a Deferred. At most
+        :data:`CHUNK` octets, so flow control still holds (the next command waits
+        while the transport's buffer is over its bound).
+        """
+        wanted = self._drop.ids[number - 1]
+        content = self._readahead.get(wanted)
+        if content is None or not content.source.in_memory or content.size > CHUNK:
+            return None
+        self._take(wanted)
+        return whole_response(b"+OK %d octets\r\n" % self._drop.sizes[number - 1],
+                              content.prefix, content.source.read())
 
     def do_TOP(self, arg: str):
         number, _, lines = arg.partition(" ")

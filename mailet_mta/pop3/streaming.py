@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 from twisted.internet import defer
 
-__all__ = ["ByteStuffer", "TopFilter", "MessageStreamer", "CHUNK"]
+__all__ = ["ByteStuffer", "TopFilter", "MessageStreamer", "CHUNK", "whole_response"]
 
 CHUNK = 64 * 1024
 
@@ -31,6 +31,22 @@ class ByteStuffer:
         chunk = chunk.replace(b"\n.", b"\n..")
         self.at_line_start = chunk[-1:] == b"\n"
         return chunk
+
+
+def terminator(stuffer: ByteStuffer) -> bytes:
+    """``.CRLF``, after a CRLF when the message did not end with a line break."""
+    return b".\r\n" if stuffer.at_line_start else b"\r\n.\r\n"
+
+
+def whole_response(status: bytes, prefix: bytes, data: bytes) -> bytes:
+    """A complete RETR response in one piece: status, stuffed message, terminator.
+
+    For a message small enough to be held whole (at most :data:`CHUNK`); larger ones
+    are streamed by :class:`MessageStreamer`.
+    """
+    stuffer = ByteStuffer()
+    body = stuffer.stuff(prefix + data)
+    return b"".join((status, body, terminator(stuffer)))
 
 
 class TopFilter:
@@ -135,7 +151,7 @@ class MessageStreamer:
                 return self.stuffer.stuff(chunk)
 
     def _terminator(self) -> bytes:
-        return (b".\r\n" if self.stuffer.at_line_start else b"\r\n.\r\n")
+        return terminator(self.stuffer)
 
     def _finish(self, complete: bool) -> None:
         if self._finished:

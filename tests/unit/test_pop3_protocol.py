@@ -454,6 +454,46 @@ def test_pipelined_retr_responses_stay_in_order():
                      + b"+OK 2 %d\r\n" % (len(BODY1) + len(BODY2)))
 
 
+def _writes(s: Session) -> list:
+    calls = []
+    write = s.transport.write
+
+    def counting(data):
+        calls.append(data)
+        write(data)
+    s.transport.write = counting
+    return calls
+
+
+def test_retr_of_a_read_ahead_message_is_one_write_stuffed_like_a_streamed_one():
+    tricky = b"Subject: dots\r\n\r\n.starts with a dot\r\n.\r\nno final line break"
+    s = Session(_box(BODY1, tricky, prefix=b"X-Prefix: p\r\n"))
+    s.login()
+    streamed = s.cmd("RETR 2")              # read from the store, streamed
+    first = s.cmd("RETR 1")                 # reads 1 and 2 in one batch
+    writes = _writes(s)
+    again = s.cmd("RETR 2")                 # from the read-ahead: one piece
+    assert again == streamed
+    assert len(writes) == 1
+    assert again == (b"+OK %d octets\r\nX-Prefix: p\r\nSubject: dots\r\n\r\n"
+                     b"..starts with a dot\r\n..\r\nno final line break\r\n.\r\n"
+                     % (len(tricky) + len(b"X-Prefix: p\r\n")))
+    assert first.endswith(BODY1 + b".\r\n")
+
+
+def test_retr_of_a_read_ahead_message_over_one_chunk_is_streamed():
+    from mailet_mta.pop3.streaming import CHUNK
+    big = b"Subject: big\r\n\r\n" + b"x" * 78 + b"\r\n" + b"y" * 78 + b"\r\n"
+    big *= CHUNK // len(big) + 1
+    s = Session(_box(BODY1, big))
+    s.login()
+    s.cmd("RETR 1")                         # reads 1 and 2 in one batch
+    writes = _writes(s)
+    reply = s.cmd("RETR 2")
+    assert reply == b"+OK %d octets\r\n" % len(big) + big + b".\r\n"
+    assert len(writes) > 1                  # chunk by chunk, under flow control
+
+
 def test_commands_split_across_packets_and_bare_lf():
     s = Session(_box(BODY1))
     s.send(b"US")
@@ -625,3 +665,116 @@ def test_mailbox_that_cannot_be_listed_is_sys_temp_and_the_lease_is_released():
     assert backend.locks == {}
     backend.fail_open = False
     assert s.login().startswith(b"+OK")
+
+
+class HeldReads(MemoryBackend):
+    """open_messages answers only when the test says so (``release``), or fails."""
+
+    def __init__(self):
+        super().__init__()
+        self.reads: list = []          # (ids, Deferred)
+
+    def open_messages(self, message_ids):
+        d = defer.Deferred()
+        self.reads.append((list(message_ids), d))
+        return d
+
+    def release(self, index: int = -1, fail: bool = False):
+        ids, d = self.reads[index]
+        if fail:
+            d.errback(RuntimeError("disk on fire"))
+        else:
+            d.callback(super().open_messages(ids).result)
+
+
+def _numbered_box(backend, count):
+    bodies = [b"Subject: m%d\r\n\r\nbody %d\r\n" % (n, n) for n in range(count)]
+    for body in bodies:
+        backend.add("bob@example.com", body, b"")
+    return bodies
+
+
+def test_the_next_batch_is_read_while_the_second_half_of_this_one_is_sent():
+    from mailet_mta.pop3.commands import READAHEAD_MESSAGES
+    backend = HeldReads()
+    bodies = _numbered_box(backend, 2 * READAHEAD_MESSAGES)
+    s = Session(backend)
+    s.login()
+    assert s.cmd("RETR 1") == b""                    # waits for the first batch
+    backend.release(0)
+    assert s.take().endswith(bodies[0] + b".\r\n")
+    half = READAHEAD_MESSAGES // 2
+    for n in range(2, half):
+        assert s.cmd(f"RETR {n}").endswith(bodies[n - 1] + b".\r\n")
+    assert len(backend.reads) == 1
+    s.cmd(f"RETR {half}")                           # half of the batch is sent: read on
+    assert len(backend.reads) == 2
+    assert backend.reads[1][0] == list(range(READAHEAD_MESSAGES + 1,
+                                             2 * READAHEAD_MESSAGES + 1))
+    for n in range(half + 1, READAHEAD_MESSAGES + 1):
+        assert s.cmd(f"RETR {n}").endswith(bodies[n - 1] + b".\r\n")
+    # The next message is in the read in flight: RETR waits for it, then answers.
+    assert s.cmd(f"RETR {READAHEAD_MESSAGES + 1}") == b""
+    backend.release(1)
+    assert s.take().endswith(bodies[READAHEAD_MESSAGES] + b".\r\n")
+    assert len(backend.reads) == 2
+    assert len(s.proto._readahead) <= READAHEAD_MESSAGES
+
+
+def test_a_failed_read_ahead_costs_nothing_but_a_read_of_its_own():
+    from mailet_mta.pop3.commands import READAHEAD_MESSAGES
+    backend = HeldReads()
+    bodies = _numbered_box(backend, READAHEAD_MESSAGES + 2)
+    s = Session(backend)
+    s.login()
+    s.cmd("RETR 1")
+    backend.release(0)
+    s.take()
+    for n in range(2, READAHEAD_MESSAGES + 1):
+        s.cmd(f"RETR {n}")
+    assert len(backend.reads) == 2
+    backend.release(1, fail=True)                   # the read ahead fails
+    assert s.cmd(f"RETR {READAHEAD_MESSAGES + 1}") == b""
+    assert len(backend.reads) == 3                  # the RETR reads for itself
+    backend.release(2)
+    assert s.take().endswith(bodies[READAHEAD_MESSAGES] + b".\r\n")
+
+
+def test_a_client_that_jumps_gets_a_fresh_batch_and_the_stale_one_is_dropped():
+    from mailet_mta.pop3.commands import READAHEAD_MESSAGES
+    backend = HeldReads()
+    bodies = _numbered_box(backend, 3 * READAHEAD_MESSAGES)
+    s = Session(backend)
+    s.login()
+    s.cmd("RETR 1")
+    backend.release(0)
+    s.take()
+    for n in range(2, READAHEAD_MESSAGES // 2 + 2):
+        s.cmd(f"RETR {n}")
+    assert len(backend.reads) == 2                  # reading ahead from message 65
+    far = 2 * READAHEAD_MESSAGES + 5
+    assert s.cmd(f"RETR {far}") == b""              # elsewhere: a read of its own
+    assert backend.reads[2][0][0] == far
+    backend.release(1)                              # the stale read lands: dropped
+    assert not set(backend.reads[1][0]) & set(s.proto._readahead)
+    backend.release(2)
+    assert s.take().endswith(bodies[far - 1] + b".\r\n")
+
+
+def test_a_session_holds_at_most_one_and_a_half_batches_read_ahead():
+    from mailet_mta.pop3.commands import READAHEAD_MESSAGES
+    backend = HeldReads()
+    _numbered_box(backend, 4 * READAHEAD_MESSAGES)
+    s = Session(backend)
+    s.login()
+    s.cmd("RETR 1")
+    backend.release(0)
+    s.take()
+    peak = 0
+    for n in range(2, 4 * READAHEAD_MESSAGES + 1):
+        s.cmd(f"RETR {n}")
+        if len(backend.reads) > 1 and not backend.reads[-1][1].called:
+            backend.release()                       # each read ahead lands at once
+        peak = max(peak, len(s.proto._readahead))
+    assert len(backend.reads) == 4
+    assert READAHEAD_MESSAGES < peak <= READAHEAD_MESSAGES * 3 // 2

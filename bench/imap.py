@@ -1,0 +1,376 @@
+"""IMAP: Dovecot 2.3's imapd against mailet-mta's IMAP server on the same mailboxes.
+
+    python bench/imap.py [--quick] [--servers dovecot,mailet-mta] [--sizes 10000,100000]
+                         [--repeats 3] [--fetch 1000] [--idle 100] [--json FILE]
+
+Mailboxes of ``--sizes`` 10 KB messages (10,000 and 100,000; ``--quick``: 1,000 and
+10,000). Per mailbox and server, median of ``--repeats``: login, ``SELECT INBOX``,
+``FETCH 1:* (UID FLAGS RFC822.SIZE INTERNALDATE)``, ``UID SEARCH UNSEEN``, then
+``FETCH n BODY.PEEK[]`` of the first ``--fetch`` messages one command at a time
+(messages/s), and the IDLE push latency: a session in ``IDLE`` on the mailbox, a mail
+delivered, the time until its untagged ``EXISTS`` (median of ``--pushes``). Memory:
+``--idle`` sessions logged in with ``INBOX`` selected (a 10-message mailbox); the
+growth of the PSS summed over the server's process tree, per session. The servers
+take turns mailbox by mailbox, their order rotating every repeat; one unmeasured
+warm-up session per mailbox comes first (Dovecot builds its index there).
+
+- ``dovecot``: bench/peers/dovecot.py, its own instance on loopback; the messages
+  are files in each user's ``Maildir/new`` (100,000: hard links to a few files).
+  Push: the mail is dropped into ``Maildir/new`` the durable way (tmp → fsync →
+  rename → fsync new/, as an LDA does before the MTA's ``250``); the clock starts
+  after the rename's fsync.
+- ``mailet-mta``: ``mailet-mta serve`` with an ``imapservers:`` listener configured
+  like POP3's. The mailboxes are filled before the server starts by direct store
+  calls (a blob row and ``mailboxes.store_message`` per message, one transaction, as
+  bench/pop3.py does; 100,000: one shared blob), not through SMTP. Push: the mail is
+  sent to its own SMTP listener; the clock starts at the final ``250``. A version of
+  mailet-mta without the ``imapservers`` key is skipped with a message.
+
+The client is a small blocking socket client that reads each response up to its
+tagged line in bulk and skips literals by their announced size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import smtplib
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import (
+    LineSocket,
+    machine,
+    median,
+    print_table,
+    server_list,
+    stop_on_sigterm,
+    tree_cpu_seconds,
+    tree_pss_kib,
+    write_json,
+)
+from bench.pop3 import PASSWORD, DovecotPOP3, clone_user, fill_mailet, message, prefix
+from tests.support.server import ServerProcess, base_config
+
+SERVERS = ("dovecot", "mailet-mta")
+REFERENCE = "dovecot"
+IDLE_USER = "idle@example.com"
+LITERAL = re.compile(rb"\{(\d+)\+?\}$")
+MAX_RESPONSE = 1 << 30          # one response's bytes (a FETCH 1:* of 100,000 is ~10 MB)
+
+
+class Client(LineSocket):
+    """A blocking IMAP client: ``command`` returns every line up to the tagged one."""
+
+    def __init__(self, port: int, timeout: float = 300):
+        super().__init__(port, timeout)
+        self.n = 0
+        greeting = self._line()
+        if not greeting.startswith(b"* OK"):
+            raise RuntimeError(greeting.decode("latin-1"))
+
+    def send(self, text: str) -> str:
+        self.n += 1
+        tag = f"b{self.n}"
+        self.sock.sendall(f"{tag} {text}\r\n".encode())
+        return tag
+
+    def response(self, tag: str) -> tuple[bytes, int]:
+        """(tagged line, number of untagged lines); literals skipped by their size."""
+        tagb, untagged, size = tag.encode() + b" ", 0, 0
+        while True:
+            line = self._line()
+            size += len(line)
+            while (m := LITERAL.search(line)) is not None:
+                want = int(m.group(1))
+                size += want
+                while len(self.buf) < want:
+                    self._fill()
+                self.buf = self.buf[want:]
+                line = self._line()             # the rest of the response line
+                size += len(line)
+            if size > MAX_RESPONSE:
+                raise RuntimeError("response larger than the client's bound")
+            if line.startswith(tagb):
+                if not line[len(tagb):].startswith(b"OK"):
+                    raise RuntimeError(line.decode("latin-1"))
+                return line, untagged
+            untagged += 1
+
+    def command(self, text: str) -> tuple[bytes, int]:
+        return self.response(self.send(text))
+
+    def login(self, user: str, password: str) -> None:
+        self.command(f'LOGIN "{user}" "{password}"')
+
+    def close(self) -> None:
+        try:
+            self.command("LOGOUT")
+        except (OSError, RuntimeError):
+            pass
+        finally:
+            self.sock.close()
+
+
+def timed(fn, *args) -> float:
+    t = time.perf_counter()
+    fn(*args)
+    return 1000 * (time.perf_counter() - t)
+
+
+def session(target, user: str, count: int, fetch: int, pushes: int) -> dict:
+    out: dict = {}
+    c = Client(target.imap_port)
+    try:
+        out["login_ms"] = timed(c.login, user, PASSWORD)
+        t = time.perf_counter()
+        line, _ = c.command("SELECT INBOX")
+        out["select_ms"] = 1000 * (time.perf_counter() - t)
+        t = time.perf_counter()
+        _, lines = c.command("FETCH 1:* (UID FLAGS RFC822.SIZE INTERNALDATE)")
+        out["fetch_all_ms"] = 1000 * (time.perf_counter() - t)
+        if lines < count:
+            raise RuntimeError(f"{target.name}: FETCH 1:* gave {lines} of {count} messages")
+        out["uid_search_unseen_ms"] = timed(c.command, "UID SEARCH UNSEEN")
+        n = min(fetch, count)
+        t = time.perf_counter()
+        for i in range(1, n + 1):
+            c.command(f"FETCH {i} BODY.PEEK[]")
+        out["body_per_s"] = n / (time.perf_counter() - t)
+        latencies = []
+        for k in range(pushes):
+            tag = c.send("IDLE")
+            if not c._line().startswith(b"+"):
+                raise RuntimeError(f"{target.name}: IDLE refused")
+            t0 = target.deliver(user, k)
+            while b"EXISTS" not in c._line():
+                pass
+            latencies.append(1000 * (time.perf_counter() - t0))
+            c.sock.sendall(b"DONE\r\n")
+            c.response(tag)
+        out["idle_push_ms"] = median(latencies)
+    finally:
+        c.close()
+    return out
+
+
+def idle_sessions(target, count: int) -> dict:
+    for _ in range(3):                      # one-time memory of the first logins
+        warm = Client(target.imap_port)
+        warm.login(IDLE_USER, PASSWORD)
+        warm.close()
+    time.sleep(0.5)
+    before = tree_pss_kib(target.pid)
+    clients = []
+    try:
+        for _ in range(count):
+            c = Client(target.imap_port)
+            c.login(IDLE_USER, PASSWORD)
+            c.command("SELECT INBOX")
+            clients.append(c)
+        time.sleep(1.0)
+        after = tree_pss_kib(target.pid)
+    finally:
+        for c in clients:
+            c.close()
+    return {"sessions": count, "pss_before_kib": before, "pss_after_kib": after,
+            "per_session_kib": (after - before) / max(1, count)}
+
+
+class DovecotIMAP(DovecotPOP3):
+    """The Dovecot instance of bench/pop3.py; its IMAP listener is the one used."""
+
+    def deliver(self, user: str, k: int) -> float:
+        """Drop one mail into the user's Maildir as an LDA would; the time it is in new/."""
+        box = self.peer.maildir(user)
+        name = f"{time.time():.6f}.P{os.getpid()}Q{k}.push"
+        tmp = box / "tmp" / name
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.write(fd, prefix(user) + message(10**6 + k))
+            os.fchown(fd, self.peer.uid, self.peer.gid)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.rename(tmp, box / "new" / name)
+        dfd = os.open(box / "new", os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+        return time.perf_counter()
+
+    def stop(self):
+        self.peer.stop()
+
+
+class Unsupported(RuntimeError):
+    """This mailet-mta has no IMAP server (the ``imapservers`` key is unknown)."""
+
+
+def mailet_imap_config(data: Path) -> dict:
+    config = base_config(
+        data, servernames=["example.com"],
+        smtp=[{"name": "smtp", "listen": "tcp:0:interface=127.0.0.1",
+               "authRequired": True, "authorizedAddresses": ["127.0.0.1/32"]}],
+        pop3=[], logging={"level": "warn"})
+    config["imapservers"] = [{"name": "imap", "listen": "tcp:0:interface=127.0.0.1"}]
+    return config
+
+
+def check_imap_supported(config: dict) -> None:
+    import yaml
+
+    from mailet_mta.config.loader import load_config_text
+    try:
+        load_config_text(yaml.safe_dump(config), "yaml")
+    except Exception as exc:
+        if "imapservers" in str(exc):
+            raise Unsupported("mailet-mta skipped: this version has no IMAP server "
+                              f"({exc})") from exc
+        raise
+
+
+class MailetIMAP:
+    name = "mailet-mta"
+
+    def __init__(self, workdir: Path, boxes: dict):
+        self.data = workdir / "var"
+        config = mailet_imap_config(self.data)
+        check_imap_supported(config)
+        self.server = ServerProcess(workdir, config, name="mailet-mta")
+        template = None
+        for user, (count, shared) in boxes.items():
+            if template is None:
+                self.server.add_user(user, PASSWORD)
+                template = user
+            else:
+                clone_user(self.data, template, user)
+            fill_mailet(self.data, user, count, shared)
+
+    def start(self):
+        self.server.start()
+        self.pid = self.server.proc.pid
+        self.imap_port = self.server.port("imap")
+        self.smtp_port = self.server.port("smtp")
+        return self
+
+    def deliver(self, user: str, k: int) -> float:
+        with smtplib.SMTP("127.0.0.1", self.smtp_port, timeout=60) as s:
+            s.sendmail("sender@example.org", [user], message(10**6 + k))
+            return time.perf_counter()
+
+    def stop(self):
+        self.server.stop()
+
+
+def measure(targets, boxes, repeats, fetch, pushes) -> dict:
+    results: dict = {}
+    for rep in range(repeats):
+        order = targets[rep % len(targets):] + targets[:rep % len(targets)]
+        for user, (count, _shared) in boxes.items():
+            if user == IDLE_USER:
+                continue
+            for t in order:
+                cpu0 = tree_cpu_seconds(t.pid)
+                r = session(t, user, count, fetch, pushes)
+                r["server_cpu_ms"] = 1000 * (tree_cpu_seconds(t.pid) - cpu0)
+                results.setdefault(str(count), {}).setdefault(t.name, []).append(r)
+                print(f"  repeat {rep + 1} {t.name:10} {count:>7} msgs  SELECT "
+                      f"{r['select_ms']:8.1f} ms  FETCH 1:* {r['fetch_all_ms']:8.1f}  "
+                      f"SEARCH {r['uid_search_unseen_ms']:7.1f}  BODY[] "
+                      f"{r['body_per_s']:6.0f}/s  IDLE push {r['idle_push_ms']:6.1f} ms",
+                      flush=True)
+    return results
+
+
+FIELDS = ("login_ms", "select_ms", "fetch_all_ms", "uid_search_unseen_ms", "body_per_s",
+          "idle_push_ms", "server_cpu_ms")
+
+
+def summarize(results) -> dict:
+    return {count: {name: {f: median([r.get(f) for r in reps]) for f in FIELDS}
+                    for name, reps in by_server.items()}
+            for count, by_server in results.items()}
+
+
+def report(summary, memory) -> None:
+    rows = []
+    for count, cell in summary.items():
+        for name, v in cell.items():
+            rows.append([count, name, *(v[f] for f in FIELDS)])
+    print()
+    print_table(["messages", "server", "login ms", "SELECT ms", "FETCH 1:* ms",
+                 "UID SEARCH ms", "BODY[] msg/s", "IDLE push ms", "server cpu ms"], rows)
+    for name, m in memory.items():
+        print(f"{name:10} {m['sessions']} idle sessions: {m['per_session_kib']:.1f} KiB each")
+
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke run: 1,000 and 10,000 messages, 1 repeat")
+    parser.add_argument("--servers", type=server_list(SERVERS), default="dovecot,mailet-mta",
+                        help=f"comma-separated, of: {', '.join(SERVERS)}")
+    parser.add_argument("--sizes", type=lambda t: [int(v) for v in t.split(",")],
+                        default=None, help="mailbox sizes (10000,100000)")
+    parser.add_argument("--repeats", type=int, default=None, help="repeats (3)")
+    parser.add_argument("--fetch", type=int, default=1000,
+                        help="messages fetched whole with BODY.PEEK[] per session")
+    parser.add_argument("--pushes", type=int, default=10, help="IDLE pushes per session")
+    parser.add_argument("--idle", type=int, default=100, help="idle sessions (0: skip)")
+    parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    parser.add_argument("--json", help="write the results here")
+    return parser
+
+
+def main(argv=None) -> None:
+    args = build_parser().parse_args(argv)
+    stop_on_sigterm()
+    sizes = args.sizes or ([1_000, 10_000] if args.quick else [10_000, 100_000])
+    repeats = args.repeats or (1 if args.quick else 3)
+    boxes = {f"r{n}@example.com": (n, n > 10_000) for n in sizes}
+    boxes[IDLE_USER] = (10, False)
+    info = machine()
+    print(f"machine: {info['nproc']} x {info['cpu']}, load {info['loadavg_start']}")
+    work = Path(tempfile.mkdtemp(prefix="bench-imap-"))
+    targets = []
+    kinds = {"dovecot": DovecotIMAP, "mailet-mta": MailetIMAP}
+    try:
+        made = []
+        for name in args.servers:
+            try:
+                made.append(kinds[name](work / name, boxes))
+            except Unsupported as exc:
+                print(exc, flush=True)
+        for target in made:
+            targets.append(target.start())
+        memory = {t.name: idle_sessions(t, args.idle) for t in targets} if args.idle else {}
+        for t in targets:
+            for user in boxes:
+                if user != IDLE_USER:
+                    session(t, user, 0, 0, 0)
+        results = measure(targets, boxes, repeats, args.fetch, args.pushes)
+    finally:
+        for target in targets:
+            target.stop()
+        if not args.keep:
+            import shutil
+            shutil.rmtree(work, ignore_errors=True)
+    summary = summarize(results)
+    report(summary, memory)
+    write_json(args.json, {"machine": info, "repeats": repeats, "runs": results,
+                           "median": summary, "memory": memory,
+                           "skipped": [n for n in args.servers
+                                       if n not in {t.name for t in targets}],
+                           "loadavg_end": os.getloadavg()})
+
+
+if __name__ == "__main__":
+    main()

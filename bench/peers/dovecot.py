@@ -1,0 +1,169 @@
+"""Dovecot 2.3 (Debian's ``dovecot-core``, ``-pop3d``, ``-imapd``) as its own instance.
+
+    python bench/peers/dovecot.py --workdir DIR [--pop3-port N] [--imap-port N]
+
+Debian's binaries are unpacked into ``bench/.cache/root`` (bench/peers/debian.py:
+``apt-get download`` + ``dpkg -x``; nothing installed, no service started; the
+system's Dovecot is used instead only when the download fails and it is installed).
+The instance has its own configuration file ``DIR/dovecot.conf``, ``base_dir`` and
+``state_dir`` under ``DIR``, listens on 127.0.0.1 only (POP3 and IMAP, no TLS) and
+logs to ``DIR/dovecot.log``. Dovecot looks for its helpers at compiled-in paths
+(``/usr/bin/doveconf``, ``/usr/lib/dovecot/modules``…), so the master runs in a
+private mount namespace where the unpacked ``/usr/lib``, ``/usr/bin`` and ``/usr/sbin``
+are read-only overlays over the system's (``debian.overlay_command``; the system's
+mounts are not changed).
+
+Users come from a ``passwd-file`` (``{PLAIN}`` passwords) and own their Maildir at
+``DIR/mail/<user>/Maildir`` as the unprivileged ``nobody``. Dovecot refuses to run
+without its ``default_internal_user`` (``dovecot``) and ``default_login_user``
+(``dovenull``): when missing, they are created as system users (``useradd
+--system``), and only then. Settings are Dovecot's defaults otherwise (indexes in the
+Maildir, ``fsync`` as shipped), but ``mail_max_userip_connections = 1000`` for IMAP
+(default 10): the memory figure holds many sessions of one user from 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from bench.common import free_port, stop_process
+from bench.peers import debian
+
+PACKAGES = ["dovecot-core", "dovecot-pop3d", "dovecot-imapd"]
+INTERNAL_USER, LOGIN_USER = "dovecot", "dovenull"
+
+
+def dovecot_conf(workdir: Path, pop3_port: int, imap_port: int) -> str:
+    """The instance's dovecot.conf (state, logs and mail under ``workdir``)."""
+    lines = [
+        f"base_dir = {workdir / 'run'}",
+        f"state_dir = {workdir / 'state'}",
+        f"instance_name = bench-{pop3_port}",
+        "protocols = pop3 imap",
+        "listen = 127.0.0.1",
+        "ssl = no",
+        "disable_plaintext_auth = no",
+        "auth_mechanisms = plain",
+        f"default_internal_user = {INTERNAL_USER}",
+        f"default_internal_group = {INTERNAL_USER}",
+        f"default_login_user = {LOGIN_USER}",
+        f"log_path = {workdir / 'dovecot.log'}",
+        "mail_location = maildir:~/Maildir",
+        "first_valid_uid = 1",
+        f"passdb {{\n  driver = passwd-file\n  args = scheme=PLAIN {workdir / 'passwd'}\n}}",
+        f"userdb {{\n  driver = passwd-file\n  args = {workdir / 'passwd'}\n}}",
+        # The memory figure holds many sessions of one user from 127.0.0.1 (default 10).
+        "protocol imap {\n  mail_max_userip_connections = 1000\n}",
+    ]
+    for service, (name, port) in {"pop3-login": ("pop3", pop3_port),
+                                  "imap-login": ("imap", imap_port)}.items():
+        lines.append(f"service {service} {{\n  inet_listener {name} {{\n"
+                     f"    address = 127.0.0.1\n    port = {port}\n  }}\n"
+                     f"  inet_listener {name}s {{\n    port = 0\n  }}\n}}")
+    return "\n".join(lines) + "\n"
+
+
+def passwd_line(user: str, password: str, home: Path, uid: int, gid: int) -> str:
+    return f"{user}:{{PLAIN}}{password}:{uid}:{gid}::{home}::\n"
+
+
+class DovecotPeer:
+    """One Dovecot instance serving POP3 and IMAP for the users given."""
+
+    name = "dovecot"
+
+    def __init__(self, workdir: Path, users: dict[str, str], pop3_port: int | None = None,
+                 imap_port: int | None = None, root: Path | None = None):
+        self.workdir = Path(workdir).resolve()
+        self.users = users                  # address → password
+        self.pop3_port = pop3_port or free_port()
+        self.imap_port = imap_port or free_port()
+        self._root = root
+        self.proc: subprocess.Popen | None = None
+        self.uid, self.gid = debian.unprivileged_ids()
+
+    @property
+    def root(self) -> Path:
+        if self._root is None:
+            self._root = debian.binaries(PACKAGES, "usr/sbin/dovecot")
+            debian.check_libraries(self._root, ["usr/sbin/dovecot", "usr/lib/dovecot/pop3",
+                                                "usr/lib/dovecot/imap"])
+        return self._root
+
+    def home(self, user: str) -> Path:
+        return self.workdir / "mail" / user.split("@")[0]
+
+    def maildir(self, user: str) -> Path:
+        """The user's Maildir, created (tmp/new/cur) on first call."""
+        box = self.home(user) / "Maildir"
+        for sub in ("tmp", "new", "cur"):
+            (box / sub).mkdir(parents=True, exist_ok=True)
+        return box
+
+    def own_mail(self) -> None:
+        """Hand every mailbox file to the mail user (after filling them as root)."""
+        for dirpath, _dirnames, filenames in os.walk(self.workdir / "mail"):
+            os.chown(dirpath, self.uid, self.gid)
+            for name in filenames:
+                os.chown(os.path.join(dirpath, name), self.uid, self.gid)
+
+    def write_config(self) -> Path:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        conf = self.workdir / "dovecot.conf"
+        conf.write_text(dovecot_conf(self.workdir, self.pop3_port, self.imap_port))
+        (self.workdir / "passwd").write_text("".join(
+            passwd_line(u, p, self.home(u), self.uid, self.gid)
+            for u, p in self.users.items()))
+        return conf
+
+    def start(self, timeout: float = 30.0) -> DovecotPeer:
+        made = debian.system_account(user=INTERNAL_USER)
+        made += debian.system_account(user=LOGIN_USER)
+        if made:
+            print(f"dovecot peer: created system {', '.join(made)}", flush=True)
+        for parent in [self.workdir, *self.workdir.parents]:
+            if parent == Path("/"):
+                break
+            if parent.exists() and not parent.stat().st_mode & 0o001:
+                parent.chmod(parent.stat().st_mode | 0o011)
+        conf = self.write_config()
+        for user in self.users:
+            self.maildir(user)
+        self.own_mail()
+        cmd = debian.overlay_command(self.root, ["/usr/sbin/dovecot", "-F", "-c", str(conf)])
+        log = open(self.workdir / "master.out", "ab")
+        self.proc = subprocess.Popen(cmd, stdout=log,
+                                     stderr=subprocess.STDOUT, start_new_session=True)
+        self.pid = self.proc.pid
+        debian.wait_for_banner(self, self.pop3_port, b"+OK", b"QUIT\r\n", timeout)
+        return self
+
+    def log_text(self) -> str:
+        return debian.log_text(self.workdir, ("master.out", "dovecot.log"))
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            stop_process(self.proc)         # the master stops its children on SIGTERM
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workdir", required=True)
+    parser.add_argument("--pop3-port", type=int, default=None)
+    parser.add_argument("--imap-port", type=int, default=None)
+    parser.add_argument("--user", action="append", default=None, metavar="ADDRESS:PASSWORD")
+    args = parser.parse_args()
+    users = dict(u.split(":", 1) for u in (args.user or ["bench@example.com:bench"]))
+    peer = DovecotPeer(Path(args.workdir), users, args.pop3_port, args.imap_port)
+    debian.run_until_signalled(peer, "dovecot: pop3 127.0.0.1:{peer.pop3_port}, imap "
+                                     "127.0.0.1:{peer.imap_port}, pid {peer.pid}")
+
+
+if __name__ == "__main__":
+    main()

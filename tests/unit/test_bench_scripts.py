@@ -1,0 +1,134 @@
+"""The benchmark scripts' argument parsing and peer configurations (no network, no peers).
+
+The benchmarks are not run by the test suite (machine speed must not fail CI), so
+these keep them from rotting: each script parses its arguments, and the Postfix and
+Dovecot instances' configuration files say what the benchmarks rely on (loopback
+only, own directories, the Maildir owner, no TLS).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from bench import common, imap, pop3, smtp  # noqa: E402
+from bench.peers import debian, dovecot, postfix  # noqa: E402
+
+
+def test_smtp_arguments_default_to_every_server_with_postfix_and_shipped_mode():
+    args = smtp.build_parser().parse_args([])
+    assert args.servers == ["mailet-mta", "mailet-mta-shipped", "postfix", "aiosmtpd",
+                            "twisted"]
+    args = smtp.build_parser().parse_args(["--servers", "postfix,mailet-mta-shipped",
+                                           "--quick"])
+    assert args.servers == ["postfix", "mailet-mta-shipped"] and args.quick
+
+
+def test_smtp_arguments_refuse_an_unknown_server(capsys):
+    with pytest.raises(SystemExit):
+        smtp.build_parser().parse_args(["--servers", "postfix,exim"])
+    assert "unknown server exim" in capsys.readouterr().err
+
+
+def test_smtp_shipped_configuration_is_the_shipped_file_on_loopback(tmp_path):
+    config = smtp.shipped_config(tmp_path / "var")
+    assert config["logging"]["level"] == "info"
+    assert config["storage"]["data_dir"] == str(tmp_path / "var")
+    assert [s["name"] for s in config["smtpservers"]] == ["smtp"]
+    assert [s["name"] for s in config["pop3servers"]] == ["pop3"]
+    for listener in config["smtpservers"] + config["pop3servers"]:
+        assert listener["listen"] == "tcp:0:interface=127.0.0.1"
+        assert "tls" not in listener
+    # Everything else is as shipped: its spool threads and its pipeline.
+    import yaml
+    shipped = yaml.safe_load((ROOT / "conf/mailet-mta.yaml").read_text())
+    assert config["spoolmanager"] == shipped["spoolmanager"]
+    assert config["smtpservers"][0]["maxmessagesize"] == "50m"
+
+
+def test_smtp_ratio_and_targets_are_judged_against_postfix():
+    cell = {"rate": 100.0, "accept_rate": 1, "p50_ms": 1, "p99_ms": 15.0, "cpu_us": 1,
+            "errors": 0}
+    results = {"mailet-mta": {"1024x16": [dict(cell, rate=300.0, ratio_postfix=3.0)]},
+               "postfix": {"1024x16": [dict(cell, ratio_postfix=1.0)]}}
+    summary = smtp.summarize(results)
+    met = smtp.targets_met(summary, None, None, [1024], [16])
+    assert met["mailet-mta rate 1024x16 >= 2.0x postfix"] == {"ratio": 3.0, "met": True}
+    assert met["mailet-mta p99 1024x16 <= 20 ms"]["met"] is True
+
+
+def test_pop3_and_imap_arguments_parse():
+    args = pop3.build_parser().parse_args(["--servers", "dovecot", "--quick"])
+    assert args.servers == ["dovecot"]
+    assert pop3.build_parser().parse_args([]).servers == ["mailet-mta", "dovecot",
+                                                          "twisted"]
+    args = imap.build_parser().parse_args(["--servers", "dovecot,mailet-mta",
+                                           "--sizes", "100,1000"])
+    assert args.servers == ["dovecot", "mailet-mta"] and args.sizes == [100, 1000]
+    with pytest.raises(SystemExit):
+        imap.build_parser().parse_args(["--servers", "cyrus"])
+
+
+def test_postfix_instance_configuration(tmp_path):
+    root = tmp_path / "root"
+    main = postfix.main_cf(root, tmp_path / "pf", ["bench@example.com"], 65534, 65534)
+    settings = dict(line.split(" = ", 1) for line in main.splitlines())
+    assert settings["inet_interfaces"] == "127.0.0.1"
+    assert settings["queue_directory"] == str(tmp_path / "pf/queue")
+    assert settings["daemon_directory"] == str(root / "usr/lib/postfix/sbin")
+    assert settings["virtual_mailbox_maps"] == "inline:{ bench@example.com=bench/Maildir/ }"
+    assert settings["virtual_uid_maps"] == "static:65534"
+    assert "LD_LIBRARY_PATH" in settings["import_environment"]
+    # Durability stays as shipped: nothing here turns fsync off.
+    assert not any("fsync" in k or "sync" in v for k, v in settings.items())
+    master = postfix.master_cf(2525)
+    first = master.splitlines()[0].split()
+    assert first[:2] == ["127.0.0.1:2525", "inet"] and first[-1] == "smtpd"
+    assert ":25 " not in master
+    # Every service runs without chroot (column 5 is "n").
+    assert all(line.split()[4] == "n" for line in master.splitlines())
+
+
+def test_dovecot_instance_configuration(tmp_path):
+    text = dovecot.dovecot_conf(tmp_path, 11110, 11143)
+    assert f"base_dir = {tmp_path / 'run'}" in text
+    assert "listen = 127.0.0.1" in text and "ssl = no" in text
+    assert "port = 11110" in text and "port = 11143" in text
+    assert "inet_listener pop3s {\n    port = 0" in text
+    assert "inet_listener imaps {\n    port = 0" in text
+    assert text.count("{") == text.count("}")
+    line = dovecot.passwd_line("a@example.com", "pw", tmp_path / "a", 65534, 65534)
+    assert line == f"a@example.com:{{PLAIN}}pw:65534:65534::{tmp_path / 'a'}::\n"
+
+
+def test_overlay_command_mounts_each_directory_read_only_in_a_private_namespace(tmp_path):
+    cmd = debian.overlay_command(tmp_path, ["/usr/sbin/dovecot", "-F"])
+    assert cmd[:4] == ["unshare", "--mount", "--propagation", "private"]
+    assert f"lowerdir={tmp_path}/usr/lib:/usr/lib /usr/lib" in cmd[6]
+    assert cmd[-2:] == ["/usr/sbin/dovecot", "-F"]
+    assert debian.overlay_command(Path("/"), ["x"]) == ["x"]
+
+
+def test_cached_binaries_are_reused_without_downloading(tmp_path):
+    root = tmp_path / "root"
+    (root / ".unpacked").mkdir(parents=True)
+    (root / ".unpacked" / "postfix").write_text("postfix.deb\n")
+    (root / "usr/sbin").mkdir(parents=True)
+    (root / "usr/sbin/postfix").write_text("")
+    assert debian.binaries(["postfix"], "usr/sbin/postfix", cache=tmp_path) == root
+
+
+def test_tree_cpu_counts_exited_children():
+    before = common.tree_cpu_seconds(os.getpid())
+    subprocess.run([sys.executable, "-c", "sum(i * i for i in range(3_000_000))"],
+                   check=True)
+    after = common.tree_cpu_seconds(os.getpid())
+    assert after - before >= 0.05
+    assert os.getpid() in common.process_tree(os.getpid())
