@@ -28,6 +28,7 @@ from .model import (
     SpoolManagerConfig,
     StorageConfig,
     TLSConfig,
+    TLSPolicyConfig,
     doc,
 )
 from .retention import build_repositories
@@ -177,6 +178,21 @@ def build_auth_throttle(node: Node, what: str) -> AuthThrottleConfig:
     read_keys(node, what, AUTH_THROTTLE_KEYS, cfg)
     if cfg.ipv6_prefix > 128:
         fail(f"{what}.ipv6Prefix must be 128 or less, not {cfg.ipv6_prefix}", node.source)
+    return cfg
+
+
+TLS_POLICY_KEYS: Table = {
+    **keys("mta_sts", v.boolean, "mtaSts", "mta_sts"),
+    **keys("dane", v.boolean, "dane"),
+    **keys("tls_reports", v.boolean, "tlsReports", "tls_reports"),
+    **keys("ca_file", v.file_path, "caFile", "ca_file"),
+    **keys("fetch_timeout", v.duration(), "fetchTimeout", "fetch_timeout"),
+}
+
+
+def build_tls_policy(node: Node, what: str) -> TLSPolicyConfig:
+    cfg = TLSPolicyConfig(source=node.source)
+    read_keys(node, what, TLS_POLICY_KEYS, cfg)
     return cfg
 
 
@@ -475,6 +491,7 @@ TOP_KEYS: Table = {
     **keys("dns", build_dns, "dns"),
     **keys("smarthost", build_smarthost, "smarthost"),
     **keys("logging", build_logging, "logging"),
+    **keys("tls_policy", build_tls_policy, "tlsPolicy", "tls_policy"),
     **keys("auth_throttle", build_auth_throttle, "authThrottle", "auth_throttle"),
     **keys("extra", lambda n, w: mapping(n, w) and n.to_python(), "extra"),
 }

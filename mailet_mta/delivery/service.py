@@ -20,6 +20,7 @@ from twisted.python.failure import Failure
 from . import queue_store
 from .credentials import RelayCredentials
 from .options import DeliveryOptions
+from .tls_reports import TLSReports
 from .worker import Destination, DestinationWorker
 
 log = Logger(namespace="mailet_mta.delivery")
@@ -31,7 +32,9 @@ class OutgoingQueueService(service.Service):
     ``inject(mail) -> Deferred`` puts a bounce or onSuccess mail into the spool.
     ``credentials`` holds the gateway passwords (from the configuration, never the queue).
     ``clock`` schedules polls, retries and reply timeouts; ``reactor`` makes the
-    connections.
+    connections. ``mta_sts`` (an :class:`~.mta_sts.MTASTS`) applies destinations'
+    MTA-STS policies; ``trust_root`` verifies certificates (default the system's CAs);
+    ``tls_reports`` counts TLS sessions for TLS-RPT.
     """
 
     name = "outgoing-queue"
@@ -40,7 +43,8 @@ class OutgoingQueueService(service.Service):
                  concurrency: int = 20, per_destination: int = 3, *, reactor=None,
                  helo_name: str | None = None, poll_interval: float = 5.0,
                  lease: float = 900.0, claim_batch: int = 200,
-                 credentials: RelayCredentials | None = None):
+                 credentials: RelayCredentials | None = None, mta_sts=None,
+                 trust_root=None, tls_reports: bool = False):
         from twisted.internet import reactor as default_reactor
 
         self.db = db
@@ -57,6 +61,10 @@ class OutgoingQueueService(service.Service):
         self.lease = lease
         self.claim_batch = claim_batch
         self.credentials = credentials if credentials is not None else RelayCredentials()
+        self.mta_sts = mta_sts                  # MTASTS, or None when tlsPolicy.mtaSts is off
+        self.trust_root = trust_root            # CAs for verified delivery; None: the system's
+        self.tls_reports = (TLSReports(db, self.clock, self.track_write) if tls_reports
+                            else None)
         self.destinations: dict[tuple, Destination] = {}
         self.workers: set[defer.Deferred] = set()
         self.pending_writes: set[defer.Deferred] = set()
