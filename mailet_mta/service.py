@@ -124,7 +124,8 @@ class MailServer(MultiService):
         self.outgoing = OutgoingQueueService(
             self.db, self.blobs, self.resolver, self.intake.inject, self.node_name,
             helo_name=config.server_name, credentials=RelayCredentials.from_config(config),
-            mta_sts=mta_sts, trust_root=roots, tls_reports=policy.tls_reports)
+            mta_sts=mta_sts, trust_root=roots, tls_reports=policy.tls_reports,
+            dane=policy.dane)
         self.observer = pipeline_observer(config)
         context = MailetContext(config, self.directory, self.blobs, intake=self.intake,
                                 resolver=self.resolver, outgoing=self.outgoing)

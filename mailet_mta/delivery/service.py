@@ -44,7 +44,7 @@ class OutgoingQueueService(service.Service):
                  helo_name: str | None = None, poll_interval: float = 5.0,
                  lease: float = 900.0, claim_batch: int = 200,
                  credentials: RelayCredentials | None = None, mta_sts=None,
-                 trust_root=None, tls_reports: bool = False):
+                 trust_root=None, tls_reports: bool = False, dane: bool = False):
         from twisted.internet import reactor as default_reactor
 
         self.db = db
@@ -63,6 +63,7 @@ class OutgoingQueueService(service.Service):
         self.credentials = credentials if credentials is not None else RelayCredentials()
         self.mta_sts = mta_sts                  # MTASTS, or None when tlsPolicy.mtaSts is off
         self.trust_root = trust_root            # CAs for verified delivery; None: the system's
+        self.dane = dane                        # look up TLSA records of MX hosts
         self.tls_reports = (TLSReports(db, self.clock, self.track_write) if tls_reports
                             else None)
         self.destinations: dict[tuple, Destination] = {}

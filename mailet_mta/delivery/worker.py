@@ -18,6 +18,7 @@ from twisted.logger import Logger
 from ..api import ATTR_BODY, ATTR_DSN_ENVID, ATTR_DSN_RCPT, ATTR_DSN_RET, ATTR_SMTPUTF8
 from ..logging_setup import log_delivery
 from . import queue_store
+from .dane import DANEPolicy, secure_mx, tlsa_policy
 from .mta_sts import PolicyError, STSPolicy
 from .options import DeliveryOptions
 from .queue_store import FAILED, PENDING, SENT, QueueEntry
@@ -65,12 +66,15 @@ class DestinationWorker:
         self.no_tls: set[str] = set()
         self.no_host_reason: str | None = None
         self.policy_type: str | None = None        # "sts" when a policy applies
+        self.dane_applies = False
+        self.dane: dict[tuple[str, int], DANEPolicy | None] = {}
 
     async def run(self) -> None:
         try:
             hosts, dns_problem = await self._route()
             if dns_problem is None and not self.options.gateways:
                 hosts = await self._apply_mta_sts(hosts)
+                self.dane_applies = await self._dane_applies(hosts)
             while self.dest.queue:
                 item = self.dest.queue.popleft()
                 try:
@@ -135,6 +139,29 @@ class DestinationWorker:
         self.options = dataclasses.replace(self.options, starttls="required",
                                            verify_server_identity=True)
         return allowed
+
+    async def _dane_applies(self, hosts: list[tuple[str, int]]) -> bool:
+        """DANE is looked at for MX hosts learned securely: a DNSSEC-validated MX
+        answer, or a ``dns.hosts`` route written as host names (RFC 7672 §2.2.1)."""
+        svc = self.service
+        if not svc.dane or not hosts:
+            return False
+        if self.dest.domain in svc.resolver.static:
+            return not all(_is_address(host) for host, _port in hosts)
+        return await secure_mx(svc.reactor, svc.resolver, self.dest.domain)
+
+    async def _dane_for(self, host: str, port: int) -> DANEPolicy | None:
+        """The DANE policy of one MX host (looked up once per worker); HostFailure
+        when its TLSA lookup fails (the host is not used now, RFC 7672 §2.2)."""
+        if (host, port) not in self.dane:
+            try:
+                policy = await tlsa_policy(self.service.reactor, self.service.resolver,
+                                           host, port)
+            except DNSTemporaryError as exc:
+                raise HostFailure(f"{host}: {exc}; not delivering without knowing its "
+                                  f"DANE policy") from None
+            self.dane[(host, port)] = policy
+        return self.dane[(host, port)]
 
     def _count_tls(self, policy_type: str, result_type: str, mx_host: str = "") -> None:
         """One session (or policy failure) for TLS-RPT."""
@@ -234,19 +261,25 @@ class DestinationWorker:
         svc = self.service
         helo = self.options.helo_name or svc.helo_name
         password = self._password(host, port)
+        dane = await self._dane_for(host, port) if self.dane_applies else None
+        if dane is not None and dane.mode == "encrypt" and self.options.verify_server_identity:
+            dane = None     # unusable TLSA: the certificate is verified as asked instead
+        policy_type = "tlsa" if dane is not None else self.policy_type
         try:
             session = await SMTPSession.open(svc.reactor, svc.clock, host, ip, port,
                                              self.options, helo,
                                              use_tls=ip not in self.no_tls,
-                                             password=password, trust_root=svc.trust_root)
+                                             password=password, trust_root=svc.trust_root,
+                                             dane=dane)
         except HostFailure as exc:
-            if self.policy_type is not None and (exc.starttls_missing or exc.tls_failed):
-                self._count_tls(self.policy_type, "starttls-not-supported"
-                             if exc.starttls_missing else "validation-failure", host)
-            # With verifyServerIdentity a failed handshake may be a failed verification:
-            # falling back to plaintext would hand the mail to whoever failed it.
+            if policy_type is not None and (exc.starttls_missing or exc.tls_failed):
+                self._count_tls(policy_type, "starttls-not-supported"
+                                if exc.starttls_missing else "validation-failure", host)
+            # With verifyServerIdentity (or DANE) a failed handshake may be a failed
+            # verification: falling back to plaintext would hand the mail to whoever
+            # failed it.
             if (not exc.tls_failed or self.options.starttls == "required"
-                    or self.options.verify_server_identity):
+                    or self.options.verify_server_identity or dane is not None):
                 raise
             log.warn("{host} [{ip}]: {error}; delivering without TLS (startTLS=opportunistic)",
                      host=host, ip=ip, error=str(exc))
@@ -254,8 +287,8 @@ class DestinationWorker:
             return await SMTPSession.open(svc.reactor, svc.clock, host, ip, port,
                                           self.options, helo, use_tls=False,
                                           password=password)
-        if self.policy_type is not None:
-            self._count_tls(self.policy_type, "success", "")
+        if policy_type is not None:
+            self._count_tls(policy_type, "success", "")
         return session
 
     def _envelope(self, entry: QueueEntry, recipients: list[str]) -> Envelope:
