@@ -20,7 +20,7 @@ from mailet_mta.delivery.mta_sts import MTASTS, PolicyError, PolicyFetcher
 from mailet_mta.delivery.tls_reports import TLSReports
 from mailet_mta.storage.schema import mta_sts_policies
 from mailet_mta.tls import server_context, trust_root
-from tests.support.certs import make_cert
+from tests.support.certs import make_cert, make_trusted_certs
 from tests.support.delivery_harness import DeliveryHarness, listen, make_message
 from tests.support.dns_zone import ZoneServer
 from tests.support.scripted_smtp import ScriptedSMTPFactory
@@ -52,16 +52,18 @@ class PolicyResource(resource.Resource):
 
 def tls_context(directory, hostname):
     cert, key = make_cert(directory, hostname)
-    return cert, server_context(TLSConfig(certificate=str(cert), private_key=str(key)))
+    return cert, context_of(cert, key)
+
+
+def context_of(cert, key):
+    return server_context(TLSConfig(certificate=str(cert), private_key=str(key)))
 
 
 @pytest.fixture
 def world(tmp_path):
     """The zone, the policy server, the MX peer and a harness with MTA-STS on."""
-    sts_cert, sts_tls = tls_context(tmp_path / "sts", "mta-sts.a.test")
-    mx_cert, mx_tls = tls_context(tmp_path / "mx", "mx.a.test")
-    ca_file = tmp_path / "ca.pem"
-    ca_file.write_bytes(sts_cert.read_bytes() + mx_cert.read_bytes())
+    certs, ca_file = make_trusted_certs(tmp_path / "certs", "mta-sts.a.test", "mx.a.test")
+    sts_tls, mx_tls = (context_of(*certs[name]) for name in ("mta-sts.a.test", "mx.a.test"))
     policy = PolicyResource(ENFORCE)
     https = reactor.listenSSL(0, server.Site(policy), sts_tls, interface="127.0.0.1")
     zone = ZoneServer({"_mta-sts.a.test": [("TXT", "v=STSv1; id=1")],
@@ -89,7 +91,7 @@ def world(tmp_path):
 
     w = World()
     w.policy, w.zone, w.mx_peer, w.harness, w.tmp_path = policy, zone, mx_peer, harness, tmp_path
-    w.https_port = https.getHost().port
+    w.https_port, w.ca_file = https.getHost().port, ca_file
     yield w
     for port in peers:
         port.stopListening()
@@ -213,7 +215,7 @@ async def test_a_policy_that_cannot_be_fetched_is_reported_and_mail_still_goes(w
 
 
 def fetcher(world, h, timeout=5.0, ca=True):
-    roots = trust_root(str(world.tmp_path / "ca.pem")) if ca else None
+    roots = trust_root(str(world.ca_file)) if ca else None
     return PolicyFetcher(reactor, h.resolver, roots, timeout=timeout)
 
 
