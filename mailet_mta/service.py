@@ -32,7 +32,6 @@ from .config.model import ServerConfig
 from .config.retention import repositories_config
 from .context import MailetContext
 from .delivery.credentials import RelayCredentials
-from .delivery.mta_sts import MTASTS, PolicyFetcher
 from .delivery.resolver import Resolver
 from .delivery.service import OutgoingQueueService
 from .directory import Directory, configured_mappings
@@ -117,15 +116,11 @@ class MailServer(MultiService):
                                   node_name=self.node_name, lease_seconds=sm.lease_seconds)
         # ...mailets reach remote delivery and the spool through the context...
         self.resolver = Resolver(config.dns)
-        policy = config.tls_policy
-        roots = trust_root(policy.ca_file, policy.source)
-        mta_sts = (MTASTS(self.db, self.resolver, PolicyFetcher(
-            reactor, self.resolver, roots, policy.fetch_timeout)) if policy.mta_sts else None)
         self.outgoing = OutgoingQueueService(
             self.db, self.blobs, self.resolver, self.intake.inject, self.node_name,
-            helo_name=config.server_name, credentials=RelayCredentials.from_config(config),
-            mta_sts=mta_sts, trust_root=roots, tls_reports=policy.tls_reports,
-            dane=policy.dane)
+            helo_name=config.server_name, credentials=RelayCredentials.from_config(config))
+        self.outgoing.apply_tls_policy(config.tls_policy, trust_root(
+            config.tls_policy.ca_file, config.tls_policy.source))
         self.observer = pipeline_observer(config)
         context = MailetContext(config, self.directory, self.blobs, intake=self.intake,
                                 resolver=self.resolver, outgoing=self.outgoing)

@@ -94,10 +94,24 @@ class OutgoingQueueService(service.Service):
         yield defer.DeferredList(list(self.workers))
         yield defer.DeferredList(list(self.pending_writes))
 
-    def reconfigure(self, config) -> None:
-        """A reloaded configuration: its gateway passwords apply from the next
-        connection on."""
+    def reconfigure(self, config, roots=None) -> None:
+        """A reloaded configuration: its gateway passwords and its ``tlsPolicy`` apply
+        from the next connection on (``roots``: the trust root of its ``caFile``, read
+        when the reload was planned)."""
         self.credentials = RelayCredentials.from_config(config)
+        self.apply_tls_policy(config.tls_policy, roots)
+
+    def apply_tls_policy(self, policy, roots) -> None:
+        """Use the ``tlsPolicy`` settings: MTA-STS, DANE, TLS-RPT counts, trust roots."""
+        from .mta_sts import MTASTS, PolicyFetcher
+
+        self.trust_root = roots
+        self.mta_sts = (MTASTS(self.db, self.resolver, PolicyFetcher(
+            self.reactor, self.resolver, roots, policy.fetch_timeout))
+            if policy.mta_sts else None)
+        self.dane = policy.dane
+        self.tls_reports = (TLSReports(self.db, self.clock, self.track_write)
+                            if policy.tls_reports else None)
 
     def wake(self) -> None:
         """Deliver due entries now (call after enqueueing)."""
