@@ -24,6 +24,7 @@ from sqlalchemy import delete, insert, select
 from twisted.internet import defer, protocol, ssl
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP6ClientEndpoint, wrapClientTLS
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.web.client import Agent
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import IAgentEndpointFactory
@@ -257,6 +258,8 @@ class MTASTS:
         self.db, self.resolver, self.fetcher = db, resolver, fetcher
         self.clock = clock
         self.fetches = 0
+        # One lookup per domain at a time: the workers of one destination share it.
+        self._inflight: dict[str, list[defer.Deferred[STSPolicy | None]]] = {}
 
     def _now(self) -> float:
         return self.clock.seconds() if self.clock is not None else time.time()
@@ -266,6 +269,24 @@ class MTASTS:
         the domain announces a policy that cannot be had and none is cached (then
         the mail goes as without MTA-STS, §5: the failure is only reported)."""
         domain = domain.lower().rstrip(".")
+        waiter: defer.Deferred[STSPolicy | None] = defer.Deferred()
+        waiters = self._inflight.get(domain)
+        if waiters is not None:
+            waiters.append(waiter)
+        else:
+            self._inflight[domain] = [waiter]
+            defer.ensureDeferred(self._policy_for(domain)).addBoth(self._fan_out, domain)
+        return await waiter
+
+    def _fan_out(self, result, domain: str) -> None:
+        """Give one lookup's outcome to everyone who waited for it."""
+        for waiter in self._inflight.pop(domain, []):
+            if isinstance(result, Failure):
+                waiter.errback(result)
+            else:
+                waiter.callback(result)
+
+    async def _policy_for(self, domain: str) -> STSPolicy | None:
         now = self._now()
         cached = await self.db.read(_load, domain)
         if cached is not None and cached.expires_at <= now:
@@ -290,3 +311,4 @@ class MTASTS:
         log.info("MTA-STS policy of {domain}: mode {mode}, mx {mx}, max_age {age}",
                  domain=domain, mode=policy.mode, mx=" ".join(policy.mx), age=policy.max_age)
         return policy
+

@@ -283,3 +283,18 @@ async def test_cached_policy_is_used_until_max_age_then_fetched_again(world):
         assert world.policy.requests == 2
     finally:
         await h.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_concurrent_lookups_of_one_domain_share_one_fetch(world):
+    from twisted.internet import defer
+
+    h = world.harness(world.mx_peer())
+    sts = MTASTS(h.db, h.resolver, fetcher(world, h))
+    try:
+        policies = await defer.gatherResults(
+            [defer.ensureDeferred(sts.policy_for("a.test")) for _ in range(5)])
+        assert {p.mode for p in policies} == {"enforce"}
+        assert world.policy.requests == 1 and sts.fetches == 1
+    finally:
+        await h.stop()
