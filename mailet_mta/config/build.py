@@ -271,6 +271,7 @@ SMTP_KEYS: Table = {
     **keys("reject_unknown_local_users", v.boolean, "rejectUnknownLocalUsers",
            "reject_unknown_local_users"),
     **keys("dmarc_reject", v.boolean, "dmarcReject", "dmarc_reject"),
+    **keys("arc_trusted_sealers", v.string_list, "arcTrustedSealers", "arc_trusted_sealers"),
 }
 POP3_KEYS: Table = dict(COMMON_LISTENER_KEYS)
 LISTENER_SPECIAL = ("bind", "port", "enabled", "auth", "tls")

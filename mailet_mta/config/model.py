@@ -133,6 +133,10 @@ class SMTPServerConfig:
     dmarc_reject: bool = doc("check DKIM, SPF and DMARC before 250 on mail from outside "
                              "and refuse a DMARC p=reject failure with 550 5.7.1 "
                              "(docs/authentication.md)", default=False)
+    arc_trusted_sealers: list[str] = doc(
+        "with dmarcReject: domains whose passing ARC seal lets a DMARC failure through "
+        "(ARCVerify joins the checks; as the DMARC mailet's arcTrustedSealers)",
+        default_factory=list)
     tls: TLSConfig | None = doc("certificate for STARTTLS / implicit TLS", default=None)
     source: str | None = None
 

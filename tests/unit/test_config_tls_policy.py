@@ -51,3 +51,17 @@ def test_ca_file_is_read_and_checked(tmp_path):
     (tmp_path / "empty.pem").write_text("nothing\n")
     with pytest.raises(ConfigurationError, match="no PEM certificate"):
         trust_root(str(tmp_path / "empty.pem"))
+
+
+def test_listener_arc_trusted_sealers_in_yaml_and_xml():
+    cfg = load_config_text("servernames: [example.com]\nsmtpservers:\n  - listen: tcp:25\n"
+                           "    dmarcReject: true\n    arcTrustedSealers: [lists.example.org,"
+                           " forwarder.example.net]\n", "yaml")
+    assert cfg.smtpservers[0].arc_trusted_sealers == ["lists.example.org",
+                                                      "forwarder.example.net"]
+    xml = XML.replace("<tlsPolicy>", "<smtpserver><listen>tcp:2525</listen>"
+                      "<dmarcReject>true</dmarcReject><arcTrustedSealers>"
+                      "lists.example.org, forwarder.example.net"
+                      "</arcTrustedSealers></smtpserver><tlsPolicy>")
+    assert load_config_text(xml, "xml").smtpservers[0].arc_trusted_sealers == [
+        "lists.example.org", "forwarder.example.net"]
