@@ -189,3 +189,20 @@ async def test_only_the_first_tlsa_records_up_to_the_limit_are_read(world):
                (3, 1, 1, spki_sha256(world.cert)))
     entry = await deferred(world.harness(factory), factory)
     assert "matches none of its TLSA records" in entry.last_error, entry.last_error
+
+
+@pytest_twisted.ensureDeferred
+async def test_dane_applies_only_to_mx_records_the_resolver_vouches_for(world):
+    from twisted.internet import reactor
+
+    from mailet_mta.config.model import DNSConfig
+    from mailet_mta.delivery.dane import secure_mx
+    from mailet_mta.delivery.resolver import Resolver
+
+    world.zone.add("a.test", "MX", (10, "mx.a.test"))
+    resolver = Resolver(DNSConfig(servers=[world.zone.address], timeout=1))
+    assert await secure_mx(reactor, resolver, "a.test")
+    world.zone.authentic = False
+    assert not await secure_mx(reactor, resolver, "a.test")
+    unreachable = Resolver(DNSConfig(servers=["127.0.0.1:9"], timeout=0.5))
+    assert not await secure_mx(reactor, unreachable, "a.test")
