@@ -67,6 +67,8 @@ class DestinationWorker:
         self.no_host_reason: str | None = None
         self.policy_type: str | None = None        # "sts" when a policy applies
         self.dane_applies = False
+        self.sts_testing = False                   # MTA-STS mode testing: check, report
+        self.sts_unlisted: set[str] = set()        # MX hosts the policy does not list
         self.dane: dict[tuple[str, int], DANEPolicy | None] = {}
 
     async def run(self) -> None:
@@ -126,12 +128,14 @@ class DestinationWorker:
         self.policy_type = "sts"
         allowed = [(host, port) for host, port in hosts if policy.allows(host)]
         refused = [host for host, _port in hosts if not policy.allows(host)]
+        self.sts_unlisted = set(refused)
         for host in refused:
             log.warn("{domain}: MX {host} is not in its MTA-STS policy (mode {mode}, "
                      "mx {mx})", domain=domain, host=host, mode=policy.mode,
                      mx=" ".join(policy.mx))
             self._count_tls("sts", "validation-failure", host)
         if policy.mode != "enforce":
+            self.sts_testing = True
             return hosts                  # testing: report only (§5)
         if not allowed:
             self.no_host_reason = (f"4.7.5 no MX host of {domain} matches its MTA-STS "
@@ -265,6 +269,14 @@ class DestinationWorker:
         if dane is not None and dane.mode == "encrypt" and self.options.verify_server_identity:
             dane = None     # unusable TLSA: the certificate is verified as asked instead
         policy_type = "tlsa" if dane is not None else self.policy_type
+        if dane is None and host in self.sts_unlisted:
+            policy_type = None            # counted once already, as not in the policy
+        if (self.sts_testing and dane is None and ip not in self.no_tls
+                and host not in self.sts_unlisted and not self.options.verify_server_identity):
+            probed = await self._open_verified_for_report(host, ip, port, helo, password)
+            if probed is not None:
+                return probed
+            policy_type = None            # the failure is counted; go on unverified
         try:
             session = await SMTPSession.open(svc.reactor, svc.clock, host, ip, port,
                                              self.options, helo,
@@ -289,6 +301,28 @@ class DestinationWorker:
                                           password=password)
         if policy_type is not None:
             self._count_tls(policy_type, "success", "")
+        return session
+
+    async def _open_verified_for_report(self, host: str, ip: str, port: int, helo: str,
+                                        password: str | None) -> SMTPSession | None:
+        """MTA-STS ``testing``: try verified TLS and count the outcome for TLS-RPT; the
+        session when it worked, None after a failed verification (the caller then
+        connects as it would without the policy)."""
+        svc = self.service
+        options = dataclasses.replace(self.options, verify_server_identity=True)
+        try:
+            session = await SMTPSession.open(svc.reactor, svc.clock, host, ip, port, options,
+                                             helo, password=password,
+                                             trust_root=svc.trust_root)
+        except HostFailure as exc:
+            if not exc.tls_failed:
+                raise
+            self._count_tls("sts", "validation-failure", host)
+            log.warn("{host} [{ip}]: {error} (MTA-STS testing: delivering anyway)",
+                     host=host, ip=ip, error=str(exc))
+            return None
+        self._count_tls("sts", "success" if session.tls else "starttls-not-supported",
+                        "" if session.tls else host)
         return session
 
     def _envelope(self, entry: QueueEntry, recipients: list[str]) -> Envelope:

@@ -200,11 +200,29 @@ async def test_enforce_defers_when_no_mx_matches_the_policy(world):
 
 
 @pytest_twisted.ensureDeferred
+async def test_testing_mode_delivers_over_an_unverified_certificate_and_reports_it(world):
+    world.policy.body = ENFORCE.replace("enforce", "testing")
+    _cert, untrusted = tls_context(world.tmp_path / "evil", "mx.a.test")
+    peer = world.mx_peer(untrusted)
+    reports = await delivered_with_reports(world, peer)
+    assert peer.messages[0].tls                      # unverified TLS, not plaintext
+    assert ("a.test", "sts", "validation-failure", "mx.a.test", 1) in reports
+    assert not any(r[2] == "success" for r in reports)
+
+
+@pytest_twisted.ensureDeferred
+async def test_testing_mode_counts_a_verified_session_as_success(world):
+    world.policy.body = ENFORCE.replace("enforce", "testing")
+    reports = await delivered_with_reports(world, world.mx_peer())
+    assert reports == [("a.test", "sts", "success", "", 1)]
+
+
+@pytest_twisted.ensureDeferred
 async def test_testing_mode_delivers_to_an_unlisted_mx_and_reports_it(world):
     world.policy.body = "version: STSv1\nmode: testing\nmx: other.a.test\nmax_age: 600\n"
     _cert, untrusted = tls_context(world.tmp_path / "evil", "mx.a.test")
     reports = await delivered_with_reports(world, world.mx_peer(untrusted))
-    assert ("a.test", "sts", "validation-failure", "mx.a.test", 1) in reports
+    assert reports == [("a.test", "sts", "validation-failure", "mx.a.test", 1)]
 
 
 @pytest_twisted.ensureDeferred
