@@ -29,7 +29,8 @@ class SpoolBackend:
         if getattr(listener_config, "dmarc_reject", False) and context is not None:
             from .dmarc_at_data import DMARCRejectCheck
 
-            self.dmarc_reject = DMARCRejectCheck(context)
+            self.dmarc_reject = DMARCRejectCheck(
+                context, getattr(listener_config, "arc_trusted_sealers", ()))
         self.directory = directory
         self.authenticator = authenticator
         self.blobs = blobs

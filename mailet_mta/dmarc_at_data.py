@@ -3,7 +3,8 @@
 
 On a listener with ``dmarcReject: true``, mail from a client that neither logged in
 nor sent from ``authorizedAddresses`` goes through the standard ``DKIMVerify``,
-``SPF`` and ``DMARC`` mailets before the ``250`` — on a copy of the mail, so the
+``SPF`` and ``DMARC`` mailets (and ``ARCVerify`` when the listener names
+``arcTrustedSealers``) before the ``250`` — on a copy of the mail, so the
 pipeline gets it unchanged and checks it again there if configured to. When the
 ``From:`` domain's policy says reject (after ``pct``), the client gets ``550 5.7.1``
 and nothing is kept: the sender's own server returns the mail, no backscatter.
@@ -21,17 +22,25 @@ ATTR_DMARC = "mailet_mta.dmarc"
 
 
 class DMARCRejectCheck:
-    """The three checks, set up once per listener over the server's mailet context."""
+    """The checks, set up once per listener over the server's mailet context; with
+    ``arc_trusted_sealers`` (the listener's ``arcTrustedSealers``) ARCVerify runs too
+    and DMARC lets a failure through when one of them sealed a passing ARC chain."""
 
-    def __init__(self, context):
+    def __init__(self, context, arc_trusted_sealers=()):
+        from mailets.mailets.arc_verify import ARCVerify
         from mailets.mailets.dkim_verify import DKIMVerify
         from mailets.mailets.dmarc import DMARC
         from mailets.mailets.spf import SPF
 
+        sealers = ",".join(arc_trusted_sealers)
+        checks: list[tuple[type, dict]] = [(DKIMVerify, {}), (SPF, {})]
+        if sealers:
+            checks.append((ARCVerify, {}))
+        checks.append((DMARC, {"arcTrustedSealers": sealers} if sealers else {}))
         self.mailets = []
-        for cls in (DKIMVerify, SPF, DMARC):
+        for cls, parameters in checks:
             mailet = cls()
-            mailet.init(MailetConfig(cls.__name__, context, {}, "smtp"))
+            mailet.init(MailetConfig(cls.__name__, context, parameters, "smtp"))
             self.mailets.append(mailet)
 
     @staticmethod

@@ -81,6 +81,13 @@ SECTIONS = [
                   "read from this file when a mail is delivered, never stored with it; "
                   "it is sent only after STARTTLS unless the relay is on loopback. See "
                   "docs/operations.md, Smarthost."),
+    Section("tlsPolicy", ["tlsPolicy"], ["config", "tlsPolicy"], m.TLSPolicyConfig,
+            b.TLS_POLICY_KEYS,
+            examples={"mtaSts": True, "dane": False, "tlsReports": True,
+                      "caFile": "/etc/ssl/certs/ca-certificates.crt", "fetchTimeout": "30s"},
+            intro="How RemoteDelivery decides per destination whether a verified "
+                  "certificate is required (docs/authentication.md, Outbound TLS). A "
+                  "smarthost or gateway is not subject to it."),
     Section("logging", ["logging"], ["config", "logging"], m.LoggingConfig, b.LOGGING_KEYS,
             examples={"level": "info", "format": "json",
                       "file": "/var/log/mailet-mta/mailet-mta.log"}),

@@ -104,6 +104,7 @@ class Plan:
         from .logging_setup import check_logging
         from .logging_setup import reconfigure as reconfigure_logging
         from .spool.processor import Pipeline
+        from .tls import trust_root
 
         self.server = server
         self.config = config
@@ -119,10 +120,11 @@ class Plan:
                                 intake=server.intake, resolver=server.resolver,
                                 outgoing=server.outgoing)
         pipeline = Pipeline(config.spoolmanager, context, server.observer)
+        roots = trust_root(config.tls_policy.ca_file, config.tls_policy.source)
         self.steps = [
             partial(server.reconfigure, config),
             partial(server.directory.reconfigure, config),
-            partial(server.outgoing.reconfigure, config),
+            partial(server.outgoing.reconfigure, config, roots),
             *(partial(svc.reconfigure, cfg, config, prepared)
               for svc, cfg, prepared in self.listeners),
             partial(server.authenticator.throttle.reconfigure, config.auth_throttle),

@@ -52,6 +52,7 @@ from .storage.authenticator import Authenticator
 from .storage.blobs import BlobStore, blob_dir
 from .storage.db import Database, default_url
 from .storage.private_files import make_private_dir
+from .tls import trust_root
 from .web.webadmin import webadmin_service
 
 log = Logger(namespace="mailet_mta.service")
@@ -119,6 +120,8 @@ class MailServer(MultiService):
         self.outgoing = OutgoingQueueService(
             self.db, self.blobs, self.resolver, self.intake.inject, self.node_name,
             helo_name=config.server_name, credentials=RelayCredentials.from_config(config))
+        self.outgoing.apply_tls_policy(config.tls_policy, trust_root(
+            config.tls_policy.ca_file, config.tls_policy.source))
         self.observer = pipeline_observer(config)
         context = MailetContext(config, self.directory, self.blobs, intake=self.intake,
                                 resolver=self.resolver, outgoing=self.outgoing)

@@ -49,3 +49,26 @@ def _pem_blocks(data: bytes) -> list[bytes]:
         if start >= 0:
             out.append(part[start:] + marker + b"\n")
     return out
+
+
+def trust_root(ca_file: str | None, source: str | None = None):
+    """Twisted's trust root of the PEM certificates in ``ca_file`` (None: the
+    system's CAs, as ``optionsForClientTLS`` uses by default)."""
+    if not ca_file:
+        return None
+    try:
+        data = Path(ca_file).read_bytes()
+    except OSError as exc:
+        raise ConfigurationError(f"tlsPolicy.caFile: cannot read {ca_file}: "
+                                 f"{exc.strerror}", source) from None
+    end = b"-----END CERTIFICATE-----"
+    blocks = [b + end for b in data.split(end) if b"-----BEGIN CERTIFICATE-----" in b]
+    try:
+        certificates = [ssl.Certificate.loadPEM(block) for block in blocks]
+    except Exception as exc:  # noqa: BLE001 - OpenSSL's errors name nothing useful
+        raise ConfigurationError(f"tlsPolicy.caFile: {ca_file} holds a broken "
+                                 f"certificate ({exc})", source) from None
+    if not certificates:
+        raise ConfigurationError(f"tlsPolicy.caFile: {ca_file} holds no PEM certificate",
+                                 source)
+    return ssl.trustRootFromCertificates(certificates)

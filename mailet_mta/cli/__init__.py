@@ -11,13 +11,14 @@ from .common import CLIError
 
 # Subcommand groups, each a module of this package with register(subparsers).
 GROUPS = ("serve", "check_config", "db", "domains", "users", "aliases", "mailbox",
-          "repository", "queue", "nodes", "init", "status", "dkim", "webadmin")
+          "repository", "queue", "nodes", "init", "status", "dkim", "webadmin",
+          "tls_report")
 
 # What a command may do to the database (see common.open_database). Commands not named
 # here may create it ("create"): serve, init, users add, domains add, db upgrade.
 READ_ONLY = {"users list", "domains list", "mailbox list", "queue list", "queue show",
              "repository list", "repository show", "status", "nodes", "db current",
-             "webadmin token list"}
+             "webadmin token list", "tls-report"}
 CHANGES_EXISTING = {"users passwd", "users remove", "users quota", "domains remove",
                     "queue retry", "queue delete", "queue flush", "repository remove",
                     "repository reprocess", "webadmin token revoke"}

@@ -28,6 +28,7 @@ from .model import (
     SpoolManagerConfig,
     StorageConfig,
     TLSConfig,
+    TLSPolicyConfig,
     doc,
 )
 from .retention import build_repositories
@@ -181,6 +182,21 @@ def build_auth_throttle(node: Node, what: str) -> AuthThrottleConfig:
     return cfg
 
 
+TLS_POLICY_KEYS: Table = {
+    **keys("mta_sts", v.boolean, "mtaSts", "mta_sts"),
+    **keys("dane", v.boolean, "dane"),
+    **keys("tls_reports", v.boolean, "tlsReports", "tls_reports"),
+    **keys("ca_file", v.file_path, "caFile", "ca_file"),
+    **keys("fetch_timeout", v.duration(), "fetchTimeout", "fetch_timeout"),
+}
+
+
+def build_tls_policy(node: Node, what: str) -> TLSPolicyConfig:
+    cfg = TLSPolicyConfig(source=node.source)
+    read_keys(node, what, TLS_POLICY_KEYS, cfg)
+    return cfg
+
+
 @dataclass
 class MetricsConfig:
     """The Prometheus endpoint (``metrics:``); kept in ``ServerConfig.extra["metrics"]``."""
@@ -256,6 +272,7 @@ SMTP_KEYS: Table = {
     **keys("reject_unknown_local_users", v.boolean, "rejectUnknownLocalUsers",
            "reject_unknown_local_users"),
     **keys("dmarc_reject", v.boolean, "dmarcReject", "dmarc_reject"),
+    **keys("arc_trusted_sealers", v.string_list, "arcTrustedSealers", "arc_trusted_sealers"),
 }
 POP3_KEYS: Table = dict(COMMON_LISTENER_KEYS)
 LISTENER_SPECIAL = ("bind", "port", "enabled", "auth", "tls")
@@ -476,6 +493,7 @@ TOP_KEYS: Table = {
     **keys("dns", build_dns, "dns"),
     **keys("smarthost", build_smarthost, "smarthost"),
     **keys("logging", build_logging, "logging"),
+    **keys("tls_policy", build_tls_policy, "tlsPolicy", "tls_policy"),
     **keys("auth_throttle", build_auth_throttle, "authThrottle", "auth_throttle"),
     **keys("extra", lambda n, w: mapping(n, w) and n.to_python(), "extra"),
 }

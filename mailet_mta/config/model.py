@@ -133,6 +133,10 @@ class SMTPServerConfig:
     dmarc_reject: bool = doc("check DKIM, SPF and DMARC before 250 on mail from outside "
                              "and refuse a DMARC p=reject failure with 550 5.7.1 "
                              "(docs/authentication.md)", default=False)
+    arc_trusted_sealers: list[str] = doc(
+        "with dmarcReject: domains whose passing ARC seal lets a DMARC failure through "
+        "(ARCVerify joins the checks; as the DMARC mailet's arcTrustedSealers)",
+        default_factory=list)
     tls: TLSConfig | None = doc("certificate for STARTTLS / implicit TLS", default=None)
     source: str | None = None
 
@@ -198,6 +202,26 @@ class DNSConfig:
 
 
 @dataclass
+class TLSPolicyConfig:
+    """Which outbound TLS policies RemoteDelivery applies per destination (not to a
+    smarthost or gateway: those are configured by hand)."""
+
+    mta_sts: bool = doc("apply the destination's MTA-STS policy (RFC 8461): fetched over "
+                        "HTTPS, cached in the database; `enforce` defers mail that cannot "
+                        "go over verified TLS to a listed MX", default=True)
+    dane: bool = doc("apply DANE (RFC 7672): TLSA records of each MX, trusted only when "
+                     "the resolver (`dns.servers`) validates DNSSEC and says so with the "
+                     "AD bit — run a validating resolver on loopback", default=False)
+    tls_reports: bool = doc("count TLS sessions and failures per policy domain for "
+                            "TLS-RPT (RFC 8460; `mailet-mta tls-report`)", default=True)
+    ca_file: str | None = doc("PEM file of the certificate authorities trusted for "
+                              "MTA-STS and verified delivery; default the system's",
+                              default=None)
+    fetch_timeout: float = doc("seconds to fetch an MTA-STS policy", default=30.0)
+    source: str | None = None
+
+
+@dataclass
 class SmarthostConfig:
     """The relay host every outbound mail goes through (Postfix's ``relayhost``)."""
 
@@ -238,6 +262,8 @@ class ServerConfig:
     smarthost: SmarthostConfig | None = doc(
         "relay host for all outbound mail (RemoteDelivery's gateway unless its own "
         "parameters set one); none: each domain's MX", default=None)
+    tls_policy: TLSPolicyConfig = doc("outbound TLS policy: MTA-STS, DANE, TLS-RPT",
+                                      default_factory=TLSPolicyConfig)
     logging: LoggingConfig = doc("log output", default_factory=LoggingConfig)
     extra: dict[str, Any] = doc("sections other subsystems read (e.g. metrics)",
                                 default_factory=dict)

@@ -20,6 +20,7 @@ from twisted.python.failure import Failure
 from . import queue_store
 from .credentials import RelayCredentials
 from .options import DeliveryOptions
+from .tls_reports import TLSReports
 from .worker import Destination, DestinationWorker
 
 log = Logger(namespace="mailet_mta.delivery")
@@ -31,7 +32,9 @@ class OutgoingQueueService(service.Service):
     ``inject(mail) -> Deferred`` puts a bounce or onSuccess mail into the spool.
     ``credentials`` holds the gateway passwords (from the configuration, never the queue).
     ``clock`` schedules polls, retries and reply timeouts; ``reactor`` makes the
-    connections.
+    connections. ``mta_sts`` (an :class:`~.mta_sts.MTASTS`) applies destinations'
+    MTA-STS policies; ``trust_root`` verifies certificates (default the system's CAs);
+    ``tls_reports`` counts TLS sessions for TLS-RPT.
     """
 
     name = "outgoing-queue"
@@ -40,7 +43,8 @@ class OutgoingQueueService(service.Service):
                  concurrency: int = 20, per_destination: int = 3, *, reactor=None,
                  helo_name: str | None = None, poll_interval: float = 5.0,
                  lease: float = 900.0, claim_batch: int = 200,
-                 credentials: RelayCredentials | None = None):
+                 credentials: RelayCredentials | None = None, mta_sts=None,
+                 trust_root=None, tls_reports: bool = False, dane: bool = False):
         from twisted.internet import reactor as default_reactor
 
         self.db = db
@@ -57,6 +61,11 @@ class OutgoingQueueService(service.Service):
         self.lease = lease
         self.claim_batch = claim_batch
         self.credentials = credentials if credentials is not None else RelayCredentials()
+        self.mta_sts = mta_sts                  # MTASTS, or None when tlsPolicy.mtaSts is off
+        self.trust_root = trust_root            # CAs for verified delivery; None: the system's
+        self.dane = dane                        # look up TLSA records of MX hosts
+        self.tls_reports = (TLSReports(db, self.clock, self.track_write) if tls_reports
+                            else None)
         self.destinations: dict[tuple, Destination] = {}
         self.workers: set[defer.Deferred] = set()
         self.pending_writes: set[defer.Deferred] = set()
@@ -85,10 +94,24 @@ class OutgoingQueueService(service.Service):
         yield defer.DeferredList(list(self.workers))
         yield defer.DeferredList(list(self.pending_writes))
 
-    def reconfigure(self, config) -> None:
-        """A reloaded configuration: its gateway passwords apply from the next
-        connection on."""
+    def reconfigure(self, config, roots=None) -> None:
+        """A reloaded configuration: its gateway passwords and its ``tlsPolicy`` apply
+        from the next connection on (``roots``: the trust root of its ``caFile``, read
+        when the reload was planned)."""
         self.credentials = RelayCredentials.from_config(config)
+        self.apply_tls_policy(config.tls_policy, roots)
+
+    def apply_tls_policy(self, policy, roots) -> None:
+        """Use the ``tlsPolicy`` settings: MTA-STS, DANE, TLS-RPT counts, trust roots."""
+        from .mta_sts import MTASTS, PolicyFetcher
+
+        self.trust_root = roots
+        self.mta_sts = (MTASTS(self.db, self.resolver, PolicyFetcher(
+            self.reactor, self.resolver, roots, policy.fetch_timeout))
+            if policy.mta_sts else None)
+        self.dane = policy.dane
+        self.tls_reports = (TLSReports(self.db, self.clock, self.track_write)
+                            if policy.tls_reports else None)
 
     def wake(self) -> None:
         """Deliver due entries now (call after enqueueing)."""

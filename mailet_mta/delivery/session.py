@@ -24,10 +24,12 @@ SENT, FAILED, DEFERRED = "sent", "failed", "deferred"
 class HostFailure(Exception):
     """This host cannot take mail now; ``tls_failed`` when the TLS handshake broke."""
 
-    def __init__(self, message: str, code: int | None = None, tls_failed: bool = False):
+    def __init__(self, message: str, code: int | None = None, tls_failed: bool = False,
+                 starttls_missing: bool = False):
         super().__init__(message)
         self.code = code
         self.tls_failed = tls_failed
+        self.starttls_missing = starttls_missing
 
 
 @dataclass
@@ -82,9 +84,9 @@ async def _all_replies(waiters) -> list[Reply]:
     return replies
 
 
-def _client_tls(hostname: str, verify: bool):
+def _client_tls(hostname: str, verify: bool, trust_root=None):
     if verify:
-        return ssl.optionsForClientTLS(hostname)
+        return ssl.optionsForClientTLS(hostname, trustRoot=trust_root)
     return ssl.CertificateOptions()
 
 
@@ -107,9 +109,12 @@ class SMTPSession:
     @classmethod
     async def open(cls, reactor, clock, host: str, ip: str, port: int,
                    options: DeliveryOptions, helo: str, use_tls: bool = True,
-                   password: str | None = None):
+                   password: str | None = None, trust_root=None, dane=None):
         """Connect and get ready for MAIL (logging in as ``options.username`` with
-        ``password`` when a user is set); raises HostFailure."""
+        ``password`` when a user is set); raises HostFailure. ``trust_root`` (Twisted's
+        IOpenSSLTrustRoot) verifies the certificate; default the system's. ``dane``
+        (a :class:`~.dane.DANEPolicy`) requires STARTTLS and checks the certificate
+        against the host's TLSA records instead."""
         endpoint_type = (TCP6ClientEndpoint if ipaddress.ip_address(ip).version == 6
                          else TCP4ClientEndpoint)
         endpoint = endpoint_type(reactor, ip, port, timeout=options.connection_timeout)
@@ -120,7 +125,7 @@ class SMTPSession:
             raise HostFailure(f"cannot connect to {host} [{ip}]:{port}: {exc}") from None
         session = cls(protocol, host, ip, port)
         try:
-            await session._start(options, helo, use_tls, password)
+            await session._start(options, helo, use_tls, password, trust_root, dane)
         except SMTPConnectionLost as exc:
             raise HostFailure(f"{session.peer}: {exc}") from None
         except BaseException:
@@ -129,18 +134,25 @@ class SMTPSession:
         return session
 
     async def _start(self, options: DeliveryOptions, helo: str, use_tls: bool,
-                     password: str | None = None) -> None:
+                     password: str | None = None, trust_root=None, dane=None) -> None:
         greeting = await self.protocol.greeting
         if greeting.code != 220:
             await self.quit()
             raise HostFailure(f"{self.peer} greeted with: {greeting}", greeting.code)
         await self._hello(helo)
         offered = "STARTTLS" in self.extensions
-        if options.starttls != "never" and use_tls and offered:
-            await self._starttls(options, helo)
+        if dane is not None:
+            if not offered:
+                await self.quit()
+                raise HostFailure(f"{self.peer} does not offer STARTTLS and its TLSA "
+                                  f"records require it (DANE)", starttls_missing=True)
+            await self._dane_starttls(dane, helo)
+        elif options.starttls != "never" and use_tls and offered:
+            await self._starttls(options, helo, trust_root)
         elif options.starttls == "required":
             await self.quit()
-            raise HostFailure(f"{self.peer} does not offer STARTTLS and startTLS=required")
+            raise HostFailure(f"{self.peer} does not offer STARTTLS and startTLS=required",
+                              starttls_missing=True)
         if options.username:
             if not self.tls and not ipaddress.ip_address(self.ip).is_loopback:
                 await self.quit()
@@ -163,9 +175,9 @@ class SMTPSession:
             raise HostFailure(f"{self.peer} refused HELO: {reply}", reply.code)
         self.extensions = {}
 
-    async def _starttls(self, options: DeliveryOptions, helo: str) -> None:
+    async def _starttls(self, options: DeliveryOptions, helo: str, trust_root=None) -> None:
         reply = await self.protocol.start_tls(
-            _client_tls(self.host, options.verify_server_identity))
+            _client_tls(self.host, options.verify_server_identity, trust_root))
         if reply.code != 220:
             if options.starttls == "required":
                 raise HostFailure(f"{self.peer} refused STARTTLS: {reply}", reply.code)
@@ -175,6 +187,24 @@ class SMTPSession:
         except SMTPConnectionLost as exc:
             raise HostFailure(f"{self.peer}: TLS handshake failed: {exc}",
                               tls_failed=True) from None
+        self.tls = True
+
+    async def _dane_starttls(self, dane, helo: str) -> None:
+        from .dane import DANEConnectionCreator
+
+        creator = DANEConnectionCreator(dane)
+        reply = await self.protocol.start_tls(creator)
+        if reply.code != 220:
+            raise HostFailure(f"{self.peer} refused STARTTLS: {reply}", reply.code,
+                              starttls_missing=True)
+        try:
+            await self._hello(helo)
+        except SMTPConnectionLost as exc:
+            raise HostFailure(f"{self.peer}: TLS handshake failed: {exc}",
+                              tls_failed=True) from None
+        problem = creator.check()
+        if problem is not None:
+            raise HostFailure(f"{self.peer}: DANE: {problem}", tls_failed=True)
         self.tls = True
 
     async def _auth(self, username: str, password: str) -> None:

@@ -9,6 +9,8 @@ used up; failed recipients are bounced at once.
 
 from __future__ import annotations
 
+import dataclasses
+import ipaddress
 from collections import deque
 
 from twisted.logger import Logger
@@ -16,6 +18,8 @@ from twisted.logger import Logger
 from ..api import ATTR_BODY, ATTR_DSN_ENVID, ATTR_DSN_RCPT, ATTR_DSN_RET, ATTR_SMTPUTF8
 from ..logging_setup import log_delivery
 from . import queue_store
+from .dane import DANEPolicy, secure_mx, tlsa_policy
+from .mta_sts import PolicyError, STSPolicy
 from .options import DeliveryOptions
 from .queue_store import FAILED, PENDING, SENT, QueueEntry
 from .reports import failure_mail, success_mail, unreported_failures, unreported_successes
@@ -60,10 +64,19 @@ class DestinationWorker:
         self.session: SMTPSession | None = None
         self.down: dict[tuple[str, int], HostFailure] = {}
         self.no_tls: set[str] = set()
+        self.no_host_reason: str | None = None
+        self.policy_type: str | None = None        # "sts" when a policy applies
+        self.dane_applies = False
+        self.sts_testing = False                   # MTA-STS mode testing: check, report
+        self.sts_unlisted: set[str] = set()        # MX hosts the policy does not list
+        self.dane: dict[tuple[str, int], DANEPolicy | None] = {}
 
     async def run(self) -> None:
         try:
             hosts, dns_problem = await self._route()
+            if dns_problem is None and not self.options.gateways:
+                hosts = await self._apply_mta_sts(hosts)
+                self.dane_applies = await self._dane_applies(hosts)
             while self.dest.queue:
                 item = self.dest.queue.popleft()
                 try:
@@ -91,6 +104,74 @@ class DestinationWorker:
         except (DNSPermanentError, DNSTemporaryError) as exc:
             return [], exc
         return [(host, port) for _pref, host, port in mx], None
+
+    async def _apply_mta_sts(self, hosts: list[tuple[str, int]]) -> list[tuple[str, int]]:
+        """The hosts the destination's MTA-STS policy allows (RFC 8461 §5); under
+        ``enforce`` the sessions must then use verified TLS."""
+        sts = self.service.mta_sts
+        domain = self.dest.domain
+        if sts is None or (domain in self.service.resolver.static and
+                           all(_is_address(host) for host, _port in hosts)):
+            return hosts                  # dns.hosts routing to addresses overrides DNS
+        try:
+            policy: STSPolicy | None = await sts.policy_for(domain)
+        except PolicyError as exc:
+            log.warn("{domain}: {error}; delivering without MTA-STS", domain=domain,
+                     error=str(exc))
+            self._count_tls("sts", exc.result_type)
+            return hosts
+        except Exception:  # noqa: BLE001 - a policy problem must not stop delivery
+            log.failure("MTA-STS lookup for {domain} failed", domain=domain)
+            return hosts
+        if policy is None or policy.mode == "none":
+            return hosts
+        self.policy_type = "sts"
+        allowed = [(host, port) for host, port in hosts if policy.allows(host)]
+        refused = [host for host, _port in hosts if not policy.allows(host)]
+        self.sts_unlisted = set(refused)
+        for host in refused:
+            log.warn("{domain}: MX {host} is not in its MTA-STS policy (mode {mode}, "
+                     "mx {mx})", domain=domain, host=host, mode=policy.mode,
+                     mx=" ".join(policy.mx))
+            self._count_tls("sts", "validation-failure", host)
+        if policy.mode != "enforce":
+            self.sts_testing = True
+            return hosts                  # testing: report only (§5)
+        if not allowed:
+            self.no_host_reason = (f"4.7.5 no MX host of {domain} matches its MTA-STS "
+                                   f"policy (mx: {', '.join(policy.mx)})")
+        self.options = dataclasses.replace(self.options, starttls="required",
+                                           verify_server_identity=True)
+        return allowed
+
+    async def _dane_applies(self, hosts: list[tuple[str, int]]) -> bool:
+        """DANE is looked at for MX hosts learned securely: a DNSSEC-validated MX
+        answer, or a ``dns.hosts`` route written as host names (RFC 7672 §2.2.1)."""
+        svc = self.service
+        if not svc.dane or not hosts:
+            return False
+        if self.dest.domain in svc.resolver.static:
+            return not all(_is_address(host) for host, _port in hosts)
+        return await secure_mx(svc.reactor, svc.resolver, self.dest.domain)
+
+    async def _dane_for(self, host: str, port: int) -> DANEPolicy | None:
+        """The DANE policy of one MX host (looked up once per worker); HostFailure
+        when its TLSA lookup fails (the host is not used now, RFC 7672 §2.2)."""
+        if (host, port) not in self.dane:
+            try:
+                policy = await tlsa_policy(self.service.reactor, self.service.resolver,
+                                           host, port)
+            except DNSTemporaryError as exc:
+                raise HostFailure(f"{host}: {exc}; not delivering without knowing its "
+                                  f"DANE policy") from None
+            self.dane[(host, port)] = policy
+        return self.dane[(host, port)]
+
+    def _count_tls(self, policy_type: str, result_type: str, mx_host: str = "") -> None:
+        """One session (or policy failure) for TLS-RPT."""
+        if self.service.tls_reports is not None:
+            self.service.tls_reports.record(self.dest.domain, policy_type, result_type,
+                                            mx_host)
 
     def _apply_dns_problem(self, item: WorkItem, problem: Exception) -> None:
         if isinstance(problem, DNSPermanentError):
@@ -138,7 +219,8 @@ class DestinationWorker:
                 await self._record(entry)
         if not hosts:
             for a in [r["address"] for r in entry.pending()]:
-                item.temp_errors[a] = Outcome(DEFERRED, None, f"no host for {self.dest.domain}")
+                item.temp_errors[a] = Outcome(DEFERRED, None, self.no_host_reason or
+                                              f"no host for {self.dest.domain}")
 
     async def _session_for(self, host: str, port: int) -> SMTPSession:
         s = self.session
@@ -183,15 +265,33 @@ class DestinationWorker:
         svc = self.service
         helo = self.options.helo_name or svc.helo_name
         password = self._password(host, port)
+        dane = await self._dane_for(host, port) if self.dane_applies else None
+        if dane is not None and dane.mode == "encrypt" and self.options.verify_server_identity:
+            dane = None     # unusable TLSA: the certificate is verified as asked instead
+        policy_type = "tlsa" if dane is not None else self.policy_type
+        if dane is None and host in self.sts_unlisted:
+            policy_type = None            # counted once already, as not in the policy
+        if (self.sts_testing and dane is None and ip not in self.no_tls
+                and host not in self.sts_unlisted and not self.options.verify_server_identity):
+            probed = await self._open_verified_for_report(host, ip, port, helo, password)
+            if probed is not None:
+                return probed
+            policy_type = None            # the failure is counted; go on unverified
         try:
-            return await SMTPSession.open(svc.reactor, svc.clock, host, ip, port, self.options,
-                                          helo, use_tls=ip not in self.no_tls,
-                                          password=password)
+            session = await SMTPSession.open(svc.reactor, svc.clock, host, ip, port,
+                                             self.options, helo,
+                                             use_tls=ip not in self.no_tls,
+                                             password=password, trust_root=svc.trust_root,
+                                             dane=dane)
         except HostFailure as exc:
-            # With verifyServerIdentity a failed handshake may be a failed verification:
-            # falling back to plaintext would hand the mail to whoever failed it.
+            if policy_type is not None and (exc.starttls_missing or exc.tls_failed):
+                self._count_tls(policy_type, "starttls-not-supported"
+                                if exc.starttls_missing else "validation-failure", host)
+            # With verifyServerIdentity (or DANE) a failed handshake may be a failed
+            # verification: falling back to plaintext would hand the mail to whoever
+            # failed it.
             if (not exc.tls_failed or self.options.starttls == "required"
-                    or self.options.verify_server_identity):
+                    or self.options.verify_server_identity or dane is not None):
                 raise
             log.warn("{host} [{ip}]: {error}; delivering without TLS (startTLS=opportunistic)",
                      host=host, ip=ip, error=str(exc))
@@ -199,6 +299,31 @@ class DestinationWorker:
             return await SMTPSession.open(svc.reactor, svc.clock, host, ip, port,
                                           self.options, helo, use_tls=False,
                                           password=password)
+        if policy_type is not None:
+            self._count_tls(policy_type, "success", "")
+        return session
+
+    async def _open_verified_for_report(self, host: str, ip: str, port: int, helo: str,
+                                        password: str | None) -> SMTPSession | None:
+        """MTA-STS ``testing``: try verified TLS and count the outcome for TLS-RPT; the
+        session when it worked, None after a failed verification (the caller then
+        connects as it would without the policy)."""
+        svc = self.service
+        options = dataclasses.replace(self.options, verify_server_identity=True)
+        try:
+            session = await SMTPSession.open(svc.reactor, svc.clock, host, ip, port, options,
+                                             helo, password=password,
+                                             trust_root=svc.trust_root)
+        except HostFailure as exc:
+            if not exc.tls_failed:
+                raise
+            self._count_tls("sts", "validation-failure", host)
+            log.warn("{host} [{ip}]: {error} (MTA-STS testing: delivering anyway)",
+                     host=host, ip=ip, error=str(exc))
+            return None
+        self._count_tls("sts", "success" if session.tls else "starttls-not-supported",
+                        "" if session.tls else host)
+        return session
 
     def _envelope(self, entry: QueueEntry, recipients: list[str]) -> Envelope:
         attrs = entry.attributes
@@ -277,6 +402,14 @@ class DestinationWorker:
             await self.service.inject(success_mail(entry, sent, source, options.on_success))
             for r in sent:
                 r["reported"] = True
+
+
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
 
 
 def _recipient(entry: QueueEntry, address: str) -> dict:

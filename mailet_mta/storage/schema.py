@@ -227,3 +227,32 @@ webadmin_tokens = Table(
     Column("token_hash", String(64), nullable=False, unique=True),
     Column("created", Float, nullable=False),
 )
+
+# MTA-STS policies of destination domains (RFC 8461 §5), shared by every process: a
+# policy is fetched once per id and used until expires_at (fetched_at + max_age).
+mta_sts_policies = Table(
+    "mta_sts_policies", metadata,
+    Column("domain", String(255), primary_key=True),
+    Column("policy_id", String(64), nullable=False),   # id= of the _mta-sts TXT record
+    Column("mode", String(16), nullable=False),        # enforce | testing | none
+    Column("mx", Text, nullable=False),                # the mx: patterns, one a line
+    Column("max_age", Integer, nullable=False),
+    Column("fetched_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),
+)
+
+# TLS-RPT (RFC 8460) counts: sessions per UTC day, policy domain, policy type
+# (sts / tlsa / no-policy-found) and result type ("success" or a failure type of
+# §4.3), with the receiving MX host for failures.
+tls_report_counts = Table(
+    "tls_report_counts", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("day", String(10), nullable=False),         # YYYY-MM-DD, UTC
+    Column("policy_domain", String(255), nullable=False),
+    Column("policy_type", String(16), nullable=False),
+    Column("result_type", String(64), nullable=False),
+    Column("mx_host", String(255), nullable=False, default=""),
+    Column("count", Integer, nullable=False, default=0),
+    UniqueConstraint("day", "policy_domain", "policy_type", "result_type", "mx_host",
+                     name="uq_tls_report_counts_key"),
+)

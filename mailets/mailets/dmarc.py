@@ -10,6 +10,7 @@ from publicsuffixlist import PublicSuffixList
 from mailet_mta.api import GenericMailet, Mail, MailAddress, TemporaryError
 
 from ..auth_results import add_results
+from .arc_verify import ATTR_ARC
 from .dkim_verify import ATTR_DKIM_RESULTS
 from .spf import ATTR_SPF
 
@@ -36,11 +37,22 @@ class DMARC(GenericMailet):
     ``disposition``: what to do — the policy, applied to ``pct`` percent of failing
     mail and the next milder one to the rest (§6.6.4)} and a ``dmarc=`` clause of our
     ``Authentication-Results`` header. Route with the ``DMARCDisposition`` matcher
-    (``DMARCDisposition=reject``, ``=quarantine``). Parameters: none.
+    (``DMARCDisposition=reject``, ``=quarantine``).
+
+    Parameter ``arcTrustedSealers`` (default none): domains whose ARC seal we trust
+    (comma separated). A mail that fails DMARC but carries a passing ARC chain
+    (``ARCVerify`` before this mailet) whose newest seal is by one of them gets the
+    disposition ``none`` instead of the policy (RFC 7489 §6.7 local policy override,
+    RFC 8617 §7.2): the forwarder vouches that it passed when it reached them. The
+    result stays ``fail``; the clause says ``override=arc`` and the verdict carries
+    ``override``.
     """
 
     info = "evaluates the From: domain's DMARC policy"
-    parameters = ()
+    parameters = ("arcTrustedSealers",)
+
+    def init_mailet(self) -> None:
+        self.arc_trusted = {d.lower().rstrip(".") for d in self.get_list("arcTrustedSealers")}
     sample = staticmethod(random.random)     # [0, 1): the pct draw
 
     async def service(self, mail: Mail) -> None:
@@ -48,7 +60,8 @@ class DMARC(GenericMailet):
         mail.set_attribute(ATTR_DMARC, verdict)
         clause = f"dmarc={verdict['result']}"
         if verdict["policy"]:
-            clause += f" (p={verdict['policy']} dis={verdict['disposition']})"
+            override = f" override={verdict['override']}" if verdict.get("override") else ""
+            clause += f" (p={verdict['policy']} dis={verdict['disposition']}{override})"
         if verdict["domain"]:
             clause += f" header.from={verdict['domain']}"
         add_results(mail, self.context.server_name, [clause])
@@ -75,7 +88,16 @@ class DMARC(GenericMailet):
             return verdict
         verdict["result"] = "fail"
         verdict["disposition"] = self.disposition(policy, record.get("pct", "100"))
+        if verdict["disposition"] != "none" and self.trusted_arc(mail):
+            verdict["disposition"] = "none"
+            verdict["override"] = "arc"
         return verdict
+
+    def trusted_arc(self, mail: Mail) -> bool:
+        """True when the mail's ARC chain passed and its newest seal is trusted."""
+        arc = mail.get_attribute(ATTR_ARC) or {}
+        return arc.get("result") == "pass" and \
+            str(arc.get("sealer", "")).lower().rstrip(".") in self.arc_trusted
 
     def disposition(self, policy: str, pct_text: str) -> str:
         try:

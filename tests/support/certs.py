@@ -34,3 +34,14 @@ def make_cert(directory: str | Path, hostname: str = "localhost") -> tuple[Path,
                                            serialization.PrivateFormat.PKCS8,
                                            serialization.NoEncryption()))
     return cert_path, key_path
+
+
+def make_trusted_certs(directory: str | Path, *hostnames: str
+                       ) -> tuple[dict[str, tuple[Path, Path]], Path]:
+    """A certificate for each of ``hostnames`` (in its own folder) and ``ca.pem``
+    holding them all: the trust roots a client is given (``tlsPolicy.caFile``)."""
+    directory = Path(directory)
+    made = {name: make_cert(directory / name, name) for name in hostnames}
+    bundle = directory / "ca.pem"
+    bundle.write_bytes(b"".join(cert.read_bytes() for cert, _key in made.values()))
+    return made, bundle

@@ -31,13 +31,14 @@ class DeliveryHarness:
     """Builds the service; ``enqueue`` a mail, ``until`` a condition, ``rows`` to inspect."""
 
     def __init__(self, tmp_path, hosts: dict[str, list[str]], url: str | None = None,
-                 clock=None, **service_kw):
+                 clock=None, dns_servers: list[str] | None = None, **service_kw):
         self.db = Database(url or "sqlite:///" + str(tmp_path / "q.sqlite3"))
         self.db.upgrade()
         self.db.start()
         self.blobs = BlobStore(tmp_path / "blobs", inline_limit=service_kw.pop(
             "inline_limit", 65536))
-        self.resolver = Resolver(DNSConfig(hosts=hosts, servers=["127.0.0.1:1"], timeout=1))
+        self.resolver = Resolver(DNSConfig(hosts=hosts, servers=dns_servers or ["127.0.0.1:1"],
+                                           timeout=1))
         self.injected: list[Mail] = []
         self.clock = clock
         service_kw.setdefault("poll_interval", 0.2)

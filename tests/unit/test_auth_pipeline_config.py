@@ -1,4 +1,4 @@
-"""The shipped configurations carry the DKIM, SPF and DMARC lines commented out: a
+"""The shipped configurations carry the DKIM, SPF, ARC and DMARC lines commented out: a
 server without keys starts as before, and once uncommented the lines are valid."""
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = ["mailet_mta/config/defaults/default.yaml", "conf/mailet-mta.yaml",
            "conf/config.xml"]
 KEY_PATH = "/var/lib/mailet-mta/dkim/example.com.mail.key"
+ARC_KEY_PATH = "/var/lib/mailet-mta/dkim/example.com.arc.key"
 YAML_LINE = re.compile(r"^(\s*)# ((?:matchers:|  from-outside:|    match: Not|"
                        r"    matchers: \[|- \{match|   parameters: ).*)$")
 
@@ -48,7 +49,10 @@ def test_shipped_configuration_has_authentication_off(name):
 def test_shipped_authentication_lines_are_valid_once_uncommented(name, tmp_path):
     key = tmp_path / "k.key"
     key.write_bytes(generate_key().private)
-    text = uncommented(ROOT / name).replace(KEY_PATH, str(key))
+    arc_key = tmp_path / "arc.key"
+    arc_key.write_bytes(generate_key("rsa").private)
+    text = uncommented(ROOT / name).replace(KEY_PATH, str(key)).replace(ARC_KEY_PATH,
+                                                                        str(arc_key))
     assert "# - {match: from-outside" not in text and "class=\"DKIMVerify\"/>\n      -->" \
         not in text
     path = tmp_path / Path(name).name
@@ -56,7 +60,7 @@ def test_shipped_authentication_lines_are_valid_once_uncommented(name, tmp_path)
     pipeline = build_pipeline(path)
     names = {type(pair.mailet).__name__ for processor in pipeline.processors.values()
              for pair in processor.pairs}
-    assert {"DKIMVerify", "SPF", "DMARC", "DKIMSign"} <= names
+    assert {"DKIMVerify", "SPF", "ARCVerify", "DMARC", "DKIMSign", "ARCSeal"} <= names
     broken = tmp_path / ("broken" + path.suffix)
     broken.write_text(text.replace(str(key), str(tmp_path / "missing.key")))
     with pytest.raises(ConfigurationError, match="missing.key"):

@@ -131,6 +131,8 @@ SAMPLES = {
     "helo_required": ("false", False), "enable_vrfy": ("true", True),
     "reject_unknown_local_users": ("false", False),
     "dmarc_reject": ("true", True),
+    "arc_trusted_sealers": ("lists.example.org, fwd.example.net",
+                            ["lists.example.org", "fwd.example.net"]),
 }
 TLS = "{certificate: /c.pem, privateKey: /k.pem}"
 

@@ -42,3 +42,26 @@ def test_only_mail_from_outside_is_checked():
     assert check.applies_to(mail("ceo@a.test"))
     assert not check.applies_to(mail("ceo@a.test", auth_user="alice@a.test"))
     assert not check.applies_to(mail("ceo@a.test", attributes={ATTR_AUTH_NETWORK: True}))
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_trusted_arc_seal_lets_a_forwarded_dmarc_failure_through(tmp_path):
+    from mailets.dkim_keys import generate_key
+    from mailets.mailets.arc_seal import ARCSeal
+    from mailets.mailets.arc_verify import ARCVerify
+
+    key = generate_key("rsa")
+    (tmp_path / "b.key").write_bytes(key.private)
+    zone = {**ZONE, ("arc._domainkey.b.test", "TXT"): [key.public_record().encode()]}
+    forwarder = MemoryContext(server_name="mx.b.test", dns=zone)
+    forwarded = mail("ceo@a.test")
+    await forwarder.mailet(ARCVerify).service(forwarded)
+    await forwarder.mailet(ARCSeal, key=f"b.test:arc:{tmp_path / 'b.key'}").service(forwarded)
+    arrived = Mail(sender=forwarded.sender, recipients=forwarded.recipients,
+                   message=forwarded.message_bytes(), remote_addr="198.51.100.1",
+                   helo="mx.b.test")
+    assert await DMARCRejectCheck(MemoryContext(dns=zone), ["b.test"]).check(arrived) is None
+    with pytest.raises(MailRefused):
+        await DMARCRejectCheck(MemoryContext(dns=zone), ["c.test"]).check(arrived)
+    with pytest.raises(MailRefused):
+        await DMARCRejectCheck(MemoryContext(dns=zone)).check(arrived)

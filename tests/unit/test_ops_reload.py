@@ -173,3 +173,20 @@ async def test_a_changed_smarthost_password_applies_to_the_next_delivery(running
     assert await server.reload() is True
     assert server.outgoing.credentials.password("relay.example.net", 587,
                                                 "mailer") == "new-secret"
+
+
+@pytest_twisted.ensureDeferred
+async def test_reload_applies_the_tls_policy_and_refuses_a_missing_ca_file(running, tmp_path):
+    server, path = running
+    outgoing = server.outgoing
+    assert outgoing.mta_sts is not None and not outgoing.dane
+    assert outgoing.tls_reports is not None and outgoing.trust_root is None
+    write_config(path, server.data_dir, tlsPolicy={"caFile": str(tmp_path / "missing.pem")})
+    assert await server.reload() is False
+    assert outgoing.mta_sts is not None                      # nothing changed
+    cert, _key = make_cert(tmp_path / "ca")
+    write_config(path, server.data_dir, tlsPolicy={
+        "mtaSts": False, "dane": True, "tlsReports": False, "caFile": str(cert)})
+    assert await server.reload() is True
+    assert outgoing.mta_sts is None and outgoing.dane and outgoing.tls_reports is None
+    assert outgoing.trust_root is not None
