@@ -25,12 +25,16 @@ from twisted.application import service
 from twisted.internet import defer
 from twisted.logger import Logger
 
+from .shared_sockets import listen_on
 from .spool.observer import PipelineObserver
 
 log = Logger(namespace="mailet_mta.metrics")
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 PREFIX = "mailet_mta"
+# Set by the supervisor for worker processes: each writes its counters to files in
+# this directory and a scrape adds up every worker's (prometheus_client multiprocess).
+MULTIPROCESS_ENVIRONMENT = "PROMETHEUS_MULTIPROC_DIR"
 
 CONNECTIONS = Counter(f"{PREFIX}_connections", "Connections accepted by a listener",
                       ["protocol", "listener"], registry=REGISTRY)
@@ -101,6 +105,18 @@ def delivery(relay: str, status: str, recipients: int = 1) -> None:
 def processor_timer(name: str):
     """The histogram child of processor ``name`` (call ``.observe(seconds)``)."""
     return _child(PROCESSOR_SECONDS, name)
+
+
+def process_figures() -> dict[str, int]:
+    """This process's totals since it started: SMTP connections, mails accepted and
+    recipients delivered (the heartbeat records them for ``mailet-mta status``)."""
+    def total(metric, **labels) -> int:
+        return int(sum(sample.value for family in metric.collect()
+                       for sample in family.samples if sample.name.endswith("_total")
+                       and labels.items() <= sample.labels.items()))
+
+    return {"connections": total(CONNECTIONS), "accepted": total(SMTP_ACCEPTED),
+            "delivered": total(DELIVERIES, status="sent")}
 
 
 # -- what the database knows, read at scrape time ------------------------------------------
@@ -195,6 +211,8 @@ class MetricsService(service.Service):
         self.source = source
         self._reactor = reactor
         self.port = None
+        self.scraped = REGISTRY
+        self.adopted_fd: int | None = None  # a socket shared by worker processes
         self.collector = ServerCollector(server)
         self.endpoint = self._endpoint()
 
@@ -219,14 +237,19 @@ class MetricsService(service.Service):
         from twisted.web.server import Site
 
         super().startService()
-        REGISTRY.register(self.collector)
+        registry = scrape_registry()
+        self.scraped = registry
+        registry.register(self.collector)
         root = Resource()
-        root.putChild(b"metrics", MetricsResource(registry=REGISTRY))
-        root.putChild(b"", MetricsResource(registry=REGISTRY))
+        root.putChild(b"metrics", MetricsResource(registry=registry))
+        root.putChild(b"", MetricsResource(registry=registry))
         site = Site(root)
         site.noisy = False
         site.log = lambda request: None   # scrapes are not access-logged
-        d = self.endpoint.listen(site)
+        reactor = self._reactor
+        if reactor is None:
+            from twisted.internet import reactor
+        d = listen_on(reactor, self.endpoint, site, self.adopted_fd)
 
         def bound(port):
             self.port = port
@@ -246,13 +269,27 @@ class MetricsService(service.Service):
     def stopService(self):
         super().stopService()
         try:
-            REGISTRY.unregister(self.collector)
+            self.scraped.unregister(self.collector)
         except KeyError:
             pass
         port, self.port = self.port, None
         if port is not None:
             return defer.maybeDeferred(port.stopListening)
         return defer.succeed(None)
+
+
+def scrape_registry() -> CollectorRegistry:
+    """What a scrape reads: this process's metrics, or — in a worker process — every
+    worker's, added up from the multiprocess directory."""
+    import os
+
+    if not os.environ.get(MULTIPROCESS_ENVIRONMENT):
+        return REGISTRY
+    from prometheus_client import multiprocess
+
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)
+    return registry
 
 
 class MetricsObserver(PipelineObserver):

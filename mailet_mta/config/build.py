@@ -476,6 +476,7 @@ TOP_KEYS: Table = {
     **keys("smarthost", build_smarthost, "smarthost"),
     **keys("logging", build_logging, "logging"),
     **keys("auth_throttle", build_auth_throttle, "authThrottle", "auth_throttle"),
+    **keys("workers", v.workers, "workers"),
     **keys("extra", lambda n, w: mapping(n, w) and n.to_python(), "extra"),
 }
 # Sections kept in ServerConfig.extra under their own name, built by their function.
