@@ -246,7 +246,8 @@ class ServerConfig:
         "processes ``serve`` runs (1 to 256, or auto = one per core): with more than "
         "one, a supervisor opens every listener once and its worker processes share "
         "them, each a node of the database (docs/operations.md, Worker processes); "
-        "James has no equivalent (one JVM, threads)", default=None)
+        "James has no equivalent (one JVM, threads)", default=None,
+        shown_default="auto")
     extra: dict[str, Any] = doc("sections other subsystems read (e.g. metrics)",
                                 default_factory=dict)
     path: str | None = None
