@@ -73,14 +73,15 @@ def bench_processors() -> dict:
 
 
 class MailetTarget:
-    """mailet-mta serve as a child process; delivered = rows in ``messages``."""
+    """mailet-mta serve as a child process; delivered = rows in ``messages``. With
+    ``workers`` above 1 it is named ``mailet-mta-w<N>`` and its CPU is the
+    supervisor's plus every worker's."""
 
-    name = "mailet-mta"
-
-    def __init__(self, workdir: Path):
+    def __init__(self, workdir: Path, workers: int = 1):
         data = workdir / "var"
+        self.name = "mailet-mta" if workers == 1 else f"mailet-mta-w{workers}"
         config = base_config(
-            data, servernames=["example.com"],
+            data, servernames=["example.com"], workers=workers,
             smtp=[{"name": "smtp", "listen": "tcp:0:interface=127.0.0.1",
                    "authRequired": True, "authorizedAddresses": ["127.0.0.1/32"]}],
             pop3=[{"name": "pop3", "listen": "tcp:0:interface=127.0.0.1"}],
@@ -93,6 +94,7 @@ class MailetTarget:
         self.server.add_user(RCPT, PASSWORD)
         self.server.start()
         self.pid = self.server.proc.pid
+        self.pids = [self.pid] + [w["pid"] for w in self.server.info().get("workers", [])]
         self.port = self.server.port("smtp")
         self._db = sqlite3.connect(f"file:{self.db_path}?mode=ro", uri=True,
                                    check_same_thread=False)
@@ -100,6 +102,12 @@ class MailetTarget:
 
     def delivered(self) -> int:
         return self._db.execute("SELECT count(*) FROM messages").fetchone()[0]
+
+    def per_worker(self) -> dict:
+        """Connections and mails each worker took, from the nodes' last heartbeats."""
+        rows = self._db.execute("SELECT name, info FROM nodes ORDER BY name").fetchall()
+        return {name: {k: v for k, v in json.loads(info or "{}").items()
+                       if k in ("connections", "accepted")} for name, info in rows}
 
     def stop(self):
         if self._db is not None:
@@ -153,11 +161,16 @@ def watch_delivery(target, goal: int, stop: threading.Event, found: dict) -> Non
         time.sleep(0.005)
 
 
+def target_cpu(target) -> float:
+    """CPU seconds of the target's processes (a supervisor's and its workers')."""
+    return sum(cpu_seconds(pid) for pid in getattr(target, "pids", [target.pid]))
+
+
 def run_cell(target, size: int, connections: int, count: int, timeout: float = 600) -> dict:
     goal = target.delivered() + count
     found, stop = {}, threading.Event()
     watcher = threading.Thread(target=watch_delivery, args=(target, goal, stop, found))
-    cpu0 = cpu_seconds(target.pid)
+    cpu0 = target_cpu(target)
     watcher.start()
     load = run_load(target.port, connections, count, size)
     watcher.join(timeout)
@@ -165,7 +178,7 @@ def run_cell(target, size: int, connections: int, count: int, timeout: float = 6
     if "at" not in found:
         raise RuntimeError(f"{target.name}: {goal - target.delivered()} of {count} mails "
                            f"not delivered after {timeout}s")
-    cpu1 = cpu_seconds(target.pid)
+    cpu1 = target_cpu(target)
     done = max(found["at"], load["end"])
     lat = load["latencies"]
     return {"rate": count / (done - load["start"]),
@@ -328,6 +341,20 @@ def report(summary, large, idle, met) -> None:
         print(f"  {status:7} {what}{extra}")
 
 
+def worker_spread(targets) -> dict:
+    """How the work of each mailet-mta with workers spread over them (printed)."""
+    multi = [t for t in targets if isinstance(t, MailetTarget) and len(t.pids) > 1]
+    if not multi:
+        return {}
+    time.sleep(11)                         # one heartbeat: the counters are recorded
+    spread = {t.name: t.per_worker() for t in multi}
+    for name, workers in spread.items():
+        print(f"{name}: " + ", ".join(f"{node}: {v.get('connections', 0)} connections, "
+                                      f"{v.get('accepted', 0)} mails"
+                                      for node, v in workers.items()))
+    return spread
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true",
@@ -337,6 +364,9 @@ def main() -> None:
     parser.add_argument("--sizes", default="1024,102400")
     parser.add_argument("--connections", default="1,16")
     parser.add_argument("--servers", default="mailet-mta,aiosmtpd,twisted")
+    parser.add_argument("--workers", default="1", metavar="N[,N…]",
+                        help="mailet-mta's workers setting; several values run one "
+                             "mailet-mta per value, interleaved (e.g. 1,2)")
     parser.add_argument("--large", type=int, default=None, help="octets (50,000,000)")
     parser.add_argument("--idle", type=int, default=None, help="idle connections (1000)")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
@@ -359,9 +389,13 @@ def main() -> None:
     targets = []
     try:
         for name in names:
-            t = MailetTarget(work / name) if name == "mailet-mta" else PeerTarget(name, work / name)
-            targets.append(t.start())
+            if name == "mailet-mta":
+                for n in (int(w) for w in args.workers.split(",")):
+                    targets.append(MailetTarget(work / f"{name}-w{n}", n).start())
+            else:
+                targets.append(PeerTarget(name, work / name).start())
         results = run_matrix(targets, sizes, conns, count, repeats)
+        spread = worker_spread(targets)
         mailet = next((t for t in targets if t.name == "mailet-mta"), None)
         large = idle = None
         if mailet and large_size:
@@ -383,7 +417,7 @@ def main() -> None:
     write_json(args.json, {"machine": info, "count": count, "repeats": repeats,
                            "client": "asyncio (bench/smtp_load.py)", "runs": results,
                            "median": summary, "large": large, "idle": idle, "targets": met,
-                           "profiles": profiles,
+                           "profiles": profiles, "worker_spread": spread,
                            "loadavg_end": __import__("os").getloadavg()})
 
 

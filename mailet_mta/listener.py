@@ -5,8 +5,8 @@ The same names everywhere: ``listening_port`` is the IListeningPort, ``port`` th
 port number, ``listening`` a Deferred firing with the IListeningPort once the listener
 takes connections, ``factory.sessions`` the open sessions, ``factory.limits`` their
 :class:`~mailet_mta.flow.limits.ConnectionLimits`, ``tls_context`` the listener's
-certificate (None without one), ``adopted_fd`` the inherited socket a worker process
-listens on instead of binding (:mod:`mailet_mta.shared_sockets`). ``reconfigure``
+certificate (None without one), ``shared_fd`` the address a worker process shares
+with the others (:mod:`mailet_mta.shared_sockets`). ``reconfigure``
 applies a reloaded listener configuration — limits, timeouts, policy and certificate —
 to new sessions; sessions already open keep what they started with.
 """
@@ -105,7 +105,7 @@ class ListenerService(service.Service):
         self.listening_port = None
         self.port: int | None = None
         self.listening: defer.Deferred = defer.Deferred()
-        self.adopted_fd: int | None = None  # a socket shared by worker processes
+        self.shared_fd: int | None = None  # a socket shared by worker processes
         self.setName(f"{self.kind}:{config.name}")
 
     # -- start and stop -------------------------------------------------------------------
@@ -115,7 +115,7 @@ class ListenerService(service.Service):
         fails ``listening``."""
         super().startService()
         endpoint, factory = self._endpoint()
-        d = listen_on(self.reactor, endpoint, factory, self.adopted_fd)
+        d = listen_on(self.reactor, endpoint, factory, self.shared_fd)
         d.addCallback(self._bound)
         d.addCallbacks(self._ready, self._failed)
         d.chainDeferred(self.listening)

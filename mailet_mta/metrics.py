@@ -212,7 +212,7 @@ class MetricsService(service.Service):
         self._reactor = reactor
         self.port = None
         self.scraped = REGISTRY
-        self.adopted_fd: int | None = None  # a socket shared by worker processes
+        self.shared_fd: int | None = None  # a socket shared by worker processes
         self.collector = ServerCollector(server)
         self.endpoint = self._endpoint()
 
@@ -249,7 +249,7 @@ class MetricsService(service.Service):
         reactor = self._reactor
         if reactor is None:
             from twisted.internet import reactor
-        d = listen_on(reactor, self.endpoint, site, self.adopted_fd)
+        d = listen_on(reactor, self.endpoint, site, self.shared_fd)
 
         def bound(port):
             self.port = port

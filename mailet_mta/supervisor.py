@@ -2,9 +2,10 @@
 
 The supervisor does no mail work. It prepares the data directory and the database
 (schema upgrade, leases and left-overs of a previous run), opens every listener of the
-configuration once (:func:`mailet_mta.service.configured_listeners`), and starts the
-workers: each is ``mailet-mta serve`` with the same arguments, the listening sockets
-inherited (:mod:`mailet_mta.shared_sockets`) and its role in ``MAILET_MTA_WORKER``
+configuration once (:func:`mailet_mta.service.configured_listeners`; the bound
+addresses are shared with ``SO_REUSEPORT``, see :mod:`mailet_mta.shared_sockets`), and
+starts the workers: each is ``mailet-mta serve`` with the same arguments, the bound
+sockets inherited and its role in ``MAILET_MTA_WORKER``
 (:mod:`mailet_mta.worker_role`). Each worker is a complete server and a node of the
 database (``<node>-w<index>``); they share the spool by leases, as nodes sharing
 PostgreSQL do.
@@ -124,11 +125,11 @@ class Supervisor:
         from .api import ConfigurationError
         from .cli.common import CLIError
         from .service import configured_listeners
-        from .shared_sockets import open_listening_socket
+        from .shared_sockets import reserve_address
 
         for key, listen, source in configured_listeners(self.config):
             try:
-                self.sockets[key] = open_listening_socket(listen, key, source)
+                self.sockets[key] = reserve_address(listen, key, source)
             except ConfigurationError as exc:
                 raise CLIError(f"configuration error: {exc}") from None
             except OSError as exc:

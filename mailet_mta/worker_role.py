@@ -2,8 +2,9 @@
 
 The supervisor (:mod:`mailet_mta.supervisor`) starts each worker as ``mailet-mta
 serve`` with the same arguments and one environment variable, ``MAILET_MTA_WORKER``: a
-JSON object with the worker's index, the inherited listening sockets by listener key
-(``smtp:submission`` → descriptor) and the descriptor of a pipe on which the worker
+JSON object with the worker's index, the inherited bound sockets by listener key
+(``smtp:submission`` → descriptor; the worker listens beside each, see
+:mod:`mailet_mta.shared_sockets`) and the descriptor of a pipe on which the worker
 reports, once every listener listens, one JSON line: its pid, node name and listeners.
 """
 
@@ -57,7 +58,7 @@ class WorkerRole:
             if key not in self.sockets:
                 raise ConfigurationError(f"listener {key} has no socket from the "
                                          f"supervisor; run it with workers: 1")
-            svc.adopted_fd = self.sockets[key]
+            svc.shared_fd = self.sockets[key]
 
     def report_ready(self, node: str, listeners: dict) -> None:
         """Tell the supervisor this worker takes connections (one JSON line)."""

@@ -13,7 +13,7 @@ from mailet_mta.api import ConfigurationError
 from mailet_mta.config import load_config_text
 from mailet_mta.config.model import MAX_WORKERS
 from mailet_mta.service import configured_listeners
-from mailet_mta.shared_sockets import open_listening_socket
+from mailet_mta.shared_sockets import listen_on, reserve_address
 from mailet_mta.supervisor import (
     FIRST_BACKOFF,
     MAX_BACKOFF,
@@ -69,21 +69,34 @@ def test_configured_listeners_names_every_listener_with_its_kind():
         ("http:metrics", "tcp:9464")]
 
 
-def test_a_shared_socket_listens_where_the_endpoint_string_says():
-    sock = open_listening_socket("tcp:0:interface=127.0.0.1:backlog=7", "smtp:smtp")
+def test_workers_listen_beside_the_reserved_address_and_share_its_port():
+    from twisted.internet import endpoints, reactor
+    from twisted.internet.protocol import Factory, Protocol
+
+    listen = "tcp:0:interface=127.0.0.1:backlog=7"
+    reserved = reserve_address(listen, "smtp:smtp")
+    ports = []
     try:
-        host, port = sock.getsockname()
-        assert host == "127.0.0.1" and port > 0 and not sock.getblocking()
-        with socket.create_connection((host, port), timeout=5):
-            pass                                   # the kernel queues it: it listens
+        host, port = reserved.getsockname()
+        assert host == "127.0.0.1" and port > 0
+        with pytest.raises(ConnectionRefusedError):      # reserved, nobody listens yet
+            socket.create_connection((host, port), timeout=5).close()
+        for _ in range(2):                                # two workers, one port
+            d = listen_on(reactor, endpoints.serverFromString(reactor, listen),
+                          Factory.forProtocol(Protocol), os.dup(reserved.fileno()))
+            ports.append(d.result)
+        assert {p.getHost().port for p in ports} == {port}
+        socket.create_connection((host, port), timeout=5).close()
     finally:
-        sock.close()
+        reserved.close()
+        for p in ports:
+            p.stopListening()
 
 
 def test_an_endpoint_that_cannot_be_shared_is_refused_by_name():
     with pytest.raises(ConfigurationError, match="pop3:pop3: listen 'unix:/tmp/x' cannot "
                                                  "be shared by worker processes"):
-        open_listening_socket("unix:/tmp/x", "pop3:pop3")
+        reserve_address("unix:/tmp/x", "pop3:pop3")
 
 
 def test_a_worker_refuses_a_listener_without_a_socket():
@@ -91,12 +104,12 @@ def test_a_worker_refuses_a_listener_without_a_socket():
                       sockets={"smtp:smtp": 5})
 
     class Service:
-        adopted_fd = None
+        shared_fd = None
 
     smtp, imap = Service(), Service()
     with pytest.raises(ConfigurationError, match="listener imap:imap has no socket"):
         role.adopt_listeners([("smtp", "smtp", smtp), ("imap", "imap", imap)])
-    assert smtp.adopted_fd == 5
+    assert smtp.shared_fd == 5
     assert WorkerRole.from_environment({"MAILET_MTA_WORKER": role.to_environment()}) == role
 
 
