@@ -13,8 +13,10 @@ import re
 import signal
 import smtplib
 import ssl
+import sys
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -184,3 +186,19 @@ def test_workers_refuse_a_listener_they_cannot_share(tmp_path):
     with pytest.raises(RuntimeError, match="exited with 1"):
         srv.start(timeout=60)
     assert "cannot be shared by worker processes" in srv.log_text()
+
+
+def test_twistd_runs_one_process_whatever_workers_says(tmp_path):
+    srv = ServerProcess(tmp_path, _config(tmp_path), name="twistd")
+    srv.command = [str(Path(sys.executable).parent / "twistd"), "-n", "--pidfile=",
+                   "mailet-mta", "--config", str(srv.config_path)]
+    srv.add_user(USER, PASSWORD)
+    srv.start()
+    try:
+        assert "workers" not in srv.info()
+        assert "twistd runs one process: workers (2) applies to mailet-mta serve" \
+            in srv.log_text()
+        send(srv, "via twistd")
+        wait_for(lambda: len(messages(srv)) == 1, what="delivery under twistd")
+    finally:
+        srv.stop()
