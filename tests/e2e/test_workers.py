@@ -132,6 +132,14 @@ def test_status_shows_the_supervisor_and_both_workers_with_totals(server):
     assert sorted(w["pid"] for w in workers["workers"]) == sorted(worker_pids(server).values())
     assert all(w["running"] for w in workers["workers"])
     assert workers["total"]["running"] == 2
+
+    def totals():
+        report = json.loads(server.cli("status", "--json").stdout)["workers"]
+        return report["total"]["accepted"] == 1 and report
+
+    workers = wait_for(totals, timeout=25, interval=1, what="the heartbeats' counts")
+    assert sorted(w["accepted"] for w in workers["workers"]) == [0, 1]
+    assert workers["total"]["delivered"] == 1
     table = server.cli("status").stdout
     assert "workers: 2 running of 2" in table
     for pid in worker_pids(server).values():
