@@ -24,6 +24,7 @@ from twisted.logger import Logger
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from zope.interface import implementer
 
+from . import metrics
 from .api import ConfigurationError
 from .flow.limits import ConnectionLimits
 from .shared_sockets import listen_on
@@ -65,6 +66,7 @@ class ListenerFactory(Factory):
         self.tls_context = tls_context
         self.sessions: set = set()
         self.limits = ConnectionLimits()
+        self.metric_labels: tuple[str, str] | None = None   # (protocol, listener name)
 
     def refusal(self, ip: str) -> str | None:
         """Why a new session from ``ip`` is refused now (None: it is admitted)."""
@@ -74,11 +76,15 @@ class ListenerFactory(Factory):
         session._ip_key = ip
         self.sessions.add(session)
         self.limits.opened(ip)
+        if self.metric_labels is not None:
+            metrics.session_opened(*self.metric_labels)
 
     def session_ended(self, session) -> None:
         if session in self.sessions:
             self.sessions.discard(session)
             self.limits.closed(session._ip_key)
+            if self.metric_labels is not None:
+                metrics.session_closed(*self.metric_labels)
 
 
 class ListenerService(service.Service):
@@ -106,6 +112,7 @@ class ListenerService(service.Service):
         self.port: int | None = None
         self.listening: defer.Deferred = defer.Deferred()
         self.shared_fd: int | None = None  # a socket shared by worker processes
+        factory.metric_labels = (self.kind, config.name)
         self.setName(f"{self.kind}:{config.name}")
 
     # -- start and stop -------------------------------------------------------------------

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from twisted.application import service
 from twisted.internet import defer
@@ -57,6 +57,11 @@ PROCESSOR_SECONDS = Histogram(f"{PREFIX}_processor_seconds",
                               buckets=(.0005, .001, .0025, .005, .01, .025, .05, .1, .25,
                                        .5, 1, 2.5, 5, 10, 30))
 
+# With worker processes, a scrape adds up the sessions of the workers alive now.
+OPEN_SESSIONS = Gauge(f"{PREFIX}_open_sessions", "Sessions open now",
+                      ["protocol", "listener"], registry=REGISTRY,
+                      multiprocess_mode="livesum")
+
 # Enhanced status codes → the reason label of SMTP_REJECTED (RFC 3463).
 REJECT_REASONS = {
     "5.7.1": "relay_denied_or_policy", "5.7.0": "auth_required",
@@ -84,6 +89,14 @@ def _child(metric, *labels):
 def connection(protocol: str, listener: str) -> None:
     """Count one accepted connection."""
     _child(CONNECTIONS, protocol, listener).inc()
+
+
+def session_opened(protocol: str, listener: str) -> None:
+    _child(OPEN_SESSIONS, protocol, listener).inc()
+
+
+def session_closed(protocol: str, listener: str) -> None:
+    _child(OPEN_SESSIONS, protocol, listener).dec()
 
 
 def smtp_accepted(listener: str) -> None:
@@ -131,7 +144,6 @@ class ServerCollector:
 
     def collect(self):
         server = self.server
-        yield self._sessions()
         try:
             with server.db.engine.connect() as conn:
                 figures = read_figures(conn)
@@ -148,17 +160,6 @@ class ServerCollector:
         yield _gauge("repository_mails", "Mails kept in each repository (error, "
                      "relay-denied, …)", ["repository"],
                      {(k,): n for k, n in figures["repositories"].items()})
-
-    def _sessions(self):
-        family = GaugeMetricFamily(f"{PREFIX}_open_sessions", "Sessions open now",
-                                   labels=["protocol", "listener"])
-        for name, kind, svc in list(getattr(self.server, "listeners", ())):
-            if kind not in ("smtp", "pop3"):
-                continue
-            factory = getattr(svc, "factory", None)
-            sessions = getattr(factory, "sessions", ())
-            family.add_metric([kind, name], len(sessions))
-        return family
 
 
 def _gauge(name: str, text: str, labels: list[str], values: dict[tuple, int]):

@@ -119,6 +119,14 @@ def test_two_workers_share_every_listener_and_the_mail_spreads_over_both(server)
     # /metrics adds up both workers, whichever answers the scrape.
     for _ in range(4):
         assert accepted_in_scrape(scrape(server)) == 25
+    held = [smtplib.SMTP("127.0.0.1", server.port("smtp"), timeout=10) for _ in range(6)]
+    try:
+        for _ in range(4):
+            assert 'mailet_mta_open_sessions{listener="smtp",protocol="smtp"} 6.0' \
+                in scrape(server)
+    finally:
+        for client in held:
+            client.quit()
 
 
 def test_status_shows_the_supervisor_and_both_workers_with_totals(server):
