@@ -56,9 +56,9 @@ def run(args) -> int:
             supervisor.prepare()
         return supervisor.run()
     server = build(config, args.node_name, worker)
-    if worker is None:
+    if worker is None or worker.index == 0:     # said once, not by every worker
         _warn(config, server.directory)
-    else:
+    if worker is not None:
         _watch_supervisor(worker)
     reactor.callWhenRunning(server.startService)
     reactor.addSystemEventTrigger("before", "shutdown", server.stopService)

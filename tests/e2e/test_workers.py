@@ -218,3 +218,10 @@ def test_twistd_runs_one_process_whatever_workers_says(tmp_path):
         wait_for(lambda: len(messages(srv)) == 1, what="delivery under twistd")
     finally:
         srv.stop()
+
+
+def test_start_up_warnings_are_logged_once_not_by_every_worker(tmp_path):
+    srv = ServerProcess(tmp_path, _config(tmp_path))     # no user: nobody can log in
+    with srv:
+        wait_for(lambda: len(worker_pids(srv)) == 2, what="both workers")
+    assert srv.log_text().count("no user exists") == 1, srv.log_text()[-3000:]
