@@ -120,12 +120,17 @@ def tuned_config(data: Path) -> dict:
 
 
 class MailetTarget:
-    """mailet-mta serve as a child process; delivered = rows in ``messages``."""
+    """mailet-mta serve as a child process; delivered = rows in ``messages``. With
+    ``workers`` above 1 it is named ``mailet-mta-w<N>`` and its CPU is the
+    supervisor's plus every worker's."""
 
-    def __init__(self, workdir: Path, shipped: bool = False):
+    def __init__(self, workdir: Path, shipped: bool = False, workers: int = 1):
         self.name = "mailet-mta-shipped" if shipped else "mailet-mta"
+        if workers != 1:
+            self.name += f"-w{workers}"
         data = workdir / "var"
         config = shipped_config(data) if shipped else tuned_config(data)
+        config["workers"] = workers
         self.server = ServerProcess(workdir, config, name="mailet-mta")
         self.db_path = data / "mailet-mta.sqlite3"
         self._db = None
@@ -134,6 +139,7 @@ class MailetTarget:
         self.server.add_user(RCPT, PASSWORD)
         self.server.start()
         self.pid = self.server.proc.pid
+        self.pids = [self.pid] + [w["pid"] for w in self.server.info().get("workers", [])]
         self.port = self.server.port("smtp")
         self._db = sqlite3.connect(f"file:{self.db_path}?mode=ro", uri=True,
                                    check_same_thread=False)
@@ -141,6 +147,12 @@ class MailetTarget:
 
     def delivered(self) -> int:
         return self._db.execute("SELECT count(*) FROM messages").fetchone()[0]
+
+    def per_worker(self) -> dict:
+        """Connections and mails each worker took, from the nodes' last heartbeats."""
+        rows = self._db.execute("SELECT name, info FROM nodes ORDER BY name").fetchall()
+        return {name: {k: v for k, v in json.loads(info or "{}").items()
+                       if k in ("connections", "accepted")} for name, info in rows}
 
     def stop(self):
         if self._db is not None:
@@ -408,6 +420,20 @@ def report(summary, large, idle, met) -> None:
         print(f"  {status:7} {what}{extra}")
 
 
+def worker_spread(targets) -> dict:
+    """How the work of each mailet-mta with workers spread over them (printed)."""
+    multi = [t for t in targets if isinstance(t, MailetTarget) and len(t.pids) > 1]
+    if not multi:
+        return {}
+    time.sleep(11)                         # one heartbeat: the counters are recorded
+    spread = {t.name: t.per_worker() for t in multi}
+    for name, workers in spread.items():
+        print(f"{name}: " + ", ".join(f"{node}: {v.get('connections', 0)} connections, "
+                                      f"{v.get('accepted', 0)} mails"
+                                      for node, v in workers.items()))
+    return spread
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true",
@@ -419,6 +445,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--servers", type=server_list(SERVERS),
                         default="mailet-mta,mailet-mta-shipped,postfix,aiosmtpd,twisted",
                         help=f"comma-separated, of: {', '.join(SERVERS)}")
+    parser.add_argument("--workers", default="1", metavar="N[,N…]",
+                        help="mailet-mta's workers setting; several values run one "
+                             "mailet-mta per value, interleaved (e.g. 1,2)")
     parser.add_argument("--large", type=int, default=None, help="octets (50,000,000)")
     parser.add_argument("--idle", type=int, default=None, help="idle connections (1000)")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
@@ -447,8 +476,15 @@ def main(argv=None) -> None:
     targets = []
     try:
         for name in names:
-            targets.append(make_target(name, work / name).start())
+            if name.startswith("mailet-mta"):
+                for n in (int(w) for w in args.workers.split(",")):
+                    targets.append(MailetTarget(work / f"{name}-w{n}",
+                                                shipped=name == "mailet-mta-shipped",
+                                                workers=n).start())
+            else:
+                targets.append(make_target(name, work / name).start())
         results = run_matrix(targets, sizes, conns, count, repeats)
+        spread = worker_spread(targets)
         mailet = next((t for t in targets if t.name.startswith("mailet-mta")), None)
         large = idle = None
         if mailet and large_size:
@@ -470,7 +506,7 @@ def main(argv=None) -> None:
     write_json(args.json, {"machine": info, "count": count, "repeats": repeats,
                            "client": "asyncio (bench/smtp_load.py)", "runs": results,
                            "median": summary, "large": large, "idle": idle, "targets": met,
-                           "profiles": profiles,
+                           "profiles": profiles, "worker_spread": spread,
                            "loadavg_end": __import__("os").getloadavg()})
 
 

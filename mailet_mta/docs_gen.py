@@ -226,6 +226,8 @@ def _keys_by_field(table: dict) -> dict[str, list[str]]:
 
 
 def _default(f) -> str:
+    if "shown_default" in f.metadata:      # a default written as the user writes it
+        return f"`{f.metadata['shown_default']}`"
     if f.default is not dataclasses.MISSING:
         value = f.default
     elif f.default_factory is not dataclasses.MISSING:

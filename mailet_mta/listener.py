@@ -5,9 +5,10 @@ The same names everywhere: ``listening_port`` is the IListeningPort, ``port`` th
 port number, ``listening`` a Deferred firing with the IListeningPort once the listener
 takes connections, ``factory.sessions`` the open sessions, ``factory.limits`` their
 :class:`~mailet_mta.flow.limits.ConnectionLimits`, ``tls_context`` the listener's
-certificate (None without one). ``reconfigure`` applies a reloaded listener
-configuration — limits, timeouts, policy and certificate — to new sessions; sessions
-already open keep what they started with.
+certificate (None without one), ``shared_fd`` the address a worker process shares
+with the others (:mod:`mailet_mta.shared_sockets`). ``reconfigure``
+applies a reloaded listener configuration — limits, timeouts, policy and certificate —
+to new sessions; sessions already open keep what they started with.
 """
 
 from __future__ import annotations
@@ -23,8 +24,10 @@ from twisted.logger import Logger
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from zope.interface import implementer
 
+from . import metrics
 from .api import ConfigurationError
 from .flow.limits import ConnectionLimits
+from .shared_sockets import listen_on
 
 __all__ = ["ListenerFactory", "ListenerService", "ListenerSettings", "CurrentCertificate"]
 
@@ -63,6 +66,7 @@ class ListenerFactory(Factory):
         self.tls_context = tls_context
         self.sessions: set = set()
         self.limits = ConnectionLimits()
+        self.metric_labels: tuple[str, str] | None = None   # (protocol, listener name)
 
     def refusal(self, ip: str) -> str | None:
         """Why a new session from ``ip`` is refused now (None: it is admitted)."""
@@ -72,11 +76,15 @@ class ListenerFactory(Factory):
         session._ip_key = ip
         self.sessions.add(session)
         self.limits.opened(ip)
+        if self.metric_labels is not None:
+            metrics.session_opened(*self.metric_labels)
 
     def session_ended(self, session) -> None:
         if session in self.sessions:
             self.sessions.discard(session)
             self.limits.closed(session._ip_key)
+            if self.metric_labels is not None:
+                metrics.session_closed(*self.metric_labels)
 
 
 class ListenerService(service.Service):
@@ -103,6 +111,8 @@ class ListenerService(service.Service):
         self.listening_port = None
         self.port: int | None = None
         self.listening: defer.Deferred = defer.Deferred()
+        self.shared_fd: int | None = None  # a socket shared by worker processes
+        factory.metric_labels = (self.kind, config.name)
         self.setName(f"{self.kind}:{config.name}")
 
     # -- start and stop -------------------------------------------------------------------
@@ -112,7 +122,8 @@ class ListenerService(service.Service):
         fails ``listening``."""
         super().startService()
         endpoint, factory = self._endpoint()
-        d = endpoint.listen(factory).addCallback(self._bound)
+        d = listen_on(self.reactor, endpoint, factory, self.shared_fd)
+        d.addCallback(self._bound)
         d.addCallbacks(self._ready, self._failed)
         d.chainDeferred(self.listening)
         return self.listening

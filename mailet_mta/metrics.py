@@ -19,18 +19,22 @@ from __future__ import annotations
 
 import json
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from twisted.application import service
 from twisted.internet import defer
 from twisted.logger import Logger
 
+from .shared_sockets import listen_on
 from .spool.observer import PipelineObserver
 
 log = Logger(namespace="mailet_mta.metrics")
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 PREFIX = "mailet_mta"
+# Set by the supervisor for worker processes: each writes its counters to files in
+# this directory and a scrape adds up every worker's (prometheus_client multiprocess).
+MULTIPROCESS_ENVIRONMENT = "PROMETHEUS_MULTIPROC_DIR"
 
 CONNECTIONS = Counter(f"{PREFIX}_connections", "Connections accepted by a listener",
                       ["protocol", "listener"], registry=REGISTRY)
@@ -52,6 +56,11 @@ PROCESSOR_SECONDS = Histogram(f"{PREFIX}_processor_seconds",
                               ["processor"], registry=REGISTRY,
                               buckets=(.0005, .001, .0025, .005, .01, .025, .05, .1, .25,
                                        .5, 1, 2.5, 5, 10, 30))
+
+# With worker processes, a scrape adds up the sessions of the workers alive now.
+OPEN_SESSIONS = Gauge(f"{PREFIX}_open_sessions", "Sessions open now",
+                      ["protocol", "listener"], registry=REGISTRY,
+                      multiprocess_mode="livesum")
 
 # Enhanced status codes → the reason label of SMTP_REJECTED (RFC 3463).
 REJECT_REASONS = {
@@ -82,6 +91,14 @@ def connection(protocol: str, listener: str) -> None:
     _child(CONNECTIONS, protocol, listener).inc()
 
 
+def session_opened(protocol: str, listener: str) -> None:
+    _child(OPEN_SESSIONS, protocol, listener).inc()
+
+
+def session_closed(protocol: str, listener: str) -> None:
+    _child(OPEN_SESSIONS, protocol, listener).dec()
+
+
 def smtp_accepted(listener: str) -> None:
     _child(SMTP_ACCEPTED, listener).inc()
 
@@ -103,6 +120,18 @@ def processor_timer(name: str):
     return _child(PROCESSOR_SECONDS, name)
 
 
+def process_figures() -> dict[str, int]:
+    """This process's totals since it started: SMTP connections, mails accepted and
+    recipients delivered (the heartbeat records them for ``mailet-mta status``)."""
+    def total(metric, **labels) -> int:
+        return int(sum(sample.value for family in metric.collect()
+                       for sample in family.samples if sample.name.endswith("_total")
+                       and labels.items() <= sample.labels.items()))
+
+    return {"connections": total(CONNECTIONS), "accepted": total(SMTP_ACCEPTED),
+            "delivered": total(DELIVERIES, status="sent")}
+
+
 # -- what the database knows, read at scrape time ------------------------------------------
 class ServerCollector:
     """Gauges read from one server's database and listeners when Prometheus scrapes."""
@@ -115,7 +144,6 @@ class ServerCollector:
 
     def collect(self):
         server = self.server
-        yield self._sessions()
         try:
             with server.db.engine.connect() as conn:
                 figures = read_figures(conn)
@@ -132,17 +160,6 @@ class ServerCollector:
         yield _gauge("repository_mails", "Mails kept in each repository (error, "
                      "relay-denied, …)", ["repository"],
                      {(k,): n for k, n in figures["repositories"].items()})
-
-    def _sessions(self):
-        family = GaugeMetricFamily(f"{PREFIX}_open_sessions", "Sessions open now",
-                                   labels=["protocol", "listener"])
-        for name, kind, svc in list(getattr(self.server, "listeners", ())):
-            if kind not in ("smtp", "pop3"):
-                continue
-            factory = getattr(svc, "factory", None)
-            sessions = getattr(factory, "sessions", ())
-            family.add_metric([kind, name], len(sessions))
-        return family
 
 
 def _gauge(name: str, text: str, labels: list[str], values: dict[tuple, int]):
@@ -195,6 +212,8 @@ class MetricsService(service.Service):
         self.source = source
         self._reactor = reactor
         self.port = None
+        self.scraped = REGISTRY
+        self.shared_fd: int | None = None  # a socket shared by worker processes
         self.collector = ServerCollector(server)
         self.endpoint = self._endpoint()
 
@@ -219,14 +238,19 @@ class MetricsService(service.Service):
         from twisted.web.server import Site
 
         super().startService()
-        REGISTRY.register(self.collector)
+        registry = scrape_registry()
+        self.scraped = registry
+        registry.register(self.collector)
         root = Resource()
-        root.putChild(b"metrics", MetricsResource(registry=REGISTRY))
-        root.putChild(b"", MetricsResource(registry=REGISTRY))
+        root.putChild(b"metrics", MetricsResource(registry=registry))
+        root.putChild(b"", MetricsResource(registry=registry))
         site = Site(root)
         site.noisy = False
         site.log = lambda request: None   # scrapes are not access-logged
-        d = self.endpoint.listen(site)
+        reactor = self._reactor
+        if reactor is None:
+            from twisted.internet import reactor
+        d = listen_on(reactor, self.endpoint, site, self.shared_fd)
 
         def bound(port):
             self.port = port
@@ -246,13 +270,27 @@ class MetricsService(service.Service):
     def stopService(self):
         super().stopService()
         try:
-            REGISTRY.unregister(self.collector)
+            self.scraped.unregister(self.collector)
         except KeyError:
             pass
         port, self.port = self.port, None
         if port is not None:
             return defer.maybeDeferred(port.stopListening)
         return defer.succeed(None)
+
+
+def scrape_registry() -> CollectorRegistry:
+    """What a scrape reads: this process's metrics, or — in a worker process — every
+    worker's, added up from the multiprocess directory."""
+    import os
+
+    if not os.environ.get(MULTIPROCESS_ENVIRONMENT):
+        return REGISTRY
+    from prometheus_client import multiprocess
+
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)
+    return registry
 
 
 class MetricsObserver(PipelineObserver):

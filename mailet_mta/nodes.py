@@ -31,9 +31,11 @@ def register(conn, name: str, info: dict) -> None:
                                               info=json.dumps(info)))
 
 
-def beat(conn, name: str) -> None:
-    conn.execute(update(schema.nodes).where(schema.nodes.c.name == name)
-                 .values(heartbeat=time.time()))
+def beat(conn, name: str, info: dict | None = None) -> None:
+    values: dict = {"heartbeat": time.time()}
+    if info is not None:
+        values["info"] = json.dumps(info)
+    conn.execute(update(schema.nodes).where(schema.nodes.c.name == name).values(**values))
 
 
 def unregister(conn, name: str) -> None:
@@ -60,12 +62,16 @@ def list_nodes(conn) -> list[dict]:
 
 
 class NodeRegistry(TimerService):
-    """Registers this process in ``nodes`` and refreshes its heartbeat."""
+    """Registers this process in ``nodes`` and refreshes its heartbeat; with
+    ``figures`` (a callable returning a small dict of counters, e.g. mails accepted)
+    each heartbeat also records them in the node's ``info``."""
 
-    def __init__(self, db, name: str, info: dict | None = None, interval: float = HEARTBEAT):
+    def __init__(self, db, name: str, info: dict | None = None, interval: float = HEARTBEAT,
+                 figures=None):
         super().__init__(interval, self._beat)
         self.db = db
         self.node_name = name
+        self.figures = figures
         self.info = {"host": socket.gethostname(), "pid": os.getpid(), **(info or {})}
 
     def startService(self):
@@ -74,7 +80,8 @@ class NodeRegistry(TimerService):
         super().startService()
 
     def _beat(self):
-        d = self.db.write(beat, self.node_name)
+        info = {**self.info, **self.figures()} if self.figures is not None else None
+        d = self.db.write(beat, self.node_name, info)
         d.addErrback(lambda f: log.failure("heartbeat failed", f))
         return d
 

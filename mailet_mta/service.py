@@ -36,7 +36,7 @@ from .delivery.resolver import Resolver
 from .delivery.service import OutgoingQueueService
 from .directory import Directory, configured_mappings
 from .logging_setup import TrailObserver
-from .metrics import MetricsObserver, metrics_listen, metrics_service
+from .metrics import MetricsObserver, metrics_listen, metrics_service, process_figures
 from .nodes import NodeRegistry
 from .pop3.factory import make_pop3_service
 from .reload import install_reload, reload_config
@@ -53,7 +53,8 @@ from .storage.blobs import BlobStore, blob_dir
 from .storage.db import Database, default_url
 from .storage.private_files import make_private_dir
 from .tls import trust_root
-from .web.webadmin import webadmin_service
+from .web.webadmin import webadmin_listen, webadmin_service
+from .worker_role import WorkerRole
 
 log = Logger(namespace="mailet_mta.service")
 
@@ -94,18 +95,24 @@ class MailServer(MultiService):
     the CLI. Nothing is patched in after it is built: a part that changes at reload
     offers ``reconfigure``, and :mod:`mailet_mta.reload` calls those."""
 
-    def __init__(self, config: ServerConfig, node_name: str | None = None):
+    def __init__(self, config: ServerConfig, node_name: str | None = None,
+                 worker: WorkerRole | None = None):
         super().__init__()
         from twisted.internet import reactor
 
         sm = config.spoolmanager
         self.config = config
+        self.worker = worker
         self.data_dir = Path(config.storage.data_dir)
         self.node_name = node_name or default_node_name(self.data_dir)
+        if worker is not None:
+            self.node_name = worker.node_name(self.node_name)
         make_private_dir(self.data_dir)
         # Storage: the database (schema up to date) and the message bodies.
         self.db = Database(config.storage.url or default_url(self.data_dir),
                            config.storage.pool_size)
+        # Worker processes share one SQLite file the way nodes share PostgreSQL.
+        self.db.single_process = self.db.is_sqlite and worker is None
         self.db.upgrade()
         self.blobs = BlobStore(blob_dir(config), config.storage.inline_blob_limit)
         self.directory = Directory(self.db, config.servernames, config.postmaster_address,
@@ -130,7 +137,9 @@ class MailServer(MultiService):
                                  Pipeline(sm, context, self.observer), threads=sm.threads,
                                  max_tries=sm.max_tries, error_repository=sm.error_repository,
                                  node_name=self.node_name, lease_seconds=sm.lease_seconds)
-        self.registry = NodeRegistry(self.db, self.node_name)
+        self.registry = NodeRegistry(
+            self.db, self.node_name, figures=process_figures,
+            info={"worker": worker.index} if worker is not None else None)
         sweeper = TimerService(BLOB_SWEEP_INTERVAL, self._sweep_blobs)
         purger = TimerService(repositories_config(config).purge_interval,
                               self._purge_repositories)
@@ -142,6 +151,8 @@ class MailServer(MultiService):
         self.webadmin = webadmin_service(config, self)
         if self.webadmin is not None:
             self.listeners.append(("webadmin", "http", self.webadmin))
+        if worker is not None:
+            worker.adopt_listeners(self.listeners)
         # Start order; stop order is the reverse.
         for svc in (self.registry, self.spool, sweeper, purger, self.outgoing,
                     *(svc for _name, _kind, svc in self.listeners)):
@@ -195,9 +206,9 @@ class MailServer(MultiService):
         return d
 
     def _remove_blob_leftovers(self, conn) -> None:
-        """At start-up: partial and orphan body files. On SQLite this process is the
-        only writer; on a shared database only files older than an hour are touched."""
-        alone = self.db.engine.dialect.name == "sqlite"
+        """At start-up: partial and orphan body files. Alone on SQLite this process is
+        the only writer; otherwise only files older than an hour are touched."""
+        alone = self.db.single_process
         removed = self.blobs.remove_leftovers(conn, 0.0 if alone else BLOB_LEFTOVER_AGE)
         if removed:
             log.info("removed {n} left-over blob files (interrupted writes)", n=removed)
@@ -261,6 +272,8 @@ class MailServer(MultiService):
             d.callback(result)
 
     def _write_listeners(self, ports) -> dict:
+        """Log the bound addresses and record them in listeners.json (a worker tells
+        its supervisor instead, which writes the file for all)."""
         info = {}
         for (name, kind, _svc), port in zip(self.listeners, ports):
             host = port.getHost() if port is not None else None
@@ -268,6 +281,9 @@ class MailServer(MultiService):
                           "port": getattr(host, "port", None)}
             log.info("listening: {name} ({kind}) on {host}:{port}", name=name, kind=kind,
                      host=info[name]["host"], port=info[name]["port"])
+        if self.worker is not None:
+            self.worker.report_ready(self.node_name, info)
+            return info
         tmp = self.data_dir / "listeners.json.tmp"
         tmp.write_text(json.dumps({"pid": os.getpid(), "node": self.node_name,
                                    "listeners": info}, indent=2))
@@ -287,12 +303,7 @@ class MailServer(MultiService):
 
     @defer.inlineCallbacks
     def stopService(self):
-        marker = self.data_dir / "listeners.json"
-        try:
-            if json.loads(marker.read_text()).get("pid") == os.getpid():
-                marker.unlink()
-        except (OSError, ValueError):
-            pass
+        remove_listeners_file(self.data_dir)
         # Listeners first (reverse of start order), then the spool, then the database.
         for svc in reversed(list(self)):
             if svc.running:
@@ -301,6 +312,16 @@ class MailServer(MultiService):
         self.directory.stop()
         self.pipeline.destroy()
         yield self.db.stop()
+
+
+def remove_listeners_file(data_dir: Path) -> None:
+    """Remove ``<data_dir>/listeners.json`` if this process wrote it."""
+    marker = data_dir / "listeners.json"
+    try:
+        if json.loads(marker.read_text()).get("pid") == os.getpid():
+            marker.unlink()
+    except (OSError, ValueError):
+        pass
 
 
 def listen_error(failure) -> str:
@@ -317,10 +338,29 @@ def _listening(svc):
     return svc.listening
 
 
-def build_server(config: ServerConfig, node_name: str | None = None) -> MailServer:
+def configured_listeners(config: ServerConfig) -> list[tuple[str, str, str | None]]:
+    """(key, endpoint string, source) of every listener :class:`MailServer` builds, the
+    key being ``<kind>:<name>`` as in its ``listeners``: what a supervisor opens for
+    its worker processes. A protocol added to ``_build_listeners`` is added here too
+    (a worker refuses to start with a listener that has no shared socket)."""
+    found = [(f"smtp:{c.name}", c.listen, c.source) for c in config.smtpservers]
+    found += [(f"pop3:{c.name}", c.listen, c.source) for c in config.pop3servers]
+    listen = metrics_listen(config)
+    if listen:
+        found.append(("http:metrics", listen,
+                      getattr(config.extra["metrics"], "source", None)))
+    listen = webadmin_listen(config)
+    if listen:
+        found.append(("http:webadmin", listen,
+                      getattr(config.extra.get("webadmin"), "source", None)))
+    return found
+
+
+def build_server(config: ServerConfig, node_name: str | None = None,
+                 worker: WorkerRole | None = None) -> MailServer:
     """The server for ``config``; ConfigurationError for anything it cannot build."""
     try:
-        return MailServer(config, node_name)
+        return MailServer(config, node_name, worker)
     except ConfigurationError:
         raise
     except OSError as exc:

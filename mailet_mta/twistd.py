@@ -4,6 +4,10 @@ A configuration the server cannot run with, or a listener that cannot bind, ends
 twistd with the same one line ``mailet-mta serve`` prints (``mailet-mta: configuration
 error: FILE:LINE: …``, ``mailet-mta: cannot listen: …``) and exit status 1, never with
 a traceback.
+
+twistd runs the server in one process whatever ``workers`` says: the supervisor and
+its worker processes are ``mailet-mta serve``'s (twistd has its own process model —
+daemonising, its pid file — that a supervisor of processes would fight).
 """
 
 from __future__ import annotations
@@ -35,6 +39,12 @@ def makeService(options):
         if options["data-dir"]:
             config.storage.data_dir = options["data-dir"]
         server = build(config, options["node-name"])
+        if config.worker_count > 1:
+            from twisted.logger import Logger
+
+            Logger(namespace="mailet_mta.twistd").info(
+                "twistd runs one process: workers ({n}) applies to mailet-mta serve",
+                n=config.worker_count)
     except CLIError as exc:
         # twistd prints a traceback for anything raised here (a UsageError included):
         # say it in one line and leave.

@@ -1,10 +1,17 @@
-"""``mailet-mta serve``: run the server in the foreground until SIGTERM/SIGINT."""
+"""``mailet-mta serve``: run the server in the foreground until SIGTERM/SIGINT.
+
+With ``workers`` above 1 this process becomes the supervisor of that many worker
+processes (:mod:`mailet_mta.supervisor`); a worker is this same command, started by
+the supervisor with its role in the environment."""
 
 from __future__ import annotations
 
+import os
 import sys
+from contextlib import contextmanager
 
 from ..api import ConfigurationError
+from ..worker_role import ENVIRONMENT, WorkerRole
 from .common import CLIError, add_config_argument, load_config
 
 
@@ -26,9 +33,12 @@ def run(args) -> int:
     from ..storage.private_files import restrict_umask
 
     restrict_umask()    # the server's files are private (0600/0700) whatever the umask
+    worker = WorkerRole.from_environment()
+    os.environ.pop(ENVIRONMENT, None)   # not for the processes this one starts
     config = load_config(args)
-    for warning in config.warnings:
-        print(f"mailet-mta: warning: {warning}", file=sys.stderr)
+    if worker is None:
+        for warning in config.warnings:
+            print(f"mailet-mta: warning: {warning}", file=sys.stderr)
     if args.data_dir:
         config.storage.data_dir = args.data_dir
     if args.log_level:
@@ -37,8 +47,19 @@ def run(args) -> int:
         start_logging(config.logging)
     except ConfigurationError as exc:
         raise CLIError(f"configuration error: {exc}") from None
-    server = build(config, args.node_name)
-    _warn(config, server.directory)
+    if worker is None and config.worker_count > 1:
+        from ..supervisor import Supervisor, serve_arguments
+
+        supervisor = Supervisor(config, serve_arguments(args), config.worker_count,
+                                args.node_name)
+        with storage_errors(config):
+            supervisor.prepare()
+        return supervisor.run()
+    server = build(config, args.node_name, worker)
+    if worker is None or worker.index == 0:     # said once, not by every worker
+        _warn(config, server.directory)
+    if worker is not None:
+        _watch_supervisor(worker)
     reactor.callWhenRunning(server.startService)
     reactor.addSystemEventTrigger("before", "shutdown", server.stopService)
     reactor.run()
@@ -48,6 +69,23 @@ def run(args) -> int:
               f"change the listen string in {_where(config)}", file=sys.stderr)
         return 1
     return 0
+
+
+def _watch_supervisor(worker) -> None:
+    """A worker whose supervisor is gone (killed) stops: nobody else would."""
+    from twisted.internet import reactor, task
+    from twisted.logger import Logger
+
+    def check():
+        if os.getppid() != worker.supervisor_pid:
+            Logger(namespace="mailet_mta.service").error(
+                "worker {i}: the supervisor (pid {pid}) is gone; stopping",
+                i=worker.index, pid=worker.supervisor_pid)
+            watch.stop()
+            reactor.stop()
+
+    watch = task.LoopingCall(check)
+    reactor.callWhenRunning(watch.start, 1.0, now=False)
 
 
 def _warn(config, directory) -> None:
@@ -60,13 +98,20 @@ def _warn(config, directory) -> None:
         log.warn("{warning}", warning=warning)
 
 
-def build(config, node_name=None):
+def build(config, node_name=None, worker=None):
     """The MailServer for ``config``; every error an operator can fix is a CLIError
     naming the key and the file (``serve`` and ``twistd`` both start here)."""
     from ..service import build_server
 
+    with storage_errors(config):
+        return build_server(config, node_name, worker)
+
+
+@contextmanager
+def storage_errors(config):
+    """Turn what the data directory or the database refuses into one CLIError line."""
     try:
-        return build_server(config, node_name)
+        yield
     except ConfigurationError as exc:
         raise CLIError(f"configuration error: {exc}") from None
     except OSError as exc:

@@ -1,7 +1,9 @@
 """``mailet-mta status``: what the server is doing, as tables or ``--json``.
 
 - the running process and its listeners (from ``<data_dir>/listeners.json``, written by
-  ``serve`` once every listener is bound, and a check that its pid is alive);
+  ``serve`` once every listener is bound, and a check that its pid is alive); with
+  worker processes, each worker — its pid, node, last heartbeat, what it has done
+  (connections, mails accepted, recipients delivered) and holds — and the totals;
 - the spool: mails per processor state, the oldest, how many wait for a retry;
 - the outgoing queue per destination: mails, recipients still pending, attempts, the
   next attempt and the last error;
@@ -52,7 +54,9 @@ def run(args) -> int:
 # -- gathering ------------------------------------------------------------------------
 def collect(conn, config) -> dict:
     """Everything ``status`` shows, as plain data (the ``--json`` form)."""
-    return {"server": server_info(Path(config.storage.data_dir)),
+    server = server_info(Path(config.storage.data_dir))
+    return {"server": server,
+            "workers": worker_states(conn, server.pop("workers")),
             "spool": spool_states(conn),
             "outgoing": outgoing_destinations(conn),
             "repositories": repository_sizes(conn, config.spoolmanager.error_repository),
@@ -64,12 +68,39 @@ def server_info(data_dir: Path) -> dict:
     try:
         info = json.loads((data_dir / "listeners.json").read_text())
     except (OSError, ValueError):
-        return {"running": False, "pid": None, "node": None, "listeners": []}
+        return {"running": False, "pid": None, "node": None, "listeners": [], "workers": []}
     pid = info.get("pid")
     listeners = [{"name": name, "protocol": item.get("protocol"), "host": item.get("host"),
                   "port": item.get("port")} for name, item in info.get("listeners", {}).items()]
     return {"running": _alive(pid), "pid": pid, "node": info.get("node"),
-            "listeners": listeners}
+            "listeners": listeners, "workers": list(info.get("workers", []))}
+
+
+def worker_states(conn, workers: list[dict]) -> dict:
+    """The worker processes of a supervisor (from listeners.json) with what each has
+    done (the counters of its last heartbeat) and holds (from ``nodes``), and the
+    totals; empty without workers."""
+    from ..nodes import list_nodes
+
+    if not workers:
+        return {"workers": [], "total": {}}
+    nodes = {n["name"]: n for n in list_nodes(conn)}
+    rows = []
+    for worker in workers:
+        node = nodes.get(worker.get("node"), {})
+        info = node.get("info", {})
+        rows.append({"index": worker.get("index"), "pid": worker.get("pid"),
+                     "node": worker.get("node"), "running": _alive(worker.get("pid")),
+                     "heartbeat": node.get("heartbeat"),
+                     **{key: int(info.get(key, 0)) for key in WORKER_COUNTERS},
+                     **{key: int(node.get(key, 0)) for key in WORKER_HOLDINGS}})
+    total = {"running": sum(1 for r in rows if r["running"]),
+             **{key: sum(r[key] for r in rows) for key in WORKER_COUNTERS + WORKER_HOLDINGS}}
+    return {"workers": rows, "total": total}
+
+
+WORKER_COUNTERS = ("connections", "accepted", "delivered")   # since the worker started
+WORKER_HOLDINGS = ("spool", "outgoing", "pop3_locks")      # leased by it now
 
 
 def _alive(pid) -> bool:
@@ -121,6 +152,9 @@ def render(report: dict) -> str:
     else:
         head = "server: not running (no listeners.json in the data directory)"
     parts = [head]
+    workers = report.get("workers", {})
+    if workers.get("workers"):
+        parts.append(_workers_table(workers))
     if server["listeners"]:
         parts.append(format_table(
             ["LISTENER", "PROTOCOL", "ADDRESS"],
@@ -145,6 +179,19 @@ def render(report: dict) -> str:
         [(r["repository"] + (" (error repository)" if r["error_repository"] else ""),
           r["mails"]) for r in report["repositories"]]))
     return "\n".join(parts)
+
+
+def _workers_table(workers: dict) -> str:
+    total = workers["total"]
+    rows = [(w["index"], w["pid"], w["node"], "yes" if w["running"] else "NO",
+             format_time(w["heartbeat"]), w["connections"], w["accepted"], w["delivered"],
+             w["spool"], w["outgoing"]) for w in workers["workers"]]
+    rows.append(("total", "", "", total["running"], "", total["connections"],
+                 total["accepted"], total["delivered"], total["spool"], total["outgoing"]))
+    return (f"workers: {total['running']} running of {len(workers['workers'])} "
+            f"(counts as of each worker's last heartbeat)\n" + format_table(
+                ["WORKER", "PID", "NODE", "RUNNING", "HEARTBEAT", "CONNECTIONS",
+                 "ACCEPTED", "DELIVERED", "SPOOL", "OUTGOING"], rows))
 
 
 def _when(ts) -> str:

@@ -495,6 +495,7 @@ TOP_KEYS: Table = {
     **keys("logging", build_logging, "logging"),
     **keys("tls_policy", build_tls_policy, "tlsPolicy", "tls_policy"),
     **keys("auth_throttle", build_auth_throttle, "authThrottle", "auth_throttle"),
+    **keys("workers", v.workers, "workers"),
     **keys("extra", lambda n, w: mapping(n, w) and n.to_python(), "extra"),
 }
 # Sections kept in ServerConfig.extra under their own name, built by their function.

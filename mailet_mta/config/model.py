@@ -12,8 +12,11 @@ point at the right line.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Any
+
+MAX_WORKERS = 256      # worker processes of one ``serve`` at most
 
 
 def doc(text: str, **kw) -> Any:
@@ -265,10 +268,23 @@ class ServerConfig:
     tls_policy: TLSPolicyConfig = doc("outbound TLS policy: MTA-STS, DANE, TLS-RPT",
                                       default_factory=TLSPolicyConfig)
     logging: LoggingConfig = doc("log output", default_factory=LoggingConfig)
+    workers: int | None = doc(
+        "processes ``serve`` runs (1 to 256, or auto = one per core): with more than "
+        "one, a supervisor opens every listener once and its worker processes share "
+        "them, each a node of the database (docs/operations.md, Worker processes); "
+        "James has no equivalent (one JVM, threads)", default=None,
+        shown_default="auto")
     extra: dict[str, Any] = doc("sections other subsystems read (e.g. metrics)",
                                 default_factory=dict)
     path: str | None = None
     warnings: list[str] = field(default_factory=list)  # "file:line: text" from loading
+
+    @property
+    def worker_count(self) -> int:
+        """``workers`` with ``auto`` (None) resolved to the number of cores."""
+        if self.workers is not None:
+            return self.workers
+        return max(1, min(MAX_WORKERS, os.cpu_count() or 1))
 
     @property
     def server_name(self) -> str:

@@ -73,6 +73,20 @@ def integer(minimum: int = 0) -> Converter:
     return convert
 
 
+def workers(node: Node, name: str) -> int | None:
+    """``auto`` (None: one per core) or a number of processes from 1 to MAX_WORKERS."""
+    from .model import MAX_WORKERS
+
+    value = scalar(node, name)
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return None
+    if isinstance(value, bool) or not str(value or "").strip().isdigit() \
+            or not 1 <= int(str(value).strip()) <= MAX_WORKERS:
+        fail(f"{name} must be auto or a number of processes from 1 to {MAX_WORKERS}, "
+             f"not {value!r}", node.source)
+    return int(str(value).strip())
+
+
 def size(default_unit: str = "") -> Converter:
     """Octets from ``512``/``10k``/``10m``; a bare number is in ``default_unit``."""
     def convert(node: Node, name: str) -> int:

@@ -64,7 +64,7 @@ class SpoolRunner(Service):
     # -- service ------------------------------------------------------------------------
     def startService(self) -> None:
         super().startService()
-        if self.db.is_sqlite:
+        if self.db.single_process:
             # One process owns a SQLite spool: leases left by a previous run are stale.
             with self.db.transaction() as conn:
                 store.release_every_lease(conn)
@@ -207,7 +207,7 @@ class SpoolRunner(Service):
             return
         current_uow.reset(token)
         try:
-            if uow.empty and self.db.is_sqlite:
+            if uow.empty and self.db.single_process:
                 # One process owns a SQLite spool and the run changed nothing: the
                 # grouped delete is enough, and the run's slot is free before it commits.
                 d = self.db.write_statements(store.remove_statements(mail.name))

@@ -312,6 +312,9 @@ class Database:
         self.url = url
         self.engine = make_engine(url, pool_size)
         self.is_sqlite = url.startswith("sqlite")
+        # True while no other process writes this database (SQLite without workers):
+        # then leases and left-over files found at start-up are this process's own.
+        self.single_process = self.is_sqlite
         self.writer = BatchWriter(self.engine)
         self._pool = ThreadPool(minthreads=1, maxthreads=max(2, pool_size), name="db-read")
         self._started = False

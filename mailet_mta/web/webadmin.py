@@ -23,6 +23,7 @@ from ..admin import tokens
 from ..api import ConfigurationError
 from ..config.webadmin import webadmin_config
 from ..listener import CurrentCertificate
+from ..shared_sockets import listen_on
 from . import admin_api, openapi, schemas
 from .http import BoundedRequest, Response, Route, Router
 
@@ -43,6 +44,7 @@ class WebAdminService(service.Service):
         self.config = config
         self.reactor = reactor
         self.listening_port = None
+        self.shared_fd: int | None = None  # a socket shared by worker processes
         self.port: int | None = None
         self.listening: defer.Deferred = defer.Deferred()
         api = admin_api.AdminAPI(server, config.max_page_size)
@@ -90,7 +92,7 @@ class WebAdminService(service.Service):
         if self.tls_context is not None:
             factory = TLSMemoryBIOFactory(CurrentCertificate(self.tls_context), False,
                                           factory)
-        d = self.endpoint.listen(factory)
+        d = listen_on(self.reactor, self.endpoint, factory, self.shared_fd)
 
         def bound(port):
             self.listening_port = port
@@ -114,6 +116,13 @@ class WebAdminService(service.Service):
         if port is not None:
             return defer.maybeDeferred(port.stopListening)
         return defer.succeed(None)
+
+
+def webadmin_listen(config) -> str | None:
+    """The endpoint string of the webadmin listener, or None when it is off (what a
+    supervisor opens for its worker processes)."""
+    cfg = webadmin_config(config)
+    return cfg.endpoint if cfg.enabled else None
 
 
 def webadmin_service(config, server) -> WebAdminService | None:

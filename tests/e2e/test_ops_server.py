@@ -158,13 +158,18 @@ def test_sighup_with_a_broken_config_keeps_the_old_one(server):
     wait_for(lambda: pop3_count(server) == 1, what="delivery with the old pipeline")
 
 
-def test_sighup_applies_new_processors_to_new_mails(server):
-    config = yaml.safe_load(server.config_path.read_text())
+def reload_local_mail_into_repository(srv, repository: str = "reloaded") -> None:
+    """Rewrite the config so that local mail goes to ``repository``; send SIGHUP."""
+    config = yaml.safe_load(srv.config_path.read_text())
     config["spoolmanager"]["processors"]["root"][1] = {
         "match": "RecipientIsLocal", "class": "ToRepository",
-        "parameters": {"repositoryPath": "reloaded"}}
-    server.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
-    server.proc.send_signal(signal.SIGHUP)
+        "parameters": {"repositoryPath": repository}}
+    srv.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+    srv.proc.send_signal(signal.SIGHUP)
+
+
+def test_sighup_applies_new_processors_to_new_mails(server):
+    reload_local_mail_into_repository(server)
     wait_for(lambda: "configuration from" in server.log_text(), what="the reload")
     send(server, "after a good reload")
     wait_for(lambda: "reloaded" in server.cli("repository", "list").stdout,

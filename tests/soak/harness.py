@@ -11,7 +11,8 @@ One run (:func:`run_soak`):
    never resends a number after an ambiguous failure (that would be the client's
    duplicate, not the server's);
 3. a killer thread sends SIGKILL to the server at random moments (``kills`` times)
-   and restarts it on the same ports;
+   and restarts it on the same ports — or, with worker processes, to one worker at a
+   time, which the supervisor restarts;
 4. after the last restart, waits until every accepted mail is in a mailbox, then
    counts every Message-ID in every mailbox (local, and the peer's) over POP3 TOP.
 
@@ -24,9 +25,11 @@ Short runs are the CI tests in ``tests/soak/``; ``bench/soak.py`` runs long ones
 
 from __future__ import annotations
 
+import os
 import poplib
 import random
 import re
+import signal
 import smtplib
 import socket
 import threading
@@ -116,6 +119,7 @@ class SoakResult:
     pending: list = field(default_factory=list)
     duplicated: list = field(default_factory=list)
     extra: int = 0
+    restarts: int = 0                  # workers the supervisor restarted after a kill
     seconds: float = 0.0
 
     def summary(self) -> str:
@@ -212,9 +216,9 @@ def _count_all(servers: list[tuple[ServerProcess, list[str]]]) -> Counter:
 
 
 def _config(data_dir: Path, smtp_port: int, pop3_port: int, db_url: str | None,
-            servernames, remote_port: int | None = None) -> dict:
+            servernames, remote_port: int | None = None, workers: int = 1) -> dict:
     config = base_config(
-        data_dir, servernames=servernames,
+        data_dir, servernames=servernames, workers=workers,
         smtp=[{"name": "smtp", "listen": f"tcp:{smtp_port}:interface=127.0.0.1",
                "authRequired": True, "authorizedAddresses": ["127.0.0.1/32"],
                "connectionTimeout": 60}],
@@ -229,11 +233,12 @@ def _config(data_dir: Path, smtp_port: int, pop3_port: int, db_url: str | None,
     return config
 
 
-def _server(workdir: Path, name: str, db_url, servernames, users, remote_port=None):
+def _server(workdir: Path, name: str, db_url, servernames, users, remote_port=None,
+            workers: int = 1):
     smtp_port, pop3_port = free_port(), free_port()
     srv = ServerProcess(workdir / name, _config(workdir / name / "var", smtp_port,
                                                 pop3_port, db_url, servernames,
-                                                remote_port), name=name)
+                                                remote_port, workers), name=name)
     srv.cli("domains", "add", servernames[0], check=False)
     for user in users:
         srv.add_user(user, PASSWORD)
@@ -259,11 +264,35 @@ def _killer(srv: ServerProcess, kills: int, interval: tuple[float, float],
                 time.sleep(0.5)
 
 
+def _worker_killer(srv: ServerProcess, kills: int, interval: tuple[float, float],
+                   result: SoakResult, stop: threading.Event) -> None:
+    """SIGKILL one worker of the supervisor at a time; wait (bounded) until the
+    supervisor has started another in its place."""
+    rng = random.Random()
+    for _ in range(kills):
+        if stop.wait(rng.uniform(*interval)):
+            return
+        workers = {w["index"]: w["pid"] for w in srv.info()["workers"]}
+        index = rng.choice(sorted(workers))
+        os.kill(workers[index], signal.SIGKILL)
+        result.kills += 1
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not stop.is_set():
+            now = {w["index"]: w["pid"] for w in srv.info().get("workers", [])}
+            if len(now) == len(workers) and now[index] != workers[index]:
+                result.restarts += 1
+                break
+            time.sleep(0.1)
+
+
 def run_soak(workdir: Path, *, db_url: str | None = None, peer_db_url: str | None = None,
              clients: int = 16, kills: int = 10, max_mails: int = 2000,
              duration: float = 60.0, kill_interval: tuple[float, float] = (0.5, 2.5),
-             remote: bool = False, settle_timeout: float = 180.0) -> SoakResult:
-    """One soak run; see the module docstring. Every loop is bounded in count and time."""
+             remote: bool = False, settle_timeout: float = 180.0,
+             workers: int = 1) -> SoakResult:
+    """One soak run; see the module docstring. Every loop is bounded in count and time.
+    With ``workers`` above 1 the kills hit one worker process at a time (the
+    supervisor restarts it) instead of the whole server."""
     started = time.monotonic()
     result = SoakResult(backend="postgresql" if db_url else "sqlite", remote=remote)
     places = []
@@ -276,7 +305,8 @@ def run_soak(workdir: Path, *, db_url: str | None = None, peer_db_url: str | Non
         places.append((peer, REMOTE_USERS))
         recipients += REMOTE_USERS
     srv, ports = _server(workdir, "server", db_url, [LOCAL_DOMAIN], LOCAL_USERS,
-                         remote_port=peer_ports["smtp"] if remote else None)
+                         remote_port=peer_ports["smtp"] if remote else None,
+                         workers=workers)
     places.insert(0, (srv, LOCAL_USERS))
     srv.start()
     try:
@@ -285,7 +315,8 @@ def run_soak(workdir: Path, *, db_url: str | None = None, peer_db_url: str | Non
         threads = [threading.Thread(target=_client, daemon=True,
                                     args=(ports, numbers, recipients, stop, deadline,
                                           max_mails)) for _ in range(clients)]
-        killer = threading.Thread(target=_killer, daemon=True,
+        killer = threading.Thread(target=_killer if workers == 1 else _worker_killer,
+                                  daemon=True,
                                   args=(srv, kills, kill_interval, result, stop))
         for t in threads:
             t.start()

@@ -54,6 +54,17 @@ def test_sigkill_soak_on_postgresql_every_250_mail_is_delivered_exactly_once(tmp
     _run(tmp_path, db_url=pg_url)
 
 
+def test_sigkill_of_a_worker_under_smtp_load_loses_no_250_mail_and_it_is_restarted(
+        tmp_path):
+    result = _run(tmp_path, workers=2)
+    assert result.restarts == KILLS, "the supervisor did not restart every killed worker"
+
+
+def test_sigkill_of_a_worker_on_postgresql_loses_no_250_mail(tmp_path, pg_url):
+    result = _run(tmp_path, db_url=pg_url, workers=2)
+    assert result.restarts == KILLS
+
+
 @pytest.mark.skipif(not remote_delivery_available(),
                     reason="RemoteDelivery is not available yet (mailet_mta/delivery/)")
 def test_sigkill_soak_with_remote_peer_every_250_mail_arrives(tmp_path):

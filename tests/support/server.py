@@ -21,8 +21,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def base_config(data_dir: Path, *, servernames=("example.com",), smtp=None, pop3=None,
-                processors=None, **extra) -> dict:
-    """A YAML config dict: embedded default pipeline unless ``processors`` is given."""
+                processors=None, workers=1, **extra) -> dict:
+    """A YAML config dict: embedded default pipeline unless ``processors`` is given;
+    one process unless ``workers`` says otherwise (the tests of worker processes)."""
     defaults = ROOT / "mailet_mta" / "config" / "defaults" / "default.yaml"
     config = yaml.safe_load(defaults.read_text())
     config["servernames"] = list(servernames)
@@ -38,6 +39,7 @@ def base_config(data_dir: Path, *, servernames=("example.com",), smtp=None, pop3
     if processors is not None:
         config["spoolmanager"] = {"processors": processors}
     config.setdefault("logging", {"level": "info"})
+    config["workers"] = workers
     config.update(extra)
     return config
 
@@ -88,6 +90,10 @@ class ServerProcess:
             time.sleep(0.05)
         self.kill()
         raise RuntimeError(f"{self.name} did not start in {timeout}s:\n" + self.log_text()[-3000:])
+
+    def info(self) -> dict:
+        """listeners.json as it is now (with workers: the supervisor's and theirs)."""
+        return json.loads((self.data_dir / "listeners.json").read_text())
 
     def port(self, listener: str) -> int:
         return self.listeners[listener]["port"]
@@ -152,11 +158,16 @@ def wait_for(predicate, timeout: float = 20.0, interval: float = 0.05, what: str
 
 
 def pop3_messages(srv: ServerProcess, user: str, password: str,
-                  listener: str = "pop3") -> list[bytes]:
-    """Every message in ``user``'s mailbox on ``srv``, read over POP3 (left there)."""
+                  listener: str = "pop3", tls_context=None) -> list[bytes]:
+    """Every message in ``user``'s mailbox on ``srv``, read over POP3 (left there);
+    with ``tls_context``, over TLS from the first byte (POP3S)."""
     import poplib
 
-    box = poplib.POP3("127.0.0.1", srv.port(listener), timeout=10)
+    if tls_context is not None:
+        box = poplib.POP3_SSL("127.0.0.1", srv.port(listener), timeout=10,
+                              context=tls_context)
+    else:
+        box = poplib.POP3("127.0.0.1", srv.port(listener), timeout=10)
     try:
         box.user(user)
         box.pass_(password)
