@@ -26,7 +26,8 @@ from zope.interface import implementer
 from .api import ConfigurationError
 from .flow.limits import ConnectionLimits
 
-__all__ = ["ListenerFactory", "ListenerService", "ListenerSettings", "CurrentCertificate"]
+__all__ = ["ListenerFactory", "ListenerService", "ListenerSettings", "CurrentCertificate",
+           "CountedSession"]
 
 log = Logger(namespace="mailet_mta.listener")
 
@@ -77,6 +78,33 @@ class ListenerFactory(Factory):
         if session in self.sessions:
             self.sessions.discard(session)
             self.limits.closed(session._ip_key)
+
+
+class CountedSession:
+    """Mixed into a listener's protocol class (before it): the session is counted by
+    its factory, and refused with ``refusal_reply % reason`` when over the limits.
+    The factory sets ``factory`` and ``_ip_key`` (the client address) on it."""
+
+    refusal_reply = b"%s\r\n"
+    metrics_kind = "listener"
+
+    def connectionMade(self) -> None:
+        from . import metrics
+
+        factory = self.factory
+        metrics.connection(self.metrics_kind, factory.config.name)
+        why = factory.refusal(self._ip_key)
+        if why is not None:
+            self.transport.write(self.refusal_reply % why.encode("ascii", "replace"))
+            self._closing = True
+            self.transport.loseConnection()
+            return
+        factory.session_started(self, self._ip_key)
+        super().connectionMade()
+
+    def connectionLost(self, reason=None) -> None:
+        self.factory.session_ended(self)
+        super().connectionLost(reason)
 
 
 class ListenerService(service.Service):

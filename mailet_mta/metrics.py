@@ -137,7 +137,7 @@ class ServerCollector:
         family = GaugeMetricFamily(f"{PREFIX}_open_sessions", "Sessions open now",
                                    labels=["protocol", "listener"])
         for name, kind, svc in list(getattr(self.server, "listeners", ())):
-            if kind not in ("smtp", "pop3"):
+            if kind not in ("smtp", "pop3", "imap"):
                 continue
             factory = getattr(svc, "factory", None)
             sessions = getattr(factory, "sessions", ())

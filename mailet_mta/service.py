@@ -35,6 +35,7 @@ from .delivery.credentials import RelayCredentials
 from .delivery.resolver import Resolver
 from .delivery.service import OutgoingQueueService
 from .directory import Directory, configured_mappings
+from .imap.factory import make_imap_service
 from .logging_setup import TrailObserver
 from .metrics import MetricsObserver, metrics_listen, metrics_service
 from .nodes import NodeRegistry
@@ -161,7 +162,7 @@ class MailServer(MultiService):
         return reload_config(self)
 
     def _build_listeners(self) -> list:
-        """(name, kind, service) of every configured SMTP and POP3 listener."""
+        """(name, kind, service) of every configured SMTP, POP3 and IMAP listener."""
         # One throttle for every protocol. SMTP sessions apply their listener's failure
         # delay themselves; POP3 logins get theirs from the authenticator.
         throttle = AuthThrottle.from_config(self.config.auth_throttle)
@@ -178,6 +179,12 @@ class MailServer(MultiService):
                                           default_domain=self.config.server_name)
             backend = DatabaseMailStore(self.db, self.blobs, authenticator, self.node_name)
             listeners.append((cfg.name, "pop3", make_pop3_service(cfg, backend)))
+        for cfg in self.config.imapservers:
+            authenticator = Authenticator(self.db, failure_delay=cfg.auth_failure_delay,
+                                          throttle=throttle,
+                                          default_domain=self.config.server_name)
+            backend = DatabaseMailStore(self.db, self.blobs, authenticator, self.node_name)
+            listeners.append((cfg.name, "imap", make_imap_service(cfg, backend)))
         return listeners
 
     def _sweep_blobs(self):

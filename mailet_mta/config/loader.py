@@ -16,7 +16,7 @@ FORMATS = {".yaml": "yaml", ".yml": "yaml", ".xml": "xml"}
 DEFAULT_NAME = "default.yaml"
 # The files of a James 3 conf/ directory that describe what mailet-mta has.
 JAMES3_FILES = ("domainlist.xml", "mailetcontainer.xml", "smtpserver.xml",
-                "pop3server.xml")
+                "pop3server.xml", "imapserver.xml")
 
 
 def load_config(path) -> ServerConfig:

@@ -1,0 +1,428 @@
+"""IMAP session rules, driven through StringTransport over an in-memory store."""
+
+from __future__ import annotations
+
+import base64
+import re
+
+from twisted.internet import task
+from twisted.internet.testing import StringTransport
+
+from mailet_mta.config.model import IMAPServerConfig
+from mailet_mta.imap.factory import IMAPServerFactory
+from tests.unit.imap_memory_store import MemoryIMAPStore
+
+MESSAGE = b"From: a@example.com\r\nSubject: hello\r\n\r\nbody line\r\n"
+
+
+class TLSStringTransport(StringTransport):
+    def __init__(self):
+        super().__init__()
+        self.tls_started = None
+
+    def startTLS(self, ctx):
+        self.tls_started = ctx
+
+
+class Session:
+    def __init__(self, store=None, config=None, tls_context=None):
+        self.clock = task.Clock()
+        self.store = store or MemoryIMAPStore()
+        self.config = config or IMAPServerConfig(connection_timeout=1800)
+        self.factory = IMAPServerFactory(self.config, self.store, tls_context, self.clock,
+                                         run=_in_place)
+        self.proto = self.factory.buildProtocol(None)
+        self.transport = TLSStringTransport()
+        self.proto.makeConnection(self.transport)
+        self.greeting = self.take()
+
+    def take(self) -> bytes:
+        self.clock.advance(0)
+        out = self.transport.value()
+        self.transport.clear()
+        return out
+
+    def send(self, data: bytes) -> bytes:
+        self.proto.dataReceived(data)
+        return self.take()
+
+    def cmd(self, line: str) -> bytes:
+        return self.send(line.encode() + b"\r\n")
+
+    def login(self) -> bytes:
+        out = self.cmd("a LOGIN bob@example.com secret")
+        assert b"a OK" in out, out
+        return out
+
+    def select(self, name="INBOX") -> bytes:
+        self.login()
+        out = self.cmd(f"s SELECT {name}")
+        assert b"s OK [READ-WRITE]" in out, out
+        return out
+
+
+def _in_place(fn, *args):
+    from twisted.internet import defer
+    return defer.maybeDeferred(fn, *args)
+
+
+def test_greeting_lists_capabilities_with_auth_plain():
+    s = Session()
+    assert s.greeting.startswith(b"* OK [CAPABILITY IMAP4rev1 ")
+    assert b"AUTH=PLAIN" in s.greeting and b"LITERAL+" in s.greeting
+
+
+def test_capability_after_login_names_the_extensions():
+    s = Session()
+    s.login()
+    out = s.cmd("c CAPABILITY")
+    for cap in (b"UIDPLUS", b"MOVE", b"IDLE", b"CONDSTORE", b"SPECIAL-USE", b"UNSELECT",
+                b"NAMESPACE", b"ENABLE", b"UTF8=ACCEPT"):
+        assert cap in out
+    assert out.endswith(b"c OK CAPABILITY completed\r\n")
+
+
+def test_login_with_a_wrong_password_is_authenticationfailed():
+    s = Session()
+    assert s.cmd("a LOGIN bob@example.com nope") == \
+        b"a NO [AUTHENTICATIONFAILED] invalid user name or password\r\n"
+
+
+def test_three_failed_logins_close_the_connection():
+    s = Session()
+    for _ in range(2):
+        s.cmd("a LOGIN bob@example.com nope")
+    out = s.cmd("a LOGIN bob@example.com nope")
+    assert b"* BYE" in out and s.transport.disconnecting
+
+
+def test_throttled_address_gets_unavailable_and_bye():
+    store = MemoryIMAPStore()
+    s = Session(store)
+    store.throttled.add(s.proto.client_ip)
+    out = s.cmd("a LOGIN bob@example.com secret")
+    assert b"a NO [UNAVAILABLE]" in out and b"* BYE" in out
+    assert s.transport.disconnecting
+
+
+def test_login_creates_the_special_use_folders():
+    s = Session()
+    s.login()
+    out = s.cmd('l LIST "" "*"')
+    assert b'* LIST (\\HasNoChildren) "/" "INBOX"' in out or b"INBOX" in out
+    assert b'\\Sent) "/" "Sent"' in out and b'\\Junk) "/" "Junk"' in out
+    assert out.endswith(b"l OK LIST completed\r\n")
+
+
+def test_authenticate_plain_with_initial_response():
+    s = Session()
+    token = base64.b64encode(b"\0bob@example.com\0secret").decode()
+    out = s.cmd(f"a AUTHENTICATE PLAIN {token}")
+    assert b"a OK [CAPABILITY" in out
+
+
+def test_authenticate_plain_with_continuation():
+    s = Session()
+    assert s.cmd("a AUTHENTICATE PLAIN") == b"+ \r\n"
+    token = base64.b64encode(b"\0bob@example.com\0secret")
+    assert b"a OK" in s.send(token + b"\r\n")
+    assert s.proto.state == "authenticated"
+
+
+def test_authenticate_cancelled():
+    s = Session()
+    s.cmd("a AUTHENTICATE PLAIN")
+    assert s.cmd("*") == b"a BAD authentication cancelled\r\n"
+
+
+def test_require_ssl_advertises_logindisabled_and_refuses_login():
+    config = IMAPServerConfig(require_ssl=True)
+    s = Session(config=config, tls_context=object())
+    assert b"LOGINDISABLED" in s.greeting and b"STARTTLS" in s.greeting
+    assert b"AUTH=PLAIN" not in s.greeting
+    assert b"a NO [PRIVACYREQUIRED]" in s.cmd("a LOGIN bob@example.com secret")
+
+
+def test_starttls_drops_input_sent_before_the_handshake():
+    ctx = object()
+    s = Session(config=IMAPServerConfig(require_ssl=True), tls_context=ctx)
+    out = s.send(b"t STARTTLS\r\nx LOGIN bob@example.com secret\r\n")
+    assert out == b"t OK begin TLS negotiation now\r\n"
+    assert s.transport.tls_started is ctx
+    assert b"AUTH=PLAIN" in s.cmd("c CAPABILITY")
+
+
+def test_commands_are_refused_in_the_wrong_state():
+    s = Session()
+    assert s.cmd("a SELECT INBOX").startswith(b"a BAD SELECT is not valid")
+    s.login()
+    assert s.cmd("f FETCH 1 FLAGS").startswith(b"f BAD FETCH is not valid")
+
+
+def test_unknown_command_and_syntax_errors_keep_the_session():
+    s = Session()
+    assert s.cmd("a FROB") == b"a BAD unknown command FROB\r\n"
+    assert s.cmd('a LOGIN "bob').startswith(b"a BAD")
+    assert s.cmd("n NOOP") == b"n OK NOOP completed\r\n"
+
+
+def test_synchronising_literal_gets_a_continuation():
+    s = Session()
+    assert s.cmd("a LOGIN {15}") == b"+ Ready for literal data\r\n"
+    out = s.send(b"bob@example.com {6}\r\n")
+    assert out == b"+ Ready for literal data\r\n"
+    assert b"a OK" in s.send(b"secret\r\n")
+
+
+def test_literal_plus_login():
+    s = Session()
+    assert b"a OK" in s.send(b"a LOGIN {15+}\r\nbob@example.com {6+}\r\nsecret\r\n")
+
+
+def test_select_reports_the_folder_state():
+    store = MemoryIMAPStore()
+    store.add("bob@example.com", MESSAGE, flags={"\\Seen"})
+    store.add("bob@example.com", MESSAGE)
+    s = Session(store)
+    out = s.select()
+    assert b"* 2 EXISTS\r\n" in out and b"* 0 RECENT\r\n" in out
+    assert b"* OK [UNSEEN 2]" in out
+    assert re.search(rb"\* OK \[UIDVALIDITY \d+\]", out)
+    assert b"* OK [UIDNEXT 3]" in out and b"[HIGHESTMODSEQ" in out
+    assert b"* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft)" in out
+
+
+def test_examine_is_read_only():
+    store = MemoryIMAPStore()
+    store.add("bob@example.com", MESSAGE)
+    s = Session(store)
+    s.login()
+    assert b"e OK [READ-ONLY]" in s.cmd("e EXAMINE INBOX")
+    assert b"t NO [READ-ONLY]" in s.cmd("t STORE 1 +FLAGS (\\Deleted)")
+
+
+def test_select_of_a_missing_folder_is_nonexistent():
+    s = Session()
+    s.login()
+    assert s.cmd("s SELECT Nope") == b"s NO [NONEXISTENT] no such mailbox\r\n"
+
+
+def test_store_answers_flags_and_silent_answers_nothing():
+    store = MemoryIMAPStore()
+    store.add("bob@example.com", MESSAGE)
+    s = Session(store)
+    s.select()
+    out = s.cmd("t STORE 1 +FLAGS (\\Flagged)")
+    assert out == b"* 1 FETCH (FLAGS (\\Flagged))\r\nt OK STORE completed\r\n"
+    assert s.cmd("t STORE 1 -FLAGS.SILENT (\\Flagged)") == b"t OK STORE completed\r\n"
+    assert store.folders["bob@example.com"]["INBOX"].messages[0]["flags"] == frozenset()
+
+
+def test_store_unchangedsince_reports_modified():
+    store = MemoryIMAPStore()
+    store.add("bob@example.com", MESSAGE)
+    s = Session(store)
+    s.select()
+    out = s.cmd("t STORE 1 (UNCHANGEDSINCE 1) +FLAGS (\\Seen)")
+    assert b"t OK [MODIFIED 1]" in out
+
+
+def test_expunge_and_uid_expunge():
+    store = MemoryIMAPStore()
+    for _ in range(4):
+        store.add("bob@example.com", MESSAGE)
+    s = Session(store)
+    s.select()
+    s.cmd("t STORE 1:4 +FLAGS.SILENT (\\Deleted)")
+    assert s.cmd("u UID EXPUNGE 4") == b"* 4 EXPUNGE\r\nu OK EXPUNGE completed\r\n"
+    assert s.cmd("e EXPUNGE") == b"* 3 EXPUNGE\r\n* 2 EXPUNGE\r\n* 1 EXPUNGE\r\n" \
+        b"e OK EXPUNGE completed\r\n"
+    assert store.folders["bob@example.com"]["INBOX"].messages == []
+
+
+def test_copy_answers_copyuid_and_missing_folder_trycreate():
+    store = MemoryIMAPStore()
+    store.add("bob@example.com", MESSAGE)
+    store.add("bob@example.com", MESSAGE)
+    s = Session(store)
+    s.select()
+    out = s.cmd("c COPY 1:2 Archive")
+    validity = store.folders["bob@example.com"]["Archive"].validity
+    assert out == f"c OK [COPYUID {validity} 1:2 1:2] COPY completed\r\n".encode()
+    assert s.cmd("c COPY 1 Nowhere") == b"c NO [TRYCREATE] no such mailbox\r\n"
+
+
+def test_move_expunges_from_the_source():
+    store = MemoryIMAPStore()
+    store.add("bob@example.com", MESSAGE)
+    store.add("bob@example.com", MESSAGE)
+    s = Session(store)
+    s.select()
+    out = s.cmd("m UID MOVE 2 Trash")
+    assert b"* OK [COPYUID" in out and b"* 2 EXPUNGE\r\n" in out
+    assert out.endswith(b"m OK MOVE completed\r\n")
+    assert len(store.folders["bob@example.com"]["Trash"].messages) == 1
+
+
+def test_append_answers_appenduid_and_the_selected_session_sees_exists():
+    s = Session()
+    s.select()
+    out = s.send(b"a APPEND INBOX (\\Seen) {%d+}\r\n%s\r\n" % (len(MESSAGE), MESSAGE))
+    assert re.search(rb"\* 1 EXISTS\r\n\* 1 RECENT\r\na OK \[APPENDUID \d+ 1\]", out), out
+
+
+def test_append_to_a_missing_folder_is_trycreate():
+    s = Session()
+    s.login()
+    out = s.send(b"a APPEND Nope {%d+}\r\n%s\r\n" % (len(MESSAGE), MESSAGE))
+    assert out == b"a NO [TRYCREATE] no such mailbox\r\n"
+
+
+def test_append_over_the_literal_limit_is_refused_before_it_is_sent():
+    s = Session(config=IMAPServerConfig(max_message_size=100))
+    s.login()
+    assert s.cmd("a APPEND INBOX {101}").startswith(b"a BAD literal too large")
+    assert s.cmd("n NOOP") == b"n OK NOOP completed\r\n"
+
+
+def test_create_delete_rename_and_list_hierarchy():
+    s = Session()
+    s.login()
+    assert s.cmd("c CREATE Work/2024") == b"c OK CREATE completed\r\n"
+    assert s.cmd("c CREATE Work") == b"c NO [ALREADYEXISTS] the mailbox exists already\r\n"
+    out = s.cmd('l LIST "" "Work/%"')
+    assert out == b'* LIST (\\HasNoChildren) "/" "Work/2024"\r\nl OK LIST completed\r\n'
+    out = s.cmd('l LIST "" "%"')
+    assert b'* LIST (\\HasChildren) "/" "Work"' in out
+    assert b"Work/2024" not in out
+    assert s.cmd("r RENAME Work Jobs") == b"r OK RENAME completed\r\n"
+    assert b'"Jobs/2024"' in s.cmd('l LIST "" "*"')
+    assert s.cmd("d DELETE Nope") == b"d NO [NONEXISTENT] no such mailbox\r\n"
+    assert s.cmd("d DELETE INBOX").startswith(b"d NO [CANNOT]")
+
+
+def test_list_empty_pattern_gives_the_delimiter():
+    s = Session()
+    s.login()
+    assert s.cmd('l LIST "" ""') == b'* LIST (\\Noselect) "/" ""\r\nl OK LIST completed\r\n'
+
+
+def test_lsub_and_subscribe():
+    s = Session()
+    s.login()
+    s.cmd("c CREATE Lists")
+    assert b"Lists" not in s.cmd('l LSUB "" "*"')
+    assert s.cmd("s SUBSCRIBE Lists") == b"s OK SUBSCRIBE completed\r\n"
+    assert b'"Lists"' in s.cmd('l LSUB "" "*"')
+
+
+def test_status_of_a_folder():
+    store = MemoryIMAPStore()
+    store.add("bob@example.com", MESSAGE, flags={"\\Seen"})
+    store.add("bob@example.com", MESSAGE)
+    s = Session(store)
+    s.login()
+    out = s.cmd("s STATUS INBOX (MESSAGES UNSEEN UIDNEXT)")
+    assert out == b'* STATUS "INBOX" (MESSAGES 2 UNSEEN 1 UIDNEXT 3)\r\ns OK STATUS completed\r\n'
+
+
+def test_namespace_id_enable():
+    s = Session()
+    s.login()
+    assert s.cmd("n NAMESPACE").startswith(b'* NAMESPACE (("" "/")) NIL NIL')
+    assert s.cmd("i ID NIL").startswith(b'* ID ("name" "mailet-mta")')
+    assert s.cmd("e ENABLE CONDSTORE").startswith(b"* ENABLED CONDSTORE\r\n")
+
+
+def test_other_sessions_changes_are_told_at_noop():
+    store = MemoryIMAPStore()
+    store.add("bob@example.com", MESSAGE)
+    s = Session(store)
+    s.select()
+    store.add("bob@example.com", MESSAGE)
+    out = s.cmd("n NOOP")
+    assert out == b"* 2 EXISTS\r\n* 1 RECENT\r\nn OK NOOP completed\r\n"
+
+
+def test_flag_change_by_another_session_is_told():
+    store = MemoryIMAPStore()
+    msg = store.add("bob@example.com", MESSAGE)
+    s = Session(store)
+    s.select()
+    store.store_flags([msg["id"]], frozenset({"\\Seen"}), "add")
+    assert s.cmd("n NOOP") == b"* 1 FETCH (UID 1 FLAGS (\\Seen))\r\nn OK NOOP completed\r\n"
+
+
+def test_no_expunge_is_told_during_store():
+    store = MemoryIMAPStore()
+    first = store.add("bob@example.com", MESSAGE)
+    store.add("bob@example.com", MESSAGE)
+    s = Session(store)
+    s.select()
+    store.expunge_messages("bob@example.com", "INBOX", [first["id"]])
+    out = s.cmd("t STORE 2 +FLAGS (\\Flagged)")
+    assert b"EXPUNGE" not in out and out.endswith(b"t OK STORE completed\r\n")
+    assert s.cmd("n NOOP") == b"* 1 EXPUNGE\r\nn OK NOOP completed\r\n"
+
+
+def test_idle_pushes_new_mail_and_ends_with_done():
+    store = MemoryIMAPStore()
+    s = Session(store)
+    s.select()
+    assert s.cmd("i IDLE") == b"+ idling\r\n"
+    store.add("bob@example.com", MESSAGE)
+    assert s.take() == b"* 1 EXISTS\r\n* 1 RECENT\r\n"
+    assert s.cmd("DONE") == b"i OK IDLE terminated\r\n"
+
+
+def test_idle_ended_by_something_else_is_bad():
+    s = Session()
+    s.select()
+    s.cmd("i IDLE")
+    assert s.cmd("x NOOP").startswith(b"i BAD")
+    assert s.cmd("n NOOP") == b"n OK NOOP completed\r\n"
+
+
+def test_close_expunges_silently_and_unselect_does_not():
+    store = MemoryIMAPStore()
+    store.add("bob@example.com", MESSAGE)
+    s = Session(store)
+    s.select()
+    s.cmd("t STORE 1 +FLAGS.SILENT (\\Deleted)")
+    assert s.cmd("u UNSELECT") == b"u OK UNSELECT completed\r\n"
+    assert len(store.folders["bob@example.com"]["INBOX"].messages) == 1
+    s.cmd("s SELECT INBOX")
+    assert s.cmd("c CLOSE") == b"c OK CLOSE completed\r\n"
+    assert store.folders["bob@example.com"]["INBOX"].messages == []
+    assert s.proto.state == "authenticated"
+
+
+def test_invalid_sequence_number_is_bad():
+    store = MemoryIMAPStore()
+    store.add("bob@example.com", MESSAGE)
+    s = Session(store)
+    s.select()
+    assert s.cmd("t STORE 5 +FLAGS (\\Seen)").startswith(b"t BAD")
+
+
+def test_logout():
+    s = Session()
+    out = s.cmd("z LOGOUT")
+    assert out == b"* BYE mailet-mta logging out\r\nz OK LOGOUT completed\r\n"
+    assert s.transport.disconnecting
+
+
+def test_autologout_after_the_idle_timeout():
+    s = Session(config=IMAPServerConfig(connection_timeout=1800))
+    s.clock.advance(1801)
+    assert s.take().startswith(b"* BYE autologout")
+    assert s.transport.disconnecting
+
+
+def test_connection_limit_per_ip_refuses_with_bye():
+    config = IMAPServerConfig(connection_limit_per_ip=1)
+    first = Session(config=config)
+    proto = first.factory.buildProtocol(None)
+    transport = TLSStringTransport()
+    proto.makeConnection(transport)
+    assert transport.value().startswith(b"* BYE [UNAVAILABLE]")
