@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import binascii
 
-from twisted.internet import defer
+from twisted.internet import defer, task
 from twisted.internet.interfaces import ISSLTransport
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
@@ -123,6 +123,10 @@ class IMAPServer(MailboxCommands, SelectedCommands, Protocol, TimeoutMixin):
 
     def connectionLost(self, reason=None) -> None:
         self._lost = True
+        if self._line_handler is not None:
+            handler, self._line_handler = self._line_handler, None
+            if self.idling:
+                handler(TOO_LONG)          # ends IDLE and its heartbeat
         self.setTimeout(None)
         self.reader.clear()
         if self._turn is not None and self._turn.active():
@@ -467,9 +471,18 @@ class IMAPServer(MailboxCommands, SelectedCommands, Protocol, TimeoutMixin):
         self.write(b"+ idling\r\n")
         self.idling = True
         done: defer.Deferred = defer.Deferred()
+        heartbeat = None
+        every = getattr(self.config, "idle_keepalive", 0)
+        if every:
+            heartbeat = task.LoopingCall(self._still_here)
+            if self.clock is not None:
+                heartbeat.clock = self.clock
+            heartbeat.start(every, now=False)
 
         def on_line(line):
             self.idling = False
+            if heartbeat is not None and heartbeat.running:
+                heartbeat.stop()
             if line is not TOO_LONG and line.strip().upper() == b"DONE":
                 done.callback("IDLE terminated")
             else:
@@ -481,6 +494,13 @@ class IMAPServer(MailboxCommands, SelectedCommands, Protocol, TimeoutMixin):
         return done
 
     idling = False
+
+    def _still_here(self) -> None:
+        """The IDLE heartbeat: keeps NAT boxes from dropping a quiet connection. It
+        does not reset the autologout timer (a client that only idles is logged out
+        after the timeout, RFC 2177 asks it to re-issue IDLE before 29 minutes)."""
+        if self.idling and not self._lost and not self._flow.blocked:
+            self.untagged("OK still here")
 
     def told_of_change(self) -> None:
         """The store says the selected folder changed (another session, a delivery)."""

@@ -426,3 +426,23 @@ def test_connection_limit_per_ip_refuses_with_bye():
     transport = TLSStringTransport()
     proto.makeConnection(transport)
     assert transport.value().startswith(b"* BYE [UNAVAILABLE]")
+
+
+def test_idle_heartbeat_every_idle_keepalive_seconds():
+    s = Session(config=IMAPServerConfig(idle_keepalive=120))
+    s.select()
+    s.cmd("i IDLE")
+    s.clock.advance(120)
+    assert s.take() == b"* OK still here\r\n"
+    assert s.cmd("DONE") == b"i OK IDLE terminated\r\n"
+    s.clock.advance(240)
+    assert s.take() == b""
+
+
+def test_connection_lost_during_idle_stops_the_heartbeat():
+    s = Session(config=IMAPServerConfig(idle_keepalive=120))
+    s.select()
+    s.cmd("i IDLE")
+    s.proto.connectionLost(None)
+    assert not s.clock.getDelayedCalls() or all(
+        not c.active() for c in s.clock.getDelayedCalls())
