@@ -17,20 +17,23 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from sqlalchemy import bindparam, delete, func, insert, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from ..api import MessagingError
 from ..mail import MessageSource
+from ..mailstore import canonical_folder
 from . import schema
 from .db import execute, fetch_chunks, fetch_one
+from .folder_changes import TOMBSTONE_LIMIT, announce, remove_messages
 
 __all__ = ["QuotaExceeded", "MessageInfo", "MessageContent", "format_prefix",
            "get_or_create_mailbox", "store_message", "message_row_chunks", "mailbox_state",
            "list_messages", "message_content",
            "message_contents", "folder_states", "message_flags", "store_flags",
-           "delete_messages", "delete_folder_messages", "quota_usage", "check_quota",
+           "delete_messages", "delete_folder_messages", "expunge_folder_messages",
+           "new_uid_validity", "quota_usage", "check_quota", "user_quota", "read_headers",
            "mailbox_summary"]
 
 
@@ -107,16 +110,16 @@ _QUOTA_USAGE = (select(func.coalesce(func.sum(_msg.c.size), 0))
                 .select_from(_msg.join(_mb, _msg.c.mailbox_id == _mb.c.id))
                 .where(_mb.c.user == bindparam("b_user")))
 _NEXT_UID = (update(_mb).where(_mb.c.id == bindparam("b_box"))
-             .values(uid_next=_mb.c.uid_next + 1))
+             .values(uid_next=_mb.c.uid_next + 1, highest_modseq=_mb.c.highest_modseq + 1))
 _quota = _users.alias("quota_of")
 # The UPDATE takes the mailbox's row lock (PostgreSQL) before the uid is read.
 _TAKE_UID = (update(_mb).where((_mb.c.user == bindparam("b_user"))
                                & (_mb.c.name == bindparam("b_folder")))
-             .values(uid_next=_mb.c.uid_next + 1)
-             .returning(_mb.c.id, _mb.c.uid_next,
+             .values(uid_next=_mb.c.uid_next + 1, highest_modseq=_mb.c.highest_modseq + 1)
+             .returning(_mb.c.id, _mb.c.uid_next, _mb.c.highest_modseq,
                         select(_quota.c.quota).where(_quota.c.name == bindparam("b_user"))
                         .scalar_subquery()))
-_UID_NEXT = select(_mb.c.uid_next).where(_mb.c.id == bindparam("b_box"))
+_UID_NEXT = select(_mb.c.uid_next, _mb.c.highest_modseq).where(_mb.c.id == bindparam("b_box"))
 _INSERT_MESSAGE = insert(_msg)
 _LIST_MESSAGES = (select(_msg.c.id, _msg.c.uid, _msg.c.uidl, _msg.c.size)
                   .select_from(_msg.join(_mb, _msg.c.mailbox_id == _mb.c.id))
@@ -136,21 +139,54 @@ _MESSAGE_CONTENT = (select(_msg.c.prefix, schema.blobs.c.id, schema.blobs.c.size
 
 def get_or_create_mailbox(conn: Connection, user: str, folder: str = "INBOX") -> int:
     """The mailbox id of (user, folder), creating it with a fresh uid_validity."""
+    folder = canonical_folder(folder)
     box_id = conn.execute(_MAILBOX_ID, {"b_user": user, "b_folder": folder}).scalar()
     if box_id is not None:
         return box_id
     return _create_mailbox(conn, user, folder)
 
 
-def _create_mailbox(conn: Connection, user: str, folder: str) -> int:
+def _create_mailbox(conn: Connection, user: str, folder: str,
+                    special_use: str | None = None) -> int:
     savepoint = conn.begin_nested()
     try:
         conn.execute(insert(schema.mailboxes).values(
-            user=user, name=folder, uid_validity=int(time.time()), uid_next=1))
+            user=user, name=folder, uid_validity=new_uid_validity(conn), uid_next=1,
+            highest_modseq=1, special_use=special_use, vanished_horizon=0))
         savepoint.commit()
     except IntegrityError:          # created concurrently by another process
         savepoint.rollback()
     return conn.execute(_MAILBOX_ID, {"b_user": user, "b_folder": folder}).scalar_one()
+
+
+_meta = schema.meta
+_LAST_UID_VALIDITY = "uid_validity"
+
+
+def new_uid_validity(conn: Connection) -> int:
+    """A uid_validity no folder of this database ever had: the time in seconds, or
+    one above the last one handed out when that is later (folders created, deleted and
+    created again within a second). On PostgreSQL the counter's row lock orders
+    concurrent creations."""
+    query = select(_meta.c.value).where(_meta.c.key == _LAST_UID_VALIDITY)
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update()
+    last = conn.execute(query).scalar()
+    if last is None:
+        highest = conn.execute(select(func.max(_mb.c.uid_validity))).scalar() or 0
+        value = max(int(time.time()), int(highest) + 1)
+        savepoint = conn.begin_nested()
+        try:
+            conn.execute(insert(_meta).values(key=_LAST_UID_VALIDITY, value=str(value)))
+            savepoint.commit()
+            return value
+        except IntegrityError:          # another process made the counter meanwhile
+            savepoint.rollback()
+            return new_uid_validity(conn)
+    value = max(int(time.time()), int(last) + 1)
+    conn.execute(update(_meta).where(_meta.c.key == _LAST_UID_VALIDITY)
+                 .values(value=str(value)))
+    return value
 
 
 def quota_usage(conn: Connection, user: str) -> int:
@@ -173,8 +209,13 @@ def _check_quota(conn: Connection, user: str, quota: int | None, size: int) -> N
 
 
 def store_message(conn: Connection, user: str, folder: str, blob_id: str, prefix: bytes,
-                  size: int, internal_date: float | None = None) -> int:
+                  size: int, internal_date: float | None = None, flags: str = "",
+                  create: bool = True) -> int:
     """Add a message to (user, folder) inside the caller's write transaction; → uid.
+
+    The message takes the folder's next uid and a new modseq; ``flags`` are
+    space-separated. A missing folder is created unless ``create`` is False (then
+    LookupError).
 
     ``size`` is the blob's size; the stored size adds ``len(prefix)``. The blob row
     must exist (or be inserted in the same transaction). Raises QuotaExceeded (the
@@ -183,24 +224,34 @@ def store_message(conn: Connection, user: str, folder: str, blob_id: str, prefix
     UPDATE … RETURNING: the uid and the user's quota from the UPDATE, then the INSERT.
     """
     total = len(prefix) + size
+    folder = canonical_folder(folder)
     if conn.dialect.update_returning:
         params = {"b_user": user, "b_folder": folder}
         row = fetch_one(conn, _TAKE_UID, params)
         if row is None:
+            if not create:
+                raise LookupError(f"{user} has no folder {folder!r}")
             _create_mailbox(conn, user, folder)
             row = fetch_one(conn, _TAKE_UID, params)
-        box_id, uid_next, quota = row
+        box_id, uid_next, modseq, quota = row
         uid = uid_next - 1
         _check_quota(conn, user, quota, total)
     else:
         check_quota(conn, user, total)
-        box_id = get_or_create_mailbox(conn, user, folder)
+        box_id = conn.execute(_MAILBOX_ID, {"b_user": user, "b_folder": folder}).scalar()
+        if box_id is None:
+            if not create:
+                raise LookupError(f"{user} has no folder {folder!r}")
+            box_id = _create_mailbox(conn, user, folder)
         conn.execute(_NEXT_UID, {"b_box": box_id})
-        uid = conn.execute(_UID_NEXT, {"b_box": box_id}).scalar_one() - 1
+        uid_next, modseq = conn.execute(_UID_NEXT, {"b_box": box_id}).one()
+        uid = uid_next - 1
     execute(conn, _INSERT_MESSAGE, {
         "mailbox_id": box_id, "uid": uid, "uidl": uuid.uuid4().hex, "blob_id": blob_id,
-        "prefix": prefix, "size": total, "flags": "", "deleted": False,
-        "internal_date": internal_date if internal_date is not None else time.time()})
+        "prefix": prefix, "size": total, "flags": flags, "deleted": False,
+        "internal_date": internal_date if internal_date is not None else time.time(),
+        "modseq": modseq})
+    announce(conn, box_id)
     return uid
 
 
@@ -208,20 +259,22 @@ _MAILBOX_STATE = (select(_mb.c.id, _mb.c.uid_validity, _mb.c.uid_next,
                          select(func.count()).select_from(_msg)
                          .where((_msg.c.mailbox_id == _mb.c.id)
                                 & (_msg.c.deleted.is_(False)))
-                         .scalar_subquery())
+                         .scalar_subquery(), _mb.c.highest_modseq, _mb.c.special_use)
                   .where((_mb.c.user == bindparam("b_user"))
                          & (_mb.c.name == bindparam("b_folder"))))
 
 
 def mailbox_state(conn: Connection, user: str, folder: str = "INBOX") -> tuple | None:
-    """``(mailbox id, uid_validity, uid_next, message count)`` of (user, folder), or
-    None when it does not exist.
+    """``(mailbox id, uid_validity, uid_next, message count, highest_modseq,
+    special_use)`` of (user, folder), or None when it does not exist.
 
-    Equal states mean the same messages: message rows never change, every new message
-    takes a fresh uid from ``uid_next``, and every removal lowers the count. A cached
-    listing is valid while the state it was read at is the mailbox's state.
+    Equal states mean the same messages: every new message takes a fresh uid from
+    ``uid_next``, and every change (new message, flags, removal) raises
+    ``highest_modseq``. A cached listing is valid while the state it was read at is
+    the mailbox's state.
     """
-    row = fetch_one(conn, _MAILBOX_STATE, {"b_user": user, "b_folder": folder})
+    row = fetch_one(conn, _MAILBOX_STATE, {"b_user": user,
+                                           "b_folder": canonical_folder(folder)})
     return tuple(row) if row is not None else None
 
 
@@ -229,7 +282,8 @@ def message_row_chunks(conn: Connection, user: str,
                        folder: str = "INBOX") -> Iterator[list[tuple]]:
     """``(id, uid, uidl, size)`` of every message of (user, folder) in uid order, as
     lists of plain tuples from one query (no mailbox: no rows)."""
-    return fetch_chunks(conn, _LIST_MESSAGES, {"b_user": user, "b_folder": folder})
+    return fetch_chunks(conn, _LIST_MESSAGES, {"b_user": user,
+                                               "b_folder": canonical_folder(folder)})
 
 
 def list_messages(conn: Connection, user: str, folder: str = "INBOX") -> list[MessageInfo]:
@@ -270,28 +324,55 @@ def message_contents(conn: Connection, blobs, message_ids) -> dict[int, MessageC
     return out
 
 
-def delete_messages(conn: Connection, message_ids) -> int:
-    """Delete message rows (their blobs go when the sweep finds them unreferenced)."""
-    ids = list(message_ids)
-    removed = 0
-    for start in range(0, len(ids), 500):
-        res = conn.execute(delete(schema.messages)
-                           .where(schema.messages.c.id.in_(ids[start:start + 500])))
-        removed += res.rowcount
-    return removed
+def user_quota(conn: Connection, user: str) -> tuple[int, int | None]:
+    """``(octets stored, quota in octets or None)`` of ``user``."""
+    return quota_usage(conn, user), conn.execute(_USER_QUOTA, {"b_user": user}).scalar()
+
+
+def read_headers(conn: Connection, blobs, message_id: int, limit: int) -> bytes | None:
+    """The header block of a message (trace prefix and the blob's header up to and
+    including the empty line), at most ``limit`` octets; None when it is gone. Reads
+    the blob file only as far as needed."""
+    content = message_content(conn, blobs, message_id)
+    if content is None:
+        return None
+    out = bytearray()
+    chunks = content.chunks(16 * 1024)
+    try:
+        for chunk in chunks:
+            start = max(0, len(out) - 3)
+            out += chunk
+            end = out.find(b"\r\n\r\n", start)
+            if end >= 0:
+                del out[end + 4:]
+                break
+            if len(out) >= limit + 4:
+                break
+    finally:
+        chunks.close()
+    if out.startswith(b"\r\n") and not content.prefix:
+        del out[2:]                     # no header at all: the empty line alone
+    return bytes(out[:limit])
+
+
+def delete_messages(conn: Connection, message_ids, tombstone_limit: int = TOMBSTONE_LIMIT) -> int:
+    """Delete message rows, leaving tombstones with a new modseq in each folder (IMAP
+    sessions then report the expunge); their blobs go when the sweep finds them
+    unreferenced. → how many were removed."""
+    return len(remove_messages(conn, message_ids, None, tombstone_limit))
 
 
 _FOLDER_STATES = (select(_mb.c.name, _mb.c.uid_validity, _mb.c.uid_next,
                          select(func.count()).select_from(_msg)
                          .where((_msg.c.mailbox_id == _mb.c.id)
                                 & (_msg.c.deleted.is_(False)))
-                         .scalar_subquery())
+                         .scalar_subquery(), _mb.c.highest_modseq, _mb.c.special_use)
                   .where(_mb.c.user == bindparam("b_user")).order_by(_mb.c.name))
 
 
-def folder_states(conn: Connection, user: str) -> list[tuple[str, int, int, int]]:
-    """``[(folder, uid_validity, uid_next, message count)]`` of every mailbox of
-    ``user``, by name."""
+def folder_states(conn: Connection, user: str) -> list[tuple]:
+    """``[(folder, uid_validity, uid_next, message count, highest_modseq,
+    special_use)]`` of every mailbox of ``user``, by name."""
     return [tuple(row) for chunk in fetch_chunks(conn, _FOLDER_STATES, {"b_user": user})
             for row in chunk]
 
@@ -307,19 +388,24 @@ def message_flags(conn: Connection, message_ids) -> dict[int, str]:
 
 
 def store_flags(conn: Connection, flags_by_id: dict[int, str]) -> None:
-    """Write ``{message id: flags (space-separated)}`` inside the caller's transaction."""
-    for mid, flags in flags_by_id.items():
-        conn.execute(update(_msg).where(_msg.c.id == mid).values(flags=flags))
+    """Write ``{message id: flags (space-separated)}`` inside the caller's transaction,
+    each changed message with a new modseq of its folder."""
+    from .folder_changes import change_flags
+
+    change_flags(conn, flags_by_id, lambda mid, _old: flags_by_id[mid])
+
+
+def expunge_folder_messages(conn: Connection, user: str, folder: str, message_ids,
+                            tombstone_limit: int = TOMBSTONE_LIMIT) -> list[int]:
+    """Delete those of ``message_ids`` that are in (user, folder), leaving tombstones;
+    → the ids removed."""
+    box_id = conn.execute(_MAILBOX_ID, {"b_user": user,
+                                        "b_folder": canonical_folder(folder)}).scalar()
+    if box_id is None:
+        return []
+    return remove_messages(conn, message_ids, box_id, tombstone_limit)
 
 
 def delete_folder_messages(conn: Connection, user: str, folder: str, message_ids) -> int:
     """Delete those of ``message_ids`` that are in (user, folder); → how many."""
-    box_id = conn.execute(_MAILBOX_ID, {"b_user": user, "b_folder": folder}).scalar()
-    ids = list(message_ids)
-    if box_id is None or not ids:
-        return 0
-    removed = 0
-    for start in range(0, len(ids), 500):
-        removed += conn.execute(delete(_msg).where(
-            (_msg.c.mailbox_id == box_id) & _msg.c.id.in_(ids[start:start + 500]))).rowcount
-    return removed
+    return len(expunge_folder_messages(conn, user, folder, message_ids))

@@ -10,6 +10,7 @@ and a sweep removes blobs nothing refers to any more.
 from __future__ import annotations
 
 from sqlalchemy import (
+                        BigInteger,
                         Boolean,
                         Column,
                         Float,
@@ -100,6 +101,12 @@ mailboxes = Table(
     Column("name", String(255), nullable=False),
     Column("uid_validity", Integer, nullable=False),
     Column("uid_next", Integer, nullable=False, default=1),
+    # RFC 7162: raised by every change of the folder (new mail, flags, expunge).
+    Column("highest_modseq", BigInteger, nullable=False, default=1, server_default="1"),
+    Column("special_use", String(32), nullable=True),   # RFC 6154: \Sent, \Trash, …
+    # Tombstones with a modseq up to this one were purged: older states cannot be
+    # brought up to date by a list of expunged UIDs any more.
+    Column("vanished_horizon", BigInteger, nullable=False, default=0, server_default="0"),
     UniqueConstraint("user", "name", name="uq_mailboxes_user_name"),
 )
 
@@ -116,7 +123,27 @@ messages = Table(
     Column("internal_date", Float, nullable=False),
     Column("flags", Text, nullable=False, default=""),
     Column("deleted", Boolean, nullable=False, default=False),
+    Column("modseq", BigInteger, nullable=False, default=1, server_default="1"),
     UniqueConstraint("mailbox_id", "uid", name="uq_messages_mailbox_uid"),
+    Index("ix_messages_mailbox_modseq", "mailbox_id", "modseq"),
+)
+
+# Tombstones: the UIDs expunged from a folder, with the modseq of their removal, so a
+# client that was away learns what went (IMAP EXPUNGE/VANISHED). Bounded per folder.
+expunged = Table(
+    "expunged", metadata,
+    Column("mailbox_id", Integer, ForeignKey("mailboxes.id", ondelete="CASCADE"),
+           primary_key=True),
+    Column("uid", Integer, primary_key=True),
+    Column("modseq", BigInteger, nullable=False),
+    Index("ix_expunged_mailbox_modseq", "mailbox_id", "modseq"),
+)
+
+# IMAP subscriptions (LSUB, LIST (SUBSCRIBED)): names, which need not exist.
+subscriptions = Table(
+    "subscriptions", metadata,
+    Column("user", String(320), primary_key=True),
+    Column("name", String(255), primary_key=True),
 )
 
 # Named mail repositories (error, relay-denied, …): whole mails kept for inspection

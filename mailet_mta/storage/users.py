@@ -118,14 +118,16 @@ def set_quota(conn: Connection, name: str, quota: int | None) -> str:
 
 
 def remove_user(conn: Connection, name: str) -> str:
-    """Delete a user with their mailboxes, messages and mailbox lock."""
+    """Delete a user with their mailboxes, messages, subscriptions and mailbox lock."""
     user = normalise_user(name)
     if get_user(conn, user) is None:
         raise UserError(f"no such user: {user}")
     mb, msg = schema.mailboxes, schema.messages
     box_ids = select(mb.c.id).where(mb.c.user == user).scalar_subquery()
     conn.execute(delete(msg).where(msg.c.mailbox_id.in_(box_ids)))
+    conn.execute(delete(schema.expunged).where(schema.expunged.c.mailbox_id.in_(box_ids)))
     conn.execute(delete(mb).where(mb.c.user == user))
+    conn.execute(delete(schema.subscriptions).where(schema.subscriptions.c.user == user))
     conn.execute(delete(schema.mailbox_locks).where(schema.mailbox_locks.c.user == user))
     conn.execute(delete(schema.users).where(schema.users.c.name == user))
     Database.bump_generation(conn)

@@ -10,7 +10,12 @@ import pytest_twisted
 from twisted.internet import defer, reactor, task
 from zope.interface.verify import verifyObject
 
-from mailet_mta.mailstore import FolderStatus, IMailStore, IMessageContent, NoSuchFolder
+from mailet_mta.mailstore import (
+    FolderStatus,
+    IMaildropStore,
+    IMessageContent,
+    NoSuchFolder,
+)
 from mailet_mta.retrieval import DatabaseMailStore
 from mailet_mta.storage import mailboxes
 from mailet_mta.storage.authenticator import Authenticator
@@ -50,8 +55,8 @@ async def until(predicate, seconds: float = 10.0) -> None:
 
 
 def test_both_stores_provide_the_interface(store):
-    assert verifyObject(IMailStore, store)
-    assert verifyObject(IMailStore, MemoryBackend())
+    assert verifyObject(IMaildropStore, store)
+    assert verifyObject(IMaildropStore, MemoryBackend())
 
 
 @pytest_twisted.ensureDeferred

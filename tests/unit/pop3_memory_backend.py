@@ -1,4 +1,4 @@
-"""An in-memory IMailStore for protocol unit tests (one folder, INBOX, per user)."""
+"""An in-memory IMaildropStore (POP3's part of IMailStore) for protocol unit tests."""
 
 from __future__ import annotations
 
@@ -6,12 +6,12 @@ from twisted.internet import defer
 from zope.interface import implementer
 
 from mailet_mta.mail import MessageSource
-from mailet_mta.mailstore import FolderStatus, IMailStore, MessageList, NoSuchFolder
+from mailet_mta.mailstore import FolderStatus, IMaildropStore, MessageList, NoSuchFolder
 from mailet_mta.storage.authenticator import AuthResult
 from mailet_mta.storage.mailboxes import MessageContent
 
 
-@implementer(IMailStore)
+@implementer(IMaildropStore)
 class MemoryBackend:
     lease_seconds = 90.0
 
@@ -89,7 +89,7 @@ class MemoryBackend:
             return defer.fail(NoSuchFolder(folder))
         return defer.succeed(self._status(user))
 
-    def create_folder(self, user, folder):
+    def create_folder(self, user, folder, exclusive=False):
         return self.folder_status(user, folder)
 
     # -- messages ------------------------------------------------------------------------

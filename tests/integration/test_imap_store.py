@@ -1,0 +1,394 @@
+"""The IMAP side of the mail store on SQLite and PostgreSQL: snapshots (SELECT),
+modseqs and changes (CONDSTORE/QRESYNC), flag stores with UNCHANGEDSINCE, expunges
+with tombstones, and POP3 and IMAP on the same messages."""
+
+from __future__ import annotations
+
+import pytest
+import pytest_twisted
+
+from mailet_mta.mailstore import (
+    FolderChanges,
+    FolderExists,
+    FolderSnapshot,
+    NoSuchFolder,
+    StoreResult,
+)
+from mailet_mta.retrieval import DatabaseMailStore
+from mailet_mta.storage.authenticator import Authenticator
+from mailet_mta.storage.blobs import BlobStore
+from mailet_mta.storage.db import Database
+from tests.integration.pop3_server_fixture import USER, prepare_database
+from tests.integration.test_retrieval_store import deliver, store  # noqa: F401 - fixture
+
+
+async def _fill(store, n: int, folder: str = "INBOX") -> list[int]:  # noqa: F811
+    return [await deliver(store, b"Subject: %d\r\n\r\nbody\r\n" % i, folder) for i in range(n)]
+
+
+@pytest_twisted.ensureDeferred
+async def test_select_gives_parallel_arrays_in_uid_order(store):  # noqa: F811
+    with pytest.raises(NoSuchFolder):
+        await store.select(USER, "INBOX")
+    await _fill(store, 3)
+    snap = await store.select(USER, "inbox")                  # INBOX in any case
+    assert isinstance(snap, FolderSnapshot)
+    assert list(snap.uids) == [1, 2, 3] and len(snap) == 3
+    assert snap.status.name == "INBOX" and snap.status.messages == 3
+    assert snap.status.uid_next == 4
+    assert list(snap.sizes) == [len(b"Subject: %d\r\n\r\nbody\r\n" % i) for i in range(3)]
+    assert all(d > 1.7e9 for d in snap.dates)
+    assert snap.flags == [frozenset()] * 3 and snap.flags[0] is snap.flags[2]
+    # every delivery raised the folder's modseq and stamped its message
+    assert list(snap.modseqs) == sorted(set(snap.modseqs))
+    assert snap.status.highest_modseq == snap.modseqs[-1]
+
+
+@pytest_twisted.ensureDeferred
+async def test_select_of_an_unchanged_folder_is_the_cached_snapshot(store):  # noqa: F811
+    await _fill(store, 2)
+    first = await store.select(USER, "INBOX")
+    assert await store.select(USER, "INBOX") is first
+    await deliver(store, b"Subject: new\r\n\r\nx\r\n")
+    third = await store.select(USER, "INBOX")
+    assert third is not first and list(third.uids) == [1, 2, 3]
+    assert list(first.uids) == [1, 2]                       # snapshots never change
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_changed_folder_is_brought_up_to_date_from_the_cache(store):  # noqa: F811
+    await _fill(store, 5)
+    before = await store.select(USER, "INBOX")
+    ids = list(before.ids)
+    await store.store_flags(ids[1:3], {"\\Seen"}, "add")
+    await store.expunge_messages(USER, "INBOX", [ids[0], ids[3]])
+    await deliver(store, b"Subject: six\r\n\r\nx\r\n")
+    after = await store.select(USER, "INBOX")
+    store.snapshots.clear()
+    fresh = await store.select(USER, "INBOX")
+    for name in ("ids", "uids", "sizes", "dates", "modseqs", "flags"):
+        assert list(getattr(after, name)) == list(getattr(fresh, name)), name
+    assert after.status == fresh.status
+    assert list(after.uids) == [2, 3, 5, 6]
+    assert after.flags[:2] == [{"\\Seen"}, {"\\Seen"}]
+
+
+@pytest_twisted.ensureDeferred
+async def test_changes_report_new_mail_flag_changes_and_expunges_since_a_modseq(store):  # noqa: F811
+    await _fill(store, 3)
+    snap = await store.select(USER, "INBOX")
+    since = snap.status.highest_modseq
+    nothing = await store.changes(USER, "INBOX", since)
+    assert isinstance(nothing, FolderChanges)
+    assert (nothing.updated, nothing.expunged_uids) == ([], [])
+    assert nothing.status.highest_modseq == since and nothing.status.messages == 3
+    ids = list(snap.ids)
+    await store.store_flags([ids[2]], {"\\Flagged"}, "add")
+    await store.expunge_messages(USER, "INBOX", [ids[0]])
+    await deliver(store, b"Subject: four\r\n\r\nx\r\n")
+    changes = await store.changes(USER, "INBOX", since)
+    assert [(uid, flags) for _id, uid, _s, _d, _m, flags in changes.updated] == [
+        (3, {"\\Flagged"}), (4, frozenset())]
+    assert changes.expunged_uids == [1]
+    assert changes.status.messages == 3 and changes.status.uid_next == 5
+    assert changes.status.highest_modseq == since + 3
+    assert all(row[4] > since for row in changes.updated)
+    with pytest.raises(NoSuchFolder):
+        await store.changes(USER, "Nope", 0)
+
+
+@pytest_twisted.ensureDeferred
+async def test_store_flags_gives_changed_messages_a_new_modseq_and_honours_unchangedsince(store):  # noqa: F811
+    await _fill(store, 3)
+    snap = await store.select(USER, "INBOX")
+    a, b, c = snap.ids
+    base = snap.status.highest_modseq
+    result = await store.store_flags([a, b], {"\\Seen"}, "add")
+    assert isinstance(result, StoreResult) and result.failed == set()
+    assert result.updated == {a: ({"\\Seen"}, base + 1), b: ({"\\Seen"}, base + 1)}
+    # nothing changes: no new modseq, the old one is reported
+    again = await store.store_flags([a], {"\\Seen"}, "add")
+    assert again.updated == {a: ({"\\Seen"}, base + 1)}
+    assert (await store.folder_status(USER, "INBOX")).highest_modseq == base + 1
+    # RFC 7162 §3.1.3: b changed after `base`, so UNCHANGEDSINCE base fails for it
+    cond = await store.store_flags([b, c, 999999], {"$Important"}, "add",
+                                   unchanged_since=base)
+    assert cond.failed == {b}
+    assert cond.updated == {c: ({"$Important"}, base + 2)}
+    replaced = await store.store_flags([a, b], {"\\Draft"}, "replace")
+    assert {mid: f for mid, (f, _m) in replaced.updated.items()} == {
+        a: {"\\Draft"}, b: {"\\Draft"}}
+    removed = await store.store_flags([a], {"\\Draft"}, "remove")
+    assert removed.updated[a][0] == frozenset()
+    for bad in ({"two words"}, {"\\Bogus"}):
+        with pytest.raises(ValueError):
+            store.store_flags([a], bad, "add")
+
+
+@pytest_twisted.ensureDeferred
+async def test_expunge_messages_returns_the_removed_ids_of_that_folder_only(store):  # noqa: F811
+    await _fill(store, 2)
+    await _fill(store, 1, "Archive")
+    inbox = await store.select(USER, "INBOX")
+    archive = await store.select(USER, "Archive")
+    removed = await store.expunge_messages(USER, "INBOX", [inbox.ids[1], archive.ids[0]])
+    assert removed == [inbox.ids[1]]
+    assert await store.expunge_messages(USER, "INBOX", [inbox.ids[1]]) == []
+    assert await store.expunge_messages(USER, "Nope", [inbox.ids[0]]) == []
+    changes = await store.changes(USER, "INBOX", inbox.status.highest_modseq)
+    assert changes.expunged_uids == [2] and changes.updated == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_tombstones_are_bounded_and_older_states_get_unknown(store):  # noqa: F811
+    store.tombstone_limit = 3
+    await _fill(store, 6)
+    snap = await store.select(USER, "INBOX")
+    start = snap.status.highest_modseq
+    for mid in snap.ids[:5]:                            # five expunges, one at a time
+        await store.expunge_messages(USER, "INBOX", [mid])
+    recent = await store.changes(USER, "INBOX", start + 2)
+    assert recent.expunged_uids == [3, 4, 5]
+    lost = await store.changes(USER, "INBOX", start)
+    assert lost.expunged_uids is None                   # uid 1 and 2's tombstones are gone
+    # the cached snapshot cannot be brought up to date: a full read answers instead
+    fresh = await store.select(USER, "INBOX")
+    assert list(fresh.uids) == [6]
+
+
+@pytest_twisted.ensureDeferred
+async def test_pop3_dele_quit_is_an_expunge_imap_sessions_see(store):  # noqa: F811
+    await _fill(store, 3)
+    snap = await store.select(USER, "INBOX")
+    owner = store.new_owner()
+    assert await store.lock(USER, owner)
+    listing = await store.load_listing(USER, "INBOX")
+    assert await store.finish(USER, owner, [listing.ids[1]]) == 1
+    changes = await store.changes(USER, "INBOX", snap.status.highest_modseq)
+    assert changes.expunged_uids == [2]
+    assert changes.status.highest_modseq == snap.status.highest_modseq + 1
+
+
+@pytest_twisted.ensureDeferred
+async def test_pop3_retr_of_a_message_imap_expunged_is_none_and_numbering_holds(store):  # noqa: F811
+    await _fill(store, 3)
+    owner = store.new_owner()
+    assert await store.lock(USER, owner)
+    listing = await store.load_listing(USER, "INBOX")         # the POP3 session's view
+    snap = await store.select(USER, "INBOX")
+    await store.expunge_messages(USER, "INBOX", [snap.ids[0]])  # an IMAP EXPUNGE
+    assert await store.open_message(listing.ids[0]) is None      # RETR 1: -ERR
+    assert (await store.open_message(listing.ids[1])) is not None  # RETR 2 still 2
+    assert list(listing.uids) == [1, 2, 3]
+    # QUIT with DELE 1 and 3: 1 is already gone, 3 goes
+    assert await store.finish(USER, owner, [listing.ids[0], listing.ids[2]]) == 1
+    assert list((await store.select(USER, "INBOX")).uids) == [2]
+
+
+@pytest.fixture
+def two_stores(db_url, tmp_path):
+    """Two stores (two processes' worth) on one database."""
+    prepare_database(db_url)
+    out = []
+    for name in ("node-a", "node-b"):
+        db = Database(db_url)
+        db.start()
+        blobs = BlobStore(tmp_path / "blobs", inline_limit=4096)
+        out.append(DatabaseMailStore(db, blobs, Authenticator(db, failure_delay=0), name))
+    yield out
+    for s in out:
+        pytest_twisted.blockon(s.db.stop())
+
+
+@pytest_twisted.ensureDeferred
+async def test_another_process_sees_flag_changes_in_its_cached_snapshot(two_stores):
+    a, b = two_stores
+    await _fill(a, 2)
+    seen_by_b = await b.select(USER, "INBOX")
+    await a.store_flags([seen_by_b.ids[0]], {"\\Answered"}, "add")
+    now = await b.select(USER, "INBOX")
+    assert now.flags[0] == {"\\Answered"}
+    assert now.status.highest_modseq == seen_by_b.status.highest_modseq + 1
+
+
+# -- folders and subscriptions ---------------------------------------------------------
+@pytest_twisted.ensureDeferred
+async def test_create_folder_makes_superiors_and_exclusive_refuses_an_existing_one(store):  # noqa: F811
+    status = await store.create_folder(USER, "Work/2026/Q4")
+    assert status.name == "Work/2026/Q4" and status.highest_modseq >= 1
+    names = [f.name for f in await store.list_folders(USER)]
+    assert names == ["Work", "Work/2026", "Work/2026/Q4"]
+    with pytest.raises(FolderExists):
+        await store.create_folder(USER, "Work", exclusive=True)
+    assert (await store.create_folder(USER, "Work")).name == "Work"
+    with pytest.raises(FolderExists):
+        await store.create_folder(USER, "inbox", exclusive=(await store.create_folder(
+            USER, "INBOX")).name == "INBOX")
+    for bad in ("", "a//b", "/a", "a/", "tab\there", "star*", "x" * 256):
+        with pytest.raises(ValueError):
+            store.create_folder(USER, bad)
+
+
+@pytest_twisted.ensureDeferred
+async def test_delete_folder_removes_its_messages_but_not_its_inferiors(store):  # noqa: F811
+    await store.create_folder(USER, "Lists/python")
+    await _fill(store, 2, "Lists")
+    await store.delete_folder(USER, "Lists")
+    assert [f.name for f in await store.list_folders(USER)] == ["Lists/python"]
+    with pytest.raises(NoSuchFolder):
+        await store.select(USER, "Lists")
+    with pytest.raises(NoSuchFolder):
+        await store.delete_folder(USER, "Lists")
+    with pytest.raises(ValueError):
+        await store.delete_folder(USER, "inbox")
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_folder_created_again_gets_a_new_uid_validity(store):  # noqa: F811
+    seen = set()
+    for _ in range(3):                         # within one second: still all different
+        status = await store.create_folder(USER, "Again")
+        assert status.uid_validity not in seen
+        seen.add(status.uid_validity)
+        await _fill(store, 1, "Again")
+        await store.delete_folder(USER, "Again")
+    fresh = await store.create_folder(USER, "Again")
+    assert fresh.uid_next == 1 and fresh.messages == 0
+
+
+@pytest_twisted.ensureDeferred
+async def test_uid_validity_and_uids_survive_a_restart(db_url, tmp_path):
+    prepare_database(db_url)
+
+    async def session(name):
+        db = Database(db_url)
+        db.start()
+        s = DatabaseMailStore(db, BlobStore(tmp_path / "blobs"),
+                              Authenticator(db, failure_delay=0), name)
+        try:
+            await _fill(s, 2)
+            snap = await s.select(USER, "INBOX")
+            await s.expunge_messages(USER, "INBOX", [snap.ids[-1]])
+            return snap.status.uid_validity, list(snap.uids)
+        finally:
+            await db.stop()
+    first = await session("before")
+    second = await session("after")
+    assert first == (first[0], [1, 2])
+    assert second == (first[0], [1, 3, 4])        # uid 2 expunged, never reused
+
+
+@pytest_twisted.ensureDeferred
+async def test_rename_moves_inferiors_and_subscriptions_and_keeps_uids(store):  # noqa: F811
+    await store.create_folder(USER, "Old/child")
+    await _fill(store, 2, "Old")
+    before = await store.select(USER, "Old")
+    await store.set_subscribed(USER, "Old/child", True)
+    await store.rename_folder(USER, "Old", "New/Name")
+    names = [f.name for f in await store.list_folders(USER)]
+    assert names == ["New", "New/Name", "New/Name/child"]
+    after = await store.select(USER, "New/Name")
+    assert list(after.uids) == [1, 2]
+    assert after.status.uid_validity == before.status.uid_validity
+    assert await store.subscriptions(USER) == {"New/Name/child"}
+    with pytest.raises(NoSuchFolder):
+        await store.rename_folder(USER, "Old", "Other")
+    await store.create_folder(USER, "Taken")
+    with pytest.raises(FolderExists):
+        await store.rename_folder(USER, "New/Name", "Taken")
+    with pytest.raises(FolderExists):
+        await store.rename_folder(USER, "New", "New/Name/child/x")
+    with pytest.raises(ValueError):
+        await store.rename_folder(USER, "Taken", "inbox")
+
+
+@pytest_twisted.ensureDeferred
+async def test_renaming_inbox_moves_its_messages_and_leaves_a_new_empty_inbox(store):  # noqa: F811
+    await _fill(store, 2)
+    await store.create_folder(USER, "INBOX/kept")
+    old = await store.select(USER, "INBOX")
+    await store.rename_folder(USER, "INBOX", "Saved")
+    saved = await store.select(USER, "Saved")
+    assert list(saved.ids) == list(old.ids) and list(saved.uids) == [1, 2]
+    inbox = await store.select(USER, "INBOX")
+    assert len(inbox) == 0 and inbox.status.uid_validity != old.status.uid_validity
+    assert inbox.status.uid_next == 1
+    assert "INBOX/kept" in [f.name for f in await store.list_folders(USER)]
+
+
+@pytest_twisted.ensureDeferred
+async def test_ensure_user_folders_creates_special_use_folders_once(store):  # noqa: F811
+    await store.ensure_user_folders(USER)
+    folders = {f.name: f for f in await store.list_folders(USER)}
+    assert set(folders) == {"INBOX", "Sent", "Drafts", "Trash", "Junk", "Archive"}
+    assert folders["Sent"].special_use == "\\Sent" and folders["INBOX"].special_use is None
+    assert folders["Junk"].special_use == "\\Junk"
+    assert await store.subscriptions(USER) == set(folders)
+    await store.set_subscribed(USER, "Trash", False)
+    await store.delete_folder(USER, "Drafts")
+    validity = folders["Sent"].uid_validity
+    await store.ensure_user_folders(USER)
+    again = {f.name: f for f in await store.list_folders(USER)}
+    assert set(again) == set(folders) and again["Sent"].uid_validity == validity
+    assert await store.subscriptions(USER) == set(folders) - {"Trash"}
+
+
+@pytest_twisted.ensureDeferred
+async def test_subscriptions_need_no_folder_and_are_bounded(store, monkeypatch):  # noqa: F811
+    from mailet_mta.storage import folders
+
+    await store.set_subscribed(USER, "Not/There", True)
+    await store.set_subscribed(USER, "Not/There", True)
+    assert await store.subscriptions(USER) == {"Not/There"}
+    monkeypatch.setattr(folders, "MAX_SUBSCRIPTIONS", 2)
+    await store.set_subscribed(USER, "b", True)
+    with pytest.raises(ValueError):
+        await store.set_subscribed(USER, "c", True)
+    await store.set_subscribed(USER, "b", False)
+    assert await store.subscriptions(USER) == {"Not/There"}
+
+
+@pytest_twisted.ensureDeferred
+async def test_folders_per_user_are_bounded(store, monkeypatch):  # noqa: F811
+    from mailet_mta.storage import folders
+
+    monkeypatch.setattr(folders, "MAX_FOLDERS", 3)
+    await store.create_folder(USER, "a/b")
+    with pytest.raises(ValueError):
+        await store.create_folder(USER, "c/d")
+    await store.create_folder(USER, "c")
+
+
+@pytest_twisted.ensureDeferred
+async def test_quota_and_read_headers(store):  # noqa: F811
+    body = b"Subject: hi\r\nFrom: a@example.com\r\n\r\n" + b"body line\r\n" * 5000
+    await deliver(store, body, prefix=b"Return-Path: <a@example.com>\r\n")
+    prefix_size = len(b"Return-Path: <a@example.com>\r\n")
+    assert await store.quota(USER) == (len(body) + prefix_size, None)
+    (mid,) = (await store.select(USER, "INBOX")).ids
+    headers = await store.read_headers(mid, 10_000)
+    assert headers == b"Return-Path: <a@example.com>\r\nSubject: hi\r\nFrom: a@example.com\r\n\r\n"
+    assert await store.read_headers(mid, 10) == headers[:10]
+    await deliver(store, b"\r\nno header at all\r\n\r\nx\r\n")
+    bare = (await store.select(USER, "INBOX")).ids[1]
+    assert await store.read_headers(bare, 100) == b"\r\n"
+    await store.expunge_messages(USER, "INBOX", [mid])
+    assert await store.read_headers(mid, 100) is None
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_listener_hears_flag_changes_and_the_folder_going(store):  # noqa: F811
+    from tests.integration.test_retrieval_store import until
+
+    await _fill(store, 1, "Watched")
+    heard: list = []
+    sub = store.subscribe(USER, "Watched", heard.append)
+    await until(lambda: store.watcher._last.get((USER, "Watched")) is not None)
+    (mid,) = (await store.select(USER, "Watched")).ids
+    await store.store_flags([mid], {"\\Seen"}, "add")
+    await until(lambda: heard and heard[-1] is not None)
+    modseq = heard[-1].highest_modseq
+    await store.rename_folder(USER, "Watched", "Elsewhere")
+    await until(lambda: heard[-1] is None)
+    assert modseq > 1
+    sub.cancel()
