@@ -13,6 +13,7 @@ import re
 
 from twisted.internet import defer
 
+from ..mailstore import FolderExists, MessageTooLarge, NoSuchFolder, OverQuota
 from .encoding import (
     astring_to_str,
     decode_mailbox,
@@ -33,14 +34,13 @@ def store_refusal(exc: Exception, missing: str = "NONEXISTENT"):
     """The ``NO`` for an exception of the mail store, or None for an unexpected one.
     ``missing`` is the code for a folder that does not exist (``TRYCREATE`` where
     creating it would help: APPEND, COPY, MOVE)."""
-    kind = type(exc).__name__
-    if kind == "NoSuchFolder":
+    if isinstance(exc, NoSuchFolder):
         return CommandRefused("no such mailbox", missing)
-    if kind == "FolderExists":
+    if isinstance(exc, FolderExists):
         return CommandRefused("the mailbox exists already", "ALREADYEXISTS")
-    if kind == "OverQuota":
+    if isinstance(exc, OverQuota):
         return CommandRefused("the quota does not allow it", "OVERQUOTA")
-    if kind == "MessageTooLarge":
+    if isinstance(exc, MessageTooLarge):
         return CommandRefused("the message is too large", "TOOBIG")
     if isinstance(exc, ValueError):
         return CommandRefused(str(exc) or "not possible", "CANNOT")

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from twisted.internet import defer
 from twisted.logger import Logger
 
+from ..mailstore import NoSuchFolder
 from .encoding import astring_to_str, format_flags
 from .errors import BadCommand, CommandRefused
 from .mailbox_commands import store_refusal
@@ -120,7 +121,7 @@ class SelectedCommands:
         return d
 
     def _sync_failed(self, failure, sel):
-        if type(failure.value).__name__ == "NoSuchFolder":
+        if failure.check(NoSuchFolder):
             return None                   # deleted: the next command says so
         log.failure("reading the changes of {user}/{folder} failed", failure,
                     user=self.user, folder=sel.name)
@@ -451,13 +452,15 @@ class SelectedCommands:
             since = int(modifier[1])
             self.enabled.add("CONDSTORE")
             indexes = [i for i in indexes if sel.modseqs[i] > since]
+            request = request.with_item("MODSEQ")
         if request.wants_modseq:
             self.enabled.add("CONDSTORE")
-        return self._run_fetch(sel, indexes, request, uid)
+        if uid:
+            request = request.with_item("UID")
+        return self._run_fetch(sel, indexes, request)
 
     @defer.inlineCallbacks
-    def _run_fetch(self, sel, indexes, request, uid: bool):
-        seen_now: set[int] = set()
+    def _run_fetch(self, sel, indexes, request):
         if request.sets_seen and not sel.read_only:
             unseen = [sel.ids[i] for i in indexes if "\\Seen" not in sel.flags[i]]
             if unseen:
@@ -468,9 +471,9 @@ class SelectedCommands:
                     i = where.get(mid)
                     if i is not None:
                         sel.flags[i], sel.modseqs[i] = flags, modseq
-                        seen_now.add(i)
-        add_uid = uid and not request.wants_uid
-        add_flags = bool(seen_now) and not _asks_flags(request)
+                sel.dirty = True
+                # RFC 3501 §6.4.5: the changed \Seen flag is told in the response.
+                request = request.with_item("FLAGS")
         if request.needs == "meta":
             batches = (indexes[s:s + META_BATCH] for s in range(0, len(indexes), META_BATCH))
         else:
@@ -483,23 +486,11 @@ class SelectedCommands:
             else:
                 records = yield self._load_records(sel, batch, request.needs)
                 items = [(r.seq - 1, r) for r in records]
-            jobs = [(i, _meta(sel, i), source,
-                     (b"UID %d " % sel.uids[i]) if add_uid else b"",
-                     (b" FLAGS " + format_flags(sel.flags[i]))
-                     if add_flags and i in seen_now else b"")
-                    for i, source in items]
+            jobs = [(i, _meta(sel, i), source) for i, source in items]
             data = yield self.run(_render_batch, request, jobs)
             self.write(data)
             yield self.wait_for_drain()
         return "FETCH completed"
-
-
-def _asks_flags(request) -> bool:
-    for item in getattr(request, "items", ()):
-        name = getattr(item, "name", item)
-        if str(name).upper() == "FLAGS":
-            return True
-    return False
 
 
 def _meta(sel, i: int):
@@ -513,15 +504,8 @@ def _render_batch(request, jobs) -> bytes:
     """The untagged FETCH responses of one batch (runs off the reactor)."""
     from .fetch import render
 
-    out = []
-    for i, meta, source, uid_prefix, flags_suffix in jobs:
-        data = render(request, meta, source)
-        if uid_prefix:
-            data = b"(" + uid_prefix + data[1:]
-        if flags_suffix:
-            data = data[:-1] + flags_suffix + b")"
-        out.append(b"* %d FETCH %s\r\n" % (i + 1, data))
-    return b"".join(out)
+    return b"".join(b"* %d FETCH %s\r\n" % (i + 1, render(request, meta, source))
+                    for i, meta, source in jobs)
 
 
 def _matching(program, records) -> list[int]:

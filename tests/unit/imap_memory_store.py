@@ -13,17 +13,9 @@ from types import SimpleNamespace
 from twisted.internet import defer
 
 from mailet_mta.mail import MessageSource
-from mailet_mta.mailstore import NoSuchFolder
+from mailet_mta.mailstore import FolderExists, NoSuchFolder, OverQuota
 from mailet_mta.storage.authenticator import AuthResult
 from mailet_mta.storage.mailboxes import MessageContent
-
-
-class FolderExists(ValueError):
-    pass
-
-
-class OverQuota(ValueError):
-    pass
 
 
 class _Folder:
@@ -55,7 +47,7 @@ class _Append:
         if folder is None:
             return defer.fail(NoSuchFolder(self.folder))
         if self.store.quota_octets is not None and self.size > self.store.quota_octets:
-            return defer.fail(OverQuota("over quota"))
+            return defer.fail(OverQuota(self.user, 0, self.store.quota_octets, self.size))
         msg = self.store.add(self.user, b"".join(self.parts), self.folder, flags=flags,
                              date=internal_date or 0.0)
         return defer.succeed((folder.validity, msg["uid"]))

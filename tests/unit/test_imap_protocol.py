@@ -446,3 +446,55 @@ def test_connection_lost_during_idle_stops_the_heartbeat():
     s.proto.connectionLost(None)
     assert not s.clock.getDelayedCalls() or all(
         not c.active() for c in s.clock.getDelayedCalls())
+
+
+def _box(*bodies):
+    store = MemoryIMAPStore()
+    for body in bodies:
+        store.add("bob@example.com", body)
+    s = Session(store)
+    s.select()
+    return s, store
+
+
+def test_fetch_meta_items():
+    s, _ = _box(MESSAGE, MESSAGE)
+    out = s.cmd("f FETCH 1:* (UID FLAGS RFC822.SIZE)")
+    n = len(MESSAGE)
+    assert out == (b"* 1 FETCH (UID 1 FLAGS () RFC822.SIZE %d)\r\n"
+                   b"* 2 FETCH (UID 2 FLAGS () RFC822.SIZE %d)\r\nf OK FETCH completed\r\n"
+                   % (n, n))
+
+
+def test_uid_fetch_always_answers_the_uid():
+    s, _ = _box(MESSAGE, MESSAGE)
+    assert s.cmd("f UID FETCH 2 FLAGS") == \
+        b"* 2 FETCH (UID 2 FLAGS ())\r\nf OK FETCH completed\r\n"
+
+
+def test_fetch_body_sets_seen_and_tells_the_flags():
+    s, store = _box(MESSAGE)
+    out = s.cmd("f FETCH 1 BODY[]")
+    assert b"BODY[] {%d}\r\n%s" % (len(MESSAGE), MESSAGE) in out
+    assert b"FLAGS (\\Seen)" in out
+    assert store.folders["bob@example.com"]["INBOX"].messages[0]["flags"] == {"\\Seen"}
+
+
+def test_fetch_body_peek_header_fields_does_not_set_seen():
+    s, store = _box(MESSAGE)
+    out = s.cmd("f FETCH 1 (BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+    assert b"Subject: hello" in out and b"From:" not in out
+    assert store.folders["bob@example.com"]["INBOX"].messages[0]["flags"] == frozenset()
+
+
+def test_fetch_changedsince_answers_modseq():
+    s, store = _box(MESSAGE, MESSAGE)
+    high = store.folders["bob@example.com"]["INBOX"].messages[0]["modseq"]
+    out = s.cmd(f"f FETCH 1:* (FLAGS) (CHANGEDSINCE {high})")
+    assert out.startswith(b"* 2 FETCH (FLAGS () MODSEQ (")
+    assert b"* 1 FETCH" not in out
+
+
+def test_fetch_bad_item_is_bad():
+    s, _ = _box(MESSAGE)
+    assert s.cmd("f FETCH 1 (FROB)").startswith(b"f BAD")
