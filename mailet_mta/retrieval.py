@@ -9,30 +9,36 @@ database writer, never on the reactor. Listings read at recent logins are kept i
 
 from __future__ import annotations
 
-import threading
+import os
 import uuid
-from collections import OrderedDict
 
-from twisted.internet import defer, task
+from twisted.internet import defer, threads
 from twisted.logger import Logger
 from zope.interface import classImplements, implementer
 
+from .folder_views import (
+    ListingCache,
+    SnapshotCache,
+    load_listing,
+    load_snapshot,
+    read_changes,
+    status_of,
+)
+from .folder_watch import FolderWatcher
 from .mailstore import (
     SPECIAL_USE_FOLDERS,
     SYSTEM_FLAGS,
-    FolderChanges,
-    FolderSnapshot,
     FolderStatus,
-    IFolderSubscription,
+    IAppend,
     IMailStore,
     IMessageContent,
     LeaseLost,
-    MessageList,
+    MessageTooLarge,
     NoSuchFolder,
     StoreResult,
     canonical_folder,
 )
-from .storage import folder_changes, folders, mailboxes
+from .storage import folder_changes, folders, mailboxes, message_copies
 from .storage.mailbox_locks import acquire_lock, refresh_lock, release_lock
 
 __all__ = ["DatabaseMailStore", "ListingCache", "SnapshotCache", "load_listing",
@@ -40,173 +46,12 @@ __all__ = ["DatabaseMailStore", "ListingCache", "SnapshotCache", "load_listing",
 
 log = Logger(namespace="mailet_mta.retrieval")
 
+# APPEND's bound when none is configured (RFC 7889 APPENDLIMIT): the size mail clients
+# are used to being refused above.
+DEFAULT_MAX_MESSAGE_SIZE = 50 * 1024 * 1024
+
 # Storage's MessageContent (prefix + blob) is what IMessageContent describes.
 classImplements(mailboxes.MessageContent, IMessageContent)
-
-
-class ListingCache:
-    """The listings read at recent logins, reused while their folder is unchanged.
-
-    A POP3 client polls the same mailbox every few minutes and most polls find it as
-    it was: the next login then checks the folder's state (one row and a count) instead
-    of reading and rendering every message again. A listing is kept under the state
-    read *before* it was loaded and only when its length agrees with that state, so a
-    delivery racing the load makes a miss, never a stale hit. At most ``max_messages``
-    messages' listings are kept (least recently used go first).
-    """
-
-    def __init__(self, max_messages: int = 200_000):
-        self.max_messages = max_messages
-        self._entries: OrderedDict = OrderedDict()     # (user, folder) → (state, list)
-        self._messages = 0
-        self._lock = threading.Lock()
-        self.hits = self.misses = 0
-
-    def get(self, key, state) -> MessageList | None:
-        with self._lock:
-            entry = self._entries.get(key)
-            if entry is None or entry[0] != state:
-                self.misses += 1
-                return None
-            self._entries.move_to_end(key)
-            self.hits += 1
-            return entry[1]
-
-    def put(self, key, state, listing: MessageList) -> None:
-        if len(listing) > self.max_messages:
-            return
-        with self._lock:
-            old = self._entries.pop(key, None)
-            if old is not None:
-                self._messages -= len(old[1])
-            self._entries[key] = (state, listing)
-            self._messages += len(listing)
-            while self._messages > self.max_messages:
-                _key, (_state, evicted) = self._entries.popitem(last=False)
-                self._messages -= len(evicted)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._entries.clear()
-            self._messages = 0
-
-
-def load_listing(conn, user: str, folder: str,
-                 cache: ListingCache | None = None) -> MessageList:
-    """On a reader thread: the message list of (user, folder), rendered — from
-    ``cache`` (one per database) when the folder has not changed since it was last
-    read."""
-    state = mailboxes.mailbox_state(conn, user, folder) if cache is not None else None
-    if state is None:
-        return MessageList(mailboxes.message_row_chunks(conn, user, folder))
-    key = (user, folder)
-    listing = cache.get(key, state)
-    if listing is None:
-        listing = MessageList(mailboxes.message_row_chunks(conn, user, folder))
-        if len(listing) == state[3]:
-            cache.put(key, state, listing)
-    return listing
-
-
-class SnapshotCache(ListingCache):
-    """The IMAP snapshots of recently selected folders (see :func:`load_snapshot`),
-    kept under the folder head they were read at; at most ``max_messages`` messages
-    in all."""
-
-    def entry(self, key):
-        """``(state, snapshot)`` last kept for ``key``, whatever its state, or None."""
-        with self._lock:
-            return self._entries.get(key)
-
-
-def _head_status(name: str, head, messages: int, last_uid: int = 0) -> FolderStatus:
-    """A FolderStatus from ``folder_head``'s row."""
-    _box, uid_validity, uid_next, highest, special_use, _horizon = head
-    return FolderStatus(name, uid_validity, max(uid_next, last_uid + 1), messages,
-                        highest, special_use)
-
-
-def _rows_as_changes(rows) -> list:
-    interned: dict[str, frozenset] = {}
-    out = []
-    for mid, uid, size, date, modseq, text in rows:
-        flags = interned.get(text)
-        if flags is None:
-            flags = interned[text] = frozenset(text.split())
-        out.append((mid, uid, size, date, modseq, flags))
-    return out
-
-
-def _changes_at(conn, folder: str, head, since: int,
-                messages: int | None = None) -> FolderChanges | None:
-    """The changes of the folder ``head`` describes since ``since``, or None when its
-    tombstones of that time are purged."""
-    box = head[0]
-    expunged = folder_changes.expunged_since(conn, box, since, head[5])
-    if expunged is None:
-        return None
-    rows = _rows_as_changes(folder_changes.changed_rows(conn, box, since))
-    last_uid = rows[-1][1] if rows else 0
-    return FolderChanges(_head_status(folder, head, messages or 0, last_uid), rows, expunged)
-
-
-def load_snapshot(conn, user: str, folder: str, cache: SnapshotCache) -> FolderSnapshot:
-    """On a reader thread: the :class:`FolderSnapshot` of (user, folder).
-
-    The cache answers when the folder's head (uid_validity, uid_next,
-    highest_modseq…) is the one its snapshot was read at; when the folder changed
-    since, the cached snapshot is brought up to date with what changed (two indexed
-    range reads) instead of reading every row. A snapshot is kept only when the head
-    read after it equals the one read before (nothing raced the read). NoSuchFolder
-    when the folder does not exist.
-    """
-    key = (user, folder)
-    head = folder_changes.folder_head(conn, user, folder)
-    snapshot = None
-    for _attempt in range(3):
-        if head is None:
-            raise NoSuchFolder(f"{user} has no folder {folder!r}")
-        head = tuple(head)
-        entry = cache.entry(key)
-        snapshot = None
-        if entry is not None and entry[0] == head:
-            return cache.get(key, head) or entry[1]
-        if entry is not None and entry[0][:2] == head[:2] and entry[0][3] <= head[3]:
-            changes = _changes_at(conn, folder, head, entry[0][3])
-            if changes is not None:
-                snapshot = entry[1].with_changes(changes)
-        if snapshot is None:
-            snapshot = FolderSnapshot(None, folder_changes.snapshot_row_chunks(conn, head[0]))
-        snapshot.status = _head_status(folder, head, len(snapshot),
-                                       snapshot.uids[-1] if len(snapshot) else 0)
-        after = folder_changes.folder_head(conn, user, folder)
-        if after is not None and tuple(after) == head:
-            cache.put(key, head, snapshot)
-            return snapshot
-        head = after
-    assert snapshot is not None
-    return snapshot
-
-
-def read_changes(conn, user: str, folder: str, since: int) -> FolderChanges:
-    """On a reader thread: the :class:`FolderChanges` of (user, folder) since
-    ``since`` (``expunged_uids`` None when its tombstones are purged)."""
-    head = folder_changes.folder_head(conn, user, folder)
-    state = mailboxes.mailbox_state(conn, user, folder)
-    if head is None or state is None:
-        raise NoSuchFolder(f"{user} has no folder {folder!r}")
-    changes = _changes_at(conn, folder, head, since, state[3])
-    if changes is None:
-        rows = _rows_as_changes(folder_changes.changed_rows(conn, head[0], since))
-        last_uid = rows[-1][1] if rows else 0
-        changes = FolderChanges(_head_status(folder, head, state[3], last_uid), rows, None)
-    return changes
-
-
-def _status(name: str, state) -> FolderStatus:
-    """A FolderStatus from ``mailbox_state``'s ``(id, uid_validity, uid_next, count,
-    highest_modseq, special_use)``."""
-    return FolderStatus(name, *state[1:6])
 
 
 def _parse_flags(text: str) -> frozenset:
@@ -252,7 +97,8 @@ class DatabaseMailStore:
     def __init__(self, db, blobs, authenticator, node_name: str, folder: str = "INBOX",
                  poll_interval: float = 5.0, max_watched: int = 10_000,
                  tombstone_limit: int = folder_changes.TOMBSTONE_LIMIT,
-                 snapshot_cache_messages: int = 500_000):
+                 snapshot_cache_messages: int = 500_000,
+                 max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE):
         self.db = db
         self.blobs = blobs
         self.authenticator = authenticator
@@ -261,6 +107,7 @@ class DatabaseMailStore:
         self.listings = ListingCache()
         self.snapshots = SnapshotCache(snapshot_cache_messages)
         self.tombstone_limit = tombstone_limit
+        self.max_message_size = max_message_size or DEFAULT_MAX_MESSAGE_SIZE
         self.watcher = FolderWatcher(self._states, poll_interval, max_watched)
 
     def prepare(self) -> defer.Deferred:
@@ -299,7 +146,7 @@ class DatabaseMailStore:
         def answer(state):
             if state is None:
                 raise NoSuchFolder(f"{user} has no folder {folder!r}")
-            return _status(folder, state)
+            return status_of(folder, state)
         return self.db.read(mailboxes.mailbox_state, user, folder).addCallback(answer)
 
     def create_folder(self, user: str, folder: str, exclusive: bool = False) -> defer.Deferred:
@@ -382,6 +229,21 @@ class DatabaseMailStore:
                           list(message_ids), self.tombstone_limit)
         return d.addCallback(self._told, user, folder)
 
+    def begin_append(self, user: str, folder: str) -> _Append:
+        return _Append(self, user, canonical_folder(folder))
+
+    def copy_messages(self, user: str, message_ids, dest_folder: str) -> defer.Deferred:
+        d = self.db.write(message_copies.copy_messages, user, list(message_ids),
+                          dest_folder)
+        return d.addCallback(self._told, user, canonical_folder(dest_folder))
+
+    def move_messages(self, user: str, folder: str, message_ids,
+                      dest_folder: str) -> defer.Deferred:
+        d = self.db.write(message_copies.copy_messages, user, list(message_ids),
+                          dest_folder, folder, self.tombstone_limit)
+        d.addCallback(self._told, user, canonical_folder(dest_folder))
+        return d.addCallback(self._told, user, canonical_folder(folder))
+
     # -- IMAP views of a folder -----------------------------------------------------------
     def select(self, user: str, folder: str) -> defer.Deferred:
         folder = canonical_folder(folder)
@@ -417,93 +279,65 @@ class DatabaseMailStore:
         return self.db.read(read)
 
 
-@implementer(IFolderSubscription)
-class _Subscription:
-    def __init__(self, watcher: FolderWatcher, key, listener):
-        self.watcher, self.key, self.listener = watcher, key, listener
+@implementer(IAppend)
+class _Append:
+    """One APPEND: the body streams into a blob writer as SMTP DATA does (memory, then
+    an unsynced file past the inline limit; fsynced in a thread at the end), and the
+    message row is added in one write transaction."""
 
-    def cancel(self) -> None:
-        self.watcher.unsubscribe(self)
+    def __init__(self, store: DatabaseMailStore, user: str, folder: str):
+        self.store, self.user, self.folder = store, user, folder
+        self.limit = store.max_message_size
+        self._writer = store.blobs.writer()
+        self.size = 0
+        self._done = False
 
+    def write(self, data: bytes) -> None:
+        if self._done:
+            raise RuntimeError("the append is finished")
+        self.size += len(data)
+        if self.size > self.limit:
+            self._writer.abort()           # the rest is only counted
+            return
+        self._writer.write(data)
 
-class FolderWatcher:
-    """Tells subscribers when a folder's state changes, whoever changed it.
+    def abort(self) -> None:
+        self._done = True
+        self._writer.abort()
 
-    While anything is subscribed, the states of the watched folders are read every
-    ``interval`` seconds in one read (one indexed row and a count per folder) and
-    compared with the last ones; a change made through this store is polled at once.
-    At most ``max_watched`` folders are watched (a further subscribe raises
-    OverflowError). ``read_states(keys)`` → Deferred {key: mailbox_state or None}.
-    """
-
-    def __init__(self, read_states, interval: float = 5.0, max_watched: int = 10_000,
-                 clock=None):
-        self.read_states = read_states
-        self.interval = interval
-        self.max_watched = max_watched
-        self.clock = clock
-        self._subscribers: dict[tuple, list] = {}
-        self._last: dict[tuple, object] = {}
-        self._loop: task.LoopingCall | None = None
-
-    def subscribe(self, user: str, folder: str, listener) -> _Subscription:
-        key = (user, folder)
-        if key not in self._subscribers and len(self._subscribers) >= self.max_watched:
-            raise OverflowError(f"already watching {self.max_watched} folders")
-        sub = _Subscription(self, key, listener)
-        self._subscribers.setdefault(key, []).append(sub)
-        if key not in self._last:
-            self._last[key] = None
-            self.poll_now([key], tell=False)
-        if self._loop is None:
-            self._loop = task.LoopingCall(self._poll)
-            if self.clock is not None:
-                self._loop.clock = self.clock
-            self._loop.start(self.interval, now=False).addErrback(
-                lambda f: log.failure("folder watcher stopped", f))
-        return sub
-
-    def unsubscribe(self, sub: _Subscription) -> None:
-        subs = self._subscribers.get(sub.key, [])
-        if sub in subs:
-            subs.remove(sub)
-        if not subs and sub.key in self._subscribers:
-            del self._subscribers[sub.key]
-            self._last.pop(sub.key, None)
-        if not self._subscribers and self._loop is not None:
-            if self._loop.running:
-                self._loop.stop()
-            self._loop = None
-
-    def poll_boxes(self, box_ids) -> defer.Deferred:
-        """Poll the watched folders whose mailbox id is in ``box_ids`` (changed here)."""
-        ids = set(box_ids)
-        return self.poll_now([key for key, state in self._last.items()
-                              if state is not None and state[0] in ids])
-
-    def _poll(self):
-        return self.poll_now(list(self._subscribers))
-
-    def poll_now(self, keys, tell: bool = True) -> defer.Deferred:
-        """Read the states of ``keys`` (those watched) and tell what changed."""
-        keys = [k for k in keys if k in self._subscribers]
-        if not keys:
-            return defer.succeed(None)
-
-        def compare(states):
-            for key, state in states.items():
-                if key not in self._subscribers or state == self._last.get(key):
-                    continue
-                self._last[key] = state
-                if tell:        # None: the folder was deleted or renamed away
-                    self._tell(key, None if state is None else _status(key[1], state))
-        d = self.read_states(keys).addCallback(compare)
-        d.addErrback(lambda f: log.failure("reading folder states failed", f))
+    def finish(self, flags, internal_date: float | None = None) -> defer.Deferred:
+        if self._done:
+            return defer.fail(RuntimeError("the append is finished"))
+        self._done = True
+        try:
+            text = " ".join(sorted(_check_flags(flags)))
+        except ValueError as exc:
+            self._writer.abort()
+            return defer.fail(exc)
+        if self.size > self.limit:
+            self._writer.abort()
+            return defer.fail(MessageTooLarge(self.size, self.limit))
+        d = self._writer.finish()
+        d.addCallback(self._store, text, internal_date)
         return d
 
-    def _tell(self, key, status: FolderStatus | None) -> None:
-        for sub in list(self._subscribers.get(key, ())):
-            try:
-                sub.listener(status)
-            except Exception:  # noqa: BLE001 - one listener's bug must not stop the others
-                log.failure("a folder listener failed")
+    def _store(self, ref, flags: str, internal_date: float | None) -> defer.Deferred:
+        store = self.store
+        d = store.db.write(message_copies.append_message, self.user, self.folder, ref,
+                           flags, internal_date)
+
+        def failed(failure):
+            if ref.data is None:          # a file with no row: remove it now
+                path = store.blobs.path_for(ref.id)
+                return threads.deferToThread(_unlink_quietly, path).addCallback(
+                    lambda _: failure)
+            return failure
+        d.addErrback(failed)
+        return d.addCallback(store._told, self.user, self.folder)
+
+
+def _unlink_quietly(path) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass

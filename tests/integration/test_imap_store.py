@@ -11,7 +11,9 @@ from mailet_mta.mailstore import (
     FolderChanges,
     FolderExists,
     FolderSnapshot,
+    MessageTooLarge,
     NoSuchFolder,
+    OverQuota,
     StoreResult,
 )
 from mailet_mta.retrieval import DatabaseMailStore
@@ -392,3 +394,121 @@ async def test_a_listener_hears_flag_changes_and_the_folder_going(store):  # noq
     await until(lambda: heard[-1] is None)
     assert modseq > 1
     sub.cancel()
+
+
+# -- append, copy, move ------------------------------------------------------------------
+async def _append(store, folder: str, body: bytes, flags=(), date=None,  # noqa: F811
+                  piece: int = 1000):
+    append = store.begin_append(USER, folder)
+    for start in range(0, len(body), piece):
+        append.write(body[start:start + piece])
+    return await append.finish(flags, date)
+
+
+@pytest_twisted.ensureDeferred
+async def test_append_keeps_flags_date_and_bytes(store):  # noqa: F811
+    status = await store.create_folder(USER, "Sent")
+    large = b"Subject: big\r\n\r\n" + b"line of text\r\n" * 3000
+    assert len(large) > store.blobs.inline_limit                  # a file blob
+    assert await _append(store, "Sent", large, {"\\Seen", "$Sent"}, 1_000_000_000.0) == (
+        status.uid_validity, 1)
+    assert await _append(store, "Sent", b"Subject: s\r\n\r\nhi\r\n") == (
+        status.uid_validity, 2)
+    snap = await store.select(USER, "Sent")
+    assert snap.flags[0] == {"\\Seen", "$Sent"} and snap.dates[0] == 1_000_000_000.0
+    assert snap.sizes[0] == len(large)
+    content = await store.open_message(snap.ids[0])
+    assert b"".join(content.chunks(8192)) == large
+    assert not list((store.blobs.root / "tmp").iterdir())
+
+
+@pytest_twisted.ensureDeferred
+async def test_append_to_a_missing_folder_fails_and_keeps_nothing(store):  # noqa: F811
+    big = b"Subject: big\r\n\r\n" + b"line of text\r\n" * 3000
+    with pytest.raises(NoSuchFolder):
+        await _append(store, "Nowhere", big)
+    files = [p for p in store.blobs.root.rglob("*") if p.is_file()]
+    assert files == []
+    with pytest.raises(ValueError):
+        await _append(store, "INBOX", b"x\r\n", {"\\Recent"})
+
+
+@pytest_twisted.ensureDeferred
+async def test_append_is_bounded_by_the_maximum_message_size(store):  # noqa: F811
+    await store.create_folder(USER, "INBOX")
+    store.max_message_size = 10_000
+    with pytest.raises(MessageTooLarge) as caught:
+        await _append(store, "INBOX", b"Subject: x\r\n\r\n" + b"y" * 20_000)
+    assert caught.value.limit == 10_000 and caught.value.size > 10_000
+    assert not list((store.blobs.root / "tmp").iterdir())
+    assert await _append(store, "INBOX", b"Subject: x\r\n\r\n" + b"y" * 9_000)
+    aborted = store.begin_append(USER, "INBOX")
+    aborted.write(b"Subject: gone\r\n\r\n" + b"z" * 6000)
+    aborted.abort()
+    assert not list((store.blobs.root / "tmp").iterdir())
+
+
+@pytest_twisted.ensureDeferred
+async def test_quota_applies_to_append_and_copy_but_not_move(store):  # noqa: F811
+    from mailet_mta.storage import users
+
+    with store.db.transaction() as conn:
+        users.set_quota(conn, USER, 100)
+    await store.create_folder(USER, "INBOX")
+    await store.create_folder(USER, "Copies")
+    await _append(store, "INBOX", b"Subject: 60\r\n\r\n" + b"x" * 44)      # 59 octets
+    with pytest.raises(OverQuota) as caught:
+        await _append(store, "INBOX", b"Subject: 60\r\n\r\n" + b"x" * 44)
+    assert (caught.value.usage, caught.value.limit) == (59, 100)
+    (mid,) = (await store.select(USER, "INBOX")).ids
+    with pytest.raises(OverQuota):
+        await store.copy_messages(USER, [mid], "Copies")
+    assert len(await store.select(USER, "Copies")) == 0
+    validity, moved = await store.move_messages(USER, "INBOX", [mid], "Copies")
+    assert moved == [(mid, 1)]
+    assert await store.quota(USER) == (59, 100)
+
+
+@pytest_twisted.ensureDeferred
+async def test_copy_shares_the_blob_and_deleting_one_copy_keeps_the_other(store):  # noqa: F811
+    body = b"Subject: shared\r\n\r\n" + b"line of text\r\n" * 1000     # a file blob
+    await deliver(store, body, prefix=b"Delivered-To: bob@example.com\r\n")
+    await _fill(store, 1)
+    await store.create_folder(USER, "Keep")
+    inbox = await store.select(USER, "INBOX")
+    await store.store_flags([inbox.ids[0]], {"\\Flagged"}, "add")
+    validity, pairs = await store.copy_messages(USER, [inbox.ids[1], inbox.ids[0], 999999],
+                                                "Keep")
+    assert validity == (await store.folder_status(USER, "Keep")).uid_validity
+    assert pairs == [(inbox.ids[1], 1), (inbox.ids[0], 2)]      # the order given
+    keep = await store.select(USER, "Keep")
+    assert keep.flags[1] == {"\\Flagged"} and keep.dates[1] == inbox.dates[0]
+    files_before = [p for p in store.blobs.root.rglob("*") if p.is_file()]
+    assert len(files_before) == 1                               # not duplicated
+    await store.expunge_messages(USER, "INBOX", [inbox.ids[0]])
+    assert await store.db.write(store.blobs.sweep, -1) == 0      # still referenced
+    content = await store.open_message(keep.ids[1])
+    assert b"".join(content.chunks(4096)) == b"Delivered-To: bob@example.com\r\n" + body
+    await store.expunge_messages(USER, "Keep", [keep.ids[1]])
+    assert await store.db.write(store.blobs.sweep, -1) == 1      # now nothing refers to it
+    assert not [p for p in store.blobs.root.rglob("*") if p.is_file()]
+
+
+@pytest_twisted.ensureDeferred
+async def test_move_expunges_the_source_in_the_same_transaction(store):  # noqa: F811
+    await _fill(store, 3)
+    await store.create_folder(USER, "Trash")
+    inbox = await store.select(USER, "INBOX")
+    since = inbox.status.highest_modseq
+    _validity, pairs = await store.move_messages(USER, "INBOX",
+                                                 [inbox.ids[0], inbox.ids[2]], "Trash")
+    assert [uid for _mid, uid in pairs] == [1, 2]
+    changes = await store.changes(USER, "INBOX", since)
+    assert changes.expunged_uids == [1, 3] and changes.status.messages == 1
+    assert list((await store.select(USER, "Trash")).uids) == [1, 2]
+    with pytest.raises(NoSuchFolder):
+        await store.move_messages(USER, "INBOX", [inbox.ids[1]], "Missing")
+    assert list((await store.select(USER, "INBOX")).ids) == [inbox.ids[1]]
+    # ids of another folder are not moved from this one
+    trash = await store.select(USER, "Trash")
+    assert (await store.move_messages(USER, "INBOX", list(trash.ids), "Trash"))[1] == []

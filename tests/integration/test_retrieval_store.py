@@ -13,6 +13,7 @@ from zope.interface.verify import verifyObject
 from mailet_mta.mailstore import (
     FolderStatus,
     IMaildropStore,
+    IMailStore,
     IMessageContent,
     NoSuchFolder,
 )
@@ -55,7 +56,7 @@ async def until(predicate, seconds: float = 10.0) -> None:
 
 
 def test_both_stores_provide_the_interface(store):
-    assert verifyObject(IMaildropStore, store)
+    assert verifyObject(IMailStore, store)
     assert verifyObject(IMaildropStore, MemoryBackend())
 
 
