@@ -192,7 +192,7 @@ class CommandReader:
 
     def _tag_of(self, line: bytes) -> str:
         tag = line.split(b" ", 1)[0].decode("ascii", "replace")
-        return tag if _TAG.match(tag or "-") and len(tag) <= 64 else "*"
+        return tag if tag and _TAG.match(tag) and len(tag) <= 64 else "*"
 
     def _complete(self):
         parts, self._parts = self._parts, []

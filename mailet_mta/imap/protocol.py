@@ -35,6 +35,7 @@ from twisted.internet.interfaces import ISSLTransport
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from twisted.protocols.policies import TimeoutMixin
+from twisted.python.failure import Failure
 
 from ..flow.backpressure import COMMANDS_PER_TURN, FlowControl
 from ..flow.lines import TOO_LONG
@@ -284,6 +285,8 @@ class IMAPServer(MailboxCommands, SelectedCommands, Protocol, TimeoutMixin):
             result = handler(tag, args)
         except (BadCommand, CommandRefused) as exc:
             return self._refused(tag, exc)
+        except Exception:  # noqa: BLE001 - logged; the session answers and goes on
+            return self._failed(Failure(), tag)
         if isinstance(result, defer.Deferred):
             result.addCallback(self._finish, tag, tells)
             result.addErrback(self._failed, tag)

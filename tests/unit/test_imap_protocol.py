@@ -498,3 +498,13 @@ def test_fetch_changedsince_answers_modseq():
 def test_fetch_bad_item_is_bad():
     s, _ = _box(MESSAGE)
     assert s.cmd("f FETCH 1 (FROB)").startswith(b"f BAD")
+
+
+def test_an_unexpected_error_in_a_command_answers_no_and_the_session_goes_on():
+    s, store = _box(MESSAGE)
+
+    def broken(*args):
+        raise RuntimeError("disk on fire")
+    store.copy_messages = broken
+    assert s.cmd("c COPY 1 Trash") == b"c NO [SERVERBUG] internal error; try again later\r\n"
+    assert s.cmd("n NOOP") == b"n OK NOOP completed\r\n"

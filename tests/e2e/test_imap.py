@@ -1,0 +1,289 @@
+"""The IMAP server end to end: ``mailet-mta serve`` as its own process, mail sent over
+SMTP, read and changed with clients we did not write (imaplib, curl, mbsync)."""
+
+from __future__ import annotations
+
+import imaplib
+import poplib
+import re
+import shutil
+import smtplib
+import socket
+import ssl
+import subprocess
+import time
+
+import pytest
+
+from tests.support.certs import make_cert
+from tests.support.server import ServerProcess, base_config, wait_for
+
+PASSWORD = "correct horse battery"
+USER = "alice@example.com"
+
+
+def message(subject: str, body: str = "Hello there.\r\n") -> bytes:
+    return (f"From: carol@example.org\r\nTo: {USER}\r\nSubject: {subject}\r\n"
+            f"Message-ID: <{subject.replace(' ', '.')}@example.org>\r\n\r\n{body}").encode()
+
+
+def send(srv, subject: str, body: str = "Hello there.\r\n") -> None:
+    with smtplib.SMTP("127.0.0.1", srv.port("smtp"), timeout=10) as s:
+        assert s.sendmail("carol@example.org", [USER], message(subject, body)) == {}
+
+
+def imap(srv, listener: str = "imap") -> imaplib.IMAP4:
+    return imaplib.IMAP4("127.0.0.1", srv.port(listener), timeout=10)
+
+
+def logged_in(srv) -> imaplib.IMAP4:
+    box = imap(srv)
+    box.login(USER, PASSWORD)
+    return box
+
+
+def exists(srv) -> int:
+    box = logged_in(srv)
+    try:
+        typ, data = box.select("INBOX")
+        return int(data[0])
+    finally:
+        box.logout()
+
+
+@pytest.fixture
+def server(tmp_path):
+    cert, key = make_cert(tmp_path)
+    tls = {"certificate": str(cert), "privateKey": str(key)}
+    config = base_config(tmp_path / "var", imap=[
+        {"name": "imap", "listen": "tcp:0:interface=127.0.0.1", "tls": tls},
+        {"name": "imaps", "listen": "tcp:0:interface=127.0.0.1", "implicitTLS": True,
+         "tls": tls},
+        {"name": "imap-tls-only", "listen": "tcp:0:interface=127.0.0.1",
+         "requireSSL": True, "tls": tls}])
+    srv = ServerProcess(tmp_path, config)
+    srv.add_user(USER, PASSWORD)
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+def _delivered(srv, count: int) -> None:
+    wait_for(lambda: exists(srv) >= count, what=f"{count} messages in INBOX")
+
+
+def test_login_select_fetch_with_imaplib(server):
+    send(server, "first")
+    _delivered(server, 1)
+    box = logged_in(server)
+    typ, data = box.select("INBOX")
+    assert (typ, data) == ("OK", [b"1"])
+    typ, data = box.fetch("1", "(UID FLAGS RFC822.SIZE BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+    assert typ == "OK" and b"Subject: first" in data[0][1]
+    typ, data = box.fetch("1", "(RFC822)")
+    raw = data[0][1]
+    assert raw.endswith(b"Hello there.\r\n") and b"Return-Path: <carol@example.org>" in raw
+    typ, data = box.fetch("1", "(FLAGS)")
+    assert b"\\Seen" in data[0]
+    box.logout()
+
+
+def test_login_with_a_wrong_password_is_refused(server):
+    box = imap(server)
+    with pytest.raises(imaplib.IMAP4.error, match="AUTHENTICATIONFAILED"):
+        box.login(USER, "wrong")
+
+
+def test_special_use_folders_are_listed(server):
+    box = logged_in(server)
+    typ, data = box.list()
+    text = b"\n".join(data)
+    for name, attr in ((b"Sent", b"\\Sent"), (b"Trash", b"\\Trash"), (b"Junk", b"\\Junk"),
+                       (b"Drafts", b"\\Drafts"), (b"Archive", b"\\Archive")):
+        assert re.search(rb"\(.*" + re.escape(attr) + rb".*\) \"/\" \"?" + name, text), text
+    box.logout()
+
+
+def test_store_copy_move_expunge_and_uidplus(server):
+    for i in range(3):
+        send(server, f"msg {i}")
+    _delivered(server, 3)
+    box = logged_in(server)
+    box.select("INBOX")
+    typ, data = box.store("1", "+FLAGS", "(\\Flagged)")
+    assert typ == "OK" and b"\\Flagged" in data[0]
+    typ, data = box.copy("1:2", "Archive")
+    assert typ == "OK" and b"COPYUID" in data[0]
+    typ, data = box.uid("MOVE", "3", "Trash")
+    assert typ == "OK"
+    box.store("1", "+FLAGS", "(\\Deleted)")
+    typ, data = box.expunge()
+    assert data[-1] == b"1"      # imaplib keeps MOVE's EXPUNGE (3) in the list too
+    typ, data = box.select("Archive", readonly=True)
+    assert data == [b"2"]
+    typ, data = box.select("Trash")
+    assert data == [b"1"]
+    typ, data = box.status("INBOX", "(MESSAGES UIDNEXT)")
+    assert b"MESSAGES 1" in data[0]
+    box.logout()
+
+
+def test_append_with_flags_and_appenduid(server):
+    box = logged_in(server)
+    msg = message("appended", "body of the appended message\r\n")
+    typ, data = box.append("Drafts", "(\\Draft \\Seen)", None, msg)
+    assert typ == "OK" and b"APPENDUID" in data[0]
+    box.select("Drafts")
+    typ, data = box.fetch("1", "(FLAGS BODY.PEEK[])")
+    assert b"\\Draft" in data[0][0] and data[0][1] == msg
+    typ, data = box.append("NoSuchFolder", None, None, msg)
+    assert typ == "NO" and data[0].startswith(b"[TRYCREATE]")
+    box.logout()
+
+
+def test_folders_create_rename_delete(server):
+    box = logged_in(server)
+    assert box.create("Projects/2026")[0] == "OK"
+    assert box.rename("Projects", "Work")[0] == "OK"
+    typ, data = box.list('""', "Work/*")
+    assert b"Work/2026" in data[0]
+    assert box.delete("Work/2026")[0] == "OK"
+    assert box.create("Work")[0] == "NO"
+    box.logout()
+
+
+def test_idle_pushes_a_mail_delivered_by_smtp(server):
+    box = logged_in(server)
+    box.select("INBOX")
+    sock = box.socket()
+    box.send(b"i1 IDLE\r\n")
+    assert box.readline().startswith(b"+")
+    started = time.monotonic()
+    send(server, "pushed")
+    sock.settimeout(10)
+    line = box.readline()
+    assert line == b"* 1 EXISTS\r\n", line
+    assert time.monotonic() - started < 5
+    box.send(b"DONE\r\n")
+    while not (line := box.readline()).startswith(b"i1 "):
+        pass
+    assert line.startswith(b"i1 OK")
+    box.logout()
+
+
+def test_other_sessions_see_flag_changes_and_expunges_at_noop(server):
+    send(server, "shared")
+    send(server, "shared 2")
+    _delivered(server, 2)
+    a, b = logged_in(server), logged_in(server)
+    a.select("INBOX")
+    b.select("INBOX")
+    a.store("1", "+FLAGS", "(\\Deleted)")
+    a.expunge()
+    typ, data = b.noop()
+    assert b.untagged_responses.get("EXPUNGE") == [b"1"]
+    a.logout()
+    b.logout()
+
+
+def test_pop3_and_imap_see_the_same_mailbox(server):
+    send(server, "one")
+    send(server, "two")
+    _delivered(server, 2)
+    pop = poplib.POP3("127.0.0.1", server.port("pop3"), timeout=10)
+    pop.user(USER)
+    pop.pass_(PASSWORD)
+    assert pop.stat()[0] == 2
+    pop.dele(1)
+    pop.quit()
+    box = logged_in(server)
+    typ, data = box.select("INBOX")
+    assert data == [b"1"]
+    typ, data = box.fetch("1", "(BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+    assert b"Subject: two" in data[0][1]
+    box.store("1", "+FLAGS", "(\\Deleted)")
+    box.expunge()
+    box.logout()
+    pop = poplib.POP3("127.0.0.1", server.port("pop3"), timeout=10)
+    pop.user(USER)
+    pop.pass_(PASSWORD)
+    assert pop.stat()[0] == 0
+    pop.quit()
+
+
+def test_starttls_then_login(server):
+    box = imap(server)
+    box.starttls(ssl_context=_insecure())
+    assert box.login(USER, PASSWORD)[0] == "OK"
+    box.logout()
+
+
+def test_implicit_tls(server):
+    box = imaplib.IMAP4_SSL("127.0.0.1", server.port("imaps"), ssl_context=_insecure(),
+                            timeout=10)
+    assert box.login(USER, PASSWORD)[0] == "OK"
+    box.logout()
+
+
+def test_require_ssl_says_logindisabled_until_starttls(server):
+    box = imap(server, "imap-tls-only")
+    assert "LOGINDISABLED" in box.capabilities
+    typ, data = box._simple_command("LOGIN", USER, PASSWORD)
+    assert typ == "NO" and data[0].startswith(b"[PRIVACYREQUIRED]")
+    box.starttls(ssl_context=_insecure())
+    assert "LOGINDISABLED" not in box.capabilities
+    assert box.login(USER, PASSWORD)[0] == "OK"
+    box.logout()
+
+
+def test_failed_logins_are_throttled_like_pop3(server):
+    refused = None
+    for attempt in range(12):
+        box = imap(server)
+        try:
+            box.login(USER, "wrong")
+        except imaplib.IMAP4.error as exc:
+            if "UNAVAILABLE" in str(exc):
+                refused = attempt
+                break
+        except (imaplib.IMAP4.abort, OSError):
+            refused = attempt
+            break
+        finally:
+            try:
+                box.shutdown()
+            except OSError:
+                pass
+    assert refused is not None, "failed logins were never throttled"
+    box = imap(server)
+    with pytest.raises((imaplib.IMAP4.error, imaplib.IMAP4.abort)):
+        box.login(USER, PASSWORD)      # refused unchecked while the address is blocked
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+def test_curl_reads_a_message_over_imap(server):
+    send(server, "for curl")
+    _delivered(server, 1)
+    out = subprocess.run(["curl", "-s", "--max-time", "20", "--user", f"{USER}:{PASSWORD}",
+                          f"imap://127.0.0.1:{server.port('imap')}/INBOX;UID=1"],
+                         capture_output=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    assert b"Subject: for curl" in out.stdout
+
+
+def test_unknown_command_and_oversized_line_keep_the_session(server):
+    with socket.create_connection(("127.0.0.1", server.port("imap")), timeout=10) as s:
+        f = s.makefile("rb")
+        assert f.readline().startswith(b"* OK")
+        s.sendall(b"a FROB\r\n")
+        assert f.readline() == b"a BAD unknown command FROB\r\n"
+        s.sendall(b"b NOOP " + b"x" * 70_000 + b"\r\nc NOOP\r\n")
+        assert f.readline().startswith(b"* BAD command line too long")
+        assert f.readline() == b"c OK NOOP completed\r\n"
+
+
+def _insecure() -> ssl.SSLContext:
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
