@@ -306,6 +306,8 @@ def _atom(text: bytes, pos: int) -> tuple[str, int]:
     if depth:
         raise _Syntax("unbalanced bracket")
     try:
-        return text[start:pos].decode("utf-8"), pos
+        return text[start:pos].decode("ascii"), pos
     except UnicodeDecodeError:
-        raise _Syntax("an argument is not valid UTF-8") from None
+        # RFC 6855 §3: 8-bit text only in quoted strings and literals.
+        raise _Syntax("8-bit octets are allowed only in quoted strings and literals") \
+            from None

@@ -397,7 +397,7 @@ class IMAPServer(MailboxCommands, SelectedCommands, Protocol, TimeoutMixin):
         self._refuse_cleartext()
         if len(args) == 2:
             initial = args[1]
-            if not isinstance(initial, str):
+            if not isinstance(initial, str) or not initial.isascii():
                 raise BadCommand("the initial response is base64 text")
             return self._auth_plain(tag, initial.encode("ascii"))
         self.write(b"+ \r\n")

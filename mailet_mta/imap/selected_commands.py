@@ -240,7 +240,7 @@ class SelectedCommands:
         if isinstance(rest[0], list):
             modifier = rest[0]
             if len(modifier) != 2 or str(modifier[0]).upper() != "UNCHANGEDSINCE" \
-                    or not str(modifier[1]).isdigit():
+                    or not _is_number(modifier[1]):
                 raise BadCommand("the STORE modifier is (UNCHANGEDSINCE modseq)")
             unchanged_since = int(modifier[1])
             self.enabled.add("CONDSTORE")
@@ -358,7 +358,11 @@ class SelectedCommands:
         return self._search(args, uid=True)
 
     def _search(self, args, uid: bool):
-        from .search import parse_search
+        try:
+            from .search import parse_search
+        except ImportError:
+            raise CommandRefused("SEARCH is not available on this server yet",
+                                 "CANNOT") from None
 
         charset = None
         if len(args) >= 2 and isinstance(args[0], str) and args[0].upper() == "CHARSET":
@@ -447,7 +451,7 @@ class SelectedCommands:
             modifier = args[2]
             if not isinstance(modifier, list) or len(modifier) != 2 \
                     or str(modifier[0]).upper() != "CHANGEDSINCE" \
-                    or not str(modifier[1]).isdigit():
+                    or not _is_number(modifier[1]):
                 raise BadCommand("the FETCH modifier is (CHANGEDSINCE modseq)")
             since = int(modifier[1])
             self.enabled.add("CONDSTORE")
@@ -506,6 +510,10 @@ def _render_batch(request, jobs) -> bytes:
 
     return b"".join(b"* %d FETCH %s\r\n" % (i + 1, render(request, meta, source))
                     for i, meta, source in jobs)
+
+
+def _is_number(token) -> bool:
+    return isinstance(token, str) and token.isascii() and token.isdigit() and len(token) < 20
 
 
 def _matching(program, records) -> list[int]:

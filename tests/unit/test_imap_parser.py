@@ -180,3 +180,8 @@ def test_literals_round_trip(values):
     for value in values:
         line += b" {%d+}\r\n" % len(value) + value
     assert one(line + b"\r\n").args == values
+
+
+def test_atoms_are_ascii_and_8bit_goes_in_strings():
+    assert isinstance(one("a SELECT Å\r\n".encode()), Rejected)
+    assert one('a SELECT "Å"\r\n'.encode()).args == ["Å".encode()]
