@@ -287,3 +287,62 @@ def _insecure() -> ssl.SSLContext:
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
     return ctx
+
+
+@pytest.mark.skipif(shutil.which("mbsync") is None, reason="isync (mbsync) is not installed")
+def test_mbsync_syncs_a_mailbox_both_ways(server, tmp_path):
+    send(server, "to be synced")
+    _delivered(server, 1)
+    maildir = tmp_path / "Mail"
+    maildir.mkdir()
+    rc = tmp_path / "mbsyncrc"
+    rc.write_text(f"""IMAPAccount test
+Host 127.0.0.1
+Port {server.port('imap')}
+User {USER}
+Pass "{PASSWORD}"
+SSLType None
+AuthMechs LOGIN
+
+IMAPStore remote
+Account test
+
+MaildirStore local
+Path {maildir}/
+Inbox {maildir}/INBOX
+SubFolders Verbatim
+
+Channel sync
+Far :remote:
+Near :local:
+Patterns INBOX Archive
+Create Both
+Expunge Both
+SyncState *
+""")
+
+    def mbsync():
+        out = subprocess.run(["mbsync", "-c", str(rc), "-a"], capture_output=True,
+                             timeout=60)
+        assert out.returncode == 0, out.stdout + out.stderr
+
+    mbsync()
+    pulled = list((maildir / "INBOX" / "new").iterdir()) + \
+        list((maildir / "INBOX" / "cur").iterdir())
+    assert len(pulled) == 1 and b"Subject: to be synced" in pulled[0].read_bytes()
+    # Locally: file a new message into Archive and mark the pulled one seen and deleted.
+    (maildir / "Archive" / "new").mkdir(parents=True, exist_ok=True)
+    (maildir / "Archive" / "cur").mkdir(parents=True, exist_ok=True)
+    (maildir / "Archive" / "tmp").mkdir(parents=True, exist_ok=True)
+    (maildir / "Archive" / "new" / "1.local").write_bytes(message("filed locally"))
+    local = pulled[0]
+    local.rename(maildir / "INBOX" / "cur" / (local.name.split(":")[0] + ":2,ST"))
+    mbsync()
+    box = logged_in(server)
+    typ, data = box.select("Archive")
+    assert data == [b"1"]
+    typ, data = box.fetch("1", "(BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+    assert b"filed locally" in data[0][1]
+    typ, data = box.select("INBOX")
+    assert data == [b"0"]           # deleted locally, expunged on the server
+    box.logout()
