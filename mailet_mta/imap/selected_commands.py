@@ -31,6 +31,7 @@ log = Logger(namespace="mailet_mta.imap")
 META_BATCH = 500            # messages rendered per worker call when no body is needed
 BODY_BATCH_OCTETS = 1 << 20  # octets of messages read per batch when bodies are needed
 CHUNK = 64 * 1024
+STREAM_OVER = 256 * 1024    # larger messages' BODY[]/RFC822 are written from the blob
 HEADER_LIMIT = 1 << 20      # octets of a header block read for FETCH/SEARCH
 _STORE_MODES = {"FLAGS": "replace", "+FLAGS": "add", "-FLAGS": "remove"}
 
@@ -400,11 +401,21 @@ class SelectedCommands:
         self.write(line + b"\r\n")
         return "SEARCH completed"
 
-    def _body_batches(self, indexes):
+    def _body_batches(self, indexes, streamed=()):
+        """Lists of indexes to read and render together (at most BODY_BATCH_OCTETS of
+        messages); an index in ``streamed`` comes alone, as an int, in its place."""
         sel = self.selected
         batch: list[int] = []
         octets = 0
+        if streamed:
+            indexes = sorted({*indexes, *streamed})
         for i in indexes:
+            if i in streamed:
+                if batch:
+                    yield batch
+                    batch, octets = [], 0
+                yield i
+                continue
             if batch and (octets + sel.sizes[i] > BODY_BATCH_OCTETS or len(batch) >= 64):
                 yield batch
                 batch, octets = [], 0
@@ -433,6 +444,43 @@ class SelectedCommands:
         return records
 
     # -- FETCH ---------------------------------------------------------------------------
+    @defer.inlineCallbacks
+    def _stream_message(self, sel, i: int, whole, rest):
+        """One FETCH response whose whole-message items (BODY[], RFC822) are written
+        from the blob chunk by chunk, as the transport drains; the other items (which
+        need no body) are rendered first."""
+        content = yield self.backend.open_message(sel.ids[i])
+        if content is None or self._lost:
+            return None
+        head = b"("
+        if rest.items:
+            rendered = yield self.run(_render_meta, rest, _meta(sel, i))
+            head = rendered[:-1] + b" "
+        self.write(b"* %d FETCH %s" % (i + 1, head))
+        size = content.size
+        for n, item in enumerate(whole):
+            self.write((b" " if n else b"") + item.label() + b" {%d}\r\n" % size)
+            chunks = content.chunks(CHUNK)
+            sent = 0
+            try:
+                for chunk in chunks:
+                    chunk = chunk[:size - sent]
+                    self.write(chunk)
+                    sent += len(chunk)
+                    if self._flow.blocked:
+                        yield self.wait_for_drain()
+                    if self._lost:
+                        return None
+            finally:
+                close = getattr(chunks, "close", None)
+                if close is not None:
+                    close()
+            if sent < size:        # the blob is shorter than its recorded size
+                log.error("message {id} is shorter than its size; padded", id=sel.ids[i])
+                self.write(b" " * (size - sent))
+        self.write(b")\r\n")
+        return None
+
     def do_FETCH(self, tag, args):
         return self._fetch(args, uid=False)
 
@@ -478,11 +526,19 @@ class SelectedCommands:
                 sel.dirty = True
                 # RFC 3501 §6.4.5: the changed \Seen flag is told in the response.
                 request = request.with_item("FLAGS")
+        whole, rest = _split_whole_message_items(request)
+        streamed = set()
+        if whole and rest.needs == "meta":
+            streamed = {i for i in indexes if self.selected.sizes[i] > STREAM_OVER}
         if request.needs == "meta":
             batches = (indexes[s:s + META_BATCH] for s in range(0, len(indexes), META_BATCH))
         else:
-            batches = self._body_batches(indexes)
+            batches = self._body_batches([i for i in indexes if i not in streamed],
+                                         streamed)
         for batch in batches:
+            if isinstance(batch, int):
+                yield self._stream_message(sel, batch, whole, rest)
+                continue
             if self._lost or sel is not self.selected:
                 return None
             if request.needs == "meta":
@@ -495,6 +551,25 @@ class SelectedCommands:
             self.write(data)
             yield self.wait_for_drain()
         return "FETCH completed"
+
+
+def _split_whole_message_items(request):
+    """(the items that send a whole message — BODY[], BODY.PEEK[], RFC822 — and a
+    request of the others)."""
+    from .fetch import FetchRequest
+
+    whole = tuple(item for item in request.items
+                  if item.name == "RFC822" or (item.name == "BODY" and item.section
+                                               and not item.part and not item.text
+                                               and item.partial is None))
+    rest = tuple(item for item in request.items if item not in whole)
+    return whole, FetchRequest(items=rest)
+
+
+def _render_meta(request, meta) -> bytes:
+    from .fetch import render
+
+    return render(request, meta, None)
 
 
 def _meta(sel, i: int):

@@ -508,3 +508,30 @@ def test_an_unexpected_error_in_a_command_answers_no_and_the_session_goes_on():
     store.copy_messages = broken
     assert s.cmd("c COPY 1 Trash") == b"c NO [SERVERBUG] internal error; try again later\r\n"
     assert s.cmd("n NOOP") == b"n OK NOOP completed\r\n"
+
+
+def test_large_body_is_streamed_and_equals_the_message():
+    line = b"y" * 998 + b"\r\n"
+    big = b"Subject: big\r\n\r\n" + line * 400          # 400 KB: over STREAM_OVER
+    s, store = _box(big, MESSAGE)
+    out = s.cmd("f FETCH 1:2 (UID BODY.PEEK[] RFC822.SIZE)")
+    head = b"* 1 FETCH (UID 1 RFC822.SIZE %d BODY[] {%d}\r\n" % (len(big), len(big))
+    assert out.startswith(head)
+    assert out[len(head):len(head) + len(big)] == big
+    rest = out[len(head) + len(big):]
+    assert rest.startswith(b")\r\n* 2 FETCH (UID 2 BODY[] {%d}\r\n" % len(MESSAGE))
+    assert rest.endswith(b"f OK FETCH completed\r\n")
+
+
+def test_streamed_fetch_waits_for_the_transport_to_drain():
+    line = b"y" * 998 + b"\r\n"
+    big = b"Subject: big\r\n\r\n" + line * 1000
+    s, _ = _box(big, big)
+    s.proto._flow.pauseProducing()          # the transport's buffer is full
+    s.proto.dataReceived(b"f FETCH 1:2 BODY.PEEK[]\r\n")
+    s.clock.advance(0)
+    held = len(s.transport.value())
+    assert held < 2 * 64 * 1024             # one chunk past the full buffer, no more
+    s.proto._flow.resumeProducing()
+    s.clock.advance(0)
+    assert s.transport.value().endswith(b"f OK FETCH completed\r\n")
