@@ -10,11 +10,13 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 
+from sqlalchemy import bindparam, select
+
 from .mailstore import FolderChanges, FolderSnapshot, FolderStatus, MessageList, NoSuchFolder
-from .storage import folder_changes, mailboxes
+from .storage import folder_changes, mailboxes, schema
 
 __all__ = ["ListingCache", "SnapshotCache", "load_listing", "load_snapshot", "read_changes",
-           "status_of"]
+           "status_of", "watched_states"]
 
 
 class ListingCache:
@@ -94,7 +96,7 @@ class SnapshotCache(ListingCache):
 
 def _head_status(name: str, head, messages: int, last_uid: int = 0) -> FolderStatus:
     """A FolderStatus from ``folder_head``'s row."""
-    _box, uid_validity, uid_next, highest, special_use, _horizon = head
+    _box, uid_validity, uid_next, highest, special_use, _horizon, _count = head
     return FolderStatus(name, uid_validity, max(uid_next, last_uid + 1), messages,
                         highest, special_use)
 
@@ -165,14 +167,14 @@ def read_changes(conn, user: str, folder: str, since: int) -> FolderChanges:
     """On a reader thread: the :class:`FolderChanges` of (user, folder) since
     ``since`` (``expunged_uids`` None when its tombstones are purged)."""
     head = folder_changes.folder_head(conn, user, folder)
-    state = mailboxes.mailbox_state(conn, user, folder)
-    if head is None or state is None:
+    if head is None:
         raise NoSuchFolder(f"{user} has no folder {folder!r}")
-    changes = _changes_at(conn, folder, head, since, state[3])
+    count = head[6]
+    changes = _changes_at(conn, folder, head, since, count)
     if changes is None:
         rows = _rows_as_changes(folder_changes.changed_rows(conn, head[0], since))
         last_uid = rows[-1][1] if rows else 0
-        changes = FolderChanges(_head_status(folder, head, state[3], last_uid), rows, None)
+        changes = FolderChanges(_head_status(folder, head, count, last_uid), rows, None)
     return changes
 
 
@@ -180,3 +182,24 @@ def status_of(name: str, state) -> FolderStatus:
     """A FolderStatus from ``mailbox_state``'s ``(id, uid_validity, uid_next, count,
     highest_modseq, special_use)``."""
     return FolderStatus(name, *state[1:6])
+
+
+def watched_states(conn, keys, _last=None) -> dict:
+    """On a reader thread: ``mailbox_state``-shaped tuples of the folders ``keys``
+    ((user, folder) pairs), None for those that do not exist — one query for all
+    (chunks of 500 users)."""
+    wanted = set(keys)
+    found = {}
+    users = sorted({user for user, _folder in wanted})
+    for start in range(0, len(users), 500):
+        for row in conn.execute(_WATCHED_HEADS, {"b_users": users[start:start + 500]}):
+            box, user, name, validity, uid_next, count, highest, special_use = row
+            if (user, name) in wanted:
+                found[(user, name)] = (box, validity, uid_next, count, highest, special_use)
+    return {key: found.get(key) for key in keys}
+
+
+_mb, _msg = schema.mailboxes, schema.messages
+_WATCHED_HEADS = (select(_mb.c.id, _mb.c.user, _mb.c.name, _mb.c.uid_validity, _mb.c.uid_next,
+                         _mb.c.message_count, _mb.c.highest_modseq, _mb.c.special_use)
+                  .where(_mb.c.user.in_(bindparam("b_users", expanding=True))))

@@ -23,8 +23,9 @@ from .folder_views import (
     load_snapshot,
     read_changes,
     status_of,
+    watched_states,
 )
-from .folder_watch import FolderWatcher
+from .folder_watch import FolderWatcher, change_feed
 from .mailstore import (
     SPECIAL_USE_FOLDERS,
     SYSTEM_FLAGS,
@@ -108,7 +109,8 @@ class DatabaseMailStore:
         self.snapshots = SnapshotCache(snapshot_cache_messages)
         self.tombstone_limit = tombstone_limit
         self.max_message_size = max_message_size or DEFAULT_MAX_MESSAGE_SIZE
-        self.watcher = FolderWatcher(self._states, poll_interval, max_watched)
+        self.watcher = FolderWatcher(self._states, poll_interval, max_watched,
+                                     feed=change_feed(db.engine))
 
     def prepare(self) -> defer.Deferred:
         return defer.gatherResults([self.authenticator.prepare(),
@@ -271,12 +273,10 @@ class DatabaseMailStore:
 
     # -- change notifications -------------------------------------------------------------
     def subscribe(self, user: str, folder: str, listener):
-        return self.watcher.subscribe(user, folder, listener)
+        return self.watcher.subscribe(user, canonical_folder(folder), listener)
 
-    def _states(self, keys) -> defer.Deferred:
-        def read(conn):
-            return {key: mailboxes.mailbox_state(conn, *key) for key in keys}
-        return self.db.read(read)
+    def _states(self, keys, last) -> defer.Deferred:
+        return self.db.read(watched_states, keys, last)
 
 
 @implementer(IAppend)

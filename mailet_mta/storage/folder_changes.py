@@ -35,6 +35,8 @@ _mb, _msg, _gone = schema.mailboxes, schema.messages, schema.expunged
 
 _BUMP = (update(_mb).where(_mb.c.id == bindparam("b_box"))
          .values(highest_modseq=_mb.c.highest_modseq + 1))
+_UNCOUNT = (update(_mb).where(_mb.c.id == bindparam("b_box"))
+            .values(message_count=_mb.c.message_count - bindparam("b_gone")))
 _HIGHEST = select(_mb.c.highest_modseq).where(_mb.c.id == bindparam("b_box"))
 _NOTIFY = select(func.pg_notify(literal(NOTIFY_CHANNEL), bindparam("b_payload")))
 _INSERT_TOMBSTONE = insert(_gone)
@@ -63,14 +65,14 @@ _EXPUNGED_SINCE = (select(_gone.c.uid)
                    .order_by(_gone.c.uid))
 # The folder's head: what tells whether anything changed, without counting messages.
 _FOLDER_HEAD = (select(_mb.c.id, _mb.c.uid_validity, _mb.c.uid_next, _mb.c.highest_modseq,
-                       _mb.c.special_use, _mb.c.vanished_horizon)
+                       _mb.c.special_use, _mb.c.vanished_horizon, _mb.c.message_count)
                 .where((_mb.c.user == bindparam("b_user"))
                        & (_mb.c.name == bindparam("b_folder"))))
 
 
 def folder_head(conn: Connection, user: str, folder: str) -> tuple | None:
     """``(mailbox id, uid_validity, uid_next, highest_modseq, special_use,
-    vanished_horizon)`` of (user, folder), or None: one indexed row, no count."""
+    vanished_horizon, message_count)`` of (user, folder), or None: one indexed row."""
     return fetch_one(conn, _FOLDER_HEAD, {"b_user": user, "b_folder": folder})
 
 
@@ -118,8 +120,11 @@ def remove_messages(conn: Connection, message_ids, box_id: int | None = None,
     for box, rows in sorted(by_box.items()):
         modseq = next_modseq(conn, box)
         ids = [mid for mid, _uid in rows]
+        gone = 0
         for start in range(0, len(ids), _IN_CHUNK):
-            conn.execute(delete(_msg).where(_msg.c.id.in_(ids[start:start + _IN_CHUNK])))
+            gone += conn.execute(delete(_msg).where(
+                _msg.c.id.in_(ids[start:start + _IN_CHUNK]))).rowcount
+        execute(conn, _UNCOUNT, {"b_box": box, "b_gone": gone})
         tombstone(conn, box, [uid for _mid, uid in rows], modseq, limit)
         removed += ids
     return removed

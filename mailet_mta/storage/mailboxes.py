@@ -23,7 +23,7 @@ from sqlalchemy.exc import IntegrityError
 
 from ..api import MessagingError
 from ..mail import MessageSource
-from ..mailstore import canonical_folder
+from ..mailstore import SPECIAL_USE_FOLDERS, canonical_folder
 from . import schema
 from .db import execute, fetch_chunks, fetch_one
 from .folder_changes import TOMBSTONE_LIMIT, announce, remove_messages
@@ -110,12 +110,14 @@ _QUOTA_USAGE = (select(func.coalesce(func.sum(_msg.c.size), 0))
                 .select_from(_msg.join(_mb, _msg.c.mailbox_id == _mb.c.id))
                 .where(_mb.c.user == bindparam("b_user")))
 _NEXT_UID = (update(_mb).where(_mb.c.id == bindparam("b_box"))
-             .values(uid_next=_mb.c.uid_next + 1, highest_modseq=_mb.c.highest_modseq + 1))
+             .values(uid_next=_mb.c.uid_next + 1, highest_modseq=_mb.c.highest_modseq + 1,
+                     message_count=_mb.c.message_count + 1))
 _quota = _users.alias("quota_of")
 # The UPDATE takes the mailbox's row lock (PostgreSQL) before the uid is read.
 _TAKE_UID = (update(_mb).where((_mb.c.user == bindparam("b_user"))
                                & (_mb.c.name == bindparam("b_folder")))
-             .values(uid_next=_mb.c.uid_next + 1, highest_modseq=_mb.c.highest_modseq + 1)
+             .values(uid_next=_mb.c.uid_next + 1, highest_modseq=_mb.c.highest_modseq + 1,
+                     message_count=_mb.c.message_count + 1)
              .returning(_mb.c.id, _mb.c.uid_next, _mb.c.highest_modseq,
                         select(_quota.c.quota).where(_quota.c.name == bindparam("b_user"))
                         .scalar_subquery()))
@@ -148,6 +150,15 @@ def get_or_create_mailbox(conn: Connection, user: str, folder: str = "INBOX") ->
 
 def _create_mailbox(conn: Connection, user: str, folder: str,
                     special_use: str | None = None) -> int:
+    """Create (user, folder) — and its missing superiors, as IMAP CREATE does — with a
+    fresh uid_validity; a special-use name (``Junk``…) gets its attribute."""
+    if special_use is None:
+        special_use = dict(SPECIAL_USE_FOLDERS).get(folder)
+    parts = folder.split("/")
+    for depth in range(1, len(parts)):
+        superior = "/".join(parts[:depth])
+        if conn.execute(_MAILBOX_ID, {"b_user": user, "b_folder": superior}).scalar() is None:
+            _create_mailbox(conn, user, superior)
     savepoint = conn.begin_nested()
     try:
         conn.execute(insert(schema.mailboxes).values(
@@ -255,11 +266,8 @@ def store_message(conn: Connection, user: str, folder: str, blob_id: str, prefix
     return uid
 
 
-_MAILBOX_STATE = (select(_mb.c.id, _mb.c.uid_validity, _mb.c.uid_next,
-                         select(func.count()).select_from(_msg)
-                         .where((_msg.c.mailbox_id == _mb.c.id)
-                                & (_msg.c.deleted.is_(False)))
-                         .scalar_subquery(), _mb.c.highest_modseq, _mb.c.special_use)
+_MAILBOX_STATE = (select(_mb.c.id, _mb.c.uid_validity, _mb.c.uid_next, _mb.c.message_count,
+                         _mb.c.highest_modseq, _mb.c.special_use)
                   .where((_mb.c.user == bindparam("b_user"))
                          & (_mb.c.name == bindparam("b_folder"))))
 
@@ -362,11 +370,8 @@ def delete_messages(conn: Connection, message_ids, tombstone_limit: int = TOMBST
     return len(remove_messages(conn, message_ids, None, tombstone_limit))
 
 
-_FOLDER_STATES = (select(_mb.c.name, _mb.c.uid_validity, _mb.c.uid_next,
-                         select(func.count()).select_from(_msg)
-                         .where((_msg.c.mailbox_id == _mb.c.id)
-                                & (_msg.c.deleted.is_(False)))
-                         .scalar_subquery(), _mb.c.highest_modseq, _mb.c.special_use)
+_FOLDER_STATES = (select(_mb.c.name, _mb.c.uid_validity, _mb.c.uid_next, _mb.c.message_count,
+                         _mb.c.highest_modseq, _mb.c.special_use)
                   .where(_mb.c.user == bindparam("b_user")).order_by(_mb.c.name))
 
 

@@ -76,7 +76,8 @@ def copy_messages(conn: Connection, user: str, message_ids, dest: str,
     if source is None:
         _check_quota(conn, user, sum(row[3] for row in rows))
     conn.execute(update(_mb).where(_mb.c.id == dest_box).values(
-        uid_next=_mb.c.uid_next + len(rows), highest_modseq=_mb.c.highest_modseq + 1))
+        uid_next=_mb.c.uid_next + len(rows), highest_modseq=_mb.c.highest_modseq + 1,
+        message_count=_mb.c.message_count + len(rows)))
     uid_next, modseq = conn.execute(select(_mb.c.uid_next, _mb.c.highest_modseq)
                                     .where(_mb.c.id == dest_box)).one()
     first = uid_next - len(rows)

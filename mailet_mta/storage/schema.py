@@ -104,6 +104,9 @@ mailboxes = Table(
     # RFC 7162: raised by every change of the folder (new mail, flags, expunge).
     Column("highest_modseq", BigInteger, nullable=False, default=1, server_default="1"),
     Column("special_use", String(32), nullable=True),   # RFC 6154: \Sent, \Trash, …
+    # Kept by every write that adds or removes messages: STATUS, EXISTS and the
+    # watchers read it instead of counting a large folder's rows.
+    Column("message_count", Integer, nullable=False, default=0, server_default="0"),
     # Tombstones with a modseq up to this one were purged: older states cannot be
     # brought up to date by a list of expunged UIDs any more.
     Column("vanished_horizon", BigInteger, nullable=False, default=0, server_default="0"),

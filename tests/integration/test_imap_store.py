@@ -512,3 +512,88 @@ async def test_move_expunges_the_source_in_the_same_transaction(store):  # noqa:
     # ids of another folder are not moved from this one
     trash = await store.select(USER, "Trash")
     assert (await store.move_messages(USER, "INBOX", list(trash.ids), "Trash"))[1] == []
+
+
+# -- notifications across processes -----------------------------------------------------
+@pytest_twisted.ensureDeferred
+async def test_another_process_hears_new_mail_flags_and_expunges_within_a_second(two_stores):
+    import time
+
+    from tests.integration.test_retrieval_store import until
+
+    watching, changing = two_stores
+    assert watching.watcher.interval >= 5          # the feed, not the fallback poll
+    await _fill(changing, 1)
+    heard: list = []
+    sub = watching.subscribe(USER, "inbox", heard.append)
+    await until(lambda: watching.watcher._last.get((USER, "INBOX")) is not None)
+
+    async def within_a_second(action, check):
+        count = len(heard)
+        started = time.monotonic()
+        await action()
+        await until(lambda: len(heard) > count and check(heard[-1]), seconds=5)
+        return time.monotonic() - started
+
+    lags = [
+        await within_a_second(lambda: deliver(changing, b"Subject: n\r\n\r\nx\r\n"),
+                              lambda s: s.messages == 2 and s.uid_next == 3),
+    ]
+    snap = await changing.select(USER, "INBOX")
+    lags.append(await within_a_second(
+        lambda: changing.store_flags([snap.ids[0]], {"\\Seen"}, "add"),
+        lambda s: s.highest_modseq == snap.status.highest_modseq + 1))
+    lags.append(await within_a_second(
+        lambda: changing.expunge_messages(USER, "INBOX", [snap.ids[1]]),
+        lambda s: s.messages == 1))
+    print("notification lags", [round(lag, 3) for lag in lags])
+    assert max(lags) < 1.0, lags
+    sub.cancel()
+    assert watching.watcher.feed._stop is None
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_watcher_reads_all_watched_folders_in_one_read(store):  # noqa: F811
+    from tests.integration.test_retrieval_store import until
+
+    for name in ("A", "B", "C"):
+        await _fill(store, 1, name)
+    heard: list = []
+    subs = [store.subscribe(USER, name, heard.append) for name in ("A", "B", "C")]
+    await until(lambda: all(store.watcher._last.get((USER, n)) for n in "ABC"))
+    reads = store.watcher.reads
+    store.watcher.changed(None)
+    store.watcher.changed(None)
+    store.watcher.changed(None)
+    await store.watcher.poll_now([(USER, "A")])
+    assert store.watcher.reads - reads <= 2 and heard == []
+    for sub in subs:
+        sub.cancel()
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_kept_message_count_follows_every_kind_of_change(store):  # noqa: F811
+    from sqlalchemy import func, select
+
+    from mailet_mta.storage import schema
+
+    await _fill(store, 4)
+    await store.create_folder(USER, "Other")
+    snap = await store.select(USER, "INBOX")
+    await store.copy_messages(USER, snap.ids[:3], "Other")
+    await store.move_messages(USER, "INBOX", [snap.ids[3]], "Other")
+    await store.expunge_messages(USER, "INBOX", [snap.ids[0]])
+    owner = store.new_owner()
+    assert await store.lock(USER, owner)
+    await store.finish(USER, owner, [snap.ids[1]])
+    await _append(store, "Other", b"Subject: a\r\n\r\nx\r\n")
+    with store.db.engine.connect() as conn:
+        real = dict(conn.execute(
+            select(schema.mailboxes.c.name, func.count(schema.messages.c.id))
+            .select_from(schema.mailboxes.outerjoin(
+                schema.messages, schema.messages.c.mailbox_id == schema.mailboxes.c.id))
+            .group_by(schema.mailboxes.c.name)).all())
+    assert real == {"INBOX": 1, "Other": 5}
+    for status in await store.list_folders(USER):
+        assert status.messages == real[status.name]
+        assert len(await store.select(USER, status.name)) == real[status.name]

@@ -27,7 +27,7 @@ def _fill(db, blobs, count: int) -> int:
              "prefix": b"", "size": ref.size, "internal_date": now, "flags": "",
              "deleted": False} for i in range(count)])
         conn.execute(schema.mailboxes.update().where(schema.mailboxes.c.id == box)
-                     .values(uid_next=count + 1))
+                     .values(uid_next=count + 1, message_count=count))
     return ref.size
 
 

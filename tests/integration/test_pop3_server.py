@@ -380,3 +380,38 @@ async def test_50_mb_retr_streams_with_bounded_memory(server):
     assert got == expected
     assert peak < 16 * 1024 * 1024, f"peak {peak} octets while sending 50 MB"
     assert elapsed < 60
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_message_imap_expunged_during_a_session_is_an_err_and_numbers_hold(
+        server, url, tmp_path):
+    """IMAP (here a second store on the same database: another process) expunges
+    message 1 while a POP3 session holds its listing."""
+    for n in range(3):
+        await server.deliver(b"Subject: %d\r\n\r\nbody %d\r\n" % (n, n))
+    other = await start_server(url, tmp_path / "blobs", node="imap-node")
+    try:
+        client = await in_thread(_client, server.port)
+        snap = await other.backend.select(USER, "INBOX")
+        assert await other.backend.expunge_messages(USER, "INBOX", [snap.ids[0]]) == [
+            snap.ids[0]]
+
+        def session():
+            with pytest.raises(poplib.error_proto) as gone:
+                client.retr(1)
+            second = client.retr(2)[1]
+            listing = client.list()[1]
+            client.dele(2)
+            client.quit()
+            return gone.value.args[0], second, listing
+        gone, second, listing = await in_thread(session)
+        assert gone.startswith(b"-ERR") and b"no longer exists" in gone
+        assert b"body 1" in b"\r\n".join(second)            # message 2 is still number 2
+        assert [line.split()[0] for line in listing] == [b"1", b"2", b"3"]
+        remaining = await other.backend.select(USER, "INBOX")
+        assert list(remaining.uids) == [3]
+        changes = await other.backend.changes(USER, "INBOX", snap.status.highest_modseq)
+        assert changes.expunged_uids == [1, 2]
+    finally:
+        await other.service.stopService()
+        await other.db.stop()

@@ -139,3 +139,12 @@ def test_quota_exceeded_is_a_permanent_messaging_error():
 
     assert issubclass(QuotaExceeded, MessagingError)
     assert not issubclass(QuotaExceeded, TemporaryError)
+
+
+def test_a_folder_that_is_no_folder_name_is_refused_at_init():
+    from mailet_mta.api import ConfigurationError
+
+    for bad in ("a//b", "/a", "tab\there", "x" * 256):
+        with pytest.raises(ConfigurationError, match="folder"):
+            _mailet(Context(set()), folder=bad)
+    assert _mailet(Context(set()), folder="Lists/python").folder == "Lists/python"

@@ -19,6 +19,8 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column('highest_modseq', sa.BigInteger(), nullable=False,
                                       server_default='1'))
         batch_op.add_column(sa.Column('special_use', sa.String(length=32), nullable=True))
+        batch_op.add_column(sa.Column('message_count', sa.Integer(), nullable=False,
+                                      server_default='0'))
         batch_op.add_column(sa.Column('vanished_horizon', sa.BigInteger(), nullable=False,
                                       server_default='0'))
     with op.batch_alter_table('messages', schema=None) as batch_op:
@@ -26,6 +28,8 @@ def upgrade() -> None:
                                       server_default='1'))
         batch_op.create_index('ix_messages_mailbox_modseq', ['mailbox_id', 'modseq'],
                               unique=False)
+    op.execute("UPDATE mailboxes SET message_count = (SELECT count(*) FROM messages "
+               "WHERE messages.mailbox_id = mailboxes.id AND NOT messages.deleted)")
     op.create_table('expunged',
     sa.Column('mailbox_id', sa.Integer(), nullable=False),
     sa.Column('uid', sa.Integer(), nullable=False),
@@ -52,5 +56,6 @@ def downgrade() -> None:
         batch_op.drop_column('modseq')
     with op.batch_alter_table('mailboxes', schema=None) as batch_op:
         batch_op.drop_column('vanished_horizon')
+        batch_op.drop_column('message_count')
         batch_op.drop_column('special_use')
         batch_op.drop_column('highest_modseq')
