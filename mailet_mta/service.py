@@ -183,7 +183,8 @@ class MailServer(MultiService):
             authenticator = Authenticator(self.db, failure_delay=cfg.auth_failure_delay,
                                           throttle=throttle,
                                           default_domain=self.config.server_name)
-            backend = DatabaseMailStore(self.db, self.blobs, authenticator, self.node_name)
+            backend = DatabaseMailStore(self.db, self.blobs, authenticator, self.node_name,
+                                        max_message_size=cfg.max_message_size)
             listeners.append((cfg.name, "imap", make_imap_service(cfg, backend)))
         return listeners
 
