@@ -20,6 +20,7 @@ __all__ = ["quoted_or_literal", "nstring", "astring_to_str", "encode_mailbox",
 
 Token = str | bytes | list["Token"]
 
+_LAST_SECOND = 253402214399.0     # 9999-12-30 23:59:59 UTC: a zone may still add a day
 MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 _MONTH_NUMBER = {m.lower(): i + 1 for i, m in enumerate(MONTHS)}
 
@@ -123,7 +124,7 @@ def decode_mailbox(token: Token, utf8: bool) -> str:
     enabled, else modified UTF-7. BadCommand when it is neither valid nor canonical."""
     if isinstance(token, list):
         raise BadCommand("expected a mailbox name, got a parenthesised list")
-    raw = token.encode("ascii", "surrogateescape") if isinstance(token, str) else token
+    raw = token.encode("utf-8", "surrogateescape") if isinstance(token, str) else token
     if b"\x00" in raw or b"\r" in raw or b"\n" in raw:
         raise BadCommand("mailbox name has NUL, CR or LF")
     if utf8:
@@ -148,6 +149,7 @@ def format_internal_date(epoch: float, tz_offset_minutes: int = 0) -> bytes:
     day padded with a space), the time shown in the zone ``tz_offset_minutes`` east
     of UTC."""
     zone = datetime.timezone(datetime.timedelta(minutes=tz_offset_minutes))
+    epoch = min(max(epoch, 0.0), _LAST_SECOND)     # a date the format can show
     t = datetime.datetime.fromtimestamp(int(epoch), zone)
     sign = "-" if tz_offset_minutes < 0 else "+"
     hours, minutes = divmod(abs(tz_offset_minutes), 60)

@@ -13,13 +13,16 @@ import re
 from .encoding import nstring
 from .mime import first_fields
 
-__all__ = ["envelope", "parse_addresses", "ENVELOPE_FIELDS", "MISSING_DOMAIN"]
+__all__ = ["envelope", "parse_addresses", "ENVELOPE_FIELDS", "MISSING_DOMAIN",
+           "MAX_ADDRESSES"]
 
 ENVELOPE_FIELDS = (b"date", b"subject", b"from", b"sender", b"reply-to", b"to", b"cc",
                    b"bcc", b"in-reply-to", b"message-id")
 # What a mailbox without a domain gets as its host: NIL there would mean group syntax
 # (RFC 3501 §7.4.2). Dovecot uses the same words.
 MISSING_DOMAIN = b"MISSING_DOMAIN"
+# Addresses shown of one field; the rest are left out of the ENVELOPE.
+MAX_ADDRESSES = 10_000
 
 Address = tuple[bytes | None, bytes | None, bytes | None, bytes | None]
 
@@ -92,7 +95,7 @@ def _spec(tokens: list[tuple[int, bytes]]) -> tuple[bytes, bytes]:
 def _mailbox(tokens: list[tuple[int, bytes]]) -> Address | None:
     if not tokens:
         return None
-    kinds = [(k, t) for k, t in tokens]
+    kinds = tokens
     opening = next((i for i, (k, t) in enumerate(kinds) if k == _SPECIAL and t == b"<"), -1)
     if opening >= 0:
         closing = next((i for i in range(opening + 1, len(kinds))
@@ -121,12 +124,14 @@ def parse_addresses(value: bytes) -> list[Address]:
     in_group = False
     angle = 0
     for kind, text in _tokens(value):
+        if len(out) >= MAX_ADDRESSES:
+            return out[:MAX_ADDRESSES]
         if kind == _SPECIAL:
             if text == b"<":
                 angle += 1
             elif text == b">":
                 angle = max(0, angle - 1)
-            elif angle == 0 and text == b"," :
+            elif angle == 0 and text == b",":
                 box = _mailbox(current)
                 if box:
                     out.append(box)
@@ -151,7 +156,7 @@ def parse_addresses(value: bytes) -> list[Address]:
         out.append(box)
     if in_group:
         out.append((None, None, None, None))
-    return out
+    return out[:MAX_ADDRESSES]
 
 
 def _address_list(value: bytes | None) -> bytes:

@@ -22,7 +22,6 @@ from .mime import (
     DEFAULT_LIMITS,
     Part,
     decoded_body,
-    first_fields,
     header_end,
     header_fields,
     parse_disposition,
@@ -227,11 +226,6 @@ def parse_fetch_items(tokens: Token | Sequence[Token]) -> FetchRequest:
 # ---------------------------------------------------------------------------
 # BODY and BODYSTRUCTURE
 
-_EXT_FIELDS = (b"content-id", b"content-description", b"content-transfer-encoding",
-               b"content-md5", b"content-disposition", b"content-language",
-               b"content-location")
-
-
 def _params(params: list[tuple[bytes, bytes]]) -> bytes:
     if not params:
         return b"NIL"
@@ -254,7 +248,7 @@ def _lines(data: bytes, start: int, end: int) -> int:
 
 def body_structure(data: bytes, part: Part, extended: bool) -> bytes:
     """BODY (``extended`` false) or BODYSTRUCTURE of ``part`` (RFC 3501 §7.4.2)."""
-    f = first_fields(data, part.start, part.body_start, _EXT_FIELDS)
+    f = part.fields
     if part.is_multipart and not part.opaque:
         out = [b"".join(body_structure(data, c, extended) for c in part.children),
                nstring(part.media[1])]
@@ -365,6 +359,14 @@ def _section(msg: _Message, item: FetchItem) -> bytes | None:
     return _header_subset(data, part, item)
 
 
+def _text_literal(data: bytes) -> bytes:
+    """A literal of message text. A literal may not carry NUL (RFC 3501 §4.3); a NUL in
+    a stored message is sent as 0x80, as Dovecot does (BINARY gives the true octets)."""
+    if b"\x00" in data:
+        data = data.replace(b"\x00", b"\x80")
+    return b"{%d}\r\n" % len(data) + data
+
+
 def _literal(data: bytes) -> bytes:
     prefix = b"~" if b"\x00" in data else b""
     return prefix + b"{%d}\r\n" % len(data) + data
@@ -381,7 +383,7 @@ def _render_section(msg: _Message, item: FetchItem) -> bytes:
         data = data[origin:origin + octets]
     if item.name == "BINARY":
         return item.label() + b" " + _literal(data)
-    return item.label() + b" {%d}\r\n" % len(data) + data
+    return item.label() + b" " + _text_literal(data)
 
 
 def _render_item(item: FetchItem, meta: MessageMeta, msg: _Message | None) -> bytes:
@@ -406,13 +408,13 @@ def _render_item(item: FetchItem, meta: MessageMeta, msg: _Message | None) -> by
     if name in ("BODY", "BODYSTRUCTURE"):
         return name.encode() + b" " + body_structure(data, msg.tree, name == "BODYSTRUCTURE")
     if name == "RFC822":
-        return b"RFC822 {%d}\r\n" % len(data) + data
+        return b"RFC822 " + _text_literal(data)
     top = msg.top()
     if name == "RFC822.HEADER":
         chunk = data[top.start:top.body_start]
     else:
         chunk = data[top.body_start:top.end]
-    return name.encode() + b" {%d}\r\n" % len(chunk) + chunk
+    return name.encode() + b" " + _text_literal(chunk)
 
 
 def render(request: FetchRequest, meta: MessageMeta, source: MessageSource,

@@ -17,6 +17,7 @@ well as CRLF ones.
 from __future__ import annotations
 
 import binascii
+import functools
 import re
 from dataclasses import dataclass, field
 
@@ -24,16 +25,29 @@ from ..header_block import HEADER_BLOCK_LIMIT
 from ..mail import MimeLimits
 
 __all__ = ["Part", "parse_structure", "header_fields", "first_fields", "unfold",
-           "parse_params", "decoded_body", "MAX_PARAMS", "DEFAULT_LIMITS"]
+           "parse_params", "decoded_body", "param", "MAX_PARAMS", "DEFAULT_LIMITS",
+           "SCAN_FACTOR", "DEPTH_CAP",
+           "MIME_FIELDS"]
 
 # Parameters kept from one Content-Type or Content-Disposition field; the rest are
 # dropped (no real field has more than a handful).
 MAX_PARAMS = 64
+# Octets all delimiter scans of one message may cover, as a multiple of its size; a
+# multipart found past that (only hostile nesting gets there) is left unsplit.
+SCAN_FACTOR = 8
+# The parse and the BODYSTRUCTURE answer recurse once a level: whatever maxMimeDepth
+# says, the tree stops here, well inside Python's recursion limit.
+DEPTH_CAP = 200
+# RFC 2046 allows 70 octets; a multipart with a longer boundary is left unsplit.
+MAX_BOUNDARY = 200
 DEFAULT_LIMITS = MimeLimits()
 
-_BLANK_LINE = re.compile(rb"\n\r?\n")
-_FIELD = re.compile(rb"(?m)^[^ \t\r\n][^\n]*(?:\n[ \t][^\n]*)*(?:\n|\Z)")
-_DELIMITER_TAIL = re.compile(rb"(--)?[ \t]*(?:\r?\n|\Z)")
+# The first line that is not a header line (a field, a continuation, an mbox From_):
+# the blank line that should end the header, or, as the stdlib parser also reads it, a
+# body that starts without one.
+_HEADER_STOP = re.compile(rb"(?m)^(?!From |[\x21-\x39\x3b-\x7e]*:|[ \t])")
+_PERCENT = re.compile(rb"%([0-9A-Fa-f]{2})")
+_FIELD = re.compile(rb"(?m)^([^ \t\r\n:][^:\r\n]*):[^\n]*(?:\n[ \t][^\n]*)*(?:\n|\Z)")
 _FOLD = re.compile(rb"\r?\n(?=[ \t])")
 _TOKEN = rb"[^\x00-\x20()<>@,;:\\\"/\[\]?=\x7f-\xff]+"
 _MEDIA_TYPE = re.compile(rb"[ \t]*(" + _TOKEN + rb")[ \t]*/[ \t]*(" + _TOKEN + rb")")
@@ -43,7 +57,8 @@ _PARAM = re.compile(rb';[ \t\r\n]*(' + _TOKEN + rb')[ \t]*=[ \t]*("(?:[^"\\]|\\.
 _CONTINUATION = re.compile(rb"(.+)\*([0-9]{1,3})(\*?)")
 _QUOTED_PAIR = re.compile(rb"\\(.)", re.S)
 _UNENCODED = (b"", b"7bit", b"8bit", b"binary")
-_NOT_BASE64 = re.compile(rb"[^A-Za-z0-9+/]")
+_NOT_BASE64 = bytes(set(range(256)) - set(
+    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"))
 
 
 @dataclass(eq=False, slots=True)
@@ -63,6 +78,7 @@ class Part:
     is_message: bool = False
     opaque: bool = False
     defaulted: bool = True          # no (usable) Content-Type field
+    fields: dict[bytes, bytes] = field(default_factory=dict)   # MIME_FIELDS present
 
     @property
     def is_multipart(self) -> bool:
@@ -85,39 +101,40 @@ class Part:
 
 
 class _Budget:
-    __slots__ = ("parts", "limits")
+    """What the parse of one message may still do: parts to build, octets to scan
+    for delimiters (each multipart scans its own body, so nesting multiplies the
+    scan; SCAN_FACTOR times the message bounds it)."""
 
-    def __init__(self, limits: MimeLimits):
+    __slots__ = ("parts", "limits", "scan")
+
+    def __init__(self, limits: MimeLimits, size: int):
         self.parts = 0
         self.limits = limits
+        self.scan = SCAN_FACTOR * size
 
 
 def header_end(data: bytes, start: int, end: int) -> int:
-    """Offset just past the blank line ending the header that starts at ``start``
-    (``end`` when there is none: all header, no body)."""
-    if data.startswith(b"\r\n", start) and start + 2 <= end:
-        return start + 2
-    if data.startswith(b"\n", start) and start < end:
-        return start + 1
-    m = _BLANK_LINE.search(data, start, end)
-    return m.end() if m else end
+    """Offset where the body of the entity starting at ``start`` begins: just past the
+    blank line ending its header, or at the first line that is not a header line when
+    a body starts without one; ``end`` when all is header."""
+    m = _HEADER_STOP.search(data, start, end)
+    if m is None:
+        return end
+    pos = m.start()
+    if data.startswith(b"\r\n", pos, end):
+        return pos + 2
+    if data.startswith(b"\n", pos, end):
+        return pos + 1
+    return pos
 
 
 def header_fields(data: bytes, start: int, end: int) -> list[tuple[bytes, int, int]]:
     """The fields of the header block ``start``..``end``: (lower-case name, offset of
     the field, offset past its last line end), folded lines included, in order. Only
-    the first ``HEADER_BLOCK_LIMIT`` octets are looked at."""
-    out = []
-    for m in _FIELD.finditer(data, start, min(end, start + HEADER_BLOCK_LIMIT)):
-        s, e = m.span()
-        colon = data.find(b":", s, e)
-        eol = data.find(b"\n", s, e)
-        if colon < 0 or (0 <= eol < colon):
-            continue            # not a field line (no colon on its first line)
-        name = data[s:colon].rstrip(b" \t").lower()
-        if name:
-            out.append((name, s, e))
-    return out
+    the first ``HEADER_BLOCK_LIMIT`` octets are looked at; lines that are not fields
+    (no colon) are passed over."""
+    return [(m.group(1).rstrip(b" \t").lower(), m.start(), m.end())
+            for m in _FIELD.finditer(data, start, min(end, start + HEADER_BLOCK_LIMIT))]
 
 
 def unfold(raw: bytes) -> bytes:
@@ -125,14 +142,24 @@ def unfold(raw: bytes) -> bytes:
     return _FOLD.sub(b"", raw).strip(b" \t\r\n")
 
 
+@functools.lru_cache(maxsize=64)
+def _named_fields(names: tuple[bytes, ...]) -> re.Pattern[bytes]:
+    alternatives = b"|".join(re.escape(n) for n in names)
+    return re.compile(rb"(?mi)^(" + alternatives + rb")[ \t]*:([^\n]*(?:\n[ \t][^\n]*)*)")
+
+
 def first_fields(data: bytes, start: int, end: int, names: tuple[bytes, ...]
                  ) -> dict[bytes, bytes]:
     """The unfolded values of the first field of each of ``names`` (lower-case) in the
-    header block ``start``..``end``."""
+    header block ``start``..``end`` (its first ``HEADER_BLOCK_LIMIT`` octets). One
+    regular-expression scan: other fields cost no Python work."""
     found: dict[bytes, bytes] = {}
-    for name, s, e in header_fields(data, start, end):
-        if name in names and name not in found:
-            found[name] = unfold(data[data.index(b":", s, e) + 1:e])
+    for m in _named_fields(names).finditer(data, start, min(end, start + HEADER_BLOCK_LIMIT)):
+        name = m.group(1).lower()
+        if name not in found:
+            found[name] = unfold(m.group(2))
+            if len(found) == len(names):
+                break
     return found
 
 
@@ -176,6 +203,22 @@ def parse_params(text: bytes) -> list[tuple[bytes, bytes]]:
     return out
 
 
+def param(params: list[tuple[bytes, bytes]], name: bytes) -> bytes | None:
+    """The value of parameter ``name`` (lower-case), an RFC 2231 ``name*`` value
+    decoded to its octets (``charset'lang'%xx``); None when absent."""
+    extended = None
+    for key, value in params:
+        key = key.lower()
+        if key == name:
+            return value
+        if key == name + b"*" and extended is None:
+            extended = value
+    if extended is None:
+        return None
+    raw = extended.split(b"'", 2)[-1]
+    return _PERCENT.sub(lambda m: bytes([int(m.group(1), 16)]), raw)
+
+
 def parse_media(value: bytes | None) -> tuple[bytes, bytes, list[tuple[bytes, bytes]]] | None:
     """(type, subtype, params) of a Content-Type value; None when absent or invalid."""
     if value is None:
@@ -196,13 +239,16 @@ def parse_disposition(value: bytes | None) -> tuple[bytes, list[tuple[bytes, byt
     return m.group(1), parse_params(value[m.end():])
 
 
-_CONTENT_FIELDS = (b"content-type", b"content-transfer-encoding")
+# The MIME fields of a part, read once when the tree is built (BODYSTRUCTURE uses them).
+MIME_FIELDS = (b"content-type", b"content-transfer-encoding", b"content-id",
+               b"content-description", b"content-md5", b"content-disposition",
+               b"content-language", b"content-location")
 
 
 def _base64(body: bytes) -> bytes:
     """Lenient base64: other octets and '=' padding ignored, a last lone sextet
     dropped (what mail readers do with damaged attachments)."""
-    clean = _NOT_BASE64.sub(b"", body)
+    clean = body.translate(None, _NOT_BASE64)
     if len(clean) % 4 == 1:
         clean = clean[:-1]
     return binascii.a2b_base64(clean + b"=" * (-len(clean) % 4))
@@ -215,8 +261,7 @@ def decoded_body(data: bytes, part: Part) -> bytes | None:
     body = data[part.body_start:part.end]
     if part.is_multipart or part.is_message:
         return body
-    cte = first_fields(data, part.start, part.body_start, (b"content-transfer-encoding",))
-    encoding = cte.get(b"content-transfer-encoding", b"").lower()
+    encoding = part.fields.get(b"content-transfer-encoding", b"").lower()
     if encoding == b"base64":
         return _base64(body)
     if encoding == b"quoted-printable":
@@ -224,35 +269,36 @@ def decoded_body(data: bytes, part: Part) -> bytes | None:
     return body if encoding in _UNENCODED else None
 
 
-def _split_multipart(data: bytes, start: int, end: int, boundary: bytes
+def _before_cr(data: bytes, pos: int, floor: int) -> int:
+    return pos - 1 if pos > floor and data[pos - 1] == 0x0D else pos
+
+
+def _split_multipart(data: bytes, start: int, end: int, boundary: bytes, limit: int
                      ) -> list[tuple[int, int]]:
     """The (start, end) of each body part between the delimiters ``--boundary`` in
     ``start``..``end`` (RFC 2046 §5.1.1): the line break before a delimiter belongs to
-    it; preamble and epilogue are dropped; no close delimiter closes at ``end``."""
-    delimiter = b"--" + boundary
+    it; preamble and epilogue are dropped; no close delimiter closes at ``end``.
+    ``start`` follows a line break (the header's blank line). At most ``limit``
+    spans: the last one then runs unsplit to the close delimiter. One regular-
+    expression scan: lines that only look like a delimiter are passed over inside
+    the engine."""
+    name = rb"\n--" + re.escape(boundary)
+    tail = rb"(?=[ \t]*\r?(?:\n|\Z))"
+    delimiter = re.compile(name + rb"(--)?" + tail)
     parts: list[tuple[int, int]] = []
     current = -1
-    pos = start
-    while True:
-        i = data.find(delimiter, pos, end)
-        if i < 0:
-            break
-        pos = i + 1
-        if i != start and data[i - 1] != 0x0A:
-            continue
-        tail = _DELIMITER_TAIL.match(data, i + len(delimiter), end)
-        if tail is None:
-            continue
+    for m in delimiter.finditer(data, max(start - 1, 0), end):
         if current >= 0:
-            body_end = i
-            if body_end > current and data[body_end - 1] == 0x0A:
-                body_end -= 1
-                if body_end > current and data[body_end - 1] == 0x0D:
-                    body_end -= 1
-            parts.append((current, body_end))
-        if tail.group(1):
+            parts.append((current, max(_before_cr(data, m.start(), current), current)))
+        if m.group(1):
             return parts
-        current = pos = tail.end()
+        line_end = data.find(b"\n", m.end(), end)
+        current = end if line_end < 0 else line_end + 1
+        if len(parts) == limit - 1:
+            close = re.compile(name + b"--" + tail).search(data, current - 1, end)
+            stop = end if close is None else _before_cr(data, close.start(), current)
+            parts.append((current, max(stop, current)))
+            return parts
     if current >= 0:
         parts.append((current, end))
     return parts
@@ -262,9 +308,9 @@ def _parse_part(data: bytes, start: int, end: int, depth: int, budget: _Budget,
                 digest: bool) -> Part:
     budget.parts += 1
     body_start = header_end(data, start, end)
-    fields = first_fields(data, start, body_start, _CONTENT_FIELDS)
+    fields = first_fields(data, start, body_start, MIME_FIELDS)
     media = parse_media(fields.get(b"content-type"))
-    part = Part(start, body_start, end)
+    part = Part(start, body_start, end, fields=fields)
     if media is None:
         if digest:
             part.media = (b"MESSAGE", b"RFC822")
@@ -273,13 +319,16 @@ def _parse_part(data: bytes, start: int, end: int, depth: int, budget: _Budget,
     else:
         part.media, part.params, part.defaulted = (media[0], media[1]), media[2], False
     kind = (part.media[0].lower(), part.media[1].lower())
-    deeper = depth < budget.limits.max_depth
+    deeper = depth < min(budget.limits.max_depth, DEPTH_CAP)
     if kind[0] == b"multipart":
-        boundary = dict((k.lower(), v) for k, v in part.params).get(b"boundary")
-        if not boundary or not deeper:
+        boundary = param(part.params, b"boundary")
+        if not boundary or len(boundary) > MAX_BOUNDARY or not deeper or \
+                end - body_start > budget.scan:
             part.opaque = True
             return part
-        spans = _split_multipart(data, body_start, end, boundary)
+        budget.scan -= end - body_start
+        spans = _split_multipart(data, body_start, end, boundary,
+                                 budget.limits.max_parts - budget.parts + 1)
         if not spans:
             part.opaque = True
             return part
@@ -305,4 +354,4 @@ def _parse_part(data: bytes, start: int, end: int, depth: int, budget: _Budget,
 
 def parse_structure(data: bytes, limits: MimeLimits = DEFAULT_LIMITS) -> Part:
     """The part tree of the message ``data`` (the message itself is the root)."""
-    return _parse_part(data, 0, len(data), 1, _Budget(limits), False)
+    return _parse_part(data, 0, len(data), 1, _Budget(limits, len(data)), False)

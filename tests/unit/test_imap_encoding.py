@@ -117,3 +117,14 @@ def test_parse_date():
     for bad in ("1994-02-01", "30-Feb-1994", ["1-Feb-1994"]):
         with pytest.raises(BadCommand):
             parse_date(bad)
+
+
+def test_internal_date_out_of_range_is_clamped():
+    assert format_internal_date(-5.0) == b'" 1-Jan-1970 00:00:00 +0000"'
+    assert format_internal_date(1e300, 14 * 60).startswith(b'"31-Dec-9999')
+
+
+def test_non_ascii_atom_mailbox_names():
+    assert decode_mailbox("Caf\u00e9", utf8=True) == "Caf\u00e9"
+    with pytest.raises(BadCommand):
+        decode_mailbox("Caf\u00e9", utf8=False)

@@ -275,7 +275,8 @@ def test_eight_bit_and_binary_content():
     assert out.endswith(eight[eight.index(b"\r\n\r\n") + 4:] + b")")
     binary = crlf("Content-Type: application/octet-stream\nContent-Transfer-Encoding: binary"
                   "\n\n") + bytes(range(256))
-    assert fetch(binary, "BODY[1]") == b"(BODY[1] {256}\r\n" + bytes(range(256)) + b")"
+    # no NUL in a literal (RFC 3501 §4.3): sent as 0x80; BINARY has the true octets
+    assert fetch(binary, "BODY[1]") == b"(BODY[1] {256}\r\n\x80" + bytes(range(1, 256)) + b")"
     assert fetch(binary, "BINARY[1]") == b"(BINARY[1] ~{256}\r\n" + bytes(range(256)) + b")"
 
 
@@ -432,3 +433,100 @@ def test_corpus_messages_render():
 def test_binary_of_damaged_base64_is_decoded_leniently():
     data = crlf("Content-Transfer-Encoding: base64\n\nQUJD\nRA=\n!!=\n")
     assert fetch(data, "BINARY[1]") == b"(BINARY[1] {4}\r\nABCD)"
+
+
+def test_hostile_nesting_with_near_miss_delimiters_is_bounded():
+    # 99 nested multiparts, boundaries a, aa, aaa…, around 18 MB of lines that each
+    # level's delimiter search must pass over: the scan budget keeps it linear
+    heads = [b"Content-Type: multipart/mixed; boundary=%s\r\n\r\n--%s\r\n" % (b"a" * n,
+                                                                              b"a" * n)
+             for n in range(1, 100)]
+    tails = [b"\r\n--%s--\r\n" % (b"a" * n) for n in reversed(range(1, 100))]
+    leaf = b"\r\n" + (b"--" + b"a" * 120 + b"x\r\n") * 150_000
+    data = b"".join(heads) + leaf + b"".join(tails)
+    t = time.perf_counter()
+    tree = parse_structure(data)
+    out = fetch(data, "BODYSTRUCTURE")
+    assert time.perf_counter() - t < 5
+    depth, part = 0, tree
+    while part.children:
+        part, depth = part.children[0], depth + 1
+    assert part.opaque and 1 < depth < 99
+    assert out.count(b'"APPLICATION" "OCTET-STREAM"') == 1
+
+
+def test_depth_is_capped_whatever_the_configuration():
+    from mailet_mta.imap.mime import DEPTH_CAP
+    levels = DEPTH_CAP + 50
+    data = b"".join(b"Content-Type: multipart/mixed; boundary=l%d\r\n\r\n--l%d\r\n" % (n, n)
+                    for n in range(levels)) + b"\r\nleaf" + b"".join(
+        b"\r\n--l%d--\r\n" % n for n in reversed(range(levels)))
+    out = fetch(data, "BODYSTRUCTURE", limits=MimeLimits(max_parts=10_000, max_depth=10_000))
+    assert out.count(b'"APPLICATION" "OCTET-STREAM"') == 1
+
+
+def test_envelope_address_list_limit():
+    from mailet_mta.imap.envelope import MAX_ADDRESSES, parse_addresses
+    value = b", ".join(b"u%d@example.org" % i for i in range(MAX_ADDRESSES + 50))
+    t = time.perf_counter()
+    found = parse_addresses(value)
+    assert time.perf_counter() - t < 5
+    assert len(found) == MAX_ADDRESSES
+    assert found[-1] == (None, None, b"u%d" % (MAX_ADDRESSES - 1), b"example.org")
+
+
+def test_header_of_a_message_two_levels_down():
+    # BODY[1.2.HEADER]: part 2 of the multipart that is part 1 is a message/rfc822
+    data = crlf("""\
+Content-Type: multipart/mixed; boundary=outer
+
+--outer
+Content-Type: multipart/mixed; boundary=inner
+
+--inner
+Content-Type: text/plain
+
+first
+--inner
+Content-Type: message/rfc822
+
+Subject: deep
+From: deep@example.org
+
+deep body
+--inner--
+--outer--
+""")
+    assert fetch(data, "BODY[1.2.HEADER]") == (
+        b"(BODY[1.2.HEADER] " + lit(b"Subject: deep\r\nFrom: deep@example.org\r\n\r\n") + b")")
+    assert fetch(data, "BODY[1.2.TEXT]") == b"(BODY[1.2.TEXT] {9}\r\ndeep body)"
+    assert fetch(data, "BODY[1.2.1]") == b"(BODY[1.2.1] {9}\r\ndeep body)"
+    assert b'(NIL "deep" (' in fetch(data, "BODYSTRUCTURE")
+
+
+def test_part_headers_without_a_blank_line_and_empty_parts():
+    # a part whose body starts without a blank line (read as the stdlib parser reads
+    # it), an empty part between two delimiters, and a header ending at a delimiter
+    data = (b"Content-Type: multipart/mixed; boundary=foo\n\n--foo\nContent-Type: text/plain\n"
+            b"bar\n\n--foo\n--foo\nContent-Type: text/html\n--foo--\n")
+    out = fetch(data, "BODY", "BODY[1]", "BODY[2]", "BODY[3.MIME]", "BODY[3]")
+    assert out == (b'(BODY (("text" "plain" NIL NIL NIL "7BIT" 4 1)'
+                   b'("TEXT" "PLAIN" ("CHARSET" "US-ASCII") NIL NIL "7BIT" 0 0)'
+                   b'("text" "html" NIL NIL NIL "7BIT" 0 0) "mixed") '
+                   b'BODY[1] {4}\r\nbar\n BODY[2] {0}\r\n BODY[3.MIME] {23}\r\n'
+                   b'Content-Type: text/html BODY[3] {0}\r\n)')
+
+
+def test_rfc2231_encoded_boundary_and_charset():
+    data = crlf("""\
+Content-Type: multipart/signed; protocol*=us-ascii''application%2Fpgp-signature;
+\tboundary*="us-ascii''Ee%51f"
+
+--EeQf
+Content-Type: text/plain; charset*=us-ascii''utf-8
+
+signed
+--EeQf--
+""")
+    assert fetch(data, "BODY[1]") == b"(BODY[1] {6}\r\nsigned)"
+    assert b'"boundary*" "us-ascii\'\'Ee%51f")' in fetch(data, "BODYSTRUCTURE")

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import email
 import email.policy
+import importlib.util
 import io
 import re
+from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from twisted.mail import imap4
@@ -229,3 +232,17 @@ def test_body_agrees_with_twisted_imap4_on_multiparts(parts, subtype):
     theirs = imap4.getBodyStructure(StdlibPart(email.message_from_bytes(data)), False)
     ours = fetch_values(render(parse_fetch_items(["BODY"]), META, Source(data)))[1]
     assert shape_ours(ours) == shape_twisted(theirs)
+
+
+def test_the_stdlib_email_test_messages_render():
+    # CPython's own collection of odd real-world messages, where the install has it
+    spec = importlib.util.find_spec("test.test_email")
+    if spec is None or not spec.submodule_search_locations:
+        pytest.skip("CPython's test.test_email data is not installed")
+    files = sorted(Path(list(spec.submodule_search_locations)[0], "data").glob("msg_*.txt"))
+    if not files:
+        pytest.skip("CPython's test.test_email data is not installed")
+    for path in files:
+        data = path.read_bytes()
+        values = fetch_values(render(parse_fetch_items([ALL_ITEMS]), META, Source(data)))
+        assert len(values) == 2 * len(ALL_ITEMS), path.name
