@@ -359,19 +359,11 @@ class SelectedCommands:
         return self._search(args, uid=True)
 
     def _search(self, args, uid: bool):
-        try:
-            from .search import parse_search
-        except ImportError:
-            raise CommandRefused("SEARCH is not available on this server yet",
-                                 "CANNOT") from None
+        from .search import parse_search
 
-        charset = None
-        if len(args) >= 2 and isinstance(args[0], str) and args[0].upper() == "CHARSET":
-            charset = astring_to_str(args[1]).upper()
-            args = args[2:]
         if not args:
             raise BadCommand("SEARCH needs search keys")
-        program = parse_search(args, charset)
+        program = parse_search(args)
         if program.uses_modseq:
             self.enabled.add("CONDSTORE")
         return self._run_search(program, uid)

@@ -85,6 +85,12 @@ def test_login_select_fetch_with_imaplib(server):
     assert raw.endswith(b"Hello there.\r\n") and b"Return-Path: <carol@example.org>" in raw
     typ, data = box.fetch("1", "(FLAGS)")
     assert b"\\Seen" in data[0]
+    send(server, "second", "needle in the body\r\n")
+    _delivered(server, 2)
+    box.noop()
+    assert box.search(None, "UNSEEN") == ("OK", [b"2"])
+    assert box.uid("SEARCH", "BODY", "needle") == ("OK", [b"2"])
+    assert box.search(None, "SUBJECT", "first") == ("OK", [b"1"])
     box.logout()
 
 

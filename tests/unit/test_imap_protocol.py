@@ -535,3 +535,24 @@ def test_streamed_fetch_waits_for_the_transport_to_drain():
     s.proto._flow.resumeProducing()
     s.clock.advance(0)
     assert s.transport.value().endswith(b"f OK FETCH completed\r\n")
+
+
+def test_search_by_flag_header_and_uid():
+    other = b"From: z@example.com\r\nSubject: other\r\n\r\nsecond body\r\n"
+    s, store = _box(MESSAGE, other, MESSAGE)
+    s.cmd("t STORE 2 +FLAGS (\\Seen)")
+    assert s.cmd("a SEARCH UNSEEN") == b"* SEARCH 1 3\r\na OK SEARCH completed\r\n"
+    assert s.cmd("b SEARCH SUBJECT other") == b"* SEARCH 2\r\nb OK SEARCH completed\r\n"
+    assert s.cmd("c UID SEARCH BODY \"second\"") == \
+        b"* SEARCH 2\r\nc OK SEARCH completed\r\n"
+    assert s.cmd("d SEARCH CHARSET UTF-8 NOT SEEN 2:*") == \
+        b"* SEARCH 3\r\nd OK SEARCH completed\r\n"
+    assert s.cmd("e SEARCH CHARSET KOI8-R ALL").startswith(b"e NO [BADCHARSET")
+    assert s.cmd("f SEARCH FROB").startswith(b"f BAD")
+
+
+def test_search_modseq_answers_the_highest():
+    s, store = _box(MESSAGE, MESSAGE)
+    out = s.cmd("a SEARCH MODSEQ 1")
+    high = max(m["modseq"] for m in store.folders["bob@example.com"]["INBOX"].messages)
+    assert out == b"* SEARCH 1 2 (MODSEQ %d)\r\na OK SEARCH completed\r\n" % high
