@@ -556,3 +556,37 @@ def test_search_modseq_answers_the_highest():
     out = s.cmd("a SEARCH MODSEQ 1")
     high = max(m["modseq"] for m in store.folders["bob@example.com"]["INBOX"].messages)
     assert out == b"* SEARCH 1 2 (MODSEQ %d)\r\na OK SEARCH completed\r\n" % high
+
+
+def test_list_return_status():
+    s, _ = _box(MESSAGE)
+    out = s.cmd('l LIST "" "INBOX" RETURN (STATUS (MESSAGES UIDNEXT))')
+    assert out == (b'* LIST (\\HasNoChildren) "/" "INBOX"\r\n'
+                   b'* STATUS "INBOX" (MESSAGES 1 UIDNEXT 2)\r\nl OK LIST completed\r\n')
+
+
+def test_list_subscribed_selection_marks_subscribed():
+    s = Session()
+    s.login()
+    out = s.cmd('l LIST (SUBSCRIBED) "" "Sent"')
+    assert out == b'* LIST (\\HasNoChildren \\Sent \\Subscribed) "/" "Sent"\r\n' \
+        b"l OK LIST completed\r\n"
+
+
+def test_append_over_quota_is_overquota():
+    store = MemoryIMAPStore()
+    store.quota_octets = 10
+    s = Session(store)
+    s.login()
+    out = s.send(b"a APPEND INBOX {%d+}\r\n%s\r\n" % (len(MESSAGE), MESSAGE))
+    assert out == b"a NO [OVERQUOTA] the quota does not allow it\r\n"
+
+
+def test_mailbox_names_are_modified_utf7_until_utf8_is_enabled():
+    s = Session()
+    s.login()
+    assert s.cmd("c CREATE &AMQ-rger") == b"c OK CREATE completed\r\n"
+    assert "Ärger" in s.store.folders["bob@example.com"]
+    assert b'"&AMQ-rger"' in s.cmd('l LIST "" "*"')
+    s.cmd("e ENABLE UTF8=ACCEPT")
+    assert "Ärger".encode() in s.cmd('l LIST "" "*"')
