@@ -69,6 +69,20 @@ def folder_pattern(reference: str, pattern: str) -> re.Pattern:
     return re.compile(text + r"\Z", re.DOTALL)
 
 
+class _StreamedMessage:
+    """An APPEND literal being written to the store as it arrives (it stands in the
+    command's arguments for the octets)."""
+
+    def __init__(self, folder: str, append, size: int):
+        self.folder, self.append, self.size = folder, append, size
+
+    def write(self, data: bytes) -> None:
+        self.append.write(data)
+
+    def abort(self) -> None:
+        self.append.abort()
+
+
 class MailboxCommands:
     """Commands of the authenticated state, mixed into the session."""
 
@@ -343,20 +357,30 @@ class MailboxCommands:
         return d.addCallback(answer)
 
     # -- APPEND ---------------------------------------------------------------------------
+    def append_sink(self, args, size: int):
+        """Where a large APPEND literal goes as it arrives (the reader asks): the
+        store's IAppend of the named folder, or None (the literal is refused) before
+        login or when the arguments before the literal are no mailbox name."""
+        if self.state not in ("authenticated", "selected") or not args:
+            return None
+        try:
+            name = self.mailbox_name(args[0])
+        except BadCommand:
+            return None
+        return _StreamedMessage(name, self.backend.begin_append(self.user, name), size)
+
     def do_APPEND(self, tag, args):
+        streamed = [a for a in args if isinstance(a, _StreamedMessage)]
+        if streamed and (len(args) < 2 or streamed != [args[-1]]):
+            for message in streamed:
+                message.abort()
+            raise BadCommand("APPEND takes one message literal, last")
+        if streamed:
+            return self._append(args, args[-1])
         if len(args) < 2 or not isinstance(args[-1], bytes):
             raise BadCommand("APPEND takes a mailbox, optional flags and date, and a "
                              "message literal")
         name = self.mailbox_name(args[0])
-        flags: list[str] = []
-        date = None
-        for token in args[1:-1]:
-            if isinstance(token, list):
-                flags = [astring_to_str(f) for f in token]
-                if any(f.lower() == "\\recent" for f in flags):
-                    raise BadCommand("\\Recent cannot be stored")
-            else:
-                date = parse_date_time(token)
         message = args[-1]
         if not message:
             raise BadCommand("an empty message cannot be appended")
@@ -366,6 +390,27 @@ class MailboxCommands:
         append = self.backend.begin_append(self.user, name)
         try:
             append.write(message)
+        except Exception:
+            append.abort()
+            raise
+        return self._append(args, _StreamedMessage(name, append, len(message)))
+
+    def _append(self, args, streamed):
+        """APPEND of a message already written to ``streamed.append``."""
+        append = streamed.append
+        try:
+            name = self.mailbox_name(args[0])
+            if name != streamed.folder:
+                raise BadCommand("APPEND's mailbox changed under its literal")
+            flags: list[str] = []
+            date = None
+            for token in args[1:-1]:
+                if isinstance(token, list):
+                    flags = [astring_to_str(f) for f in token]
+                    if any(f.lower() == "\\recent" for f in flags):
+                        raise BadCommand("\\Recent cannot be stored")
+                else:
+                    date = parse_date_time(token)
         except Exception:
             append.abort()
             raise

@@ -17,7 +17,8 @@
 Bounds, so a stranger cannot make the reader hold more than a known amount:
 the command text outside literals is at most ``max_line`` octets (64 KiB); a literal
 is at most ``max_literal`` (64 KiB), except the message literal of ``APPEND``, which
-may be ``max_append`` octets (the listener's maximum message size); at most
+may be ``max_append`` octets (the listener's maximum message size) and is then handed
+to ``append_sink`` as it arrives instead of being held; at most
 ``max_tokens`` tokens and ``max_depth`` nested lists per command. A text line over the
 bound is dropped as it arrives, up to its line end, and answered ``BAD``; a
 synchronising literal over the bound is refused before the client sends it, so the
@@ -84,8 +85,13 @@ class CommandReader:
 
     def __init__(self, max_append: int = 0, max_line: int = MAX_LINE,
                  max_literal: int = MAX_LITERAL, max_tokens: int = MAX_TOKENS,
-                 max_depth: int = MAX_DEPTH):
+                 max_depth: int = MAX_DEPTH, append_sink=None):
         self.max_append = max_append or (1 << 62)
+        # append_sink(args before the literal, size) → an object with write(bytes) and
+        # abort() that takes an APPEND literal over max_literal as it arrives (it then
+        # stands in the arguments for the octets), or None: the literal is refused.
+        self.append_sink = append_sink
+        self._sink = None
         self.max_line = max_line
         self.max_literal = max_literal
         self.max_tokens = max_tokens
@@ -114,6 +120,13 @@ class CommandReader:
         self._reset()
 
     def _reset(self) -> None:
+        """Forget the command under way; a literal streamed into a sink is aborted."""
+        for part in self._parts[1::2]:
+            if not isinstance(part, bytes):
+                part.abort()
+        if self._sink is not None:
+            self._sink.abort()
+            self._sink = None
         self._parts = []
         self._text_octets = self._literal_octets = self._need = 0
         self._literal = []
@@ -167,6 +180,13 @@ class CommandReader:
                 # commands without reading them all.
                 return Rejected(tag, text, fatal=True)
             return Rejected(tag, text)
+        if appending and size > self.max_literal:
+            self._sink = self._open_sink(size)
+            if self._sink is None:
+                self._reset()
+                text = f"literal too large ({size} octets; the limit is {self.max_literal})"
+                return Rejected(tag, text, fatal=non_sync)
+            total -= size                      # streamed, not held
         self._literal_octets = total
         self._need = size
         self._literal = []
@@ -174,15 +194,37 @@ class CommandReader:
             self._parts.append(b"")
         return None if non_sync else CONTINUE
 
+    def _open_sink(self, size: int):
+        if self.append_sink is None:
+            return None
+        parts = list(self._parts)
+        last = parts[-1]
+        match = _LITERAL.search(last)
+        parts[-1] = last[:match.start()] if match else last
+        head = parts[0].split(b" ", 2)
+        parts[0] = head[2] if len(head) > 2 else b""
+        try:
+            args = tokenize(parts, self.max_tokens, self.max_depth)
+        except _Syntax:
+            return None
+        return self.append_sink(args, size)
+
     def _read_literal(self) -> bool:
         """Move literal octets from the input; True once the literal is complete."""
         chunk = self._lines.take_upto(self._need)
         if chunk:
-            self._literal.append(chunk)
+            if self._sink is not None:
+                self._sink.write(chunk)
+            else:
+                self._literal.append(chunk)
             self._need -= len(chunk)
         if self._need:
             return False
-        self._parts.append(b"".join(self._literal))
+        if self._sink is not None:
+            self._parts.append(self._sink)
+            self._sink = None
+        else:
+            self._parts.append(b"".join(self._literal))
         self._literal = []
         return True
 
@@ -200,17 +242,19 @@ class CommandReader:
         first = parts[0]
         tag = self._tag_of(first)
         head = first.split(b" ", 2)
-        if tag == "*" or len(head) < 2:
-            return Rejected(tag, "a command is a tag, a space and a command name")
-        name = head[1].decode("ascii", "replace")
-        if not _NAME.match(name):
-            return Rejected(tag, "invalid command name")
+        name = head[1].decode("ascii", "replace") if len(head) > 1 else ""
         parts[0] = head[2] if len(head) > 2 else b""
-        if len(head) == 2 and len(parts) > 1:
-            return Rejected(tag, "a literal needs a space before it")
         try:
+            if tag == "*" or len(head) < 2:
+                raise _Syntax("a command is a tag, a space and a command name")
+            if not _NAME.match(name):
+                raise _Syntax("invalid command name")
+            if len(head) == 2 and len(parts) > 1:
+                raise _Syntax("a literal needs a space before it")
             args = tokenize(parts, self.max_tokens, self.max_depth)
         except _Syntax as exc:
+            self._parts = parts
+            self._reset()                      # aborts a streamed literal
             return Rejected(tag, str(exc))
         return Command(tag, name.upper(), args)
 

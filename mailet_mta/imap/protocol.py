@@ -94,7 +94,8 @@ class IMAPServer(MailboxCommands, SelectedCommands, Protocol, TimeoutMixin):
         self.user: str | None = None
         self.client_ip = "unknown"
         self.enabled: set[str] = set()
-        self.reader = CommandReader(max_append=getattr(config, "max_message_size", 0))
+        self.reader = CommandReader(max_append=getattr(config, "max_message_size", 0),
+                                    append_sink=self.append_sink)
         self._flow = FlowControl(self._drained)
         self._drain_waiters: list[defer.Deferred] = []
         self._turn = None

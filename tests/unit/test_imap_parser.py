@@ -113,12 +113,57 @@ def test_non_synchronising_literal_over_the_limit_is_fatal():
     assert isinstance(got[0], Rejected) and got[0].fatal
 
 
-def test_append_literal_may_be_as_large_as_a_message():
-    reader = CommandReader(max_literal=1000, max_append=5000)
-    assert events(reader, b"a APPEND INBOX {4000}\r\n") == [CONTINUE]
-    got = events(reader, b"m" * 4000 + b"\r\n")
-    assert got == [Command("a", "APPEND", ["INBOX", b"m" * 4000])]
+class Sink:
+    def __init__(self, args, size):
+        self.args, self.size = args, size
+        self.chunks: list[bytes] = []
+        self.aborted = False
+
+    def write(self, data):
+        self.chunks.append(data)
+
+    def abort(self):
+        self.aborted = True
+
+
+def test_append_literal_may_be_as_large_as_a_message_and_streams_into_a_sink():
+    sinks: list[Sink] = []
+
+    def sink(args, size):
+        sinks.append(Sink(args, size))
+        return sinks[-1]
+    reader = CommandReader(max_literal=1000, max_append=5000, append_sink=sink)
+    assert events(reader, b"a APPEND INBOX (\\Seen) {4000}\r\n") == [CONTINUE]
+    assert sinks[0].args == ["INBOX", ["\\Seen"]] and sinks[0].size == 4000
+    assert events(reader, b"m" * 2500) == []
+    assert len(reader) == 0                       # nothing held: it went to the sink
+    got = events(reader, b"m" * 1500 + b"\r\n")
+    assert got == [Command("a", "APPEND", ["INBOX", ["\\Seen"], sinks[0]])]
+    assert b"".join(sinks[0].chunks) == b"m" * 4000
     assert isinstance(events(reader, b"b APPEND INBOX {5001}\r\n")[0], Rejected)
+    # a small APPEND literal is held as bytes
+    assert events(reader, b"c APPEND INBOX {5+}\r\nhello\r\n")[0].args == ["INBOX", b"hello"]
+
+
+def test_append_literal_over_the_literal_bound_without_a_sink_is_refused():
+    reader = CommandReader(max_literal=1000, max_append=5000,
+                           append_sink=lambda args, size: None)
+    got = events(reader, b"a APPEND INBOX {4000}\r\nb NOOP\r\n")
+    assert isinstance(got[0], Rejected) and got[1] == Command("b", "NOOP", [])
+
+
+def test_a_streamed_literal_is_aborted_when_the_command_fails_or_the_input_is_dropped():
+    sinks: list[Sink] = []
+
+    def sink(args, size):
+        sinks.append(Sink(args, size))
+        return sinks[-1]
+    reader = CommandReader(max_literal=10, max_append=5000, append_sink=sink)
+    events(reader, b"a APPEND INBOX {100+}\r\n" + b"x" * 100 + b" (((\r\n")
+    assert sinks[0].aborted                        # unbalanced parenthesis after it
+    events(reader, b"b APPEND INBOX {100+}\r\n" + b"x" * 50)
+    reader.clear()                                 # STARTTLS or connection lost
+    assert sinks[1].aborted
 
 
 def test_total_literal_octets_of_one_command_are_bounded():

@@ -590,3 +590,36 @@ def test_mailbox_names_are_modified_utf7_until_utf8_is_enabled():
     assert b'"&AMQ-rger"' in s.cmd('l LIST "" "*"')
     s.cmd("e ENABLE UTF8=ACCEPT")
     assert "Ärger".encode() in s.cmd('l LIST "" "*"')
+
+
+def test_large_append_streams_into_the_store_as_it_arrives():
+    line = b"z" * 998 + b"\r\n"
+    big = b"Subject: appended\r\n\r\n" + line * 200            # 200 KB > 64 KiB
+    s = Session()
+    s.login()
+    assert s.cmd("a APPEND Drafts (\\Draft) {%d}" % len(big)) == \
+        b"+ Ready for literal data\r\n"
+    assert s.send(big[:150_000]) == b""
+    assert len(s.proto.reader) == 0                # written on, not held
+    out = s.send(big[150_000:] + b"\r\n")
+    assert re.match(rb"a OK \[APPENDUID \d+ 1\] APPEND completed", out), out
+    stored = s.store.folders["bob@example.com"]["Drafts"].messages[0]
+    assert stored["body"] == big and stored["flags"] == {"\\Draft"}
+
+
+def test_large_append_before_login_is_refused_before_it_is_sent():
+    s = Session()
+    out = s.cmd("a APPEND INBOX {200000}")
+    assert out.startswith(b"a BAD literal too large")
+    assert s.cmd("n NOOP") == b"n OK NOOP completed\r\n"
+
+
+def test_connection_lost_during_a_streamed_append_aborts_it():
+    s = Session()
+    s.login()
+    s.cmd("a APPEND INBOX {200000}")
+    s.send(b"x" * 100_000)
+    sink = s.proto.reader._sink
+    s.proto.connectionLost(None)
+    assert sink.append.parts == []                 # the memory store's abort()
+    assert s.store.folders["bob@example.com"]["INBOX"].messages == []
