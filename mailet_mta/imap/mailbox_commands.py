@@ -18,10 +18,12 @@ from .encoding import (
     astring_to_str,
     decode_mailbox,
     encode_mailbox,
+    format_flags,
     parse_date_time,
     quoted_or_literal,
 )
 from .errors import BadCommand, CommandRefused
+from .sequence import format_uid_set, parse_set
 
 __all__ = ["MailboxCommands", "store_refusal", "folder_pattern"]
 
@@ -105,12 +107,9 @@ class MailboxCommands:
     def _select(self, tag, args, read_only: bool):
         if not args or len(args) > 2:
             raise BadCommand("SELECT takes a mailbox name and optional parameters")
+        qresync = None
         if len(args) == 2:
-            params = args[1]
-            if not isinstance(params, list) or any(
-                    not isinstance(p, str) or p.upper() != "CONDSTORE" for p in params):
-                raise BadCommand("the only SELECT parameter is CONDSTORE")
-            self.enabled.add("CONDSTORE")
+            qresync = self._select_params(args[1])
         name = self.mailbox_name(args[0])
         if self.selected is not None:
             self._close_mailbox()
@@ -120,7 +119,75 @@ class MailboxCommands:
         d = self.backend.select(self.user, name)
         d.addErrback(_refuse_store_errors)
         d.addCallback(self._opened, name, read_only)
+        if qresync is not None:
+            d.addCallback(self._resync, qresync)
         return d
+
+    def _select_params(self, params):
+        """SELECT's (CONDSTORE) or (QRESYNC (uidvalidity modseq [known-uids])):
+        the QRESYNC triple or None."""
+        if not isinstance(params, list) or not params:
+            raise BadCommand("SELECT parameters are a parenthesised list")
+        qresync = None
+        i = 0
+        while i < len(params):
+            word = params[i].upper() if isinstance(params[i], str) else ""
+            if word == "CONDSTORE":
+                self.enabled.add("CONDSTORE")
+                i += 1
+            elif word == "QRESYNC" and i + 1 < len(params):
+                if "QRESYNC" not in self.enabled:
+                    raise BadCommand("ENABLE QRESYNC first (RFC 7162 §3.2.5)")
+                qresync = self._qresync_triple(params[i + 1])
+                i += 2
+            else:
+                raise BadCommand("SELECT parameters are CONDSTORE and QRESYNC")
+        return qresync
+
+    def _qresync_triple(self, token):
+        if not isinstance(token, list) or len(token) < 2 or \
+                not all(isinstance(t, str) and t.isascii() and t.isdigit()
+                        for t in token[:2]):
+            raise BadCommand("QRESYNC takes (uidvalidity modseq [known-uids])")
+        known = None
+        if len(token) > 2 and isinstance(token[2], str):
+            known = parse_set(token[2])
+        return int(token[0]), int(token[1]), known
+
+    def _resync(self, result, qresync):
+        """RFC 7162 §3.2.5.1: what changed since the client's modseq, told before the
+        SELECT's tagged OK: VANISHED (EARLIER) and FETCH (UID FLAGS MODSEQ)."""
+        validity, since, known = qresync
+        sel = self.selected
+        if sel is None or validity != sel.uid_validity or self._lost:
+            return result
+        d = self.backend.changes(self.user, sel.name, since)
+
+        def tell(changes):
+            if sel is not self.selected:
+                return result
+            gone = changes.expunged_uids
+            if gone is None:          # the store forgot: every known UID not present
+                top = sel.uid_next - 1
+                present = set(sel.uids)
+                gone = [u for r in (known.indexes(top) if known else [range(1, top + 1)])
+                        for u in r if u not in present] if top > 0 else []
+            elif known is not None:
+                top = max(gone, default=0)
+                gone = [u for u in gone if known.contains(u, top)]
+            out = []
+            if gone:
+                out.append(b"* VANISHED (EARLIER) %s\r\n" % format_uid_set(gone).encode())
+            for row in changes.updated:
+                uid = row[1]
+                i = sel.index_of_uid(uid)
+                if i is None:
+                    continue
+                out.append(b"* %d FETCH (UID %d FLAGS %s MODSEQ (%d))\r\n"
+                           % (i + 1, uid, format_flags(sel.flags[i]), sel.modseqs[i]))
+            self.write(b"".join(out))
+            return result
+        return d.addCallback(tell)
 
     def _opened(self, snapshot, name: str, read_only: bool):
         from .selected import SelectedMailbox

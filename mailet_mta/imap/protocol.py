@@ -331,7 +331,7 @@ class IMAPServer(MailboxCommands, SelectedCommands, Protocol, TimeoutMixin):
                 caps.append("STARTTLS")
             caps.append("AUTH=PLAIN" if self.login_allowed() else "LOGINDISABLED")
         else:
-            caps += ["UIDPLUS", "MOVE", "CONDSTORE", "SPECIAL-USE", "UNSELECT",
+            caps += ["UIDPLUS", "MOVE", "CONDSTORE", "QRESYNC", "SPECIAL-USE", "UNSELECT",
                      "NAMESPACE", "UTF8=ACCEPT", "LIST-STATUS", "LIST-EXTENDED"]
         if not getattr(self.config, "enable_idle", True):
             caps.remove("IDLE")
@@ -363,9 +363,11 @@ class IMAPServer(MailboxCommands, SelectedCommands, Protocol, TimeoutMixin):
         now = []
         for token in args:
             cap = astring_to_str(token).upper()
-            if cap in ("CONDSTORE", "UTF8=ACCEPT") and cap not in self.enabled:
+            if cap in ("CONDSTORE", "UTF8=ACCEPT", "QRESYNC") and cap not in self.enabled:
                 self.enabled.add(cap)
                 now.append(cap)
+                if cap == "QRESYNC":          # RFC 7162 §3.2.3: implies CONDSTORE
+                    self.enabled.add("CONDSTORE")
         self.untagged("ENABLED" + "".join(" " + c for c in now))
         return "ENABLE completed"
 

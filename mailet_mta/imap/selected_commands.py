@@ -139,7 +139,7 @@ class SelectedCommands:
         if gone and not allow_expunge:
             sel.dirty = True                  # told after a command that may
             return None
-        out = [b"* %d EXPUNGE\r\n" % n for n in sel.remove(gone)]
+        out = [self.expunged_lines(sel, gone)]
         last = sel.uids[-1] if len(sel) else 0
         added = 0
         condstore = "CONDSTORE" in self.enabled
@@ -174,6 +174,16 @@ class SelectedCommands:
                  snapshot.modseqs[i], snapshot.flags[i]) for i in range(len(snapshot))]
         changes = _Changes(snapshot.status, rows, gone)
         return self._apply_changes(changes, sel, allow_expunge)
+
+    def expunged_lines(self, sel, indexes) -> bytes:
+        """Remove the messages at ``indexes`` and say so: ``* n EXPUNGE`` lines, or
+        one ``* VANISHED uid-set`` once QRESYNC is enabled (RFC 7162 §3.2.10)."""
+        indexes = list(indexes)
+        if "QRESYNC" in self.enabled:
+            uids = [sel.uids[i] for i in indexes]
+            sel.remove(indexes)
+            return b"* VANISHED %s\r\n" % format_uid_set(uids).encode() if uids else b""
+        return b"".join(b"* %d EXPUNGE\r\n" % n for n in sel.remove(indexes))
 
     # -- CHECK, CLOSE, UNSELECT, EXPUNGE -------------------------------------------------
     def do_CHECK(self, tag, args):
@@ -220,8 +230,7 @@ class SelectedCommands:
     def _expunged(self, removed, sel):
         if sel is self.selected:
             where = sel.index_by_id(removed)
-            self.write(b"".join(b"* %d EXPUNGE\r\n" % n
-                                for n in sel.remove(where.values())))
+            self.write(self.expunged_lines(sel, where.values()))
         return "EXPUNGE completed"
 
     # -- STORE ---------------------------------------------------------------------------
@@ -347,8 +356,7 @@ class SelectedCommands:
             return (code, "COPY completed")
         self.untagged(f"OK [{code}] moved")
         if sel is self.selected:
-            self.write(b"".join(b"* %d EXPUNGE\r\n" % n
-                                for n in sel.remove(where.values())))
+            self.write(self.expunged_lines(sel, where.values()))
         return "MOVE completed"
 
     # -- SEARCH --------------------------------------------------------------------------
@@ -487,13 +495,19 @@ class SelectedCommands:
         indexes = self._indexes(args[0], uid)
         request = parse_fetch_items(args[1])
         sel = self.selected
+        vanished_since = None
         if len(args) == 3:
             modifier = args[2]
-            if not isinstance(modifier, list) or len(modifier) != 2 \
+            if not isinstance(modifier, list) or len(modifier) not in (2, 3) \
                     or str(modifier[0]).upper() != "CHANGEDSINCE" \
                     or not _is_number(modifier[1]):
-                raise BadCommand("the FETCH modifier is (CHANGEDSINCE modseq)")
+                raise BadCommand("the FETCH modifier is (CHANGEDSINCE modseq [VANISHED])")
             since = int(modifier[1])
+            if len(modifier) == 3:
+                if str(modifier[2]).upper() != "VANISHED" or not uid \
+                        or "QRESYNC" not in self.enabled:
+                    raise BadCommand("VANISHED is for UID FETCH after ENABLE QRESYNC")
+                vanished_since = since
             self.enabled.add("CONDSTORE")
             indexes = [i for i in indexes if sel.modseqs[i] > since]
             request = request.with_item("MODSEQ")
@@ -501,7 +515,26 @@ class SelectedCommands:
             self.enabled.add("CONDSTORE")
         if uid:
             request = request.with_item("UID")
+        if vanished_since is not None:
+            d = self._send_vanished(sel, parse_set(args[0]), vanished_since)
+            return d.addCallback(lambda _: self._run_fetch(sel, indexes, request))
         return self._run_fetch(sel, indexes, request)
+
+    def _send_vanished(self, sel, uid_set, since: int) -> defer.Deferred:
+        """RFC 7162 §3.2.6: ``* VANISHED (EARLIER)`` of the UIDs in ``uid_set``
+        expunged since ``since`` (all of them not present when the store forgot)."""
+        d = self.backend.changes(self.user, sel.name, since)
+
+        def tell(changes):
+            top = max(sel.uid_next - 1, 1)
+            if changes.expunged_uids is None:
+                present = set(sel.uids)
+                gone = [u for r in uid_set.indexes(top) for u in r if u not in present]
+            else:
+                gone = [u for u in changes.expunged_uids if uid_set.contains(u, top)]
+            if gone:
+                self.write(b"* VANISHED (EARLIER) %s\r\n" % format_uid_set(gone).encode())
+        return d.addCallback(tell)
 
     @defer.inlineCallbacks
     def _run_fetch(self, sel, indexes, request):

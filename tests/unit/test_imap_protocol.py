@@ -623,3 +623,43 @@ def test_connection_lost_during_a_streamed_append_aborts_it():
     s.proto.connectionLost(None)
     assert sink.append.parts == []                 # the memory store's abort()
     assert s.store.folders["bob@example.com"]["INBOX"].messages == []
+
+
+def test_qresync_select_tells_vanished_and_changed_flags():
+    store = MemoryIMAPStore()
+    msgs = [store.add("bob@example.com", MESSAGE) for _ in range(3)]
+    box = store.folders["bob@example.com"]["INBOX"]
+    since = box.modseq
+    store.store_flags([msgs[1]["id"]], frozenset({"\\Flagged"}), "add")
+    store.expunge_messages("bob@example.com", "INBOX", [msgs[0]["id"]])
+    s = Session(store)
+    s.login()
+    assert s.cmd("e ENABLE QRESYNC").startswith(b"* ENABLED QRESYNC\r\n")
+    out = s.cmd(f"s SELECT INBOX (QRESYNC ({box.validity} {since} 1:3))")
+    assert b"* VANISHED (EARLIER) 1\r\n" in out
+    assert re.search(rb"\* 1 FETCH \(UID 2 FLAGS \(\\Flagged\) MODSEQ \(\d+\)\)", out)
+    assert out.endswith(b"s OK [READ-WRITE] SELECT completed\r\n")
+    # once QRESYNC is on, expunges are told as VANISHED
+    s.cmd("t STORE 1 +FLAGS.SILENT (\\Deleted)")
+    assert s.cmd("x EXPUNGE") == b"* VANISHED 2\r\nx OK EXPUNGE completed\r\n"
+
+
+def test_qresync_select_needs_enable_first():
+    s = Session()
+    s.login()
+    assert s.cmd("s SELECT INBOX (QRESYNC (1 1))").startswith(b"s BAD")
+
+
+def test_uid_fetch_changedsince_vanished():
+    store = MemoryIMAPStore()
+    msgs = [store.add("bob@example.com", MESSAGE) for _ in range(3)]
+    since = store.folders["bob@example.com"]["INBOX"].modseq
+    s = Session(store)
+    s.login()
+    s.cmd("e ENABLE QRESYNC")
+    s.cmd("s SELECT INBOX")
+    store.expunge_messages("bob@example.com", "INBOX", [msgs[2]["id"]])
+    out = s.cmd(f"f UID FETCH 1:* FLAGS (CHANGEDSINCE {since} VANISHED)")
+    assert out.startswith(b"* VANISHED (EARLIER) 3\r\n"), out
+    assert out.endswith(b"f OK FETCH completed\r\n")
+    assert s.cmd("g FETCH 1 FLAGS (CHANGEDSINCE 1 VANISHED)").startswith(b"g BAD")
