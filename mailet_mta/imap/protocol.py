@@ -342,6 +342,10 @@ class IMAPServer(MailboxCommands, SelectedCommands, Protocol, TimeoutMixin):
         return "CAPABILITY completed"
 
     def do_NOOP(self, tag, args):
+        if self.selected is not None:
+            # RFC 3501 §6.1.2: NOOP is the client's poll; ask the store even if no
+            # notification has arrived yet (another node's change may be on its way).
+            self.selected.dirty = True
         return "NOOP completed"
 
     def do_LOGOUT(self, tag, args):

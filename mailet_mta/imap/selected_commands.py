@@ -187,6 +187,7 @@ class SelectedCommands:
 
     # -- CHECK, CLOSE, UNSELECT, EXPUNGE -------------------------------------------------
     def do_CHECK(self, tag, args):
+        self.selected.dirty = True
         return "CHECK completed"
 
     def do_UNSELECT(self, tag, args):

@@ -19,17 +19,17 @@ from tests.support.certs import make_cert
 from tests.support.server import ServerProcess, base_config, wait_for
 
 PASSWORD = "correct horse battery"
-USER = "alice@example.com"
 
 
-def message(subject: str, body: str = "Hello there.\r\n") -> bytes:
-    return (f"From: carol@example.org\r\nTo: {USER}\r\nSubject: {subject}\r\n"
+def message(subject: str, body: str = "Hello there.\r\n", to: str = "x@example.com") -> bytes:
+    return (f"From: carol@example.org\r\nTo: {to}\r\nSubject: {subject}\r\n"
             f"Message-ID: <{subject.replace(' ', '.')}@example.org>\r\n\r\n{body}").encode()
 
 
 def send(srv, subject: str, body: str = "Hello there.\r\n") -> None:
     with smtplib.SMTP("127.0.0.1", srv.port("smtp"), timeout=10) as s:
-        assert s.sendmail("carol@example.org", [USER], message(subject, body)) == {}
+        assert s.sendmail("carol@example.org", [srv.user],
+                          message(subject, body, srv.user)) == {}
 
 
 def imap(srv, listener: str = "imap") -> imaplib.IMAP4:
@@ -38,7 +38,7 @@ def imap(srv, listener: str = "imap") -> imaplib.IMAP4:
 
 def logged_in(srv) -> imaplib.IMAP4:
     box = imap(srv)
-    box.login(USER, PASSWORD)
+    box.login(srv.user, PASSWORD)
     return box
 
 
@@ -51,8 +51,17 @@ def exists(srv) -> int:
         box.logout()
 
 
-@pytest.fixture
-def server(tmp_path):
+class Account:
+    """One user of a shared server: its address and the server's ports."""
+
+    def __init__(self, srv: ServerProcess, user: str):
+        self.srv, self.user = srv, user
+
+    def port(self, listener: str) -> int:
+        return self.srv.port(listener)
+
+
+def start_server(tmp_path, users=("alice@example.com",)) -> ServerProcess:
     cert, key = make_cert(tmp_path)
     tls = {"certificate": str(cert), "privateKey": str(key)}
     config = base_config(tmp_path / "var", imap=[
@@ -62,9 +71,33 @@ def server(tmp_path):
         {"name": "imap-tls-only", "listen": "tcp:0:interface=127.0.0.1",
          "requireSSL": True, "tls": tls}])
     srv = ServerProcess(tmp_path, config)
-    srv.add_user(USER, PASSWORD)
-    srv.start()
+    for user in users:
+        srv.add_user(user, PASSWORD)
+    return srv.start()
+
+
+ACCOUNTS = [f"user{n}@example.com" for n in range(18)]   # one per test
+
+
+@pytest.fixture(scope="module")
+def shared_server(tmp_path_factory):
+    srv = start_server(tmp_path_factory.mktemp("imap"), ACCOUNTS)
+    srv.unused = list(ACCOUNTS)
     yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def server(shared_server):
+    """A user of its own on the shared server, so tests do not see each other's mail."""
+    return Account(shared_server, shared_server.unused.pop())
+
+
+@pytest.fixture
+def own_server(tmp_path):
+    """A server of its own (the throttle blocks the client address for every user)."""
+    srv = start_server(tmp_path)
+    yield Account(srv, "alice@example.com")
     srv.stop()
 
 
@@ -97,7 +130,7 @@ def test_login_select_fetch_with_imaplib(server):
 def test_login_with_a_wrong_password_is_refused(server):
     box = imap(server)
     with pytest.raises(imaplib.IMAP4.error, match="AUTHENTICATIONFAILED"):
-        box.login(USER, "wrong")
+        box.login(server.user, "wrong")
 
 
 def test_special_use_folders_are_listed(server):
@@ -136,7 +169,7 @@ def test_store_copy_move_expunge_and_uidplus(server):
 
 def test_append_with_flags_and_appenduid(server):
     box = logged_in(server)
-    msg = message("appended", "body of the appended message\r\n")
+    msg = message("appended", "body of the appended message\r\n", server.user)
     typ, data = box.append("Drafts", "(\\Draft \\Seen)", None, msg)
     assert typ == "OK" and b"APPENDUID" in data[0]
     box.select("Drafts")
@@ -199,7 +232,7 @@ def test_pop3_and_imap_see_the_same_mailbox(server):
     send(server, "two")
     _delivered(server, 2)
     pop = poplib.POP3("127.0.0.1", server.port("pop3"), timeout=10)
-    pop.user(USER)
+    pop.user(server.user)
     pop.pass_(PASSWORD)
     assert pop.stat()[0] == 2
     pop.dele(1)
@@ -213,7 +246,7 @@ def test_pop3_and_imap_see_the_same_mailbox(server):
     box.expunge()
     box.logout()
     pop = poplib.POP3("127.0.0.1", server.port("pop3"), timeout=10)
-    pop.user(USER)
+    pop.user(server.user)
     pop.pass_(PASSWORD)
     assert pop.stat()[0] == 0
     pop.quit()
@@ -222,34 +255,35 @@ def test_pop3_and_imap_see_the_same_mailbox(server):
 def test_starttls_then_login(server):
     box = imap(server)
     box.starttls(ssl_context=_insecure())
-    assert box.login(USER, PASSWORD)[0] == "OK"
+    assert box.login(server.user, PASSWORD)[0] == "OK"
     box.logout()
 
 
 def test_implicit_tls(server):
     box = imaplib.IMAP4_SSL("127.0.0.1", server.port("imaps"), ssl_context=_insecure(),
                             timeout=10)
-    assert box.login(USER, PASSWORD)[0] == "OK"
+    assert box.login(server.user, PASSWORD)[0] == "OK"
     box.logout()
 
 
 def test_require_ssl_says_logindisabled_until_starttls(server):
     box = imap(server, "imap-tls-only")
     assert "LOGINDISABLED" in box.capabilities
-    typ, data = box._simple_command("LOGIN", USER, PASSWORD)
+    typ, data = box._simple_command("LOGIN", server.user, PASSWORD)
     assert typ == "NO" and data[0].startswith(b"[PRIVACYREQUIRED]")
     box.starttls(ssl_context=_insecure())
     assert "LOGINDISABLED" not in box.capabilities
-    assert box.login(USER, PASSWORD)[0] == "OK"
+    assert box.login(server.user, PASSWORD)[0] == "OK"
     box.logout()
 
 
-def test_failed_logins_are_throttled_like_pop3(server):
+def test_failed_logins_are_throttled_like_pop3(own_server):
+    server = own_server
     refused = None
     for attempt in range(12):
         box = imap(server)
         try:
-            box.login(USER, "wrong")
+            box.login(server.user, "wrong")
         except imaplib.IMAP4.error as exc:
             if "UNAVAILABLE" in str(exc):
                 refused = attempt
@@ -265,14 +299,14 @@ def test_failed_logins_are_throttled_like_pop3(server):
     assert refused is not None, "failed logins were never throttled"
     box = imap(server)
     with pytest.raises((imaplib.IMAP4.error, imaplib.IMAP4.abort)):
-        box.login(USER, PASSWORD)      # refused unchecked while the address is blocked
+        box.login(server.user, PASSWORD)      # refused unchecked while the address is blocked
 
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
 def test_curl_reads_a_message_over_imap(server):
     send(server, "for curl")
     _delivered(server, 1)
-    out = subprocess.run(["curl", "-s", "--max-time", "20", "--user", f"{USER}:{PASSWORD}",
+    out = subprocess.run(["curl", "-s", "--max-time", "20", "--user", f"{server.user}:{PASSWORD}",
                           f"imap://127.0.0.1:{server.port('imap')}/INBOX;UID=1"],
                          capture_output=True, timeout=30)
     assert out.returncode == 0, out.stderr
@@ -307,7 +341,7 @@ def test_mbsync_syncs_a_mailbox_both_ways(server, tmp_path):
     rc.write_text(f"""IMAPAccount test
 Host 127.0.0.1
 Port {server.port('imap')}
-User {USER}
+User {server.user}
 Pass "{PASSWORD}"
 SSLType None
 AuthMechs LOGIN
@@ -342,7 +376,8 @@ SyncState *
     (maildir / "Archive" / "new").mkdir(parents=True, exist_ok=True)
     (maildir / "Archive" / "cur").mkdir(parents=True, exist_ok=True)
     (maildir / "Archive" / "tmp").mkdir(parents=True, exist_ok=True)
-    (maildir / "Archive" / "new" / "1.local").write_bytes(message("filed locally"))
+    (maildir / "Archive" / "new" / "1.local").write_bytes(
+        message("filed locally", to=server.user))
     local = pulled[0]
     local.rename(maildir / "INBOX" / "cur" / (local.name.split(":")[0] + ":2,ST"))
     mbsync()

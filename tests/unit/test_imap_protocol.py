@@ -663,3 +663,13 @@ def test_uid_fetch_changedsince_vanished():
     assert out.startswith(b"* VANISHED (EARLIER) 3\r\n"), out
     assert out.endswith(b"f OK FETCH completed\r\n")
     assert s.cmd("g FETCH 1 FLAGS (CHANGEDSINCE 1 VANISHED)").startswith(b"g BAD")
+
+
+def test_noop_asks_the_store_even_without_a_notification():
+    store = MemoryIMAPStore()
+    store.add("bob@example.com", MESSAGE)
+    s = Session(store)
+    s.select()
+    store.listeners.clear()                    # the notification is late
+    store.add("bob@example.com", MESSAGE)
+    assert s.cmd("n NOOP") == b"* 2 EXISTS\r\n* 1 RECENT\r\nn OK NOOP completed\r\n"
