@@ -597,3 +597,20 @@ async def test_the_kept_message_count_follows_every_kind_of_change(store):  # no
     for status in await store.list_folders(USER):
         assert status.messages == real[status.name]
         assert len(await store.select(USER, status.name)) == real[status.name]
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_snapshot_cache_is_bounded_in_messages(store):  # noqa: F811
+    from mailet_mta.folder_views import SnapshotCache
+
+    store.snapshots = SnapshotCache(max_messages=3)
+    await _fill(store, 2, "A")
+    await _fill(store, 2, "B")
+    await _fill(store, 4, "C")
+    a = await store.select(USER, "A")
+    assert await store.select(USER, "A") is a
+    await store.select(USER, "B")                     # 4 messages > 3: A goes
+    assert store.snapshots.entry((USER, "A")) is None
+    c = await store.select(USER, "C")                 # larger than the bound: not kept
+    assert await store.select(USER, "C") is not c and len(c) == 4
+    assert store.snapshots.entry((USER, "B")) is not None
