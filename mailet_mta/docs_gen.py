@@ -136,6 +136,17 @@ SECTIONS = [
             examples={"name": "pop3", "listen": "tcp:110", "connectionLimit": 200,
                       "connectionLimitPerIP": 20, "connectiontimeout": "10 minutes",
                       "authFailureDelay": "2s"}),
+    Section("imapservers (each IMAP listener)", ["imapservers[]"], ["config", "imapserver"],
+            m.IMAPServerConfig, b.IMAP_KEYS,
+            special=LISTENER_SPECIAL,
+            examples={"name": "imap", "listen": "tcp:143", "connectionLimit": 500,
+                      "connectionLimitPerIP": 20, "connectiontimeout": "30 minutes",
+                      "enableIdle": True, "idleTimeInterval": "120s",
+                      "literalSizeLimit": "50m"},
+            intro="James's `imapserver.xml` names: `plainAuthDisallowed` is `requireSSL` "
+                  "(LOGINDISABLED before STARTTLS), `idleTimeInterval` the heartbeat "
+                  "during IDLE, `literalSizeLimit` the largest APPEND. The autologout "
+                  "is `connectiontimeout` (RFC 3501 asks for at least 30 minutes)."),
     Section("tls (inside a listener)", ["smtpservers[]", "tls"],
             ["config", "smtpserver", "tls"], m.TLSConfig, b.TLS_KEYS,
             special={"socketTLS": ("implicit_tls", "bool", "James: TLS from the first byte"),
@@ -200,7 +211,8 @@ JAMES3 = [
     "`mailetcontainer.xml` (`<mailetcontainer>`: `<context><postmaster>`, "
     "`<spooler><threads>`/`<errorRepository>`, `<processors>` of `<processor "
     "state=\"…\">`), `smtpserver.xml` (`<smtpservers>`), `pop3server.xml` "
-    "(`<pop3servers>`) and `domainlist.xml` (`<domainlist>`). Each may be checked or "
+    "(`<pop3servers>`), `imapserver.xml` (`<imapservers>`) and `domainlist.xml` "
+    "(`<domainlist>`). Each may be checked or "
     "served alone; `--config DIR` (or `check-config DIR`) reads those of them a James "
     "`conf/` directory holds, together. Class names may be James's full names "
     "(`org.apache.james.transport.mailets.LocalDelivery`, "

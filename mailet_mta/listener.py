@@ -29,7 +29,8 @@ from .api import ConfigurationError
 from .flow.limits import ConnectionLimits
 from .shared_sockets import listen_on
 
-__all__ = ["ListenerFactory", "ListenerService", "ListenerSettings", "CurrentCertificate"]
+__all__ = ["ListenerFactory", "ListenerService", "ListenerSettings", "CurrentCertificate",
+           "CountedSession"]
 
 log = Logger(namespace="mailet_mta.listener")
 
@@ -85,6 +86,33 @@ class ListenerFactory(Factory):
             self.limits.closed(session._ip_key)
             if self.metric_labels is not None:
                 metrics.session_closed(*self.metric_labels)
+
+
+class CountedSession:
+    """Mixed into a listener's protocol class (before it): the session is counted by
+    its factory, and refused with ``refusal_reply % reason`` when over the limits.
+    The factory sets ``factory`` and ``_ip_key`` (the client address) on it."""
+
+    refusal_reply = b"%s\r\n"
+    metrics_kind = "listener"
+
+    def connectionMade(self) -> None:
+        from . import metrics
+
+        factory = self.factory
+        metrics.connection(self.metrics_kind, factory.config.name)
+        why = factory.refusal(self._ip_key)
+        if why is not None:
+            self.transport.write(self.refusal_reply % why.encode("ascii", "replace"))
+            self._closing = True
+            self.transport.loseConnection()
+            return
+        factory.session_started(self, self._ip_key)
+        super().connectionMade()
+
+    def connectionLost(self, reason=None) -> None:
+        self.factory.session_ended(self)
+        super().connectionLost(reason)
 
 
 class ListenerService(service.Service):

@@ -137,9 +137,10 @@ class Plan:
         """(service, new listener config, its prepared settings) for each running
         listener."""
         running = {(kind, name): svc for name, kind, svc in self.server.listeners
-                   if kind in ("smtp", "pop3")}
+                   if kind in ("smtp", "pop3", "imap")}
         wanted = {("smtp", c.name): c for c in new.smtpservers}
         wanted.update({("pop3", c.name): c for c in new.pop3servers})
+        wanted.update({("imap", c.name): c for c in new.imapservers})
         for key in sorted(set(wanted) - set(running)):
             self.notes.append(f"new {key[0]} listener {key[1]!r}: starts at the next restart")
         for key in sorted(set(running) - set(wanted)):

@@ -35,6 +35,7 @@ from .delivery.credentials import RelayCredentials
 from .delivery.resolver import Resolver
 from .delivery.service import OutgoingQueueService
 from .directory import Directory, configured_mappings
+from .imap.factory import make_imap_service
 from .logging_setup import TrailObserver
 from .metrics import MetricsObserver, metrics_listen, metrics_service, process_figures
 from .nodes import NodeRegistry
@@ -179,7 +180,7 @@ class MailServer(MultiService):
         return reload_config(self)
 
     def _build_listeners(self) -> list:
-        """(name, kind, service) of every configured SMTP and POP3 listener."""
+        """(name, kind, service) of every configured SMTP, POP3 and IMAP listener."""
         # One throttle for every protocol. SMTP sessions apply their listener's failure
         # delay themselves; POP3 logins get theirs from the authenticator.
         throttle = AuthThrottle.from_config(self.config.auth_throttle)
@@ -196,6 +197,13 @@ class MailServer(MultiService):
                                           default_domain=self.config.server_name)
             backend = DatabaseMailStore(self.db, self.blobs, authenticator, self.node_name)
             listeners.append((cfg.name, "pop3", make_pop3_service(cfg, backend)))
+        for cfg in self.config.imapservers:
+            authenticator = Authenticator(self.db, failure_delay=cfg.auth_failure_delay,
+                                          throttle=throttle,
+                                          default_domain=self.config.server_name)
+            backend = DatabaseMailStore(self.db, self.blobs, authenticator, self.node_name,
+                                        max_message_size=cfg.max_message_size)
+            listeners.append((cfg.name, "imap", make_imap_service(cfg, backend)))
         return listeners
 
     def _sweep_blobs(self):
@@ -345,6 +353,7 @@ def configured_listeners(config: ServerConfig) -> list[tuple[str, str, str | Non
     (a worker refuses to start with a listener that has no shared socket)."""
     found = [(f"smtp:{c.name}", c.listen, c.source) for c in config.smtpservers]
     found += [(f"pop3:{c.name}", c.listen, c.source) for c in config.pop3servers]
+    found += [(f"imap:{c.name}", c.listen, c.source) for c in config.imapservers]
     listen = metrics_listen(config)
     if listen:
         found.append(("http:metrics", listen,

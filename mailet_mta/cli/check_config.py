@@ -44,7 +44,8 @@ def run(args) -> int:
         count = f"{len(errors)} errors:\n" if len(errors) > 1 else ""
         raise CLIError(f"configuration error: {count}{combine(errors)}")
     print(f"{args.file}: OK ({len(config.spoolmanager.processors)} processors, "
-          f"{len(config.smtpservers)} SMTP and {len(config.pop3servers)} POP3 listeners)")
+          f"{len(config.smtpservers)} SMTP, {len(config.pop3servers)} POP3 and "
+          f"{len(config.imapservers)} IMAP listeners)")
     from .startup_warnings import configuration_warnings, directory_of
 
     for warning in configuration_warnings(config, directory_of(config, args)):
@@ -56,7 +57,7 @@ def _check_tls(config) -> None:
     """Read every listener's certificate and key, as start-up will."""
     from ..tls import server_context
 
-    for listener in [*config.smtpservers, *config.pop3servers]:
+    for listener in [*config.smtpservers, *config.pop3servers, *config.imapservers]:
         if listener.tls is not None:
             server_context(listener.tls)
 

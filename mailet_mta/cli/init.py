@@ -22,7 +22,8 @@ from .init_templates import render_xml, render_yaml, standard_pipeline
 
 # (name, local port, standard port) of each listener init writes.
 PORTS = {"smtp": (2525, 25), "submission": (5870, 587), "submissions": (4650, 465),
-         "pop3": (1110, 110), "pop3s": (9950, 995)}
+         "pop3": (1110, 110), "pop3s": (9950, 995), "imap": (1143, 143),
+         "imaps": (9930, 993)}
 
 
 def register(sub) -> None:

@@ -85,7 +85,7 @@ def standard_pipeline(remote: bool) -> dict:
 
 
 def listeners(settings: dict) -> list[dict]:
-    """The SMTP and POP3 listeners, each with its comment."""
+    """The SMTP, POP3 and IMAP listeners, each with its comment."""
     ports, production = settings["ports"], settings["production"]
     relay_nets = ["127.0.0.0/8", "::1"]
     common = {"tls": True}
@@ -117,6 +117,14 @@ def listeners(settings: dict) -> list[dict]:
          "keys": {"requireSSL": "true" if production else "false"}},
         {"kind": "pop3", "name": "pop3s", "port": ports["pop3s"], **common,
          "comment": "POP3 over implicit TLS.", "keys": {"implicitTLS": "true"}},
+        {"kind": "imap", "name": "imap", "port": ports["imap"], **common,
+         "comment": "IMAP with STARTTLS" + ("; login only after STARTTLS (LOGINDISABLED "
+                                            "before)." if production else
+                                            "; plain login allowed on this test setup "
+                                            "(set requireSSL: true in production)."),
+         "keys": {"requireSSL": "true" if production else "false"}},
+        {"kind": "imap", "name": "imaps", "port": ports["imaps"], **common,
+         "comment": "IMAP over implicit TLS.", "keys": {"implicitTLS": "true"}},
     ]
 
 
@@ -193,7 +201,7 @@ def render_yaml(settings: dict) -> str:
         f"  privateKey: {_y(s['private_key'])}",
         "",
     ]
-    for kind in ("smtp", "pop3"):
+    for kind in ("smtp", "pop3", "imap"):
         lines.append(f"{kind}servers:")
         for item in (i for i in listeners(s) if i["kind"] == kind):
             lines += _comment(item["comment"], "  ")

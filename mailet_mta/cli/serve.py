@@ -17,7 +17,8 @@ from .common import CLIError, add_config_argument, load_config
 
 def register(sub) -> None:
     p = sub.add_parser("serve", help="run the server (default: SQLite under ./var, "
-                                     "SMTP 127.0.0.1:2525, submission :5870, POP3 :1110)")
+                                     "SMTP 127.0.0.1:2525, submission :5870, POP3 :1110, "
+                                     "IMAP :1143)")
     add_config_argument(p)
     p.add_argument("--data-dir", help="override storage.data_dir")
     p.add_argument("--node-name", help="this process's name in a shared database")

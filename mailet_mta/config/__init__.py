@@ -8,6 +8,7 @@ a string, and ``default_config()`` the embedded default. Every error is a
 from .loader import default_config, load_config, load_config_text
 from .model import (
     DNSConfig,
+    IMAPServerConfig,
     LoggingConfig,
     MailetSpec,
     MatcherSpec,
@@ -24,6 +25,7 @@ from .validate import validate_config
 __all__ = [
     "load_config", "load_config_text", "default_config", "validate_config",
     "ServerConfig", "SpoolManagerConfig", "ProcessorSpec", "MailetSpec", "MatcherSpec",
-    "SMTPServerConfig", "POP3ServerConfig", "TLSConfig", "StorageConfig", "DNSConfig",
+    "SMTPServerConfig", "POP3ServerConfig", "IMAPServerConfig", "TLSConfig", "StorageConfig",
+    "DNSConfig",
     "LoggingConfig",
 ]

@@ -17,6 +17,7 @@ from . import values as v
 from .model import (
     AuthThrottleConfig,
     DNSConfig,
+    IMAPServerConfig,
     LoggingConfig,
     MailetSpec,
     MatcherSpec,
@@ -275,6 +276,22 @@ SMTP_KEYS: Table = {
     **keys("arc_trusted_sealers", v.string_list, "arcTrustedSealers", "arc_trusted_sealers"),
 }
 POP3_KEYS: Table = dict(COMMON_LISTENER_KEYS)
+# James's imapserver.xml names: enableIdle offers IDLE, idleTimeInterval (in
+# idleTimeIntervalUnit, SECONDS by default) is the "still here" heartbeat during IDLE,
+# plainAuthDisallowed means requireSSL, literalSizeLimit bounds APPEND.
+IMAP_KEYS: Table = {
+    **COMMON_LISTENER_KEYS,
+    **keys("require_ssl", v.boolean, "requireSSL", "require_ssl", "auth.requireSSL",
+           "plainAuthDisallowed"),
+    **keys("enable_idle", v.boolean, "enableIdle", "enable_idle"),
+    **keys("idle_keepalive", v.duration(allow_zero=True), "idleTimeInterval",
+           "idle_keepalive"),
+    **keys("idle_keepalive_unit", v.choice({"seconds": "seconds"},
+                                           "SECONDS (write the interval in seconds)"),
+           "idleTimeIntervalUnit"),
+    **keys("max_message_size", v.message_size, "literalSizeLimit", "maxMessageSize",
+           "max_message_size"),
+}
 LISTENER_SPECIAL = ("bind", "port", "enabled", "auth", "tls")
 AUTH_KEYS: Table = {
     **keys("require_ssl", v.boolean, "requireSSL", "require_ssl"),
@@ -490,6 +507,8 @@ TOP_KEYS: Table = {
            "smtpservers", "smtpserver"),
     **keys("pop3servers", build_listeners("pop3", POP3ServerConfig, POP3_KEYS),
            "pop3servers", "pop3server"),
+    **keys("imapservers", build_listeners("imap", IMAPServerConfig, IMAP_KEYS),
+           "imapservers", "imapserver"),
     **keys("dns", build_dns, "dns"),
     **keys("smarthost", build_smarthost, "smarthost"),
     **keys("logging", build_logging, "logging"),

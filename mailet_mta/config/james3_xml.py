@@ -30,7 +30,10 @@ from .xml_loader import (
 JAMES3_TIMEOUT_UNIT = "s"
 # James 3 listener settings about the JVM and its thread pools: nothing to set here.
 LISTENER_IGNORED = ("jmxName", "connectionBacklog", "gracefulShutdown", "bossWorkerCount",
-                    "ioWorkerCount", "maxExecutorCount", "addressBracketsEnforcement")
+                    "ioWorkerCount", "maxExecutorCount", "addressBracketsEnforcement",
+                    # imapserver.xml: Java packages, compression, and James's own
+                    # parser buffers (the bounds here are the reader's, docs/SECURITY.md)
+                    "imapPackages", "enableCompress", "maxLineLength", "inMemorySizeLimit")
 # Java keystore details of a James 3 <tls> block, meaningless with PEM files.
 KEYSTORE_DETAILS = ("keystoreType", "provider", "algorithm")
 # Handlers of a James 3 <handlerchain> and the setting each stands for here.
@@ -108,7 +111,7 @@ def convert_james3_listener(element: Element, kind: str = "smtp") -> Node:
     node = convert_listener(element, JAMES3_TIMEOUT_UNIT, skip=_skipped)
     settings = node.value
     per_ip = settings.get("connectionLimitPerIP")
-    if kind == "pop3" and per_ip is not None and per_ip.value.strip() == "0":
+    if kind in ("pop3", "imap") and per_ip is not None and per_ip.value.strip() == "0":
         del settings["connectionLimitPerIP"]   # James's "no limit": what POP3 does here
     for child in element.children:
         if child.tag == "handlerchain":
@@ -201,5 +204,6 @@ ROOTS = {
     "mailetcontainer": convert_mailetcontainer,
     "smtpservers": _listeners("smtp"),
     "pop3servers": _listeners("pop3"),
+    "imapservers": _listeners("imap"),
     "domainlist": convert_domainlist,
 }

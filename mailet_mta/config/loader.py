@@ -16,7 +16,7 @@ FORMATS = {".yaml": "yaml", ".yml": "yaml", ".xml": "xml"}
 DEFAULT_NAME = "default.yaml"
 # The files of a James 3 conf/ directory that describe what mailet-mta has.
 JAMES3_FILES = ("domainlist.xml", "mailetcontainer.xml", "smtpserver.xml",
-                "pop3server.xml")
+                "pop3server.xml", "imapserver.xml")
 
 
 def load_config(path) -> ServerConfig:
@@ -58,7 +58,8 @@ def load_config_text(text: str, fmt: str, name: str = "<string>") -> ServerConfi
 
 def default_config(data_dir: str | None = None) -> ServerConfig:
     """The embedded default: servername localhost, SQLite under ./var, SMTP on
-    127.0.0.1:2525, submission on 127.0.0.1:5870, POP3 on 127.0.0.1:1110 and the
+    127.0.0.1:2525, submission on 127.0.0.1:5870, POP3 on 127.0.0.1:1110, IMAP on
+    127.0.0.1:1143 and the
     standard pipeline. ``data_dir`` replaces ``storage.data_dir``."""
     source = resources.files(__package__).joinpath("defaults", DEFAULT_NAME)
     label = str(source) if isinstance(source, Path) else f"<embedded>/{DEFAULT_NAME}"

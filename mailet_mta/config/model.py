@@ -162,6 +162,33 @@ class POP3ServerConfig:
 
 
 @dataclass
+class IMAPServerConfig:
+    """One IMAP listener (James's ``imapserver``)."""
+
+    name: str = doc("label used in logs", default="imap")
+    listen: str = doc("Twisted endpoint string", default="tcp:1143:interface=127.0.0.1")
+    implicit_tls: bool = doc("TLS from the first byte (IMAPS, port 993)", default=False)
+    require_ssl: bool = doc("advertise LOGINDISABLED and refuse LOGIN/AUTHENTICATE "
+                            "before STARTTLS (James's plainAuthDisallowed)", default=False)
+    connection_timeout: float = doc("idle seconds before the autologout (RFC 3501 "
+                                    "§5.4: at least 30 minutes)", default=1800.0)
+    connection_limit: int = doc("concurrent connections; 0 = unlimited", default=0)
+    connection_limit_per_ip: int = doc("per client address; 0 = unlimited", default=0)
+    auth_failure_delay: float = doc("seconds before answering a failed login", default=1.0)
+    enable_idle: bool = doc("offer IDLE (RFC 2177) for pushed new mail", default=True)
+    idle_keepalive: float = doc("seconds between '* OK still here' lines during IDLE, "
+                                "so NAT boxes keep the connection; 0 = none",
+                                default=120.0)
+    idle_keepalive_unit: str = doc("James's idleTimeIntervalUnit; only seconds",
+                                   default="seconds")
+    max_message_size: int = doc("octets of the largest APPEND literal (a bare number is "
+                                "KiB); a larger one is refused before it is sent",
+                                default=50 * 1024 * 1024)
+    tls: TLSConfig | None = doc("certificate for STARTTLS / IMAPS", default=None)
+    source: str | None = None
+
+
+@dataclass
 class AuthThrottleConfig:
     """Login throttling per client address, for every SMTP and POP3 listener."""
 
@@ -259,6 +286,7 @@ class ServerConfig:
     spoolmanager: SpoolManagerConfig = doc("the processors", default_factory=SpoolManagerConfig)
     smtpservers: list[SMTPServerConfig] = doc("SMTP listeners", default_factory=list)
     pop3servers: list[POP3ServerConfig] = doc("POP3 listeners", default_factory=list)
+    imapservers: list[IMAPServerConfig] = doc("IMAP listeners", default_factory=list)
     dns: DNSConfig = doc("resolver settings", default_factory=DNSConfig)
     auth_throttle: AuthThrottleConfig = doc("login throttling per client address",
                                             default_factory=AuthThrottleConfig)

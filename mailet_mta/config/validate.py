@@ -191,7 +191,8 @@ def _check_listeners(config: ServerConfig) -> None:
     taken: dict[tuple, tuple[str, str | None]] = {}
     names: dict[str, str | None] = {}
     listeners = [("smtpserver", s) for s in config.smtpservers] + \
-                [("pop3server", p) for p in config.pop3servers]
+                [("pop3server", p) for p in config.pop3servers] + \
+                [("imapserver", i) for i in config.imapservers]
     for kind, listener in listeners:
         attempt(lambda: _check_listener(kind, listener, taken, names))
 

@@ -158,7 +158,8 @@ def generic(element: Element) -> Node:
 def convert_config(root: Element) -> Node:
     _no_attrs(root)
     out: dict[str, Node] = {}
-    listeners: dict[str, list[Node]] = {"smtpservers": [], "pop3servers": []}
+    listeners: dict[str, list[Node]] = {"smtpservers": [], "pop3servers": [],
+                                        "imapservers": []}
     for child in root.children:
         tag = child.tag
         if tag == "James":
@@ -179,6 +180,8 @@ def _top_level(element: Element, out: dict[str, Node], listeners) -> None:
         listeners["smtpservers"].append(convert_listener(element))
     elif tag == "pop3server":
         listeners["pop3servers"].append(convert_listener(element))
+    elif tag == "imapserver":
+        listeners["imapservers"].append(convert_listener(element))
     elif tag == "servernames":
         _put(out, tag, convert_servernames(element), element)
     elif tag == "spoolmanager":

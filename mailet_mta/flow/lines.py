@@ -84,6 +84,14 @@ class LineBuffer:
         self.clear()
         return rest
 
+    def take_upto(self, limit: int) -> bytes:
+        """At most ``limit`` of the octets not yet consumed (a literal's octets)."""
+        data, pos = self._data, self._pos
+        end = min(len(data), pos + limit)
+        chunk = data[pos:end] if pos or end < len(data) else data
+        self._consumed(end)
+        return chunk
+
     def clear(self) -> None:
         """Drop everything buffered (STARTTLS, close)."""
         self._data, self._pos, self._discarding = b"", 0, False

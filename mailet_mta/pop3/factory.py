@@ -5,8 +5,7 @@ from __future__ import annotations
 from twisted.internet import defer
 from twisted.logger import Logger
 
-from .. import metrics
-from ..listener import ListenerFactory, ListenerService, ListenerSettings
+from ..listener import CountedSession, ListenerFactory, ListenerService, ListenerSettings
 from .protocol import POP3Server
 
 __all__ = ["POP3ServerFactory", "POP3Service", "make_pop3_service"]
@@ -37,23 +36,9 @@ class POP3ServerFactory(ListenerFactory):
         return proto
 
 
-class _CountedPOP3Server(POP3Server):
-    def connectionMade(self) -> None:
-        factory = self.factory
-        metrics.connection("pop3", factory.config.name)
-        why = factory.refusal(self._ip_key)
-        if why is not None:
-            self.transport.write(b"-ERR [SYS/TEMP] %s; try again later\r\n"
-                                 % why.encode("ascii", "replace"))
-            self._closing = True
-            self.transport.loseConnection()
-            return
-        factory.session_started(self, self._ip_key)
-        super().connectionMade()
-
-    def connectionLost(self, reason=None) -> None:
-        self.factory.session_ended(self)
-        super().connectionLost(reason)
+class _CountedPOP3Server(CountedSession, POP3Server):
+    refusal_reply = b"-ERR [SYS/TEMP] %s; try again later\r\n"
+    metrics_kind = "pop3"
 
 
 class POP3Service(ListenerService):

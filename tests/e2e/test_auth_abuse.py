@@ -134,7 +134,7 @@ def embedded_default(tmp_path):
     """``mailet-mta serve`` on the shipped default YAML, ports moved to 0."""
     text = (ROOT / "mailet_mta" / "config" / "defaults" / "default.yaml").read_text()
     text, n = re.subn(r"tcp:\d+:interface=127\.0\.0\.1", "tcp:0:interface=127.0.0.1", text)
-    assert n == 3
+    assert n == 4
     path = tmp_path / "default.yaml"
     path.write_text(text)
     srv = ServerProcess(tmp_path, config_path=path, name="default")

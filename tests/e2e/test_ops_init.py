@@ -43,7 +43,8 @@ def test_init_config_passes_check_config_and_serve_runs_it(tmp_path):
     srv.data_dir = site / "var"
     srv.add_user("alice@example.com", PASSWORD)
     with srv:
-        assert set(srv.listeners) >= {"smtp", "submission", "submissions", "pop3", "pop3s"}
+        assert set(srv.listeners) >= {"smtp", "submission", "submissions", "pop3", "pop3s",
+                                      "imap", "imaps"}
         tls = ssl.create_default_context(cafile=str(site / "tls" / "cert.pem"))
         tls.check_hostname = False
         with smtplib.SMTP("127.0.0.1", srv.port("smtp"), timeout=10) as s:

@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def base_config(data_dir: Path, *, servernames=("example.com",), smtp=None, pop3=None,
-                processors=None, workers=1, **extra) -> dict:
+                imap=None, processors=None, workers=1, **extra) -> dict:
     """A YAML config dict: embedded default pipeline unless ``processors`` is given;
     one process unless ``workers`` says otherwise (the tests of worker processes)."""
     defaults = ROOT / "mailet_mta" / "config" / "defaults" / "default.yaml"
@@ -36,6 +36,8 @@ def base_config(data_dir: Path, *, servernames=("example.com",), smtp=None, pop3
     ]
     config["pop3servers"] = pop3 if pop3 is not None else [
         {"name": "pop3", "listen": "tcp:0:interface=127.0.0.1"}]
+    config["imapservers"] = imap if imap is not None else [
+        {"name": "imap", "listen": "tcp:0:interface=127.0.0.1"}]
     if processors is not None:
         config["spoolmanager"] = {"processors": processors}
     config.setdefault("logging", {"level": "info"})

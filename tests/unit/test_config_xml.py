@@ -100,7 +100,8 @@ def test_shipped_yaml_pipeline_equals_the_embedded_default():
 
 def test_config_xml_equals_the_default_apart_from_documented_differences():
     """Differences: the root relay guard, 10 spool threads (James 2), an explicit
-    postmaster, and the listeners (James 2's port 25 / 110 instead of 2525/5870/1110)."""
+    postmaster, and the listeners (James 2's port 25 / 110 / 143 instead of
+    2525/5870/1110/1143)."""
     xml, default = load_config(CONFIG_XML), default_config()
     assert xml.postmaster_address == default.postmaster_address
     assert xml.spoolmanager.threads == 10
@@ -108,7 +109,7 @@ def test_config_xml_equals_the_default_apart_from_documented_differences():
     xml.spoolmanager.threads = default.spoolmanager.threads
     for config in (xml, default):
         config.postmaster = None
-        config.smtpservers = config.pop3servers = []
+        config.smtpservers = config.pop3servers = config.imapservers = []
         config.path = None
     assert without_sources(xml) == without_sources(default)
 

@@ -81,3 +81,15 @@ def test_many_pipelined_lines_in_one_chunk_are_read_in_linear_time():
     took = time.process_time() - started
     assert count == 524_288 and len(buf) == 0
     assert took < 5.0, f"{took:.2f} s of CPU for 4 MiB of lines"
+
+
+def test_take_upto_returns_at_most_the_limit_and_keeps_the_rest():
+    from mailet_mta.flow.lines import LineBuffer
+
+    buf = LineBuffer()
+    buf.feed(b"abcdef\r\nnext\r\n")
+    assert buf.take_upto(3) == b"abc"
+    assert buf.take_upto(3) == b"def"
+    assert buf.next_line(100) == b""
+    assert buf.take_upto(100) == b"next\r\n"
+    assert len(buf) == 0

@@ -193,7 +193,7 @@ def _shipped_pipelines():
                 "config_path": "/etc/m.yaml", "data_dir": "/var/lib/m",
                 "certificate": "/etc/c.pem", "private_key": "/etc/k.pem",
                 "ports": {"smtp": 25, "submission": 587, "submissions": 465, "pop3": 110,
-                          "pop3s": 995},
+                          "pop3s": 995, "imap": 143, "imaps": 993},
                 "interface": None, "production": True, "pipeline": standard_pipeline(True)}
     return {"embedded default": default_config(),
             "conf/mailet-mta.yaml": load_config(ROOT / "conf" / "mailet-mta.yaml"),

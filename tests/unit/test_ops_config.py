@@ -60,7 +60,8 @@ def test_refusing_replies_are_counted_by_reason_and_others_are_not():
 @pytest.mark.parametrize("remote", [False, True])
 @pytest.mark.parametrize("production", [False, True])
 def test_init_yaml_and_xml_describe_the_same_server(remote, production):
-    ports = {"smtp": 25, "submission": 587, "submissions": 465, "pop3": 110, "pop3s": 995}
+    ports = {"smtp": 25, "submission": 587, "submissions": 465, "pop3": 110, "pop3s": 995,
+             "imap": 143, "imaps": 993}
     settings = {"domain": "example.com", "hostname": "mail.example.com",
                 "config_path": "/etc/m.yaml", "data_dir": "/var/lib/m",
                 "certificate": "/etc/c.pem", "private_key": "/etc/k.pem", "ports": ports,
@@ -70,6 +71,7 @@ def test_init_yaml_and_xml_describe_the_same_server(remote, production):
     from_xml = load_config_text(render_xml(settings), "xml")
     assert _plain(from_yaml) == _plain(from_xml)
     assert from_yaml.smtpservers[0].tls.certificate == "/etc/c.pem"
+    assert [s.require_ssl for s in from_yaml.imapservers][0] is production
     assert [s.require_ssl for s in from_yaml.pop3servers][0] is production
 
 

@@ -1,0 +1,634 @@
+"""The selected-state commands of an IMAP session (RFC 3501 §6.4 and extensions).
+
+FETCH, STORE, SEARCH, COPY, MOVE (RFC 6851), EXPUNGE, CLOSE, UNSELECT (RFC 3691),
+CHECK and their UID forms (UIDPLUS: ``UID EXPUNGE``, ``COPYUID``), with CONDSTORE's
+``CHANGEDSINCE``/``UNCHANGEDSINCE``/``MODSEQ`` (RFC 7162), and the untagged updates
+that tell the client what other sessions changed (:meth:`sync_changes`).
+
+Rendering (MIME parsing for ENVELOPE/BODYSTRUCTURE, header and text search) runs
+through ``self.run`` off the reactor, in batches; each batch is written only once the
+transport has room (``wait_for_drain``), so a client that does not read holds one
+batch and the transport's buffer, however many messages it asked for.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from twisted.internet import defer
+from twisted.logger import Logger
+
+from ..mailstore import NoSuchFolder
+from .encoding import astring_to_str, format_flags
+from .errors import BadCommand, CommandRefused
+from .mailbox_commands import store_refusal
+from .sequence import format_uid_set, parse_set
+
+__all__ = ["SelectedCommands"]
+
+log = Logger(namespace="mailet_mta.imap")
+
+META_BATCH = 500            # messages rendered per worker call when no body is needed
+BODY_BATCH_OCTETS = 1 << 20  # octets of messages read per batch when bodies are needed
+CHUNK = 64 * 1024
+STREAM_OVER = 256 * 1024    # larger messages' BODY[]/RFC822 are written from the blob
+HEADER_LIMIT = 1 << 20      # octets of a header block read for FETCH/SEARCH
+_STORE_MODES = {"FLAGS": "replace", "+FLAGS": "add", "-FLAGS": "remove"}
+
+
+@dataclass
+class _Changes:
+    status: object
+    updated: list
+    expunged_uids: list | None
+
+
+class _Source:
+    """One message's bytes for :func:`fetch.render` and :class:`search` records."""
+
+    def __init__(self, headers: bytes | None, full: bytes | None):
+        self._headers, self._full = headers, full
+
+    def headers(self) -> bytes:
+        if self._headers is None:
+            full = self._full or b""
+            end = full.find(b"\r\n\r\n")
+            self._headers = full if end < 0 else full[:end + 4]
+        return self._headers
+
+    def full(self) -> bytes:
+        return self._full if self._full is not None else self.headers()
+
+
+class _Record(_Source):
+    """A message as a search program sees it."""
+
+    def __init__(self, sel, index: int, headers=None, full=None):
+        super().__init__(headers, full)
+        self.seq = index + 1
+        self.uid = sel.uids[index]
+        self.flags = sel.flags[index]
+        self.size = sel.sizes[index]
+        self.internal_date = sel.dates[index]
+        self.modseq = sel.modseqs[index]
+        self.recent = sel.is_recent(index)
+        self.max_seq = len(sel)
+        self.max_uid = sel.uids[-1] if len(sel) else 0
+
+
+def _read_all(content) -> bytes:
+    chunks = content.chunks(CHUNK)
+    try:
+        return b"".join(chunks)
+    finally:
+        close = getattr(chunks, "close", None)
+        if close is not None:
+            close()
+
+
+class SelectedCommands:
+    """Commands of the selected state, mixed into the session."""
+
+    _sync_lock: defer.DeferredLock | None = None
+
+    # -- which messages ------------------------------------------------------------------
+    def _indexes(self, token, uid: bool) -> list[int]:
+        sel = self.selected
+        if not isinstance(token, str):
+            raise BadCommand("expected a sequence set")
+        seqset = parse_set(token)
+        if uid:
+            return seqset.uid_indexes(sel.uids)
+        if seqset.out_of_range(len(sel)) and not (token == "*" and not len(sel)):
+            raise BadCommand("invalid message sequence number")
+        return [n - 1 for r in seqset.indexes(len(sel)) for n in r]
+
+    # -- untagged updates ----------------------------------------------------------------
+    def sync_changes(self, allow_expunge: bool) -> defer.Deferred:
+        """Tell the client what changed in the selected folder since it was last told
+        (EXPUNGE only when ``allow_expunge``). One at a time per session."""
+        if self._sync_lock is None:
+            self._sync_lock = defer.DeferredLock()
+        return self._sync_lock.run(self._sync_once, allow_expunge)
+
+    def _sync_once(self, allow_expunge: bool):
+        sel = self.selected
+        if sel is None or not sel.dirty or self._lost:
+            return defer.succeed(None)
+        sel.dirty = False
+        d = self.backend.changes(self.user, sel.name, sel.highest_modseq)
+        d.addCallback(self._apply_changes, sel, allow_expunge)
+        d.addErrback(self._sync_failed, sel)
+        return d
+
+    def _sync_failed(self, failure, sel):
+        if failure.check(NoSuchFolder):
+            return None                   # deleted: the next command says so
+        log.failure("reading the changes of {user}/{folder} failed", failure,
+                    user=self.user, folder=sel.name)
+        sel.dirty = True
+        return None
+
+    def _apply_changes(self, changes, sel, allow_expunge: bool):
+        if sel is not self.selected or self._lost:
+            return None
+        if changes.expunged_uids is None:      # the store forgot: compare snapshots
+            d = self.backend.select(self.user, sel.name)
+            return d.addCallback(self._diff_snapshot, sel, allow_expunge)
+        gone = [i for i in map(sel.index_of_uid, changes.expunged_uids) if i is not None]
+        if gone and not allow_expunge:
+            sel.dirty = True                  # told after a command that may
+            return None
+        out = [self.expunged_lines(sel, gone)]
+        last = sel.uids[-1] if len(sel) else 0
+        added = 0
+        condstore = "CONDSTORE" in self.enabled
+        for mid, uid, size, date, modseq, flags in changes.updated:
+            if isinstance(flags, str):
+                flags = frozenset(flags.split())
+            if uid > last:
+                sel.append(mid, uid, size, date, modseq, flags)
+                sel.recent.add(uid)
+                last, added = uid, added + 1
+                continue
+            i = sel.index_of_uid(uid)
+            if i is None:
+                continue
+            sel.modseqs[i] = modseq
+            if sel.flags[i] != flags:
+                sel.flags[i] = flags
+                extra = b" MODSEQ (%d)" % modseq if condstore else b""
+                out.append(b"* %d FETCH (UID %d FLAGS %s%s)\r\n"
+                           % (i + 1, uid, format_flags(flags), extra))
+        if added:
+            out.append(b"* %d EXISTS\r\n* %d RECENT\r\n" % (len(sel), len(sel.recent)))
+        sel.highest_modseq = max(sel.highest_modseq, changes.status.highest_modseq)
+        sel.uid_next = max(sel.uid_next, changes.status.uid_next)
+        self.write(b"".join(out))
+        return None
+
+    def _diff_snapshot(self, snapshot, sel, allow_expunge: bool):
+        present = set(snapshot.uids)
+        gone = [uid for uid in sel.uids if uid not in present]
+        rows = [(snapshot.ids[i], snapshot.uids[i], snapshot.sizes[i], snapshot.dates[i],
+                 snapshot.modseqs[i], snapshot.flags[i]) for i in range(len(snapshot))]
+        changes = _Changes(snapshot.status, rows, gone)
+        return self._apply_changes(changes, sel, allow_expunge)
+
+    def expunged_lines(self, sel, indexes) -> bytes:
+        """Remove the messages at ``indexes`` and say so: ``* n EXPUNGE`` lines, or
+        one ``* VANISHED uid-set`` once QRESYNC is enabled (RFC 7162 §3.2.10)."""
+        indexes = list(indexes)
+        if "QRESYNC" in self.enabled:
+            uids = [sel.uids[i] for i in indexes]
+            sel.remove(indexes)
+            return b"* VANISHED %s\r\n" % format_uid_set(uids).encode() if uids else b""
+        return b"".join(b"* %d EXPUNGE\r\n" % n for n in sel.remove(indexes))
+
+    # -- CHECK, CLOSE, UNSELECT, EXPUNGE -------------------------------------------------
+    def do_CHECK(self, tag, args):
+        self.selected.dirty = True
+        return "CHECK completed"
+
+    def do_UNSELECT(self, tag, args):
+        self._close_mailbox()
+        self.state = "authenticated"
+        return "UNSELECT completed"
+
+    def do_CLOSE(self, tag, args):
+        sel = self.selected
+        if sel.read_only:
+            return self.do_UNSELECT(tag, args)
+        doomed = [sel.ids[i] for i, f in enumerate(sel.flags) if "\\Deleted" in f]
+        self._close_mailbox()
+        self.state = "authenticated"
+        if not doomed:
+            return "CLOSE completed"
+        d = self.backend.expunge_messages(self.user, sel.name, doomed)
+        return d.addCallback(lambda _: "CLOSE completed")
+
+    def do_EXPUNGE(self, tag, args):
+        if args:
+            raise BadCommand("EXPUNGE takes no arguments")
+        return self._expunge(range(len(self.selected)))
+
+    def uid_EXPUNGE(self, tag, args):
+        if len(args) != 1:
+            raise BadCommand("UID EXPUNGE takes a UID set")
+        return self._expunge(self._indexes(args[0], uid=True))
+
+    def _expunge(self, indexes):
+        sel = self.selected
+        if sel.read_only:
+            raise CommandRefused("the mailbox is read-only", "READ-ONLY")
+        doomed = [sel.ids[i] for i in indexes if "\\Deleted" in sel.flags[i]]
+        if not doomed:
+            return "EXPUNGE completed"
+        d = self.backend.expunge_messages(self.user, sel.name, doomed)
+        d.addCallback(self._expunged, sel)
+        return d
+
+    def _expunged(self, removed, sel):
+        if sel is self.selected:
+            where = sel.index_by_id(removed)
+            self.write(self.expunged_lines(sel, where.values()))
+        return "EXPUNGE completed"
+
+    # -- STORE ---------------------------------------------------------------------------
+    def do_STORE(self, tag, args):
+        return self._store(args, uid=False)
+
+    def uid_STORE(self, tag, args):
+        return self._store(args, uid=True)
+
+    def _store(self, args, uid: bool):
+        sel = self.selected
+        if len(args) < 3:
+            raise BadCommand("STORE takes a set, an item and flags")
+        indexes = self._indexes(args[0], uid)
+        rest = args[1:]
+        unchanged_since = None
+        if isinstance(rest[0], list):
+            modifier = rest[0]
+            if len(modifier) != 2 or str(modifier[0]).upper() != "UNCHANGEDSINCE" \
+                    or not _is_number(modifier[1]):
+                raise BadCommand("the STORE modifier is (UNCHANGEDSINCE modseq)")
+            unchanged_since = int(modifier[1])
+            self.enabled.add("CONDSTORE")
+            rest = rest[1:]
+        if len(rest) < 2 or not isinstance(rest[0], str):
+            raise BadCommand("STORE takes FLAGS, +FLAGS or -FLAGS and flags")
+        item = rest[0].upper()
+        silent = item.endswith(".SILENT")
+        mode = _STORE_MODES.get(item[:-7] if silent else item)
+        if mode is None:
+            raise BadCommand("STORE takes FLAGS, +FLAGS or -FLAGS")
+        tokens = rest[1] if len(rest) == 2 and isinstance(rest[1], list) else rest[1:]
+        flags = frozenset(astring_to_str(t) for t in tokens)
+        if any(f.lower() == "\\recent" for f in flags):
+            raise BadCommand("\\Recent cannot be stored")
+        if sel.read_only:
+            raise CommandRefused("the mailbox is read-only", "READ-ONLY")
+        ids = [sel.ids[i] for i in indexes]
+        if not ids:
+            return "STORE completed"
+        d = self.backend.store_flags(ids, flags, mode, unchanged_since)
+        d.addErrback(_refuse_value_errors)
+        d.addCallback(self._stored, sel, silent, uid, unchanged_since is not None)
+        return d
+
+    def _stored(self, result, sel, silent: bool, uid: bool, conditional: bool):
+        if sel is not self.selected:
+            return "STORE completed"
+        where = sel.index_by_id(set(result.updated) | set(result.failed))
+        condstore = "CONDSTORE" in self.enabled
+        out = []
+        for mid, (flags, modseq) in sorted(result.updated.items(),
+                                           key=lambda kv: where.get(kv[0], -1)):
+            i = where.get(mid)
+            if i is None:
+                continue
+            changed = sel.flags[i] != flags
+            # sel.highest_modseq moves only in _apply_changes: changes of others
+            # below this modseq (an expunge not told yet) must still be read.
+            sel.flags[i], sel.modseqs[i] = flags, modseq
+            sel.dirty = True
+            if silent and not (changed and conditional):
+                continue
+            items = []
+            if uid:
+                items.append(b"UID %d" % sel.uids[i])
+            if not silent:
+                items.append(b"FLAGS " + format_flags(flags))
+            if condstore:
+                items.append(b"MODSEQ (%d)" % modseq)
+            out.append(b"* %d FETCH (%s)\r\n" % (i + 1, b" ".join(items)))
+        self.write(b"".join(out))
+        if result.failed:
+            numbers = [sel.uids[i] if uid else i + 1
+                       for mid, i in where.items() if mid in result.failed]
+            return (f"MODIFIED {format_uid_set(numbers)}", "conditional STORE failed")
+        return "STORE completed"
+
+    # -- COPY / MOVE ---------------------------------------------------------------------
+    def do_COPY(self, tag, args):
+        return self._copy(args, uid=False, move=False)
+
+    def uid_COPY(self, tag, args):
+        return self._copy(args, uid=True, move=False)
+
+    def do_MOVE(self, tag, args):
+        return self._copy(args, uid=False, move=True)
+
+    def uid_MOVE(self, tag, args):
+        return self._copy(args, uid=True, move=True)
+
+    def _copy(self, args, uid: bool, move: bool):
+        sel = self.selected
+        if len(args) != 2:
+            raise BadCommand("COPY/MOVE take a set and a mailbox name")
+        indexes = self._indexes(args[0], uid)
+        dest = self.mailbox_name(args[1])
+        if move and sel.read_only:
+            raise CommandRefused("the mailbox is read-only", "READ-ONLY")
+        ids = [sel.ids[i] for i in indexes]
+        verb = "MOVE" if move else "COPY"
+        if not ids:
+            return f"{verb} completed (no messages)"
+        if move:
+            d = self.backend.move_messages(self.user, sel.name, ids, dest)
+        else:
+            d = self.backend.copy_messages(self.user, ids, dest)
+        d.addErrback(_refuse_store_errors_trycreate)
+        d.addCallback(self._copied, sel, move, verb, dest)
+        return d
+
+    def _copied(self, result, sel, move: bool, verb: str, dest: str):
+        validity, pairs = result
+        if not pairs:
+            return f"{verb} completed (no messages)"
+        where = sel.index_by_id(mid for mid, _ in pairs) if sel is self.selected else {}
+        source = format_uid_set(sel.uids[where[mid]] for mid, _ in pairs if mid in where)
+        target = format_uid_set(new for _, new in pairs)
+        code = f"COPYUID {validity} {source} {target}"
+        if dest == sel.name and sel is self.selected:
+            sel.dirty = True
+        if not move:
+            return (code, "COPY completed")
+        self.untagged(f"OK [{code}] moved")
+        if sel is self.selected:
+            self.write(self.expunged_lines(sel, where.values()))
+        return "MOVE completed"
+
+    # -- SEARCH --------------------------------------------------------------------------
+    def do_SEARCH(self, tag, args):
+        return self._search(args, uid=False)
+
+    def uid_SEARCH(self, tag, args):
+        return self._search(args, uid=True)
+
+    def _search(self, args, uid: bool):
+        from .search import parse_search
+
+        if not args:
+            raise BadCommand("SEARCH needs search keys")
+        program = parse_search(args)
+        if program.uses_modseq:
+            self.enabled.add("CONDSTORE")
+        return self._run_search(program, uid)
+
+    @defer.inlineCallbacks
+    def _run_search(self, program, uid: bool):
+        sel = self.selected
+        hits: list[int] = []
+        total = len(sel)
+        if program.needs == "meta":
+            for start in range(0, total, META_BATCH * 10):
+                chunk = range(start, min(total, start + META_BATCH * 10))
+                records = [_Record(sel, i) for i in chunk]
+                found = yield self.run(_matching, program, records)
+                hits += found
+        else:
+            for batch in self._body_batches(range(total)):
+                records = yield self._load_records(sel, batch, program.needs)
+                found = yield self.run(_matching, program, records)
+                hits += found
+                if self._lost or sel is not self.selected:
+                    return None
+        numbers = [sel.uids[i] if uid else i + 1 for i in hits]
+        line = b"* SEARCH" + b"".join(b" %d" % n for n in numbers)
+        if program.uses_modseq and hits:
+            line += b" (MODSEQ %d)" % max(sel.modseqs[i] for i in hits)
+        self.write(line + b"\r\n")
+        return "SEARCH completed"
+
+    def _body_batches(self, indexes, streamed=()):
+        """Lists of indexes to read and render together (at most BODY_BATCH_OCTETS of
+        messages); an index in ``streamed`` comes alone, as an int, in its place."""
+        sel = self.selected
+        batch: list[int] = []
+        octets = 0
+        if streamed:
+            indexes = sorted({*indexes, *streamed})
+        for i in indexes:
+            if i in streamed:
+                if batch:
+                    yield batch
+                    batch, octets = [], 0
+                yield i
+                continue
+            if batch and (octets + sel.sizes[i] > BODY_BATCH_OCTETS or len(batch) >= 64):
+                yield batch
+                batch, octets = [], 0
+            batch.append(i)
+            octets += sel.sizes[i]
+        if batch:
+            yield batch
+
+    @defer.inlineCallbacks
+    def _load_records(self, sel, indexes, needs: str):
+        """[_Record] of the messages at ``indexes`` that still exist, with headers or
+        the whole message read off the reactor."""
+        records = []
+        for i in indexes:
+            headers = full = None
+            if needs == "headers":
+                headers = yield self.backend.read_headers(sel.ids[i], HEADER_LIMIT)
+                if headers is None:
+                    continue
+            else:
+                content = yield self.backend.open_message(sel.ids[i])
+                if content is None:
+                    continue
+                full = yield self.run(_read_all, content)
+            records.append(_Record(sel, i, headers, full))
+        return records
+
+    # -- FETCH ---------------------------------------------------------------------------
+    @defer.inlineCallbacks
+    def _stream_message(self, sel, i: int, whole, rest):
+        """One FETCH response whose whole-message items (BODY[], RFC822) are written
+        from the blob chunk by chunk, as the transport drains; the other items (which
+        need no body) are rendered first."""
+        content = yield self.backend.open_message(sel.ids[i])
+        if content is None or self._lost:
+            return None
+        head = b"("
+        if rest.items:
+            rendered = yield self.run(_render_meta, rest, _meta(sel, i))
+            head = rendered[:-1] + b" "
+        self.write(b"* %d FETCH %s" % (i + 1, head))
+        size = content.size
+        for n, item in enumerate(whole):
+            self.write((b" " if n else b"") + item.label() + b" {%d}\r\n" % size)
+            chunks = content.chunks(CHUNK)
+            sent = 0
+            try:
+                for chunk in chunks:
+                    chunk = chunk[:size - sent]
+                    self.write(chunk)
+                    sent += len(chunk)
+                    if self._flow.blocked:
+                        yield self.wait_for_drain()
+                    if self._lost:
+                        return None
+            finally:
+                close = getattr(chunks, "close", None)
+                if close is not None:
+                    close()
+            if sent < size:        # the blob is shorter than its recorded size
+                log.error("message {id} is shorter than its size; padded", id=sel.ids[i])
+                self.write(b" " * (size - sent))
+        self.write(b")\r\n")
+        return None
+
+    def do_FETCH(self, tag, args):
+        return self._fetch(args, uid=False)
+
+    def uid_FETCH(self, tag, args):
+        return self._fetch(args, uid=True)
+
+    def _fetch(self, args, uid: bool):
+        from .fetch import parse_fetch_items
+
+        if len(args) not in (2, 3):
+            raise BadCommand("FETCH takes a set, data items and optional modifiers")
+        indexes = self._indexes(args[0], uid)
+        request = parse_fetch_items(args[1])
+        sel = self.selected
+        vanished_since = None
+        if len(args) == 3:
+            modifier = args[2]
+            if not isinstance(modifier, list) or len(modifier) not in (2, 3) \
+                    or str(modifier[0]).upper() != "CHANGEDSINCE" \
+                    or not _is_number(modifier[1]):
+                raise BadCommand("the FETCH modifier is (CHANGEDSINCE modseq [VANISHED])")
+            since = int(modifier[1])
+            if len(modifier) == 3:
+                if str(modifier[2]).upper() != "VANISHED" or not uid \
+                        or "QRESYNC" not in self.enabled:
+                    raise BadCommand("VANISHED is for UID FETCH after ENABLE QRESYNC")
+                vanished_since = since
+            self.enabled.add("CONDSTORE")
+            indexes = [i for i in indexes if sel.modseqs[i] > since]
+            request = request.with_item("MODSEQ")
+        if request.wants_modseq:
+            self.enabled.add("CONDSTORE")
+        if uid:
+            request = request.with_item("UID")
+        if vanished_since is not None:
+            d = self._send_vanished(sel, parse_set(args[0]), vanished_since)
+            return d.addCallback(lambda _: self._run_fetch(sel, indexes, request))
+        return self._run_fetch(sel, indexes, request)
+
+    def _send_vanished(self, sel, uid_set, since: int) -> defer.Deferred:
+        """RFC 7162 §3.2.6: ``* VANISHED (EARLIER)`` of the UIDs in ``uid_set``
+        expunged since ``since`` (all of them not present when the store forgot)."""
+        d = self.backend.changes(self.user, sel.name, since)
+
+        def tell(changes):
+            top = max(sel.uid_next - 1, 1)
+            if changes.expunged_uids is None:
+                present = set(sel.uids)
+                gone = [u for r in uid_set.indexes(top) for u in r if u not in present]
+            else:
+                gone = [u for u in changes.expunged_uids if uid_set.contains(u, top)]
+            if gone:
+                self.write(b"* VANISHED (EARLIER) %s\r\n" % format_uid_set(gone).encode())
+        return d.addCallback(tell)
+
+    @defer.inlineCallbacks
+    def _run_fetch(self, sel, indexes, request):
+        if request.sets_seen and not sel.read_only:
+            unseen = [sel.ids[i] for i in indexes if "\\Seen" not in sel.flags[i]]
+            if unseen:
+                result = yield self.backend.store_flags(unseen, frozenset({"\\Seen"}),
+                                                        "add")
+                where = sel.index_by_id(result.updated)
+                for mid, (flags, modseq) in result.updated.items():
+                    i = where.get(mid)
+                    if i is not None:
+                        sel.flags[i], sel.modseqs[i] = flags, modseq
+                sel.dirty = True
+                # RFC 3501 §6.4.5: the changed \Seen flag is told in the response.
+                request = request.with_item("FLAGS")
+        whole, rest = _split_whole_message_items(request)
+        streamed = set()
+        if whole and rest.needs == "meta":
+            streamed = {i for i in indexes if self.selected.sizes[i] > STREAM_OVER}
+        if request.needs == "meta":
+            batches = (indexes[s:s + META_BATCH] for s in range(0, len(indexes), META_BATCH))
+        else:
+            batches = self._body_batches([i for i in indexes if i not in streamed],
+                                         streamed)
+        for batch in batches:
+            if isinstance(batch, int):
+                yield self._stream_message(sel, batch, whole, rest)
+                continue
+            if self._lost or sel is not self.selected:
+                return None
+            if request.needs == "meta":
+                items = [(i, None) for i in batch]
+            else:
+                records = yield self._load_records(sel, batch, request.needs)
+                items = [(r.seq - 1, r) for r in records]
+            jobs = [(i, _meta(sel, i), source) for i, source in items]
+            data = yield self.run(_render_batch, request, jobs)
+            self.write(data)
+            yield self.wait_for_drain()
+        return "FETCH completed"
+
+
+def _split_whole_message_items(request):
+    """(the items that send a whole message — BODY[], BODY.PEEK[], RFC822 — and a
+    request of the others)."""
+    from .fetch import FetchRequest
+
+    whole = tuple(item for item in request.items
+                  if item.name == "RFC822" or (item.name == "BODY" and item.section
+                                               and not item.part and not item.text
+                                               and item.partial is None))
+    rest = tuple(item for item in request.items if item not in whole)
+    return whole, FetchRequest(items=rest)
+
+
+def _render_meta(request, meta) -> bytes:
+    from .fetch import render
+
+    return render(request, meta, None)
+
+
+def _meta(sel, i: int):
+    from .fetch import MessageMeta
+
+    return MessageMeta(uid=sel.uids[i], flags=sel.flags[i], internal_date=sel.dates[i],
+                       size=sel.sizes[i], modseq=sel.modseqs[i])
+
+
+def _render_batch(request, jobs) -> bytes:
+    """The untagged FETCH responses of one batch (runs off the reactor)."""
+    from .fetch import render
+
+    return b"".join(b"* %d FETCH %s\r\n" % (i + 1, render(request, meta, source))
+                    for i, meta, source in jobs)
+
+
+def _is_number(token) -> bool:
+    return isinstance(token, str) and token.isascii() and token.isdigit() and len(token) < 20
+
+
+def _matching(program, records) -> list[int]:
+    return [r.seq - 1 for r in records if program.matches(r)]
+
+
+def _refuse_value_errors(failure):
+    if failure.check(ValueError):
+        raise BadCommand(str(failure.value) or "invalid flag")
+    return failure
+
+
+def _refuse_store_errors_trycreate(failure):
+    refusal = store_refusal(failure.value, "TRYCREATE")
+    if refusal is None:
+        return failure
+    raise refusal
