@@ -72,19 +72,44 @@ def bench_processors() -> dict:
     return processors
 
 
+def shipped_config(data: Path, log_level: str) -> dict:
+    """conf/mailet-mta.yaml as shipped, with loopback listeners and no TLS: its first
+    SMTP listener (port 25's settings) and its first POP3 listener on 127.0.0.1 port 0,
+    the data under ``data``, logging at ``log_level`` to the server's log file."""
+    import yaml
+    config = yaml.safe_load((ROOT / "conf" / "mailet-mta.yaml").read_text())
+    config = {k: v for k, v in config.items() if not k.startswith("x-")}
+    config["storage"]["data_dir"] = str(data)
+    loopback = "tcp:0:interface=127.0.0.1"
+    plain = ("tls", "requireSSL", "listen")
+    config["smtpservers"] = [{**{k: v for k, v in config["smtpservers"][0].items()
+                                 if k not in plain}, "listen": loopback}]
+    config["pop3servers"] = [{**{k: v for k, v in config["pop3servers"][0].items()
+                                 if k not in plain}, "listen": loopback}]
+    config["logging"] = {**config.get("logging", {}), "level": log_level}
+    return config
+
+
 class MailetTarget:
-    """mailet-mta serve as a child process; delivered = rows in ``messages``."""
+    """mailet-mta serve as a child process; delivered = rows in ``messages``.
+
+    ``shipped``: conf/mailet-mta.yaml (see :func:`shipped_config`) instead of the
+    default pipeline with relay and bounces stored; ``log_level``: its logging level.
+    """
 
     name = "mailet-mta"
 
-    def __init__(self, workdir: Path):
+    def __init__(self, workdir: Path, log_level: str = "warn", shipped: bool = False):
         data = workdir / "var"
-        config = base_config(
-            data, servernames=["example.com"],
-            smtp=[{"name": "smtp", "listen": "tcp:0:interface=127.0.0.1",
-                   "authRequired": True, "authorizedAddresses": ["127.0.0.1/32"]}],
-            pop3=[{"name": "pop3", "listen": "tcp:0:interface=127.0.0.1"}],
-            processors=bench_processors(), logging={"level": "warn"})
+        if shipped:
+            config = shipped_config(data, log_level)
+        else:
+            config = base_config(
+                data, servernames=["example.com"],
+                smtp=[{"name": "smtp", "listen": "tcp:0:interface=127.0.0.1",
+                       "authRequired": True, "authorizedAddresses": ["127.0.0.1/32"]}],
+                pop3=[{"name": "pop3", "listen": "tcp:0:interface=127.0.0.1"}],
+                processors=bench_processors(), logging={"level": log_level})
         self.server = ServerProcess(workdir, config, name="mailet-mta")
         self.db_path = data / "mailet-mta.sqlite3"
         self._db = None
@@ -343,6 +368,10 @@ def main() -> None:
     parser.add_argument("--profile", action="append", default=[], metavar="SIZExCONNS",
                         help="after the runs, py-spy mailet-mta on this cell (repeatable)")
     parser.add_argument("--json", help="write the results here")
+    parser.add_argument("--log-level", default="warn",
+                        help="mailet-mta's logging level (warn; the shipped one is info)")
+    parser.add_argument("--shipped", action="store_true",
+                        help="run mailet-mta with conf/mailet-mta.yaml (loopback, no TLS)")
     args = parser.parse_args()
     count = args.count or (200 if args.quick else 2000)
     repeats = args.repeats or (1 if args.quick else 3)
@@ -359,7 +388,8 @@ def main() -> None:
     targets = []
     try:
         for name in names:
-            t = MailetTarget(work / name) if name == "mailet-mta" else PeerTarget(name, work / name)
+            t = (MailetTarget(work / name, args.log_level, args.shipped)
+                 if name == "mailet-mta" else PeerTarget(name, work / name))
             targets.append(t.start())
         results = run_matrix(targets, sizes, conns, count, repeats)
         mailet = next((t for t in targets if t.name == "mailet-mta"), None)
