@@ -99,7 +99,8 @@ class MailetTarget:
 
     name = "mailet-mta"
 
-    def __init__(self, workdir: Path, log_level: str = "warn", shipped: bool = False):
+    def __init__(self, workdir: Path, log_level: str = "warn", shipped: bool = False,
+                 code: Path | None = None):
         data = workdir / "var"
         if shipped:
             config = shipped_config(data, log_level)
@@ -111,6 +112,11 @@ class MailetTarget:
                 pop3=[{"name": "pop3", "listen": "tcp:0:interface=127.0.0.1"}],
                 processors=bench_processors(), logging={"level": log_level})
         self.server = ServerProcess(workdir, config, name="mailet-mta")
+        if code is not None:        # another checkout's mailet_mta (an A/B run)
+            self.name = f"mailet-mta@{code.name}"
+            self.server.command = ["env", f"PYTHONPATH={code}", sys.executable, "-m",
+                                   "mailet_mta", "serve", "--config",
+                                   str(self.server.config_path)]
         self.db_path = data / "mailet-mta.sqlite3"
         self._db = None
 
@@ -301,7 +307,7 @@ def targets_met(summary, large, idle, sizes, conns) -> dict:
         cell = summary.get(key)
         if not cell or "mailet-mta" not in cell:
             return None
-        peers = [v["rate"] for k, v in cell.items() if k != "mailet-mta"]
+        peers = [v["rate"] for k, v in cell.items() if not k.startswith("mailet-mta")]
         return cell["mailet-mta"]["rate"] / max(peers) if peers else None
 
     def p99_ok(key):
@@ -309,7 +315,7 @@ def targets_met(summary, large, idle, sizes, conns) -> dict:
         if not cell or "mailet-mta" not in cell or len(cell) < 2:
             return None
         return cell["mailet-mta"]["p99_ms"] <= min(v["p99_ms"] for k, v in cell.items()
-                                                   if k != "mailet-mta")
+                                                   if not k.startswith("mailet-mta"))
     met = {}
     for size in sizes:
         for n in conns:
@@ -372,6 +378,9 @@ def main() -> None:
                         help="mailet-mta's logging level (warn; the shipped one is info)")
     parser.add_argument("--shipped", action="store_true",
                         help="run mailet-mta with conf/mailet-mta.yaml (loopback, no TLS)")
+    parser.add_argument("--baseline", type=Path, metavar="CHECKOUT",
+                        help="also run mailet-mta from this checkout (e.g. a worktree of "
+                             "main), interleaved with the others: an A/B run")
     args = parser.parse_args()
     count = args.count or (200 if args.quick else 2000)
     repeats = args.repeats or (1 if args.quick else 3)
@@ -391,6 +400,9 @@ def main() -> None:
             t = (MailetTarget(work / name, args.log_level, args.shipped)
                  if name == "mailet-mta" else PeerTarget(name, work / name))
             targets.append(t.start())
+        if args.baseline:
+            targets.append(MailetTarget(work / "baseline", args.log_level, args.shipped,
+                                        args.baseline.resolve()).start())
         results = run_matrix(targets, sizes, conns, count, repeats)
         mailet = next((t for t in targets if t.name == "mailet-mta"), None)
         large = idle = None
