@@ -31,7 +31,6 @@ from twisted.protocols.policies import TimeoutMixin
 
 from .. import metrics
 from ..flow.backpressure import COMMANDS_PER_TURN, FlowControl
-from ..flow.direct_send import send_now
 from ..flow.lines import TOO_LONG, LineBuffer
 from .commands import CommandsMixin
 from .envelope import Session
@@ -131,8 +130,7 @@ class SMTPServerProtocol(CommandsMixin, TransferMixin, Protocol, TimeoutMixin):
 
     def flush(self) -> None:
         if self._out and not self._lost:
-            out = self._out
-            send_now(self.transport, out[0] if len(out) == 1 else b"".join(out))
+            self.transport.write(b"".join(self._out))
         self._out = []
 
     def close_with(self, code: int, enhanced: str | None, text: str) -> None:
