@@ -90,8 +90,9 @@ def bench_processors() -> dict:
     return processors
 
 
-def shipped_config(data: Path) -> dict:
-    """conf/mailet-mta.yaml as shipped, with only loopback listeners and ``data``.
+def shipped_config(data: Path, log_level: str = "info") -> dict:
+    """conf/mailet-mta.yaml as shipped, with only loopback listeners and ``data``,
+    logging at ``log_level`` (the shipped level is info).
 
     The listeners keep every shipped setting but ``listen`` and TLS: there is no
     certificate on a bench machine and the load generator uses neither STARTTLS nor
@@ -99,6 +100,7 @@ def shipped_config(data: Path) -> dict:
     """
     import yaml
     config = yaml.safe_load((ROOT / "conf" / "mailet-mta.yaml").read_text())
+    config = {k: v for k, v in config.items() if not k.startswith("x-")}
     config["storage"]["data_dir"] = str(data)
     smtp = next(s for s in config["smtpservers"] if s["name"] == "smtp")
     pop3 = next(s for s in config["pop3servers"] if s["name"] == "pop3")
@@ -107,31 +109,51 @@ def shipped_config(data: Path) -> dict:
         listener.pop("tls", None)
         listener.pop("requireSSL", None)
     config["smtpservers"], config["pop3servers"] = [smtp], [pop3]
+    config.pop("imapservers", None)
+    config["logging"] = {**config.get("logging", {}), "level": log_level}
     return config
 
 
-def tuned_config(data: Path) -> dict:
+def tuned_config(data: Path, log_level: str = "warn") -> dict:
     return base_config(
         data, servernames=["example.com"],
         smtp=[{"name": "smtp", "listen": "tcp:0:interface=127.0.0.1",
                "authRequired": True, "authorizedAddresses": ["127.0.0.1/32"]}],
-        pop3=[{"name": "pop3", "listen": "tcp:0:interface=127.0.0.1"}],
-        processors=bench_processors(), logging={"level": "warn"})
+        pop3=[{"name": "pop3", "listen": "tcp:0:interface=127.0.0.1"}], imap=[],
+        processors=bench_processors(), logging={"level": log_level})
 
 
 class MailetTarget:
-    """mailet-mta serve as a child process; delivered = rows in ``messages``. With
-    ``workers`` above 1 it is named ``mailet-mta-w<N>`` and its CPU is the
-    supervisor's plus every worker's."""
+    """mailet-mta serve as a child process; delivered = rows in ``messages``.
 
-    def __init__(self, workdir: Path, shipped: bool = False, workers: int = 1):
+    ``shipped``: conf/mailet-mta.yaml (see :func:`shipped_config`, logging at info
+    unless ``log_level`` says otherwise) instead of the tuned pipeline (warn); with
+    ``workers`` above 1 it is named ``…-w<N>`` and its CPU is the supervisor's plus
+    every worker's; ``code``: another checkout's mailet_mta (an A/B run).
+    """
+
+    def __init__(self, workdir: Path, shipped: bool = False, workers: int = 1,
+                 log_level: str | None = None, code: Path | None = None):
         self.name = "mailet-mta-shipped" if shipped else "mailet-mta"
         if workers != 1:
             self.name += f"-w{workers}"
         data = workdir / "var"
-        config = shipped_config(data) if shipped else tuned_config(data)
+        if shipped:
+            config = shipped_config(data, log_level or "info")
+        else:
+            config = tuned_config(data, log_level or "warn")
         config["workers"] = workers
+        if code is not None:        # an older checkout may not know these keys
+            if workers == 1:
+                config.pop("workers")
+            if not config.get("imapservers"):
+                config.pop("imapservers", None)
         self.server = ServerProcess(workdir, config, name="mailet-mta")
+        if code is not None:        # another checkout's mailet_mta (an A/B run)
+            self.name = f"mailet-mta@{code.name}"
+            self.server.command = ["env", f"PYTHONPATH={code}", sys.executable, "-m",
+                                   "mailet_mta", "serve", "--config",
+                                   str(self.server.config_path)]
         self.db_path = data / "mailet-mta.sqlite3"
         self._db = None
 
@@ -454,8 +476,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--profile", action="append", default=[], metavar="SIZExCONNS",
                         help="after the runs, py-spy mailet-mta on this cell (repeatable)")
     parser.add_argument("--json", help="write the results here")
+    parser.add_argument("--log-level", default=None,
+                        help="mailet-mta's logging level (default: warn tuned, info shipped)")
+    parser.add_argument("--baseline", type=Path, metavar="CHECKOUT",
+                        help="also run mailet-mta from this checkout (e.g. a worktree of "
+                             "main), interleaved with the others: an A/B run")
     return parser
-
 
 
 def main(argv=None) -> None:
@@ -480,9 +506,14 @@ def main(argv=None) -> None:
                 for n in (int(w) for w in args.workers.split(",")):
                     targets.append(MailetTarget(work / f"{name}-w{n}",
                                                 shipped=name == "mailet-mta-shipped",
-                                                workers=n).start())
+                                                workers=n, log_level=args.log_level).start())
             else:
                 targets.append(make_target(name, work / name).start())
+        if args.baseline:           # the configuration of the first mailet-mta named
+            first = next((n for n in names if n.startswith("mailet-mta")), "mailet-mta")
+            targets.append(MailetTarget(work / "baseline", log_level=args.log_level,
+                                        shipped=first == "mailet-mta-shipped",
+                                        code=args.baseline.resolve()).start())
         results = run_matrix(targets, sizes, conns, count, repeats)
         spread = worker_spread(targets)
         mailet = next((t for t in targets if t.name.startswith("mailet-mta")), None)

@@ -70,7 +70,7 @@ class SpoolBackend:
         return self.blobs.writer()
 
     def message_source(self, blob):
-        return self.blobs.source(blob.id, blob.size, blob.data)
+        return self.blobs.source(blob.id, blob.size, blob.data, getattr(blob, "head", None))
 
     def quota_ok(self, addr, size: int) -> bool:
         """False when every mailbox ``addr`` reaches is too full for ``size`` octets

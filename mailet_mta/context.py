@@ -18,7 +18,7 @@ from zope.interface import implementer
 from .address import MailAddress
 from .api import ATTR_SENT_BY_MAILET, ATTR_SMARTHOST, IMailetContext, Mail, TemporaryError
 from .directory import Directory
-from .logging_setup import log_local_delivery
+from .logging_setup import log_kept, log_local_delivery
 from .mail import MAIL_POLICY
 from .spool import mailet_workers
 from .spool.unit_of_work import UnitOfWork, current_uow
@@ -122,7 +122,9 @@ class MailetContext:
     def store_in_repository(self, repository: str, mail: Mail) -> defer.Deferred:
         def fill(uow):
             blob_id = uow.blob_id_for(mail)
-            uow.add(repositories.store, repository, mail.duplicate(mail.name), blob_id)
+            kept = mail.duplicate(mail.name)
+            uow.add(repositories.store, repository, kept, blob_id)
+            uow.after_commit.append(lambda: log_kept(repository, kept))
 
         return self._write(fill)
 

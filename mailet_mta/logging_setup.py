@@ -1,11 +1,25 @@
 """Log output: text lines (stdout or a file) or JSON lines, filtered by level.
 
 Every line about a mail carries ``id=<mail name>`` so ``grep id=…`` tells where it went.
-The lines that end a stage of a mail read like Postfix's, so the same greps work::
+At ``info`` a mail leaves one line when it is accepted and one per delivery (or per
+record kept in a repository), read like Postfix's so the same greps work::
 
-    id=… client=[192.0.2.1] helo=mx.example.org from=<a@example.org> size=1234 nrcpt=1 status=queued
-    id=… processor=transport from=<a@example.org> to=b@example.com
+    id=… listener=smtp client=[192.0.2.1] helo=mx.example.org from=<a@example.org>
+         size=1234 nrcpt=1 status=queued
     id=… from=<a@example.org> to=<b@example.com> relay=local delay=0.03 status=sent (…)
+    id=… from=<a@example.org> to=<c@example.net> relay=mx.example.net[192.0.2.7]:25
+         delay=1.20 status=deferred (…)
+    id=… from=<a@example.org> to=<d@example.com> relay=repository delay=0.01
+         status=kept (repository relay-denied)
+
+(each on one line).
+At ``debug`` the processors it ran through are logged as well
+(``id=… processor=transport from=<…> to=…``).
+
+These per-mail lines do not go through Twisted's event formatting: they are built only
+when their level is logged, as one f-string, and written by :class:`LogOutput` with a
+timestamp formatted once per second. Everything else (start-up, errors, tracebacks)
+is a Twisted log event, rendered by the same output in the same format.
 
 Never logged: passwords (AUTH payloads stay inside the SASL code) and message bodies.
 """
@@ -15,6 +29,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import threading
 import time
 from datetime import UTC, datetime
 
@@ -24,25 +39,48 @@ from twisted.logger import (
     LogLevel,
     LogLevelFilterPredicate,
     formatEvent,
+    formatEventAsClassicLogText,
     globalLogBeginner,
-    textFileLogObserver,
 )
 
 from .api import ConfigurationError
 from .spool.observer import PipelineObserver
 
-# Per-mail trail lines (info level) are skipped entirely when info is filtered out.
-trail = True
-
 _LEVELS = {"debug": LogLevel.debug, "info": LogLevel.info, "warn": LogLevel.warn,
            "warning": LogLevel.warn, "error": LogLevel.error, "critical": LogLevel.critical}
+_RANK = {LogLevel.debug: 0, LogLevel.info: 1, LogLevel.warn: 2, LogLevel.error: 3,
+         LogLevel.critical: 4}
+
+# What the per-mail lines check before building anything: the info lines (accepted,
+# delivered, kept) and the debug trail (the processors a mail ran through). Until
+# start_logging() runs (twistd, tests in one process) both go to Twisted's log.
+info_enabled = True
+warn_enabled = True
+trail = True
 
 
-def make_observer(logging_config):
+def _set_level(level: LogLevel) -> None:
+    global info_enabled, warn_enabled, trail
+    info_enabled = _RANK[level] <= _RANK[LogLevel.info]
+    warn_enabled = _RANK[level] <= _RANK[LogLevel.warn]
+    trail = level == LogLevel.debug
+
+
+def _level_of(logging_config) -> LogLevel:
     level = _LEVELS.get(str(logging_config.level).lower())
     if level is None:
         raise ConfigurationError(f"logging.level must be one of {', '.join(_LEVELS)}, "
                                  f"not {logging_config.level!r}", logging_config.source)
+    return level
+
+
+def make_observer(logging_config):
+    """The filtered Twisted observer writing to the configured file in its format;
+    it also becomes the output of the per-mail lines (:data:`output`)."""
+    global _predicate, output
+    level = _level_of(logging_config)
+    if logging_config.format not in ("text", "json"):
+        raise ConfigurationError("logging.format must be text or json", logging_config.source)
     if logging_config.file:
         try:
             # 0600 whatever the umask: the log names users, clients and addresses.
@@ -54,30 +92,80 @@ def make_observer(logging_config):
                                      logging_config.source) from None
     else:
         out = sys.stdout
-    if logging_config.format == "json":
-        observer = JSONLinesObserver(out)
-    elif logging_config.format == "text":
-        observer = textFileLogObserver(out)
-    else:
-        raise ConfigurationError("logging.format must be text or json", logging_config.source)
-    global _predicate
+    output = LogOutput(out, json_lines=logging_config.format == "json")
     _predicate = LogLevelFilterPredicate(defaultLogLevel=level)
-    return FilteringLogObserver(observer, [_predicate])
+    _set_level(level)
+    return FilteringLogObserver(output, [_predicate])
 
 
-class JSONLinesObserver:
-    """One JSON object per line: ``time`` (ISO 8601, UTC), ``level``, ``namespace``,
-    ``message`` (the rendered text line) and every field of the event as a plain string,
-    number, boolean or null — what ``jq``, Loki or Elasticsearch read without help.
-    A failure adds ``traceback``."""
+class LogOutput:
+    """The log file (or standard output): one line per event, text or JSON.
 
-    def __init__(self, out):
+    Text lines read ``<local time> [<namespace>#<level>] <message>``, as Twisted's
+    text log does. A JSON line is one object: ``time`` (ISO 8601, UTC), ``level``,
+    ``namespace``, ``message`` (the text line's message) and every field of the
+    event as a plain string, number, boolean or null — what ``jq``, Loki or
+    Elasticsearch read without help; a failure adds ``traceback``.
+
+    Called as a Twisted observer for ordinary events, and through :meth:`line` by the
+    per-mail lines. Each line is written and flushed at once, under a lock (events may
+    come from any thread), so a crash loses none that was logged.
+    """
+
+    def __init__(self, out, *, json_lines: bool = False):
         self.out = out
+        self.json_lines = json_lines
+        self._lock = threading.Lock()
+        self._second = -1
+        self._local = ""            # the text timestamp of _second
+        self._utc = ""              # the JSON timestamp of _second, without fraction
+
+    def _stamp(self, when: float) -> int:
+        second = int(when)
+        if second != self._second:
+            self._local = time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(second))
+            self._utc = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+            self._second = second
+        return second
+
+    def _write(self, text: str) -> None:
+        with self._lock:
+            self.out.write(text)
+            self.out.flush()
+
+    def line(self, level: str, namespace: str, message: str, fields: dict) -> None:
+        """Write one per-mail line; ``fields`` are its parts for JSON."""
+        now = time.time()
+        self._stamp(now)
+        if not self.json_lines:
+            self._write(f"{self._local} [{namespace}#{level}] {message}\n")
+            return
+        record = {"time": self._json_time(now), "level": level, "namespace": namespace,
+                  "message": message}
+        for key, value in fields.items():
+            record.setdefault(key, _plain(value))
+        self._write(json.dumps(record, ensure_ascii=False) + "\n")
+
+    def _json_time(self, when: float) -> str:
+        return f"{self._utc}.{int(when % 1 * 1000):03d}+00:00"
+
+    def _local_time(self, when: float | None) -> str:
+        if when is None:
+            return "-"
+        self._stamp(when)
+        return self._local
 
     def __call__(self, event: dict) -> None:
+        """A Twisted log event (already filtered by level)."""
+        if not self.json_lines:
+            text = formatEventAsClassicLogText(event, formatTime=self._local_time)
+            if text:
+                self._write(text)
+            return
+        when = event.get("log_time") or time.time()
+        self._stamp(when)
         record = {
-            "time": datetime.fromtimestamp(event.get("log_time") or time.time(),
-                                           UTC).isoformat(timespec="milliseconds"),
+            "time": self._json_time(when),
             "level": getattr(event.get("log_level"), "name", "info"),
             "namespace": event.get("log_namespace", "-"),
             "message": formatEvent(event),
@@ -88,8 +176,7 @@ class JSONLinesObserver:
         failure = event.get("log_failure")
         if failure is not None:
             record["traceback"] = failure.getTraceback()
-        self.out.write(json.dumps(record, ensure_ascii=False) + "\n")
-        self.out.flush()
+        self._write(json.dumps(record, ensure_ascii=False) + "\n")
 
 
 def _plain(value):
@@ -101,11 +188,11 @@ def _plain(value):
 
 _predicate: LogLevelFilterPredicate | None = None
 _started_with = None
+output: LogOutput | None = None     # set by start_logging(); None: Twisted's log
 
 
 def start_logging(logging_config) -> None:
-    global trail, _started_with
-    trail = _LEVELS.get(str(logging_config.level).lower(), LogLevel.info) <= LogLevel.info
+    global _started_with
     globalLogBeginner.beginLoggingTo([make_observer(logging_config)],
                                      redirectStandardIO=False)
     _started_with = (logging_config.file, logging_config.format)
@@ -113,9 +200,7 @@ def start_logging(logging_config) -> None:
 
 def check_logging(logging_config) -> None:
     """Raise ConfigurationError for a level or format this module does not know."""
-    if str(logging_config.level).lower() not in _LEVELS:
-        raise ConfigurationError(f"logging.level must be one of {', '.join(_LEVELS)}, "
-                                 f"not {logging_config.level!r}", logging_config.source)
+    _level_of(logging_config)
     if logging_config.format not in ("text", "json"):
         raise ConfigurationError("logging.format must be text or json", logging_config.source)
 
@@ -123,12 +208,11 @@ def check_logging(logging_config) -> None:
 def reconfigure(logging_config) -> list[str]:
     """Apply a reloaded ``logging`` section: the level changes now; a new file or format
     needs a restart (returned as notes for the reload log)."""
-    global trail
     check_logging(logging_config)
     level = _LEVELS[str(logging_config.level).lower()]
     if _predicate is not None:
         _predicate.defaultLogLevel = level
-        trail = level <= LogLevel.info
+        _set_level(level)
     notes = []
     if _started_with is not None and _started_with != (logging_config.file,
                                                        logging_config.format):
@@ -136,13 +220,24 @@ def reconfigure(logging_config) -> list[str]:
     return notes
 
 
-# -- the per-mail summary lines ------------------------------------------------------------
-mail_log = Logger(namespace="mailet_mta.mail")
-spool_log = Logger(namespace="mailet_mta.spool")
+# -- the per-mail lines ----------------------------------------------------------------------
+MAIL = "mailet_mta.mail"
+SPOOL = "mailet_mta.spool"
+_twisted_logs = {MAIL: Logger(namespace=MAIL), SPOOL: Logger(namespace=SPOOL)}
+
+
+def _emit(level: str, namespace: str, message: str, fields: dict) -> None:
+    """Write a per-mail line whose level is logged (the caller checked)."""
+    if output is not None:
+        output.line(level, namespace, message, fields)
+        return
+    # Not started by start_logging (twistd, a test in one process): Twisted's log.
+    log = _twisted_logs[namespace]
+    log.emit(LogLevel.levelWithName(level), "{log_text}", log_text=message, **fields)
 
 
 class TrailObserver(PipelineObserver):
-    """The per-mail trail of the pipeline as info lines (while info is logged)."""
+    """The processors each mail runs through, as debug lines (while debug is logged)."""
 
     timed = False
 
@@ -151,16 +246,20 @@ class TrailObserver(PipelineObserver):
         return trail
 
     def entered(self, mail, processor: str) -> None:
-        spool_log.info("id={id} processor={proc} from=<{sender}> to={rcpts}", id=mail.name,
-                       proc=processor, sender=mail.sender or "",
-                       rcpts=",".join(str(r) for r in mail.recipients))
+        sender = mail.sender or ""
+        rcpts = ",".join([str(r) for r in mail.recipients])
+        _emit("debug", SPOOL, f"id={mail.name} processor={processor} from=<{sender}> "
+              f"to={rcpts}", {"id": mail.name, "processor": processor, "sender": sender,
+                              "rcpts": rcpts})
 
     def ghosted(self, mail, processor: str) -> None:
-        spool_log.info("id={id} ghosted in {proc}", id=mail.name, proc=processor)
+        _emit("debug", SPOOL, f"id={mail.name} ghosted in {processor}",
+              {"id": mail.name, "processor": processor})
 
     def mailet_changed(self, label: str, mail) -> None:
-        spool_log.info("id={id} {label} → state={state} rcpts={n}", id=mail.name,
-                       label=label, state=mail.state, n=len(mail.recipients))
+        n = len(mail.recipients)
+        _emit("debug", SPOOL, f"id={mail.name} {label} → state={mail.state} rcpts={n}",
+              {"id": mail.name, "label": label, "state": mail.state, "n": n})
 
 
 def log_queued(listener: str, session, envelope, size: int) -> None:
@@ -168,15 +267,21 @@ def log_queued(listener: str, session, envelope, size: int) -> None:
     from . import metrics
 
     metrics.smtp_accepted(listener)
-    if not trail:
+    if not info_enabled:
         return
     auth = f" sasl_username={session.auth_user}" if session.auth_user else ""
-    mail_log.info(
-        "id={id} listener={listener} client=[{ip}] helo={helo}{auth} from=<{sender}> "
-        "size={size} nrcpt={n} status=queued",
-        id=envelope.name, listener=listener, ip=session.remote_ip,
-        helo=_token(session.helo), auth=auth, sender=envelope.sender or "", size=size,
-        n=len(envelope.recipients))
+    name, sender, ip = envelope.name, envelope.sender or "", session.remote_ip
+    helo, n = _token(session.helo), len(envelope.recipients)
+    _emit("info", MAIL, f"id={name} listener={listener} client=[{ip}] helo={helo}{auth} "
+          f"from=<{sender}> size={size} nrcpt={n} status=queued",
+          {"id": name, "listener": listener, "ip": ip, "helo": helo,
+           "sasl_username": session.auth_user, "sender": sender, "size": size, "n": n,
+           "status": "queued"})
+
+
+def _delay(mail) -> float:
+    """Seconds since ``mail`` was spooled (its last update), as Postfix's ``delay=``."""
+    return max(0.0, time.time() - (mail.last_updated or time.time()))
 
 
 def log_local_delivery(user: str, mail, folder: str = "INBOX") -> None:
@@ -184,30 +289,51 @@ def log_local_delivery(user: str, mail, folder: str = "INBOX") -> None:
     from . import metrics
 
     metrics.delivery("local", "sent")
-    if not trail:
+    if not info_enabled:
         return
-    mail_log.info(
-        "id={id} from=<{sender}> to=<{user}> relay=local delay={delay:.2f} "
-        "status=sent (delivered to mailbox {folder})", id=mail.name,
-        sender=mail.sender or "", user=user, folder=folder,
-        delay=max(0.0, time.time() - (mail.last_updated or time.time())))
+    sender, delay = mail.sender or "", _delay(mail)
+    _emit("info", MAIL, f"id={mail.name} from=<{sender}> to=<{user}> relay=local "
+          f"delay={delay:.2f} status=sent (delivered to mailbox {folder})",
+          {"id": mail.name, "sender": sender, "user": user, "relay": "local",
+           "delay": round(delay, 3), "status": "sent", "folder": folder})
+
+
+def log_kept(repository: str, mail) -> None:
+    """The line of a mail kept in a repository (relay-denied, address-error, error…):
+    where it ends when it is not delivered (after the store is committed)."""
+    if not info_enabled:
+        return
+    sender, delay = mail.sender or "", _delay(mail)
+    rcpts = ",".join([f"<{r}>" for r in mail.recipients])
+    _emit("info", MAIL, f"id={mail.name} from=<{sender}> to={rcpts} relay=repository "
+          f"delay={delay:.2f} status=kept (repository {repository})",
+          {"id": mail.name, "sender": sender, "rcpts": rcpts, "relay": "repository",
+           "delay": round(delay, 3), "status": "kept", "repository": repository})
 
 
 def log_delivery(mail_name: str, sender, recipient, relay: str, delay: float,
                  status: str, reply: str) -> None:
     """A remote delivery attempt's line: ``relay=mx.example.net[192.0.2.7]:25
-    status=sent|deferred|bounced (250 2.0.0 Ok)``; counts the outcome too."""
+    status=sent|deferred|bounced (250 2.0.0 Ok)`` (info when sent, else warn); counts
+    the outcome too."""
     from . import metrics
 
     metrics.delivery("remote", status)
-    log = mail_log.info if status == "sent" else mail_log.warn
-    log("id={id} from=<{sender}> to=<{rcpt}> relay={relay} delay={delay:.2f} "
-        "status={status} ({reply})", id=mail_name, sender=sender or "", rcpt=recipient,
-        relay=relay, delay=delay, status=status, reply=" ".join(str(reply).split()))
+    if not (info_enabled if status == "sent" else warn_enabled):
+        return
+    sender = sender or ""
+    reply = " ".join(str(reply).split())
+    _emit("info" if status == "sent" else "warn", MAIL,
+          f"id={mail_name} from=<{sender}> to=<{recipient}> relay={relay} "
+          f"delay={delay:.2f} status={status} ({reply})",
+          {"id": mail_name, "sender": sender, "rcpt": recipient, "relay": relay,
+           "delay": round(delay, 3), "status": status, "reply": reply})
 
 
 def _token(text) -> str:
     """A client-chosen word (HELO) as one grep-able token."""
     if not text:
         return "none"
+    if text.isascii() and text.isprintable() and " " not in text:
+        return text[:255]
     return "".join(c if 32 < ord(c) < 127 else "?" for c in str(text))[:255]

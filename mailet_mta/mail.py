@@ -24,7 +24,9 @@ from typing import IO, Any
 
 from .address import MailAddress
 from .header_block import (
+    HEADER_BLOCK_LIMIT,
     _header_block,
+    _header_end,
     _read_header_block,
     field_names,
     fields_added,
@@ -56,17 +58,20 @@ class MessageSource:
     """Where a message's bytes live: in memory, or a blob read on demand.
 
     ``loader`` is a callable returning the bytes, used for large messages kept in the
-    blob store; ``opener`` returns a binary file object for streaming them.
+    blob store; ``opener`` returns a binary file object for streaming them. ``head``,
+    when known, is the start of those bytes (where the header block usually is).
     """
 
-    __slots__ = ("_data", "_loader", "_opener", "size", "blob_id")
+    __slots__ = ("_data", "_loader", "_opener", "size", "blob_id", "head")
 
     def __init__(self, data: bytes | None = None, *, size: int | None = None,
                  loader: Callable[[], bytes] | None = None,
-                 opener: Callable[[], IO[bytes]] | None = None, blob_id: str | None = None):
+                 opener: Callable[[], IO[bytes]] | None = None, blob_id: str | None = None,
+                 head: bytes | None = None):
         self._data = data
         self._loader = loader
         self._opener = opener
+        self.head = head
         if data is not None:
             self.size = len(data)
         elif loader is None:
@@ -435,6 +440,11 @@ class Mail:
     def _raw_header_block(src: MessageSource) -> bytes:
         if src.in_memory:
             return _header_block(src.read())
+        head = src.head
+        if head is not None:
+            end = _header_end(head[:HEADER_BLOCK_LIMIT + 3])
+            if end >= 0:
+                return head[:end]        # the whole block is in the head: no file read
         with src.open() as f:
             return _read_header_block(f)
 

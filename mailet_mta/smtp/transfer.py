@@ -195,7 +195,8 @@ class TransferMixin:
             return custom(ref)
         path = _blob_path(writer)
         return MessageSource(size=ref.size, loader=path.read_bytes,
-                             opener=lambda: open(path, "rb"), blob_id=ref.id)
+                             opener=lambda: open(path, "rb"), blob_id=ref.id,
+                             head=getattr(ref, "head", None))
 
     def _abort_body(self) -> None:
         if self._writer is not None:

@@ -20,7 +20,6 @@ ignored with a log line, and ``folder`` is used.
 
 from __future__ import annotations
 
-from collections.abc import Generator
 from typing import Any
 
 from twisted.internet import defer
@@ -33,6 +32,8 @@ from mailet_mta.api import (
     MessagingError,
     TemporaryError,
 )
+
+from ..awaiting import settled
 
 
 class LocalDelivery(GenericMailet):
@@ -71,14 +72,16 @@ class LocalDelivery(GenericMailet):
         """Processors this mailet sends mails to (checked when the config loads)."""
         return [self.error_processor]
 
-    @defer.inlineCallbacks
-    def service(self, mail: Mail) -> Generator[Any, Any, None]:
+    async def service(self, mail: Mail) -> None:
+        # A coroutine, not inlineCallbacks: when the context answers at once (the
+        # directory in memory, a store queued in the run's unit of work) nothing waits
+        # and no Deferred is made per recipient.
         return_path = f"<{mail.sender}>" if mail.sender is not None else "<>"
         delivered: set[str] = set()
         folder = self.folder_of(mail)
         failed: list[tuple[MailAddress, str]] = []
         for rcpt in mail.recipients:
-            local_users = yield defer.maybeDeferred(self.context.local_users_of, rcpt)
+            local_users = await settled(self.context.local_users_of(rcpt))
             if not local_users:
                 failed.append((rcpt, f"550 5.1.1 <{rcpt}>: mailbox unknown"))
                 continue
@@ -86,9 +89,9 @@ class LocalDelivery(GenericMailet):
                 if user in delivered:
                     continue
                 try:
-                    yield defer.maybeDeferred(
-                        self.context.store_in_mailbox, user, mail, folder=folder,
-                        prefix_headers=_trace_headers(mail, rcpt, return_path))
+                    await settled(self.context.store_in_mailbox(
+                        user, mail, folder=folder,
+                        prefix_headers=_trace_headers(mail, rcpt, return_path)))
                 except TemporaryError:
                     raise
                 except MessagingError as exc:
@@ -96,7 +99,7 @@ class LocalDelivery(GenericMailet):
                     break
                 delivered.add(user)
         for rcpt, reason in failed:
-            yield self._send_to_error(mail, rcpt, reason)
+            await settled(self._send_to_error(mail, rcpt, reason))
         mail.state = Mail.GHOST
 
     def _send_to_error(self, mail: Mail, rcpt: MailAddress, reason: str) -> Any:

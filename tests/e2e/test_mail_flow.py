@@ -65,17 +65,37 @@ def test_mail_sent_with_smtplib_is_read_back_with_poplib(server):
     assert b"Subject: flow one\r\n" in raw
 
 
-def test_every_mail_leaves_a_grep_able_trail_in_the_log(server):
+def test_every_mail_leaves_a_queued_and_a_sent_line_at_info(server):
     with smtplib.SMTP("127.0.0.1", server.port("smtp"), timeout=10) as s:
         s.sendmail("carol@example.org", ["alice@example.com"], message("trail"))
     wait_for(lambda: pop3_messages(server), what="delivery")
-    log = server.log_text()
+    log = wait_for(lambda: "status=sent" in server.log_text() and server.log_text(),
+                   what="the delivery line")
+    ids = [line.split("id=")[1].split()[0] for line in log.splitlines()
+           if "status=queued" in line]
+    assert ids, log[-2000:]
+    trail = [line for line in log.splitlines() if f"id={ids[-1]}" in line]
+    assert len(trail) == 2, trail          # one at acceptance, one per delivery
+    assert "to=<alice@example.com> relay=local" in trail[1]
+    assert "processor=" not in log         # the processors are debug lines
+
+
+def test_at_debug_the_log_names_every_processor_a_mail_runs_through(tmp_path):
+    srv = ServerProcess(tmp_path / "d", base_config(tmp_path / "d" / "var",
+                                                     logging={"level": "debug"}))
+    srv.add_user("alice@example.com", PASSWORD)
+    with srv:
+        with smtplib.SMTP("127.0.0.1", srv.port("smtp"), timeout=10) as s:
+            s.sendmail("carol@example.org", ["alice@example.com"], message("trail"))
+        wait_for(lambda: "status=sent" in srv.log_text(), what="delivery")
+        log = srv.log_text()
     ids = [line.split("id=")[1].split()[0] for line in log.splitlines()
            if "processor=root" in line]
     assert ids, log[-2000:]
     trail = [line for line in log.splitlines() if f"id={ids[-1]}" in line]
     assert any("processor=transport" in line for line in trail)
     assert any("processor=local-delivery" in line for line in trail)
+    assert any("[mailet_mta.spool#debug]" in line for line in trail)
 
 
 def test_unknown_local_user_is_refused_at_rcpt_with_550_5_1_1(server):

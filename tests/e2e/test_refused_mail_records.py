@@ -57,7 +57,10 @@ def test_mail_for_an_unknown_user_is_kept_not_bounced_with_the_shipped_pipeline(
     with server:
         name = send_refused(server, "first")
         wait_for(lambda: stored_names(server) == [name], what="the address-error record")
-        assert "processor=local-address-error" in server.log_text()
+        kept = wait_for(lambda: [line for line in server.log_text().splitlines()
+                                 if f"id={name} " in line and "status=kept" in line],
+                        what="the line of the kept mail")
+        assert "relay=repository" in kept[0] and "(repository address-error)" in kept[0]
         from mailet_mta.cli import main
 
         assert main(["queue", "list", "--config", str(server.config_path)]) == 0

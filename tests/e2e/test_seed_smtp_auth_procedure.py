@@ -51,7 +51,10 @@ def five_steps(text: str) -> str:
 def seed_server(tmp_path):
     path = tmp_path / "config.xml"
     path.write_text(five_steps(shipped_xml(tmp_path / "var")))
-    srv = ServerProcess(tmp_path, config_path=path, name="seed")
+    # At debug the log names each processor a mail runs through (checked below).
+    srv = ServerProcess(tmp_path, config_path=path, name="seed", command=[
+        sys.executable, "-m", "mailet_mta", "serve", "--config", str(path),
+        "--log-level", "debug"])
     srv.data_dir = tmp_path / "var"
     checked = subprocess.run([sys.executable, "-m", "mailet_mta", "check-config", str(path)],
                              capture_output=True, text=True, env=_env(), timeout=120)

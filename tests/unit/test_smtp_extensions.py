@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 
+import pytest
 import pytest_twisted
 from twisted.internet import defer, reactor
 from twisted.internet.task import deferLater
@@ -21,6 +22,7 @@ from mailet_mta.api import (
     ATTR_SMTPUTF8,
     ATTR_TLS,
 )
+from mailet_mta.storage.blobs import HELD_PER_WRITER
 from tests.support.smtp_backend import FakeSession
 
 TX = b"MAIL FROM:<x@remote.net>\r\nRCPT TO:<alice@example.com>\r\n"
@@ -323,12 +325,17 @@ async def test_large_message_spills_to_a_blob_file(tmp_path):
     assert s.backend.blobs.path_for(ref.id).read_bytes() == mail.message_bytes()
 
 
-def test_connection_lost_mid_data_leaves_no_mail_and_no_file(tmp_path):
+@pytest.mark.parametrize("size", [20000, HELD_PER_WRITER + 20000])
+def test_connection_lost_mid_data_leaves_no_mail_and_no_file(tmp_path, size):
     s = session(tmp_path)
-    s.send(TX + b"DATA\r\n" + b"z" * 20000)
-    assert s.backend.leftover_files() != []
+    s.send(TX + b"DATA\r\n" + b"z" * size)
+    # Held in memory while it fits the writer's bound, else spilled to a file.
+    assert (s.backend.leftover_files() != []) == (size > HELD_PER_WRITER)
+    held = s.backend.blobs.held       # the body so far and the Received: header
+    assert held == 0 if size > HELD_PER_WRITER else size - 10 < held < size + 1000
     s.proto.connectionLost(None)
     assert s.backend.accepted == [] and s.backend.leftover_files() == []
+    assert s.backend.blobs.held == 0
 
 
 def test_ipv6_client_received_header_uses_ipv6_literal(tmp_path):
