@@ -56,7 +56,8 @@ def standard_pipeline(remote: bool) -> dict:
             ("relay-allowed", "ToProcessor", {"processor": "relay"}),
             ("All", "ToProcessor", {"processor": "relay-denied"})]),
         ("local-delivery", "Into the users' mailboxes (read them over POP3).", {}, [
-            ("All", "LocalDelivery", {"errorProcessor": "local-delivery-error"})]),
+            ("All", "LocalDelivery", {"errorProcessor": "local-delivery-error",
+                                      "folderAttribute": "mailet_mta.folder"})]),
         ("local-delivery-error", "A mailbox refused an accepted mail (full): the sender "
          "gets a delivery report; a report itself is kept.", {},
          [("SenderIsNull", "ToRepository", {"repositoryPath": "local-delivery-error"})]

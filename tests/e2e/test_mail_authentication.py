@@ -7,6 +7,7 @@ publishes p=reject."""
 from __future__ import annotations
 
 import email
+import imaplib
 import smtplib
 
 import pytest
@@ -23,6 +24,9 @@ VERIFY = [
     {"match": "All", "class": "DMARC"},
     {"match": "DMARCDisposition=reject", "class": "ToRepository",
      "parameters": {"repositoryPath": "dmarc-reject"}},
+    # As the shipped configuration's commented line: quarantine into Junk.
+    {"match": "DMARCDisposition=quarantine", "class": "SetMailAttribute",
+     "parameters": {"mailet_mta.folder": "Junk"}},
 ]
 
 
@@ -35,6 +39,8 @@ def pair(tmp_path):
         "a.test": [("TXT", "v=spf1 ip4:127.0.0.1 -all")],
         "mail._domainkey.a.test": [("TXT", key.public_record())],
         "_dmarc.a.test": [("TXT", "v=DMARC1; p=reject")],
+        "q.test": [("TXT", "v=spf1 -all")],
+        "_dmarc.q.test": [("TXT", "v=DMARC1; p=quarantine")],
     }).start()
     b_cfg = base_config(tmp_path / "b" / "var", servernames=["b.test"], smtp=[
         {"name": "smtp", "listen": "tcp:0:interface=127.0.0.1", "authRequired": True,
@@ -104,3 +110,32 @@ def test_forged_from_of_a_sent_to_b_from_outside_is_not_delivered(pair):
     wait_for(lambda: stored_names(b, "dmarc-reject"), timeout=30,
              what="the forged mail in the dmarc-reject repository")
     assert pop3_messages(b, "bob@b.test", PASSWORD) == []
+
+
+def _folder_subjects(server, user: str, folder: str) -> list[str]:
+    imap = imaplib.IMAP4("127.0.0.1", server.port("imap"), timeout=10)
+    try:
+        imap.login(user, PASSWORD)
+        typ, _ = imap.select(folder, readonly=True)
+        assert typ == "OK", folder
+        _, data = imap.fetch("1:*", "(BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+        return [email.message_from_bytes(part[1])["Subject"] for part in data
+                if isinstance(part, tuple)]
+    except imaplib.IMAP4.error:
+        return []
+    finally:
+        imap.logout()
+
+
+def test_a_forgery_under_p_quarantine_is_filed_into_the_junk_folder(pair):
+    """DMARCDisposition=quarantine sets the folder attribute, and the default
+    pipeline's LocalDelivery (folderAttribute: mailet_mta.folder) files it in Junk."""
+    _a, b = pair
+    forged = (b"From: Bank <service@q.test>\r\nTo: bob@b.test\r\n"
+              b"Subject: verify your account\r\n\r\nclick here\r\n")
+    with smtplib.SMTP("127.0.0.1", b.port("smtp"), timeout=10) as s:
+        s.sendmail("service@q.test", ["bob@b.test"], forged)
+    junk = wait_for(lambda: _folder_subjects(b, "bob@b.test", "Junk"), timeout=30,
+                    what="the quarantined mail in Junk")
+    assert junk == ["verify your account"]
+    assert pop3_messages(b, "bob@b.test", PASSWORD) == []     # not in INBOX
