@@ -53,6 +53,7 @@ from .storage.blobs import BlobStore, blob_dir
 from .storage.db import Database, default_url
 from .storage.private_files import make_private_dir
 from .web.webadmin import webadmin_service
+from .web.webmail import webmail_service
 
 log = Logger(namespace="mailet_mta.service")
 
@@ -139,6 +140,9 @@ class MailServer(MultiService):
         self.webadmin = webadmin_service(config, self)
         if self.webadmin is not None:
             self.listeners.append(("webadmin", "http", self.webadmin))
+        self.webmail = webmail_service(config, self)
+        if self.webmail is not None:
+            self.listeners.append(("webmail", "http", self.webmail))
         # Start order; stop order is the reverse.
         for svc in (self.registry, self.spool, sweeper, purger, self.outgoing,
                     *(svc for _name, _kind, svc in self.listeners)):
