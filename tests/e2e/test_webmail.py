@@ -13,6 +13,7 @@ import email
 import email.policy
 import re
 import smtplib
+import ssl
 
 import httpx
 import pytest
@@ -322,3 +323,53 @@ def test_delete_moves_to_trash_flag_move_and_search(server):
         by_from = client.get("/mail", params={"folder": "INBOX", "q": "carol",
                                               "in": "from"}).text
         assert ">beta notes<" in by_from
+
+
+# -- TLS, throttling and the bound on sessions (a server of their own) -------------------
+def test_over_https_the_cookie_is_secure_logins_are_throttled_and_sessions_bounded(
+        tmp_path):
+    from tests.support.certs import make_cert
+
+    cert, key = make_cert(tmp_path / "certs")
+    config = base_config(tmp_path / "var", servernames=["example.com"])
+    config["authThrottle"] = {"maxFailures": 3, "window": "5 minutes",
+                              "blockTime": "5 minutes"}
+    config["webmail"] = {"enabled": True, "port": 0, "https.enabled": True,
+                         "maxSessions": 2,
+                         "tls": {"certificate": str(cert), "privateKey": str(key)}}
+    srv = ServerProcess(tmp_path, config)
+    srv.add_user(*ALICE)
+    srv.start()
+    try:
+        url = f"https://127.0.0.1:{srv.port('webmail')}"
+        trust = ssl.create_default_context(cafile=str(cert))
+        sessions = []
+        for _n in range(3):
+            client = httpx.Client(base_url=url, verify=trust, timeout=30)
+            page = client.get("/login")
+            answer = client.post("/login", data={"csrf": csrf_of(page.text),
+                                                 "username": ALICE[0],
+                                                 "password": ALICE[1]})
+            assert answer.status_code == 303
+            header = answer.headers["set-cookie"]
+            assert "; Secure" in header and "HttpOnly" in header
+            sessions.append(client)
+        # the third login pushed the longest idle session out
+        assert sessions[0].get("/mail").status_code == 303
+        assert [c.get("/mail").status_code for c in sessions[1:]] == [200, 200]
+        with httpx.Client(base_url=url, verify=trust, timeout=30) as client:
+            codes = []
+            for _n in range(5):
+                page = client.get("/login")
+                codes.append(client.post("/login", data={
+                    "csrf": csrf_of(page.text), "username": ALICE[0],
+                    "password": "wrong"}).status_code)
+            assert codes[:3] == [401, 401, 401] and codes[-1] == 429, codes
+            page = client.get("/login")          # even the right password waits now
+            assert client.post("/login", data={"csrf": csrf_of(page.text),
+                                               "username": ALICE[0],
+                                               "password": ALICE[1]}).status_code == 429
+        for client in sessions:
+            client.close()
+    finally:
+        srv.stop()
