@@ -32,15 +32,15 @@ def csrf_field(token: str) -> str:
 
 
 def layout(title: str, body: str, user: str | None = None, csrf: str = "",
-           folders: str = "") -> str:
+           folders: str = "", folder: str = "INBOX") -> str:
     """A whole page: head, the top bar of a logged-in user, the folders and ``body``."""
     bar = ""
     if user is not None:
         bar = f"""<header class="bar">
 <a class="brand" href="/mail?folder=INBOX">Mail</a>
 <form class="search" role="search" method="get" action="/mail">
-<input type="hidden" name="folder" value="INBOX">
-<label for="q">Search</label>
+<input type="hidden" name="folder" value="{e(folder)}">
+<label for="q">Search {e(folder)}</label>
 <input id="q" name="q" type="search" maxlength="200" accesskey="s">
 <label for="in">in</label>
 <select id="in" name="in"><option value="all">subject, sender and text</option>

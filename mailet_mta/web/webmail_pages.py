@@ -192,13 +192,13 @@ class WebmailPages:
         body = H.message_list(folder, rows, page, pages, total, call.session.csrf, folders,
                               p["q"], p["in"], NOTICES.get(p["done"] or "", ""))
         return html_answer(H.layout(folder, body, user, call.session.csrf,
-                                    H.folder_nav(folders, folder)))
+                                    H.folder_nav(folders, folder), folder))
 
     @defer.inlineCallbacks
     def _search(self, snap, query: str, where: str):
         """Indexes of the matching messages, newest first, among the newest
         ``max_search_messages``."""
-        newest = list(range(len(snap) - 1, -1, -1))[:self.config.max_search_messages]
+        newest = range(len(snap) - 1, -1, -1)[:self.config.max_search_messages]
         found = []
         for start in range(0, len(newest), SEARCH_BATCH):
             batch = newest[start:start + SEARCH_BATCH]
@@ -237,8 +237,8 @@ class WebmailPages:
 
             headers["Content-Security-Policy"] = CSP_IMAGES
         return html_answer(H.layout(msg.subject or "(no subject)", body, user,
-                                    call.session.csrf, H.folder_nav(folders, folder)),
-                           headers=headers)
+                                    call.session.csrf, H.folder_nav(folders, folder),
+                                    folder), headers=headers)
 
     @defer.inlineCallbacks
     def part(self, call: WebCall):

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 class Session:
     """One logged-in user."""
 
-    id: str
+    id: str = field(repr=False)
     user: str
     password: str = field(repr=False)
     csrf: str = field(repr=False)

@@ -143,6 +143,10 @@ def test_log_in_read_a_mail_from_smtp_and_reply_to_bobs_pop3_mailbox(server, pag
     raw = wait_for(lambda: [m for m in pop3_messages(server, *BOB)
                             if b"Noon works for me." in m], what="the reply at bob")[0]
     assert b"Subject: Re: Lunch on Friday?" in raw and b"From: alice@example.com" in raw
+    page.get_by_label("Search INBOX").fill("friday")
+    page.keyboard.press("Enter")
+    page.get_by_role("heading", name="Search for “friday” in INBOX").wait_for()
+    assert page.get_by_role("link", name="Lunch on Friday?").count() == 1
     page.get_by_role("link", name="Sent").click()
     page.get_by_role("link", name="Re: Lunch on Friday?").wait_for()
     assert page.dialogs == []

@@ -65,7 +65,7 @@ def test_sessions_are_random_256_bit_ids_and_expire_when_idle():
     store = SessionStore(idle_timeout=60, max_sessions=10, clock=clock)
     a, b = store.create("a@x", "pw"), store.create("b@x", "pw")
     assert a.id != b.id and len(a.id) >= 43 and a.csrf != a.id
-    assert "pw" not in repr(a)
+    assert "pw" not in repr(a) and a.id not in repr(a) and a.csrf not in repr(a)
     clock.now += 59
     assert store.get(a.id) is a                  # touched: idle time restarts
     clock.now += 59
