@@ -4,7 +4,8 @@ Every function here is CPU work on one message (the stdlib ``email`` package par
 and builds every MIME structure) and runs on a worker thread, never on the reactor.
 HTML parts are cleaned by ammonia through ``nh3`` (an allow-list sanitiser, maintained,
 no parser of our own): no script, no event handler attributes, no forms, frames,
-objects or styles; links get ``rel="noopener noreferrer"``; images keep a remote
+objects or styles; links open a new tab (``target="_blank"``, allowed out of the
+sandboxed frame) with ``rel="noopener noreferrer"``; images keep a remote
 ``src`` only when the user asked to show images (``data:`` images always stay).
 """
 
@@ -150,7 +151,8 @@ def sanitise(text: str, show_images: bool) -> tuple[str, bool]:
 
     clean = nh3.clean(text, tags=ALLOWED_TAGS, attributes=ALLOWED_ATTRIBUTES,
                       url_schemes=URL_SCHEMES, attribute_filter=keep,
-                      link_rel="noopener noreferrer", strip_comments=True)
+                      link_rel="noopener noreferrer", strip_comments=True,
+                      set_tag_attribute_values={"a": {"target": "_blank"}})
     return clean, bool(held)
 
 

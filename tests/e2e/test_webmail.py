@@ -232,6 +232,18 @@ def test_reply_with_an_attachment_arrives_in_bobs_pop3_mailbox_and_is_kept_in_se
         assert replied.status_code == 200
 
 
+def test_reply_all_copies_the_other_recipients_but_not_the_user(server):
+    deliver(server, ALICE[0], "for both", "hello both",
+            extra=f"Cc: {BOB[0]}, Dave <dave@remote.test>\r\n")
+    with login(server) as client:
+        uid = uid_of(client, "for both")
+        form = client.get("/compose", params={"mode": "all", "folder": "INBOX", "uid": uid})
+        to = re.search(r'id="to" name="to" value="([^"]*)"', form.text).group(1)
+        cc = re.search(r'id="cc" name="cc" value="([^"]*)"', form.text).group(1)
+        assert to == "Carol &lt;carol@remote.test&gt;"
+        assert cc == f"{BOB[0]}, dave@remote.test"
+
+
 def test_forward_attaches_the_original_and_bad_addresses_are_refused(server):
     deliver(server, ALICE[0], "to forward", "forward me")
     with login(server) as client:

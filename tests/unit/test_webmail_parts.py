@@ -52,6 +52,14 @@ def test_webmail_mistakes_are_one_line_errors(text, message):
         webmail(text + "\n")
 
 
+def test_the_xml_file_takes_the_webmail_section():
+    xml = ("<config><servernames><servername>example.com</servername></servernames>"
+           "<webmail><enabled>true</enabled><port>0</port><pageSize>25</pageSize>"
+           "</webmail></config>")
+    cfg = webmail_config(load_config_text(xml, "xml"))
+    assert cfg.enabled and cfg.max_page_size == 25 and cfg.endpoint == "tcp:0:interface=127.0.0.1"
+
+
 # -- sessions ----------------------------------------------------------------------------
 class Clock:
     now = 1000.0
@@ -140,6 +148,7 @@ def test_sanitised_html_keeps_text_and_links_and_drops_everything_active():
         assert bad not in low, bad
     assert held and "hi" in clean and 'href="https://ok.example/"' in clean
     assert 'rel="noopener noreferrer"' in clean and "data:image/png" in clean
+    assert 'target="_blank"' in clean and "_top" not in clean
     shown, _ = M.sanitise(HOSTILE, show_images=True)
     assert 'src="http://t.example/a"' in shown and "onerror" not in shown
 
