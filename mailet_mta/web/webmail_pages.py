@@ -15,19 +15,24 @@ from bisect import bisect_left
 from urllib.parse import quote
 
 from twisted.internet import defer, threads
+from twisted.logger import Logger
 
-from ..mailstore import NoSuchFolder, canonical_folder
+from ..mailstore import MessageTooLarge, NoSuchFolder, OverQuota, canonical_folder
 from . import webmail_html as H
 from . import webmail_message as M
 from .http import HTTPError, Param, Response, Route
 from .webmail import LOGIN_COOKIE, WebCall, html_answer, redirect
 from .webmail_send import SendRefused, loopback_of, submit
 
+log = Logger(namespace="mailet_mta.webmail")
+
 HEADER_LIMIT = 16 * 1024      # octets of a header block read for the list
 MAX_FOLDERS = 500             # folders shown (and counted) in the list
 MAX_SELECTED = 1000           # messages one action may name
 SEARCH_BATCH = 16             # messages read at once while searching
 NOTICES = {"sent": "Your message was sent; a copy is in Sent.",
+           "sent-no-copy": "Your message was sent, but no copy could be kept in Sent "
+                           "(is your mailbox full?).",
            "moved": "Moved.", "deleted": "Deleted.", "flagged": "Done."}
 
 FOLDER = Param("folder", {"type": "string", "minLength": 1, "maxLength": 300,
@@ -345,15 +350,27 @@ class WebmailPages:
                 to + cc + bcc, data)
         except SendRefused as exc:
             return again(f"Not sent: {exc}", 502)
-        append = self.store.begin_append(session.user, "Sent")
-        append.write(data)
-        yield append.finish({"\\Seen"}, None)
+        kept = yield self._keep_sent(session.user, data)
         if original is not None and mode != "forward":
             yield self.store.store_flags([original[0]], {"\\Answered"}, "add")
         if refused:
             return again("Sent, but these recipients were refused: " + ", ".join(
                 sorted(refused)), 200)
-        return redirect("/mail?folder=INBOX&done=sent")
+        return redirect("/mail?folder=INBOX&done=" + ("sent" if kept else "sent-no-copy"))
+
+    @defer.inlineCallbacks
+    def _keep_sent(self, user: str, data: bytes):
+        """Append a sent message to Sent (flag \\Seen). The mail is gone already, so a
+        failure (quota, a deleted Sent folder) is told, not raised: True when kept."""
+        append = self.store.begin_append(user, "Sent")
+        append.write(data)
+        try:
+            yield append.finish({"\\Seen"}, None)
+        except (OverQuota, NoSuchFolder, MessageTooLarge) as exc:
+            log.info("webmail: {user}'s sent message not kept in Sent: {error}", user=user,
+                     error=exc)
+            return False
+        return True
 
     # -- actions ---------------------------------------------------------------------------
     @defer.inlineCallbacks

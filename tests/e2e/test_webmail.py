@@ -385,3 +385,27 @@ def test_over_https_the_cookie_is_secure_logins_are_throttled_and_sessions_bound
             client.close()
     finally:
         srv.stop()
+
+
+def test_a_sent_message_the_users_quota_cannot_keep_is_sent_and_the_user_told(tmp_path):
+    config = base_config(tmp_path / "var", servernames=["example.com"])
+    config["webmail"] = {"enabled": True, "port": 0}
+    srv = ServerProcess(tmp_path, config)
+    srv.add_user(*ALICE)
+    srv.add_user(*BOB)
+    srv.cli("users", "quota", ALICE[0], "200")
+    srv.start()
+    try:
+        with login(srv) as client:
+            form = client.get("/compose")
+            answer = client.post("/send", data={"csrf": csrf_of(form.text), "to": BOB[0],
+                                                "subject": "over quota copy",
+                                                "body": "x" * 500})
+            assert answer.status_code == 303, answer.text
+            assert answer.headers["location"].endswith("done=sent-no-copy")
+            wait_for(lambda: [m for m in pop3_messages(srv, *BOB)
+                              if b"over quota copy" in m], what="the mail at bob")
+            sent = client.get("/mail", params={"folder": "Sent"}).text
+            assert "over quota copy" not in sent
+    finally:
+        srv.stop()
