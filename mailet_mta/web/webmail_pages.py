@@ -120,6 +120,7 @@ class WebmailPages:
                                401)
         yield self.store.ensure_user_folders(result.user)
         session = self.service.sessions.create(result.user, password)
+        log.info("webmail: {user} logged in from {ip}", user=result.user, ip=ip)
         router = self.service.router
         router.set_cookie(request, "mailet_session", session.id)
         router.set_cookie(request, LOGIN_COOKIE, "", 0)

@@ -126,6 +126,10 @@ def open_mail(page, subject: str) -> None:
 def test_log_in_read_a_mail_from_smtp_and_reply_to_bobs_pop3_mailbox(server, page):
     deliver(server, ALICE[0], "Lunch on Friday?", "Shall we meet at noon?")
     log_in(page)
+    page.keyboard.press("Tab")                        # keyboard users skip the bar
+    assert page.evaluate("document.activeElement.textContent") == "Skip to content"
+    page.keyboard.press("Enter")
+    assert page.evaluate("document.activeElement.id") == "main"
     page.keyboard.press("/")                          # the static script runs under CSP
     assert page.evaluate("document.activeElement.id") == "q"
     open_mail(page, "Lunch on Friday?")
