@@ -60,9 +60,14 @@ class HTTPListenerService(service.Service):
     def site(self) -> server.Site:
         request = type(f"{self.name.title()}Request", (BoundedRequest,),
                        {"max_body": self.config.max_body_size})
-        options = {} if self.parse_forms else {"parsePOSTFormSubmission": False}
-        site = server.Site(self.root, requestFactory=request, timeout=REQUEST_TIMEOUT,
-                           **options)
+        try:
+            # Twisted 25.5 and later can leave POSTed forms unparsed (the handler
+            # parses them off the reactor); older ones parse them, which is harmless.
+            options = {} if self.parse_forms else {"parsePOSTFormSubmission": False}
+            site = server.Site(self.root, requestFactory=request, timeout=REQUEST_TIMEOUT,
+                               **options)
+        except TypeError:
+            site = server.Site(self.root, requestFactory=request, timeout=REQUEST_TIMEOUT)
         site.noisy = False
         site.displayTracebacks = False
         return site
