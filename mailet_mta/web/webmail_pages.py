@@ -30,6 +30,7 @@ HEADER_LIMIT = 16 * 1024      # octets of a header block read for the list
 MAX_FOLDERS = 500             # folders shown (and counted) in the list
 MAX_SELECTED = 1000           # messages one action may name
 SEARCH_BATCH = 16             # messages read at once while searching
+SEARCH_READ = 1024 * 1024     # octets of each message a text search reads
 NOTICES = {"sent": "Your message was sent; a copy is in Sent.",
            "sent-no-copy": "Your message was sent, but no copy could be kept in Sent "
                            "(is your mailbox full?).",
@@ -163,9 +164,10 @@ class WebmailPages:
                             "(moved or deleted meanwhile?)")
         return i
 
-    def _read(self, message_id: int) -> defer.Deferred:
-        """The bytes of a message (at most the store's message size), or 404."""
-        limit = self.max_message_size + 1024 * 1024
+    def _read(self, message_id: int, limit: int | None = None) -> defer.Deferred:
+        """The first ``limit`` octets of a message (default: the largest message the
+        store takes, and a margin for trace headers), or 404."""
+        limit = limit or self.max_message_size + 1024 * 1024
 
         def read(content):
             if content is None:
@@ -214,7 +216,8 @@ class WebmailPages:
                     consumeErrors=True)
             else:
                 datas = yield defer.gatherResults(
-                    [self._read(snap.ids[i]).addErrback(lambda _f: None) for i in batch],
+                    [self._read(snap.ids[i], SEARCH_READ).addErrback(lambda _f: None)
+                     for i in batch],
                     consumeErrors=True)
             hits = yield threads.deferToThread(
                 lambda ds: [d is not None and M.matches(d, query, where) for d in ds], datas)

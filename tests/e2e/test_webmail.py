@@ -409,3 +409,28 @@ def test_a_sent_message_the_users_quota_cannot_keep_is_sent_and_the_user_told(tm
             assert "over quota copy" not in sent
     finally:
         srv.stop()
+
+
+def test_a_search_reads_only_the_newest_messages_and_the_first_mib_of_each(tmp_path):
+    config = base_config(tmp_path / "var", servernames=["example.com"])
+    config["webmail"] = {"enabled": True, "port": 0, "maxSearchMessages": 3}
+    srv = ServerProcess(tmp_path, config)
+    srv.add_user(*ALICE)
+    srv.start()
+    try:
+        for n in range(3):
+            deliver(srv, ALICE[0], f"haystack {n}", f"needle-{n} early")
+        deliver(srv, ALICE[0], "long one", "needle-early\r\n" + ("x" * 998 + "\r\n") * 1100
+                + "needle-late")
+        with login(srv) as client:
+            uid_of(client, "long one")
+
+            def found(q):
+                page = client.get("/mail", params={"folder": "INBOX", "q": q, "in": "body"})
+                return re.findall(r">((?:haystack \d)|(?:long one))<", page.text)
+            assert found("needle-early") == ["long one"]
+            assert found("needle-late") == []                 # past the first MiB
+            assert found("needle-2") == ["haystack 2"]
+            assert found("needle-0") == []                    # older than the newest 3
+    finally:
+        srv.stop()
