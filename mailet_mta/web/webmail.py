@@ -38,7 +38,7 @@ log = Logger(namespace="mailet_mta.webmail")
 
 COOKIE = "mailet_session"
 LOGIN_COOKIE = "mailet_login"       # double-submit token of the login form
-MAX_FIELDS = 200                    # form fields of one request
+MAX_FIELDS = 1024                   # form fields of one request (a page of 500 selected)
 HTML = "text/html; charset=utf-8"
 # Every page: no inline script or style, nothing framed from elsewhere, no referrer.
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "

@@ -14,6 +14,7 @@ import email.policy
 import re
 import smtplib
 import ssl
+from urllib.parse import urlencode
 
 import httpx
 import pytest
@@ -284,6 +285,24 @@ def test_a_request_over_max_body_size_is_refused_with_413(server):
                              files=[("files", ("big.bin", b"x" * (MAX_BODY + 1000),
                                                "application/octet-stream"))])
         assert answer.status_code == 413
+
+
+def test_an_action_names_at_most_1000_messages_and_a_form_at_most_1024_fields(server):
+    with login(server) as client:
+        token = csrf_of(client.get("/mail").text)
+        base_fields = [("csrf", token), ("folder", "INBOX"), ("op", "seen")]
+        many = client.post("/action", content=urlencode(
+            base_fields + [("uid", str(n)) for n in range(1, 1002)]),
+            headers={"content-type": "application/x-www-form-urlencoded"})
+        assert many.status_code == 400 and "at most 1000" in many.text
+        fields = client.post("/action", content=urlencode(
+            base_fields + [(f"f{n}", "1") for n in range(1030)]),
+            headers={"content-type": "application/x-www-form-urlencoded"})
+        assert fields.status_code == 400 and "1024 fields" in fields.text
+        ok = client.post("/action", content=urlencode(
+            base_fields + [("uid", str(n)) for n in range(1, 1001)]),
+            headers={"content-type": "application/x-www-form-urlencoded"})
+        assert ok.status_code == 303
 
 
 # -- attachments and actions -------------------------------------------------------------
