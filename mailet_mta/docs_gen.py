@@ -20,6 +20,7 @@ from .config import build as b
 from .config import model as m
 from .config import retention as r
 from .config import webadmin as w
+from .config import webmail as wm
 
 HIDDEN = {"source", "path", "warnings"}
 
@@ -58,6 +59,8 @@ SECTIONS = [
                                       "retention of the mail repositories (see repositories)"),
                      "webadmin": ("extra['webadmin']", "section",
                                   "the admin HTTP API (see webadmin)"),
+                     "webmail": ("extra['webmail']", "section",
+                                 "the users' web mail (see webmail)"),
                      "x-…": ("—", "any", "free keys for YAML anchors (&tls); ignored")},
             examples={"servernames": ["example.com", "example.net"],
                       "postmaster": "postmaster@example.com"},
@@ -114,6 +117,14 @@ SECTIONS = [
                   "[webadmin.md](webadmin.md) for its endpoints, tokens and the mapping "
                   "from James's `webadmin.properties`. `https.enabled: true` needs a `tls` "
                   "block with `certificate` and `privateKey`."),
+    Section("webmail", ["webmail"], ["config", "webmail"], wm.WebmailConfig,
+            wm.WEBMAIL_KEYS,
+            examples={"enabled": True, "host": "127.0.0.1", "port": 8081,
+                      "maxBodySize": "35m", "sessionIdleTimeout": "30 minutes"},
+            intro="The users' web mail, off unless `enabled`; see "
+                  "[webmail.md](webmail.md). `https.enabled: true` needs a `tls` block; "
+                  "without it the session cookie cannot be Secure, so serve it on "
+                  "loopback behind a TLS proxy only."),
     Section("a repository's retention", ["repositories", "retention", "relay-denied"],
             ["config", "repositories", "retention", "relay-denied"], r.RetentionRule,
             r.RETENTION_KEYS, examples={"maxAge": "30 days", "maxMails": 10000},

@@ -55,6 +55,7 @@ from .storage.db import Database, default_url
 from .storage.private_files import make_private_dir
 from .tls import trust_root
 from .web.webadmin import webadmin_listen, webadmin_service
+from .web.webmail import webmail_listen, webmail_service
 from .worker_role import WorkerRole
 
 log = Logger(namespace="mailet_mta.service")
@@ -152,6 +153,12 @@ class MailServer(MultiService):
         self.webadmin = webadmin_service(config, self)
         if self.webadmin is not None:
             self.listeners.append(("webadmin", "http", self.webadmin))
+        # Webmail sessions live in one process's memory: with worker processes only
+        # the first worker serves it (the others leave the shared address alone).
+        self.webmail = (webmail_service(config, self)
+                        if worker is None or worker.index == 0 else None)
+        if self.webmail is not None:
+            self.listeners.append(("webmail", "http", self.webmail))
         if worker is not None:
             worker.adopt_listeners(self.listeners)
         # Start order; stop order is the reverse.
@@ -358,10 +365,11 @@ def configured_listeners(config: ServerConfig) -> list[tuple[str, str, str | Non
     if listen:
         found.append(("http:metrics", listen,
                       getattr(config.extra["metrics"], "source", None)))
-    listen = webadmin_listen(config)
-    if listen:
-        found.append(("http:webadmin", listen,
-                      getattr(config.extra.get("webadmin"), "source", None)))
+    for section, listen in (("webadmin", webadmin_listen(config)),
+                            ("webmail", webmail_listen(config))):
+        if listen:
+            found.append((f"http:{section}", listen,
+                          getattr(config.extra.get(section), "source", None)))
     return found
 
 

@@ -36,6 +36,7 @@ from .retention import build_repositories
 from .tree import Node, attempt, fail, suggestion
 from .validate import check_domain, check_postmaster
 from .webadmin import build_webadmin
+from .webmail import build_webmail
 
 Table = dict[str, tuple[str, Callable[[Node, str], Any]]]
 
@@ -519,7 +520,7 @@ TOP_KEYS: Table = {
 }
 # Sections kept in ServerConfig.extra under their own name, built by their function.
 EXTRA_SECTIONS = {"metrics": build_metrics, "repositories": build_repositories,
-                  "webadmin": build_webadmin}
+                  "webadmin": build_webadmin, "webmail": build_webmail}
 
 
 def build_config(root: Node, what: str = "") -> ServerConfig:

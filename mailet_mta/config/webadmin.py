@@ -23,8 +23,25 @@ from .tree import Node, fail
 MiB = 1024 * 1024
 
 
+class HTTPListenerSection:
+    """What the HTTP listener sections (webadmin, webmail) share: their endpoint."""
+
+    listen: str | None
+    host: str
+    port: int
+
+    @property
+    def endpoint(self) -> str:
+        """The Twisted endpoint string to listen on."""
+        if self.listen:
+            return self.listen
+        if ":" in self.host:
+            return f"tcp6:{self.port}:interface={self.host.replace(':', chr(92) + ':')}"
+        return f"tcp:{self.port}:interface={self.host}"
+
+
 @dataclass
-class WebAdminConfig:
+class WebAdminConfig(HTTPListenerSection):
     """The admin HTTP API (``webadmin:``)."""
 
     enabled: bool = doc("serve the API (James's enabled)", default=False)
@@ -43,23 +60,17 @@ class WebAdminConfig:
                              default=1000)
     source: str | None = None
 
-    @property
-    def endpoint(self) -> str:
-        """The Twisted endpoint string to listen on."""
-        if self.listen:
-            return self.listen
-        if ":" in self.host:
-            return f"tcp6:{self.port}:interface={self.host.replace(':', chr(92) + ':')}"
-        return f"tcp:{self.port}:interface={self.host}"
-
 
 def _tls(node: Node, what: str) -> TLSConfig:
     from .build import build_tls
 
     cfg, flags = build_tls(node, what)
     if flags:
-        fail(f"{what}: {', '.join(flags)} has no meaning for the admin API; use "
-             f"webadmin.https.enabled", node.source)
+        section = what.split(".")[0]
+        face = {"webadmin": "the admin API", "webmail": "the web mail"}.get(
+            section, "an HTTP listener")
+        fail(f"{what}: {', '.join(flags)} has no meaning for {face}; use "
+             f"{section}.https.enabled", node.source)
     return cfg
 
 
@@ -79,12 +90,8 @@ WEBADMIN_KEYS = {
 }
 
 
-def build_webadmin(node: Node, what: str) -> WebAdminConfig:
-    from .build import read_keys
-
-    cfg = WebAdminConfig(source=node.source)
-    seen: dict[str, str] = {}
-    read_keys(node, what, WEBADMIN_KEYS, cfg, seen=seen)
+def check_listener(cfg, seen: dict, node: Node, what: str) -> None:
+    """The checks every HTTP listener section shares (webadmin, webmail)."""
     if cfg.port > 65535:
         fail(f"{what}.port must be 0..65535, not {cfg.port}", node.source)
     if cfg.listen and ("port" in seen or "host" in seen):
@@ -95,6 +102,15 @@ def build_webadmin(node: Node, what: str) -> WebAdminConfig:
     if cfg.max_body_size < 1024:
         fail(f"{what}.maxBodySize must be at least 1k, not {cfg.max_body_size}",
              node.source)
+
+
+def build_webadmin(node: Node, what: str) -> WebAdminConfig:
+    from .build import read_keys
+
+    cfg = WebAdminConfig(source=node.source)
+    seen: dict[str, str] = {}
+    read_keys(node, what, WEBADMIN_KEYS, cfg, seen=seen)
+    check_listener(cfg, seen, node, what)
     if cfg.max_page_size > 100_000:
         fail(f"{what}.maxPageSize must be 100000 or less, not {cfg.max_page_size}",
              node.source)
