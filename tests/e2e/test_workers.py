@@ -46,7 +46,7 @@ def _config(tmp_path) -> dict:
               {"name": "pop3s", "listen": "tcp:0:interface=127.0.0.1",
                "implicitTLS": True, "tls": tls, "authFailureDelay": 0}],
         metrics={"listen": "tcp:0:interface=127.0.0.1"},
-        webadmin={"enabled": True, "port": 0})
+        webadmin={"enabled": True, "port": 0}, webmail={"enabled": True, "port": 0})
 
 
 @pytest.fixture
@@ -125,6 +125,12 @@ def test_two_workers_share_every_listener_and_the_mail_spreads_over_both(server)
         url = f"http://127.0.0.1:{server.port('webadmin')}/healthcheck"
         with urllib.request.urlopen(url, timeout=10) as response:
             assert json.loads(response.read())["status"] == "healthy"
+    # Webmail (sessions in one process's memory) is served by the first worker alone:
+    # it answers through the address the supervisor reserved.
+    for _ in range(4):
+        url = f"http://127.0.0.1:{server.port('webmail')}/login"
+        with urllib.request.urlopen(url, timeout=10) as response:
+            assert response.status == 200
     held = [smtplib.SMTP("127.0.0.1", server.port("smtp"), timeout=10) for _ in range(6)]
     try:
         for _ in range(4):
