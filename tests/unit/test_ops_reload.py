@@ -211,3 +211,26 @@ async def test_reload_turns_dmarc_reject_and_arc_trusted_sealers_on_and_off(runn
     write_config(path, server.data_dir)
     assert await server.reload() is True
     assert backend.dmarc_reject is None
+
+
+@pytest_twisted.ensureDeferred
+async def test_reload_takes_the_srs_mailet_and_a_rotated_secret(running, tmp_path):
+    from mailet_mta.api import MailAddress
+    from mailets.sender_rewriting import SenderRewriting
+
+    server, path = running
+    assert server.directory.srs is None
+    secret = tmp_path / "srs.secret"
+    secret.write_text("the-first-secret-0123456789\n")
+    processors = copy.deepcopy(PROCESSORS)
+    processors["root"].insert(0, {"match": "HasMailAttribute=never", "class": "SRS",
+                                  "parameters": {"secretFile": str(secret)}})
+    write_config(path, server.data_dir, spoolmanager={"processors": processors})
+    assert await server.reload() is True
+    old = SenderRewriting(["the-first-secret-0123456789"], "example.com")
+    bounce_to = old.forward(MailAddress.parse("alice@a.example"))
+    assert server.directory.is_local_email(bounce_to)
+    secret.write_text("a-rotated-secret-0123456789\n")           # the old one dropped
+    assert await server.reload() is True
+    assert not server.directory.is_local_email(bounce_to)
+    assert server.directory.refusal_of(bounce_to)[:2] == (550, "5.7.1")
