@@ -178,3 +178,14 @@ def test_the_directory_accepts_a_valid_srs_address_and_refuses_a_forged_one(tmp_
     # Without SRS configured, the same address is just an unknown user.
     plain = Directory(None, ["b.example"], "postmaster@b.example")
     assert not plain.is_local_email(good) and plain.refusal_of(good) is None
+
+
+def test_a_sender_too_long_for_its_srs_form_is_kept(tmp_path):
+    """The SRS local part carries the original local part and domain; past RFC 5321's
+    64 octets it would not be a valid address, so the sender stays as it was."""
+    ctx = FakeMailContext(domains=["b.example"], server_name="b.example")
+    mailet = ctx.mailet(SRS, secretFile=secret_file(tmp_path))
+    long_sender = addr(f"{'x' * 50}@a-rather-long-domain.example")
+    mail = Mail(sender=long_sender, recipients=[addr("carol@c.example")])
+    mailet.service(mail)
+    assert mail.sender == long_sender and mail.get_attribute(ATTR_SRS) is None
