@@ -25,16 +25,27 @@ class SpoolBackend:
     def __init__(self, server_config, listener_config, directory, authenticator, blobs, spool,
                  context=None):
         self.server_name = listener_config.helo_name or server_config.server_name
-        self.dmarc_reject = None
-        if getattr(listener_config, "dmarc_reject", False) and context is not None:
-            from .dmarc_at_data import DMARCRejectCheck
-
-            self.dmarc_reject = DMARCRejectCheck(
-                context, getattr(listener_config, "arc_trusted_sealers", ()))
+        self.dmarc_reject = self.prepare_checks(listener_config, context)
         self.directory = directory
         self.authenticator = authenticator
         self.blobs = blobs
         self.spool = spool
+
+    @staticmethod
+    def prepare_checks(listener_config, context):
+        """The checks before ``250`` that ``listener_config`` asks for (``dmarcReject``,
+        ``arcTrustedSealers``) over the mailet ``context``, or None. Built apart from
+        :meth:`reconfigure_checks` so a reload makes them before it swaps anything."""
+        if not getattr(listener_config, "dmarc_reject", False) or context is None:
+            return None
+        from .dmarc_at_data import DMARCRejectCheck
+
+        return DMARCRejectCheck(context, getattr(listener_config, "arc_trusted_sealers", ()))
+
+    def reconfigure_checks(self, checks) -> None:
+        """Take ``checks`` (from :meth:`prepare_checks`) for the mails whose DATA ends
+        from now on; a mail already being checked finishes with the old ones."""
+        self.dmarc_reject = checks
 
     def is_local_domain(self, domain: str) -> bool:
         return self.directory.is_local_domain(domain)

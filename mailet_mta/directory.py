@@ -12,7 +12,9 @@ object, so the listener and the pipeline never disagree about what is local:
   user here, or a remote address: a forward), or ``postmaster@<local domain>`` when
   the configured postmaster is deliverable;
 - the rewrite table is one table: the ``mapping`` parameters of the configured
-  ``RecipientRewriteTable`` mailets first, then the ``mappings`` database table.
+  ``RecipientRewriteTable`` mailets first, then the ``mappings`` database table;
+  before both, an SRS address at the domain of the configured ``SRS`` mailet maps to
+  the address it reverses to, or to a ``550 5.7.1`` refusal when forged or expired.
 
 Answers come from memory, never from a query on the reactor thread. The directory
 loads the ``domains``, ``users`` and ``mappings`` tables at start and reloads them (off
@@ -30,6 +32,7 @@ from sqlalchemy import func, select
 from twisted.internet import defer, task
 from twisted.logger import Logger
 
+from mailets import sender_rewriting
 from mailets.rewrite_mappings import (
     ErrorMapping,
     MappingError,
@@ -134,12 +137,14 @@ class Directory:
     """Answers local-domain/user/mapping/quota questions from memory."""
 
     def __init__(self, db: Database | None, servernames, postmaster: str,
-                 configured: dict[str, list[str]] | None = None):
+                 configured: dict[str, list[str]] | None = None,
+                 srs: sender_rewriting.SenderRewriting | None = None):
         self.db = db
         self.servernames = {d.lower().rstrip(".") for d in servernames}
         self.primary = next(iter(servernames), "localhost").lower().rstrip(".")
         self.postmaster = MailAddress.parse(postmaster)
         self.configured: dict[str, list[str]] = dict(configured or {})
+        self.srs = srs
         self.domains: set[str] = set()
         self.users: set[str] = set()
         self.quotas: dict[str, int] = {}
@@ -150,13 +155,15 @@ class Directory:
         self._loop: task.LoopingCall | None = None
 
     def reconfigure(self, new_config) -> None:
-        """Take the servernames, postmaster and configured mappings (the
-        ``RecipientRewriteTable`` parameters of the processors) of a reloaded
-        configuration."""
+        """Take the servernames, postmaster, configured mappings (the
+        ``RecipientRewriteTable`` parameters of the processors) and SRS settings (the
+        ``SRS`` mailet's) of a reloaded configuration."""
         self.servernames = {d.lower().rstrip(".") for d in new_config.servernames}
         self.primary = new_config.server_name.lower().rstrip(".")
         self.postmaster = MailAddress.parse(new_config.postmaster_address)
         self.configured = dict(configured_mappings(new_config.spoolmanager))
+        self.srs = sender_rewriting.configured(new_config.spoolmanager,
+                                               new_config.server_name)
         self.warn_if_no_postmaster()
 
     # -- loading ------------------------------------------------------------------------
@@ -266,6 +273,8 @@ class Directory:
         addr = self.canonical(address)
         if addr is None:
             return []
+        if self.srs is not None and self.srs.is_srs(addr):
+            return self.srs.mapping(addr)
         return lookup_in(self.configured, addr) or lookup_in(self.mappings, addr)
 
     def resolve(self, address) -> list[MailAddress]:

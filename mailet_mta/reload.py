@@ -3,7 +3,8 @@
 What changes at once: the processors (a new Pipeline; mails already running finish on
 the old one, which is destroyed when the spool is next idle), the spool manager's
 threads/maxTries/errorRepository, ``servernames`` and ``postmaster``, every listener's
-policy (authRequired, authorizedAddresses, limits, timeouts…) and TLS certificates,
+policy (authRequired, authorizedAddresses, limits, timeouts…, the checks before
+``250`` that ``dmarcReject``/``arcTrustedSealers`` ask for) and TLS certificates,
 the login throttle's limits (``authThrottle``), and the log level. Sessions already
 open keep the settings they started with; new ones get the new settings.
 
@@ -120,6 +121,7 @@ class Plan:
                                 intake=server.intake, resolver=server.resolver,
                                 outgoing=server.outgoing)
         pipeline = Pipeline(config.spoolmanager, context, server.observer)
+        checks = self._smtp_checks(context)
         roots = trust_root(config.tls_policy.ca_file, config.tls_policy.source)
         self.steps = [
             partial(server.reconfigure, config),
@@ -127,6 +129,7 @@ class Plan:
             partial(server.outgoing.reconfigure, config, roots),
             *(partial(svc.reconfigure, cfg, config, prepared)
               for svc, cfg, prepared in self.listeners),
+            *(partial(backend.reconfigure_checks, made) for backend, made in checks),
             partial(server.authenticator.throttle.reconfigure, config.auth_throttle),
             lambda: self.notes.extend(reconfigure_logging(config.logging)),
             # Last: the runner may start queued mails at once, on the new pipeline.
@@ -157,6 +160,16 @@ class Plan:
                                   f"one is used at the next restart")
                 cfg.listen, cfg.implicit_tls = current.listen, current.implicit_tls
             out.append((svc, cfg, svc.prepare(cfg)))   # ConfigurationError if bad
+        return out
+
+    def _smtp_checks(self, context) -> list:
+        """(SMTP backend, its checks before ``250``) for each running SMTP listener:
+        ``dmarcReject`` and ``arcTrustedSealers`` built over the new mailet context."""
+        out = []
+        for svc, cfg, _prepared in self.listeners:
+            backend = getattr(svc.factory, "backend", None)
+            if svc.kind == "smtp" and hasattr(backend, "reconfigure_checks"):
+                out.append((backend, backend.prepare_checks(cfg, context)))
         return out
 
     def _metrics_note(self, old, new) -> None:

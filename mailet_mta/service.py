@@ -26,6 +26,8 @@ from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from mailets import sender_rewriting
+
 from .acceptance import SpoolBackend
 from .api import ConfigurationError
 from .config.model import ServerConfig
@@ -118,7 +120,8 @@ class MailServer(MultiService):
         self.db.upgrade()
         self.blobs = BlobStore(blob_dir(config), config.storage.inline_blob_limit)
         self.directory = Directory(self.db, config.servernames, config.postmaster_address,
-                                   configured_mappings(sm))
+                                   configured_mappings(sm),
+                                   sender_rewriting.configured(sm, config.server_name))
         self.directory.load_sync()
         # The spool: mails enter through the intake onto the run queue...
         self.run_queue = RunQueue(reactor)

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import email
 import imaplib
+import signal
 import smtplib
 
 import pytest
+import yaml
 
 from mailets.dkim_keys import generate_key
 from tests.e2e.test_refused_mail_records import stored_names
@@ -110,6 +112,32 @@ def test_forged_from_of_a_sent_to_b_from_outside_is_not_delivered(pair):
     wait_for(lambda: stored_names(b, "dmarc-reject"), timeout=30,
              what="the forged mail in the dmarc-reject repository")
     assert pop3_messages(b, "bob@b.test", PASSWORD) == []
+
+
+def _send_forgery(server, listener: str) -> tuple[int, bytes]:
+    with smtplib.SMTP("127.0.0.1", server.port(listener), timeout=10) as s:
+        s.ehlo("client.test")
+        s.mail("ceo@evil.test")
+        assert s.rcpt("bob@b.test")[0] == 250
+        return s.data(FORGED)
+
+
+def test_reload_turns_dmarc_reject_on_and_a_forgery_is_then_refused(pair):
+    _a, b = pair
+    code, _text = _send_forgery(b, "smtp")     # no dmarcReject yet: accepted, then kept
+    assert code == 250
+    wait_for(lambda: stored_names(b, "dmarc-reject"), timeout=30,
+             what="the first forgery in the dmarc-reject repository")
+    config = yaml.safe_load(b.config_path.read_text())
+    [smtp] = [c for c in config["smtpservers"] if c["name"] == "smtp"]
+    smtp["dmarcReject"] = True
+    b.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+    b.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: "configuration from" in b.log_text(), what="the reload")
+    code, text = _send_forgery(b, "smtp")
+    assert code == 550, text
+    assert text.startswith(b"5.7.1") and b"p=reject" in text and b"a.test" in text
+    assert len(stored_names(b, "dmarc-reject")) == 1    # only the first one was kept
 
 
 def _folder_subjects(server, user: str, folder: str) -> list[str]:

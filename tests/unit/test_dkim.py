@@ -1,4 +1,4 @@
-"""DKIMSign and DKIMVerify: the RFC 8463 example, signing round trips, RFC 8301 key
+"""DKIMSign and DKIMVerify: the RFC 6376 and RFC 8463 examples, signing round trips, RFC 8301 key
 sizes, and the one Authentication-Results header with our authserv-id."""
 
 from __future__ import annotations
@@ -50,6 +50,44 @@ RFC8463_MESSAGE = "\r\n".join([
 ]).encode()
 RFC8463_DNS = {("brisbane._domainkey.football.example.com", "TXT"): [RFC8463_ED25519],
                ("test._domainkey.football.example.com", "TXT"): [RFC8463_RSA]}
+
+# RFC 6376 Appendix C: the public key of selector "brisbane" (1024-bit RSA).
+RFC6376_BRISBANE = (b"v=DKIM1; p=MIGfMA0GCSqGSIb3DQEBAQUAA4GNADCBiQKBgQDwIRP/UC3SBsEmGqZ9ZJW3"
+                    b"/DkMoGeLnQg1fWn7/zYtIxN2SnFCjxOCKG9v3b4jYfcTNh5ijSsq631uBItLa7od+v/Rt"
+                    b"dC2UzJ1lWT947qR+Rcac2gbto/NMqJ0fzfVjH4OuKhitdY9tf6mcwGjaNBcWToIMmPSPD"
+                    b"dQPNUYckcQ2QIDAQAB")
+RFC6376_DNS = {("brisbane._domainkey.example.com", "TXT"): [RFC6376_BRISBANE]}
+
+
+def rfc6376_message(body_line: str) -> bytes:
+    """RFC 6376 Appendix A.2 (the signed form of A.1) with ``body_line`` as the
+    third line of the body."""
+    return "\r\n".join([
+        "DKIM-Signature: v=1; a=rsa-sha256; s=brisbane; d=example.com;",
+        "      c=simple/simple; q=dns/txt; i=joe@football.example.com;",
+        "      h=Received : From : To : Subject : Date : Message-ID;",
+        "      bh=2jUSOH9NhtVGCQWNr9BrIAPreKQjO6Sn7XIkfJVOzv8=;",
+        "      b=AuUoFEfDxTDkHlLXSZEpZj79LICEps6eda7W3deTVFOk4yAUoqOB",
+        "        4nujc7YopdG5dWLSdNg6xNAZpOPr+kHxt1IrE+NahM6L/LbvaHut",
+        "        KVdkLLkpVaVVQPzeRDI009SO2Il5Lu7rDNH6mZckBdrIx0orEtZV",
+        "        4bmp/YzhwvcubU4=;",
+        "Received: from client1.football.example.com  [192.0.2.1]",
+        "      by submitserver.example.com with SUBMISSION;",
+        "      Fri, 11 Jul 2003 21:01:54 -0700 (PDT)",
+        "From: Joe SixPack <joe@football.example.com>",
+        "To: Suzie Q <suzie@shopping.example.net>",
+        "Subject: Is dinner ready?",
+        "Date: Fri, 11 Jul 2003 21:00:37 -0700 (PDT)",
+        "Message-ID: <20030712040037.46341.5F8J@football.example.com>",
+        "",
+        "Hi.",
+        "",
+        body_line,
+        "",
+        "Joe.",
+        "",
+    ]).encode()
+
 
 # A 512-bit RSA key (cryptography refuses to make one); RFC 8301 §3.2 forbids it.
 RSA_512_BITS = b"""\
@@ -113,6 +151,47 @@ async def test_rfc8463_example_with_a_changed_body_fails():
     mail = Mail(message=RFC8463_MESSAGE.replace(b"hungry", b"angry"))
     await ctx.mailet(DKIMVerify).service(mail)
     assert [r["result"] for r in mail.get_attribute(ATTR_DKIM_RESULTS)] == ["fail", "fail"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_rfc6376_example_verifies_in_its_corrected_form():
+    """RFC 6376 Appendix A.2 with the Appendix C key, the key answered by DNS.
+
+    As printed, the example does not verify: the body line reads "We lost the
+    game.  Are you hungry yet?" with two spaces after "game." (RFC 8463 A.3 copies it
+    so), but ``bh=`` and ``b=`` were computed over the line with one space, and the
+    signature uses ``c=simple/simple``, whose body canonicalization keeps every space,
+    so the body hash differs (the RFC 6376 errata, ID 3192 among them, report
+    that the example fails). RFC 8463 reuses the same body under
+    ``relaxed``, which folds the spaces to one, and there the same ``bh=`` passes.
+    The corrected form below (one space; headers, signature and key exactly as
+    printed) verifies; the printed form is checked to fail on the body hash in the
+    next test, so this one cannot pass by accident."""
+    ctx = MemoryContext(server_name="mx.shopping.example.net", dns=RFC6376_DNS)
+    mail = Mail(message=rfc6376_message("We lost the game. Are you hungry yet?"))
+    await ctx.mailet(DKIMVerify).service(mail)
+    results = mail.get_attribute(ATTR_DKIM_RESULTS)
+    assert [(r["result"], r["domain"], r["selector"], r["algorithm"]) for r in results] \
+        == [("pass", "example.com", "brisbane", "rsa-sha256")]
+    [header] = ar_headers(mail)
+    assert "dkim=pass header.d=example.com header.a=rsa-sha256 header.s=brisbane" in header
+
+
+@pytest_twisted.ensureDeferred
+async def test_rfc6376_example_as_printed_fails_on_its_body_hash():
+    """The printed body (two spaces after "game.") under simple body
+    canonicalization: the body hash differs, so ``fail`` — as the errata say."""
+    ctx = MemoryContext(dns=RFC6376_DNS)
+    mail = Mail(message=rfc6376_message("We lost the game.  Are you hungry yet?"))
+    await ctx.mailet(DKIMVerify).service(mail)
+    assert [r["result"] for r in mail.get_attribute(ATTR_DKIM_RESULTS)] == ["fail"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_rfc6376_example_without_its_key_record_is_permerror():
+    mail = Mail(message=rfc6376_message("We lost the game. Are you hungry yet?"))
+    await MemoryContext(dns={}).mailet(DKIMVerify).service(mail)
+    assert [r["result"] for r in mail.get_attribute(ATTR_DKIM_RESULTS)] == ["permerror"]
 
 
 @pytest_twisted.ensureDeferred

@@ -190,3 +190,47 @@ async def test_reload_applies_the_tls_policy_and_refuses_a_missing_ca_file(runni
     assert await server.reload() is True
     assert outgoing.mta_sts is None and outgoing.dane and outgoing.tls_reports is None
     assert outgoing.trust_root is not None
+
+
+@pytest_twisted.ensureDeferred
+async def test_reload_turns_dmarc_reject_and_arc_trusted_sealers_on_and_off(running):
+    server, path = running
+    backend = smtp_factory(server).backend
+    assert backend.dmarc_reject is None
+    listener = {"name": "smtp", "listen": "tcp:0:interface=127.0.0.1",
+                "authorizedAddresses": ["127.0.0.1/32"], "dmarcReject": True,
+                "arcTrustedSealers": ["fwd.example"]}
+    write_config(path, server.data_dir, smtpservers=[listener])
+    assert await server.reload() is True
+    check = backend.dmarc_reject
+    assert check is not None
+    names = [type(m).__name__ for m in check.mailets]
+    assert names == ["DKIMVerify", "SPF", "ARCVerify", "DMARC"]
+    # Over the new pipeline's mailet context, not the one the server started with.
+    assert all(m.config.context is server.context for m in check.mailets)
+    write_config(path, server.data_dir)
+    assert await server.reload() is True
+    assert backend.dmarc_reject is None
+
+
+@pytest_twisted.ensureDeferred
+async def test_reload_takes_the_srs_mailet_and_a_rotated_secret(running, tmp_path):
+    from mailet_mta.api import MailAddress
+    from mailets.sender_rewriting import SenderRewriting
+
+    server, path = running
+    assert server.directory.srs is None
+    secret = tmp_path / "srs.secret"
+    secret.write_text("the-first-secret-0123456789\n")
+    processors = copy.deepcopy(PROCESSORS)
+    processors["root"].insert(0, {"match": "HasMailAttribute=never", "class": "SRS",
+                                  "parameters": {"secretFile": str(secret)}})
+    write_config(path, server.data_dir, spoolmanager={"processors": processors})
+    assert await server.reload() is True
+    old = SenderRewriting(["the-first-secret-0123456789"], "example.com")
+    bounce_to = old.forward(MailAddress.parse("alice@a.example"))
+    assert server.directory.is_local_email(bounce_to)
+    secret.write_text("a-rotated-secret-0123456789\n")           # the old one dropped
+    assert await server.reload() is True
+    assert not server.directory.is_local_email(bounce_to)
+    assert server.directory.refusal_of(bounce_to)[:2] == (550, "5.7.1")
