@@ -14,6 +14,7 @@ batch and the transport's buffer, however many messages it asked for.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from operator import itemgetter
 
 from twisted.internet import defer
 from twisted.logger import Logger
@@ -28,7 +29,8 @@ __all__ = ["SelectedCommands"]
 
 log = Logger(namespace="mailet_mta.imap")
 
-META_BATCH = 500            # messages rendered per worker call when no body is needed
+META_BATCH = 500            # messages searched (×10) per worker call when no body is needed
+META_ROWS = 4096            # FETCH responses rendered per worker call when no body is needed
 BODY_BATCH_OCTETS = 1 << 20  # octets of messages read per batch when bodies are needed
 CHUNK = 64 * 1024
 STREAM_OVER = 256 * 1024    # larger messages' BODY[]/RFC822 are written from the blob
@@ -382,7 +384,9 @@ class SelectedCommands:
         sel = self.selected
         hits: list[int] = []
         total = len(sel)
-        if program.needs == "meta":
+        if program.flags_only:
+            hits = yield self.run(program.matching_flags, list(sel.flags))
+        elif program.needs == "meta":
             for start in range(0, total, META_BATCH * 10):
                 chunk = range(start, min(total, start + META_BATCH * 10))
                 records = [_Record(sel, i) for i in chunk]
@@ -557,26 +561,49 @@ class SelectedCommands:
         if whole and rest.needs == "meta":
             streamed = {i for i in indexes if self.selected.sizes[i] > STREAM_OVER}
         if request.needs == "meta":
-            batches = (indexes[s:s + META_BATCH] for s in range(0, len(indexes), META_BATCH))
-        else:
-            batches = self._body_batches([i for i in indexes if i not in streamed],
-                                         streamed)
+            yield self._fetch_meta(sel, indexes, request)
+            return "FETCH completed"
+        batches = self._body_batches([i for i in indexes if i not in streamed], streamed)
         for batch in batches:
             if isinstance(batch, int):
                 yield self._stream_message(sel, batch, whole, rest)
                 continue
             if self._lost or sel is not self.selected:
                 return None
-            if request.needs == "meta":
-                items = [(i, None) for i in batch]
-            else:
-                records = yield self._load_records(sel, batch, request.needs)
-                items = [(r.seq - 1, r) for r in records]
+            records = yield self._load_records(sel, batch, request.needs)
+            items = [(r.seq - 1, r) for r in records]
             jobs = [(i, _meta(sel, i), source) for i, source in items]
             data = yield self.run(_render_batch, request, jobs)
             self.write(data)
             yield self.wait_for_drain()
         return "FETCH completed"
+
+
+    @defer.inlineCallbacks
+    def _fetch_meta(self, sel, indexes, request):
+        """FETCH of items that need no message octets (UID, FLAGS, INTERNALDATE,
+        RFC822.SIZE, MODSEQ): META_ROWS messages per worker call, their columns
+        copied out of the arrays here (a slice for a run of sequence numbers), each
+        chunk written once the transport has room."""
+        from .fetch import render_meta_rows
+
+        for start in range(0, len(indexes), META_ROWS):
+            if self._lost or sel is not self.selected:
+                return None
+            chunk = indexes[start:start + META_ROWS]
+            first, last = chunk[0], chunk[-1]
+            if last - first + 1 == len(chunk):
+                cut = slice(first, last + 1)
+                columns = (range(first + 1, last + 2), sel.uids[cut], sel.flags[cut],
+                           sel.dates[cut], sel.sizes[cut], sel.modseqs[cut])
+            else:
+                pick = itemgetter(*chunk)           # two or more: a tuple
+                columns = ([i + 1 for i in chunk], pick(sel.uids), pick(sel.flags),
+                           pick(sel.dates), pick(sel.sizes), pick(sel.modseqs))
+            data = yield self.run(render_meta_rows, request, *columns)
+            self.write(data)
+            yield self.wait_for_drain()
+        return None
 
 
 def _split_whole_message_items(request):

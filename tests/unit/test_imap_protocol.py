@@ -673,3 +673,51 @@ def test_noop_asks_the_store_even_without_a_notification():
     store.listeners.clear()                    # the notification is late
     store.add("bob@example.com", MESSAGE)
     assert s.cmd("n NOOP") == b"* 2 EXISTS\r\n* 1 RECENT\r\nn OK NOOP completed\r\n"
+
+
+def test_fetch_meta_of_a_scattered_set_in_chunks(monkeypatch):
+    from mailet_mta.imap import selected_commands
+
+    monkeypatch.setattr(selected_commands, "META_ROWS", 2)
+    s, _ = _box(*[MESSAGE] * 6)
+    s.cmd("t STORE 3 +FLAGS (\\Seen)")
+    out = s.cmd("f FETCH 1,3:4,6 (FLAGS UID)")
+    assert out == (b"* 1 FETCH (FLAGS () UID 1)\r\n* 3 FETCH (FLAGS (\\Seen) UID 3)\r\n"
+                   b"* 4 FETCH (FLAGS () UID 4)\r\n* 6 FETCH (FLAGS () UID 6)\r\n"
+                   b"f OK FETCH completed\r\n")
+    assert s.cmd("g FETCH 5 UID") == b"* 5 FETCH (UID 5)\r\ng OK FETCH completed\r\n"
+
+
+def test_fetch_meta_waits_for_the_transport_between_chunks(monkeypatch):
+    from mailet_mta.imap import fetch, selected_commands
+
+    monkeypatch.setattr(selected_commands, "META_ROWS", 2)
+    s, _ = _box(*[MESSAGE] * 6)
+    render = fetch.render_meta_rows
+
+    calls = []
+
+    def render_and_fill(*args):
+        calls.append(1)
+        if len(calls) == 1:
+            s.proto._flow.pauseProducing()  # the transport's buffer is full
+        return render(*args)
+    monkeypatch.setattr(fetch, "render_meta_rows", render_and_fill)
+    s.proto.dataReceived(b"f FETCH 1:* UID\r\n")
+    s.clock.advance(0)
+    assert s.transport.value().count(b" FETCH (UID") == 2     # one chunk, no more
+    s.proto._flow.resumeProducing()
+    s.clock.advance(0)
+    out = s.transport.value()
+    assert out.count(b" FETCH (UID") == 6 and out.endswith(b"f OK FETCH completed\r\n")
+
+
+def test_search_of_flags_only_and_keywords():
+    s, _ = _box(*[MESSAGE] * 4)
+    s.cmd("t STORE 2 +FLAGS (\\Seen work)")
+    s.cmd("u STORE 4 +FLAGS (\\Deleted)")
+    assert s.cmd("a UID SEARCH UNSEEN") == b"* SEARCH 1 3 4\r\na OK SEARCH completed\r\n"
+    assert s.cmd("b SEARCH OR KEYWORD work DELETED") == \
+        b"* SEARCH 2 4\r\nb OK SEARCH completed\r\n"
+    assert s.cmd("c SEARCH NOT (UNSEEN UNDELETED)") == \
+        b"* SEARCH 2 4\r\nc OK SEARCH completed\r\n"
