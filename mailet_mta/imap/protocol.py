@@ -39,9 +39,11 @@ from twisted.python.failure import Failure
 
 from ..flow.backpressure import COMMANDS_PER_TURN, FlowControl
 from ..flow.lines import TOO_LONG
+from ..mail import MimeLimits
 from .encoding import astring_to_str
 from .errors import BadCommand, CommandRefused
 from .mailbox_commands import MailboxCommands
+from .mime import DEFAULT_LIMITS
 from .parser import CONTINUE, Command, CommandReader, Rejected
 from .selected_commands import SelectedCommands
 
@@ -82,6 +84,8 @@ class IMAPServer(MailboxCommands, SelectedCommands, Protocol, TimeoutMixin):
     runs CPU-heavy rendering off the reactor and returns a Deferred (the factory's
     worker threads; tests may run it in place).
     """
+
+    mime_limits: MimeLimits = DEFAULT_LIMITS     # the factory's (spool manager limits)
 
     def __init__(self, config, backend, tls_context=None, clock=None, run=None):
         self.config = config

@@ -46,27 +46,31 @@ class _Changes:
 
 
 class _Source:
-    """One message's bytes for :func:`fetch.render` and :class:`search` records."""
+    """One message's bytes for :func:`fetch.render` and :class:`search` records:
+    given, or read from the store's ``content`` on first use (on the worker thread
+    that renders or matches, never on the reactor)."""
 
-    def __init__(self, headers: bytes | None, full: bytes | None):
-        self._headers, self._full = headers, full
+    def __init__(self, headers: bytes | None, full: bytes | None, content=None):
+        self._headers, self._full, self._content = headers, full, content
 
     def headers(self) -> bytes:
         if self._headers is None:
-            full = self._full or b""
+            full = self.full() if self._content is not None else (self._full or b"")
             end = full.find(b"\r\n\r\n")
             self._headers = full if end < 0 else full[:end + 4]
         return self._headers
 
     def full(self) -> bytes:
+        if self._full is None and self._content is not None:
+            self._full, self._content = _read_all(self._content), None
         return self._full if self._full is not None else self.headers()
 
 
 class _Record(_Source):
     """A message as a search program sees it."""
 
-    def __init__(self, sel, index: int, headers=None, full=None):
-        super().__init__(headers, full)
+    def __init__(self, sel, index: int, headers=None, full=None, content=None):
+        super().__init__(headers, full, content)
         self.seq = index + 1
         self.uid = sel.uids[index]
         self.flags = sel.flags[index]
@@ -374,7 +378,7 @@ class SelectedCommands:
 
         if not args:
             raise BadCommand("SEARCH needs search keys")
-        program = parse_search(args)
+        program = parse_search(args, limits=self.mime_limits)
         if program.uses_modseq:
             self.enabled.add("CONDSTORE")
         return self._run_search(program, uid)
@@ -431,21 +435,19 @@ class SelectedCommands:
 
     @defer.inlineCallbacks
     def _load_records(self, sel, indexes, needs: str):
-        """[_Record] of the messages at ``indexes`` that still exist, with headers or
-        the whole message read off the reactor."""
+        """[_Record] of the messages at ``indexes`` that still exist, with headers
+        read off the reactor, or (whole messages) their contents opened in one read,
+        to be read by the worker that renders or matches them."""
         records = []
+        if needs != "headers":
+            ids = [sel.ids[i] for i in indexes]
+            contents = yield self.backend.open_messages(ids)
+            return [_Record(sel, i, content=contents[mid])
+                    for i, mid in zip(indexes, ids) if mid in contents]
         for i in indexes:
-            headers = full = None
-            if needs == "headers":
-                headers = yield self.backend.read_headers(sel.ids[i], HEADER_LIMIT)
-                if headers is None:
-                    continue
-            else:
-                content = yield self.backend.open_message(sel.ids[i])
-                if content is None:
-                    continue
-                full = yield self.run(_read_all, content)
-            records.append(_Record(sel, i, headers, full))
+            headers = yield self.backend.read_headers(sel.ids[i], HEADER_LIMIT)
+            if headers is not None:
+                records.append(_Record(sel, i, headers))
         return records
 
     # -- FETCH ---------------------------------------------------------------------------
@@ -564,6 +566,7 @@ class SelectedCommands:
             yield self._fetch_meta(sel, indexes, request)
             return "FETCH completed"
         batches = self._body_batches([i for i in indexes if i not in streamed], streamed)
+        refusals = 0
         for batch in batches:
             if isinstance(batch, int):
                 yield self._stream_message(sel, batch, whole, rest)
@@ -573,9 +576,15 @@ class SelectedCommands:
             records = yield self._load_records(sel, batch, request.needs)
             items = [(r.seq - 1, r) for r in records]
             jobs = [(i, _meta(sel, i), source) for i, source in items]
-            data = yield self.run(_render_batch, request, jobs)
+            data, refused = yield self.run(_render_batch, request, jobs, self.mime_limits)
             self.write(data)
+            refusals += refused
             yield self.wait_for_drain()
+        if refusals:
+            # RFC 3516 §4.3: the others are answered; the command fails for these.
+            raise CommandRefused(f"{refusals} message(s) have a part in a "
+                                  "Content-Transfer-Encoding that cannot be decoded",
+                                  "UNKNOWN-CTE")
         return "FETCH completed"
 
 
@@ -632,12 +641,21 @@ def _meta(sel, i: int):
                        size=sel.sizes[i], modseq=sel.modseqs[i])
 
 
-def _render_batch(request, jobs) -> bytes:
-    """The untagged FETCH responses of one batch (runs off the reactor)."""
+def _render_batch(request, jobs, limits) -> tuple[bytes, int]:
+    """The untagged FETCH responses of one batch (runs off the reactor), and how many
+    messages were left out because BINARY cannot undo a part's encoding
+    (``UNKNOWN-CTE``): one such message does not cost the others their answer."""
     from .fetch import render
 
-    return b"".join(b"* %d FETCH %s\r\n" % (i + 1, render(request, meta, source))
-                    for i, meta, source in jobs)
+    out, refused = [], 0
+    for i, meta, source in jobs:
+        try:
+            out.append(b"* %d FETCH %s\r\n" % (i + 1, render(request, meta, source, limits)))
+        except CommandRefused as exc:
+            if exc.code != "UNKNOWN-CTE":
+                raise
+            refused += 1
+    return b"".join(out), refused
 
 
 def _is_number(token) -> bool:

@@ -721,3 +721,34 @@ def test_search_of_flags_only_and_keywords():
         b"* SEARCH 2 4\r\nb OK SEARCH completed\r\n"
     assert s.cmd("c SEARCH NOT (UNSEEN UNDELETED)") == \
         b"* SEARCH 2 4\r\nc OK SEARCH completed\r\n"
+
+
+MIXED = (b"Subject: parts\r\nMIME-Version: 1.0\r\n"
+         b"Content-Type: multipart/mixed; boundary=b1\r\n\r\n"
+         b"--b1\r\nContent-Type: text/plain\r\n\r\none\r\n"
+         b"--b1\r\nContent-Type: text/plain\r\n\r\ntwo\r\n"
+         b"--b1\r\nContent-Type: text/plain\r\n\r\nthree\r\n--b1--\r\n")
+
+
+def test_fetch_and_search_use_the_configured_mime_limits():
+    from mailet_mta.mail import MimeLimits
+
+    s, _ = _box(MIXED)
+    whole = s.cmd("a FETCH 1 BODYSTRUCTURE")
+    assert whole.count(b'("text" "plain"') == 3
+    assert s.cmd("b SEARCH BODY three") == b"* SEARCH 1\r\nb OK SEARCH completed\r\n"
+    s.proto.mime_limits = MimeLimits(max_parts=2, max_depth=100)   # the root and one part
+    cut = s.cmd("c FETCH 1 BODYSTRUCTURE")
+    assert cut.count(b'("text" "plain"') == 1 and b'"OCTET-STREAM"' in cut.upper()
+    assert s.cmd("d SEARCH BODY three") == b"* SEARCH\r\nd OK SEARCH completed\r\n"
+
+
+def test_binary_unknown_cte_of_one_message_does_not_fail_the_others():
+    bad = b"Content-Transfer-Encoding: x-uuencode\r\n\r\nbegin\r\n"
+    s, _ = _box(MESSAGE, bad, MESSAGE)
+    out = s.cmd("f FETCH 1:3 (UID BINARY.PEEK[1])")
+    assert out.startswith(b"* 1 FETCH (UID 1 BINARY[1] ")
+    assert b"* 3 FETCH (UID 3 BINARY[1] " in out and b"* 2 FETCH" not in out
+    assert out.endswith(b"f NO [UNKNOWN-CTE] 1 message(s) have a part in a "
+                        b"Content-Transfer-Encoding that cannot be decoded\r\n")
+    assert s.cmd("g FETCH 1 UID") == b"* 1 FETCH (UID 1)\r\ng OK FETCH completed\r\n"
