@@ -73,7 +73,7 @@ COMMANDS = {
     "CLOSE": (_SEL, None), "UNSELECT": (_SEL, None), "EXPUNGE": (_SEL, "all"),
     "SEARCH": (_SEL, "no-expunge"), "FETCH": (_SEL, "no-expunge"),
     "STORE": (_SEL, "no-expunge"), "COPY": (_SEL, "all"), "MOVE": (_SEL, "all"),
-    "UID": (_SEL, "all"),
+    "UID": (_SEL, "all"), "GETQUOTA": (_AUTH, "all"), "GETQUOTAROOT": (_AUTH, "all"),
 }
 
 
@@ -336,7 +336,8 @@ class IMAPServer(MailboxCommands, SelectedCommands, Protocol, TimeoutMixin):
             caps.append("AUTH=PLAIN" if self.login_allowed() else "LOGINDISABLED")
         else:
             caps += ["UIDPLUS", "MOVE", "CONDSTORE", "QRESYNC", "SPECIAL-USE", "UNSELECT",
-                     "NAMESPACE", "UTF8=ACCEPT", "LIST-STATUS", "LIST-EXTENDED"]
+                     "NAMESPACE", "UTF8=ACCEPT", "LIST-STATUS", "LIST-EXTENDED", "QUOTA",
+                     "QUOTA=RES-STORAGE"]
         if not getattr(self.config, "enable_idle", True):
             caps.remove("IDLE")
         return caps

@@ -180,7 +180,8 @@ class MemoryIMAPStore:
         return defer.succeed(None)
 
     def quota(self, user):
-        return defer.succeed((0, self.quota_octets))
+        usage = sum(len(m["body"]) for f in self.folders[user].values() for m in f.messages)
+        return defer.succeed((usage, self.quota_octets))
 
     # -- IMAP views ------------------------------------------------------------------
     def select(self, user, folder):

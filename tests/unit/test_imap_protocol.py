@@ -752,3 +752,21 @@ def test_binary_unknown_cte_of_one_message_does_not_fail_the_others():
     assert out.endswith(b"f NO [UNKNOWN-CTE] 1 message(s) have a part in a "
                         b"Content-Transfer-Encoding that cannot be decoded\r\n")
     assert s.cmd("g FETCH 1 UID") == b"* 1 FETCH (UID 1)\r\ng OK FETCH completed\r\n"
+
+
+def test_getquotaroot_and_getquota_tell_the_users_quota():
+    s, store = _box(b"x" * 3000)
+    assert b"QUOTA=RES-STORAGE" in s.cmd("c CAPABILITY")
+    assert s.cmd("a GETQUOTAROOT INBOX") == \
+        b'* QUOTAROOT "INBOX"\r\na OK GETQUOTAROOT completed\r\n'     # no quota, no root
+    assert s.cmd('b GETQUOTA ""').startswith(b"b NO [NONEXISTENT]")
+    store.quota_octets = 10 * 1024 * 1024 + 100
+    assert s.cmd("c GETQUOTAROOT INBOX") == (
+        b'* QUOTAROOT "INBOX" ""\r\n* QUOTA "" (STORAGE 3 10240)\r\n'
+        b"c OK GETQUOTAROOT completed\r\n")
+    assert s.cmd('d GETQUOTA ""') == \
+        b'* QUOTA "" (STORAGE 3 10240)\r\nd OK GETQUOTA completed\r\n'
+    assert s.cmd("e GETQUOTA other").startswith(b"e NO [NONEXISTENT]")
+    assert s.cmd("f GETQUOTAROOT Nowhere").startswith(b"f NO [NONEXISTENT]")
+    assert s.cmd("g GETQUOTAROOT").startswith(b"g BAD")
+    assert s.cmd('h SETQUOTA "" (STORAGE 1)').startswith(b"h BAD")
