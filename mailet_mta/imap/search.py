@@ -17,6 +17,7 @@ import email.utils
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from itertools import compress
 from typing import Literal, Protocol, cast
 
 from ..mail import MimeLimits
@@ -194,7 +195,7 @@ class SearchProgram:
         for f in set(flags):
             record = cast(SearchRecord, _FlagsOnly(f))
             verdicts[f] = self.test(_Message(record, self.limits, False))
-        return [i for i, f in enumerate(flags) if verdicts[f]]
+        return list(compress(range(len(flags)), map(verdicts.__getitem__, flags)))
 
 
 class _FlagsOnly:

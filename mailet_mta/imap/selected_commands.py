@@ -388,9 +388,12 @@ class SelectedCommands:
         sel = self.selected
         hits: list[int] = []
         total = len(sel)
+        uids = sel.uids[:] if uid else None
         if program.flags_only:
-            hits = yield self.run(program.matching_flags, list(sel.flags))
-        elif program.needs == "meta":
+            hits, numbers = yield self.run(_flag_search, program, list(sel.flags), uids)
+            self.write(b"* SEARCH%s\r\n" % numbers)
+            return "SEARCH completed"
+        if program.needs == "meta":
             for start in range(0, total, META_BATCH * 10):
                 chunk = range(start, min(total, start + META_BATCH * 10))
                 records = [_Record(sel, i) for i in chunk]
@@ -403,8 +406,7 @@ class SelectedCommands:
                 hits += found
                 if self._lost or sel is not self.selected:
                     return None
-        numbers = [sel.uids[i] if uid else i + 1 for i in hits]
-        line = b"* SEARCH" + b"".join(b" %d" % n for n in numbers)
+        line = b"* SEARCH" + (yield self.run(_search_numbers, hits, uids))
         if program.uses_modseq and hits:
             line += b" (MODSEQ %d)" % max(sel.modseqs[i] for i in hits)
         self.write(line + b"\r\n")
@@ -592,13 +594,12 @@ class SelectedCommands:
     def _fetch_meta(self, sel, indexes, request):
         """FETCH of items that need no message octets (UID, FLAGS, INTERNALDATE,
         RFC822.SIZE, MODSEQ): META_ROWS messages per worker call, their columns
-        copied out of the arrays here (a slice for a run of sequence numbers), each
-        chunk written once the transport has room."""
+        copied out of the arrays here (a slice for a run of sequence numbers). The
+        next chunk is rendered while the transport sends the last one, and written
+        once the transport has room (at most one rendered chunk waits)."""
         from .fetch import render_meta_rows
 
-        for start in range(0, len(indexes), META_ROWS):
-            if self._lost or sel is not self.selected:
-                return None
+        def render(start: int) -> defer.Deferred:
             chunk = indexes[start:start + META_ROWS]
             first, last = chunk[0], chunk[-1]
             if last - first + 1 == len(chunk):
@@ -609,7 +610,15 @@ class SelectedCommands:
                 pick = itemgetter(*chunk)           # two or more: a tuple
                 columns = ([i + 1 for i in chunk], pick(sel.uids), pick(sel.flags),
                            pick(sel.dates), pick(sel.sizes), pick(sel.modseqs))
-            data = yield self.run(render_meta_rows, request, *columns)
+            return self.run(render_meta_rows, request, *columns)
+
+        pending = render(0) if indexes else None
+        for start in range(0, len(indexes), META_ROWS):
+            data = yield pending
+            if self._lost or sel is not self.selected:
+                return None
+            following = start + META_ROWS
+            pending = render(following) if following < len(indexes) else None
             self.write(data)
             yield self.wait_for_drain()
         return None
@@ -660,6 +669,20 @@ def _render_batch(request, jobs, limits) -> tuple[bytes, int]:
 
 def _is_number(token) -> bool:
     return isinstance(token, str) and token.isascii() and token.isdigit() and len(token) < 20
+
+
+def _search_numbers(hits: list[int], uids) -> bytes:
+    """`` n n n`` of the SEARCH response: the sequence numbers of the indexes ``hits``,
+    or their UIDs from ``uids`` (a copy of the folder's) for UID SEARCH."""
+    if not hits:
+        return b""
+    numbers = map(uids.__getitem__, hits) if uids is not None else map((1).__add__, hits)
+    return b" " + " ".join(map(str, numbers)).encode("ascii")
+
+
+def _flag_search(program, flags, uids) -> tuple[list[int], bytes]:
+    hits = program.matching_flags(flags)
+    return hits, _search_numbers(hits, uids)
 
 
 def _matching(program, records) -> list[int]:
