@@ -35,6 +35,7 @@ BODY_BATCH_OCTETS = 1 << 20  # octets of messages read per batch when bodies are
 CHUNK = 64 * 1024
 STREAM_OVER = 256 * 1024    # larger messages' BODY[]/RFC822 are written from the blob
 HEADER_LIMIT = 1 << 20      # octets of a header block read for FETCH/SEARCH
+INLINE_OCTETS = 64 * 1024   # a batch of BODY[]/RFC822 this small is rendered in place
 _STORE_MODES = {"FLAGS": "replace", "+FLAGS": "add", "-FLAGS": "remove"}
 
 
@@ -46,31 +47,27 @@ class _Changes:
 
 
 class _Source:
-    """One message's bytes for :func:`fetch.render` and :class:`search` records:
-    given, or read from the store's ``content`` on first use (on the worker thread
-    that renders or matches, never on the reactor)."""
+    """One message's bytes for :func:`fetch.render` and :class:`search` records."""
 
-    def __init__(self, headers: bytes | None, full: bytes | None, content=None):
-        self._headers, self._full, self._content = headers, full, content
+    def __init__(self, headers: bytes | None, full: bytes | None):
+        self._headers, self._full = headers, full
 
     def headers(self) -> bytes:
         if self._headers is None:
-            full = self.full() if self._content is not None else (self._full or b"")
+            full = self._full or b""
             end = full.find(b"\r\n\r\n")
             self._headers = full if end < 0 else full[:end + 4]
         return self._headers
 
     def full(self) -> bytes:
-        if self._full is None and self._content is not None:
-            self._full, self._content = _read_all(self._content), None
         return self._full if self._full is not None else self.headers()
 
 
 class _Record(_Source):
     """A message as a search program sees it."""
 
-    def __init__(self, sel, index: int, headers=None, full=None, content=None):
-        super().__init__(headers, full, content)
+    def __init__(self, sel, index: int, headers=None, full=None):
+        super().__init__(headers, full)
         self.seq = index + 1
         self.uid = sel.uids[index]
         self.flags = sel.flags[index]
@@ -438,14 +435,14 @@ class SelectedCommands:
     @defer.inlineCallbacks
     def _load_records(self, sel, indexes, needs: str):
         """[_Record] of the messages at ``indexes`` that still exist, with headers
-        read off the reactor, or (whole messages) their contents opened in one read,
-        to be read by the worker that renders or matches them."""
+        or (whole messages, all in one store read) their octets read off the
+        reactor."""
         records = []
         if needs != "headers":
             ids = [sel.ids[i] for i in indexes]
-            contents = yield self.backend.open_messages(ids)
-            return [_Record(sel, i, content=contents[mid])
-                    for i, mid in zip(indexes, ids) if mid in contents]
+            found = yield self.backend.read_messages(ids)
+            return [_Record(sel, i, full=found[mid])
+                    for i, mid in zip(indexes, ids) if mid in found]
         for i in indexes:
             headers = yield self.backend.read_headers(sel.ids[i], HEADER_LIMIT)
             if headers is not None:
@@ -578,7 +575,12 @@ class SelectedCommands:
             records = yield self._load_records(sel, batch, request.needs)
             items = [(r.seq - 1, r) for r in records]
             jobs = [(i, _meta(sel, i), source) for i, source in items]
-            data, refused = yield self.run(_render_batch, request, jobs, self.mime_limits)
+            if rest.needs == "meta" and sum(sel.sizes[i] for i in batch) <= INLINE_OCTETS:
+                # whole messages and metadata only: no parse, a copy of a few octets
+                data, refused = _render_batch(request, jobs, self.mime_limits)
+            else:
+                data, refused = yield self.run(_render_batch, request, jobs,
+                                               self.mime_limits)
             self.write(data)
             refusals += refused
             yield self.wait_for_drain()

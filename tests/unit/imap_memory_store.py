@@ -229,6 +229,14 @@ class MemoryIMAPStore:
                 out[mid] = MessageContent(b"", MessageSource(found[2]["body"]))
         return defer.succeed(out)
 
+    def read_messages(self, ids):
+        out = {}
+        for mid in ids:
+            found = self._find(mid)
+            if found is not None:
+                out[mid] = found[2]["body"]
+        return defer.succeed(out)
+
     # -- changes ---------------------------------------------------------------------
     def store_flags(self, ids, flags, mode, unchanged_since=None):
         updated, failed, told = {}, set(), set()

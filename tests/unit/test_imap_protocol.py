@@ -770,3 +770,27 @@ def test_getquotaroot_and_getquota_tell_the_users_quota():
     assert s.cmd("f GETQUOTAROOT Nowhere").startswith(b"f NO [NONEXISTENT]")
     assert s.cmd("g GETQUOTAROOT").startswith(b"g BAD")
     assert s.cmd('h SETQUOTA "" (STORAGE 1)').startswith(b"h BAD")
+
+
+def test_small_whole_message_fetch_is_rendered_in_place_larger_on_a_worker():
+    from mailet_mta.imap import selected_commands
+
+    ran = []
+
+    def run(fn, *args):
+        ran.append(fn.__name__)
+        return _in_place(fn, *args)
+    store = MemoryIMAPStore()
+    store.add("bob@example.com", MESSAGE)
+    large = b"Subject: l\r\n\r\n" + b"z" * (selected_commands.INLINE_OCTETS + 10) + b"\r\n"
+    store.add("bob@example.com", large)
+    s = Session(store)
+    s.factory._run = run
+    s.proto.run = run
+    s.select()
+    ran.clear()
+    assert s.cmd("f FETCH 1 BODY.PEEK[]").endswith(b"f OK FETCH completed\r\n")
+    assert "_render_batch" not in ran
+    assert s.cmd("g FETCH 2 BODY.PEEK[]").endswith(b"g OK FETCH completed\r\n")
+    assert s.cmd("h FETCH 1 BODYSTRUCTURE").endswith(b"h OK FETCH completed\r\n")
+    assert ran.count("_render_batch") == 2
