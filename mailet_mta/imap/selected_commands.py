@@ -31,6 +31,7 @@ log = Logger(namespace="mailet_mta.imap")
 
 META_BATCH = 500            # messages searched (×10) per worker call when no body is needed
 META_ROWS = 4096            # FETCH responses rendered per worker call when no body is needed
+META_FIRST_ROWS = 256       # … in the first call, so the first octets leave at once
 BODY_BATCH_OCTETS = 1 << 20  # octets of messages read per batch when bodies are needed
 CHUNK = 64 * 1024
 STREAM_OVER = 256 * 1024    # larger messages' BODY[]/RFC822 are written from the blob
@@ -601,8 +602,13 @@ class SelectedCommands:
         once the transport has room (at most one rendered chunk waits)."""
         from .fetch import render_meta_rows
 
-        def render(start: int) -> defer.Deferred:
-            chunk = indexes[start:start + META_ROWS]
+        ends = [min(len(indexes), META_FIRST_ROWS)]
+        while ends[-1] < len(indexes):
+            ends.append(min(len(indexes), ends[-1] + META_ROWS))
+        starts = [0, *ends[:-1]]
+
+        def render(k: int) -> defer.Deferred:
+            chunk = indexes[starts[k]:ends[k]]
             first, last = chunk[0], chunk[-1]
             if last - first + 1 == len(chunk):
                 cut = slice(first, last + 1)
@@ -615,12 +621,11 @@ class SelectedCommands:
             return self.run(render_meta_rows, request, *columns)
 
         pending = render(0) if indexes else None
-        for start in range(0, len(indexes), META_ROWS):
+        for k in range(len(starts) if indexes else 0):
             data = yield pending
             if self._lost or sel is not self.selected:
                 return None
-            following = start + META_ROWS
-            pending = render(following) if following < len(indexes) else None
+            pending = render(k + 1) if k + 1 < len(starts) else None
             self.write(data)
             yield self.wait_for_drain()
         return None

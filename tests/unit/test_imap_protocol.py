@@ -679,6 +679,7 @@ def test_fetch_meta_of_a_scattered_set_in_chunks(monkeypatch):
     from mailet_mta.imap import selected_commands
 
     monkeypatch.setattr(selected_commands, "META_ROWS", 2)
+    monkeypatch.setattr(selected_commands, "META_FIRST_ROWS", 1)
     s, _ = _box(*[MESSAGE] * 6)
     s.cmd("t STORE 3 +FLAGS (\\Seen)")
     out = s.cmd("f FETCH 1,3:4,6 (FLAGS UID)")
@@ -691,7 +692,8 @@ def test_fetch_meta_of_a_scattered_set_in_chunks(monkeypatch):
 def test_fetch_meta_waits_for_the_transport_between_chunks(monkeypatch):
     from mailet_mta.imap import fetch, selected_commands
 
-    monkeypatch.setattr(selected_commands, "META_ROWS", 2)
+    monkeypatch.setattr(selected_commands, "META_ROWS", 3)
+    monkeypatch.setattr(selected_commands, "META_FIRST_ROWS", 2)
     s, _ = _box(*[MESSAGE] * 6)
     render = fetch.render_meta_rows
 
@@ -710,6 +712,7 @@ def test_fetch_meta_waits_for_the_transport_between_chunks(monkeypatch):
     s.clock.advance(0)
     out = s.transport.value()
     assert out.count(b" FETCH (UID") == 6 and out.endswith(b"f OK FETCH completed\r\n")
+    assert len(calls) == 3                  # 2 rows first, then 3, then the last one
 
 
 def test_search_of_flags_only_and_keywords():
