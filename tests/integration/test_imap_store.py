@@ -626,3 +626,5 @@ async def test_read_messages_gives_prefix_and_blob_of_those_that_exist(store):  
     found = await store.read_messages([*ids, 999_999])
     assert found == {ids[0]: b"Return-Path: <a@example.org>\r\n" + small, ids[1]: big}
     assert (a, b) == (1, 2)
+    assert await store.read_messages([ids[1]]) == {ids[1]: big}
+    assert await store.read_messages([999_999]) == {}
