@@ -2,6 +2,7 @@
 
     python bench/imap.py [--quick] [--servers dovecot,mailet-mta] [--sizes 10000,100000]
                          [--repeats 3] [--fetch 1000] [--idle 100] [--json FILE]
+                         [--profile DIR]
 
 Mailboxes of ``--sizes`` 10 KB messages (10,000 and 100,000; ``--quick``: 1,000 and
 10,000). Per mailbox and server, median of ``--repeats``: login, ``SELECT INBOX``,
@@ -10,7 +11,9 @@ Mailboxes of ``--sizes`` 10 KB messages (10,000 and 100,000; ``--quick``: 1,000 
 (messages/s), and the IDLE push latency: a session in ``IDLE`` on the mailbox, a mail
 delivered, the time until its untagged ``EXISTS`` (median of ``--pushes``). Memory:
 ``--idle`` sessions logged in with ``INBOX`` selected (a 10-message mailbox); the
-growth of the PSS summed over the server's process tree, per session. The servers
+growth of the PSS summed over the server's process tree from the first half of the
+sessions to all of them, per session (the first half pays the one-time costs: thread
+pools, allocator arenas, caches; the growth before it is reported too). The servers
 take turns mailbox by mailbox, their order rotating every repeat; one unmeasured
 warm-up session per mailbox comes first (Dovecot builds its index there).
 
@@ -26,6 +29,11 @@ warm-up session per mailbox comes first (Dovecot builds its index there).
   sent to its own SMTP listener; the clock starts at the final ``250``. A version of
   mailet-mta without the ``imapservers`` key is skipped with a message.
 
+``--profile DIR`` (needs ``py-spy``): each measured command of mailet-mta in the first
+repeat runs under ``py-spy record`` attached to the server (200 samples/s, GIL holders
+only); DIR gets one collapsed-stack file per size and command and a summary of the
+functions holding the most samples.
+
 The client is a small blocking socket client that reads each response up to its
 tagged line in bulk and skips literals by their announced size.
 """
@@ -33,9 +41,13 @@ tagged line in bulk and skips literals by their announced size.
 from __future__ import annotations
 
 import argparse
+import collections
+import contextlib
 import os
 import re
+import signal
 import smtplib
+import subprocess
 import sys
 import tempfile
 import time
@@ -123,25 +135,78 @@ def timed(fn, *args) -> float:
     return 1000 * (time.perf_counter() - t)
 
 
-def session(target, user: str, count: int, fetch: int, pushes: int) -> dict:
+class Profiler:
+    """``py-spy record`` attached to a server process around one piece of work."""
+
+    def __init__(self, directory: str | None):
+        self.directory = Path(directory) if directory else None
+        self.files: list[Path] = []
+
+    @contextlib.contextmanager
+    def around(self, target, name: str):
+        if self.directory is None or target.name != "mailet-mta":
+            yield
+            return
+        self.directory.mkdir(parents=True, exist_ok=True)
+        out = self.directory / f"{name}.raw"
+        spy = subprocess.Popen(
+            [str(Path(sys.executable).parent / "py-spy"), "record", "-p", str(target.pid),
+             "-r", "200", "-g", "-f", "raw", "-o", str(out)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(1.0)                     # attached before the work starts
+        try:
+            yield
+        finally:
+            time.sleep(0.2)
+            spy.send_signal(signal.SIGINT)
+            spy.wait(60)
+            if out.exists():
+                self.files.append(out)
+
+    def summary(self, top: int = 12) -> None:
+        if self.directory is None:
+            return
+        lines = []
+        for path in self.files:
+            own: collections.Counter = collections.Counter()
+            total = 0
+            for row in path.read_text().splitlines():
+                stack, _, n = row.rpartition(" ")
+                total += int(n)
+                own[stack.split(";")[-1]] += int(n)
+            lines.append(f"{path.stem}: {total} samples (200/s, GIL held)")
+            lines += [f"  {n:6d} {frame}" for frame, n in own.most_common(top)]
+        (self.directory / "summary.txt").write_text("\n".join(lines) + "\n")
+        print("\n".join(lines))
+
+
+NO_PROFILE = Profiler(None)
+
+
+def session(target, user: str, count: int, fetch: int, pushes: int,
+            profile: Profiler = NO_PROFILE) -> dict:
     out: dict = {}
     c = Client(target.imap_port)
     try:
         out["login_ms"] = timed(c.login, user, PASSWORD)
-        t = time.perf_counter()
-        line, _ = c.command("SELECT INBOX")
-        out["select_ms"] = 1000 * (time.perf_counter() - t)
-        t = time.perf_counter()
-        _, lines = c.command("FETCH 1:* (UID FLAGS RFC822.SIZE INTERNALDATE)")
-        out["fetch_all_ms"] = 1000 * (time.perf_counter() - t)
+        with profile.around(target, f"{count}-select"):
+            t = time.perf_counter()
+            line, _ = c.command("SELECT INBOX")
+            out["select_ms"] = 1000 * (time.perf_counter() - t)
+        with profile.around(target, f"{count}-fetch-all"):
+            t = time.perf_counter()
+            _, lines = c.command("FETCH 1:* (UID FLAGS RFC822.SIZE INTERNALDATE)")
+            out["fetch_all_ms"] = 1000 * (time.perf_counter() - t)
         if lines < count:
             raise RuntimeError(f"{target.name}: FETCH 1:* gave {lines} of {count} messages")
-        out["uid_search_unseen_ms"] = timed(c.command, "UID SEARCH UNSEEN")
+        with profile.around(target, f"{count}-uid-search-unseen"):
+            out["uid_search_unseen_ms"] = timed(c.command, "UID SEARCH UNSEEN")
         n = min(fetch, count)
-        t = time.perf_counter()
-        for i in range(1, n + 1):
-            c.command(f"FETCH {i} BODY.PEEK[]")
-        out["body_per_s"] = n / (time.perf_counter() - t)
+        with profile.around(target, f"{count}-body-peek"):
+            t = time.perf_counter()
+            for i in range(1, n + 1):
+                c.command(f"FETCH {i} BODY.PEEK[]")
+            out["body_per_s"] = n / (time.perf_counter() - t)
         latencies = []
         for k in range(pushes):
             tag = c.send("IDLE")
@@ -167,19 +232,28 @@ def idle_sessions(target, count: int) -> dict:
     time.sleep(0.5)
     before = tree_pss_kib(target.pid)
     clients = []
-    try:
-        for _ in range(count):
+    half = count // 2
+
+    def open_until(n: int) -> None:
+        while len(clients) < n:
             c = Client(target.imap_port)
             c.login(IDLE_USER, PASSWORD)
             c.command("SELECT INBOX")
             clients.append(c)
         time.sleep(1.0)
+
+    try:
+        open_until(half)
+        middle = tree_pss_kib(target.pid)
+        open_until(count)
         after = tree_pss_kib(target.pid)
     finally:
         for c in clients:
             c.close()
-    return {"sessions": count, "pss_before_kib": before, "pss_after_kib": after,
-            "per_session_kib": (after - before) / max(1, count)}
+    return {"sessions": count, "pss_before_kib": before, "pss_half_kib": middle,
+            "pss_after_kib": after,
+            "first_half_per_session_kib": (middle - before) / max(1, half),
+            "per_session_kib": (after - middle) / max(1, count - half)}
 
 
 class DovecotIMAP(DovecotPOP3):
@@ -269,7 +343,7 @@ class MailetIMAP:
         self.server.stop()
 
 
-def measure(targets, boxes, repeats, fetch, pushes) -> dict:
+def measure(targets, boxes, repeats, fetch, pushes, profile: Profiler = NO_PROFILE) -> dict:
     results: dict = {}
     for rep in range(repeats):
         order = targets[rep % len(targets):] + targets[:rep % len(targets)]
@@ -278,7 +352,8 @@ def measure(targets, boxes, repeats, fetch, pushes) -> dict:
                 continue
             for t in order:
                 cpu0 = tree_cpu_seconds(t.pid)
-                r = session(t, user, count, fetch, pushes)
+                r = session(t, user, count, fetch, pushes,
+                            profile if rep == 0 else NO_PROFILE)
                 r["server_cpu_ms"] = 1000 * (tree_cpu_seconds(t.pid) - cpu0)
                 results.setdefault(str(count), {}).setdefault(t.name, []).append(r)
                 print(f"  repeat {rep + 1} {t.name:10} {count:>7} msgs  SELECT "
@@ -308,7 +383,8 @@ def report(summary, memory) -> None:
     print_table(["messages", "server", "login ms", "SELECT ms", "FETCH 1:* ms",
                  "UID SEARCH ms", "BODY[] msg/s", "IDLE push ms", "server cpu ms"], rows)
     for name, m in memory.items():
-        print(f"{name:10} {m['sessions']} idle sessions: {m['per_session_kib']:.1f} KiB each")
+        print(f"{name:10} {m['sessions']} idle sessions: {m['per_session_kib']:.1f} KiB each "
+              f"(second half; first half {m['first_half_per_session_kib']:.1f} KiB each)")
 
 
 
@@ -327,6 +403,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--idle", type=int, default=100, help="idle sessions (0: skip)")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     parser.add_argument("--json", help="write the results here")
+    parser.add_argument("--profile", help="py-spy profiles of mailet-mta's commands here")
     return parser
 
 
@@ -356,7 +433,9 @@ def main(argv=None) -> None:
             for user in boxes:
                 if user != IDLE_USER:
                     session(t, user, 0, 0, 0)
-        results = measure(targets, boxes, repeats, args.fetch, args.pushes)
+        profile = Profiler(args.profile)
+        results = measure(targets, boxes, repeats, args.fetch, args.pushes, profile)
+        profile.summary()
     finally:
         for target in targets:
             target.stop()

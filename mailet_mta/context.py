@@ -102,6 +102,7 @@ class MailetContext:
                          prefix_headers=()) -> defer.Deferred:
         """Store for ``user``; fails with QuotaExceeded (before anything is queued)
         when the user's quota cannot take the message."""
+        from .folder_watch import changed_here
         from .storage.mailboxes import check_quota, format_prefix, store_message
 
         prefix = format_prefix(prefix_headers)
@@ -112,6 +113,7 @@ class MailetContext:
             blob_id = uow.blob_id_for(mail)
             uow.add(store_message, user, folder, blob_id, prefix, mail.size)
             uow.after_commit.append(lambda: log_local_delivery(user, mail, folder))
+            uow.after_commit.append(lambda: changed_here(user))
 
         if user not in self.directory.quotas:
             return self._write(fill, uow)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import weakref
 
 from twisted.internet import defer, task
 from twisted.logger import Logger
@@ -14,9 +15,21 @@ from .folder_views import status_of
 from .mailstore import FolderStatus, IFolderSubscription
 from .storage.folder_changes import NOTIFY_CHANNEL
 
-__all__ = ["FolderWatcher", "SQLiteChangeFeed", "PostgresChangeFeed", "change_feed"]
+__all__ = ["FolderWatcher", "SQLiteChangeFeed", "PostgresChangeFeed", "change_feed",
+           "changed_here"]
 
 log = Logger(namespace="mailet_mta.retrieval")
+
+# The watchers of this process that watch something, told of this process's deliveries.
+_ACTIVE: weakref.WeakSet[FolderWatcher] = weakref.WeakSet()
+
+
+def changed_here(user: str) -> None:
+    """A change of ``user``'s folders was committed by this process outside the
+    store (a delivery): every watcher of this process reads that user's watched
+    folders at once, without waiting for its feed or interval. Reactor thread only."""
+    for watcher in list(_ACTIVE):
+        watcher.user_changed(user)
 
 
 @implementer(IFolderSubscription)
@@ -79,6 +92,7 @@ class FolderWatcher:
                 lambda f: log.failure("folder watcher stopped", f))
             if self.feed is not None:
                 self.feed.start(self.changed)
+            _ACTIVE.add(self)
         return sub
 
     def unsubscribe(self, sub: _Subscription) -> None:
@@ -93,6 +107,7 @@ class FolderWatcher:
             if self._loop.running:
                 self._loop.stop()
             self._loop = None
+            _ACTIVE.discard(self)
             if self.feed is not None:
                 self.feed.stop()
 
@@ -102,6 +117,10 @@ class FolderWatcher:
             self._poll()
         else:
             self.poll_boxes(box_ids)
+
+    def user_changed(self, user: str) -> defer.Deferred:
+        """Poll the watched folders of ``user``."""
+        return self.poll_now([key for key in self._subscribers if key[0] == user])
 
     def poll_boxes(self, box_ids) -> defer.Deferred:
         """Poll the watched folders whose mailbox id is in ``box_ids``, and those not
@@ -214,7 +233,7 @@ class SQLiteChangeFeed(_FeedThread):
 
     name = "folder-feed-sqlite"
 
-    def __init__(self, path: str, interval: float = 0.25, reactor=None):
+    def __init__(self, path: str, interval: float = 0.1, reactor=None):
         super().__init__(reactor)
         self.path, self.interval = path, interval
 

@@ -450,6 +450,11 @@ class IMailStore(IMaildropStore):
         ValueError beyond the store's bound of subscriptions per user."""
 
     # -- IMAP views of a folder ---------------------------------------------------------
+    def read_messages(message_ids):
+        """Deferred → {message id: its octets (trace prefix and blob)} of those that
+        still exist, read in one go off the reactor (IMAP FETCH and SEARCH of batches
+        of small messages; the caller bounds the batch's octets)."""
+
     def select(user, folder):
         """Deferred → :class:`FolderSnapshot` of (user, folder) (SELECT/EXAMINE);
         fails with :class:`NoSuchFolder`. Reads no body; an unchanged folder is

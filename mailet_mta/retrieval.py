@@ -196,6 +196,9 @@ class DatabaseMailStore:
     def open_messages(self, message_ids) -> defer.Deferred:
         return self.db.read(mailboxes.message_contents, self.blobs, list(message_ids))
 
+    def read_messages(self, message_ids) -> defer.Deferred:
+        return self.db.read(mailboxes.read_messages, self.blobs, list(message_ids))
+
     def get_flags(self, message_ids) -> defer.Deferred:
         d = self.db.read(mailboxes.message_flags, list(message_ids))
         return d.addCallback(lambda found: {mid: _parse_flags(text)

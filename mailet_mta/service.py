@@ -39,6 +39,7 @@ from .delivery.service import OutgoingQueueService
 from .directory import Directory, configured_mappings
 from .imap.factory import make_imap_service
 from .logging_setup import TrailObserver
+from .mail import MimeLimits
 from .metrics import MetricsObserver, metrics_listen, metrics_service, process_figures
 from .nodes import NodeRegistry
 from .pop3.factory import make_pop3_service
@@ -207,13 +208,16 @@ class MailServer(MultiService):
                                           default_domain=self.config.server_name)
             backend = DatabaseMailStore(self.db, self.blobs, authenticator, self.node_name)
             listeners.append((cfg.name, "pop3", make_pop3_service(cfg, backend)))
+        sm = self.config.spoolmanager
+        mime_limits = MimeLimits(sm.max_mime_parts, sm.max_mime_depth)
         for cfg in self.config.imapservers:
             authenticator = Authenticator(self.db, failure_delay=cfg.auth_failure_delay,
                                           throttle=throttle,
                                           default_domain=self.config.server_name)
             backend = DatabaseMailStore(self.db, self.blobs, authenticator, self.node_name,
                                         max_message_size=cfg.max_message_size)
-            listeners.append((cfg.name, "imap", make_imap_service(cfg, backend)))
+            listeners.append((cfg.name, "imap",
+                              make_imap_service(cfg, backend, mime_limits=mime_limits)))
         return listeners
 
     def _sweep_blobs(self):

@@ -9,13 +9,15 @@ import base64
 import binascii
 import calendar
 import datetime
+import functools
 import re
 from collections.abc import Iterable
 
 from .errors import BadCommand
 
 __all__ = ["quoted_or_literal", "nstring", "astring_to_str", "encode_mailbox",
-           "decode_mailbox", "format_flags", "format_internal_date", "parse_date_time",
+           "decode_mailbox", "format_flags", "format_internal_date",
+           "format_internal_dates", "parse_date_time",
            "parse_date", "MONTHS"]
 
 Token = str | bytes | list["Token"]
@@ -144,18 +146,51 @@ def format_flags(flags: Iterable[str]) -> bytes:
     return b"(" + " ".join(ordered).encode("utf-8") + b")"
 
 
+_EPOCH_ORDINAL = datetime.date(1970, 1, 1).toordinal()
+
+
+@functools.lru_cache(maxsize=4096)
+def _day_text(day: int) -> str:
+    """``"17-Jul-1996 `` for ``day`` days after 1970-01-01 (cached: a folder's
+    messages fall on few days, and the calendar is the costly part)."""
+    t = datetime.date.fromordinal(day + _EPOCH_ORDINAL)
+    return '"%2d-%s-%04d ' % (t.day, MONTHS[t.month - 1], t.year)
+
+
 def format_internal_date(epoch: float, tz_offset_minutes: int = 0) -> bytes:
     """An INTERNALDATE: ``"17-Jul-1996 02:44:25 -0700"`` (RFC 3501 §9 date-time, the
     day padded with a space), the time shown in the zone ``tz_offset_minutes`` east
     of UTC."""
-    zone = datetime.timezone(datetime.timedelta(minutes=tz_offset_minutes))
     epoch = min(max(epoch, 0.0), _LAST_SECOND)     # a date the format can show
-    t = datetime.datetime.fromtimestamp(int(epoch), zone)
+    day, second = divmod(int(epoch) + 60 * tz_offset_minutes, 86400)
+    hour, second = divmod(second, 3600)
+    minute, second = divmod(second, 60)
     sign = "-" if tz_offset_minutes < 0 else "+"
-    hours, minutes = divmod(abs(tz_offset_minutes), 60)
-    text = '"%2d-%s-%04d %02d:%02d:%02d %s%02d%02d"' % (
-        t.day, MONTHS[t.month - 1], t.year, t.hour, t.minute, t.second, sign, hours, minutes)
-    return text.encode("ascii")
+    zh, zm = divmod(abs(tz_offset_minutes), 60)
+    return (_day_text(day) + '%02d:%02d:%02d %s%02d%02d"' % (
+        hour, minute, second, sign, zh, zm)).encode("ascii")
+
+
+_SECOND_UTC = tuple(b'%02d +0000"' % n for n in range(60))
+
+
+def format_internal_dates(epochs: Iterable[float]) -> list[bytes]:
+    """:func:`format_internal_date` (UTC) of each of ``epochs``: the text up to the
+    minute made once per distinct minute, the seconds and zone from a table."""
+    minutes: dict[int, bytes] = {}
+    out = []
+    for epoch in epochs:
+        if not 0.0 <= epoch <= _LAST_SECOND:
+            out.append(format_internal_date(epoch))
+            continue
+        minute, second = divmod(int(epoch), 60)
+        head = minutes.get(minute)
+        if head is None:
+            if len(minutes) >= 65536:       # a bound on the table, not a likely size
+                minutes.clear()
+            head = minutes[minute] = format_internal_date(minute * 60.0)[:-9]
+        out.append(head + _SECOND_UTC[second])
+    return out
 
 
 def _token_text(token: Token, what: str) -> str:

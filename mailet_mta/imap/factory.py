@@ -7,6 +7,8 @@ from twisted.logger import Logger
 from twisted.python.threadpool import ThreadPool
 
 from ..listener import CountedSession, ListenerFactory, ListenerService, ListenerSettings
+from ..mail import MimeLimits
+from .mime import DEFAULT_LIMITS
 from .protocol import IMAPServer
 
 __all__ = ["IMAPServerFactory", "IMAPService", "make_imap_service", "RENDER_THREADS"]
@@ -23,7 +25,8 @@ class IMAPServerFactory(ListenerFactory):
     :class:`~mailet_mta.mailstore.IMailStore` (``backend``).
 
     ``tls_context`` enables STARTTLS; ``clock`` and ``run`` are for tests (``run``
-    replaces the render threads). Sessions beyond ``config.connection_limit``, or
+    replaces the render threads); ``mime_limits`` bound the sessions' MIME parses.
+    Sessions beyond ``config.connection_limit``, or
     beyond ``config.connection_limit_per_ip`` from one client address, get
     ``* BYE [UNAVAILABLE]`` and are closed.
     """
@@ -31,8 +34,9 @@ class IMAPServerFactory(ListenerFactory):
     protocol = IMAPServer
 
     def __init__(self, config, backend, tls_context=None, clock=None, run=None,
-                 reactor=None):
+                 reactor=None, mime_limits: MimeLimits = DEFAULT_LIMITS):
         super().__init__(config, backend, tls_context)
+        self.mime_limits = mime_limits
         self.clock = clock
         self.reactor = reactor
         self._run = run
@@ -62,6 +66,7 @@ class IMAPServerFactory(ListenerFactory):
         proto = _CountedIMAPServer(self.config, self.backend, self.tls_context,
                                    self.clock, self.run_in_worker)
         proto.factory = self
+        proto.mime_limits = self.mime_limits
         proto._ip_key = getattr(addr, "host", "")
         return proto
 
@@ -98,14 +103,16 @@ class IMAPService(ListenerService):
         self.factory.tls_context = None if config.implicit_tls else settings.tls_context
 
 
-def make_imap_service(config, backend, reactor=None) -> IMAPService:
+def make_imap_service(config, backend, reactor=None,
+                      mime_limits: MimeLimits = DEFAULT_LIMITS) -> IMAPService:
     """An IService listening per ``config`` (an IMAPServerConfig) over the IMailStore
     ``backend``; ``service.listening`` fires with the IListeningPort and
-    ``service.port`` holds the bound port number."""
+    ``service.port`` holds the bound port number. ``mime_limits`` bound the MIME
+    parses of FETCH and SEARCH (the spool manager's maxMimeParts and maxMimeDepth)."""
     ctx = None
     if config.tls is not None:
         from ..tls import server_context
         ctx = server_context(config.tls)
     factory = IMAPServerFactory(config, backend, None if config.implicit_tls else ctx,
-                                reactor=reactor)
+                                reactor=reactor, mime_limits=mime_limits)
     return IMAPService(config, factory, reactor, tls_context=ctx)

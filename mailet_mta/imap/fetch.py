@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from typing import Literal, Protocol
 
 from ..mail import MimeLimits
-from .encoding import format_flags, format_internal_date, nstring
+from .encoding import format_flags, format_internal_date, format_internal_dates, nstring
 from .envelope import envelope
 from .errors import BadCommand, CommandRefused
 from .mime import (
@@ -29,7 +29,8 @@ from .mime import (
 )
 
 __all__ = ["FetchItem", "FetchRequest", "MessageMeta", "MessageSource", "parse_fetch_items",
-           "render", "body_structure", "MAX_FETCH_ITEMS", "MAX_HEADER_NAMES"]
+           "render", "render_meta_rows", "body_structure", "MAX_FETCH_ITEMS",
+           "MAX_HEADER_NAMES"]
 
 Needs = Literal["meta", "headers", "full"]
 _RANK: dict[str, int] = {"meta": 0, "headers": 1, "full": 2}
@@ -430,3 +431,35 @@ def render(request: FetchRequest, meta: MessageMeta, source: MessageSource,
     elif request.needs == "headers":
         msg = _Message(source.headers(), limits, headers_only=True)
     return b"(" + b" ".join(_render_item(i, meta, msg) for i in request.items) + b")"
+
+
+_META_FORMS = {"UID": b"UID %d", "FLAGS": b"FLAGS %s", "INTERNALDATE": b"INTERNALDATE %s",
+               "RFC822.SIZE": b"RFC822.SIZE %d", "MODSEQ": b"MODSEQ (%d)"}
+
+
+def render_meta_rows(request: FetchRequest, seqs: Sequence[int], uids: Sequence[int],
+                     flags: Sequence[frozenset[str]], dates: Sequence[float],
+                     sizes: Sequence[int], modseqs: Sequence[int]) -> bytes:
+    """The untagged FETCH responses (``* seq FETCH (…)\r\n`` each) of a request that
+    needs no message octets (``request.needs == "meta"``), from parallel columns of
+    the folder's metadata: one format per request, flag lists and dates formatted once
+    per distinct value. The same octets as :func:`render` gives message by message."""
+    if request.needs != "meta":
+        raise ValueError("render_meta_rows is for requests that read no message")
+    line = b"* %d FETCH (" + b" ".join(_META_FORMS[i.name] for i in request.items) + b")\r\n"
+    columns: list[Sequence[object]] = [seqs]
+    for item in request.items:
+        name = item.name
+        if name == "UID":
+            columns.append(uids)
+        elif name == "FLAGS":
+            shown: dict[frozenset[str], bytes] = {}
+            columns.append([shown.get(f) or shown.setdefault(f, format_flags(f))
+                            for f in flags])
+        elif name == "INTERNALDATE":
+            columns.append(format_internal_dates(dates))
+        elif name == "RFC822.SIZE":
+            columns.append(sizes)
+        else:
+            columns.append(modseqs)
+    return b"".join([line % row for row in zip(*columns)])

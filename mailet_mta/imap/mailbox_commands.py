@@ -49,6 +49,11 @@ def store_refusal(exc: Exception, missing: str = "NONEXISTENT"):
     return None
 
 
+def _quota_line(usage: int, limit: int) -> bytes:
+    """``* QUOTA "" (STORAGE used limit)``, in units of 1,024 octets (RFC 9208 §5.1)."""
+    return b'* QUOTA "" (STORAGE %d %d)\r\n' % (-(-usage // 1024), limit // 1024)
+
+
 def _refuse_store_errors(failure, missing: str = "NONEXISTENT"):
     refusal = store_refusal(failure.value, missing)
     if refusal is None:
@@ -422,6 +427,43 @@ class MailboxCommands:
             body = " ".join(f"{item} {values[item]}" for item in items)
             self.write(b"* STATUS %s (%s)\r\n" % (self.wire_name(name), body.encode()))
         return d.addCallback(answer)
+
+    # -- GETQUOTA / GETQUOTAROOT (RFC 9208) -------------------------------------------------
+    # One quota root per user, named "", over all of the user's folders: the store's
+    # quota (users' quota in octets; STORAGE is told in units of 1,024 octets, usage
+    # rounded up, the limit down). A user without a quota has no quota root. SETQUOTA
+    # is not offered (no QUOTASET): quotas are set by the administrator.
+    def do_GETQUOTAROOT(self, tag, args):
+        if len(args) != 1:
+            raise BadCommand("GETQUOTAROOT takes a mailbox name")
+        name = self.mailbox_name(args[0])
+        d = self.backend.folder_status(self.user, name)
+        d.addErrback(_refuse_store_errors)
+        d.addCallback(lambda _: self.backend.quota(self.user))
+
+        def answer(quota):
+            usage, limit = quota
+            if limit is None:
+                self.write(b"* QUOTAROOT %s\r\n" % self.wire_name(name))
+            else:
+                self.write(b'* QUOTAROOT %s ""\r\n' % self.wire_name(name)
+                           + _quota_line(usage, limit))
+            return "GETQUOTAROOT completed"
+        return d.addCallback(answer)
+
+    def do_GETQUOTA(self, tag, args):
+        if len(args) != 1:
+            raise BadCommand("GETQUOTA takes a quota root name")
+        if astring_to_str(args[0]) != "":
+            raise CommandRefused("no such quota root (the user's is \"\")", "NONEXISTENT")
+
+        def answer(quota):
+            usage, limit = quota
+            if limit is None:
+                raise CommandRefused("no quota applies to this user", "NONEXISTENT")
+            self.write(_quota_line(usage, limit))
+            return "GETQUOTA completed"
+        return self.backend.quota(self.user).addCallback(answer)
 
     # -- APPEND ---------------------------------------------------------------------------
     def append_sink(self, args, size: int):

@@ -39,9 +39,11 @@ from twisted.python.failure import Failure
 
 from ..flow.backpressure import COMMANDS_PER_TURN, FlowControl
 from ..flow.lines import TOO_LONG
+from ..mail import MimeLimits
 from .encoding import astring_to_str
 from .errors import BadCommand, CommandRefused
 from .mailbox_commands import MailboxCommands
+from .mime import DEFAULT_LIMITS
 from .parser import CONTINUE, Command, CommandReader, Rejected
 from .selected_commands import SelectedCommands
 
@@ -71,7 +73,7 @@ COMMANDS = {
     "CLOSE": (_SEL, None), "UNSELECT": (_SEL, None), "EXPUNGE": (_SEL, "all"),
     "SEARCH": (_SEL, "no-expunge"), "FETCH": (_SEL, "no-expunge"),
     "STORE": (_SEL, "no-expunge"), "COPY": (_SEL, "all"), "MOVE": (_SEL, "all"),
-    "UID": (_SEL, "all"),
+    "UID": (_SEL, "all"), "GETQUOTA": (_AUTH, "all"), "GETQUOTAROOT": (_AUTH, "all"),
 }
 
 
@@ -82,6 +84,8 @@ class IMAPServer(MailboxCommands, SelectedCommands, Protocol, TimeoutMixin):
     runs CPU-heavy rendering off the reactor and returns a Deferred (the factory's
     worker threads; tests may run it in place).
     """
+
+    mime_limits: MimeLimits = DEFAULT_LIMITS     # the factory's (spool manager limits)
 
     def __init__(self, config, backend, tls_context=None, clock=None, run=None):
         self.config = config
@@ -332,7 +336,8 @@ class IMAPServer(MailboxCommands, SelectedCommands, Protocol, TimeoutMixin):
             caps.append("AUTH=PLAIN" if self.login_allowed() else "LOGINDISABLED")
         else:
             caps += ["UIDPLUS", "MOVE", "CONDSTORE", "QRESYNC", "SPECIAL-USE", "UNSELECT",
-                     "NAMESPACE", "UTF8=ACCEPT", "LIST-STATUS", "LIST-EXTENDED"]
+                     "NAMESPACE", "UTF8=ACCEPT", "LIST-STATUS", "LIST-EXTENDED", "QUOTA",
+                     "QUOTA=RES-STORAGE"]
         if not getattr(self.config, "enable_idle", True):
             caps.remove("IDLE")
         return caps

@@ -17,7 +17,8 @@ import email.utils
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from itertools import compress
+from typing import Literal, Protocol, cast
 
 from ..mail import MimeLimits
 from .encoding import parse_date
@@ -179,9 +180,31 @@ class SearchProgram:
     needs: Needs
     uses_modseq: bool
     limits: MimeLimits = DEFAULT_LIMITS
+    flags_only: bool = False
 
     def matches(self, record: SearchRecord) -> bool:
         return self.test(_Message(record, self.limits, self.needs == "full"))
+
+    def matching_flags(self, flags: Sequence[frozenset[str]]) -> list[int]:
+        """For a program that reads flags only (``flags_only``: flag and keyword keys,
+        NOT, OR, lists): the indexes in ``flags`` of the messages it matches, the test
+        run once per distinct flag set."""
+        if not self.flags_only:
+            raise ValueError("the program reads more than flags")
+        verdicts: dict[frozenset[str], bool] = {}
+        for f in set(flags):
+            record = cast(SearchRecord, _FlagsOnly(f))
+            verdicts[f] = self.test(_Message(record, self.limits, False))
+        return list(compress(range(len(flags)), map(verdicts.__getitem__, flags)))
+
+
+class _FlagsOnly:
+    """The record a flags-only program is run on: the flags, nothing else."""
+
+    __slots__ = ("flags",)
+
+    def __init__(self, flags: frozenset[str]):
+        self.flags = flags
 
 
 class _Parser:
@@ -189,6 +212,7 @@ class _Parser:
         self.charset = charset
         self.needs: Needs = "meta"
         self.uses_modseq = False
+        self.flags_only = True          # no key but flag and keyword keys so far
         self.keys = 0
 
     def need(self, what: Needs) -> None:
@@ -254,6 +278,7 @@ class _Parser:
             raise BadCommand("SEARCH: a string where a search key was expected")
         name = token.upper()
         if _SEQUENCE.fullmatch(token):
+            self.flags_only = False
             return _in_set(parse_set(token), uid=False), i + 1
         if name == "NOT":
             if i + 1 >= len(tokens):
@@ -270,10 +295,14 @@ class _Parser:
             return (lambda m: left(m) or right(m)), k
         simple = _flag_test(name)
         if simple is not None:
+            if name in ("RECENT", "OLD", "NEW"):
+                self.flags_only = False     # \\Recent is the session's, not a flag
             return simple, i + 1
         return self.key_with_args(tokens, i, name)
 
     def key_with_args(self, tokens: Sequence[Token], i: int, name: str) -> tuple[Test, int]:
+        if name not in ("KEYWORD", "UNKEYWORD"):
+            self.flags_only = False
         if name == "UID":
             return _in_set(parse_set(self.atom(tokens, i + 1, name)), uid=True), i + 2
         if name in ("KEYWORD", "UNKEYWORD"):
@@ -421,4 +450,4 @@ def parse_search(tokens: Sequence[Token], charset: str | None = None,
             raise CommandRefused(f"charset {charset[:40]} is not supported", BADCHARSET)
     parser = _Parser(charset)
     test = parser.program(tokens, 0)
-    return SearchProgram(test, parser.needs, parser.uses_modseq, limits)
+    return SearchProgram(test, parser.needs, parser.uses_modseq, limits, parser.flags_only)

@@ -14,6 +14,7 @@ batch and the transport's buffer, however many messages it asked for.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from operator import itemgetter
 
 from twisted.internet import defer
 from twisted.logger import Logger
@@ -28,11 +29,14 @@ __all__ = ["SelectedCommands"]
 
 log = Logger(namespace="mailet_mta.imap")
 
-META_BATCH = 500            # messages rendered per worker call when no body is needed
+META_BATCH = 500            # messages searched (×10) per worker call when no body is needed
+META_ROWS = 4096            # FETCH responses rendered per worker call when no body is needed
+META_FIRST_ROWS = 256       # … in the first call, so the first octets leave at once
 BODY_BATCH_OCTETS = 1 << 20  # octets of messages read per batch when bodies are needed
 CHUNK = 64 * 1024
 STREAM_OVER = 256 * 1024    # larger messages' BODY[]/RFC822 are written from the blob
 HEADER_LIMIT = 1 << 20      # octets of a header block read for FETCH/SEARCH
+INLINE_OCTETS = 64 * 1024   # a batch of BODY[]/RFC822 this small is rendered in place
 _STORE_MODES = {"FLAGS": "replace", "+FLAGS": "add", "-FLAGS": "remove"}
 
 
@@ -372,7 +376,7 @@ class SelectedCommands:
 
         if not args:
             raise BadCommand("SEARCH needs search keys")
-        program = parse_search(args)
+        program = parse_search(args, limits=self.mime_limits)
         if program.uses_modseq:
             self.enabled.add("CONDSTORE")
         return self._run_search(program, uid)
@@ -382,6 +386,11 @@ class SelectedCommands:
         sel = self.selected
         hits: list[int] = []
         total = len(sel)
+        uids = sel.uids[:] if uid else None
+        if program.flags_only:
+            hits, numbers = yield self.run(_flag_search, program, list(sel.flags), uids)
+            self.write(b"* SEARCH%s\r\n" % numbers)
+            return "SEARCH completed"
         if program.needs == "meta":
             for start in range(0, total, META_BATCH * 10):
                 chunk = range(start, min(total, start + META_BATCH * 10))
@@ -395,8 +404,7 @@ class SelectedCommands:
                 hits += found
                 if self._lost or sel is not self.selected:
                     return None
-        numbers = [sel.uids[i] if uid else i + 1 for i in hits]
-        line = b"* SEARCH" + b"".join(b" %d" % n for n in numbers)
+        line = b"* SEARCH" + (yield self.run(_search_numbers, hits, uids))
         if program.uses_modseq and hits:
             line += b" (MODSEQ %d)" % max(sel.modseqs[i] for i in hits)
         self.write(line + b"\r\n")
@@ -427,21 +435,19 @@ class SelectedCommands:
 
     @defer.inlineCallbacks
     def _load_records(self, sel, indexes, needs: str):
-        """[_Record] of the messages at ``indexes`` that still exist, with headers or
-        the whole message read off the reactor."""
+        """[_Record] of the messages at ``indexes`` that still exist, with headers
+        or (whole messages, all in one store read) their octets read off the
+        reactor."""
         records = []
+        if needs != "headers":
+            ids = [sel.ids[i] for i in indexes]
+            found = yield self.backend.read_messages(ids)
+            return [_Record(sel, i, full=found[mid])
+                    for i, mid in zip(indexes, ids) if mid in found]
         for i in indexes:
-            headers = full = None
-            if needs == "headers":
-                headers = yield self.backend.read_headers(sel.ids[i], HEADER_LIMIT)
-                if headers is None:
-                    continue
-            else:
-                content = yield self.backend.open_message(sel.ids[i])
-                if content is None:
-                    continue
-                full = yield self.run(_read_all, content)
-            records.append(_Record(sel, i, headers, full))
+            headers = yield self.backend.read_headers(sel.ids[i], HEADER_LIMIT)
+            if headers is not None:
+                records.append(_Record(sel, i, headers))
         return records
 
     # -- FETCH ---------------------------------------------------------------------------
@@ -557,26 +563,72 @@ class SelectedCommands:
         if whole and rest.needs == "meta":
             streamed = {i for i in indexes if self.selected.sizes[i] > STREAM_OVER}
         if request.needs == "meta":
-            batches = (indexes[s:s + META_BATCH] for s in range(0, len(indexes), META_BATCH))
-        else:
-            batches = self._body_batches([i for i in indexes if i not in streamed],
-                                         streamed)
+            yield self._fetch_meta(sel, indexes, request)
+            return "FETCH completed"
+        batches = self._body_batches([i for i in indexes if i not in streamed], streamed)
+        refusals = 0
         for batch in batches:
             if isinstance(batch, int):
                 yield self._stream_message(sel, batch, whole, rest)
                 continue
             if self._lost or sel is not self.selected:
                 return None
-            if request.needs == "meta":
-                items = [(i, None) for i in batch]
-            else:
-                records = yield self._load_records(sel, batch, request.needs)
-                items = [(r.seq - 1, r) for r in records]
+            records = yield self._load_records(sel, batch, request.needs)
+            items = [(r.seq - 1, r) for r in records]
             jobs = [(i, _meta(sel, i), source) for i, source in items]
-            data = yield self.run(_render_batch, request, jobs)
+            if rest.needs == "meta" and sum(sel.sizes[i] for i in batch) <= INLINE_OCTETS:
+                # whole messages and metadata only: no parse, a copy of a few octets
+                data, refused = _render_batch(request, jobs, self.mime_limits)
+            else:
+                data, refused = yield self.run(_render_batch, request, jobs,
+                                               self.mime_limits)
+            self.write(data)
+            refusals += refused
+            yield self.wait_for_drain()
+        if refusals:
+            # RFC 3516 §4.3: the others are answered; the command fails for these.
+            raise CommandRefused(f"{refusals} message(s) have a part in a "
+                                  "Content-Transfer-Encoding that cannot be decoded",
+                                  "UNKNOWN-CTE")
+        return "FETCH completed"
+
+
+    @defer.inlineCallbacks
+    def _fetch_meta(self, sel, indexes, request):
+        """FETCH of items that need no message octets (UID, FLAGS, INTERNALDATE,
+        RFC822.SIZE, MODSEQ): META_ROWS messages per worker call, their columns
+        copied out of the arrays here (a slice for a run of sequence numbers). The
+        next chunk is rendered while the transport sends the last one, and written
+        once the transport has room (at most one rendered chunk waits)."""
+        from .fetch import render_meta_rows
+
+        ends = [min(len(indexes), META_FIRST_ROWS)]
+        while ends[-1] < len(indexes):
+            ends.append(min(len(indexes), ends[-1] + META_ROWS))
+        starts = [0, *ends[:-1]]
+
+        def render(k: int) -> defer.Deferred:
+            chunk = indexes[starts[k]:ends[k]]
+            first, last = chunk[0], chunk[-1]
+            if last - first + 1 == len(chunk):
+                cut = slice(first, last + 1)
+                columns = (range(first + 1, last + 2), sel.uids[cut], sel.flags[cut],
+                           sel.dates[cut], sel.sizes[cut], sel.modseqs[cut])
+            else:
+                pick = itemgetter(*chunk)           # two or more: a tuple
+                columns = ([i + 1 for i in chunk], pick(sel.uids), pick(sel.flags),
+                           pick(sel.dates), pick(sel.sizes), pick(sel.modseqs))
+            return self.run(render_meta_rows, request, *columns)
+
+        pending = render(0) if indexes else None
+        for k in range(len(starts) if indexes else 0):
+            data = yield pending
+            if self._lost or sel is not self.selected:
+                return None
+            pending = render(k + 1) if k + 1 < len(starts) else None
             self.write(data)
             yield self.wait_for_drain()
-        return "FETCH completed"
+        return None
 
 
 def _split_whole_message_items(request):
@@ -605,16 +657,39 @@ def _meta(sel, i: int):
                        size=sel.sizes[i], modseq=sel.modseqs[i])
 
 
-def _render_batch(request, jobs) -> bytes:
-    """The untagged FETCH responses of one batch (runs off the reactor)."""
+def _render_batch(request, jobs, limits) -> tuple[bytes, int]:
+    """The untagged FETCH responses of one batch (runs off the reactor), and how many
+    messages were left out because BINARY cannot undo a part's encoding
+    (``UNKNOWN-CTE``): one such message does not cost the others their answer."""
     from .fetch import render
 
-    return b"".join(b"* %d FETCH %s\r\n" % (i + 1, render(request, meta, source))
-                    for i, meta, source in jobs)
+    out, refused = [], 0
+    for i, meta, source in jobs:
+        try:
+            out.append(b"* %d FETCH %s\r\n" % (i + 1, render(request, meta, source, limits)))
+        except CommandRefused as exc:
+            if exc.code != "UNKNOWN-CTE":
+                raise
+            refused += 1
+    return b"".join(out), refused
 
 
 def _is_number(token) -> bool:
     return isinstance(token, str) and token.isascii() and token.isdigit() and len(token) < 20
+
+
+def _search_numbers(hits: list[int], uids) -> bytes:
+    """`` n n n`` of the SEARCH response: the sequence numbers of the indexes ``hits``,
+    or their UIDs from ``uids`` (a copy of the folder's) for UID SEARCH."""
+    if not hits:
+        return b""
+    numbers = map(uids.__getitem__, hits) if uids is not None else map((1).__add__, hits)
+    return b" " + " ".join(map(str, numbers)).encode("ascii")
+
+
+def _flag_search(program, flags, uids) -> tuple[list[int], bytes]:
+    hits = program.matching_flags(flags)
+    return hits, _search_numbers(hits, uids)
 
 
 def _matching(program, records) -> list[int]:

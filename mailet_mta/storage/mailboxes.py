@@ -332,6 +332,25 @@ def message_contents(conn: Connection, blobs, message_ids) -> dict[int, MessageC
     return out
 
 
+def read_messages(conn: Connection, blobs, message_ids) -> dict[int, bytes]:
+    """{message id: prefix + blob octets} of the given ids that exist (one query, then
+    each blob read whole: the caller bounds the octets of ``message_ids``)."""
+    ids = list(message_ids)
+    if len(ids) == 1:           # the common FETCH n: a plain query, no expanding IN
+        one = message_content(conn, blobs, ids[0])
+        found = {} if one is None else {ids[0]: one}
+    else:
+        found = message_contents(conn, blobs, ids)
+    out = {}
+    for mid, content in found.items():
+        chunks = content.chunks()
+        try:
+            out[mid] = b"".join(chunks)
+        finally:
+            chunks.close()
+    return out
+
+
 def user_quota(conn: Connection, user: str) -> tuple[int, int | None]:
     """``(octets stored, quota in octets or None)`` of ``user``."""
     return quota_usage(conn, user), conn.execute(_USER_QUOTA, {"b_user": user}).scalar()

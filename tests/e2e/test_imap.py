@@ -389,3 +389,19 @@ SyncState *
     typ, data = box.select("INBOX")
     assert data == [b"0"]           # deleted locally, expunged on the server
     box.logout()
+
+
+def test_getquotaroot_tells_the_quota_the_administrator_set(server):
+    send(server, "counted")
+    box = logged_in(server)
+    deadline = time.monotonic() + 10
+    while box.select("INBOX")[1] != [b"1"]:
+        assert time.monotonic() < deadline, "the mail was not delivered"
+        time.sleep(0.1)
+    typ, data = box.getquotaroot("INBOX")
+    assert typ == "OK" and data == [[b'"INBOX"'], [None]], data    # no quota: no root
+    server.srv.cli("users", "quota", server.user, str(1024 * 1024))
+    typ, data = box.getquotaroot("INBOX")
+    assert typ == "OK" and data[0] == [b'"INBOX" ""'], data
+    assert data[1] == [b'"" (STORAGE 1 1024)'], data
+    box.logout()

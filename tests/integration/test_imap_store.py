@@ -614,3 +614,17 @@ async def test_the_snapshot_cache_is_bounded_in_messages(store):  # noqa: F811
     c = await store.select(USER, "C")                 # larger than the bound: not kept
     assert await store.select(USER, "C") is not c and len(c) == 4
     assert store.snapshots.entry((USER, "B")) is not None
+
+
+@pytest_twisted.ensureDeferred
+async def test_read_messages_gives_prefix_and_blob_of_those_that_exist(store):  # noqa: F811
+    small = b"Subject: small\r\n\r\nx\r\n"
+    big = b"Subject: big\r\n\r\n" + b"y" * 10_000 + b"\r\n"      # a blob file
+    a = await deliver(store, small, prefix=b"Return-Path: <a@example.org>\r\n")
+    b = await deliver(store, big)
+    ids = (await store.select(USER, "INBOX")).ids
+    found = await store.read_messages([*ids, 999_999])
+    assert found == {ids[0]: b"Return-Path: <a@example.org>\r\n" + small, ids[1]: big}
+    assert (a, b) == (1, 2)
+    assert await store.read_messages([ids[1]]) == {ids[1]: big}
+    assert await store.read_messages([999_999]) == {}

@@ -152,3 +152,24 @@ def test_the_store_watches_a_bounded_number_of_folders(store):
     subs.append(store.subscribe(USER, "Sent", ignore))
     for sub in subs:
         sub.cancel()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_delivery_in_this_process_is_told_at_once(store):
+    from mailet_mta.folder_watch import changed_here
+
+    watcher = store.watcher
+    watcher.interval, watcher.feed = 3600.0, None       # neither poll nor feed would tell
+    seen: list[FolderStatus] = []
+    await store.create_folder(USER, "INBOX")
+    sub = store.subscribe(USER, "INBOX", seen.append)
+    await until(lambda: watcher._last.get((USER, "INBOX")) is not None)
+    await deliver(store, b"Subject: new\r\n\r\nx\r\n")
+    reads = watcher.reads
+    changed_here("someone-else@example.com")            # not a watched user: no read
+    assert watcher.reads == reads
+    changed_here(USER)
+    await until(lambda: seen and seen[-1].messages == 1, seconds=2.0)
+    sub.cancel()
+    changed_here(USER)                                   # nothing watched: nothing read
+    assert watcher.reads == reads + 1

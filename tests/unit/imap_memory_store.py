@@ -180,7 +180,8 @@ class MemoryIMAPStore:
         return defer.succeed(None)
 
     def quota(self, user):
-        return defer.succeed((0, self.quota_octets))
+        usage = sum(len(m["body"]) for f in self.folders[user].values() for m in f.messages)
+        return defer.succeed((usage, self.quota_octets))
 
     # -- IMAP views ------------------------------------------------------------------
     def select(self, user, folder):
@@ -226,6 +227,14 @@ class MemoryIMAPStore:
             found = self._find(mid)
             if found is not None:
                 out[mid] = MessageContent(b"", MessageSource(found[2]["body"]))
+        return defer.succeed(out)
+
+    def read_messages(self, ids):
+        out = {}
+        for mid in ids:
+            found = self._find(mid)
+            if found is not None:
+                out[mid] = found[2]["body"]
         return defer.succeed(out)
 
     # -- changes ---------------------------------------------------------------------

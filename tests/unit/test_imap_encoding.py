@@ -128,3 +128,28 @@ def test_non_ascii_atom_mailbox_names():
     assert decode_mailbox("Caf\u00e9", utf8=True) == "Caf\u00e9"
     with pytest.raises(BadCommand):
         decode_mailbox("Caf\u00e9", utf8=False)
+
+
+def test_internal_dates_of_a_column_equal_one_by_one():
+    from mailet_mta.imap.encoding import format_internal_date, format_internal_dates
+
+    epochs = [0.0, 59.9, 60.0, 86399.0, 86400.0, 951782400.0, 1.7e9 + 0.5, -5.0, 3e11,
+              253402214399.0, 1.7e9, 1.7e9 + 61]
+    assert format_internal_dates(epochs) == [format_internal_date(e) for e in epochs]
+
+
+def test_internal_dates_table_is_bounded():
+    from mailet_mta.imap.encoding import format_internal_date, format_internal_dates
+
+    epochs = [60.0 * n + 7 for n in range(65536 + 3)]       # more minutes than the table
+    out = format_internal_dates(epochs)
+    assert out[-1] == format_internal_date(epochs[-1])
+    assert out[65536] == format_internal_date(epochs[65536])
+
+
+def test_internal_date_in_a_zone():
+    from mailet_mta.imap.encoding import format_internal_date
+
+    assert format_internal_date(0.0, -420) == b'"31-Dec-1969 17:00:00 -0700"'
+    assert format_internal_date(837596665.0, -420) == b'"17-Jul-1996 02:44:25 -0700"'
+    assert format_internal_date(837596665.0, 330) == b'"17-Jul-1996 15:14:25 +0530"'

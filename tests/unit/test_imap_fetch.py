@@ -530,3 +530,28 @@ signed
 """)
     assert fetch(data, "BODY[1]") == b"(BODY[1] {6}\r\nsigned)"
     assert b'"boundary*" "us-ascii\'\'Ee%51f")' in fetch(data, "BODYSTRUCTURE")
+
+
+@pytest.mark.parametrize("items", ["(UID FLAGS RFC822.SIZE INTERNALDATE)", "FAST",
+                                   "(MODSEQ INTERNALDATE UID)", "FLAGS"])
+def test_meta_rows_are_what_render_gives(items):
+    from mailet_mta.imap.fetch import render_meta_rows
+
+    request = parse_fetch_items([items[1:-1].split()] if items.startswith("(") else [items])
+    flags = [frozenset(), frozenset({"\\Seen", "b", "A"}), frozenset({"\\Seen"})]
+    rows = [(s, 10 + s, flags[s % 3], 837596665.0 + 3600 * s, 100 * s, 5 * s)
+            for s in (1, 2, 3, 9)]
+    seqs, uids, fl, dates, sizes, modseqs = (list(c) for c in zip(*rows))
+    out = render_meta_rows(request, seqs, uids, fl, dates, sizes, modseqs)
+    want = b"".join(b"* %d FETCH %s\r\n" % (s, render(request, MessageMeta(u, f, d, z, m),
+                                                        None))
+                    for s, u, f, d, z, m in rows)
+    assert out == want
+
+
+def test_meta_rows_refuse_a_request_that_reads_the_message():
+    from mailet_mta.imap.fetch import render_meta_rows
+
+    with pytest.raises(ValueError):
+        render_meta_rows(parse_fetch_items(["ENVELOPE"]), [1], [1], [frozenset()], [0.0],
+                         [1], [1])

@@ -673,3 +673,127 @@ def test_noop_asks_the_store_even_without_a_notification():
     store.listeners.clear()                    # the notification is late
     store.add("bob@example.com", MESSAGE)
     assert s.cmd("n NOOP") == b"* 2 EXISTS\r\n* 1 RECENT\r\nn OK NOOP completed\r\n"
+
+
+def test_fetch_meta_of_a_scattered_set_in_chunks(monkeypatch):
+    from mailet_mta.imap import selected_commands
+
+    monkeypatch.setattr(selected_commands, "META_ROWS", 2)
+    monkeypatch.setattr(selected_commands, "META_FIRST_ROWS", 1)
+    s, _ = _box(*[MESSAGE] * 6)
+    s.cmd("t STORE 3 +FLAGS (\\Seen)")
+    out = s.cmd("f FETCH 1,3:4,6 (FLAGS UID)")
+    assert out == (b"* 1 FETCH (FLAGS () UID 1)\r\n* 3 FETCH (FLAGS (\\Seen) UID 3)\r\n"
+                   b"* 4 FETCH (FLAGS () UID 4)\r\n* 6 FETCH (FLAGS () UID 6)\r\n"
+                   b"f OK FETCH completed\r\n")
+    assert s.cmd("g FETCH 5 UID") == b"* 5 FETCH (UID 5)\r\ng OK FETCH completed\r\n"
+
+
+def test_fetch_meta_waits_for_the_transport_between_chunks(monkeypatch):
+    from mailet_mta.imap import fetch, selected_commands
+
+    monkeypatch.setattr(selected_commands, "META_ROWS", 3)
+    monkeypatch.setattr(selected_commands, "META_FIRST_ROWS", 2)
+    s, _ = _box(*[MESSAGE] * 6)
+    render = fetch.render_meta_rows
+
+    calls = []
+
+    def render_and_fill(*args):
+        calls.append(1)
+        if len(calls) == 1:
+            s.proto._flow.pauseProducing()  # the transport's buffer is full
+        return render(*args)
+    monkeypatch.setattr(fetch, "render_meta_rows", render_and_fill)
+    s.proto.dataReceived(b"f FETCH 1:* UID\r\n")
+    s.clock.advance(0)
+    assert s.transport.value().count(b" FETCH (UID") == 2     # one chunk, no more
+    s.proto._flow.resumeProducing()
+    s.clock.advance(0)
+    out = s.transport.value()
+    assert out.count(b" FETCH (UID") == 6 and out.endswith(b"f OK FETCH completed\r\n")
+    assert len(calls) == 3                  # 2 rows first, then 3, then the last one
+
+
+def test_search_of_flags_only_and_keywords():
+    s, _ = _box(*[MESSAGE] * 4)
+    s.cmd("t STORE 2 +FLAGS (\\Seen work)")
+    s.cmd("u STORE 4 +FLAGS (\\Deleted)")
+    assert s.cmd("a UID SEARCH UNSEEN") == b"* SEARCH 1 3 4\r\na OK SEARCH completed\r\n"
+    assert s.cmd("b SEARCH OR KEYWORD work DELETED") == \
+        b"* SEARCH 2 4\r\nb OK SEARCH completed\r\n"
+    assert s.cmd("c SEARCH NOT (UNSEEN UNDELETED)") == \
+        b"* SEARCH 2 4\r\nc OK SEARCH completed\r\n"
+
+
+MIXED = (b"Subject: parts\r\nMIME-Version: 1.0\r\n"
+         b"Content-Type: multipart/mixed; boundary=b1\r\n\r\n"
+         b"--b1\r\nContent-Type: text/plain\r\n\r\none\r\n"
+         b"--b1\r\nContent-Type: text/plain\r\n\r\ntwo\r\n"
+         b"--b1\r\nContent-Type: text/plain\r\n\r\nthree\r\n--b1--\r\n")
+
+
+def test_fetch_and_search_use_the_configured_mime_limits():
+    from mailet_mta.mail import MimeLimits
+
+    s, _ = _box(MIXED)
+    whole = s.cmd("a FETCH 1 BODYSTRUCTURE")
+    assert whole.count(b'("text" "plain"') == 3
+    assert s.cmd("b SEARCH BODY three") == b"* SEARCH 1\r\nb OK SEARCH completed\r\n"
+    s.proto.mime_limits = MimeLimits(max_parts=2, max_depth=100)   # the root and one part
+    cut = s.cmd("c FETCH 1 BODYSTRUCTURE")
+    assert cut.count(b'("text" "plain"') == 1 and b'"OCTET-STREAM"' in cut.upper()
+    assert s.cmd("d SEARCH BODY three") == b"* SEARCH\r\nd OK SEARCH completed\r\n"
+
+
+def test_binary_unknown_cte_of_one_message_does_not_fail_the_others():
+    bad = b"Content-Transfer-Encoding: x-uuencode\r\n\r\nbegin\r\n"
+    s, _ = _box(MESSAGE, bad, MESSAGE)
+    out = s.cmd("f FETCH 1:3 (UID BINARY.PEEK[1])")
+    assert out.startswith(b"* 1 FETCH (UID 1 BINARY[1] ")
+    assert b"* 3 FETCH (UID 3 BINARY[1] " in out and b"* 2 FETCH" not in out
+    assert out.endswith(b"f NO [UNKNOWN-CTE] 1 message(s) have a part in a "
+                        b"Content-Transfer-Encoding that cannot be decoded\r\n")
+    assert s.cmd("g FETCH 1 UID") == b"* 1 FETCH (UID 1)\r\ng OK FETCH completed\r\n"
+
+
+def test_getquotaroot_and_getquota_tell_the_users_quota():
+    s, store = _box(b"x" * 3000)
+    assert b"QUOTA=RES-STORAGE" in s.cmd("c CAPABILITY")
+    assert s.cmd("a GETQUOTAROOT INBOX") == \
+        b'* QUOTAROOT "INBOX"\r\na OK GETQUOTAROOT completed\r\n'     # no quota, no root
+    assert s.cmd('b GETQUOTA ""').startswith(b"b NO [NONEXISTENT]")
+    store.quota_octets = 10 * 1024 * 1024 + 100
+    assert s.cmd("c GETQUOTAROOT INBOX") == (
+        b'* QUOTAROOT "INBOX" ""\r\n* QUOTA "" (STORAGE 3 10240)\r\n'
+        b"c OK GETQUOTAROOT completed\r\n")
+    assert s.cmd('d GETQUOTA ""') == \
+        b'* QUOTA "" (STORAGE 3 10240)\r\nd OK GETQUOTA completed\r\n'
+    assert s.cmd("e GETQUOTA other").startswith(b"e NO [NONEXISTENT]")
+    assert s.cmd("f GETQUOTAROOT Nowhere").startswith(b"f NO [NONEXISTENT]")
+    assert s.cmd("g GETQUOTAROOT").startswith(b"g BAD")
+    assert s.cmd('h SETQUOTA "" (STORAGE 1)').startswith(b"h BAD")
+
+
+def test_small_whole_message_fetch_is_rendered_in_place_larger_on_a_worker():
+    from mailet_mta.imap import selected_commands
+
+    ran = []
+
+    def run(fn, *args):
+        ran.append(fn.__name__)
+        return _in_place(fn, *args)
+    store = MemoryIMAPStore()
+    store.add("bob@example.com", MESSAGE)
+    large = b"Subject: l\r\n\r\n" + b"z" * (selected_commands.INLINE_OCTETS + 10) + b"\r\n"
+    store.add("bob@example.com", large)
+    s = Session(store)
+    s.factory._run = run
+    s.proto.run = run
+    s.select()
+    ran.clear()
+    assert s.cmd("f FETCH 1 BODY.PEEK[]").endswith(b"f OK FETCH completed\r\n")
+    assert "_render_batch" not in ran
+    assert s.cmd("g FETCH 2 BODY.PEEK[]").endswith(b"g OK FETCH completed\r\n")
+    assert s.cmd("h FETCH 1 BODYSTRUCTURE").endswith(b"h OK FETCH completed\r\n")
+    assert ran.count("_render_batch") == 2

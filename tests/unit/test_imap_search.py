@@ -259,3 +259,25 @@ def test_not_is_the_complement(flags, size):
     for key in (["SEEN"], ["DELETED"], ["KEYWORD", "$junk"], ["LARGER", "500"],
                 ["OR", "FLAGGED", "SMALLER", "10"]):
         assert search(["NOT", *key], r) is (not search(key, r))
+
+
+@pytest.mark.parametrize("tokens,flags_only", [
+    (["UNSEEN"], True), (["ALL"], True), (["KEYWORD", "work", "NOT", "DELETED"], True),
+    (["OR", "SEEN", ["UNKEYWORD", "x", "FLAGGED"]], True), (["RECENT"], False),
+    (["NEW"], False), (["UNSEEN", "1:3"], False), (["UID", "5"], False),
+    (["LARGER", "10"], False), (["SUBJECT", "x"], False), (["MODSEQ", "3"], False)])
+def test_programs_of_flags_only_are_known(tokens, flags_only):
+    assert parse_search(tokens).flags_only is flags_only
+
+
+def test_matching_flags_gives_what_matches_gives():
+    sets = [frozenset(), frozenset({"\\Seen"}), frozenset({"\\Seen", "Work"}),
+            frozenset({"\\Deleted"}), frozenset({"work", "\\Flagged"})]
+    flags = [sets[(i * 7) % 5] for i in range(40)]
+    for tokens in (["UNSEEN"], ["OR", "KEYWORD", "WORK", "DELETED"], ["NOT", ["SEEN"]],
+                   ["FLAGGED", "UNDELETED"]):
+        program = parse_search(tokens)
+        want = [i for i, f in enumerate(flags) if program.matches(Record(flags=f))]
+        assert program.matching_flags(flags) == want
+    with pytest.raises(ValueError):
+        parse_search(["RECENT"]).matching_flags(flags)

@@ -36,3 +36,16 @@ async def test_start_service_fires_with_every_bound_listener(tmp_path):
         assert await server.when_ready() == info      # later callers get it at once
     finally:
         await server.stopService()
+
+
+def test_imap_sessions_get_the_spool_managers_mime_limits(tmp_path):
+    from mailet_mta.mail import MimeLimits
+
+    text = CONFIG.format(data_dir=tmp_path / "var").replace(
+        "spoolmanager:\n", "spoolmanager:\n  maxMimeParts: 7\n  maxMimeDepth: 3\n").replace(
+        "pop3servers:", 'imapservers: [{name: imap, listen: "tcp:0:interface=127.0.0.1"}]\n'
+        "pop3servers:")
+    server = MailServer(load_config_text(text, "yaml"))
+    (imap,) = [svc for name, kind, svc in server._build_listeners() if kind == "imap"]
+    assert imap.factory.mime_limits == MimeLimits(max_parts=7, max_depth=3)
+    assert imap.factory.buildProtocol(None).mime_limits == MimeLimits(7, 3)
