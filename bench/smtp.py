@@ -124,6 +124,13 @@ def tuned_config(data: Path, log_level: str = "warn") -> dict:
         processors=bench_processors(), logging={"level": log_level})
 
 
+def _knows_workers(code: Path) -> bool:
+    """Whether the checkout ``code`` has the ``workers`` key (one that has it must be
+    told ``workers: 1``: its default is one process per core)."""
+    model = code / "mailet_mta" / "config" / "model.py"
+    return model.exists() and "\n    workers:" in model.read_text()
+
+
 class MailetTarget:
     """mailet-mta serve as a child process; delivered = rows in ``messages``.
 
@@ -153,7 +160,7 @@ class MailetTarget:
         if self.url:
             config["storage"]["url"] = self.url
         if code is not None:        # an older checkout may not know these keys
-            if workers == 1:
+            if workers == 1 and not _knows_workers(code):
                 config.pop("workers")
             if not config.get("imapservers"):
                 config.pop("imapservers", None)
