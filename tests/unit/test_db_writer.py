@@ -75,3 +75,53 @@ def test_execute_fills_in_the_literals_a_prebuilt_statement_carries(database):
         assert execute(conn, bump, {"k": "e"}) == 1
         assert execute(conn, bump, {"k": "nope"}) == 0
         assert conn.execute(select(m.c.value).where(m.c.key == "e")).scalar() == "x-suffix"
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_batch_pipelines_its_grouped_statements_and_then_runs_its_writes(
+        db_url, monkeypatch):
+    """On PostgreSQL the grouped statements of a batch travel in one psycopg pipeline;
+    the batch's write functions, which read row counts, run after it is closed. One
+    failing grouped statement fails only its own write (the batch is retried one by
+    one)."""
+    import threading
+
+    from sqlalchemy.exc import IntegrityError
+    from twisted.internet import threads
+
+    database = Database(db_url)
+    database.upgrade()
+    database.start()
+    try:
+        with database.transaction() as conn:
+            execute(conn, insert(schema.meta), {"key": "taken", "value": "0"})
+        pipelines = []
+        real = dbmod._pipelined
+        monkeypatch.setattr(dbmod, "_pipelined",
+                            lambda conn: pipelines.append(conn.dialect.name) or real(conn))
+        gate = threading.Event()
+        held = database.write(lambda conn: gate.wait(10))   # the next three share a batch
+
+        def count_p(conn):
+            return execute(conn, update(schema.meta).where(schema.meta.c.key == "p")
+                           .values(value=bindparam("v")), {"v": "2"})
+
+        grouped = database.write_statements([(insert(schema.meta), {"key": "p", "value": "1"}),
+                                             (insert(schema.meta), {"key": "q", "value": "1"})])
+        clash = database.write_statements([(insert(schema.meta),
+                                            {"key": "taken", "value": "1"})])
+        counted = database.write(count_p)
+        await threads.deferToThread(time.sleep, 0.05)
+        gate.set()
+        await held
+        await grouped
+        assert await counted == 1
+        with pytest.raises(IntegrityError):
+            await clash
+        with database.transaction() as conn:
+            rows = dict(conn.execute(select(schema.meta.c.key, schema.meta.c.value)
+                                     .where(schema.meta.c.key.in_(["p", "q", "taken"]))).all())
+        assert rows == {"p": "2", "q": "1", "taken": "0"}
+        assert pipelines and pipelines[0] in ("sqlite", "postgresql")
+    finally:
+        await database.stop()
