@@ -15,7 +15,6 @@ import time
 import weakref
 from collections import deque
 from collections.abc import Callable, Iterator
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -250,10 +249,8 @@ class BatchWriter:
                 for op in batch:
                     for statement, params in op.statements or ():
                         grouped.setdefault(statement, []).append(params)
-                if grouped:
-                    with _pipelined(conn):
-                        for statement, params in grouped.items():
-                            self._executemany(conn, statement, params)
+                for statement, params in grouped.items():
+                    self._executemany(conn, statement, params)
                 results = [(op.deferred, True, op.run(conn)) for op in batch]
             self.batches += 1
             self.writes += len(batch)
@@ -287,16 +284,6 @@ class BatchWriter:
                 d.callback(value)
             else:
                 d.errback(value)
-
-
-def _pipelined(conn: Connection):
-    """On psycopg 3, a pipeline for the grouped statements of a batch: the BEGIN and
-    every executemany travel together and their results come back in one round trip
-    (each executemany alone waits for its own). It is closed before the batch's write
-    functions run, which read results and row counts. Elsewhere, nothing."""
-    driver = getattr(conn.connection, "driver_connection", None)
-    pipeline = getattr(driver, "pipeline", None)
-    return pipeline() if pipeline is not None else nullcontext()
 
 
 class _Op:
