@@ -247,6 +247,25 @@ def server_list(choices):
     return parse
 
 
+def fresh_schema(base_url: str, prefix: str = "soak"):
+    """(url of ``base_url`` with a new schema as its search_path, drop function): a
+    fresh PostgreSQL database for one run, removed by the function."""
+    import uuid
+
+    import sqlalchemy as sa
+
+    schema = f"{prefix}_" + uuid.uuid4().hex[:10]
+    engine = sa.create_engine(base_url)
+    with engine.begin() as conn:
+        conn.execute(sa.text(f"CREATE SCHEMA {schema}"))
+
+    def drop():
+        with engine.begin() as conn:
+            conn.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
+        engine.dispose()
+    return f"{base_url}?options=-csearch_path%3D{schema}", drop
+
+
 def median(values):
     values = [v for v in values if v is not None]
     return statistics.median(values) if values else None

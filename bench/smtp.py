@@ -49,6 +49,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import (
     ROOT,
+    fresh_schema,
     machine,
     maildir_count,
     median,
@@ -123,18 +124,30 @@ def tuned_config(data: Path, log_level: str = "warn") -> dict:
         processors=bench_processors(), logging={"level": log_level})
 
 
+def _knows_workers(code: Path) -> bool:
+    """Whether the checkout ``code`` has the ``workers`` key (one that has it must be
+    told ``workers: 1``: its default is one process per core)."""
+    model = code / "mailet_mta" / "config" / "model.py"
+    return model.exists() and "\n    workers:" in model.read_text()
+
+
 class MailetTarget:
     """mailet-mta serve as a child process; delivered = rows in ``messages``.
 
     ``shipped``: conf/mailet-mta.yaml (see :func:`shipped_config`, logging at info
     unless ``log_level`` says otherwise) instead of the tuned pipeline (warn); with
     ``workers`` above 1 it is named ``…-w<N>`` and its CPU is the supervisor's plus
-    every worker's; ``code``: another checkout's mailet_mta (an A/B run).
+    every worker's; ``code``: another checkout's mailet_mta (an A/B run);
+    ``database``: a PostgreSQL URL (a fresh schema in it is used, then dropped; the
+    name gets ``-pg``) instead of SQLite under the data directory.
     """
 
     def __init__(self, workdir: Path, shipped: bool = False, workers: int = 1,
-                 log_level: str | None = None, code: Path | None = None):
+                 log_level: str | None = None, code: Path | None = None,
+                 database: str | None = None):
         self.name = "mailet-mta-shipped" if shipped else "mailet-mta"
+        if database:
+            self.name += "-pg"
         if workers != 1:
             self.name += f"-w{workers}"
         data = workdir / "var"
@@ -143,14 +156,17 @@ class MailetTarget:
         else:
             config = tuned_config(data, log_level or "warn")
         config["workers"] = workers
+        self.url, self._drop = fresh_schema(database, "bench") if database else (None, None)
+        if self.url:
+            config["storage"]["url"] = self.url
         if code is not None:        # an older checkout may not know these keys
-            if workers == 1:
+            if workers == 1 and not _knows_workers(code):
                 config.pop("workers")
             if not config.get("imapservers"):
                 config.pop("imapservers", None)
         self.server = ServerProcess(workdir, config, name="mailet-mta")
         if code is not None:        # another checkout's mailet_mta (an A/B run)
-            self.name = f"mailet-mta@{code.name}"
+            self.name = f"mailet-mta{'-pg' if database else ''}@{code.name}"
             self.server.command = ["env", f"PYTHONPATH={code}", sys.executable, "-m",
                                    "mailet_mta", "serve", "--config",
                                    str(self.server.config_path)]
@@ -163,16 +179,23 @@ class MailetTarget:
         self.pid = self.server.proc.pid
         self.pids = [self.pid] + [w["pid"] for w in self.server.info().get("workers", [])]
         self.port = self.server.port("smtp")
-        self._db = sqlite3.connect(f"file:{self.db_path}?mode=ro", uri=True,
-                                   check_same_thread=False)
+        if self.url:
+            import sqlalchemy as sa
+            self._engine = sa.create_engine(self.url, isolation_level="AUTOCOMMIT")
+            self._db = self._engine.connect()
+            self._query = lambda sql: self._db.exec_driver_sql(sql).fetchall()
+        else:
+            self._db = sqlite3.connect(f"file:{self.db_path}?mode=ro", uri=True,
+                                       check_same_thread=False)
+            self._query = lambda sql: self._db.execute(sql).fetchall()
         return self
 
     def delivered(self) -> int:
-        return self._db.execute("SELECT count(*) FROM messages").fetchone()[0]
+        return self._query("SELECT count(*) FROM messages")[0][0]
 
     def per_worker(self) -> dict:
         """Connections and mails each worker took, from the nodes' last heartbeats."""
-        rows = self._db.execute("SELECT name, info FROM nodes ORDER BY name").fetchall()
+        rows = self._query("SELECT name, info FROM nodes ORDER BY name")
         return {name: {k: v for k, v in json.loads(info or "{}").items()
                        if k in ("connections", "accepted")} for name, info in rows}
 
@@ -180,6 +203,9 @@ class MailetTarget:
         if self._db is not None:
             self._db.close()
         self.server.stop()
+        if self._drop is not None:
+            self._engine.dispose()
+            self._drop()
 
 
 class PostfixTarget:
@@ -481,6 +507,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--baseline", type=Path, metavar="CHECKOUT",
                         help="also run mailet-mta from this checkout (e.g. a worktree of "
                              "main), interleaved with the others: an A/B run")
+    parser.add_argument("--database", metavar="URL",
+                        help="run every mailet-mta on this PostgreSQL (a fresh schema "
+                             "each, dropped afterwards), e.g. "
+                             "postgresql+psycopg://postgres@127.0.0.1:5432/test")
     return parser
 
 
@@ -506,14 +536,16 @@ def main(argv=None) -> None:
                 for n in (int(w) for w in args.workers.split(",")):
                     targets.append(MailetTarget(work / f"{name}-w{n}",
                                                 shipped=name == "mailet-mta-shipped",
-                                                workers=n, log_level=args.log_level).start())
+                                                workers=n, log_level=args.log_level,
+                                                database=args.database).start())
             else:
                 targets.append(make_target(name, work / name).start())
         if args.baseline:           # the configuration of the first mailet-mta named
             first = next((n for n in names if n.startswith("mailet-mta")), "mailet-mta")
             targets.append(MailetTarget(work / "baseline", log_level=args.log_level,
                                         shipped=first == "mailet-mta-shipped",
-                                        code=args.baseline.resolve()).start())
+                                        code=args.baseline.resolve(),
+                                        database=args.database).start())
         results = run_matrix(targets, sizes, conns, count, repeats)
         spread = worker_spread(targets)
         mailet = next((t for t in targets if t.name.startswith("mailet-mta")), None)

@@ -17,29 +17,13 @@ import argparse
 import json
 import sys
 import tempfile
-import uuid
 from dataclasses import asdict
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.common import fresh_schema
 from tests.soak.harness import remote_delivery_available, run_soak
-
-
-def fresh_schema(base_url: str):
-    """(url with a new search_path schema, drop function)."""
-    import sqlalchemy as sa
-
-    schema = "soak_" + uuid.uuid4().hex[:10]
-    engine = sa.create_engine(base_url)
-    with engine.begin() as conn:
-        conn.execute(sa.text(f"CREATE SCHEMA {schema}"))
-
-    def drop():
-        with engine.begin() as conn:
-            conn.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
-        engine.dispose()
-    return f"{base_url}?options=-csearch_path%3D{schema}", drop
 
 
 def main(argv=None) -> int:

@@ -26,6 +26,13 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
+def _start(server) -> None:
+    """Start ``server``; once it listens, settle the heap (mailet_mta.heap)."""
+    from ..heap import settle
+
+    server.startService().addCallback(lambda _ready: settle())
+
+
 def run(args) -> int:
     from twisted.internet import reactor
 
@@ -61,7 +68,7 @@ def run(args) -> int:
         _warn(config, server.directory)
     if worker is not None:
         _watch_supervisor(worker)
-    reactor.callWhenRunning(server.startService)
+    reactor.callWhenRunning(_start, server)
     reactor.addSystemEventTrigger("before", "shutdown", server.stopService)
     reactor.run()
     failure = getattr(server, "start_error", None)

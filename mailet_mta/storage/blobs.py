@@ -221,7 +221,7 @@ def _fsync_dir(path: Path) -> None:
 class BlobStore:
     """Blob files under ``root`` plus the ``blobs`` table."""
 
-    def __init__(self, root: str | os.PathLike, inline_limit: int = 65536, *,
+    def __init__(self, root: str | os.PathLike, inline_limit: int = 131072, *,
                  held_per_writer: int = HELD_PER_WRITER, held_limit: int = HELD_LIMIT):
         self.root = Path(root)
         self.inline_limit = inline_limit

@@ -15,6 +15,7 @@ import time
 import weakref
 from collections import deque
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -174,6 +175,7 @@ class BatchWriter:
         self._thread: threading.Thread | None = None
         self._stopping = False
         self._urgent = 0                      # pending writes that are not background
+        self._conn: Connection | None = None  # the writer thread's, kept between batches
         self.batches = 0
         self.writes = 0
 
@@ -228,6 +230,7 @@ class BatchWriter:
                 while not self._pending and not self._stopping:
                     self._cond.wait()
                 if not self._pending and self._stopping:
+                    self._drop_connection()
                     return
                 if not self._urgent and not self._stopping:
                     deadline = time.monotonic() + LINGER
@@ -244,7 +247,7 @@ class BatchWriter:
 
     def _commit(self, batch):
         try:
-            with self.engine.begin() as conn:
+            with self._transaction() as conn:
                 grouped: dict[Any, list] = {}
                 for op in batch:
                     for statement, params in op.statements or ():
@@ -259,15 +262,38 @@ class BatchWriter:
             if len(batch) == 1:
                 op = batch[0]
                 try:
-                    with self.engine.begin() as conn:
-                        op.run_all(conn)
+                    with self._transaction() as conn:
+                        value = op.run_all(conn)
                 except BaseException as exc:  # noqa: BLE001 - reported to the caller
                     return [(op.deferred, False, exc)]
-                return [(op.deferred, True, None)]
+                return [(op.deferred, True, value)]
             results = []
             for op in batch:
                 results.extend(self._commit([op]))
             return results
+
+    @contextmanager
+    def _transaction(self) -> Iterator[Connection]:
+        """A transaction on the writer's own connection, kept from batch to batch: a
+        checkout per batch costs a round trip on PostgreSQL (the pool's pre-ping).
+        After any failure the connection goes back to the pool and the next batch
+        checks out another (with its pre-ping), so a broken one is not used again."""
+        if self._conn is None:
+            self._conn = self.engine.connect()
+        try:
+            with self._conn.begin():
+                yield self._conn
+        except BaseException:
+            self._drop_connection()
+            raise
+
+    def _drop_connection(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                conn.close()
+            except Exception:  # noqa: BLE001 - a broken connection is thrown away
+                pass
 
     @staticmethod
     def _executemany(conn, statement, rows: list[dict]) -> None:

@@ -155,11 +155,14 @@ class _Numbers:
 
 
 def soak_message(n: int, to: str) -> bytes:
-    """Mostly small mails (inline blobs); every seventh is 70-120 KB, past the inline
-    limit, so its body is written to a blob file on the fsync thread."""
+    """Mostly small mails (inline blobs); every seventh is 136-184 KB, past the
+    inline limit (128 KiB), so its body is written to a blob file on the fsync thread,
+    and another seventh 70-118 KB, a large body kept in the database."""
     body = "x" * (n % 300) + "\r\n"
     if n % 7 == 0:
-        body += ("y" * 78 + "\r\n") * (875 + 12 * (n % 50))
+        body += ("y" * 78 + "\r\n") * (1700 + 12 * (n % 50))
+    elif n % 7 == 3:
+        body += ("z" * 78 + "\r\n") * (875 + 12 * (n % 50))
     return (f"From: sender@client.example\r\nTo: {to}\r\nSubject: soak {n}\r\n"
             f"Message-ID: <soak.{n}@client.example>\r\n\r\nsoak mail number {n}\r\n"
             + body).encode()

@@ -132,3 +132,26 @@ def test_tree_cpu_counts_exited_children():
     after = common.tree_cpu_seconds(os.getpid())
     assert after - before >= 0.05
     assert os.getpid() in common.process_tree(os.getpid())
+
+
+def test_smtp_baseline_checkout_runs_one_process_like_this_one(tmp_path):
+    """An A/B run compares one process with one process: a baseline checkout that
+    knows ``workers`` (default: one per core) is told 1; an older one is not told."""
+    import yaml
+
+    def workers_of(code):
+        target = smtp.MailetTarget(tmp_path / code.name, code=code)
+        return yaml.safe_load(target.server.config_path.read_text()).get("workers")
+
+    older = tmp_path / "older"
+    (older / "mailet_mta" / "config").mkdir(parents=True)
+    (older / "mailet_mta" / "config" / "model.py").write_text("class Config:\n    x: int\n")
+    assert workers_of(ROOT) == 1
+    assert workers_of(older) is None
+
+
+def test_smtp_database_option_names_a_postgresql_url():
+    args = smtp.build_parser().parse_args(
+        ["--database", "postgresql+psycopg://postgres@127.0.0.1:5432/test"])
+    assert args.database.startswith("postgresql")
+    assert smtp.build_parser().parse_args([]).database is None

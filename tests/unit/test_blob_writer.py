@@ -126,3 +126,24 @@ def test_a_header_block_longer_than_the_head_is_read_from_the_file(tmp_path):
                                            loader=store.path_for(ref.id).read_bytes,
                                            opener=lambda: open(store.path_for(ref.id), "rb")))
     assert len(mail.header_names()) == 400
+
+
+def test_the_default_limit_keeps_a_100_kb_mail_in_the_database(tmp_path):
+    """A mail with a small attachment costs one fsync (its commit), not three: the
+    shipped and the built-in limit keep 100 KB inline, a larger body goes to a file."""
+    from pathlib import Path
+
+    import yaml
+
+    from mailet_mta.config.model import StorageConfig
+
+    root = Path(__file__).resolve().parents[2]
+    shipped = yaml.safe_load((root / "conf" / "mailet-mta.yaml").read_text())
+    assert shipped["storage"]["inline_blob_limit"] == "128k"
+    store = BlobStore(tmp_path, StorageConfig().inline_blob_limit)
+    small, large = store.writer(), store.writer()
+    small.write(_message(100 * 1024))
+    large.write(_message(129 * 1024))
+    assert small.finish_sync().data is not None
+    ref = large.finish_sync()
+    assert ref.data is None and store.path_for(ref.id).stat().st_size == 129 * 1024

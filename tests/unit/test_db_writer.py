@@ -75,3 +75,37 @@ def test_execute_fills_in_the_literals_a_prebuilt_statement_carries(database):
         assert execute(conn, bump, {"k": "e"}) == 1
         assert execute(conn, bump, {"k": "nope"}) == 0
         assert conn.execute(select(m.c.value).where(m.c.key == "e")).scalar() == "x-suffix"
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_writer_keeps_its_postgresql_connection_and_replaces_a_dead_one(pg_url):
+    """No checkout (and pre-ping round trip) per batch: consecutive batches run on one
+    server session. When that session dies, the write is still committed, on a new
+    one."""
+    from sqlalchemy import event, text
+
+    database = Database(pg_url)
+    database.upgrade()
+    database.start()
+    try:
+        def backend(key):
+            def write(conn):
+                _set(key, key)(conn)
+                return conn.execute(text("SELECT pg_backend_pid()")).scalar()
+            return write
+
+        first = await database.write(backend("one"))
+        checkouts: list = []
+        event.listen(database.engine, "checkout", lambda *_: checkouts.append(1))
+        assert await database.write(backend("two")) == first
+        assert checkouts == []                  # no checkout, so no pre-ping
+        with database.transaction() as conn:
+            conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": first})
+        third = await database.write(backend("three"))
+        assert third != first
+        assert await database.write(backend("four")) == third
+        with database.transaction() as conn:
+            keys = set(conn.execute(select(schema.meta.c.key)).scalars())
+        assert {"one", "two", "three", "four"} <= keys
+    finally:
+        await database.stop()
