@@ -32,6 +32,8 @@ from .acceptance import SpoolBackend
 from .api import ConfigurationError
 from .config.model import ServerConfig
 from .config.retention import repositories_config
+from .config.webadmin import webadmin_config
+from .config.webmail import webmail_config
 from .context import MailetContext
 from .delivery.credentials import RelayCredentials
 from .delivery.resolver import Resolver
@@ -57,8 +59,8 @@ from .storage.blobs import BlobStore, blob_dir
 from .storage.db import Database, default_url
 from .storage.private_files import make_private_dir
 from .tls import trust_root
-from .web.webadmin import webadmin_listen, webadmin_service
-from .web.webmail import webmail_listen, webmail_service
+from .web.webadmin import webadmin_service
+from .web.webmail import webmail_service
 from .worker_role import WorkerRole
 
 log = Logger(namespace="mailet_mta.service")
@@ -372,10 +374,10 @@ def configured_listeners(config: ServerConfig) -> list[tuple[str, str, str | Non
     if listen:
         found.append(("http:metrics", listen,
                       getattr(config.extra["metrics"], "source", None)))
-    for section, listen in (("webadmin", webadmin_listen(config)),
-                            ("webmail", webmail_listen(config))):
-        if listen:
-            found.append((f"http:{section}", listen,
+    for section, http in (("webadmin", webadmin_config(config)),
+                          ("webmail", webmail_config(config))):
+        if http.enabled:
+            found.append((f"http:{section}", http.endpoint,
                           getattr(config.extra.get(section), "source", None)))
     return found
 

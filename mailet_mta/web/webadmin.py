@@ -45,13 +45,6 @@ class WebAdminService(HTTPListenerService):
         return Response(200, raw=json.dumps(self.document).encode())
 
 
-def webadmin_listen(config) -> str | None:
-    """The endpoint string of the webadmin listener, or None when it is off (what a
-    supervisor opens for its worker processes)."""
-    cfg = webadmin_config(config)
-    return cfg.endpoint if cfg.enabled else None
-
-
 def webadmin_service(config, server) -> WebAdminService | None:
     """The webadmin listener of ``server`` when ``webadmin.enabled`` is true."""
     cfg = webadmin_config(config)

@@ -276,13 +276,6 @@ def _static_param():
                           "pattern": r"^[a-z]+\.(js|css)$"}, required=True)
 
 
-def webmail_listen(config) -> str | None:
-    """The endpoint string of the webmail listener, or None when it is off (what a
-    supervisor opens for its worker processes)."""
-    cfg = webmail_config(config)
-    return cfg.endpoint if cfg.enabled else None
-
-
 def webmail_service(config, server) -> WebmailService | None:
     """The webmail listener of ``server`` when ``webmail.enabled`` is true."""
     cfg = webmail_config(config)
