@@ -329,13 +329,22 @@ class MailServer(MultiService):
     def stopService(self):
         remove_listeners_file(self.data_dir)
         # Listeners first (reverse of start order), then the spool, then the database.
-        for svc in reversed(list(self)):
-            if svc.running:
-                yield defer.maybeDeferred(svc.stopService)
-        self.running = 0
-        self.directory.stop()
-        self.pipeline.destroy()
-        yield self.db.stop()
+        # One part that fails to stop (a full disk refusing the spool's last write, say)
+        # is logged and the rest still stop: above all the database, whose threads
+        # would otherwise keep the process alive after the reactor has stopped.
+        try:
+            for svc in reversed(list(self)):
+                if svc.running:
+                    try:
+                        yield defer.maybeDeferred(svc.stopService)
+                    except Exception:  # noqa: BLE001 - logged; the others still stop
+                        log.failure("{name} did not stop cleanly",
+                                    name=getattr(svc, "name", None) or type(svc).__name__)
+            self.running = 0
+            self.directory.stop()
+            self.pipeline.destroy()
+        finally:
+            yield self.db.stop()
 
 
 def remove_listeners_file(data_dir: Path) -> None:

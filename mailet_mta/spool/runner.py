@@ -84,7 +84,11 @@ class SpoolRunner(Service):
                 loop.stop()
         self.queue.clear()
         yield self.wait_idle()
-        yield self.db.write(store.release_all, self.node_name)
+        try:
+            yield self.db.write(store.release_all, self.node_name)
+        except Exception as exc:  # noqa: BLE001 - the leases then simply expire
+            log.warn("could not release this node's spool leases on stop ({error}); "
+                     "they expire after {seconds}s", error=exc, seconds=self.lease_seconds)
 
     def reconfigure(self, new_config, pipeline: Pipeline) -> None:
         """Run new mails on ``pipeline`` with ``new_config.spoolmanager``'s limits; the
