@@ -23,7 +23,6 @@ from .encoding import (
     quoted_or_literal,
 )
 from .errors import BadCommand, CommandRefused
-from .sequence import format_uid_set, parse_set
 
 __all__ = ["MailboxCommands", "store_refusal", "folder_pattern"]
 
@@ -119,8 +118,9 @@ class MailboxCommands:
         if self.selected is not None:
             self._close_mailbox()
             self.state = "authenticated"
-            if "CONDSTORE" in self.enabled:
-                self.untagged("OK [CLOSED] previous mailbox closed")
+            # RFC 7162 §3.2.11: the boundary between the old mailbox's responses and
+            # the new one's, sent by a server that offers CONDSTORE/QRESYNC.
+            self.untagged("OK [CLOSED] previous mailbox closed")
         d = self.backend.select(self.user, name)
         d.addErrback(_refuse_store_errors)
         d.addCallback(self._opened, name, read_only)
@@ -129,8 +129,9 @@ class MailboxCommands:
         return d
 
     def _select_params(self, params):
-        """SELECT's (CONDSTORE) or (QRESYNC (uidvalidity modseq [known-uids])):
-        the QRESYNC triple or None."""
+        """SELECT's (CONDSTORE) or (QRESYNC (…)): the QresyncParams or None."""
+        from .qresync import parse_qresync
+
         if not isinstance(params, list) or not params:
             raise BadCommand("SELECT parameters are a parenthesised list")
         qresync = None
@@ -140,49 +141,33 @@ class MailboxCommands:
             if word == "CONDSTORE":
                 self.enabled.add("CONDSTORE")
                 i += 1
-            elif word == "QRESYNC" and i + 1 < len(params):
+            elif word == "QRESYNC" and i + 1 < len(params) and qresync is None:
                 if "QRESYNC" not in self.enabled:
                     raise BadCommand("ENABLE QRESYNC first (RFC 7162 §3.2.5)")
-                qresync = self._qresync_triple(params[i + 1])
+                qresync = parse_qresync(params[i + 1])
                 i += 2
             else:
                 raise BadCommand("SELECT parameters are CONDSTORE and QRESYNC")
         return qresync
 
-    def _qresync_triple(self, token):
-        if not isinstance(token, list) or len(token) < 2 or \
-                not all(isinstance(t, str) and t.isascii() and t.isdigit()
-                        for t in token[:2]):
-            raise BadCommand("QRESYNC takes (uidvalidity modseq [known-uids])")
-        known = None
-        if len(token) > 2 and isinstance(token[2], str):
-            known = parse_set(token[2])
-        return int(token[0]), int(token[1]), known
-
     def _resync(self, result, qresync):
         """RFC 7162 §3.2.5.1: what changed since the client's modseq, told before the
-        SELECT's tagged OK: VANISHED (EARLIER) and FETCH (UID FLAGS MODSEQ)."""
-        validity, since, known = qresync
+        SELECT's tagged OK: VANISHED (EARLIER), then FETCH (UID FLAGS MODSEQ) of every
+        message changed or added since. Another UIDVALIDITY: nothing (the client
+        forgets what it had)."""
+        from .qresync import format_spans, vanished_spans
+
         sel = self.selected
-        if sel is None or validity != sel.uid_validity or self._lost:
+        if sel is None or qresync.uid_validity != sel.uid_validity or self._lost:
             return result
-        d = self.backend.changes(self.user, sel.name, since)
+        d = self.backend.changes(self.user, sel.name, qresync.modseq)
 
         def tell(changes):
-            if sel is not self.selected:
+            if sel is not self.selected or self._lost:
                 return result
-            gone = changes.expunged_uids
-            if gone is None:          # the store forgot: every known UID not present
-                top = sel.uid_next - 1
-                present = set(sel.uids)
-                gone = [u for r in (known.indexes(top) if known else [range(1, top + 1)])
-                        for u in r if u not in present] if top > 0 else []
-            elif known is not None:
-                top = max(gone, default=0)
-                gone = [u for u in gone if known.contains(u, top)]
-            out = []
-            if gone:
-                out.append(b"* VANISHED (EARLIER) %s\r\n" % format_uid_set(gone).encode())
+            spans = vanished_spans(changes.expunged_uids, sel.uids, sel.uid_next,
+                                   qresync.known_uids, qresync.seq_match)
+            out = [b"* VANISHED (EARLIER) %s\r\n" % format_spans(spans)] if spans else []
             for row in changes.updated:
                 uid = row[1]
                 i = sel.index_of_uid(uid)

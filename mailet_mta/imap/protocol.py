@@ -307,9 +307,9 @@ class IMAPServer(MailboxCommands, SelectedCommands, Protocol, TimeoutMixin):
             code, text = text
         if tells is not None and self.selected is not None and self.selected.dirty:
             d = self.sync_changes(allow_expunge=tells == "all")
-            d.addCallback(lambda _: self.tagged(tag, "OK", text, code))
+            d.addCallback(lambda _: self.tagged(tag, "OK", text, _code_text(code)))
             return d
-        self.tagged(tag, "OK", text, code)
+        self.tagged(tag, "OK", text, _code_text(code))
         return None
 
     def _failed(self, failure, tag: str):
@@ -526,6 +526,12 @@ class IMAPServer(MailboxCommands, SelectedCommands, Protocol, TimeoutMixin):
         d = self.sync_changes(allow_expunge=True)
         d.addErrback(lambda f: log.failure("IDLE update of {user} failed", f,
                                            user=self.user))
+
+
+def _code_text(code):
+    """A response code, or the callable that gives it once the untagged responses
+    before the tagged OK are written (``HIGHESTMODSEQ`` after EXPUNGE)."""
+    return code() if callable(code) else code
 
 
 def _run_in_place(fn, *args):

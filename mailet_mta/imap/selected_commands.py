@@ -233,10 +233,16 @@ class SelectedCommands:
         return d
 
     def _expunged(self, removed, sel):
-        if sel is self.selected:
-            where = sel.index_by_id(removed)
-            self.write(self.expunged_lines(sel, where.values()))
-        return "EXPUNGE completed"
+        if sel is not self.selected:
+            return "EXPUNGE completed"
+        where = sel.index_by_id(removed)
+        self.write(self.expunged_lines(sel, where.values()))
+        if "QRESYNC" not in self.enabled:
+            return "EXPUNGE completed"
+        # RFC 7162 §3.2 (EXPUNGE): the tagged OK carries the HIGHESTMODSEQ after the expunge,
+        # read (with what others changed meanwhile, told first) before it is sent.
+        sel.dirty = True
+        return (lambda: f"HIGHESTMODSEQ {sel.highest_modseq}", "EXPUNGE completed")
 
     # -- STORE ---------------------------------------------------------------------------
     def do_STORE(self, tag, args):
@@ -286,6 +292,7 @@ class SelectedCommands:
             return "STORE completed"
         where = sel.index_by_id(set(result.updated) | set(result.failed))
         condstore = "CONDSTORE" in self.enabled
+        qresync = "QRESYNC" in self.enabled
         out = []
         for mid, (flags, modseq) in sorted(result.updated.items(),
                                            key=lambda kv: where.get(kv[0], -1)):
@@ -300,7 +307,7 @@ class SelectedCommands:
             if silent and not (changed and conditional):
                 continue
             items = []
-            if uid:
+            if uid or qresync:        # RFC 7162 §3.2: UID in every FETCH response
                 items.append(b"UID %d" % sel.uids[i])
             if not silent:
                 items.append(b"FLAGS " + format_flags(flags))
@@ -504,16 +511,10 @@ class SelectedCommands:
         sel = self.selected
         vanished_since = None
         if len(args) == 3:
-            modifier = args[2]
-            if not isinstance(modifier, list) or len(modifier) not in (2, 3) \
-                    or str(modifier[0]).upper() != "CHANGEDSINCE" \
-                    or not _is_number(modifier[1]):
-                raise BadCommand("the FETCH modifier is (CHANGEDSINCE modseq [VANISHED])")
-            since = int(modifier[1])
-            if len(modifier) == 3:
-                if str(modifier[2]).upper() != "VANISHED" or not uid \
-                        or "QRESYNC" not in self.enabled:
-                    raise BadCommand("VANISHED is for UID FETCH after ENABLE QRESYNC")
+            from .qresync import parse_fetch_modifiers
+
+            since, vanished = parse_fetch_modifiers(args[2], uid, "QRESYNC" in self.enabled)
+            if vanished:
                 vanished_since = since
             self.enabled.add("CONDSTORE")
             indexes = [i for i in indexes if sel.modseqs[i] > since]
@@ -529,18 +530,15 @@ class SelectedCommands:
 
     def _send_vanished(self, sel, uid_set, since: int) -> defer.Deferred:
         """RFC 7162 §3.2.6: ``* VANISHED (EARLIER)`` of the UIDs in ``uid_set``
-        expunged since ``since`` (all of them not present when the store forgot)."""
+        expunged since ``since`` (those not present when the store forgot)."""
+        from .qresync import format_spans, vanished_spans
+
         d = self.backend.changes(self.user, sel.name, since)
 
         def tell(changes):
-            top = max(sel.uid_next - 1, 1)
-            if changes.expunged_uids is None:
-                present = set(sel.uids)
-                gone = [u for r in uid_set.indexes(top) for u in r if u not in present]
-            else:
-                gone = [u for u in changes.expunged_uids if uid_set.contains(u, top)]
-            if gone:
-                self.write(b"* VANISHED (EARLIER) %s\r\n" % format_uid_set(gone).encode())
+            spans = vanished_spans(changes.expunged_uids, sel.uids, sel.uid_next, uid_set)
+            if spans and sel is self.selected:
+                self.write(b"* VANISHED (EARLIER) %s\r\n" % format_spans(spans))
         return d.addCallback(tell)
 
     @defer.inlineCallbacks
@@ -556,8 +554,11 @@ class SelectedCommands:
                     if i is not None:
                         sel.flags[i], sel.modseqs[i] = flags, modseq
                 sel.dirty = True
-                # RFC 3501 §6.4.5: the changed \Seen flag is told in the response.
+                # RFC 3501 §6.4.5: the changed \Seen flag is told in the response,
+                # with UID and MODSEQ after ENABLE QRESYNC (RFC 7162 §3.2).
                 request = request.with_item("FLAGS")
+                if "QRESYNC" in self.enabled:
+                    request = request.with_item("UID").with_item("MODSEQ")
         whole, rest = _split_whole_message_items(request)
         streamed = set()
         if whole and rest.needs == "meta":
