@@ -41,6 +41,11 @@ class LineBuffer:
         """Octets received and not yet consumed."""
         return len(self._data) - self._pos
 
+    @property
+    def discarding(self) -> bool:
+        """Whether a line over the limit is being dropped as it arrives."""
+        return self._discarding
+
     def feed(self, data: bytes) -> None:
         """Append received bytes (dropping the consumed ones first)."""
         if self._pos:
@@ -77,6 +82,11 @@ class LineBuffer:
                 return TOO_LONG
             end = nl - 1 if nl > start and data[nl - 1] == 13 else nl
             return data[start:end]
+
+    def peek(self, limit: int) -> bytes:
+        """At most ``limit`` of the octets not yet consumed, left in place (the tag
+        of a command line that may turn out too long)."""
+        return self._data[self._pos:self._pos + limit]
 
     def take(self) -> bytes:
         """Everything not yet consumed (for a reader of raw octets, e.g. a body)."""

@@ -111,6 +111,12 @@ class CommandReader:
     def reading_literal(self) -> bool:
         return self._need > 0
 
+    @property
+    def discarding(self) -> bool:
+        """Whether a line over the bound (answered BAD) is being dropped up to its
+        line end."""
+        return self._lines.discarding
+
     def feed(self, data: bytes) -> None:
         self._lines.feed(data)
 
@@ -146,11 +152,12 @@ class CommandReader:
                 if not self._read_literal():
                     return None
                 continue
+            start = self._parts[0] if self._parts else self._lines.peek(80)
             line = self._lines.next_line(self.max_line - self._text_octets)
             if line is None:
                 return None
             if line is TOO_LONG:
-                tag = self._tag_of(self._parts[0] if self._parts else b"")
+                tag = self._tag_of(start)
                 self._reset()
                 return Rejected(tag, "command line too long (the limit is "
                                 f"{self.max_line} octets outside literals)")

@@ -15,15 +15,18 @@ keeps the reactor free (rendering in worker threads, back-pressure on every writ
 
 States (RFC 3501 §3): not authenticated → authenticated → selected → logout.
 Commands are handled strictly in order, also when pipelined; while one waits on the
-store, the next waits in the reader. Untagged ``EXPUNGE`` is never sent while a
-``FETCH``, ``STORE`` or ``SEARCH`` by sequence number runs (RFC 3501 §7.4.1); changes by
+store, the next waits in the reader. Untagged ``EXPUNGE`` (``VANISHED`` after ``ENABLE
+QRESYNC``) is never sent while a ``FETCH``, ``STORE`` or ``SEARCH`` by sequence number
+runs (RFC 3501 §7.4.1, RFC 7162 §3.2.10); changes by
 other sessions are told after the other commands, at ``NOOP``/``CHECK`` and at once
 during ``IDLE``.
 
 Input goes through :class:`~mailet_mta.imap.parser.CommandReader` (bounded lines,
-literals, tokens). Output waits for the transport like the POP3 server: while the
-transport's outgoing buffer is full (:mod:`mailet_mta.flow.backpressure`) no command is
-handled and a long FETCH writes its next batch only when the buffer has drained.
+literals, tokens); a line over the bound is answered ``BAD`` and dropped as it arrives,
+and past :data:`MAX_DISCARDED` octets of it the session says ``BYE`` and closes.
+Output waits for the transport like the POP3 server: while the transport's outgoing
+buffer is full (:mod:`mailet_mta.flow.backpressure`) no command is handled and a long
+FETCH writes its next batch only when the buffer has drained.
 """
 
 from __future__ import annotations
@@ -55,6 +58,9 @@ NOT_AUTHENTICATED, AUTHENTICATED, SELECTED, LOGOUT = (
     "not authenticated", "authenticated", "selected", "logout")
 MAX_AUTH_FAILURES = 3
 SASL_LINE = 8192
+# Octets of one overlong line dropped before the session is closed: a line this long
+# is no command, and a peer that streams one keeps the idle timer from ever firing.
+MAX_DISCARDED = 1 << 20
 
 _ANY = (NOT_AUTHENTICATED, AUTHENTICATED, SELECTED)
 _AUTH = (AUTHENTICATED, SELECTED)
@@ -109,6 +115,7 @@ class IMAPServer(MailboxCommands, SelectedCommands, Protocol, TimeoutMixin):
         self._lost = False
         self._line_handler = None         # AUTHENTICATE's response, IDLE's DONE
         self._auth_failures = 0
+        self._discarded = 0               # octets of an overlong line dropped so far
         self.selected = None
 
     # -- connection ----------------------------------------------------------------------
@@ -201,6 +208,15 @@ class IMAPServer(MailboxCommands, SelectedCommands, Protocol, TimeoutMixin):
         self.resetTimeout()
         self.reader.feed(data)
         self._process()
+        if not self.reader.discarding:
+            self._discarded = 0
+            return
+        self._discarded += len(data)
+        if self._discarded > MAX_DISCARDED and not self._closing:
+            log.info("IMAP session from {ip} closed: a line of more than {n} octets",
+                     ip=self.client_ip, n=MAX_DISCARDED)
+            self.untagged("BYE the line does not end; closing")
+            self.close()
 
     def _ready(self) -> bool:
         if self._closing or self._lost or self._turn is not None:

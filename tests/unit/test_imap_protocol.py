@@ -798,3 +798,27 @@ def test_small_whole_message_fetch_is_rendered_in_place_larger_on_a_worker():
     assert s.cmd("g FETCH 2 BODY.PEEK[]").endswith(b"g OK FETCH completed\r\n")
     assert s.cmd("h FETCH 1 BODYSTRUCTURE").endswith(b"h OK FETCH completed\r\n")
     assert ran.count("_render_batch") == 2
+
+
+def test_a_line_that_never_ends_is_answered_bad_and_cut_off_after_a_mebibyte():
+    from mailet_mta.imap.protocol import MAX_DISCARDED
+
+    s = Session()
+    out = s.send(b"a NOOP " + b"x" * 100_000)
+    assert out.startswith(b"a BAD command line too long")
+    sent = 100_000
+    while sent + 65536 <= MAX_DISCARDED:
+        assert s.send(b"x" * 65536) == b""
+        sent += 65536
+    assert not s.transport.disconnecting
+    assert s.send(b"x" * 65536) == b"* BYE the line does not end; closing\r\n"
+    assert s.transport.disconnecting
+    assert len(s.proto.reader) == 0
+
+
+def test_an_overlong_line_that_ends_keeps_the_session():
+    s = Session()
+    out = s.send(b"a NOOP " + b"x" * 500_000 + b"\r\nb NOOP\r\n")
+    assert out.startswith(b"a BAD command line too long")
+    assert out.endswith(b"b OK NOOP completed\r\n")
+    assert not s.transport.disconnecting
