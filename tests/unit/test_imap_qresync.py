@@ -178,3 +178,42 @@ def test_select_replacing_a_selected_mailbox_says_closed_first():
     out = s.cmd("b SELECT Sent")
     assert out.startswith(b"* OK [CLOSED] ")
     assert b"* OK [CLOSED]" not in s.cmd("c UNSELECT")
+
+
+def test_vanished_waits_while_commands_by_sequence_number_run():
+    s, store, msgs = _qresync_session()
+    s.cmd("s SELECT INBOX")
+    store.expunge_messages("bob@example.com", "INBOX", [msgs[0]["id"]])
+    for command in ("f FETCH 1:* (FLAGS)", "t STORE 2 +FLAGS (\\Flagged)",
+                    "r SEARCH ALL"):
+        out = s.cmd(command)
+        assert b"VANISHED" not in out and b"EXPUNGE" not in out, out
+    out = s.cmd("u UID FETCH 1:* (FLAGS)")           # a UID command may tell it
+    assert out.endswith(b"* VANISHED 1\r\nu OK FETCH completed\r\n"), out
+    assert b"EXPUNGE" not in out
+    assert s.cmd("n NOOP") == b"n OK NOOP completed\r\n"
+
+
+class ForgetfulStore(MemoryIMAPStore):
+    """A store whose tombstones were purged: it cannot say what was expunged."""
+
+    def changes(self, user, folder, since):
+        return super().changes(user, folder, since).addCallback(
+            lambda c: type(c)(status=c.status, updated=c.updated, expunged_uids=None))
+
+
+def test_select_qresync_after_the_tombstones_were_purged_tells_every_uid_not_present():
+    store = ForgetfulStore()
+    msgs = [store.add("bob@example.com", MESSAGE) for _ in range(6)]
+    box = store.folders["bob@example.com"]["INBOX"]
+    since = box.modseq
+    store.expunge_messages("bob@example.com", "INBOX", [msgs[1]["id"], msgs[4]["id"]])
+    s = Session(store)
+    s.login()
+    s.cmd("e ENABLE QRESYNC")
+    out = s.cmd(f"s EXAMINE INBOX (QRESYNC ({box.validity} {since}))")
+    assert b"* VANISHED (EARLIER) 2,5\r\n" in out, out
+    s.cmd("u UNSELECT")
+    # the match data show that UID 3 is still message 2: 2 need not be told again
+    out = s.cmd(f"s EXAMINE INBOX (QRESYNC ({box.validity} {since} 3:6 (2 3)))")
+    assert b"* VANISHED (EARLIER) 5\r\n" in out, out
