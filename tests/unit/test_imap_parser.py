@@ -95,6 +95,17 @@ def test_line_over_limit_arriving_in_pieces_is_dropped_as_it_comes():
     assert events(reader, b"\r\nb NOOP\r\n") == [Command("b", "NOOP", [])]
 
 
+def test_line_over_limit_is_answered_with_its_tag_and_the_discard_is_told():
+    reader = CommandReader(max_line=100)
+    got = events(reader, b"t1 NOOP " + b"x" * 200)
+    assert got == [Rejected("t1", "command line too long (the limit is 100 octets "
+                            "outside literals)")]
+    assert reader.discarding
+    assert events(reader, b"x\r\n") == [] and not reader.discarding
+    got = events(reader, b"x" * 200 + b"\r\n")             # no tag to be read
+    assert [e.tag for e in got] == ["*"]
+
+
 def test_text_after_literals_counts_towards_the_line_limit():
     reader = CommandReader(max_line=100)
     got = events(reader, b"a X " + b"y" * 60 + b" {1+}\r\nz " + b"w" * 60 + b"\r\n")
