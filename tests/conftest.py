@@ -88,7 +88,8 @@ def db_url(request, tmp_path):
 # statements they sent, recorded and replayed into each test's fresh schema). The
 # migrations themselves are tested on empty databases (db_url, pg_url).
 @pytest.fixture(scope="session")
-def _migrated_sqlite_file(tmp_path_factory):
+def migrated_sqlite_file(tmp_path_factory):
+    """A SQLite file at the newest migration (copy it; never open it)."""
     from mailet_mta.storage.db import Database
 
     path = tmp_path_factory.mktemp("migrated") / "migrated.sqlite3"
@@ -125,7 +126,7 @@ def migrated_db_url(request, tmp_path):
     """Run a test on SQLite and on PostgreSQL, each at the newest migration."""
     if request.param == "sqlite":
         path = tmp_path / "test.sqlite3"
-        shutil.copyfile(request.getfixturevalue("_migrated_sqlite_file"), path)
+        shutil.copyfile(request.getfixturevalue("migrated_sqlite_file"), path)
         return "sqlite:///" + str(path)
     import sqlalchemy as sa
 
