@@ -61,6 +61,7 @@ def test_dkim_keygen_does_not_replace_a_key_without_force(tmp_path, capsys):
     assert again.returncode == 1 and "--force" in again.stderr
 
 
+@pytest.mark.slow      # three runs of the command as a process of its own (it runs a reactor)
 def test_dkim_check_compares_the_published_record_with_the_key(tmp_path, zone, capsys):
     assert run_cli(tmp_path, "dkim", "keygen", "a.test", "--algorithm", "rsa",
                    capsys=capsys).returncode == 0
