@@ -25,8 +25,9 @@ from mailet_mta.smtp.params import (
     xtext_decode,
 )
 from tests.fuzz.replies import FUZZ_SETTINGS
+from tests.support.examples import examples
 
-EXAMPLES = int(os.environ.get("MAILET_MTA_FUZZ_EXAMPLES", "40")) * 3
+EXAMPLES = int(os.environ.get("MAILET_MTA_FUZZ_EXAMPLES", examples(40))) * 3
 PIECES = st.sampled_from(["a", "b", ".", "@", "%", "!", ":", ",", "\"", "\\", "<", ">",
                           "[", "]", "IPv6:", "::1", "127.0.0.1", " ", "\t", "\r", "\n",
                           "\x00", "é", "ü", "xn--", "-", "example.com", "postmaster",

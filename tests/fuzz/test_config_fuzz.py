@@ -22,8 +22,9 @@ from mailet_mta.api import ConfigurationError
 from mailet_mta.config.loader import load_config_text
 from mailet_mta.config.tree import MAX_ERRORS
 from tests.fuzz.replies import FUZZ_SETTINGS
+from tests.support.examples import examples
 
-EXAMPLES = int(os.environ.get("MAILET_MTA_FUZZ_EXAMPLES", "40"))
+EXAMPLES = int(os.environ.get("MAILET_MTA_FUZZ_EXAMPLES", examples(40)))
 ROOT = Path(__file__).resolve().parents[2]
 YAML_TEXT = (ROOT / "conf" / "mailet-mta.yaml").read_text()
 XML_TEXT = (ROOT / "conf" / "config.xml").read_text()

@@ -23,9 +23,10 @@ from twisted.internet.testing import StringTransport
 from mailet_mta.config.model import IMAPServerConfig
 from mailet_mta.imap.factory import IMAPServerFactory
 from tests.fuzz.replies import FUZZ_SETTINGS
+from tests.support.examples import examples
 from tests.unit.imap_memory_store import MemoryIMAPStore
 
-EXAMPLES = int(os.environ.get("MAILET_MTA_FUZZ_EXAMPLES", "40"))
+EXAMPLES = int(os.environ.get("MAILET_MTA_FUZZ_EXAMPLES", examples(40)))
 STEPS = int(os.environ.get("MAILET_MTA_FUZZ_STEPS", "40"))
 USER, PASSWORD = "bob@example.com", "secret"
 BODIES = [b"Subject: one\r\n\r\nhello\r\n", b"Subject: two\r\nFrom: a@b\r\n\r\nworld\r\n",

@@ -25,8 +25,9 @@ from mailets.matchers.attachments import HasAttachment
 from mailets.matchers.headers import HasHeader, SubjectIs, SubjectStartsWith
 from mailets.matchers.size import SizeGreaterThan
 from tests.fuzz.replies import FUZZ_SETTINGS
+from tests.support.examples import examples
 
-EXAMPLES = int(os.environ.get("MAILET_MTA_FUZZ_EXAMPLES", "40"))
+EXAMPLES = int(os.environ.get("MAILET_MTA_FUZZ_EXAMPLES", examples(40)))
 CORPUS = [p.read_bytes() for p in sorted(
     (Path(__file__).resolve().parents[1] / "support" / "messages").glob("*.eml"))]
 

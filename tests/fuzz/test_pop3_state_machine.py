@@ -24,9 +24,10 @@ from mailet_mta.config.model import POP3ServerConfig
 from mailet_mta.pop3.factory import POP3ServerFactory
 from mailet_mta.pop3.protocol import MAX_LINE
 from tests.fuzz.replies import FUZZ_SETTINGS
+from tests.support.examples import examples
 from tests.unit.pop3_memory_backend import MemoryBackend
 
-EXAMPLES = int(os.environ.get("MAILET_MTA_FUZZ_EXAMPLES", "40"))
+EXAMPLES = int(os.environ.get("MAILET_MTA_FUZZ_EXAMPLES", examples(40)))
 STEPS = int(os.environ.get("MAILET_MTA_FUZZ_STEPS", "40"))
 USER, PASSWORD = "bob@example.com", "secret"
 BODIES = [b"Subject: one\r\n\r\nhello\r\n", b"Subject: two\r\n\r\n.dot\r\nworld\r\n",

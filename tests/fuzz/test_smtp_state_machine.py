@@ -21,9 +21,10 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from tests.fuzz.replies import FUZZ_SETTINGS, smtp_replies
+from tests.support.examples import examples
 from tests.support.smtp_backend import FakeSession
 
-EXAMPLES = int(os.environ.get("MAILET_MTA_FUZZ_EXAMPLES", "40"))
+EXAMPLES = int(os.environ.get("MAILET_MTA_FUZZ_EXAMPLES", examples(40)))
 STEPS = int(os.environ.get("MAILET_MTA_FUZZ_STEPS", "40"))
 
 VERBS = ["HELO", "EHLO", "MAIL FROM:", "RCPT TO:", "DATA", "BDAT", "RSET", "NOOP",

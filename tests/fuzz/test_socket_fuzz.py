@@ -19,6 +19,9 @@ from tests.fuzz.replies import FUZZ_SETTINGS, smtp_replies
 from tests.soak.harness import PASSWORD, local_only_processors
 from tests.support.server import ServerProcess, base_config
 
+# a real server process: slow (the in-process state-machine fuzzers stay in the fast set)
+pytestmark = pytest.mark.slow
+
 EXAMPLES = int(os.environ.get("MAILET_MTA_FUZZ_SOCKET_EXAMPLES", "25"))
 SMTP_WORDS = [b"EHLO x\r\n", b"HELO x\r\n", b"MAIL FROM:<a@remote.example>\r\n",
               b"RCPT TO:<alice@example.com>\r\n", b"RCPT TO:<x@elsewhere.example>\r\n",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cache
 
 import pytest_twisted
 
@@ -44,13 +45,19 @@ class Server:
         return await self.db.write(write)
 
 
+@cache
+def password_hash() -> str:
+    """The hash of PASSWORD, made once: argon2 at production cost is no test's subject here."""
+    return passwords.hash_password(PASSWORD)
+
+
 def prepare_database(url: str) -> None:
     db = Database(url)
     db.upgrade()
     with db.transaction() as conn:
         domains.add_domain(conn, "example.com")
-        users.add_user(conn, USER, passwords.hash_password(PASSWORD))
-        users.add_user(conn, "amy@example.com", passwords.hash_password(PASSWORD))
+        users.add_user(conn, USER, password_hash())
+        users.add_user(conn, "amy@example.com", password_hash())
     db.engine.dispose()
 
 

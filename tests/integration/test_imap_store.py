@@ -188,12 +188,12 @@ async def test_pop3_retr_of_a_message_imap_expunged_is_none_and_numbering_holds(
 
 
 @pytest.fixture
-def two_stores(db_url, tmp_path):
+def two_stores(migrated_db_url, tmp_path):
     """Two stores (two processes' worth) on one database."""
-    prepare_database(db_url)
+    prepare_database(migrated_db_url)
     out = []
     for name in ("node-a", "node-b"):
-        db = Database(db_url)
+        db = Database(migrated_db_url)
         db.start()
         blobs = BlobStore(tmp_path / "blobs", inline_limit=4096)
         out.append(DatabaseMailStore(db, blobs, Authenticator(db, failure_delay=0), name))

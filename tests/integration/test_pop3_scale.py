@@ -7,6 +7,7 @@ import socket
 import time
 import uuid
 
+import pytest
 import pytest_twisted
 from twisted.internet import threads
 
@@ -31,6 +32,7 @@ def _fill(db, blobs, count: int) -> int:
     return ref.size
 
 
+@pytest.mark.slow          # loads a 100,000-message mailbox for seconds
 @pytest_twisted.ensureDeferred
 async def test_100k_message_mailbox_answers_stat_and_list_fast(tmp_path):
     url = "sqlite:///" + str(tmp_path / "big.sqlite3")

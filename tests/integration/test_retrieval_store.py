@@ -27,9 +27,9 @@ from tests.unit.pop3_memory_backend import MemoryBackend
 
 
 @pytest.fixture
-def store(db_url, tmp_path):
-    prepare_database(db_url)
-    db = Database(db_url)
+def store(migrated_db_url, tmp_path):
+    prepare_database(migrated_db_url)
+    db = Database(migrated_db_url)
     db.start()
     blobs = BlobStore(tmp_path / "blobs", inline_limit=4096)
     store = DatabaseMailStore(db, blobs, Authenticator(db, failure_delay=0), "node-a",

@@ -7,6 +7,8 @@ stopped by their process id only.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import signal
@@ -133,7 +135,21 @@ class ServerProcess:
         return result
 
     def add_user(self, address: str, password: str) -> None:
-        self.cli("users", "add", address, "--password-stdin", input=password + "\n")
+        """``mailet-mta users add ADDRESS --password-stdin`` run by the command's own main
+        in this process, from the server's directory: the same command without a Python
+        start-up per user (``cli`` runs commands as a separate process)."""
+        from mailet_mta.cli import main
+
+        stdin = sys.stdin
+        sys.stdin = io.StringIO(password + "\n")
+        try:
+            with contextlib.chdir(self.workdir):
+                code = main(["users", "add", address, "--password-stdin",
+                             "--config", str(self.config_path)])
+        finally:
+            sys.stdin = stdin
+        if code != 0:
+            raise AssertionError(f"mailet-mta users add {address} failed with {code}")
 
     def __enter__(self):
         return self.start()

@@ -88,14 +88,13 @@ def test_every_table_has_a_maximum_size():
 
 
 @pytest.fixture
-def shared_db(db_url):
+def shared_db(migrated_db_url):
     """One database two 'processes' (two Database objects) share."""
-    first = Database(db_url)
-    first.upgrade()
+    first = Database(migrated_db_url)
     with first.transaction() as conn:
         domains.add_domain(conn, "example.com")
         users.add_user(conn, "bob@example.com", passwords.hash_password("right"))
-    second = Database(db_url)
+    second = Database(migrated_db_url)
     first.start()
     second.start()
     yield first, second

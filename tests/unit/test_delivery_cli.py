@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 
@@ -15,9 +16,9 @@ from mailet_mta.storage.db import Database
 
 
 @pytest.fixture
-def db(tmp_path, monkeypatch):
+def db(tmp_path, monkeypatch, migrated_sqlite_file):
+    shutil.copyfile(migrated_sqlite_file, tmp_path / "cli.sqlite3")
     database = Database("sqlite:///" + str(tmp_path / "cli.sqlite3"))
-    database.upgrade()
     monkeypatch.setattr(common, "open_database", lambda args: (None, Database(database.url)))
     mail = Mail(sender=MailAddress.parse("alice@origin.test"),
                 recipients=[MailAddress.parse("bob@one.test"), MailAddress.parse("c@two.test")],

@@ -11,9 +11,8 @@ from mailet_mta.storage.db import Database
 
 
 @pytest.fixture
-def db(db_url):
-    database = Database(db_url)
-    database.upgrade()
+def db(migrated_db_url):
+    database = Database(migrated_db_url)
     yield database
     database.engine.dispose()
 

@@ -17,6 +17,7 @@ from zope.interface import implementer
 
 from mailet_mta.imap.errors import CommandRefused
 from mailet_mta.imap.fetch import MessageMeta, parse_fetch_items, render
+from tests.support.examples import examples
 from tests.support.messages import corpus
 
 META = MessageMeta(uid=1, flags=frozenset(), internal_date=0.0, size=0, modseq=1)
@@ -124,7 +125,7 @@ ALL_ITEMS = ["UID", "FLAGS", "INTERNALDATE", "RFC822.SIZE", "MODSEQ", "ENVELOPE"
              "BODY[2.1.TEXT]", "BODY[1.2]", "BODY[]<3.7>"]
 
 
-@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(300), suppress_health_check=[HealthCheck.too_slow])
 @given(any_message)
 def test_render_never_raises_and_is_well_formed(data):
     out = render(parse_fetch_items([ALL_ITEMS]), META, Source(data))
@@ -140,7 +141,7 @@ sections = st.sampled_from(["", "HEADER", "TEXT", "1", "2", "1.MIME", "2.1",
                             "HEADER.FIELDS (FROM CONTENT-TYPE)", "1.2.HEADER"])
 
 
-@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(200), suppress_health_check=[HealthCheck.too_slow])
 @given(any_message, sections, st.integers(0, 500), st.integers(1, 500))
 def test_partial_is_python_slicing_of_the_section(data, section, origin, octets):
     whole = fetch_values(render(parse_fetch_items([f"BODY.PEEK[{section}]"]), META,
@@ -219,7 +220,7 @@ def test_body_agrees_with_twisted_imap4_on_the_corpus():
     assert checked >= 4
 
 
-@settings(max_examples=100, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(100), suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.tuples(st.sampled_from(["plain", "html"]),
                           st.lists(st.text("abc xyz", max_size=30), max_size=5)),
                 min_size=1, max_size=4),

@@ -17,6 +17,7 @@ from mailet_mta.imap.search import (
     MAX_SEARCH_KEYS,
     parse_search,
 )
+from tests.support.examples import examples
 from tests.support.messages import corpus
 
 
@@ -242,7 +243,7 @@ def test_corpus_messages_are_found_by_subject_and_body():
         assert not search(["BODY", "no such words anywhere"], r), name
 
 
-@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(200), suppress_health_check=[HealthCheck.too_slow])
 @given(st.binary(max_size=600), st.sampled_from([
     ["TEXT", "a"], ["BODY", b"\xc3\xa9"], ["HEADER", "content-type", "multipart"],
     ["SENTSINCE", "1-Jan-2000"], ["OR", "FROM", "x", "NOT", "SUBJECT", "=?"],
@@ -251,7 +252,7 @@ def test_matching_never_raises_on_arbitrary_messages(data, tokens):
     assert search(tokens, Record(data=data)) in (True, False)
 
 
-@settings(max_examples=100)
+@settings(max_examples=examples(100))
 @given(st.sets(st.sampled_from(["\\Seen", "\\Deleted", "\\Flagged", "$Junk"])),
        st.integers(1, 1000))
 def test_not_is_the_complement(flags, size):

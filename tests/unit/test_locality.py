@@ -4,6 +4,8 @@ the database, forwards)."""
 
 from __future__ import annotations
 
+from functools import cache
+
 import pytest
 
 from mailet_mta.acceptance import SpoolBackend
@@ -184,7 +186,9 @@ def test_locked_postmaster_account_cannot_log_in():
     assert not verify_password(LOCKED_PASSWORD, "!locked")
 
 
-def _shipped_pipelines():
+@cache
+def _shipped_pipeline(name):
+    """The configuration ``name`` (loaded once: the tests only read it)."""
     from mailet_mta.cli.init_templates import render_xml, render_yaml, standard_pipeline
     from mailet_mta.config import load_config, load_config_text
     from tests.support.server import ROOT
@@ -195,11 +199,11 @@ def _shipped_pipelines():
                 "ports": {"smtp": 25, "submission": 587, "submissions": 465, "pop3": 110,
                           "pop3s": 995, "imap": 143, "imaps": 993},
                 "interface": None, "production": True, "pipeline": standard_pipeline(True)}
-    return {"embedded default": default_config(),
-            "conf/mailet-mta.yaml": load_config(ROOT / "conf" / "mailet-mta.yaml"),
-            "conf/config.xml": load_config(ROOT / "conf" / "config.xml"),
-            "init yaml": load_config_text(render_yaml(settings), "yaml"),
-            "init xml": load_config_text(render_xml(settings), "xml")}
+    return {"embedded default": default_config,
+            "conf/mailet-mta.yaml": lambda: load_config(ROOT / "conf" / "mailet-mta.yaml"),
+            "conf/config.xml": lambda: load_config(ROOT / "conf" / "config.xml"),
+            "init yaml": lambda: load_config_text(render_yaml(settings), "yaml"),
+            "init xml": lambda: load_config_text(render_xml(settings), "xml")}[name]()
 
 
 @pytest.mark.parametrize("state", ["local-address-error", "relay-denied", "rrt-error"])
@@ -213,7 +217,7 @@ def test_shipped_pipelines_never_bounce_refused_mail_of_an_unauthenticated_clien
     from mailet_mta.spool.processor import Pipeline
     from mailet_mta.testing import FakeMailContext, run
 
-    config = _shipped_pipelines()[name]
+    config = _shipped_pipeline(name)
 
     def outcome(authenticated: bool):
         ctx = FakeMailContext(domains=["example.com"])
@@ -263,7 +267,7 @@ def test_shipped_pipelines_report_a_refused_local_delivery_and_keep_a_report(nam
     from mailet_mta.spool.processor import Pipeline
     from mailet_mta.testing import FakeMailContext, run
 
-    config = _shipped_pipelines()[name]
+    config = _shipped_pipeline(name)
     local = config.spoolmanager.processors["local-delivery"].mailets[0]
     assert local.parameters["errorProcessor"] == "local-delivery-error"
     for sender in (A("alice@example.org"), None):

@@ -13,9 +13,8 @@ from mailet_mta.storage.mailbox_locks import acquire_lock, refresh_lock, release
 
 
 @pytest.fixture
-def db(db_url):
-    database = Database(db_url)
-    database.upgrade()
+def db(migrated_db_url):
+    database = Database(migrated_db_url)
     with database.transaction() as conn:
         domains.add_domain(conn, "example.com")
         users.add_user(conn, "bob@example.com", "h")

@@ -24,9 +24,8 @@ from tests.unit.test_pipeline import pair, pipeline
 
 
 @pytest.fixture
-def db(db_url):
-    database = Database(db_url)
-    database.upgrade()
+def db(migrated_db_url):
+    database = Database(migrated_db_url)
     yield database
     database.engine.dispose()
 

@@ -37,12 +37,11 @@ def spec(mailet, **params):
 
 
 @pytest.fixture
-def harness(db_url, tmp_path):
+def harness(migrated_db_url, tmp_path):
     made = []
 
     def build(processors, max_tries=3, lease_seconds=300.0):
-        db = Database(db_url)
-        db.upgrade()
+        db = Database(migrated_db_url)
         db.start()
         blobs = BlobStore(tmp_path / "blobs", inline_limit=1024)
         procs = {n: ProcessorSpec(name=n, mailets=p) for n, p in processors.items()}
@@ -181,10 +180,10 @@ async def test_mail_failing_max_tries_moves_to_error_repository(harness):
 
 
 @pytest_twisted.ensureDeferred
-async def test_rows_present_at_start_are_claimed_and_processed(harness, db_url, tmp_path):
+async def test_rows_present_at_start_are_claimed_and_processed(harness, migrated_db_url,
+                                                               tmp_path):
     # Spool rows written by an earlier process (no owner) run when a manager starts.
-    db = Database(db_url)
-    db.upgrade()
+    db = Database(migrated_db_url)
     blobs = BlobStore(tmp_path / "blobs", inline_limit=1024)
     from mailet_mta.spool import store
     with db.engine.begin() as conn:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 
 import yaml
 
@@ -69,28 +68,32 @@ def test_long_names_are_cut_to_the_column_size(tmp_path):
     assert len(row.policy_domain) == len(row.mx_host) == tls_reports.MAX_FIELD
 
 
-def run_cli(tmp_path, *argv):
+def run_cli(tmp_path, capsys, *argv):
+    """``mailet-mta tls-report ARGV`` run by the command's own main, in this process."""
+    from mailet_mta.cli import main
+
     config = {"servernames": ["mx.example.net"],
               "storage": {"data_dir": str(tmp_path / "var")}}
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump(config))
-    return subprocess.run([sys.executable, "-m", "mailet_mta", "tls-report", *argv,
-                           "--config", str(path)],
-                          capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    argv = ["tls-report", *argv, "--config", str(path)]
+    code = main(argv)
+    out, err = capsys.readouterr()
+    return subprocess.CompletedProcess(argv, code, out, err)
 
 
-def test_cli_prints_the_report_of_one_domain_and_of_all(tmp_path):
+def test_cli_prints_the_report_of_one_domain_and_of_all(tmp_path, capsys):
     (tmp_path / "var").mkdir()
     fill(default_url(str(tmp_path / "var")), ROWS)
-    out = run_cli(tmp_path, "--day", "2026-12-02", "--domain", "b.test")
+    out = run_cli(tmp_path, capsys, "--day", "2026-12-02", "--domain", "b.test")
     assert out.returncode == 0, out.stderr
     report = json.loads(out.stdout)
     assert report["policies"][0]["policy"] == {"policy-type": "tlsa", "policy-domain": "b.test"}
     assert report["contact-info"] == "postmaster@mx.example.net"
-    out = run_cli(tmp_path, "--day", "2026-12-02")
+    out = run_cli(tmp_path, capsys, "--day", "2026-12-02")
     assert [r["policies"][0]["policy"]["policy-domain"] for r in json.loads(out.stdout)] == \
         ["a.test", "b.test"]
-    out = run_cli(tmp_path, "--day", "2 Dec")
+    out = run_cli(tmp_path, capsys, "--day", "2 Dec")
     assert out.returncode == 1 and "YYYY-MM-DD" in out.stderr
-    out = run_cli(tmp_path, "--day", "2026-12-02", "--domain", "c.test")
+    out = run_cli(tmp_path, capsys, "--day", "2026-12-02", "--domain", "c.test")
     assert out.returncode == 1 and "c.test" in out.stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import time
 
 import pytest
@@ -78,9 +79,9 @@ def test_throttle_tracks_a_bounded_number_of_addresses():
 
 
 @pytest.fixture
-def db(tmp_path):
+def db(tmp_path, migrated_sqlite_file):
+    shutil.copyfile(migrated_sqlite_file, tmp_path / "auth.sqlite3")
     database = Database("sqlite:///" + str(tmp_path / "auth.sqlite3"))
-    database.upgrade()
     with database.transaction() as conn:
         domains.add_domain(conn, "example.com")
         users.add_user(conn, "bob@example.com", passwords.hash_password("right"))

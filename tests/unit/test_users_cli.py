@@ -20,9 +20,9 @@ from mailet_mta.storage.db import Database
 
 
 @pytest.fixture
-def config(tmp_path, monkeypatch, db_url):
+def config(tmp_path, monkeypatch, migrated_db_url):
     cfg = ServerConfig(servernames=["localhost"],
-                       storage=StorageConfig(url=db_url, data_dir=str(tmp_path / "var")))
+                       storage=StorageConfig(url=migrated_db_url, data_dir=str(tmp_path / "var")))
     monkeypatch.setattr(common, "load_config", lambda args: cfg)
     return cfg
 
