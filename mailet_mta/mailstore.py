@@ -418,6 +418,11 @@ class IMailStore(IMaildropStore):
 
     max_message_size = Attribute(
         "int: the largest message APPEND takes, in octets (RFC 7889 APPENDLIMIT)")
+    changes_committed = Attribute(
+        "int that grows each time a change to a folder's messages made through this "
+        "store (expunge, move, copy, append, POP3 update; not flags) is committed, on "
+        "the reactor thread before the caller hears of the commit: what a session "
+        "read before may be stale once it moved (IMAP FETCH's read-ahead)")
 
     # -- folders --------------------------------------------------------------------------
     def delete_folder(user, folder):

@@ -109,6 +109,7 @@ class DatabaseMailStore:
         self.snapshots = SnapshotCache(snapshot_cache_messages)
         self.tombstone_limit = tombstone_limit
         self.max_message_size = max_message_size or DEFAULT_MAX_MESSAGE_SIZE
+        self.changes_committed = 0
         self.watcher = FolderWatcher(self._states, poll_interval, max_watched,
                                      feed=change_feed(db.engine))
 
@@ -270,6 +271,7 @@ class DatabaseMailStore:
         return self.db.write(update).addCallback(self._told, user, self.folder)
 
     def _told(self, removed, user: str, folder: str):
+        self.changes_committed += 1
         if removed:
             self.watcher.poll_now([(user, folder)])
         return removed

@@ -59,6 +59,7 @@ class _Append:
 class MemoryIMAPStore:
     lease_seconds = 90.0
     max_message_size = 10_000_000
+    changes_committed = 0
 
     def __init__(self, users=None):
         self.users = dict(users or {"bob@example.com": "secret"})
@@ -86,6 +87,7 @@ class MemoryIMAPStore:
         self._next_id += 1
         f.uid_next += 1
         f.messages.append(msg)
+        self.changes_committed += 1
         self._tell(user, folder)
         return msg
 
@@ -267,6 +269,7 @@ class MemoryIMAPStore:
             f.modseq += 1
             f.tombstones += [(m["uid"], f.modseq) for m in f.messages if m["id"] in doomed]
             f.messages = [m for m in f.messages if m["id"] not in doomed]
+            self.changes_committed += 1
             self._tell(user, folder)
         return defer.succeed(removed)
 
