@@ -121,7 +121,10 @@ class SelectedCommands:
             return seqset.uid_indexes(sel.uids)
         if seqset.out_of_range(len(sel)) and not (token == "*" and not len(sel)):
             raise BadCommand("invalid message sequence number")
-        return [n - 1 for r in seqset.indexes(len(sel)) for n in r]
+        out: list[int] = []
+        for r in seqset.indexes(len(sel)):
+            out.extend(range(r.start - 1, r.stop - 1))
+        return out
 
     # -- untagged updates ----------------------------------------------------------------
     def sync_changes(self, allow_expunge: bool) -> defer.Deferred:
