@@ -476,6 +476,11 @@ class IMailStore(IMaildropStore):
         and the blob's header up to and including the empty line), at most ``limit``
         octets; None when the message is gone. Reads only the start of the body."""
 
+    def read_headers_of(message_ids, limit):
+        """Deferred → {message id: header block as :meth:`read_headers` gives it} of
+        those of ``message_ids`` that still exist, in one store read (FETCH of
+        headers and SEARCH of header keys, a batch at a time)."""
+
     # -- changing messages --------------------------------------------------------------
     def store_flags(message_ids, flags, mode, unchanged_since=None):
         """Change flags as :meth:`set_flags` (``mode`` "add", "remove", "replace"),

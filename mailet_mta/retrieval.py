@@ -188,6 +188,9 @@ class DatabaseMailStore:
     def read_headers(self, message_id: int, limit: int) -> defer.Deferred:
         return self.db.read(mailboxes.read_headers, self.blobs, message_id, limit)
 
+    def read_headers_of(self, message_ids, limit: int) -> defer.Deferred:
+        return self.db.read(mailboxes.read_headers_of, self.blobs, list(message_ids), limit)
+
     def load_listing(self, user: str, folder: str) -> defer.Deferred:
         return self.db.read(load_listing, user, folder, self.listings)
 

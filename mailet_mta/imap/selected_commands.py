@@ -454,20 +454,15 @@ class SelectedCommands:
 
     @defer.inlineCallbacks
     def _load_records(self, sel, indexes, needs: str):
-        """[_Record] of the messages at ``indexes`` that still exist, with headers
-        or (whole messages, all in one store read) their octets read off the
-        reactor."""
-        records = []
+        """[_Record] of the messages at ``indexes`` that still exist, with their
+        headers or their whole octets, all of them in one store read."""
+        ids = [sel.ids[i] for i in indexes]
         if needs != "headers":
-            ids = [sel.ids[i] for i in indexes]
             found = yield self.backend.read_messages(ids)
             return [_Record(sel, i, full=found[mid])
                     for i, mid in zip(indexes, ids) if mid in found]
-        for i in indexes:
-            headers = yield self.backend.read_headers(sel.ids[i], HEADER_LIMIT)
-            if headers is not None:
-                records.append(_Record(sel, i, headers))
-        return records
+        found = yield self.backend.read_headers_of(ids, HEADER_LIMIT)
+        return [_Record(sel, i, found[mid]) for i, mid in zip(indexes, ids) if mid in found]
 
     # -- FETCH ---------------------------------------------------------------------------
     @defer.inlineCallbacks

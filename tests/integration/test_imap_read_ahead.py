@@ -212,3 +212,29 @@ async def test_body_from_the_read_ahead_sets_seen_and_body_peek_does_not(store, 
     s.on_the_spot("FETCH 5 BODY.PEEK[]")
     out = s.on_the_spot("FETCH 6 BODY[]")
     assert literal_of(out) == bodies[5] and b"FLAGS" not in out
+
+
+@pytest_twisted.ensureDeferred
+async def test_headers_of_a_batch_are_read_in_one_store_read_as_one_by_one(store):  # noqa: F811
+    big = b"Subject: big\r\nFrom: a@example.com\r\n\r\n" + b"body line\r\n" * 5000
+    await deliver(store, big, prefix=b"Return-Path: <a@example.com>\r\n")   # a blob file
+    await deliver(store, b"Subject: small\r\n\r\nx\r\n")                      # inline
+    await deliver(store, b"\r\nno header at all\r\n\r\nx\r\n")
+    ids = list((await store.select(USER, "INBOX")).ids)
+    for limit in (10, 10_000):
+        one_by_one = {mid: await store.read_headers(mid, limit) for mid in ids}
+        assert await store.read_headers_of([*ids, 999_999], limit) == one_by_one
+    assert (await store.read_headers_of(ids, 10_000))[ids[0]] == (
+        b"Return-Path: <a@example.com>\r\nSubject: big\r\nFrom: a@example.com\r\n\r\n")
+
+
+@pytest_twisted.ensureDeferred
+async def test_fetch_of_header_fields_answers_every_message_of_the_batch(store, factory):  # noqa: F811
+    await fill(store, 5)
+    s = await selected(factory)
+    out = await s.cmd("FETCH 1:5 (UID BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+    for n in range(1, 6):
+        field = b"Subject: message %d\r\n\r\n" % n
+        assert b"* %d FETCH (UID %d BODY[HEADER.FIELDS (SUBJECT)] {%d}\r\n%s)" % (
+            n, n, len(field), field) in out
+    assert set((await store.select(USER, "INBOX")).flags) == {frozenset()}

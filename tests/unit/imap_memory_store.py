@@ -217,6 +217,13 @@ class MemoryIMAPStore:
         end = body.find(b"\r\n\r\n")
         return defer.succeed((body if end < 0 else body[:end + 4])[:limit])
 
+    def read_headers_of(self, ids, limit):
+        out = {}
+        for mid in ids:
+            self.read_headers(mid, limit).addCallback(
+                lambda h, mid=mid: h is None or out.__setitem__(mid, h))
+        return defer.succeed(out)
+
     def open_message(self, mid):
         found = self._find(mid)
         if found is None:
