@@ -77,11 +77,18 @@ MAX_RESPONSE = 1 << 30          # one response's bytes (a FETCH 1:* of 100,000 i
 
 
 class Client(LineSocket):
-    """A blocking IMAP client: ``command`` returns every line up to the tagged one."""
+    """A blocking IMAP client: ``command`` returns every line up to the tagged one.
+
+    It reads its buffer from an offset (``pos``) and drops what it has read only
+    before it receives more: cutting the buffer at every line copied the rest of it,
+    so a line cost in proportion to what one ``recv`` had brought (up to 1 MiB; 70 µs
+    a line at 1 MiB against 1.6 µs at 16 KiB) and a server that sent faster was
+    read slower."""
 
     def __init__(self, port: int, timeout: float = 300):
         super().__init__(port, timeout)
         self.n = 0
+        self.pos = 0
         greeting = self._line()
         if not greeting.startswith(b"* OK"):
             raise RuntimeError(greeting.decode("latin-1"))
@@ -101,9 +108,9 @@ class Client(LineSocket):
             while (m := LITERAL.search(line)) is not None:
                 want = int(m.group(1))
                 size += want
-                while len(self.buf) < want:
+                while len(self.buf) - self.pos < want:
                     self._fill()
-                self.buf = self.buf[want:]
+                self.pos += want
                 line = self._line()             # the rest of the response line
                 size += len(line)
             if size > MAX_RESPONSE:
@@ -113,6 +120,17 @@ class Client(LineSocket):
                     raise RuntimeError(line.decode("latin-1"))
                 return line, untagged
             untagged += 1
+
+    def _fill(self) -> None:
+        self.buf, self.pos = self.buf[self.pos:], 0
+        super()._fill()
+
+    def _line(self) -> bytes:
+        """The next line, without its CRLF."""
+        while (i := self.buf.find(b"\r\n", self.pos)) < 0:
+            self._fill()
+        line, self.pos = self.buf[self.pos:i], i + 2
+        return line
 
     def command(self, text: str) -> tuple[bytes, int]:
         return self.response(self.send(text))

@@ -418,6 +418,11 @@ class IMailStore(IMaildropStore):
 
     max_message_size = Attribute(
         "int: the largest message APPEND takes, in octets (RFC 7889 APPENDLIMIT)")
+    changes_committed = Attribute(
+        "int that grows each time a change to a folder's messages made through this "
+        "store (expunge, move, copy, append, POP3 update; not flags) is committed, on "
+        "the reactor thread before the caller hears of the commit: what a session "
+        "read before may be stale once it moved (IMAP FETCH's read-ahead)")
 
     # -- folders --------------------------------------------------------------------------
     def delete_folder(user, folder):
@@ -470,6 +475,11 @@ class IMailStore(IMaildropStore):
         """Deferred → the header block of a message as FETCH sends it (trace prefix
         and the blob's header up to and including the empty line), at most ``limit``
         octets; None when the message is gone. Reads only the start of the body."""
+
+    def read_headers_of(message_ids, limit):
+        """Deferred → {message id: header block as :meth:`read_headers` gives it} of
+        those of ``message_ids`` that still exist, in one store read (FETCH of
+        headers and SEARCH of header keys, a batch at a time)."""
 
     # -- changing messages --------------------------------------------------------------
     def store_flags(message_ids, flags, mode, unchanged_since=None):

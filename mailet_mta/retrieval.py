@@ -109,6 +109,7 @@ class DatabaseMailStore:
         self.snapshots = SnapshotCache(snapshot_cache_messages)
         self.tombstone_limit = tombstone_limit
         self.max_message_size = max_message_size or DEFAULT_MAX_MESSAGE_SIZE
+        self.changes_committed = 0
         self.watcher = FolderWatcher(self._states, poll_interval, max_watched,
                                      feed=change_feed(db.engine))
 
@@ -186,6 +187,9 @@ class DatabaseMailStore:
     # -- messages -------------------------------------------------------------------------
     def read_headers(self, message_id: int, limit: int) -> defer.Deferred:
         return self.db.read(mailboxes.read_headers, self.blobs, message_id, limit)
+
+    def read_headers_of(self, message_ids, limit: int) -> defer.Deferred:
+        return self.db.read(mailboxes.read_headers_of, self.blobs, list(message_ids), limit)
 
     def load_listing(self, user: str, folder: str) -> defer.Deferred:
         return self.db.read(load_listing, user, folder, self.listings)
@@ -270,6 +274,7 @@ class DatabaseMailStore:
         return self.db.write(update).addCallback(self._told, user, self.folder)
 
     def _told(self, removed, user: str, folder: str):
+        self.changes_committed += 1
         if removed:
             self.watcher.poll_now([(user, folder)])
         return removed

@@ -29,7 +29,7 @@ from .mime import (
 )
 
 __all__ = ["FetchItem", "FetchRequest", "MessageMeta", "MessageSource", "parse_fetch_items",
-           "render", "render_meta_rows", "body_structure", "MAX_FETCH_ITEMS",
+           "render", "render_meta_rows", "body_structure", "text_literal", "MAX_FETCH_ITEMS",
            "MAX_HEADER_NAMES"]
 
 Needs = Literal["meta", "headers", "full"]
@@ -360,7 +360,7 @@ def _section(msg: _Message, item: FetchItem) -> bytes | None:
     return _header_subset(data, part, item)
 
 
-def _text_literal(data: bytes) -> bytes:
+def text_literal(data: bytes) -> bytes:
     """A literal of message text. A literal may not carry NUL (RFC 3501 §4.3); a NUL in
     a stored message is sent as 0x80, as Dovecot does (BINARY gives the true octets)."""
     if b"\x00" in data:
@@ -384,7 +384,7 @@ def _render_section(msg: _Message, item: FetchItem) -> bytes:
         data = data[origin:origin + octets]
     if item.name == "BINARY":
         return item.label() + b" " + _literal(data)
-    return item.label() + b" " + _text_literal(data)
+    return item.label() + b" " + text_literal(data)
 
 
 def _render_item(item: FetchItem, meta: MessageMeta, msg: _Message | None) -> bytes:
@@ -409,13 +409,13 @@ def _render_item(item: FetchItem, meta: MessageMeta, msg: _Message | None) -> by
     if name in ("BODY", "BODYSTRUCTURE"):
         return name.encode() + b" " + body_structure(data, msg.tree, name == "BODYSTRUCTURE")
     if name == "RFC822":
-        return b"RFC822 " + _text_literal(data)
+        return b"RFC822 " + text_literal(data)
     top = msg.top()
     if name == "RFC822.HEADER":
         chunk = data[top.start:top.body_start]
     else:
         chunk = data[top.body_start:top.end]
-    return name.encode() + b" " + _text_literal(chunk)
+    return name.encode() + b" " + text_literal(chunk)
 
 
 def render(request: FetchRequest, meta: MessageMeta, source: MessageSource,

@@ -220,6 +220,7 @@ class MailboxCommands:
         self.told_of_change()
 
     def _close_mailbox(self) -> None:
+        self.drop_read_ahead()
         sel, self.selected = self.selected, None
         if sel is not None and sel.subscription is not None:
             sel.subscription.cancel()

@@ -23,6 +23,7 @@ from ..mailstore import NoSuchFolder
 from .encoding import astring_to_str, format_flags
 from .errors import BadCommand, CommandRefused
 from .mailbox_commands import store_refusal
+from .read_ahead import ReadAhead
 from .sequence import format_uid_set, parse_set
 
 __all__ = ["SelectedCommands"]
@@ -37,6 +38,7 @@ CHUNK = 64 * 1024
 STREAM_OVER = 256 * 1024    # larger messages' BODY[]/RFC822 are written from the blob
 HEADER_LIMIT = 1 << 20      # octets of a header block read for FETCH/SEARCH
 INLINE_OCTETS = 64 * 1024   # a batch of BODY[]/RFC822 this small is rendered in place
+FEW_WHOLE = 8               # a FETCH of at most this many whole messages reads ahead
 _STORE_MODES = {"FLAGS": "replace", "+FLAGS": "add", "-FLAGS": "remove"}
 
 
@@ -94,18 +96,35 @@ class SelectedCommands:
     """Commands of the selected state, mixed into the session."""
 
     _sync_lock: defer.DeferredLock | None = None
+    _read_ahead: ReadAhead | None = None
+
+    def drop_read_ahead(self) -> None:
+        """Forget the messages read ahead (the folder changed or was closed)."""
+        if self._read_ahead is not None:
+            self._read_ahead.clear()
 
     # -- which messages ------------------------------------------------------------------
     def _indexes(self, token, uid: bool) -> list[int]:
         sel = self.selected
         if not isinstance(token, str):
             raise BadCommand("expected a sequence set")
+        if token.isascii() and token.isdigit() and token[0] != "0" and len(token) <= 9:
+            number = int(token)                 # one message: the common FETCH n
+            if uid:
+                i = sel.index_of_uid(number)
+                return [] if i is None else [i]
+            if number > len(sel):
+                raise BadCommand("invalid message sequence number")
+            return [number - 1]
         seqset = parse_set(token)
         if uid:
             return seqset.uid_indexes(sel.uids)
         if seqset.out_of_range(len(sel)) and not (token == "*" and not len(sel)):
             raise BadCommand("invalid message sequence number")
-        return [n - 1 for r in seqset.indexes(len(sel)) for n in r]
+        out: list[int] = []
+        for r in seqset.indexes(len(sel)):
+            out.extend(range(r.start - 1, r.stop - 1))
+        return out
 
     # -- untagged updates ----------------------------------------------------------------
     def sync_changes(self, allow_expunge: bool) -> defer.Deferred:
@@ -442,20 +461,15 @@ class SelectedCommands:
 
     @defer.inlineCallbacks
     def _load_records(self, sel, indexes, needs: str):
-        """[_Record] of the messages at ``indexes`` that still exist, with headers
-        or (whole messages, all in one store read) their octets read off the
-        reactor."""
-        records = []
+        """[_Record] of the messages at ``indexes`` that still exist, with their
+        headers or their whole octets, all of them in one store read."""
+        ids = [sel.ids[i] for i in indexes]
         if needs != "headers":
-            ids = [sel.ids[i] for i in indexes]
             found = yield self.backend.read_messages(ids)
             return [_Record(sel, i, full=found[mid])
                     for i, mid in zip(indexes, ids) if mid in found]
-        for i in indexes:
-            headers = yield self.backend.read_headers(sel.ids[i], HEADER_LIMIT)
-            if headers is not None:
-                records.append(_Record(sel, i, headers))
-        return records
+        found = yield self.backend.read_headers_of(ids, HEADER_LIMIT)
+        return [_Record(sel, i, found[mid]) for i, mid in zip(indexes, ids) if mid in found]
 
     # -- FETCH ---------------------------------------------------------------------------
     @defer.inlineCallbacks
@@ -502,12 +516,10 @@ class SelectedCommands:
         return self._fetch(args, uid=True)
 
     def _fetch(self, args, uid: bool):
-        from .fetch import parse_fetch_items
-
         if len(args) not in (2, 3):
             raise BadCommand("FETCH takes a set, data items and optional modifiers")
         indexes = self._indexes(args[0], uid)
-        request = parse_fetch_items(args[1])
+        request = _parsed_items(args[1], uid)
         sel = self.selected
         vanished_since = None
         if len(args) == 3:
@@ -526,6 +538,9 @@ class SelectedCommands:
         if vanished_since is not None:
             d = self._send_vanished(sel, parse_set(args[0]), vanished_since)
             return d.addCallback(lambda _: self._run_fetch(sel, indexes, request))
+        answered = self._fetch_read_ahead(sel, indexes, request)
+        if answered is not None:
+            return answered
         return self._run_fetch(sel, indexes, request)
 
     def _send_vanished(self, sel, uid_set, since: int) -> defer.Deferred:
@@ -540,6 +555,57 @@ class SelectedCommands:
             if spans and sel is self.selected:
                 self.write(b"* VANISHED (EARLIER) %s\r\n" % format_spans(spans))
         return d.addCallback(tell)
+
+    def _fetch_read_ahead(self, sel, indexes, request):
+        """The answer to a FETCH of whole messages (and items that need no octets)
+        given on the spot from what was read ahead, with no store read and no
+        Deferred; None when some message is not there or the FETCH sets \\Seen on
+        a message without it (the store must change it first)."""
+        ahead = self._read_ahead
+        if ahead is None or not len(ahead) or sel.dirty or not indexes:
+            return None
+        whole, rest = _split_whole_message_items(request)
+        if not whole or rest.needs != "meta":
+            return None
+        flags = sel.flags
+        if request.sets_seen and not sel.read_only and \
+                any("\\Seen" not in flags[i] for i in indexes):
+            return None
+        ids = [sel.ids[i] for i in indexes]
+        octets = ahead.take(ids, self.backend.changes_committed)
+        if octets is None:
+            return None
+        ahead.served(sel, indexes)
+        if rest.items:
+            jobs = [(i, _meta(sel, i), _Source(None, data))
+                    for i, data in zip(indexes, octets)]
+            self.write(_render_batch(request, jobs, self.mime_limits)[0])
+        else:                                   # BODY.PEEK[] alone: no MessageMeta
+            self.write(b"".join([_whole_response(i, whole, data)
+                                 for i, data in zip(indexes, octets)]))
+        return "FETCH completed"
+
+    @defer.inlineCallbacks
+    def _load_whole(self, sel, indexes):
+        """[_Record] of whole messages at ``indexes`` for a FETCH of a few of them:
+        from the read-ahead when it has them all, else from the store together with
+        the messages after them that the read-ahead plans (see read_ahead.py)."""
+        if self._read_ahead is None:
+            self._read_ahead = ReadAhead(self.callLater)
+        ahead = self._read_ahead
+        ids = [sel.ids[i] for i in indexes]
+        mark = self.backend.changes_committed
+        octets = None if sel.dirty else ahead.take(ids, mark)
+        if octets is not None:
+            ahead.served(sel, indexes)
+            return [_Record(sel, i, full=data) for i, data in zip(indexes, octets)]
+        ahead.forget(ids)
+        more = [] if sel.dirty else [sel.ids[i] for i in ahead.plan(sel, indexes)]
+        found = yield self.backend.read_messages(ids + more)
+        if sel is self.selected and not sel.dirty:
+            ahead.keep(found, more, mark)
+        return [_Record(sel, i, full=found[mid])
+                for i, mid in zip(indexes, ids) if mid in found]
 
     @defer.inlineCallbacks
     def _run_fetch(self, sel, indexes, request):
@@ -566,6 +632,8 @@ class SelectedCommands:
         if request.needs == "meta":
             yield self._fetch_meta(sel, indexes, request)
             return "FETCH completed"
+        few_whole = bool(whole) and rest.needs == "meta" and not streamed and \
+            len(indexes) <= FEW_WHOLE
         batches = self._body_batches([i for i in indexes if i not in streamed], streamed)
         refusals = 0
         for batch in batches:
@@ -574,7 +642,10 @@ class SelectedCommands:
                 continue
             if self._lost or sel is not self.selected:
                 return None
-            records = yield self._load_records(sel, batch, request.needs)
+            if few_whole:
+                records = yield self._load_whole(sel, batch)
+            else:
+                records = yield self._load_records(sel, batch, request.needs)
             items = [(r.seq - 1, r) for r in records]
             jobs = [(i, _meta(sel, i), source) for i, source in items]
             if rest.needs == "meta" and sum(sel.sizes[i] for i in batch) <= INLINE_OCTETS:
@@ -632,9 +703,41 @@ class SelectedCommands:
         return None
 
 
+_PARSED: dict = {}          # (items token, UID FETCH) → FetchRequest, for common forms
+_PARSED_MAX = 256
+_SPLIT: dict = {}           # FetchRequest → _split_whole_message_items of it
+
+
+def _parsed_items(token, uid: bool):
+    """``parse_fetch_items`` of ``token``, with ``UID`` added for UID FETCH; the
+    requests of atoms and lists of atoms are kept (a few hundred distinct forms at
+    most: clients send the same few FETCH forms again and again)."""
+    from .fetch import parse_fetch_items
+
+    if isinstance(token, str):
+        key = (token, uid)
+    elif isinstance(token, list) and all(isinstance(t, str) for t in token):
+        key = (tuple(token), uid)
+    else:
+        request = parse_fetch_items(token)
+        return request.with_item("UID") if uid else request
+    request = _PARSED.get(key)
+    if request is None:
+        request = parse_fetch_items(token)
+        if uid:
+            request = request.with_item("UID")
+        if len(_PARSED) >= _PARSED_MAX:
+            _PARSED.clear()
+        _PARSED[key] = request
+    return request
+
+
 def _split_whole_message_items(request):
     """(the items that send a whole message — BODY[], BODY.PEEK[], RFC822 — and a
     request of the others)."""
+    split = _SPLIT.get(request)
+    if split is not None:
+        return split
     from .fetch import FetchRequest
 
     whole = tuple(item for item in request.items
@@ -642,7 +745,21 @@ def _split_whole_message_items(request):
                                                and not item.part and not item.text
                                                and item.partial is None))
     rest = tuple(item for item in request.items if item not in whole)
-    return whole, FetchRequest(items=rest)
+    split = whole, FetchRequest(items=rest)
+    if len(_SPLIT) >= _PARSED_MAX:
+        _SPLIT.clear()
+    _SPLIT[request] = split
+    return split
+
+
+def _whole_response(i: int, whole, data: bytes) -> bytes:
+    """``* n FETCH (BODY[] {size}…)`` of a request of whole-message items only: the
+    octets :func:`fetch.render` gives for it, without a parse or a MessageMeta."""
+    from .fetch import text_literal
+
+    literal = text_literal(data)
+    return b"* %d FETCH (%s)\r\n" % (i + 1, b" ".join([item.label() + b" " + literal
+                                                        for item in whole]))
 
 
 def _render_meta(request, meta) -> bytes:

@@ -361,8 +361,17 @@ def read_headers(conn: Connection, blobs, message_id: int, limit: int) -> bytes 
     including the empty line), at most ``limit`` octets; None when it is gone. Reads
     the blob file only as far as needed."""
     content = message_content(conn, blobs, message_id)
-    if content is None:
-        return None
+    return None if content is None else _header_block(content, limit)
+
+
+def read_headers_of(conn: Connection, blobs, message_ids, limit: int) -> dict[int, bytes]:
+    """{message id: its header block as :func:`read_headers` gives it} of the given
+    ids that exist: one query for all, each blob read only as far as its header."""
+    return {mid: _header_block(content, limit)
+            for mid, content in message_contents(conn, blobs, message_ids).items()}
+
+
+def _header_block(content: MessageContent, limit: int) -> bytes:
     out = bytearray()
     chunks = content.chunks(16 * 1024)
     try:

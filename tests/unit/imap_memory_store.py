@@ -59,6 +59,7 @@ class _Append:
 class MemoryIMAPStore:
     lease_seconds = 90.0
     max_message_size = 10_000_000
+    changes_committed = 0
 
     def __init__(self, users=None):
         self.users = dict(users or {"bob@example.com": "secret"})
@@ -86,6 +87,7 @@ class MemoryIMAPStore:
         self._next_id += 1
         f.uid_next += 1
         f.messages.append(msg)
+        self.changes_committed += 1
         self._tell(user, folder)
         return msg
 
@@ -215,6 +217,13 @@ class MemoryIMAPStore:
         end = body.find(b"\r\n\r\n")
         return defer.succeed((body if end < 0 else body[:end + 4])[:limit])
 
+    def read_headers_of(self, ids, limit):
+        out = {}
+        for mid in ids:
+            self.read_headers(mid, limit).addCallback(
+                lambda h, mid=mid: h is None or out.__setitem__(mid, h))
+        return defer.succeed(out)
+
     def open_message(self, mid):
         found = self._find(mid)
         if found is None:
@@ -267,6 +276,7 @@ class MemoryIMAPStore:
             f.modseq += 1
             f.tombstones += [(m["uid"], f.modseq) for m in f.messages if m["id"] in doomed]
             f.messages = [m for m in f.messages if m["id"] not in doomed]
+            self.changes_committed += 1
             self._tell(user, folder)
         return defer.succeed(removed)
 
