@@ -104,6 +104,7 @@ class Plan:
         from .context import MailetContext
         from .logging_setup import check_logging
         from .logging_setup import reconfigure as reconfigure_logging
+        from .spool import registry
         from .spool.processor import Pipeline
         from .tls import trust_root
 
@@ -120,6 +121,7 @@ class Plan:
         context = MailetContext(config, server.directory, server.blobs,
                                 intake=server.intake, resolver=server.resolver,
                                 outgoing=server.outgoing)
+        registry.refresh()        # a plugin package installed since the start is found
         pipeline = Pipeline(config.spoolmanager, context, server.observer)
         checks = self._smtp_checks(context)
         roots = trust_root(config.tls_policy.ca_file, config.tls_policy.source)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import pkgutil
+import sys
 from functools import cache
 from importlib import metadata
 
@@ -41,15 +42,30 @@ def standard_classes(kind: str) -> dict[str, type]:
     return found
 
 
+_entry_points: dict[tuple[str, tuple[str, ...]], dict[str, metadata.EntryPoint]] = {}
+
+
+def refresh() -> None:
+    """Forget the entry points read so far: the next lookup scans the installed
+    distributions again. A configuration reload calls it, so a plugin package
+    installed while the server runs is found at the next reload."""
+    _entry_points.clear()
+
+
 def _entry_point(group: str, name: str):
-    try:
-        eps = metadata.entry_points(group=group)
-    except Exception:  # noqa: BLE001 - broken metadata must not stop start-up
-        return None
-    for ep in eps:
-        if ep.name == name:
-            return ep.load()
-    return None
+    # Scanning every installed distribution's metadata costs tens of milliseconds; a
+    # configuration names dozens of matchers and mailets, so the scan is done once per
+    # group (and per import path, which a test or an embedding application may extend).
+    key = (group, tuple(sys.path))
+    eps = _entry_points.get(key)
+    if eps is None:
+        try:
+            eps = {ep.name: ep for ep in metadata.entry_points(group=group)}
+        except Exception:  # noqa: BLE001 - broken metadata must not stop start-up
+            eps = {}
+        _entry_points[key] = eps
+    ep = eps.get(name)
+    return ep.load() if ep is not None else None
 
 
 def resolve(kind: str, name: str, source: str | None = None) -> type:

@@ -70,3 +70,25 @@ def test_bad_condition_and_missing_parameter_fail_at_start_up(example_on_path):
         build(None, "TagTicket")
     with pytest.raises(ConfigurationError, match="unknown parameter"):
         build(None, "TagTicket", prefix="A", colour="red")
+
+
+def test_a_plugin_installed_after_the_first_lookup_is_found_after_refresh(tmp_path, monkeypatch):
+    """Entry points are read once per group; a reload (registry.refresh) reads them anew."""
+    monkeypatch.syspath_prepend(str(EXAMPLE))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(ConfigurationError, match="unknown mailet 'TagTicket'"):
+        registry.resolve("mailet", "TagTicket")
+    dist = tmp_path / "acme_mailets-1.0.dist-info"       # "pip install" while running
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: acme-mailets\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text(
+        "[mailet_mta.mailets]\nTagTicket = acme_mailets.tickets:TagTicket\n")
+    with pytest.raises(ConfigurationError, match="unknown mailet 'TagTicket'"):
+        registry.resolve("mailet", "TagTicket")          # the scan of this path is cached
+    registry.refresh()
+    try:
+        assert registry.resolve("mailet", "TagTicket").__name__ == "TagTicket"
+    finally:
+        registry.refresh()
+        sys.modules.pop("acme_mailets.tickets", None)
+        sys.modules.pop("acme_mailets", None)
