@@ -164,6 +164,15 @@ def fetch_chunks(conn: Connection, statement, params: dict,
         cursor.close()
 
 
+def _pipeline_supported(conn: Connection) -> bool:
+    """PostgreSQL through psycopg 3 on a libpq with pipeline mode (14 or later)."""
+    if conn.dialect.driver != "psycopg":
+        return False
+    import psycopg
+
+    return psycopg.Pipeline.is_supported()
+
+
 class BatchWriter:
     """One thread that commits queued write functions in batches (group commit)."""
 
@@ -252,7 +261,7 @@ class BatchWriter:
                 for op in batch:
                     for statement, params in op.statements or ():
                         grouped.setdefault(statement, []).append(params)
-                if grouped and conn.dialect.name == "postgresql":
+                if grouped and _pipeline_supported(conn):
                     self._pipelined(conn, grouped,
                                     commit=all(op.fn is None for op in batch))
                 else:
