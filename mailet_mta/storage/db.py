@@ -164,6 +164,15 @@ def fetch_chunks(conn: Connection, statement, params: dict,
         cursor.close()
 
 
+def _pipeline_supported(conn: Connection) -> bool:
+    """PostgreSQL through psycopg 3 on a libpq with pipeline mode (14 or later)."""
+    if conn.dialect.driver != "psycopg":
+        return False
+    import psycopg
+
+    return psycopg.Pipeline.is_supported()
+
+
 class BatchWriter:
     """One thread that commits queued write functions in batches (group commit)."""
 
@@ -252,8 +261,12 @@ class BatchWriter:
                 for op in batch:
                     for statement, params in op.statements or ():
                         grouped.setdefault(statement, []).append(params)
-                for statement, params in grouped.items():
-                    self._executemany(conn, statement, params)
+                if grouped and _pipeline_supported(conn):
+                    self._pipelined(conn, grouped,
+                                    commit=all(op.fn is None for op in batch))
+                else:
+                    for statement, params in grouped.items():
+                        self._executemany(conn, statement, params)
                 results = [(op.deferred, True, op.run(conn)) for op in batch]
             self.batches += 1
             self.writes += len(batch)
@@ -302,6 +315,22 @@ class BatchWriter:
         prepared = driver_sql(conn.dialect, statement,
                               tuple(rows[0]) if statement.is_insert else None)
         conn.exec_driver_sql(prepared.sql, [prepared.params(row) for row in rows])
+
+    @staticmethod
+    def _pipelined(conn, grouped: dict, commit: bool) -> None:
+        """PostgreSQL: the transaction's BEGIN and every grouped statement sent in one
+        flight (psycopg's pipeline mode), and its COMMIT too when the batch has nothing
+        else to run (``commit``): one wait on the server instead of one per statement.
+        The commit is still synchronous (``synchronous_commit`` is the server's)."""
+        raw = conn.connection.dbapi_connection
+        with raw.pipeline():
+            with raw.cursor() as cursor:
+                for statement, rows in grouped.items():
+                    prepared = driver_sql(conn.dialect, statement,
+                                          tuple(rows[0]) if statement.is_insert else None)
+                    cursor.executemany(prepared.sql, [prepared.params(row) for row in rows])
+            if commit:
+                raw.commit()
 
     @staticmethod
     def _deliver(results) -> None:

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import bindparam, func, insert, select, text, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
@@ -26,7 +26,7 @@ from ..mail import MessageSource
 from ..mailstore import SPECIAL_USE_FOLDERS, canonical_folder
 from . import schema
 from .db import execute, fetch_chunks, fetch_one
-from .folder_changes import TOMBSTONE_LIMIT, announce, remove_messages
+from .folder_changes import NOTIFY_CHANNEL, TOMBSTONE_LIMIT, announce, remove_messages
 
 __all__ = ["QuotaExceeded", "MessageInfo", "MessageContent", "format_prefix",
            "get_or_create_mailbox", "store_message", "message_row_chunks", "mailbox_state",
@@ -122,6 +122,39 @@ _TAKE_UID = (update(_mb).where((_mb.c.user == bindparam("b_user"))
                         select(_quota.c.quota).where(_quota.c.name == bindparam("b_user"))
                         .scalar_subquery()))
 _UID_NEXT = select(_mb.c.uid_next, _mb.c.highest_modseq).where(_mb.c.id == bindparam("b_box"))
+# PostgreSQL: the whole delivery of a message in one round trip. ``taken`` takes the
+# folder's row lock and its next uid and modseq; ``stored`` inserts the message only
+# for a user without a quota (a quota is checked by the caller after the lock is held:
+# this statement's snapshot predates the lock, so a sum of the user's messages in it
+# could miss one committed meanwhile); the NOTIFY is sent at commit. No row: no such
+# folder. A row without ``stored_uid`` for a user with a quota: the uid is taken and
+# the caller checks the quota, then runs _PG_INSERT_MESSAGE.
+_PG_MESSAGE_COLUMNS = ("mailbox_id, uid, uidl, blob_id, prefix, size, internal_date, flags, "
+                       "deleted, modseq")
+_PG_MESSAGE_VALUES = (":uidl, :blob_id, :prefix, :size, :internal_date, :flags, false")
+_PG_STORE_MESSAGE = text(f"""
+WITH quota AS (SELECT quota FROM users WHERE name = :b_user),
+taken AS (
+    UPDATE mailboxes SET uid_next = uid_next + 1, highest_modseq = highest_modseq + 1,
+                         message_count = message_count + 1
+    WHERE "user" = :b_user AND name = :b_folder
+    RETURNING id, uid_next - 1 AS uid, highest_modseq AS modseq),
+stored AS (
+    INSERT INTO messages ({_PG_MESSAGE_COLUMNS})
+    SELECT id, uid, {_PG_MESSAGE_VALUES}, modseq FROM taken
+    WHERE NOT EXISTS (SELECT 1 FROM quota WHERE quota IS NOT NULL)
+    RETURNING mailbox_id, uid)
+SELECT taken.id, taken.uid, taken.modseq, (SELECT quota FROM quota), told.uid
+FROM taken LEFT JOIN (SELECT uid, pg_notify('{NOTIFY_CHANNEL}', CAST(mailbox_id AS TEXT))
+                      FROM stored) AS told ON true""")
+_PG_INSERT_MESSAGE = text(f"""
+WITH stored AS (
+    INSERT INTO messages ({_PG_MESSAGE_COLUMNS})
+    VALUES (:b_box, :uid, {_PG_MESSAGE_VALUES}, :modseq)
+    RETURNING mailbox_id)
+SELECT pg_notify('{NOTIFY_CHANNEL}', CAST(mailbox_id AS TEXT)) FROM stored""")
+_UNTAKE = (update(_mb).where(_mb.c.id == bindparam("b_box"))
+           .values(message_count=_mb.c.message_count - 1))
 _INSERT_MESSAGE = insert(_msg)
 _LIST_MESSAGES = (select(_msg.c.id, _msg.c.uid, _msg.c.uidl, _msg.c.size)
                   .select_from(_msg.join(_mb, _msg.c.mailbox_id == _mb.c.id))
@@ -231,22 +264,23 @@ def store_message(conn: Connection, user: str, folder: str, blob_id: str, prefix
     ``size`` is the blob's size; the stored size adds ``len(prefix)``. The blob row
     must exist (or be inserted in the same transaction). Raises QuotaExceeded (the
     caller's transaction is then rolled back; a caller that carries on anyway leaves
-    only a gap in the uids). Two prebuilt statements where the database has
+    only a gap in the uids). On PostgreSQL one statement (uid, insert and NOTIFY) for
+    a user without a quota; elsewhere two prebuilt statements where the database has
     UPDATE … RETURNING: the uid and the user's quota from the UPDATE, then the INSERT.
     """
     total = len(prefix) + size
     folder = canonical_folder(folder)
+    if conn.dialect.name == "postgresql":
+        return _store_message_pg(conn, user, folder, {
+            "b_user": user, "b_folder": folder, "uidl": uuid.uuid4().hex,
+            "blob_id": blob_id, "prefix": prefix, "size": total, "flags": flags,
+            "internal_date": internal_date if internal_date is not None else time.time()},
+            create)
     if conn.dialect.update_returning:
-        params = {"b_user": user, "b_folder": folder}
-        row = fetch_one(conn, _TAKE_UID, params)
-        if row is None:
-            if not create:
-                raise LookupError(f"{user} has no folder {folder!r}")
-            _create_mailbox(conn, user, folder)
-            row = fetch_one(conn, _TAKE_UID, params)
-        box_id, uid_next, modseq, quota = row
+        box_id, uid_next, modseq, quota = _take_uid(
+            conn, _TAKE_UID, {"b_user": user, "b_folder": folder}, create)
         uid = uid_next - 1
-        _check_quota(conn, user, quota, total)
+        _check_quota_taken(conn, user, quota, total, box_id)
     else:
         check_quota(conn, user, total)
         box_id = conn.execute(_MAILBOX_ID, {"b_user": user, "b_folder": folder}).scalar()
@@ -264,6 +298,45 @@ def store_message(conn: Connection, user: str, folder: str, blob_id: str, prefix
         "modseq": modseq})
     announce(conn, box_id)
     return uid
+
+
+def _take_uid(conn: Connection, statement, params: dict, create: bool) -> tuple:
+    """The row of ``statement`` (a uid taken in (b_user, b_folder)); a missing folder
+    is created first unless ``create`` is False (then LookupError)."""
+    row = fetch_one(conn, statement, params)
+    if row is None:
+        user, folder = params["b_user"], params["b_folder"]
+        if not create:
+            raise LookupError(f"{user} has no folder {folder!r}")
+        _create_mailbox(conn, user, folder)
+        row = fetch_one(conn, statement, params)
+        assert row is not None, f"{user}'s folder {folder!r} vanished after its creation"
+    return row
+
+
+def _store_message_pg(conn: Connection, user: str, folder: str, params: dict,
+                      create: bool) -> int:
+    """store_message on PostgreSQL: one statement for a user without a quota; with a
+    quota, the usage is summed once the folder's row lock is held, then the message
+    inserted."""
+    box_id, uid, modseq, quota, stored_uid = _take_uid(conn, _PG_STORE_MESSAGE, params,
+                                                       create)
+    if stored_uid is None:
+        _check_quota_taken(conn, user, quota, params["size"], box_id)
+        fetch_one(conn, _PG_INSERT_MESSAGE, {**params, "b_box": box_id, "uid": uid,
+                                             "modseq": modseq})
+    return uid
+
+
+def _check_quota_taken(conn: Connection, user: str, quota: int | None, size: int,
+                       box_id: int) -> None:
+    """_check_quota once a uid of ``box_id`` is taken: on QuotaExceeded the folder's
+    message count is put back (its uid stays a gap)."""
+    try:
+        _check_quota(conn, user, quota, size)
+    except QuotaExceeded:
+        execute(conn, _UNTAKE, {"b_box": box_id})
+        raise
 
 
 _MAILBOX_STATE = (select(_mb.c.id, _mb.c.uid_validity, _mb.c.uid_next, _mb.c.message_count,

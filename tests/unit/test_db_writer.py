@@ -109,3 +109,41 @@ async def test_the_writer_keeps_its_postgresql_connection_and_replaces_a_dead_on
         assert {"one", "two", "three", "four"} <= keys
     finally:
         await database.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_postgresql_batches_of_grouped_statements_commit_and_isolate_a_failure(pg_url):
+    """Grouped statements go to PostgreSQL in one pipeline (with the COMMIT when the
+    batch has nothing else): every write is committed, a function write queued with
+    them sees their rows, and a failing statement fails only its own write."""
+    database = Database(pg_url)
+    database.upgrade()
+    database.start()
+    meta = schema.meta
+    try:
+        def row(key):
+            return [(insert(meta), {"key": key, "value": key})]
+
+        # Statements only: pipelined with their COMMIT.
+        assert await defer.gatherResults(
+            [database.write_statements(row(f"s{i}")) for i in range(5)]) == [None] * 5
+
+        def sees_grouped(conn):
+            return sorted(conn.execute(select(meta.c.key).where(meta.c.key.like("m%")))
+                          .scalars())
+
+        # Statements and a function queued together: the function sees their rows.
+        mixed = [database.write_statements(row(f"m{i}")) for i in range(3)]
+        seen = database.write(sees_grouped)
+        await defer.gatherResults(mixed)
+        assert await seen == ["m0", "m1", "m2"]
+
+        # A duplicate key among the grouped statements: only its write fails.
+        writes = [database.write_statements(row(key)) for key in ("d1", "s0", "d2")]
+        outcome = await defer.DeferredList(writes, consumeErrors=True)
+        assert [ok for ok, _ in outcome] == [True, False, True]
+        with database.transaction() as conn:
+            keys = set(conn.execute(select(meta.c.key)).scalars())
+        assert {f"s{i}" for i in range(5)} | {"m0", "m1", "m2", "d1", "d2"} <= keys
+    finally:
+        await database.stop()

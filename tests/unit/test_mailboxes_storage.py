@@ -107,6 +107,59 @@ def test_quota_exceeded_is_refused_and_stores_nothing(db, blobs):
         assert len(mailboxes.list_messages(conn, "amy@example.com")) == 1
 
 
+def test_a_caller_that_goes_on_after_quota_exceeded_keeps_the_folder_count(db, blobs):
+    with db.transaction() as conn:
+        for body in (b"x" * 100, b"y" * 101, b"z" * 50):
+            ref = blobs.from_bytes(body)
+            BlobStore.insert_row(conn, ref)
+            try:
+                mailboxes.store_message(conn, "amy@example.com", "INBOX", ref.id, b"",
+                                        ref.size)
+            except mailboxes.QuotaExceeded:
+                pass
+    with db.transaction() as conn:
+        listed = mailboxes.list_messages(conn, "amy@example.com")
+        state = mailboxes.mailbox_state(conn, "amy@example.com")
+    assert [m.size for m in listed] == [100, 50]
+    assert listed[0].uid < listed[1].uid
+    assert state is not None and state[3] == 2          # message_count
+
+
+def test_concurrent_deliveries_to_a_user_with_a_quota_never_pass_it(db, blobs):
+    """The second delivery waits for the first's folder lock, then counts its message."""
+    if db.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite serialises every writer with one database lock")
+    import threading
+
+    refs = [blobs.from_bytes(b"a" * 150), blobs.from_bytes(b"b" * 150)]
+    outcome = []
+
+    def second():
+        with db.transaction() as conn:
+            BlobStore.insert_row(conn, refs[1])
+            try:
+                mailboxes.store_message(conn, "amy@example.com", "INBOX", refs[1].id, b"",
+                                        refs[1].size)
+                outcome.append("stored")
+            except mailboxes.QuotaExceeded:
+                outcome.append("refused")
+                raise
+
+    with db.transaction() as conn:
+        BlobStore.insert_row(conn, refs[0])
+        mailboxes.store_message(conn, "amy@example.com", "INBOX", refs[0].id, b"",
+                                refs[0].size)
+        thread = threading.Thread(target=lambda: pytest.raises(mailboxes.QuotaExceeded,
+                                                               second))
+        thread.start()
+        thread.join(0.5)            # blocked on the folder's row lock until this commits
+        assert thread.is_alive() and outcome == []
+    thread.join(10)
+    assert outcome == ["refused"]
+    with db.transaction() as conn:
+        assert mailboxes.quota_usage(conn, "amy@example.com") == 150
+
+
 def test_delete_messages_removes_only_the_given_rows(db, blobs):
     for i in range(3):
         _deliver(db, blobs, "bob@example.com", b"m%d\r\n" % i)
