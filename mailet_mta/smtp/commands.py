@@ -113,12 +113,13 @@ class CommandsMixin:
         self.reply(502, "5.5.1", "EXPN not supported")
 
     def do_HELP(self, arg):
-        if not arg:
+        words = arg.split()      # (str.split also splits on the control characters 0x1c-0x1f)
+        if not words:
             return self.reply(214, "2.0.0", ["Commands:", " ".join(_HELP),
                                              "See RFC 5321 for details"])
-        topic = _HELP.get(arg.split()[0].upper())
+        topic = _HELP.get(words[0].upper())
         if topic is None:
-            return self.reply(504, "5.5.4", f"HELP topic {arg.split()[0]!r} unknown")
+            return self.reply(504, "5.5.4", f"HELP topic {words[0]!r} unknown")
         self.reply(214, "2.0.0", topic)
 
     def _obsolete(self, arg):

@@ -23,6 +23,10 @@ def test_214_help_lists_commands(tmp_path):
     replies = s.send(b"HELP\r\n")
     assert replies[-1].startswith("214 2.0.0") and any("MAIL" in r for r in replies)
     assert s.cmd("HELP mail").startswith("214 2.0.0 MAIL FROM:")
+    # An argument of only characters str.split() counts as blanks is no topic at all.
+    replies = s.send(b"HELP \x1f\x1c\r\n")
+    assert replies[-1].startswith("214 2.0.0") and any("MAIL" in r for r in replies)
+    assert s.cmd("HELP nosuchtopic").startswith("504 5.5.4")
 
 
 def test_220_greeting_names_the_server(tmp_path):
