@@ -18,7 +18,8 @@ take turns mailbox by mailbox, their order rotating every repeat; one unmeasured
 warm-up session per mailbox comes first (Dovecot builds its index there).
 
 - ``dovecot``: bench/peers/dovecot.py, its own instance on loopback; the messages
-  are files in each user's ``Maildir/new`` (100,000: hard links to a few files).
+  are delivered through its LMTP as bench/pop3.py does (100,000: hard links to a few
+  files in ``Maildir/new``, named as Dovecot names its files).
   Push: the mail is dropped into ``Maildir/new`` the durable way (tmp → fsync →
   rename → fsync new/, as an LDA does before the MTA's ``250``); the clock starts
   after the rename's fsync.

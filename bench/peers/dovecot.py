@@ -1,4 +1,4 @@
-"""Dovecot 2.3 (Debian's ``dovecot-core``, ``-pop3d``, ``-imapd``) as its own instance.
+"""Dovecot 2.3 (Debian's ``dovecot-core``, ``-pop3d``, ``-imapd``, ``-lmtpd``), own instance.
 
     python bench/peers/dovecot.py --workdir DIR [--pop3-port N] [--imap-port N]
 
@@ -13,12 +13,19 @@ private mount namespace where the unpacked ``/usr/lib``, ``/usr/bin`` and ``/usr
 are read-only overlays over the system's (``debian.overlay_command``; the system's
 mounts are not changed).
 
-Users come from a ``passwd-file`` (``{PLAIN}`` passwords) and own their Maildir at
-``DIR/mail/<user>/Maildir`` as the unprivileged ``nobody``. Dovecot refuses to run
-without its ``default_internal_user`` (``dovecot``) and ``default_login_user``
-(``dovenull``): when missing, they are created as system users (``useradd
---system``), and only then. Settings are Dovecot's defaults otherwise (indexes in the
-Maildir, ``fsync`` as shipped), but ``mail_max_userip_connections = 1000`` for IMAP
+Users come from a ``passwd-file`` (``{PLAIN}`` passwords); their Maildirs at
+``DIR/mail/<user>/Maildir`` belong to one mail user, ``vmail`` (``mail_uid``/
+``mail_gid``, the only uid ``first_valid_uid``..``last_valid_uid`` admits), as in an
+installation for virtual users. Dovecot refuses to run without its
+``default_internal_user`` (``dovecot``) and ``default_login_user`` (``dovenull``):
+when missing, they and ``vmail`` are created as system users (``useradd --system``),
+and only then. Mail is delivered through Dovecot's LMTP (:meth:`DovecotPeer.deliver`,
+the socket ``DIR/run/lmtp``), so Dovecot names, stores and indexes it itself (uidlist,
+``dovecot.index``, ``dovecot.index.cache``). Settings are Dovecot's defaults otherwise
+(indexes in the Maildir, ``mail_fsync = optimized``, ``pop3_uidl_format =
+%08Xu%08Xv``, written out), plus ``auth_cache_size = 10M``; ``mail_fsync = never``
+and no ``Received:`` header for LMTP alone (filling is not measured; so Dovecot's
+copies hold the other servers' bytes); ``mail_max_userip_connections = 1000`` for IMAP
 (default 10): the memory figure holds many sessions of one user from 127.0.0.1.
 """
 
@@ -26,8 +33,11 @@ from __future__ import annotations
 
 import argparse
 import os
+import pwd
+import smtplib
 import subprocess
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
@@ -35,17 +45,32 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from bench.common import free_port, stop_process
 from bench.peers import debian
 
-PACKAGES = ["dovecot-core", "dovecot-pop3d", "dovecot-imapd"]
-INTERNAL_USER, LOGIN_USER = "dovecot", "dovenull"
+PACKAGES = ["dovecot-core", "dovecot-pop3d", "dovecot-imapd", "dovecot-lmtpd"]
+INTERNAL_USER, LOGIN_USER, MAIL_USER = "dovecot", "dovenull", "vmail"
 
 
-def dovecot_conf(workdir: Path, pop3_port: int, imap_port: int) -> str:
-    """The instance's dovecot.conf (state, logs and mail under ``workdir``)."""
+def mail_ids() -> tuple[int, int]:
+    """uid and gid of the mail user (``vmail``, made by :meth:`DovecotPeer.start`)."""
+    entry = pwd.getpwnam(MAIL_USER)
+    return entry.pw_uid, entry.pw_gid
+
+
+def dovecot_conf(workdir: Path, pop3_port: int, imap_port: int,
+                 mail_uid: int, mail_gid: int) -> str:
+    """The instance's dovecot.conf (state, logs and mail under ``workdir``).
+
+    Laid out as an installation for virtual users is: one mail user owns every
+    Maildir (``mail_uid``/``mail_gid``, the only uid ``first_valid_uid`` ..
+    ``last_valid_uid`` admits), index and control files in the Maildir (the default
+    ``INDEX``/``CONTROL``, writable by that user), the shipped defaults for
+    ``mail_fsync`` (optimized), ``pop3_uidl_format`` and the cache, and the passdb
+    answers cached (``auth_cache_size``) as an installation with many logins sets it.
+    """
     lines = [
         f"base_dir = {workdir / 'run'}",
         f"state_dir = {workdir / 'state'}",
         f"instance_name = bench-{pop3_port}",
-        "protocols = pop3 imap",
+        "protocols = pop3 imap lmtp",
         "listen = 127.0.0.1",
         "ssl = no",
         "disable_plaintext_auth = no",
@@ -55,9 +80,22 @@ def dovecot_conf(workdir: Path, pop3_port: int, imap_port: int) -> str:
         f"default_login_user = {LOGIN_USER}",
         f"log_path = {workdir / 'dovecot.log'}",
         "mail_location = maildir:~/Maildir",
-        "first_valid_uid = 1",
+        f"mail_uid = {mail_uid}",
+        f"mail_gid = {mail_gid}",
+        f"first_valid_uid = {mail_uid}",
+        f"last_valid_uid = {mail_uid}",
+        f"first_valid_gid = {mail_gid}",
+        f"last_valid_gid = {mail_gid}",
+        "mail_fsync = optimized",
+        "pop3_uidl_format = %08Xu%08Xv",
+        "auth_cache_size = 10M",
         f"passdb {{\n  driver = passwd-file\n  args = scheme=PLAIN {workdir / 'passwd'}\n}}",
         f"userdb {{\n  driver = passwd-file\n  args = {workdir / 'passwd'}\n}}",
+        # Mail comes in through LMTP (socket base_dir/lmtp), which adds Return-Path and
+        # Delivered-To, the lines the other servers' copies start with; no Received
+        # line, so every server holds the same bytes. Filling is not measured: the
+        # deliveries alone skip fsync; POP3 and IMAP keep the shipped mail_fsync.
+        "protocol lmtp {\n  mail_fsync = never\n  lmtp_add_received_header = no\n}",
         # The memory figure holds many sessions of one user from 127.0.0.1 (default 10).
         "protocol imap {\n  mail_max_userip_connections = 1000\n}",
     ]
@@ -86,7 +124,7 @@ class DovecotPeer:
         self.imap_port = imap_port or free_port()
         self._root = root
         self.proc: subprocess.Popen | None = None
-        self.uid, self.gid = debian.unprivileged_ids()
+        self.uid = self.gid = -1           # the mail user's, known once start() made it
 
     @property
     def root(self) -> Path:
@@ -113,10 +151,31 @@ class DovecotPeer:
             for name in filenames:
                 os.chown(os.path.join(dirpath, name), self.uid, self.gid)
 
+    def deliver(self, user: str, messages: Iterable[bytes], sender: str) -> int:
+        """Deliver ``messages`` to ``user``'s INBOX through Dovecot's LMTP; how many.
+
+        One LMTP session on the instance's ``lmtp`` socket, one transaction per
+        message, as an MTA hands mail to Dovecot: Dovecot names each file
+        (``<time>.M<usecs>P<pid>.<host>`` with ``,S=`` its physical and ``,W=`` its
+        CRLF size), stores it with its own line ends and updates the uidlist, the
+        index and the cache.
+        """
+        count = 0
+        lmtp = smtplib.LMTP(str(self.workdir / "run" / "lmtp"))
+        try:
+            lmtp.ehlo("localhost")
+            for data in messages:
+                lmtp.sendmail(sender, [user], data)
+                count += 1
+        finally:
+            lmtp.quit()
+        return count
+
     def write_config(self) -> Path:
         self.workdir.mkdir(parents=True, exist_ok=True)
         conf = self.workdir / "dovecot.conf"
-        conf.write_text(dovecot_conf(self.workdir, self.pop3_port, self.imap_port))
+        conf.write_text(dovecot_conf(self.workdir, self.pop3_port, self.imap_port,
+                                     self.uid, self.gid))
         (self.workdir / "passwd").write_text("".join(
             passwd_line(u, p, self.home(u), self.uid, self.gid)
             for u, p in self.users.items()))
@@ -125,6 +184,8 @@ class DovecotPeer:
     def start(self, timeout: float = 30.0) -> DovecotPeer:
         made = debian.system_account(user=INTERNAL_USER)
         made += debian.system_account(user=LOGIN_USER)
+        made += debian.system_account(user=MAIL_USER)
+        self.uid, self.gid = mail_ids()
         if made:
             print(f"dovecot peer: created system {', '.join(made)}", flush=True)
         for parent in [self.workdir, *self.workdir.parents]:

@@ -97,8 +97,16 @@ def test_postfix_instance_configuration(tmp_path):
 
 
 def test_dovecot_instance_configuration(tmp_path):
-    text = dovecot.dovecot_conf(tmp_path, 11110, 11143)
+    text = dovecot.dovecot_conf(tmp_path, 11110, 11143, 998, 997)
     assert f"base_dir = {tmp_path / 'run'}" in text
+    # One mail user owns every Maildir, and it is the only uid a login may use.
+    for line in ("mail_uid = 998", "mail_gid = 997", "first_valid_uid = 998",
+                 "last_valid_uid = 998", "protocols = pop3 imap lmtp",
+                 "auth_cache_size = 10M", "mail_fsync = optimized"):
+        assert line in text.splitlines()
+    # Only LMTP (the unmeasured fill) skips fsync.
+    assert text.count("mail_fsync = never") == 1
+    assert "protocol lmtp {\n  mail_fsync = never" in text
     assert "listen = 127.0.0.1" in text and "ssl = no" in text
     assert "port = 11110" in text and "port = 11143" in text
     assert "inet_listener pop3s {\n    port = 0" in text
@@ -155,3 +163,36 @@ def test_smtp_database_option_names_a_postgresql_url():
         ["--database", "postgresql+psycopg://postgres@127.0.0.1:5432/test"])
     assert args.database.startswith("postgresql")
     assert smtp.build_parser().parse_args([]).database is None
+
+
+def _dovecot_name_hash(name: str) -> int:
+    """Dovecot's maildir_filename_base_hash (ASU/PJW) of a Maildir file name."""
+    h = 0
+    for c in name.split(":")[0]:
+        h = ((h << 4) + ord(c)) & 0xFFFFFFFF
+        g = h & 0xF0000000
+        if g:
+            h ^= (g >> 24) ^ g
+    return h
+
+
+def test_pop3_maildir_names_spread_over_dovecots_filename_hash(tmp_path):
+    pop3.fill_maildir(tmp_path, "u@example.com", 2000, True)
+    names = os.listdir(tmp_path / "u@example.com" / "new")
+    assert len(names) == 2000
+    buckets = len({_dovecot_name_hash(n) for n in names})
+    assert buckets > 1900, buckets   # the earlier names: 1,002 here, 1,002 for 10,000
+
+
+def test_pop3_targets_with_two_sizes_judge_retr_and_list():
+    cell = {"login_ms": 20, "stat_ms": 0.2, "list_ms": 0.8, "uidl_ms": 1, "retr_per_s": 3000}
+    ref = dict(cell, retr_per_s=2000)
+    summary = {"1000": {"mailet-mta": cell, "dovecot": ref},
+               "10000": {"mailet-mta": cell, "dovecot": ref}}
+    met = pop3.targets_met(summary, [1000, 10000])
+    assert met["RETR 10000 >= 1.0x dovecot"] == {"ratio": 1.5, "met": True}
+    assert met["LIST at 10000 < 5 ms"]["met"]
+    assert not any("STAT/LIST" in key for key in met)
+    runs = {"1000": {"mailet-mta": [{"retr_per_s": 3000}, {"retr_per_s": 1000}],
+                     "dovecot": [{"retr_per_s": 2000}, {"retr_per_s": 2000}]}}
+    assert pop3.repeat_ratios(runs) == {"1000": [1.5, 0.5]}
