@@ -20,7 +20,10 @@ HEADER_BLOCK_LIMIT = 1024 * 1024
 
 def _blank_line_end(data, start: int = 0) -> int:
     """Offset just past the first empty line found at or after ``start`` (-1: none)."""
-    crlf, lf = data.find(b"\n\r\n", start), data.find(b"\n\n", start)
+    crlf = data.find(b"\n\r\n", start)
+    # Only an LF LF before the first LF CR LF matters: a CRLF message (no LF LF at all)
+    # is not searched to its end a second time.
+    lf = data.find(b"\n\n", start, crlf + 1 if crlf >= 0 else len(data))
     if crlf < 0 and lf < 0:
         return -1
     if lf < 0 or 0 <= crlf < lf:

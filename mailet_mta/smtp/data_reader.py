@@ -24,12 +24,21 @@ from __future__ import annotations
 from collections.abc import Callable
 
 TERMINATOR = b"\r\n.\r\n"
+_LINE_START_DOT = b"\r\n."       # a stuffed line, or the terminator's start
+# Every octet but CR and LF: ``translate`` deletes them in one pass, leaving the line
+# ends alone (a few octets per line), which are then counted cheaply.
+_NOT_LINE_END = bytes(b for b in range(256) if b not in (10, 13))
 
 
 def has_bare_line_end(raw: bytes) -> bool:
-    """True when ``raw`` holds a CR not followed by LF or an LF not preceded by CR."""
+    """True when ``raw`` holds a CR not followed by LF or an LF not preceded by CR.
+
+    Two passes over ``raw`` (one ``translate``, one count of CRLF) instead of three
+    counts: the bytes are clean exactly when there are as many CRLF pairs as CRs and
+    as LFs."""
+    ends = raw.translate(None, _NOT_LINE_END)
     crlf = raw.count(b"\r\n")
-    return raw.count(b"\n") != crlf or raw.count(b"\r") != crlf
+    return len(ends) != 2 * crlf or ends.count(b"\r") != crlf
 
 
 class LineEndCheck:
@@ -114,10 +123,13 @@ class DotDataReader:
         """Take received bytes. Returns None while the data continues, else the bytes
         that followed the terminator (the next pipelined commands)."""
         buf = self._pending + data if self._pending else data
-        idx = buf.find(TERMINATOR)
+        # One search finds both a stuffed line and the terminator (which starts with
+        # the same three octets); a body without either is searched once.
+        dot = buf.find(_LINE_START_DOT)
+        idx = buf.find(TERMINATOR, dot) if dot >= 0 else -1
         if idx >= 0:
             self._pending = b""
-            self._emit(buf[:idx + 2])
+            self._emit(buf[:idx + 2], dot < idx)
             self.done = True
             return buf[idx + 5:]
         cut = len(buf) - 4
@@ -130,13 +142,15 @@ class DotDataReader:
             cut -= 2
         self._pending = buf[cut:]
         if cut > 0:
-            self._emit(buf[:cut])
+            self._emit(buf[:cut], 0 <= dot <= cut - 3)
         return None
 
-    def _emit(self, raw: bytes) -> None:
+    def _emit(self, raw: bytes, stuffed: bool) -> None:
+        """``stuffed``: ``raw`` holds a ``<CRLF>.`` (the first one in the buffer is
+        inside it)."""
         if has_bare_line_end(raw):
             self.bare_line_end = True
-        piece = raw.replace(b"\r\n.", b"\r\n") if b"\r\n." in raw else raw
+        piece = raw.replace(b"\r\n.", b"\r\n") if stuffed else raw
         if self._virtual:
             piece = piece[2:]
             self._virtual = False

@@ -34,6 +34,13 @@ MAX_BATCH = 512
 # How long a batch holding only background writes waits for a write someone is waiting
 # on (an acceptance before its 250) to share its commit: one fsync instead of two.
 LINGER = 0.005
+# SQLite: the writer's own connection does not checkpoint the WAL when it commits (a
+# checkpoint copies ~4 MB of pages into the database file and fsyncs it, and the 250s
+# of that batch would wait for it); a thread of its own checkpoints after commits, at
+# most every CHECKPOINT_EVERY seconds. Past WRITER_AUTOCHECKPOINT pages in the WAL
+# (a checkpointer that fell behind) the writer checkpoints itself, as SQLite would.
+CHECKPOINT_EVERY = 0.1
+WRITER_AUTOCHECKPOINT = 16000
 
 
 def default_url(data_dir: str | os.PathLike) -> str:
@@ -185,6 +192,7 @@ class BatchWriter:
         self._stopping = False
         self._urgent = 0                      # pending writes that are not background
         self._conn: Connection | None = None  # the writer thread's, kept between batches
+        self._checkpointer: _Checkpointer | None = None
         self.batches = 0
         self.writes = 0
 
@@ -193,6 +201,9 @@ class BatchWriter:
             from twisted.internet import reactor as default_reactor
             self._reactor = self._reactor or default_reactor
             self._stopping = False
+            if self.engine.dialect.name == "sqlite":
+                self._checkpointer = _Checkpointer(self.engine)
+                self._checkpointer.start()
             self._thread = threading.Thread(target=self._run, name="db-writer", daemon=True)
             self._thread.start()
 
@@ -202,9 +213,16 @@ class BatchWriter:
             self._stopping = True
             self._cond.notify()
         thread, self._thread = self._thread, None
+        checkpointer, self._checkpointer = self._checkpointer, None
         if thread is None:
             return defer.succeed(None)
-        return threads.deferToThread(thread.join)
+
+        def join():
+            thread.join()
+            if checkpointer is not None:
+                checkpointer.stop()
+
+        return threads.deferToThread(join)
 
     def submit(self, fn: Callable[..., Any], *args, **kwargs) -> defer.Deferred:
         """Queue ``fn(conn, *args, **kwargs)`` for the next batch."""
@@ -253,6 +271,8 @@ class BatchWriter:
                 self._urgent -= sum(1 for op in batch if not op.background)
             results = self._commit(batch)
             self._reactor.callFromThread(self._deliver, results)
+            if self._checkpointer is not None:
+                self._checkpointer.committed()
 
     def _commit(self, batch):
         try:
@@ -293,6 +313,8 @@ class BatchWriter:
         checks out another (with its pre-ping), so a broken one is not used again."""
         if self._conn is None:
             self._conn = self.engine.connect()
+            if self._checkpointer is not None:
+                _pragma(self._conn, f"wal_autocheckpoint={WRITER_AUTOCHECKPOINT}")
         try:
             with self._conn.begin():
                 yield self._conn
@@ -304,6 +326,8 @@ class BatchWriter:
         conn, self._conn = self._conn, None
         if conn is not None:
             try:
+                if self._checkpointer is not None:    # back to the pool as SQLite made it
+                    _pragma(conn, "wal_autocheckpoint=1000")
                 conn.close()
             except Exception:  # noqa: BLE001 - a broken connection is thrown away
                 pass
@@ -339,6 +363,64 @@ class BatchWriter:
                 d.callback(value)
             else:
                 d.errback(value)
+
+
+def _pragma(conn: Connection, setting: str) -> None:
+    """Set a PRAGMA on the driver's connection, outside SQLAlchemy's transaction."""
+    cursor = conn.connection.cursor()
+    try:
+        cursor.execute(f"PRAGMA {setting}")
+    finally:
+        cursor.close()
+
+
+class _Checkpointer:
+    """A thread that checkpoints SQLite's WAL after the writer's commits, so that no
+    batch waits for a checkpoint (``PASSIVE``: it never blocks the writer or readers).
+    Durability is the WAL's: a commit is durable once its frames are synced, before
+    and whether or not they are checkpointed."""
+
+    def __init__(self, engine: Engine):
+        self._engine = engine
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="db-checkpoint", daemon=True)
+        self.checkpoints = 0
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def committed(self) -> None:
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._wake.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        conn = None
+        try:
+            while True:
+                self._wake.wait()
+                if self._stopping.is_set():
+                    return
+                self._wake.clear()
+                if conn is None:
+                    conn = self._engine.raw_connection()
+                try:
+                    cursor = conn.cursor()
+                    cursor.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                    cursor.close()
+                    self.checkpoints += 1
+                except Exception as exc:  # noqa: BLE001 - the writer checkpoints instead
+                    log.warn("WAL checkpoint failed: {exc}", exc=exc)
+                    conn.close()
+                    conn = None
+                self._stopping.wait(CHECKPOINT_EVERY)
+        finally:
+            if conn is not None:
+                conn.close()
 
 
 class _Op:

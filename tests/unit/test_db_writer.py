@@ -147,3 +147,38 @@ async def test_postgresql_batches_of_grouped_statements_commit_and_isolate_a_fai
         assert {f"s{i}" for i in range(5)} | {"m0", "m1", "m2", "d1", "d2"} <= keys
     finally:
         await database.stop()
+def _blob(blob_id, size):
+    def write(conn):
+        execute(conn, insert(schema.blobs), {"id": blob_id, "size": size,
+                                            "data": bytes([65 + len(blob_id) % 26]) * size,
+                                            "created": time.time()})
+    return write
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_wal_is_checkpointed_by_its_own_thread_not_by_the_commits(database,
+                                                                             tmp_path):
+    """6 MB of bodies in three commits: the writer's connection leaves the WAL alone
+    (below WRITER_AUTOCHECKPOINT pages), the checkpoint thread copies it into the
+    database file soon after, and every commit is readable at once."""
+    path = tmp_path / "w.sqlite3"
+    before = path.stat().st_size
+    for n in range(3):
+        await defer.gatherResults([database.write(_blob(f"b{n}-{i}", 500_000))
+                                   for i in range(4)])
+    with database.transaction() as conn:
+        assert conn.execute(select(schema.blobs.c.id)).scalars().all().__len__() == 12
+    deadline = time.monotonic() + 10
+    while path.stat().st_size < before + 6_000_000 and time.monotonic() < deadline:
+        await _sleep(0.05)
+    assert path.stat().st_size >= before + 6_000_000
+    assert database.writer._checkpointer.checkpoints >= 1
+    with database.transaction() as conn:
+        pages = conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar()
+    assert pages == 1000                     # other connections keep SQLite's default
+
+
+def _sleep(seconds):
+    from twisted.internet import reactor
+    from twisted.internet.task import deferLater
+    return deferLater(reactor, seconds, lambda: None)

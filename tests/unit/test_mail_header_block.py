@@ -111,3 +111,13 @@ def test_a_header_block_longer_than_the_limit_is_cut_there():
     assert _read_header_block(io.BytesIO(data), chunk=7, limit=50) == data[:50]
     assert _file_mail(data).header_block() == data[:-4]
     assert Mail(message=data).header_block() == data[:-4]
+
+
+@pytest.mark.parametrize("head", [b"A: 1\n\n", b"A: 1\r\n\n", b"A: 1\r\n\r\n", b"\n"])
+def test_the_first_empty_line_ends_the_block_whichever_line_end_follows(head):
+    """An LF LF right before an LF CR LF, or a CRLF body after an LF-only header: the
+    first empty line wins, as the stdlib parser sees it."""
+    data = head + b"\r\nbody\r\n\n\r\nmore\r\n"
+    assert Mail(message=data).header_block() == head
+    assert Mail(message=data).header_names() == \
+        [n.lower() for n in email.parser.BytesHeaderParser().parsebytes(data).keys()]
