@@ -12,7 +12,9 @@ Users log in with their mail account through the store's ``check_login``: the
 authenticator and per-address throttle POP3 and SMTP AUTH use. Mail is read through
 the IMAP mail store (:class:`~mailet_mta.mailstore.IMailStore`): the same folders,
 UIDs and flags as IMAP clients see. Sending goes through the server's own submission
-listener on loopback, authenticated as the user (:mod:`.webmail_send`).
+listener on loopback, logged in for the user with the web mail's internal credential
+(:mod:`.webmail_send`, :mod:`mailet_mta.webmail_credential`); the password typed at
+login is checked and forgotten.
 """
 
 from __future__ import annotations
@@ -208,6 +210,9 @@ class WebmailService(HTTPListenerService):
 
         self.server = server
         self.sessions = SessionStore(config.session_idle_timeout, config.max_sessions)
+        # How the web mail logs in to the submission listener for a user (it keeps no
+        # user's password): see mailet_mta.webmail_credential.
+        self.credential = server.webmail_credential
         submission = self._submission()
         limit = submission.config.max_message_size or config.max_body_size
         self.store = DatabaseMailStore(server.db, server.blobs, server.authenticator,

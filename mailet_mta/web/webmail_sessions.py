@@ -24,7 +24,6 @@ class Session:
 
     id: str = field(repr=False)
     user: str
-    password: str = field(repr=False)
     csrf: str = field(repr=False)
     last_seen: float = 0.0
 
@@ -46,14 +45,14 @@ class SessionStore:
     def __len__(self) -> int:
         return len(self._sessions)
 
-    def create(self, user: str, password: str) -> Session:
+    def create(self, user: str) -> Session:
         """A new session for ``user``; the longest idle one goes when the store is
         full."""
         self.expire()
         while len(self._sessions) >= self.max_sessions:
             self._sessions.popitem(last=False)
-        session = Session(secrets.token_urlsafe(32), user, password,
-                          secrets.token_urlsafe(32), self.clock())
+        session = Session(secrets.token_urlsafe(32), user, secrets.token_urlsafe(32),
+                          self.clock())
         self._sessions[session.id] = session
         return session
 
