@@ -32,6 +32,7 @@ from twisted.python.failure import Failure
 from ..config.webmail import webmail_config
 from ..retrieval import DatabaseMailStore
 from . import webmail_html as H
+from .host_check import host_check
 from .http import HTTPError, Response, Route, Router
 from .listener import HTTPListenerService
 from .webmail_sessions import Session, SessionStore
@@ -116,8 +117,8 @@ class WebmailRouter(Router):
     """The route table served with sessions, forms, CSRF checks and HTML errors."""
 
     def __init__(self, routes, sessions: SessionStore, secure: bool, max_body: int,
-                 max_files: int):
-        super().__init__(routes, None, max_body)
+                 max_files: int, hosts=None):
+        super().__init__(routes, None, max_body, hosts)
         self.sessions = sessions
         self.secure = secure
         self.max_files = max_files
@@ -225,7 +226,7 @@ class WebmailService(HTTPListenerService):
                                          "static", "static", {200: ("file", None)},
                                          path_params=[_static_param()], public=True)],
             self.sessions, self.tls_context is not None, config.max_body_size,
-            config.max_attachments)
+            config.max_attachments, host_check(config, server.config))
 
     def _submission(self):
         """The SMTP listener the users' mail is sent through."""

@@ -32,7 +32,8 @@ def server(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("webmail")
     config = base_config(tmp / "var", servernames=["example.com"])
     config["webmail"] = {"enabled": True, "port": 0, "maxBodySize": MAX_BODY,
-                         "pageSize": 5}
+                         "pageSize": 5,
+                         "hostnames": ["mail.example.test", "*.webmail.test"]}
     srv = ServerProcess(tmp, config)
     srv.add_user(*ALICE)
     srv.add_user(*BOB)
@@ -341,6 +342,32 @@ def test_a_user_logged_in_with_her_own_password_cannot_act_as_another_user(serve
     with smtplib.SMTP("127.0.0.1", server.port("submission"), timeout=30) as client:
         client.ehlo("probe.test")       # her own login, authzid = herself, still works
         assert client.docmd("AUTH", plain(ALICE[0], ALICE[0], ALICE[1]))[0] == 235
+
+
+def test_only_the_configured_host_names_and_ip_literals_are_answered(server):
+    port = server.port("webmail")
+
+    def status(host: str) -> int:
+        return httpx.get(f"{base(server)}/login", headers={"Host": host},
+                         timeout=30).status_code
+
+    assert status(f"127.0.0.1:{port}") == 200 and status(f"[::1]:{port}") == 200
+    assert status(f"mail.example.test:{port}") == 200 and status("a.webmail.test") == 200
+    # hostnames replaces the default names: localhost and the servername are refused
+    for host in ("localhost", "example.com", "webmail.test", "rebound.attacker.test",
+                 "mail.example.test.attacker.test"):
+        assert status(host) == 421, host
+    answer = httpx.get(f"{base(server)}/login", headers={"Host": "evil.test"}, timeout=30)
+    assert "Misdirected request" in answer.text and "text/html" in answer.headers[
+        "content-type"]
+    assert "mailet_login" not in answer.headers.get("set-cookie", "")
+    # a POST with a foreign Host is refused before the session or form is looked at
+    with login(server) as client:
+        form = client.get("/compose")
+        answer = client.post("/send", headers={"Host": "evil.test"},
+                             data={"csrf": csrf_of(form.text), "to": BOB[0],
+                                   "subject": "rebound", "body": "x"})
+        assert answer.status_code == 421
 
 
 def test_a_request_over_max_body_size_is_refused_with_413(server):
