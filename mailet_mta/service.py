@@ -164,10 +164,9 @@ class MailServer(MultiService):
         self.webadmin = webadmin_service(config, self)
         if self.webadmin is not None:
             self.listeners.append(("webadmin", "http", self.webadmin))
-        # Webmail sessions live in one process's memory: with worker processes only
-        # the first worker serves it (the others leave the shared address alone).
-        self.webmail = (webmail_service(config, self)
-                        if worker is None or worker.index == 0 else None)
+        # Webmail sessions live in the database: every worker serves the web mail on
+        # the shared address, as every node on one PostgreSQL does.
+        self.webmail = webmail_service(config, self)
         if self.webmail is not None:
             self.listeners.append(("webmail", "http", self.webmail))
         if worker is not None:

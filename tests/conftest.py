@@ -64,6 +64,24 @@ def db_url(request, tmp_path):
     return request.getfixturevalue("pg_url")
 
 
+@pytest.fixture
+def two_processes_db(db_url):
+    """One database (schema up to date) as two processes see it: two started
+    Database objects on ``db_url``, stopped afterwards."""
+    import pytest_twisted
+    from twisted.internet import defer
+
+    from mailet_mta.storage.db import Database
+
+    first = Database(db_url)
+    first.upgrade()
+    second = Database(db_url)
+    first.start()
+    second.start()
+    yield first, second
+    pytest_twisted.blockon(defer.gatherResults([first.stop(), second.stop()]))
+
+
 # Whole folders that start real server processes, kill them or load them for seconds are
 # "slow"; `pytest -m "not slow"` runs the fast set (unit, fuzz, in-process integration)
 # in about a minute. A single slow test elsewhere carries @pytest.mark.slow itself.

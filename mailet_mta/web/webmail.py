@@ -123,14 +123,21 @@ class WebmailRouter(Router):
         self.secure = secure
         self.max_files = max_files
 
-    def session_of(self, request) -> Session | None:
+    def session_of(self, request) -> defer.Deferred:
+        """The request's session (→ :class:`Session` or None), looked up once; an error
+        page shows it too."""
         raw = request.getCookie(COOKIE.encode())
-        return self.sessions.get(raw.decode("ascii", "replace") if raw else None)
+        d = self.sessions.get(raw.decode("ascii", "replace") if raw else None)
+
+        def keep(session):
+            request.webmail_session = session
+            return session
+        return d.addCallback(keep)
 
     @defer.inlineCallbacks
     def _serve(self, request):
         route, params = self._route(request)
-        session = self.session_of(request)
+        session = yield self.session_of(request)
         if session is None and not route.public:
             raise HTTPError(303, "Log in", "log in first", {"Location": "/login"})
         params.update(self._query(request, route))
@@ -164,7 +171,7 @@ class WebmailRouter(Router):
         if isinstance(exc, HTTPError):
             if exc.status in (302, 303):
                 return Response(exc.status, raw=b"", content_type=HTML, headers=exc.headers)
-            session = self.session_of(request)
+            session = getattr(request, "webmail_session", None)
             page = H.error_page(exc.status, exc.title, exc.detail,
                                 session.user if session else None,
                                 session.csrf if session else "")
@@ -210,7 +217,8 @@ class WebmailService(HTTPListenerService):
         from .webmail_pages import WebmailPages
 
         self.server = server
-        self.sessions = SessionStore(config.session_idle_timeout, config.max_sessions)
+        self.sessions = SessionStore(server.db, config.session_idle_timeout,
+                                     config.max_sessions)
         # How the web mail logs in to the submission listener for a user (it keeps no
         # user's password): see mailet_mta.webmail_credential.
         self.credential = server.webmail_credential
@@ -261,13 +269,18 @@ class WebmailService(HTTPListenerService):
                         headers={"Cache-Control": "no-cache"})
 
     def startService(self):
-        # Sessions idle past their time are dropped every minute as well as on login.
+        # Sessions idle past their time are dropped every minute (an idle one is
+        # refused at once anyway; this keeps the table small).
         from twisted.internet.task import LoopingCall
 
-        self._expiry = LoopingCall(self.sessions.expire)
+        self._expiry = LoopingCall(self._expire)
         self._expiry.clock = self.reactor
         self._expiry.start(60.0, now=False)
         return super().startService()
+
+    def _expire(self) -> defer.Deferred:
+        return self.sessions.expire().addErrback(
+            lambda f: log.failure("webmail: dropping idle sessions failed", f))
 
     def stopService(self):
         if getattr(self, "_expiry", None) is not None and self._expiry.running:

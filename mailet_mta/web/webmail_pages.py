@@ -120,16 +120,17 @@ class WebmailPages:
             return html_answer(H.login_page(cookie, "Wrong user name or password.", user),
                                401)
         yield self.store.ensure_user_folders(result.user)
-        session = self.service.sessions.create(result.user)
+        session = yield self.service.sessions.create(result.user)
         log.info("webmail: {user} logged in from {ip}", user=result.user, ip=ip)
         router = self.service.router
         router.set_cookie(request, "mailet_session", session.id)
         router.set_cookie(request, LOGIN_COOKIE, "", 0)
         return redirect("/mail?folder=INBOX")
 
+    @defer.inlineCallbacks
     def logout(self, call: WebCall):
-        """End the session."""
-        self.service.sessions.end(call.session.id)
+        """End the session (in every process)."""
+        yield self.service.sessions.end(call.session.id)
         self.service.router.set_cookie(call.request, "mailet_session", "", 0)
         return redirect("/login")
 
