@@ -136,8 +136,8 @@ class WebmailRouter(Router):
 
     @defer.inlineCallbacks
     def _serve(self, request):
+        session = yield self.session_of(request)    # first: a 404 page shows it too
         route, params = self._route(request)
-        session = yield self.session_of(request)
         if session is None and not route.public:
             raise HTTPError(303, "Log in", "log in first", {"Location": "/login"})
         params.update(self._query(request, route))
