@@ -12,10 +12,15 @@ from __future__ import annotations
 
 import errno
 
+from twisted.internet import defer
+from twisted.logger import Logger
 from zope.interface import implementer
 
 from .directory import usage_of
 from .smtp.backend import AuthThrottled, ISMTPBackend, MailRefused
+from .storage.users import UserError, normalise_user
+
+log = Logger(namespace="mailet_mta.smtp")
 
 
 @implementer(ISMTPBackend)
@@ -23,13 +28,14 @@ class SpoolBackend:
     """ISMTPBackend over the directory, the authenticator, the blob store and the spool."""
 
     def __init__(self, server_config, listener_config, directory, authenticator, blobs, spool,
-                 context=None):
+                 context=None, webmail_credential=None):
         self.server_name = listener_config.helo_name or server_config.server_name
         self.dmarc_reject = self.prepare_checks(listener_config, context)
         self.directory = directory
         self.authenticator = authenticator
         self.blobs = blobs
         self.spool = spool
+        self.webmail_credential = webmail_credential
 
     @staticmethod
     def prepare_checks(listener_config, context):
@@ -73,6 +79,25 @@ class SpoolBackend:
                 raise AuthThrottled(client_ip)
             return result.user
         return self.authenticator.check(username, password, client_ip).addCallback(answer)
+
+    def authenticate_for(self, authzid: str, authcid: str, password: str, client_ip: str):
+        """The web mail acting for ``authzid`` (see :mod:`.webmail_credential`): the
+        user's canonical name, or None for anyone else."""
+        cred = self.webmail_credential
+        if cred is None or not cred.allows(authcid, password, client_ip):
+            log.info("AUTH from {ip}: {authcid!r} may not act as {authzid!r}",
+                     ip=client_ip, authcid=authcid[:100], authzid=authzid[:100])
+            return defer.succeed(None)
+        try:
+            user = normalise_user(authzid)
+        except UserError:
+            user = None
+        if user is None or not self.directory.is_local_user(user):
+            log.info("AUTH from {ip}: webmail for unknown user {authzid!r} refused",
+                     ip=client_ip, authzid=authzid[:100])
+            return defer.succeed(None)
+        log.info("AUTH from {ip}: webmail for {user}", ip=client_ip, user=user)
+        return defer.succeed(user)
 
     def is_throttled(self, client_ip: str) -> bool:
         return self.authenticator.is_throttled(client_ip)

@@ -61,6 +61,7 @@ from .storage.private_files import make_private_dir
 from .tls import trust_root
 from .web.webadmin import webadmin_service
 from .web.webmail import webmail_service
+from .webmail_credential import WebmailCredential
 from .worker_role import WorkerRole
 
 log = Logger(namespace="mailet_mta.service")
@@ -151,6 +152,10 @@ class MailServer(MultiService):
         sweeper = TimerService(BLOB_SWEEP_INTERVAL, self._sweep_blobs)
         purger = TimerService(repositories_config(config).purge_interval,
                               self._purge_repositories)
+        # The web mail's internal credential (every process: any of them may accept
+        # the web mail's submission connection on a shared socket).
+        self.webmail_credential = (WebmailCredential.of_data_dir(self.data_dir)
+                                   if webmail_config(config).enabled else None)
         # The listeners, and the /metrics endpoint when configured.
         self.listeners: list = self._build_listeners()
         self.metrics = metrics_service(config, self)
@@ -159,10 +164,9 @@ class MailServer(MultiService):
         self.webadmin = webadmin_service(config, self)
         if self.webadmin is not None:
             self.listeners.append(("webadmin", "http", self.webadmin))
-        # Webmail sessions live in one process's memory: with worker processes only
-        # the first worker serves it (the others leave the shared address alone).
-        self.webmail = (webmail_service(config, self)
-                        if worker is None or worker.index == 0 else None)
+        # Webmail sessions live in the database: every worker serves the web mail on
+        # the shared address, as every node on one PostgreSQL does.
+        self.webmail = webmail_service(config, self)
         if self.webmail is not None:
             self.listeners.append(("webmail", "http", self.webmail))
         if worker is not None:
@@ -202,7 +206,8 @@ class MailServer(MultiService):
         listeners = []
         for cfg in self.config.smtpservers:
             backend = SpoolBackend(self.config, cfg, self.directory, self.authenticator,
-                                   self.blobs, self.intake, context=self.context)
+                                   self.blobs, self.intake, context=self.context,
+                                   webmail_credential=self.webmail_credential)
             listeners.append((cfg.name, "smtp", make_smtp_service(cfg, backend)))
         for cfg in self.config.pop3servers:
             authenticator = Authenticator(self.db, failure_delay=cfg.auth_failure_delay,

@@ -142,6 +142,21 @@ def migrated_db_url(request, tmp_path):
                 cursor.execute(statement, parameters or None)
     engine.dispose()
     return url
+@pytest.fixture
+def two_processes_db(migrated_db_url):
+    """One database (schema up to date) as two processes see it: two started
+    Database objects on ``migrated_db_url``, stopped afterwards."""
+    import pytest_twisted
+    from twisted.internet import defer
+
+    from mailet_mta.storage.db import Database
+
+    first = Database(migrated_db_url)
+    second = Database(migrated_db_url)
+    first.start()
+    second.start()
+    yield first, second
+    pytest_twisted.blockon(defer.gatherResults([first.stop(), second.stop()]))
 
 
 # Whole folders that start real server processes, kill them or load them for seconds are

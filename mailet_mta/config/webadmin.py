@@ -14,6 +14,7 @@ settings (``jwt.enabled``…) have no counterpart: requests carry bearer tokens 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from . import values as v
@@ -23,12 +24,19 @@ from .tree import Node, fail
 MiB = 1024 * 1024
 
 
+HOSTNAMES_DOC = ("names the Host header may carry (DNS-rebinding defence; '*.example.com' "
+                 "matches below it; IP literals always pass); default: localhost, the "
+                 "servernames, the SMTP helloNames and a host that is a name; others get "
+                 "421")
+
+
 class HTTPListenerSection:
     """What the HTTP listener sections (webadmin, webmail) share: their endpoint."""
 
     listen: str | None
     host: str
     port: int
+    hostnames: list[str] | None
 
     @property
     def endpoint(self) -> str:
@@ -58,6 +66,7 @@ class WebAdminConfig(HTTPListenerSection):
                              "refused with 413", default=MiB)
     max_page_size: int = doc("most items one page of a list may ask for (limit=)",
                              default=1000)
+    hostnames: list[str] | None = doc(HOSTNAMES_DOC, default=None)
     source: str | None = None
 
 
@@ -87,6 +96,7 @@ WEBADMIN_KEYS = {
     "max_body_size": ("max_body_size", v.size()),
     "maxPageSize": ("max_page_size", v.integer(1)),
     "max_page_size": ("max_page_size", v.integer(1)),
+    "hostnames": ("hostnames", v.string_list),
 }
 
 
@@ -99,6 +109,12 @@ def check_listener(cfg, seen: dict, node: Node, what: str) -> None:
     if cfg.https_enabled and cfg.tls is None:
         fail(f"{what}.https.enabled needs a tls block with certificate and privateKey "
              f"(PEM files, as for the mail listeners)", node.source)
+    for name in cfg.hostnames or ():
+        bare = name.strip().lower().rstrip(".")
+        if not re.fullmatch(r"(\*\.)?[a-z0-9_][a-z0-9_.-]*", bare) or ".." in bare:
+            fail(f"{what}.hostnames: {name!r} is not a host name (write e.g. "
+                 f"mail.example.com or *.example.com; IP addresses always pass)",
+                 node.source)
     if cfg.max_body_size < 1024:
         fail(f"{what}.maxBodySize must be at least 1k, not {cfg.max_body_size}",
              node.source)

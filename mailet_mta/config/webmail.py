@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from . import values as v
 from .model import TLSConfig, doc
 from .tree import Node, fail
-from .webadmin import WEBADMIN_KEYS, HTTPListenerSection, check_listener
+from .webadmin import HOSTNAMES_DOC, WEBADMIN_KEYS, HTTPListenerSection, check_listener
 
 MiB = 1024 * 1024
 
@@ -47,6 +47,7 @@ class WebmailConfig(HTTPListenerSection):
     max_search_messages: int = doc("newest messages of a folder one search reads",
                                    default=2000)
     max_attachments: int = doc("attachments of one composed message", default=20)
+    hostnames: list[str] | None = doc(HOSTNAMES_DOC, default=None)
     source: str | None = None
 
 

@@ -86,6 +86,10 @@ class ISMTPBackendOptional(Interface):
       it, bare postmaster is ``postmaster@<server_name>``.
     - ``message_source(blob) -> MessageSource``: the message of a file blob (BlobStore
       .source). Without it the protocol reads the blob file the writer produced.
+    - ``authenticate_for(authzid, authcid, password, client_ip) -> Deferred``: a SASL
+      PLAIN login asking to act as ``authzid`` (another identity than ``authcid``).
+      Fires with the canonical user name of ``authzid`` when the backend allows it,
+      else None (answered ``535 5.7.8``). Without it every such login gets 535.
     """
 
     def quota_ok(addr, size):
@@ -96,3 +100,7 @@ class ISMTPBackendOptional(Interface):
 
     def message_source(blob):
         """A MessageSource reading the finished blob ``blob``."""
+
+    def authenticate_for(authzid, authcid, password, client_ip):
+        """The user ``authzid`` when ``authcid``/``password`` may act for it, else
+        None (a Deferred)."""

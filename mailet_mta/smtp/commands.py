@@ -191,8 +191,15 @@ class CommandsMixin:
         if kind == "challenge":
             return self.reply(334, None, base64.b64encode(value).decode("ascii"))
         self._auth = None
-        username, password = value
-        d = self.backend.authenticate(username, password, self.session.remote_ip)
+        username, password, authzid = value
+        if authzid:
+            # Acting as another user: only the web mail's internal credential, and
+            # only where the backend allows it; everyone else gets 535.
+            proxy = getattr(self.backend, "authenticate_for", None)
+            d = (defer.succeed(None) if proxy is None else
+                 proxy(authzid, username, password, self.session.remote_ip))
+        else:
+            d = self.backend.authenticate(username, password, self.session.remote_ip)
         d.addCallbacks(self._auth_result, self._auth_error)
         return d
 

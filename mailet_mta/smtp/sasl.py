@@ -3,8 +3,11 @@
 A mechanism is a small state machine: :meth:`step` takes the client's decoded
 response (or None when the AUTH command had no initial response) and returns either
 ``("challenge", bytes)`` — send ``334 <base64>`` and wait for the next line — or
-``("done", (username, password))``. Malformed input raises :class:`SASLError`, which
-the session answers with 501 and keeps the connection.
+``("done", (username, password, authzid))``; ``authzid`` is ``""`` unless a PLAIN
+client asked to act as another identity (RFC 4616 §2), which only the web mail's
+internal credential may do (``ISMTPBackendOptional.authenticate_for``). Malformed
+input raises :class:`SASLError`, which the session answers with 501 and keeps the
+connection.
 """
 
 from __future__ import annotations
@@ -36,7 +39,8 @@ def _text(raw: bytes) -> str:
 
 
 class PlainMechanism:
-    """``[authzid] NUL authcid NUL passwd``; an authzid other than authcid is refused."""
+    """``[authzid] NUL authcid NUL passwd``; an authzid equal to authcid is dropped,
+    another one is handed on for the backend to allow or refuse."""
 
     name = "PLAIN"
 
@@ -49,9 +53,7 @@ class PlainMechanism:
         authzid, authcid, passwd = (_text(p) for p in parts)
         if not authcid:
             raise SASLError("Malformed PLAIN response: empty user name")
-        if authzid and authzid != authcid:
-            raise SASLError("Authorization identity must equal the user name")
-        return ("done", (authcid, passwd))
+        return ("done", (authcid, passwd, "" if authzid == authcid else authzid))
 
 
 class LoginMechanism:
@@ -70,7 +72,7 @@ class LoginMechanism:
             if not self._user:
                 raise SASLError("Empty user name")
             return ("challenge", b"Password:")
-        return ("done", (self._user, _text(response or b"")))
+        return ("done", (self._user, _text(response or b""), ""))
 
 
 MECHANISMS = {"PLAIN": PlainMechanism, "LOGIN": LoginMechanism}

@@ -228,6 +228,18 @@ webadmin_tokens = Table(
     Column("created", Float, nullable=False),
 )
 
+# Web mail login sessions, shared by every process and node so any of them serves any
+# session: the SHA-256 of the session id (the id itself is only in the browser's
+# cookie), the user, and when it was made and last used (idle expiry, oldest first).
+webmail_sessions = Table(
+    "webmail_sessions", metadata,
+    Column("id_hash", String(64), primary_key=True),
+    Column("user", String(320), nullable=False),
+    Column("created", Float, nullable=False),
+    Column("last_seen", Float, nullable=False),
+    Index("ix_webmail_sessions_last_seen", "last_seen"),
+)
+
 # MTA-STS policies of destination domains (RFC 8461 §5), shared by every process: a
 # policy is fetched once per id and used until expires_at (fetched_at + max_age).
 mta_sts_policies = Table(

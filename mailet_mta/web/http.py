@@ -227,20 +227,27 @@ class Router(resource.Resource):
 
     isLeaf = True
 
-    def __init__(self, routes: list[Route], authorize, max_body: int):
+    def __init__(self, routes: list[Route], authorize, max_body: int, hosts=None):
         super().__init__()
         self.routes = routes
         self.authorize = authorize
         self.max_body = max_body
+        self.hosts = hosts        # a .host_check.HostCheck, or None: every Host
 
     def render(self, request):
         request.webadmin_gone = False            # the client went away before the answer
         request.notifyFinish().addErrback(lambda _f: setattr(request, "webadmin_gone", True))
-        d = defer.maybeDeferred(self._serve, request)
+        d = defer.maybeDeferred(self._serve_for_host, request)
         d.addErrback(self._error, request)
         d.addCallback(self._write, request)
         d.addErrback(lambda f: log.failure("webadmin: writing an answer failed", f))
         return server.NOT_DONE_YET
+
+    def _serve_for_host(self, request):
+        """Refuse a request for a name this listener does not answer, then serve it."""
+        if self.hosts is not None:
+            self.hosts.check(request)
+        return self._serve(request)
 
     @defer.inlineCallbacks
     def _serve(self, request):

@@ -18,6 +18,7 @@ from twisted.internet import defer
 from ..admin import tokens
 from ..config.webadmin import webadmin_config
 from . import admin_api, openapi, schemas
+from .host_check import host_check
 from .http import Response, Route, Router
 from .listener import HTTPListenerService
 
@@ -35,7 +36,8 @@ class WebAdminService(HTTPListenerService):
         self.document = openapi.document(self.routes, schemas.PROBLEM)
         self.routes.append(Route("GET", "/openapi.json", self.openapi, "This document",
                                  "meta", {200: ("the document", None)}, public=True))
-        self.router = self.root = Router(self.routes, self.authorize, config.max_body_size)
+        self.router = self.root = Router(self.routes, self.authorize, config.max_body_size,
+                                         host_check(config, server.config))
 
     def authorize(self, token: str) -> defer.Deferred:
         """The name of ``token``, or None (looked up on a reader thread)."""

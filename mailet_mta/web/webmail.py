@@ -12,7 +12,9 @@ Users log in with their mail account through the store's ``check_login``: the
 authenticator and per-address throttle POP3 and SMTP AUTH use. Mail is read through
 the IMAP mail store (:class:`~mailet_mta.mailstore.IMailStore`): the same folders,
 UIDs and flags as IMAP clients see. Sending goes through the server's own submission
-listener on loopback, authenticated as the user (:mod:`.webmail_send`).
+listener on loopback, logged in for the user with the web mail's internal credential
+(:mod:`.webmail_send`, :mod:`mailet_mta.webmail_credential`); the password typed at
+login is checked and forgotten.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from twisted.python.failure import Failure
 from ..config.webmail import webmail_config
 from ..retrieval import DatabaseMailStore
 from . import webmail_html as H
+from .host_check import host_check
 from .http import HTTPError, Response, Route, Router
 from .listener import HTTPListenerService
 from .webmail_sessions import Session, SessionStore
@@ -114,20 +117,27 @@ class WebmailRouter(Router):
     """The route table served with sessions, forms, CSRF checks and HTML errors."""
 
     def __init__(self, routes, sessions: SessionStore, secure: bool, max_body: int,
-                 max_files: int):
-        super().__init__(routes, None, max_body)
+                 max_files: int, hosts=None):
+        super().__init__(routes, None, max_body, hosts)
         self.sessions = sessions
         self.secure = secure
         self.max_files = max_files
 
-    def session_of(self, request) -> Session | None:
+    def session_of(self, request) -> defer.Deferred:
+        """The request's session (→ :class:`Session` or None), looked up once; an error
+        page shows it too."""
         raw = request.getCookie(COOKIE.encode())
-        return self.sessions.get(raw.decode("ascii", "replace") if raw else None)
+        d = self.sessions.get(raw.decode("ascii", "replace") if raw else None)
+
+        def keep(session):
+            request.webmail_session = session
+            return session
+        return d.addCallback(keep)
 
     @defer.inlineCallbacks
     def _serve(self, request):
+        session = yield self.session_of(request)    # first: a 404 page shows it too
         route, params = self._route(request)
-        session = self.session_of(request)
         if session is None and not route.public:
             raise HTTPError(303, "Log in", "log in first", {"Location": "/login"})
         params.update(self._query(request, route))
@@ -161,7 +171,7 @@ class WebmailRouter(Router):
         if isinstance(exc, HTTPError):
             if exc.status in (302, 303):
                 return Response(exc.status, raw=b"", content_type=HTML, headers=exc.headers)
-            session = self.session_of(request)
+            session = getattr(request, "webmail_session", None)
             page = H.error_page(exc.status, exc.title, exc.detail,
                                 session.user if session else None,
                                 session.csrf if session else "")
@@ -207,7 +217,11 @@ class WebmailService(HTTPListenerService):
         from .webmail_pages import WebmailPages
 
         self.server = server
-        self.sessions = SessionStore(config.session_idle_timeout, config.max_sessions)
+        self.sessions = SessionStore(server.db, config.session_idle_timeout,
+                                     config.max_sessions)
+        # How the web mail logs in to the submission listener for a user (it keeps no
+        # user's password): see mailet_mta.webmail_credential.
+        self.credential = server.webmail_credential
         submission = self._submission()
         limit = submission.config.max_message_size or config.max_body_size
         self.store = DatabaseMailStore(server.db, server.blobs, server.authenticator,
@@ -220,7 +234,7 @@ class WebmailService(HTTPListenerService):
                                          "static", "static", {200: ("file", None)},
                                          path_params=[_static_param()], public=True)],
             self.sessions, self.tls_context is not None, config.max_body_size,
-            config.max_attachments)
+            config.max_attachments, host_check(config, server.config))
 
     def _submission(self):
         """The SMTP listener the users' mail is sent through."""
@@ -255,13 +269,18 @@ class WebmailService(HTTPListenerService):
                         headers={"Cache-Control": "no-cache"})
 
     def startService(self):
-        # Sessions idle past their time are dropped every minute as well as on login.
+        # Sessions idle past their time are dropped every minute (an idle one is
+        # refused at once anyway; this keeps the table small).
         from twisted.internet.task import LoopingCall
 
-        self._expiry = LoopingCall(self.sessions.expire)
+        self._expiry = LoopingCall(self._expire)
         self._expiry.clock = self.reactor
         self._expiry.start(60.0, now=False)
         return super().startService()
+
+    def _expire(self) -> defer.Deferred:
+        return self.sessions.expire().addErrback(
+            lambda f: log.failure("webmail: dropping idle sessions failed", f))
 
     def stopService(self):
         if getattr(self, "_expiry", None) is not None and self._expiry.running:

@@ -120,16 +120,17 @@ class WebmailPages:
             return html_answer(H.login_page(cookie, "Wrong user name or password.", user),
                                401)
         yield self.store.ensure_user_folders(result.user)
-        session = self.service.sessions.create(result.user, password)
+        session = yield self.service.sessions.create(result.user)
         log.info("webmail: {user} logged in from {ip}", user=result.user, ip=ip)
         router = self.service.router
         router.set_cookie(request, "mailet_session", session.id)
         router.set_cookie(request, LOGIN_COOKIE, "", 0)
         return redirect("/mail?folder=INBOX")
 
+    @defer.inlineCallbacks
     def logout(self, call: WebCall):
-        """End the session."""
-        self.service.sessions.end(call.session.id)
+        """End the session (in every process)."""
+        yield self.service.sessions.end(call.session.id)
         self.service.router.set_cookie(call.request, "mailet_session", "", 0)
         return redirect("/login")
 
@@ -350,8 +351,8 @@ class WebmailPages:
         try:
             refused = yield threads.deferToThread(
                 submit, host, listener.port, listener.config.implicit_tls,
-                listener.config.require_ssl, session.user, session.password, sender,
-                to + cc + bcc, data)
+                listener.config.require_ssl, session.user, self.service.credential.secret,
+                sender, to + cc + bcc, data)
         except SendRefused as exc:
             return again(f"Not sent: {exc}", 502)
         kept = yield self._keep_sent(session.user, data)

@@ -1,8 +1,10 @@
 """Sending a user's message: through the server's own submission listener.
 
 The web mail is one more mail client. It connects to the SMTP listener chosen by
-``webmail.submission`` on its loopback address and logs in as the user with the
-session's credentials, so exactly what applies to a user of Thunderbird applies here:
+``webmail.submission`` on its loopback address and logs in for the user with its
+internal credential (SASL PLAIN, authzid = the user; see
+:mod:`mailet_mta.webmail_credential`), so exactly what applies to a user of
+Thunderbird applies here:
 AUTH and its throttle, ``verifyIdentity`` on MAIL FROM, the relay policy, the size
 limit, the ``Received:`` trace, then the spool and every processor and mailet
 (DKIM signing included). A path of its own into the spool would have to repeat each of
@@ -11,8 +13,11 @@ those checks and drift from them. The SMTP client runs on a worker thread.
 
 from __future__ import annotations
 
+import base64
 import smtplib
 import ssl
+
+from ..webmail_credential import AUTHCID
 
 
 class SendRefused(Exception):
@@ -29,7 +34,7 @@ def loopback_of(host: str) -> str:
 
 
 def submit(host: str, port: int, implicit_tls: bool, starttls: bool, user: str,
-           password: str, sender: str, recipients: list[str], data: bytes,
+           secret: str, sender: str, recipients: list[str], data: bytes,
            timeout: float = 60.0) -> dict:
     """Send ``data`` (on a worker thread). Returns the refused recipients ({address:
     (code, reply)}) when others were taken; raises :class:`SendRefused` otherwise."""
@@ -48,7 +53,10 @@ def submit(host: str, port: int, implicit_tls: bool, starttls: bool, user: str,
             if starttls and not implicit_tls and client.has_extn("starttls"):
                 client.starttls(context=context)
                 client.ehlo("webmail.localhost")
-            client.login(user, password)
+            token = f"{user}\0{AUTHCID}\0{secret}".encode()
+            code, reply = client.docmd("AUTH", "PLAIN " + base64.b64encode(token).decode())
+            if code != 235:
+                raise smtplib.SMTPAuthenticationError(code, reply)
             return client.sendmail(sender, recipients, data)
     except smtplib.SMTPRecipientsRefused as exc:
         raise SendRefused("no recipient was accepted: " + "; ".join(

@@ -138,3 +138,45 @@ def test_pop3_session_on_one_node_blocks_a_second_on_the_other(cluster, pg_url):
     third.user("alice@example.com")
     assert third.pass_(PASSWORD).startswith(b"+OK")
     third.quit()
+
+
+def test_a_webmail_session_made_on_one_node_is_served_by_the_other(tmp_path, pg_url):
+    import re
+
+    import httpx
+
+    nodes = []
+    for name in ("a", "b"):
+        cfg = node_config(tmp_path, name, pg_url)
+        cfg["webmail"] = {"enabled": True, "port": 0}
+        nodes.append(ServerProcess(tmp_path / name, cfg, name=name))
+    a, b = nodes
+    try:
+        a.add_user("alice@example.com", PASSWORD)
+        a.start()
+        b.start()
+        with httpx.Client(base_url=f"http://127.0.0.1:{a.port('webmail')}",
+                          timeout=30) as on_a:
+            page = on_a.get("/login")
+            token = re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)
+            answer = on_a.post("/login", data={"csrf": token, "username": "alice@example.com",
+                                               "password": PASSWORD})
+            assert answer.status_code == 303
+            cookies = {"mailet_session": on_a.cookies["mailet_session"]}
+            with httpx.Client(base_url=f"http://127.0.0.1:{b.port('webmail')}",
+                              cookies=cookies, timeout=30) as on_b:
+                listing = on_b.get("/mail", params={"folder": "INBOX"})
+                assert listing.status_code == 200 and "alice@example.com" in listing.text
+                csrf = re.search(r'name="csrf" value="([^"]+)"', listing.text).group(1)
+                # a send from node b uses node b's own internal credential
+                sent = on_b.post("/send", data={"csrf": csrf, "to": "alice@example.com",
+                                                "subject": "n-webmail", "body": "x"})
+                assert sent.status_code == 303, sent.text
+                # logging out on b ends the session on a too
+                assert on_b.post("/logout", data={"csrf": csrf}).status_code == 303
+            assert on_a.get("/mail").status_code == 303
+        wait_for(lambda: delivered(pg_url)["n-webmail"] == 2,   # INBOX and Sent
+                 what="the webmail's mail in INBOX and Sent")
+    finally:
+        for srv in nodes:
+            srv.stop()

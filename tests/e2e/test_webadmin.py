@@ -275,6 +275,34 @@ def test_the_curl_examples_of_docs_webadmin_md_work(server):
         assert result.returncode == 0, f"{example}\n{result.stdout}\n{result.stderr}"
 
 
+# -- the Host header (DNS rebinding) ------------------------------------------------------
+def curl_status(server, *headers: str, http10: bool = False) -> str:
+    cmd = ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "20"]
+    for header in headers:
+        cmd += ["-H", header]
+    if http10:
+        cmd.append("--http1.0")
+    cmd.append(f"http://127.0.0.1:{server.port('webadmin')}/healthcheck")
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=30).stdout
+
+
+def test_a_request_for_a_foreign_host_name_is_421_and_one_without_host_is_400(server):
+    port = server.port("webadmin")
+    assert curl_status(server) == "200"                              # Host: 127.0.0.1:port
+    assert curl_status(server, f"Host: localhost:{port}") == "200"
+    assert curl_status(server, "Host: EXAMPLE.com.") == "200"       # a servername
+    assert curl_status(server, "Host: [::1]:8000") == "200"          # an IP literal
+    assert curl_status(server, f"Host: rebound.attacker.test:{port}") == "421"
+    assert curl_status(server, "Host: example.com.attacker.test") == "421"
+    assert curl_status(server, "Host: localhost:x") == "400"
+    assert curl_status(server, "Host:") == "400"                     # no Host at all
+    assert curl_status(server, "Host:", http10=True) == "400"
+    answer = httpx.get(f"http://127.0.0.1:{port}/healthcheck",
+                       headers={"Host": "rebound.attacker.test"}, timeout=30)
+    body = problem(answer, 421)
+    assert body["title"] == "Misdirected request" and "hostnames" in body["detail"]
+
+
 # -- the OpenAPI document against the live server -----------------------------------------------
 def test_schemathesis_finds_no_server_error_and_no_schema_violation(server, tmp_path):
     url = f"http://127.0.0.1:{server.port('webadmin')}/openapi.json"

@@ -8,6 +8,7 @@ mailbox.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import email
 import email.policy
@@ -31,7 +32,8 @@ def server(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("webmail")
     config = base_config(tmp / "var", servernames=["example.com"])
     config["webmail"] = {"enabled": True, "port": 0, "maxBodySize": MAX_BODY,
-                         "pageSize": 5}
+                         "pageSize": 5,
+                         "hostnames": ["mail.example.test", "*.webmail.test"]}
     srv = ServerProcess(tmp, config)
     srv.add_user(*ALICE)
     srv.add_user(*BOB)
@@ -276,6 +278,96 @@ def test_a_sender_the_user_may_not_use_is_refused_by_the_submission_listener(ser
                                             "body": "relay?"})
         # remote recipients are fine for an authenticated user: accepted for delivery
         assert answer.status_code == 303, answer.text
+
+
+# -- the internal credential the web mail sends with -------------------------------------
+WEBMAIL_ID = "mailet-mta.webmail"
+
+
+def plain(authzid: str, authcid: str, password: str) -> str:
+    return "PLAIN " + base64.b64encode(f"{authzid}\0{authcid}\0{password}".encode()).decode()
+
+
+def secret_of(server) -> str:
+    return (server.data_dir / "webmail-submission.secret").read_text().strip()
+
+
+def test_the_webmail_secret_is_a_private_file_and_a_send_is_logged_as_webmail_for_the_user(
+        server):
+    path = server.data_dir / "webmail-submission.secret"
+    assert path.stat().st_mode & 0o777 == 0o600 and len(secret_of(server)) >= 43
+    with login(server) as client:
+        form = client.get("/compose")
+        answer = client.post("/send", data={"csrf": csrf_of(form.text),
+                                            "to": BOB[0], "subject": "via the credential",
+                                            "body": "no password kept"})
+        assert answer.status_code == 303, answer.text
+    wait_for(lambda: "webmail for alice@example.com" in server.log_text(),
+             what="the log line of the web mail's login")
+    assert secret_of(server) not in server.log_text()
+
+
+def test_acting_as_a_user_without_the_secret_is_refused_with_535(server):
+    with smtplib.SMTP("127.0.0.1", server.port("submission"), timeout=30) as client:
+        code, ehlo = client.ehlo("probe.test")
+        assert b"AUTH PLAIN LOGIN" in ehlo and b"webmail" not in ehlo.lower()
+        for password in ("wrong", "", secret_of(server)[:-1], secret_of(server) + "x"):
+            assert client.docmd("AUTH", plain(ALICE[0], WEBMAIL_ID, password))[0] == 535
+        # the secret under another authentication identity is refused too
+        assert client.docmd("AUTH", plain(ALICE[0], ALICE[0] + "x", secret_of(server)))[0] \
+            == 535
+        assert client.docmd("MAIL", "FROM:<alice@example.com>")[0] == 530
+    with smtplib.SMTP("127.0.0.1", server.port("submission"), timeout=30) as client:
+        client.ehlo("probe.test")
+        # an unknown user, even with the secret
+        assert client.docmd("AUTH", plain("nobody@example.com", WEBMAIL_ID,
+                                          secret_of(server)))[0] == 535
+
+
+def test_the_secret_acts_as_the_user_with_the_users_own_policies(server):
+    with smtplib.SMTP("127.0.0.1", server.port("submission"), timeout=30) as client:
+        client.ehlo("probe.test")
+        assert client.docmd("AUTH", plain(ALICE[0], WEBMAIL_ID, secret_of(server)))[0] == 235
+        # verifyIdentity: the user may not send as another local user
+        assert client.docmd("MAIL", "FROM:<bob@example.com>")[0] == 553
+        assert client.docmd("MAIL", "FROM:<alice@example.com>")[0] == 250
+        client.rset()
+
+
+def test_a_user_logged_in_with_her_own_password_cannot_act_as_another_user(server):
+    with smtplib.SMTP("127.0.0.1", server.port("submission"), timeout=30) as client:
+        client.ehlo("probe.test")
+        assert client.docmd("AUTH", plain(BOB[0], ALICE[0], ALICE[1]))[0] == 535
+        assert client.docmd("MAIL", "FROM:<bob@example.com>")[0] == 530
+    with smtplib.SMTP("127.0.0.1", server.port("submission"), timeout=30) as client:
+        client.ehlo("probe.test")       # her own login, authzid = herself, still works
+        assert client.docmd("AUTH", plain(ALICE[0], ALICE[0], ALICE[1]))[0] == 235
+
+
+def test_only_the_configured_host_names_and_ip_literals_are_answered(server):
+    port = server.port("webmail")
+
+    def status(host: str) -> int:
+        return httpx.get(f"{base(server)}/login", headers={"Host": host},
+                         timeout=30).status_code
+
+    assert status(f"127.0.0.1:{port}") == 200 and status(f"[::1]:{port}") == 200
+    assert status(f"mail.example.test:{port}") == 200 and status("a.webmail.test") == 200
+    # hostnames replaces the default names: localhost and the servername are refused
+    for host in ("localhost", "example.com", "webmail.test", "rebound.attacker.test",
+                 "mail.example.test.attacker.test"):
+        assert status(host) == 421, host
+    answer = httpx.get(f"{base(server)}/login", headers={"Host": "evil.test"}, timeout=30)
+    assert "Misdirected request" in answer.text and "text/html" in answer.headers[
+        "content-type"]
+    assert "mailet_login" not in answer.headers.get("set-cookie", "")
+    # a POST with a foreign Host is refused before the session or form is looked at
+    with login(server) as client:
+        form = client.get("/compose")
+        answer = client.post("/send", headers={"Host": "evil.test"},
+                             data={"csrf": csrf_of(form.text), "to": BOB[0],
+                                   "subject": "rebound", "body": "x"})
+        assert answer.status_code == 421
 
 
 def test_a_request_over_max_body_size_is_refused_with_413(server):

@@ -125,12 +125,10 @@ def test_two_workers_share_every_listener_and_the_mail_spreads_over_both(server)
         url = f"http://127.0.0.1:{server.port('webadmin')}/healthcheck"
         with urllib.request.urlopen(url, timeout=10) as response:
             assert json.loads(response.read())["status"] == "healthy"
-    # Webmail (sessions in one process's memory) is served by the first worker alone:
-    # it answers through the address the supervisor reserved.
-    for _ in range(4):
-        url = f"http://127.0.0.1:{server.port('webmail')}/login"
-        with urllib.request.urlopen(url, timeout=10) as response:
-            assert response.status == 200
+    # Webmail runs in every worker with its sessions in the database: a session made
+    # by one worker is served by the other (every request on a new connection, which
+    # the kernel spreads over both; a worker that did not know it would answer 303).
+    webmail_session_works_in_every_worker(server)
     held = [smtplib.SMTP("127.0.0.1", server.port("smtp"), timeout=10) for _ in range(6)]
     try:
         for _ in range(4):
@@ -139,6 +137,33 @@ def test_two_workers_share_every_listener_and_the_mail_spreads_over_both(server)
     finally:
         for client in held:
             client.quit()
+
+
+def webmail_session_works_in_every_worker(server) -> None:
+    import httpx
+
+    base = f"http://127.0.0.1:{server.port('webmail')}"
+    fresh = httpx.Limits(max_keepalive_connections=0)
+    with httpx.Client(base_url=base, timeout=30, limits=fresh) as client:
+        page = client.get("/login")
+        token = re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)
+        answer = client.post("/login", data={"csrf": token, "username": USER,
+                                             "password": PASSWORD})
+        assert answer.status_code == 303 and answer.headers["location"].startswith("/mail")
+        codes = [client.get("/mail", params={"folder": "INBOX"}).status_code
+                 for _ in range(16)]
+        assert codes == [200] * 16, codes
+        form = client.get("/compose")
+        csrf = re.search(r'name="csrf" value="([^"]+)"', form.text).group(1)
+        sent = client.post("/send", data={"csrf": csrf, "to": USER,
+                                          "subject": "from a worker's webmail",
+                                          "body": "hello"})
+        assert sent.status_code == 303, sent.text
+        out = client.post("/logout", data={"csrf": csrf})
+        assert out.status_code == 303
+        assert [client.get("/mail").status_code for _ in range(4)] == [303] * 4
+    wait_for(lambda: any(b"from a worker's webmail" in m for m in messages(server)),
+             what="the webmail's mail delivered")
 
 
 def test_status_shows_the_supervisor_and_both_workers_with_totals(server):

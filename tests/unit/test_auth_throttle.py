@@ -88,17 +88,12 @@ def test_every_table_has_a_maximum_size():
 
 
 @pytest.fixture
-def shared_db(migrated_db_url):
+def shared_db(two_processes_db):
     """One database two 'processes' (two Database objects) share."""
-    first = Database(migrated_db_url)
-    with first.transaction() as conn:
+    with two_processes_db[0].transaction() as conn:
         domains.add_domain(conn, "example.com")
         users.add_user(conn, "bob@example.com", passwords.hash_password("right"))
-    second = Database(migrated_db_url)
-    first.start()
-    second.start()
-    yield first, second
-    pytest_twisted.blockon(defer.gatherResults([first.stop(), second.stop()]))
+    return two_processes_db
 
 
 @pytest_twisted.ensureDeferred

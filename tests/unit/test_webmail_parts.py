@@ -6,14 +6,17 @@ import email
 import email.policy
 
 import pytest
+import pytest_twisted
+import sqlalchemy as sa
 
 from mailet_mta.api import ConfigurationError
 from mailet_mta.config import load_config_text
 from mailet_mta.config.webmail import webmail_config
+from mailet_mta.storage import schema
 from mailet_mta.web import webmail_message as M
 from mailet_mta.web.webmail import MAX_FIELDS, read_form
 from mailet_mta.web.webmail_html import e, login_page
-from mailet_mta.web.webmail_sessions import SessionStore
+from mailet_mta.web.webmail_sessions import Session, SessionStore
 
 HEAD = "servernames: [example.com]\n"
 
@@ -60,46 +63,63 @@ def test_the_xml_file_takes_the_webmail_section():
     assert cfg.enabled and cfg.max_page_size == 25 and cfg.endpoint == "tcp:0:interface=127.0.0.1"
 
 
-# -- sessions ----------------------------------------------------------------------------
+# -- sessions (in the database: two Database objects stand for two processes) ----------
 class Clock:
-    now = 1000.0
+    now = 1_000_000.0
 
     def __call__(self):
         return self.now
 
 
-def test_sessions_are_random_256_bit_ids_and_expire_when_idle():
+@pytest_twisted.ensureDeferred
+async def test_sessions_are_random_256_bit_ids_shared_by_processes_and_expire_when_idle(
+        two_processes_db):
     clock = Clock()
-    store = SessionStore(idle_timeout=60, max_sessions=10, clock=clock)
-    a, b = store.create("a@x", "pw"), store.create("b@x", "pw")
-    assert a.id != b.id and len(a.id) >= 43 and a.csrf != a.id
-    assert "pw" not in repr(a) and a.id not in repr(a) and a.csrf not in repr(a)
-    clock.now += 59
-    assert store.get(a.id) is a                  # touched: idle time restarts
-    clock.now += 59
-    assert store.get(a.id) is a and store.get(b.id) is None
-    assert store.get("x" * 65) is None and store.get(None) is None
-    store.end(a.id)
-    assert store.get(a.id) is None and len(store) == 0
+    one, other = (SessionStore(db, idle_timeout=600, max_sessions=10, clock=clock)
+                  for db in two_processes_db)
+    a, b = await one.create("a@x"), await one.create("b@x")
+    assert a.id != b.id and len(a.id) >= 43 and a.csrf not in (a.id, b.csrf)
+    assert a.id not in repr(a) and a.csrf not in repr(a)
+    found = await other.get(a.id)                # made by one, served by the other
+    assert found.user == "a@x" and found.csrf == a.csrf and found.csrf_ok(a.csrf)
+    with two_processes_db[0].transaction() as conn:  # only the id's hash is stored
+        stored = [tuple(r) for r in conn.execute(sa.select(schema.webmail_sessions))]
+    assert all(a.id not in map(str, row) and a.csrf not in map(str, row) for row in stored)
+    clock.now += 599
+    assert (await other.get(a.id)).user == "a@x"  # touched: idle time restarts
+    clock.now += 599
+    assert await one.get(a.id) is not None and await one.get(b.id) is None
+    assert await one.get("x" * 65) is None and await one.get(None) is None
+    await other.end(a.id)                         # logout in one ends it in both
+    assert await one.get(a.id) is None and await one.count() == 1
+    clock.now += 10_000
+    assert await other.expire() == 1 and await one.count() == 0
 
 
-def test_the_number_of_sessions_is_bounded_and_the_longest_idle_goes_first():
+@pytest_twisted.ensureDeferred
+async def test_the_number_of_sessions_is_bounded_and_the_longest_idle_goes_first(
+        two_processes_db):
     clock = Clock()
-    store = SessionStore(idle_timeout=600, max_sessions=3, clock=clock)
-    first = store.create("1@x", "p")
-    others = [store.create(f"{n}@x", "p") for n in range(2, 4)]
-    clock.now += 1
-    store.get(first.id)                          # the first one is used again
-    fourth = store.create("4@x", "p")
-    assert len(store) == 3
-    assert store.get(others[0].id) is None
-    assert store.get(first.id) is first and store.get(fourth.id) is fourth
+    store = SessionStore(two_processes_db[0], idle_timeout=600, max_sessions=3, clock=clock)
+    first = await store.create("1@x")
+    others = []
+    for n in range(2, 4):
+        clock.now += 1
+        others.append(await store.create(f"{n}@x"))
+    clock.now += 100
+    await store.get(first.id)                    # the first one is used again
+    fourth = await store.create("4@x")
+    assert await store.count() == 3
+    assert await store.get(others[0].id) is None
+    assert (await store.get(first.id)).user == "1@x"
+    assert (await store.get(fourth.id)).user == "4@x"
 
 
 def test_csrf_tokens_compare_exactly():
-    s = SessionStore(60, 2).create("u@x", "p")
-    assert s.csrf_ok(s.csrf)
+    s = Session("an-id", "u@x")
+    assert s.csrf_ok(s.csrf) and s.csrf == Session("an-id", "v@x").csrf
     assert not s.csrf_ok(None) and not s.csrf_ok("") and not s.csrf_ok(s.csrf + "x")
+    assert not s.csrf_ok(Session("another-id", "u@x").csrf)
 
 
 # -- forms -------------------------------------------------------------------------------
