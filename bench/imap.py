@@ -15,7 +15,7 @@ growth of the PSS summed over the server's process tree from the first half of t
 sessions to all of them, per session (the first half pays the one-time costs: thread
 pools, allocator arenas, caches; the growth before it is reported too). The servers
 take turns mailbox by mailbox, their order rotating every repeat; one unmeasured
-warm-up session per mailbox comes first (Dovecot builds its index there).
+warm-up session per mailbox comes first (Dovecot indexes the hard-linked files there).
 
 - ``dovecot``: bench/peers/dovecot.py, its own instance on loopback; the messages
   are delivered through its LMTP as bench/pop3.py does (100,000: hard links to a few
