@@ -9,8 +9,10 @@ only, own directories, the Maildir owner, no TLS).
 from __future__ import annotations
 
 import os
+import socketserver
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -196,3 +198,63 @@ def test_pop3_targets_with_two_sizes_judge_retr_and_list():
     runs = {"1000": {"mailet-mta": [{"retr_per_s": 3000}, {"retr_per_s": 1000}],
                      "dovecot": [{"retr_per_s": 2000}, {"retr_per_s": 2000}]}}
     assert pop3.repeat_ratios(runs) == {"1000": [1.5, 0.5]}
+
+
+
+class LMTPRecorder(socketserver.StreamRequestHandler):
+    """A minimal LMTP server (RFC 2033) that keeps each transaction's commands and data."""
+
+    transactions: list[dict] = []
+
+    def reply(self, line: str) -> None:
+        self.wfile.write(line.encode() + b"\r\n")
+
+    def handle(self) -> None:
+        self.reply("220 lmtp ready")
+        current: dict = {"commands": []}
+        while line := self.rfile.readline():
+            verb = line.split(b" ", 1)[0].strip().upper()
+            current["commands"].append(line.strip().decode())
+            if verb == b"LHLO":
+                self.reply("250-localhost")
+                self.reply("250 PIPELINING")
+            elif verb == b"DATA":
+                self.reply("354 go ahead")
+                data = b""
+                while (chunk := self.rfile.readline()) not in (b".\r\n", b""):
+                    data += chunk
+                current["data"] = data
+                self.transactions.append(current)
+                current = {"commands": []}
+                for _ in range(sum(c.upper().startswith("RCPT") for c in
+                                   self.transactions[-1]["commands"])):
+                    self.reply("250 2.0.0 saved")
+            elif verb == b"QUIT":
+                self.reply("221 bye")
+                return
+            else:
+                self.reply("250 ok")
+
+
+def test_imap_push_to_dovecot_goes_through_its_lmtp_socket(tmp_path):
+    """The IDLE push reaches Dovecot as an MTA hands it mail: one LMTP transaction on
+    the instance's ``run/lmtp`` socket, nothing dropped into the Maildir behind it."""
+    (tmp_path / "run").mkdir()
+    server = socketserver.ThreadingUnixStreamServer(str(tmp_path / "run" / "lmtp"),
+                                                    LMTPRecorder)
+    LMTPRecorder.transactions = []
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        target = imap.DovecotIMAP(tmp_path, {"r10@example.com": (10, False)})
+        target.deliver("r10@example.com", 3)
+    finally:
+        server.shutdown()
+        server.server_close()
+    [done] = LMTPRecorder.transactions
+    lhlo, mail, rcpt, data = done["commands"]
+    assert lhlo.upper().startswith("LHLO ") and data.upper() == "DATA"
+    assert mail.upper().startswith(f"MAIL FROM:<{pop3.SENDER.upper()}>")
+    assert rcpt.upper() == "RCPT TO:<R10@EXAMPLE.COM>"
+    assert b"Subject: pop3 bench 1000003" in done["data"]
+    assert not list(tmp_path.glob("mail/*/Maildir/new/*"))
