@@ -19,7 +19,9 @@ warm-up session per mailbox comes first (Dovecot indexes the hard-linked files t
 
 - ``dovecot``: bench/peers/dovecot.py, its own instance on loopback; the messages
   are delivered through its LMTP as bench/pop3.py does (100,000: hard links to a few
-  files in ``Maildir/new``, named as Dovecot names its files).
+  files in ``Maildir/new``, named as Dovecot names its files). Its passwords are
+  argon2id hashes at mailet-mta's memory and time cost (one lane), as in bench/pop3.py;
+  ``--dovecot-scheme plain`` gives it ``{PLAIN}`` passwords instead.
   Push: the mail is handed to its LMTP (one session, as an MTA hands it on); the
   clock starts at the LMTP ``250``.
 - ``mailet-mta``: ``mailet-mta serve`` with an ``imapservers:`` listener configured
@@ -51,6 +53,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 # Run as a script, its own directory comes first on sys.path, where bench/dkim.py
@@ -72,6 +75,7 @@ from bench.common import (  # noqa: E402
 )
 from bench.pop3 import (  # noqa: E402
     PASSWORD,
+    SCHEMES,
     SENDER,
     DovecotPOP3,
     clone_user,
@@ -425,6 +429,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--idle", type=int, default=100, help="idle sessions (0: skip)")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     parser.add_argument("--json", help="write the results here")
+    parser.add_argument("--dovecot-scheme", choices=SCHEMES, default="argon2id",
+                        help="Dovecot's stored passwords: argon2id (as mailet-mta's "
+                             "cost, one lane) or plain")
     parser.add_argument("--profile", help="py-spy profiles of mailet-mta's commands here")
     return parser
 
@@ -440,7 +447,8 @@ def main(argv=None) -> None:
     print(f"machine: {info['nproc']} x {info['cpu']}, load {info['loadavg_start']}")
     work = Path(tempfile.mkdtemp(prefix="bench-imap-"))
     targets = []
-    kinds = {"dovecot": DovecotIMAP, "mailet-mta": MailetIMAP}
+    kinds = {"dovecot": partial(DovecotIMAP, scheme=args.dovecot_scheme),
+             "mailet-mta": MailetIMAP}
     try:
         made = []
         for name in args.servers:

@@ -21,7 +21,10 @@ How the mailboxes are filled (fast, not through SMTP):
   through its LMTP once it runs (it adds the ``Return-Path``/``Delivered-To`` lines
   the others' copies start with, names, stores and indexes each message as its
   delivery always does); 100,000: hard links to one file in ``Maildir/new``, named as
-  Dovecot names its files, indexed by Dovecot in the warm-up session.
+  Dovecot names its files, indexed by Dovecot in the warm-up session. Its passwords
+  are argon2id hashes at mailet-mta's memory and time cost (``{ARGON2ID}``, one lane:
+  bench/peers/dovecot.py :func:`argon2id_phc`), so both servers pay a key derivation
+  at login; ``--dovecot-scheme plain`` gives it ``{PLAIN}`` passwords instead.
 
 Every server gets one unmeasured warm-up session per mailbox (login, STAT, LIST)
 before the repeats; the servers take turns mailbox by mailbox and their order rotates
@@ -49,6 +52,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -76,7 +80,7 @@ from bench.common import (
     wait_for_file,
     write_json,
 )
-from bench.peers.dovecot import DovecotPeer
+from bench.peers.dovecot import SCHEMES, DovecotPeer
 from tests.support.server import ServerProcess, base_config
 
 PASSWORD = "pop3 bench password"
@@ -292,8 +296,8 @@ class DovecotPOP3:
 
     name = "dovecot"
 
-    def __init__(self, workdir: Path, boxes: dict):
-        self.peer = DovecotPeer(workdir, {user: PASSWORD for user in boxes})
+    def __init__(self, workdir: Path, boxes: dict, scheme: str = "argon2id"):
+        self.peer = DovecotPeer(workdir, {user: PASSWORD for user in boxes}, scheme=scheme)
         self.boxes = boxes
 
     def start(self):
@@ -556,6 +560,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--idle", type=int, default=100,
                         help="idle logged-in sessions for the memory figure (0: skip)")
     parser.add_argument("--json", help="write the results here")
+    parser.add_argument("--dovecot-scheme", choices=SCHEMES, default="argon2id",
+                        help="Dovecot's stored passwords: argon2id (as mailet-mta's "
+                             "cost, one lane) or plain")
     return parser
 
 
@@ -572,7 +579,8 @@ def main(argv=None) -> None:
     targets = []
     try:
         t = time.perf_counter()
-        kinds = {"mailet-mta": MailetPOP3, "dovecot": DovecotPOP3, "twisted": TwistedPOP3}
+        kinds = {"mailet-mta": MailetPOP3, "twisted": TwistedPOP3,
+                 "dovecot": partial(DovecotPOP3, scheme=args.dovecot_scheme)}
         made = [kinds[name](work / name, boxes) for name in args.servers]
         print(f"mailboxes filled in {time.perf_counter() - t:.1f} s", flush=True)
         for target in made:

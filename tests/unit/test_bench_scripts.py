@@ -16,6 +16,10 @@ import threading
 from pathlib import Path
 
 import pytest
+from argon2 import PasswordHasher
+from argon2.exceptions import VerifyMismatchError
+
+from mailet_mta.storage import passwords
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
@@ -114,8 +118,29 @@ def test_dovecot_instance_configuration(tmp_path):
     assert "inet_listener pop3s {\n    port = 0" in text
     assert "inet_listener imaps {\n    port = 0" in text
     assert text.count("{") == text.count("}")
-    line = dovecot.passwd_line("a@example.com", "pw", tmp_path / "a", 65534, 65534)
+    line = dovecot.passwd_line("a@example.com", "pw", tmp_path / "a", 65534, 65534,
+                               "plain")
     assert line == f"a@example.com:{{PLAIN}}pw:65534:65534::{tmp_path / 'a'}::\n"
+
+
+def test_dovecot_passwords_are_argon2id_at_mailet_mtas_cost_with_one_lane(tmp_path):
+    line = dovecot.passwd_line("a@example.com", "pw", tmp_path / "a", 65534, 65534)
+    user, stored, uid, gid, _gecos, home, _shell, end = line.split(":")
+    assert (user, uid, gid, home, end) == ("a@example.com", "65534", "65534",
+                                           str(tmp_path / "a"), "\n")
+    assert stored.startswith("{ARGON2ID}$argon2id$v=19$m=19456,t=2,p=1$")
+    phc = stored.removeprefix("{ARGON2ID}")
+    assert PasswordHasher().verify(phc, "pw")
+    with pytest.raises(VerifyMismatchError):
+        PasswordHasher().verify(phc, "other")
+    # The memory and time cost are mailet-mta's own.
+    assert (passwords.MEMORY_COST, passwords.TIME_COST) == (19456, 2)
+    with pytest.raises(ValueError):
+        dovecot.passwd_line("a@example.com", "pw", tmp_path / "a", 1, 1, "md5")
+    for script in (pop3, imap):
+        assert script.build_parser().parse_args([]).dovecot_scheme == "argon2id"
+        assert script.build_parser().parse_args(
+            ["--dovecot-scheme", "plain"]).dovecot_scheme == "plain"
 
 
 def test_overlay_command_mounts_each_directory_read_only_in_a_private_namespace(tmp_path):
