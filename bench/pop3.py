@@ -55,9 +55,13 @@ import time
 from functools import partial
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+# Run as a script, its own directory comes first on sys.path, where bench/dkim.py
+# would stand for the dkim package mailet-mta imports.
+HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
+sys.path.insert(0, str(HERE.parent))
 
-from bench.common import (
+from bench.common import (  # noqa: E402
     ROOT,
     LineSocket,
     machine,
@@ -80,8 +84,8 @@ from bench.common import (
     wait_for_file,
     write_json,
 )
-from bench.peers.dovecot import SCHEMES, DovecotPeer
-from tests.support.server import ServerProcess, base_config
+from bench.peers.dovecot import SCHEMES, DovecotPeer  # noqa: E402
+from tests.support.server import ServerProcess, base_config  # noqa: E402
 
 PASSWORD = "pop3 bench password"
 SIZE = 10 * 1024
