@@ -39,7 +39,7 @@ LINGER = 0.005
 # of that batch would wait for it); a thread of its own checkpoints after commits, at
 # most every CHECKPOINT_EVERY seconds. Past WRITER_AUTOCHECKPOINT pages in the WAL
 # (a checkpointer that fell behind) the writer checkpoints itself, as SQLite would.
-CHECKPOINT_EVERY = 0.1
+CHECKPOINT_EVERY = 0.5
 WRITER_AUTOCHECKPOINT = 16000
 
 
