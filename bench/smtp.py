@@ -504,9 +504,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--json", help="write the results here")
     parser.add_argument("--log-level", default=None,
                         help="mailet-mta's logging level (default: warn tuned, info shipped)")
-    parser.add_argument("--baseline", type=Path, metavar="CHECKOUT",
+    parser.add_argument("--baseline", type=Path, metavar="CHECKOUT", action="append",
+                        default=[],
                         help="also run mailet-mta from this checkout (e.g. a worktree of "
-                             "main), interleaved with the others: an A/B run")
+                             "main), interleaved with the others: an A/B run; repeatable "
+                             "(checkouts with different directory names)")
     parser.add_argument("--database", metavar="URL",
                         help="run every mailet-mta on this PostgreSQL (a fresh schema "
                              "each, dropped afterwards), e.g. "
@@ -540,11 +542,12 @@ def main(argv=None) -> None:
                                                 database=args.database).start())
             else:
                 targets.append(make_target(name, work / name).start())
-        if args.baseline:           # the configuration of the first mailet-mta named
-            first = next((n for n in names if n.startswith("mailet-mta")), "mailet-mta")
-            targets.append(MailetTarget(work / "baseline", log_level=args.log_level,
+        # baselines take the configuration of the first mailet-mta named
+        first = next((n for n in names if n.startswith("mailet-mta")), "mailet-mta")
+        for i, baseline in enumerate(args.baseline):
+            targets.append(MailetTarget(work / f"baseline-{i}", log_level=args.log_level,
                                         shipped=first == "mailet-mta-shipped",
-                                        code=args.baseline.resolve(),
+                                        code=baseline.resolve(),
                                         database=args.database).start())
         results = run_matrix(targets, sizes, conns, count, repeats)
         spread = worker_spread(targets)

@@ -48,6 +48,7 @@ class SpoolRunner(Service):
         self.max_tries = max_tries
         self.error_repository = error_repository
         self.node_name = node_name
+        self._finish = store.FinishOwned(node_name)  # the lease-checked removal
         self.lease_seconds = lease_seconds
         self.poll_interval = poll_interval
         self.clock = queue.clock
@@ -219,8 +220,7 @@ class SpoolRunner(Service):
                 d.addBoth(self._removed, mail)
                 return
             # Shared database: the run counts only if this node still holds the mail.
-            uow.add(store.finish_owned, mail.name, self.node_name)
-            await self.db.write_background(uow.commit)
+            await self.db.write_background(uow.commit, check=(self._finish, mail.name))
         except store.LeaseLost:
             uow.abort()
             log.warn("id={id} was taken over by another node while it ran here; this "

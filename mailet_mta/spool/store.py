@@ -17,7 +17,7 @@ from ..address import MailAddress
 from ..mail import Mail
 from ..storage import leases, repositories, schema
 from ..storage.blobs import BlobStore
-from ..storage.db import execute
+from ..storage.db import BatchCheck, execute
 from ..storage.mail_rows import envelope_row
 
 S = schema.spool
@@ -25,8 +25,9 @@ S = schema.spool
 # Prepared statements: the writer groups equal statements of a batch into one executemany.
 INSERT_SPOOL = insert(S)
 _DELETE_SPOOL = delete(S).where(S.c.name == bindparam("mail_name"))
-_FINISH_OWNED = delete(S).where(and_(S.c.name == bindparam("mail_name"),
-                                     S.c.owner == bindparam("owner")))
+_FINISH_OWNED = (delete(S).where(and_(S.c.owner == bindparam("owner"),
+                                      S.c.name.in_(bindparam("names", expanding=True))))
+                 .returning(S.c.name))
 
 
 def _address(text: str | None) -> MailAddress | None:
@@ -66,10 +67,21 @@ def delete_mail(conn: Connection, name: str) -> None:
 LeaseLost = leases.LeaseLost  # the mail is no longer this node's: another node took it
 
 
-def finish_owned(conn: Connection, name: str, owner: str) -> None:
-    """Remove a finished mail, provided this node still holds it (else LeaseLost)."""
-    if execute(conn, _FINISH_OWNED, {"mail_name": name, "owner": owner}) != 1:
-        raise LeaseLost(name)
+class FinishOwned(BatchCheck):
+    """Remove finished mails, provided ``owner`` (this node) still holds them: one
+    ``DELETE … RETURNING`` for every mail a batch finishes. A mail another node took
+    over is not removed, and its run's results fail with LeaseLost (nothing of them
+    commits)."""
+
+    def __init__(self, owner: str):
+        self.owner = owner
+
+    def run(self, conn: Connection, keys: list) -> set:
+        rows = conn.execute(_FINISH_OWNED, {"owner": self.owner, "names": keys})
+        return {name for (name,) in rows}
+
+    def failure(self, key) -> Exception:
+        return LeaseLost(key)
 
 
 def accept_statements(mail: Mail, blob, owner: str, lease_until: float) -> list:

@@ -39,7 +39,7 @@ LINGER = 0.005
 # of that batch would wait for it); a thread of its own checkpoints after commits, at
 # most every CHECKPOINT_EVERY seconds. Past WRITER_AUTOCHECKPOINT pages in the WAL
 # (a checkpointer that fell behind) the writer checkpoints itself, as SQLite would.
-CHECKPOINT_EVERY = 0.1
+CHECKPOINT_EVERY = 0.5
 WRITER_AUTOCHECKPOINT = 16000
 
 
@@ -228,12 +228,15 @@ class BatchWriter:
         """Queue ``fn(conn, *args, **kwargs)`` for the next batch."""
         return self._queue(_Op(fn, args, kwargs, None))
 
-    def submit_background(self, fn: Callable[..., Any], *args) -> defer.Deferred:
+    def submit_background(self, fn: Callable[..., Any], *args,
+                          check: tuple[BatchCheck, Any] | None = None) -> defer.Deferred:
         """Queue ``fn(conn, *args)`` as a write nobody waits on at once: while only
         such writes are queued, the writer waits up to ``LINGER`` for another write to
-        commit them with."""
+        commit them with. ``check``: ``(a BatchCheck, key)`` the write needs to pass
+        (checked for the whole batch at once, before the functions run)."""
         op = _Op(fn, args, {}, None)
         op.background = True
+        op.check = check
         return self._queue(op)
 
     def submit_statements(self, statements) -> defer.Deferred:
@@ -287,6 +290,7 @@ class BatchWriter:
                 else:
                     for statement, params in grouped.items():
                         self._executemany(conn, statement, params)
+                _run_checks(conn, batch)
                 results = [(op.deferred, True, op.run(conn)) for op in batch]
             self.batches += 1
             self.writes += len(batch)
@@ -423,15 +427,43 @@ class _Checkpointer:
                 conn.close()
 
 
+class BatchCheck:
+    """A condition many writes of a batch need, tested for all of them in one statement
+    (one round trip per batch, not one per write): :meth:`run` gets the keys of the
+    batch's writes that carry this check and returns those that passed; a write whose
+    key did not pass fails with :meth:`failure` — and the batch with it, whose writes
+    are then retried one by one, each with its own check. The check runs in the
+    batch's transaction, before its functions: what it changes commits with them."""
+
+    def run(self, conn: Connection, keys: list) -> set:
+        raise NotImplementedError
+
+    def failure(self, key) -> Exception:
+        raise NotImplementedError
+
+
+def _run_checks(conn: Connection, batch) -> None:
+    keys: dict[BatchCheck, list] = {}
+    for op in batch:
+        if op.check is not None:
+            keys.setdefault(op.check[0], []).append(op.check[1])
+    for check, wanted in keys.items():
+        passed = check.run(conn, wanted)
+        for key in wanted:
+            if key not in passed:
+                raise check.failure(key)
+
+
 class _Op:
     """One queued write: a function, or statements that may be grouped."""
 
-    __slots__ = ("fn", "args", "kwargs", "statements", "deferred", "background")
+    __slots__ = ("fn", "args", "kwargs", "statements", "deferred", "background", "check")
 
     def __init__(self, fn, args, kwargs, statements):
         self.fn, self.args, self.kwargs, self.statements = fn, args, kwargs, statements
         self.deferred = defer.Deferred()
         self.background = False
+        self.check: tuple[BatchCheck, Any] | None = None
 
     def run(self, conn):
         return self.fn(conn, *self.args, **self.kwargs) if self.fn is not None else None
@@ -439,6 +471,7 @@ class _Op:
     def run_all(self, conn):
         for statement, params in self.statements or ():
             conn.execute(statement, params)
+        _run_checks(conn, (self,))
         return self.run(conn)
 
 
@@ -498,10 +531,12 @@ class Database:
         """Run ``fn(conn, *args)`` in the writer's next batch; fires after the commit."""
         return self.writer.submit(fn, *args, **kwargs)
 
-    def write_background(self, fn: Callable[..., Any], *args) -> defer.Deferred:
+    def write_background(self, fn: Callable[..., Any], *args,
+                         check: tuple[BatchCheck, Any] | None = None) -> defer.Deferred:
         """Like :meth:`write`, for a write nobody waits on at once (the result of a
-        spool run): it may wait a moment to share the commit of an acceptance."""
-        return self.writer.submit_background(fn, *args)
+        spool run): it may wait a moment to share the commit of an acceptance.
+        ``check``: ``(BatchCheck, key)``, see :class:`BatchCheck`."""
+        return self.writer.submit_background(fn, *args, check=check)
 
     def write_statements(self, statements) -> defer.Deferred:
         """Execute ``[(statement, params), …]`` in the next batch (grouped executemany)."""

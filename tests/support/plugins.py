@@ -128,3 +128,14 @@ class Flaky(GenericMailet):
         if n < int(self.get_init_parameter("fails", "1")):
             FLAKY_FAILS[mail.name] = n + 1
             raise RuntimeError("temporary trouble")
+
+
+HELD: dict[str, defer.Deferred] = {}   # mail name → the Deferred its run waits on
+
+
+class Hold(GenericMailet):
+    """Waits until the test fires ``HELD[mail.name]`` (runs that finish together)."""
+
+    def service(self, mail):
+        d = HELD[mail.name] = defer.Deferred()
+        return d

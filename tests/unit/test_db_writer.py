@@ -182,3 +182,18 @@ def _sleep(seconds):
     from twisted.internet import reactor
     from twisted.internet.task import deferLater
     return deferLater(reactor, seconds, lambda: None)
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_wal_is_checkpointed_under_steady_load(database, tmp_path):
+    """Commits that never stop for CHECKPOINT_EVERY still get a checkpoint every
+    interval: the WAL stays bounded without a pause in the load."""
+    wal = tmp_path / "w.sqlite3-wal"
+    checkpointer = database.writer._checkpointer
+    start, i = time.monotonic(), 0
+    before = checkpointer.checkpoints
+    while time.monotonic() - start < 4 * dbmod.CHECKPOINT_EVERY:
+        await database.write(_blob(f"s{i}", 20_000))
+        i += 1
+    assert checkpointer.checkpoints - before >= 3
+    assert wal.stat().st_size < 4096 * dbmod.WRITER_AUTOCHECKPOINT

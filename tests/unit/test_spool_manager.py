@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 import pytest_twisted
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from twisted.internet import defer, reactor, task
 
 from mailet_mta.api import Mail, MailAddress
@@ -264,3 +265,106 @@ async def test_reconfigure_takes_the_new_limits_and_pipeline_and_retires_the_old
     await settle(sm, db)
     assert count(db, schema.repository_mails, repository="new") == 1
     assert count(db, schema.repository_mails, repository="old") == 0
+
+
+@pytest.fixture
+def spool_deletes():
+    """The ``DELETE FROM spool`` statements every connection opened meanwhile sends,
+    counted at the driver (psycopg's cursor, sqlite3's trace callback)."""
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    sent: list[str] = []
+
+    def note(sql):
+        if " ".join(str(sql).split()).upper().startswith("DELETE FROM SPOOL"):
+            sent.append(sql)
+
+    def on_connect(dbapi_conn, _record):
+        if hasattr(dbapi_conn, "set_trace_callback"):       # sqlite3
+            dbapi_conn.set_trace_callback(note)
+            return
+        base = dbapi_conn.cursor_factory                     # psycopg
+
+        class Counting(base):
+            def execute(self, query, *args, **kwargs):
+                note(query)
+                return super().execute(query, *args, **kwargs)
+
+            def executemany(self, query, *args, **kwargs):
+                note(query)
+                return super().executemany(query, *args, **kwargs)
+
+        dbapi_conn.cursor_factory = Counting
+
+    event.listen(Engine, "connect", on_connect)
+    yield sent
+    event.remove(Engine, "connect", on_connect)
+
+
+async def _held(names, seconds=5.0):
+    """Wait until the runs of every mail in ``names`` wait in the Hold mailet."""
+    for _ in range(int(seconds / 0.02)):
+        if all(name in plugins.HELD for name in names):
+            return
+        await task.deferLater(reactor, 0.02, lambda: None)
+    raise AssertionError(f"held: {sorted(plugins.HELD)}, wanted {sorted(names)}")
+
+
+@pytest.fixture
+def held():
+    """plugins.HELD, emptied; runs still held at the end are let go (the spool runner
+    waits for its runs when it stops)."""
+    plugins.HELD.clear()
+    yield plugins.HELD
+    for d in plugins.HELD.values():
+        if not d.called:
+            d.callback(None)
+
+
+@pytest_twisted.ensureDeferred
+async def test_runs_that_finish_together_remove_their_mails_in_one_statement(
+        harness, held, spool_deletes):
+    """The lease-checked removal of every mail a batch finishes is one DELETE (one
+    round trip on PostgreSQL), not one per mail."""
+    sm, db, blobs = harness({"root": [spec("Hold"), spec("KeepIn", repository="kept")]})
+    mails = [new_mail() for _ in range(4)]               # the runner's 4 threads
+    for mail, body in mails:
+        await accept(sm, blobs, mail, body)
+    await _held([mail.name for mail, _ in mails])
+    before = len(spool_deletes)
+    for mail, _ in mails:                                 # in one reactor turn
+        held[mail.name].callback(None)
+    await settle(sm, db)
+    assert count(db, schema.spool) == 0
+    assert count(db, schema.repository_mails, repository="kept") == 4
+    assert 1 <= len(spool_deletes) - before <= 2
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_mail_another_node_took_over_is_not_removed_and_its_run_is_discarded(
+        harness, held):
+    """While a mail runs here its lease runs out and another node claims it: the run's
+    results do not commit and its row stays, the other node's; a mail that finished in
+    the same batch is removed with its results."""
+    sm, db, blobs = harness({"root": [spec("Hold"), spec("KeepIn", repository="kept")]})
+    (taken, taken_body), (kept, kept_body) = new_mail(), new_mail()
+    await accept(sm, blobs, taken, taken_body)
+    await accept(sm, blobs, kept, kept_body)
+    await _held([taken.name, kept.name])
+    with db.transaction() as conn:
+        conn.execute(update(schema.spool).where(schema.spool.c.name == taken.name)
+                     .values(owner="n2", lease_until=time.time() + 300))
+    held[taken.name].callback(None)
+    held[kept.name].callback(None)
+    for _ in range(250):
+        await sm.wait_idle()
+        if count(db, schema.spool) == 1:
+            break
+        await task.deferLater(reactor, 0.02, lambda: None)
+    await sm.wait_idle()
+    with db.engine.connect() as conn:
+        rows = conn.execute(select(schema.spool.c.name, schema.spool.c.owner)).all()
+        kept_names = conn.execute(select(schema.repository_mails.c.name)).scalars().all()
+    assert [(r.name, r.owner) for r in rows] == [(taken.name, "n2")]
+    assert kept_names == [kept.name]
