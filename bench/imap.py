@@ -56,13 +56,10 @@ import time
 from functools import partial
 from pathlib import Path
 
-# Run as a script, its own directory comes first on sys.path, where bench/dkim.py
-# would stand for the dkim package mailet-mta imports.
-HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
-sys.path.insert(0, str(HERE.parent))
+# Run as a script: put the checkout on the path.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import (  # noqa: E402
+from bench.common import (
     LineSocket,
     machine,
     median,
@@ -73,7 +70,7 @@ from bench.common import (  # noqa: E402
     tree_pss_kib,
     write_json,
 )
-from bench.pop3 import (  # noqa: E402
+from bench.pop3 import (
     PASSWORD,
     SCHEMES,
     SENDER,
@@ -82,7 +79,7 @@ from bench.pop3 import (  # noqa: E402
     fill_mailet,
     message,
 )
-from tests.support.server import ServerProcess, base_config  # noqa: E402
+from tests.support.server import ServerProcess, base_config
 
 SERVERS = ("dovecot", "mailet-mta")
 REFERENCE = "dovecot"

@@ -20,14 +20,12 @@ import sys
 import tempfile
 from pathlib import Path
 
-# bench/dkim.py would shadow the dkim library: take this folder off the path.
-HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
-sys.path.insert(0, str(HERE.parent))
+# Run as a script: put the checkout on the path.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import machine, median  # noqa: E402
-from bench.smtp import MailetTarget, run_cell  # noqa: E402
-from mailets.dkim_keys import generate_key  # noqa: E402
+from bench.common import machine, median
+from bench.smtp import MailetTarget, run_cell
+from mailets.dkim_keys import generate_key
 
 SIGNING_DOMAIN = "example.org"        # bench/smtp_load.py's sender domain
 

@@ -1,6 +1,6 @@
 """DKIM signing and verifying cost per mail, in process (dkimpy, as the mailets use it).
 
-    python bench/dkim.py [--count 200] [--sizes 1024,102400]
+    python bench/dkim_cost.py [--count 200] [--sizes 1024,102400]
 
 For each algorithm (ed25519-sha256, rsa-sha256 with a 2048-bit key) and each message
 size, signs ``--count`` messages and verifies them (the key record answered from
@@ -16,16 +16,13 @@ import sys
 import time
 from pathlib import Path
 
-# This file is named dkim.py: take its folder off the path so ``import dkim`` finds
-# the library, and put the checkout on it.
-HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
-sys.path.insert(0, str(HERE.parent))
+# Run as a script: put the checkout on the path.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import dkim  # noqa: E402
+import dkim
 
-from mailets.dkim_keys import generate_key  # noqa: E402
-from mailets.mailets.dkim_sign import DEFAULT_HEADERS  # noqa: E402
+from mailets.dkim_keys import generate_key
+from mailets.mailets.dkim_sign import DEFAULT_HEADERS
 
 LINE = b"The quick brown fox jumps over the lazy dog, again and again and again.\r\n"
 
