@@ -51,9 +51,11 @@ import tempfile
 import time
 from pathlib import Path
 
+# The repository on the path instead of bench/, whose dkim.py would hide the dkim package.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import (
+from bench.common import (  # noqa: E402 (after the path is set)
     ROOT,
     LineSocket,
     machine,
@@ -76,8 +78,8 @@ from bench.common import (
     wait_for_file,
     write_json,
 )
-from bench.peers.dovecot import DovecotPeer
-from tests.support.server import ServerProcess, base_config
+from bench.peers.dovecot import DovecotPeer  # noqa: E402
+from tests.support.server import ServerProcess, base_config  # noqa: E402
 
 PASSWORD = "pop3 bench password"
 SIZE = 10 * 1024
@@ -348,7 +350,7 @@ def measure(targets, boxes, repeats) -> dict:
 def profile_session(target, user: str) -> dict:
     """An extra, unmeasured full session on ``user``'s mailbox under py-spy."""
     out = Path(tempfile.gettempdir()) / "mailet-mta-pop3.pyspy.txt"
-    spy = start_profiler(target.pid, out)
+    spy = start_profiler(target.pid, out, idle=True)
     try:
         figures = session(target.port, user, PASSWORD, True)
     finally:
