@@ -825,3 +825,34 @@ def test_batches_read_ahead_keep_to_the_max_octets():
     octets = [len(ids) * size for ids, _d in backend.reads]
     assert max(octets) <= READAHEAD_MAX_OCTETS
     assert len(backend.reads[0][0]) < 16 < max(len(ids) for ids, _d in backend.reads)
+
+
+class DescriptorTransport(TLSStringTransport):
+    """A transport that, like a TCP connection, only buffers a write: the bytes reach
+    the peer (``sent``) when ``doWrite`` runs, as the reactor does on its next poll."""
+
+    def __init__(self):
+        super().__init__()
+        self.sent = b""
+
+    def doWrite(self):
+        self.sent += self.value()
+        self.clear()
+
+
+def test_a_read_ahead_retr_is_sent_in_the_call_that_read_the_command():
+    backend = MemoryBackend()
+    bodies = _numbered_box(backend, 3)
+    clock = task.Clock()
+    factory = POP3ServerFactory(POP3ServerConfig(connection_timeout=60), backend, None,
+                                clock)
+    proto = factory.buildProtocol(None)
+    transport = DescriptorTransport()
+    proto.makeConnection(transport)
+    for line in (b"USER bob@example.com", b"PASS secret", b"RETR 1"):
+        proto.dataReceived(line + b"\r\n")
+        clock.advance(0)
+        transport.doWrite()
+    proto.dataReceived(b"RETR 2\r\n")             # read ahead by RETR 1
+    assert transport.sent.endswith(bodies[1] + b".\r\n")
+    assert transport.value() == b""
