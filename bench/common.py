@@ -313,15 +313,18 @@ def write_json(path: str | None, data: dict) -> None:
 
 
 # -- py-spy ----------------------------------------------------------------------------------
-def start_profiler(pid: int, out: Path, rate: int = 200) -> subprocess.Popen | None:
-    """``py-spy record`` on ``pid`` (raw collapsed stacks) until stop_profiler()."""
+def start_profiler(pid: int, out: Path, rate: int = 200,
+                   idle: bool = False) -> subprocess.Popen | None:
+    """``py-spy record`` on ``pid`` (raw collapsed stacks, per thread) until
+    stop_profiler(); with ``idle``, samples of waiting threads too."""
     import shutil
     spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     if not Path(spy).exists():
         print("py-spy is not installed (pip install py-spy): no profile", file=sys.stderr)
         return None
     proc = subprocess.Popen([spy, "record", "-p", str(pid), "-o", str(out), "-f", "raw",
-                             "-t", "-r", str(rate)], stdout=subprocess.DEVNULL,
+                             "-t", *(["--idle"] if idle else []), "-r", str(rate)],
+                            stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     time.sleep(1.0)             # py-spy attaches before the measured work starts
     return proc

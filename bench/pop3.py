@@ -55,13 +55,10 @@ import time
 from functools import partial
 from pathlib import Path
 
-# Run as a script, its own directory comes first on sys.path, where bench/dkim.py
-# would stand for the dkim package mailet-mta imports.
-HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
-sys.path.insert(0, str(HERE.parent))
+# Run as a script: put the checkout on the path.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import (  # noqa: E402
+from bench.common import (
     ROOT,
     LineSocket,
     machine,
@@ -84,8 +81,8 @@ from bench.common import (  # noqa: E402
     wait_for_file,
     write_json,
 )
-from bench.peers.dovecot import SCHEMES, DovecotPeer  # noqa: E402
-from tests.support.server import ServerProcess, base_config  # noqa: E402
+from bench.peers.dovecot import SCHEMES, DovecotPeer
+from tests.support.server import ServerProcess, base_config
 
 PASSWORD = "pop3 bench password"
 SIZE = 10 * 1024
@@ -356,7 +353,7 @@ def measure(targets, boxes, repeats) -> dict:
 def profile_session(target, user: str) -> dict:
     """An extra, unmeasured full session on ``user``'s mailbox under py-spy."""
     out = Path(tempfile.gettempdir()) / "mailet-mta-pop3.pyspy.txt"
-    spy = start_profiler(target.pid, out)
+    spy = start_profiler(target.pid, out, idle=True)
     try:
         figures = session(target.port, user, PASSWORD, True)
     finally:

@@ -17,8 +17,14 @@ from .streaming import CHUNK, whole_response
 __all__ = ["TransactionCommands"]
 
 _NUMBER = re.compile(r"[0-9]{1,9}\Z")
-READAHEAD_OCTETS = 1 << 20      # RETR reads the following messages too, up to this much
+# RETR reads the following messages too: first up to these bounds, then each batch
+# read ahead twice the last, up to the MAX bounds.
+READAHEAD_OCTETS = 1 << 20
 READAHEAD_MESSAGES = 64
+READAHEAD_MAX_OCTETS = 2 << 20
+READAHEAD_MAX_MESSAGES = 256
+_MAX_SCALE = max(READAHEAD_MAX_OCTETS // READAHEAD_OCTETS,
+                 READAHEAD_MAX_MESSAGES // READAHEAD_MESSAGES)
 
 
 class TransactionCommands:
@@ -33,6 +39,7 @@ class TransactionCommands:
         self._readahead: dict = {}          # message id → MessageContent, read ahead
         self._ahead_from = 0                # index of the first message not read ahead
         self._batch_len = 0
+        self._batch_scale = 1               # the next batch's bounds, × READAHEAD_*
         self._prefetch: defer.Deferred | None = None
         self._generation = 0
 
@@ -44,8 +51,13 @@ class TransactionCommands:
         fetches this one and the next ones (up to READAHEAD_OCTETS or
         READAHEAD_MESSAGES), so the following RETRs are answered without a trip through
         the reader threads; once half of that batch is sent, the next batch is read
-        while the rest is sent. So at most about 1.5 × READAHEAD_OCTETS are held per
-        session. A client that jumps elsewhere gets a fresh batch from there.
+        while the rest is sent. Each batch read ahead has twice the bounds of the last,
+        up to READAHEAD_MAX_OCTETS and READAHEAD_MAX_MESSAGES: every read costs the
+        RETR that starts it a wait for the interpreter lock while the reader thread
+        runs, so a long run of RETRs is served with few reads, and a client that
+        RETRs one message still reads only the first bounds. At most about
+        1.5 × READAHEAD_MAX_OCTETS are held per session. A client that jumps elsewhere
+        gets a fresh batch from there, with the first bounds again.
         """
         wanted = self._drop.ids[number - 1]
         if wanted in self._readahead:
@@ -60,11 +72,13 @@ class TransactionCommands:
     def _batch(self, start: int) -> list:
         """Ids of the messages from index ``start`` on, within the read-ahead bounds."""
         ids, sizes = self._drop.ids, self._drop.sizes
+        max_octets = min(READAHEAD_OCTETS * self._batch_scale, READAHEAD_MAX_OCTETS)
+        max_messages = min(READAHEAD_MESSAGES * self._batch_scale, READAHEAD_MAX_MESSAGES)
         batch, octets, index = [], 0, start
         while index < len(ids):
             if index not in self._deleted:
-                if batch and (octets + sizes[index] > READAHEAD_OCTETS
-                              or len(batch) >= READAHEAD_MESSAGES):
+                if batch and (octets + sizes[index] > max_octets
+                              or len(batch) >= max_messages):
                     break
                 batch.append(ids[index])
                 octets += sizes[index]
@@ -76,6 +90,7 @@ class TransactionCommands:
         """Read a batch from message ``number`` now; a read ahead in flight is dropped."""
         self._generation += 1
         self._prefetch = None
+        self._batch_scale = 1
         wanted = self._drop.ids[number - 1]
 
         def keep(found: dict):
@@ -93,6 +108,7 @@ class TransactionCommands:
 
     def _read_next(self) -> None:
         generation = self._generation
+        self._batch_scale = min(2 * self._batch_scale, _MAX_SCALE)
 
         def merge(found: dict) -> None:
             if generation == self._generation:
@@ -144,9 +160,26 @@ class TransactionCommands:
         self._last = max(self._last, number)
         whole = self._read_ahead_response(number)
         if whole is not None:
-            self.transport.write(whole)
+            self._write_now(whole)
             return None
         return self._send_message(number)
+
+    def _write_now(self, data: bytes) -> None:
+        """Write ``data`` and hand it to the socket at once.
+
+        A TCP transport only buffers a write and sends it when the reactor next polls
+        (registering and polling the socket as writable first): a reactor iteration per
+        RETR response. One RETR answered while nothing else waits to be sent goes out
+        in the call that read the command. ``doWrite`` is the transport's
+        IWriteDescriptor method; on an error it returns, the socket stays registered
+        and the reactor meets the same error at its next poll. Under TLS the TLS
+        layer passes ``doWrite`` on to the TCP transport its records were written to.
+        A transport without one writes as before.
+        """
+        self.transport.write(data)
+        flush = getattr(self.transport, "doWrite", None)
+        if flush is not None and not self._flow.blocked:
+            flush()
 
     def _read_ahead_response(self, number: int) -> bytes | None:
         """The whole RETR response of a small message already read ahead, else None.

@@ -741,9 +741,10 @@ def test_a_failed_read_ahead_costs_nothing_but_a_read_of_its_own():
 
 
 def test_a_client_that_jumps_gets_a_fresh_batch_and_the_stale_one_is_dropped():
-    from mailet_mta.pop3.commands import READAHEAD_MESSAGES
+    from mailet_mta.pop3.commands import READAHEAD_MAX_MESSAGES, READAHEAD_MESSAGES
     backend = HeldReads()
-    bodies = _numbered_box(backend, 3 * READAHEAD_MESSAGES)
+    far = READAHEAD_MESSAGES + READAHEAD_MAX_MESSAGES + 5   # past the read ahead
+    bodies = _numbered_box(backend, far + 10)
     s = Session(backend)
     s.login()
     s.cmd("RETR 1")
@@ -752,7 +753,6 @@ def test_a_client_that_jumps_gets_a_fresh_batch_and_the_stale_one_is_dropped():
     for n in range(2, READAHEAD_MESSAGES // 2 + 2):
         s.cmd(f"RETR {n}")
     assert len(backend.reads) == 2                  # reading ahead from message 65
-    far = 2 * READAHEAD_MESSAGES + 5
     assert s.cmd(f"RETR {far}") == b""              # elsewhere: a read of its own
     assert backend.reads[2][0][0] == far
     backend.release(1)                              # the stale read lands: dropped
@@ -761,20 +761,98 @@ def test_a_client_that_jumps_gets_a_fresh_batch_and_the_stale_one_is_dropped():
     assert s.take().endswith(bodies[far - 1] + b".\r\n")
 
 
-def test_a_session_holds_at_most_one_and_a_half_batches_read_ahead():
-    from mailet_mta.pop3.commands import READAHEAD_MESSAGES
+def _retr_in_order(s, backend, last: int) -> int:
+    """RETR 2..last, each read ahead landing at once; the most messages held."""
+    peak = 0
+    for n in range(2, last + 1):
+        s.cmd(f"RETR {n}")
+        if len(backend.reads) > 1 and not backend.reads[-1][1].called:
+            backend.release()                       # each read ahead lands at once
+        peak = max(peak, len(s.proto._readahead))
+    return peak
+
+
+def test_a_session_holds_at_most_one_and_a_half_of_the_largest_batch_read_ahead():
+    from mailet_mta.pop3.commands import READAHEAD_MAX_MESSAGES
     backend = HeldReads()
-    _numbered_box(backend, 4 * READAHEAD_MESSAGES)
+    _numbered_box(backend, 4 * READAHEAD_MAX_MESSAGES)
     s = Session(backend)
     s.login()
     s.cmd("RETR 1")
     backend.release(0)
     s.take()
-    peak = 0
-    for n in range(2, 4 * READAHEAD_MESSAGES + 1):
-        s.cmd(f"RETR {n}")
-        if len(backend.reads) > 1 and not backend.reads[-1][1].called:
-            backend.release()                       # each read ahead lands at once
-        peak = max(peak, len(s.proto._readahead))
-    assert len(backend.reads) == 4
-    assert READAHEAD_MESSAGES < peak <= READAHEAD_MESSAGES * 3 // 2
+    peak = _retr_in_order(s, backend, 4 * READAHEAD_MAX_MESSAGES)
+    assert READAHEAD_MAX_MESSAGES < peak <= READAHEAD_MAX_MESSAGES * 3 // 2
+    assert max(len(ids) for ids, _d in backend.reads) == READAHEAD_MAX_MESSAGES
+
+
+def test_each_batch_read_ahead_doubles_up_to_the_max_and_a_jump_starts_over():
+    from mailet_mta.pop3.commands import READAHEAD_MAX_MESSAGES, READAHEAD_MESSAGES
+    backend = HeldReads()
+    count = 6 * READAHEAD_MAX_MESSAGES
+    _numbered_box(backend, count)
+    s = Session(backend)
+    s.login()
+    s.cmd("RETR 1")
+    backend.release(0)
+    s.take()
+    _retr_in_order(s, backend, 3 * READAHEAD_MAX_MESSAGES)
+    sizes = [len(ids) for ids, _d in backend.reads]
+    expected, size = [], READAHEAD_MESSAGES
+    while sum(expected) < 3 * READAHEAD_MAX_MESSAGES:
+        expected.append(size)
+        size = min(2 * size, READAHEAD_MAX_MESSAGES)
+    assert sizes[:len(expected)] == expected        # 64, 128, 256, 256, ...
+    reads = len(backend.reads)
+    far = count - READAHEAD_MESSAGES - 5
+    s.cmd(f"RETR {far}")                            # elsewhere: the first bounds again
+    backend.release()
+    assert len(backend.reads[reads][0]) == READAHEAD_MESSAGES
+
+
+def test_batches_read_ahead_keep_to_the_max_octets():
+    from mailet_mta.pop3.commands import READAHEAD_MAX_OCTETS, READAHEAD_OCTETS
+    backend = HeldReads()
+    size = READAHEAD_OCTETS // 16                   # 16 messages fill the first bounds
+    for n in range(16 * READAHEAD_MAX_OCTETS // size):
+        backend.add("bob@example.com", b"Subject: m%d\r\n\r\n" % n + b"x" * size, b"")
+    s = Session(backend)
+    s.login()
+    s.cmd("RETR 1")
+    backend.release(0)
+    s.take()
+    _retr_in_order(s, backend, 4 * READAHEAD_MAX_OCTETS // size)
+    octets = [len(ids) * size for ids, _d in backend.reads]
+    assert max(octets) <= READAHEAD_MAX_OCTETS
+    assert len(backend.reads[0][0]) < 16 < max(len(ids) for ids, _d in backend.reads)
+
+
+class DescriptorTransport(TLSStringTransport):
+    """A transport that, like a TCP connection, only buffers a write: the bytes reach
+    the peer (``sent``) when ``doWrite`` runs, as the reactor does on its next poll."""
+
+    def __init__(self):
+        super().__init__()
+        self.sent = b""
+
+    def doWrite(self):
+        self.sent += self.value()
+        self.clear()
+
+
+def test_a_read_ahead_retr_is_sent_in_the_call_that_read_the_command():
+    backend = MemoryBackend()
+    bodies = _numbered_box(backend, 3)
+    clock = task.Clock()
+    factory = POP3ServerFactory(POP3ServerConfig(connection_timeout=60), backend, None,
+                                clock)
+    proto = factory.buildProtocol(None)
+    transport = DescriptorTransport()
+    proto.makeConnection(transport)
+    for line in (b"USER bob@example.com", b"PASS secret", b"RETR 1"):
+        proto.dataReceived(line + b"\r\n")
+        clock.advance(0)
+        transport.doWrite()
+    proto.dataReceived(b"RETR 2\r\n")             # read ahead by RETR 1
+    assert transport.sent.endswith(bodies[1] + b".\r\n")
+    assert transport.value() == b""
