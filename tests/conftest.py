@@ -161,7 +161,7 @@ def two_processes_db(migrated_db_url):
 
 # Whole folders that start real server processes, kill them or load them for seconds are
 # "slow"; `pytest -m "not slow"` runs the fast set (unit, fuzz, in-process integration)
-# in 1½–2 minutes on 2 cores. A single slow test elsewhere carries @pytest.mark.slow itself.
+# in 2–3 minutes on 2 cores. A single slow test elsewhere carries @pytest.mark.slow itself.
 # tests/soak is also "soak" (`pytest -m soak` runs the crash-and-load runs alone).
 _SLOW_FOLDERS = {"soak", "e2e", "abuse"}
 _SOAK_FOLDERS = {"soak"}
