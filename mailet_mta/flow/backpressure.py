@@ -60,6 +60,26 @@ class FlowControl:
         if transport is not None:
             transport.unregisterProducer()
 
+    def write_now(self, transport, data: bytes) -> None:
+        """Write ``data`` to ``transport`` and hand it to the socket in this call.
+
+        A TCP transport only buffers a write and sends it when the reactor next polls,
+        after registering the socket as writable: a reactor iteration per reply. Here
+        the transport's ``doWrite`` (its IWriteDescriptor method) sends it at once,
+        unless the write took the transport's buffer over its bound (the transport
+        paused this producer: the bytes wait for the reactor as before) or the
+        transport is closing (its ``doWrite`` would finish the close, which is the
+        reactor's to do). On a send error ``doWrite`` returns it, the socket stays
+        registered and the reactor meets the same error at its next poll. Under TLS
+        the TLS layer passes ``doWrite`` on to the TCP transport its records were
+        written to. A transport without one writes as before.
+        """
+        transport.write(data)
+        flush = getattr(transport, "doWrite", None)
+        closing = getattr(transport, "disconnecting", False)
+        if flush is not None and not self.blocked and not closing:
+            flush()
+
     def hold_input(self, hold: bool) -> None:
         """Stop (``True``) or resume (``False``) reading; only changes cost a call."""
         if hold == self._reading_paused or self._transport is None:

@@ -160,26 +160,9 @@ class TransactionCommands:
         self._last = max(self._last, number)
         whole = self._read_ahead_response(number)
         if whole is not None:
-            self._write_now(whole)
+            self._flow.write_now(self.transport, whole)
             return None
         return self._send_message(number)
-
-    def _write_now(self, data: bytes) -> None:
-        """Write ``data`` and hand it to the socket at once.
-
-        A TCP transport only buffers a write and sends it when the reactor next polls
-        (registering and polling the socket as writable first): a reactor iteration per
-        RETR response. One RETR answered while nothing else waits to be sent goes out
-        in the call that read the command. ``doWrite`` is the transport's
-        IWriteDescriptor method; on an error it returns, the socket stays registered
-        and the reactor meets the same error at its next poll. Under TLS the TLS
-        layer passes ``doWrite`` on to the TCP transport its records were written to.
-        A transport without one writes as before.
-        """
-        self.transport.write(data)
-        flush = getattr(self.transport, "doWrite", None)
-        if flush is not None and not self._flow.blocked:
-            flush()
 
     def _read_ahead_response(self, number: int) -> bytes | None:
         """The whole RETR response of a small message already read ahead, else None.

@@ -9,7 +9,8 @@
   the next LF, so memory never grows with junk.
 - While a command waits on a Deferred (AUTH, end of DATA) no later command is looked
   at (RFC 2920 §3.1: replies stay in order) and reading stops once input is held.
-  Replies are collected and written with one ``write`` per batch.
+  Replies are collected and written with one ``write`` per batch, handed to the
+  socket in the same call unless the transport's buffer is over its bound.
 - Back-pressure (:mod:`mailet_mta.flow.backpressure`): while the transport's outgoing
   buffer is full, no command is handled and reading stops, so a client that pipelines
   and never reads costs a bounded amount of memory and runs into the idle timeout. At
@@ -129,8 +130,11 @@ class SMTPServerProtocol(CommandsMixin, TransferMixin, Protocol, TimeoutMixin):
         self._out.append(format_reply(code, enhanced, text))
 
     def flush(self) -> None:
+        """Send the replies collected since the last flush, in one write handed to the
+        socket at once (:meth:`FlowControl.write_now`): once per received chunk or
+        per completed Deferred, so a pipelined group still gets its replies together."""
         if self._out and not self._lost:
-            self.transport.write(b"".join(self._out))
+            self._flow.write_now(self.transport, b"".join(self._out))
         self._out = []
 
     def close_with(self, code: int, enhanced: str | None, text: str) -> None:

@@ -111,6 +111,34 @@ def test_smtp_connection_that_does_not_close_after_the_421_is_aborted_later(tmp_
     assert s.transport.disconnected and s.take() == []
 
 
+class SendingTransport(BoundedTransport):
+    """Like a TCP connection: a write only buffers, ``doWrite`` (what the reactor calls
+    when it polls the socket) sends what waits to the peer (``sent``)."""
+
+    def __init__(self):
+        super().__init__()
+        self.sent = b""
+
+    def doWrite(self):
+        self.sent += self.value()
+        self.clear()
+
+
+def test_smtp_replies_are_sent_at_once_unless_the_transport_is_over_its_bound(tmp_path):
+    s = smtp_session(tmp_path)
+    proto = s.factory.buildProtocol(s.peer)
+    proto.callLater = s.clock.callLater
+    transport = SendingTransport()
+    proto.makeConnection(transport)
+    assert transport.sent.startswith(b"220 ") and transport.value() == b""
+    proto.dataReceived(b"EHLO client.example.net\r\nNOOP\r\n")
+    assert transport.sent.endswith(b"250 2.0.0 Ok\r\n") and transport.value() == b""
+    transport.bound = 10                          # the next reply fills the buffer
+    proto.dataReceived(b"NOOP\r\n")
+    assert transport.value() == b"250 2.0.0 Ok\r\n"    # left for the reactor's poll
+    assert transport.sent.count(b"250 2.0.0 Ok") == 1
+
+
 # -- POP3 -------------------------------------------------------------------------------
 def test_pop3_handles_at_most_commands_per_turn_then_yields_to_the_reactor():
     s = POP3Session()

@@ -11,6 +11,7 @@ from twisted.internet.testing import StringTransport
 from mailet_mta.config.model import POP3ServerConfig
 from mailet_mta.pop3.factory import POP3ServerFactory
 from tests.unit.pop3_memory_backend import MemoryBackend
+from tests.unit.test_backpressure import SendingTransport
 
 
 class TLSStringTransport(StringTransport):
@@ -827,19 +828,6 @@ def test_batches_read_ahead_keep_to_the_max_octets():
     assert len(backend.reads[0][0]) < 16 < max(len(ids) for ids, _d in backend.reads)
 
 
-class DescriptorTransport(TLSStringTransport):
-    """A transport that, like a TCP connection, only buffers a write: the bytes reach
-    the peer (``sent``) when ``doWrite`` runs, as the reactor does on its next poll."""
-
-    def __init__(self):
-        super().__init__()
-        self.sent = b""
-
-    def doWrite(self):
-        self.sent += self.value()
-        self.clear()
-
-
 def test_a_read_ahead_retr_is_sent_in_the_call_that_read_the_command():
     backend = MemoryBackend()
     bodies = _numbered_box(backend, 3)
@@ -847,7 +835,7 @@ def test_a_read_ahead_retr_is_sent_in_the_call_that_read_the_command():
     factory = POP3ServerFactory(POP3ServerConfig(connection_timeout=60), backend, None,
                                 clock)
     proto = factory.buildProtocol(None)
-    transport = DescriptorTransport()
+    transport = SendingTransport()
     proto.makeConnection(transport)
     for line in (b"USER bob@example.com", b"PASS secret", b"RETR 1"):
         proto.dataReceived(line + b"\r\n")
