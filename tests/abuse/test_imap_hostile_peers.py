@@ -23,7 +23,9 @@ from tests.support.server import ServerProcess, base_config
 PASSWORD = "hostile peers test password"
 USER = "alice@example.com"
 MAX_APPEND = 1024 * 1024             # the listener's maxMessageSize
-MAX_GROWTH_KB = 16 * 1024            # what an attack may cost the server, at most
+# What an attack may cost the server, at most: 16 MiB, plus the 19 MiB working area of
+# argon2 that one of the well-behaved logins may leave in a thread's heap once.
+MAX_GROWTH_KB = (16 + 20) * 1024
 SECONDS = 6
 
 
@@ -83,7 +85,11 @@ class Attack:
         self.pid = srv.proc.pid
 
     def run(self, attack, seconds: float = SECONDS) -> dict:
-        well_behaved(self.srv)                      # the first login's own cost
+        # The first logins' own cost: the second argon2 verification of a process
+        # leaves its 19 MiB working area in the heap (glibc raises its mmap threshold
+        # when the first one's mapping is freed), once, not per session.
+        for _ in range(3):
+            well_behaved(self.srv)
         base = memory_kb(self.pid)
         peak = list(base)
         errors: list[BaseException] = []
