@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import pytest_twisted
 from twisted.internet import reactor
+from twisted.internet.error import CannotListenError
 from twisted.internet.protocol import DatagramProtocol
 from twisted.names import authority, common, dns, server
 
@@ -47,8 +48,16 @@ ZONE = {
 def dns_server():
     auth = MemoryAuthority(b"test", ZONE)
     factory = server.DNSServerFactory(authorities=[auth])
-    udp = reactor.listenUDP(0, dns.DNSDatagramProtocol(factory), interface="127.0.0.1")
-    tcp = reactor.listenTCP(udp.getHost().port, factory, interface="127.0.0.1")
+    # The TCP twin of the UDP port may belong to another process: take another pair.
+    for _attempt in range(20):
+        udp = reactor.listenUDP(0, dns.DNSDatagramProtocol(factory), interface="127.0.0.1")
+        try:
+            tcp = reactor.listenTCP(udp.getHost().port, factory, interface="127.0.0.1")
+            break
+        except CannotListenError:
+            udp.stopListening()
+    else:
+        pytest.fail("no UDP port whose TCP twin was free in 20 tries")
     yield f"127.0.0.1:{udp.getHost().port}"
     udp.stopListening()
     tcp.stopListening()
