@@ -296,14 +296,13 @@ class BatchWriter:
                 statements = self._flight(batch) if flight and pipelined else None
                 if statements is not None:
                     flew = True
-                    self._pipelined(conn, grouped, commit=True, flight=statements)
+                    self._send_flight(conn, grouped, statements)
                     self.flights += 1
                     self.flown_functions += sum(1 for op in batch if op.fn is not None)
                     results = [(op.deferred, True, None) for op in batch]
                 else:
                     if grouped and pipelined:
-                        self._pipelined(conn, grouped,
-                                        commit=all(op.fn is None for op in batch))
+                        self._pipelined(conn, grouped)
                     else:
                         for statement, params in grouped.items():
                             self._executemany(conn, statement, params)
@@ -367,25 +366,47 @@ class BatchWriter:
         conn.exec_driver_sql(prepared.sql, [prepared.params(row) for row in rows])
 
     @staticmethod
-    def _pipelined(conn, grouped: dict, commit: bool, flight: list = ()) -> None:
+    def _pipelined(conn, grouped: dict) -> None:
         """PostgreSQL: the transaction's BEGIN and every grouped statement sent in one
-        flight (psycopg's pipeline mode), then the statements of ``flight`` one by
-        one, and the COMMIT too when the batch has nothing else to run (``commit``):
-        one wait on the server instead of one per statement. The commit is still
-        synchronous (``synchronous_commit`` is the server's)."""
+        flight (psycopg's pipeline mode), before the batch's functions run. psycopg
+        waits for its own BEGIN in a pipeline, and for the pipeline's closing Sync:
+        two waits (see :meth:`_send_flight` for a batch that has no function to run)."""
         raw = conn.connection.dbapi_connection
         with raw.pipeline():
             with raw.cursor() as cursor:
-                for statement, rows in grouped.items():
-                    prepared = driver_sql(conn.dialect, statement,
-                                          tuple(rows[0]) if statement.is_insert else None)
-                    cursor.executemany(prepared.sql, [prepared.params(row) for row in rows])
-                for statement, params in flight:
-                    prepared = driver_sql(conn.dialect, statement,
-                                          tuple(params) if statement.is_insert else None)
-                    cursor.execute(prepared.sql, prepared.params(params))
-            if commit:
-                raw.commit()
+                _send_grouped(conn, cursor, grouped)
+
+    @staticmethod
+    def _send_flight(conn, grouped: dict, statements: list) -> None:
+        """PostgreSQL: BEGIN, the grouped statements, ``statements`` and COMMIT in one
+        pipeline with one Sync: one wait on the server for the whole batch. The
+        BEGIN and COMMIT are sent as statements, the connection in autocommit mode
+        meanwhile: psycopg would send its own BEGIN with a Sync of its own and wait
+        for it, and its commit() adds a Sync before the pipeline's. The commit is
+        still synchronous (``synchronous_commit`` is the server's). When a statement
+        fails, the server skips the rest (the COMMIT too) up to the Sync; the failed
+        transaction is rolled back here. A connection whose mode cannot be put back
+        is closed, never returned to the pool in autocommit mode."""
+        raw = conn.connection.dbapi_connection
+        raw.autocommit = True
+        try:
+            with raw.pipeline():
+                with raw.cursor() as cursor:
+                    cursor.execute("BEGIN")
+                    _send_grouped(conn, cursor, grouped)
+                    for statement, params in statements:
+                        prepared = driver_sql(conn.dialect, statement,
+                                              tuple(params) if statement.is_insert else None)
+                        cursor.execute(prepared.sql, prepared.params(params))
+                    cursor.execute("COMMIT")
+        except BaseException:
+            try:
+                raw.rollback()
+                raw.autocommit = False
+            except Exception:  # noqa: BLE001 - the connection is thrown away instead
+                conn.invalidate()
+            raise
+        raw.autocommit = False
 
     @staticmethod
     def _flight(batch) -> list | None:
@@ -421,6 +442,14 @@ class BatchWriter:
                 d.callback(value)
             else:
                 d.errback(value)
+
+
+def _send_grouped(conn: Connection, cursor, grouped: dict) -> None:
+    """Each grouped statement as one executemany on ``cursor`` (in a pipeline)."""
+    for statement, rows in grouped.items():
+        prepared = driver_sql(conn.dialect, statement,
+                              tuple(rows[0]) if statement.is_insert else None)
+        cursor.executemany(prepared.sql, [prepared.params(row) for row in rows])
 
 
 def _pragma(conn: Connection, setting: str) -> None:
