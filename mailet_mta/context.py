@@ -103,19 +103,29 @@ class MailetContext:
         """Store for ``user``; fails with QuotaExceeded (before anything is queued)
         when the user's quota cannot take the message."""
         from .folder_watch import changed_here
-        from .storage.mailboxes import check_quota, format_prefix, store_message
+        from .storage.mailboxes import (
+            check_quota,
+            deliver_statement,
+            format_prefix,
+            store_message,
+        )
 
         prefix = format_prefix(prefix_headers)
         user = user.lower()
         uow = current_uow.get()
 
+        has_quota = user in self.directory.quotas
+        pipelined = not (has_quota or self.intake.db.is_sqlite)
+
         def fill(uow):
             blob_id = uow.blob_id_for(mail)
-            uow.add(store_message, user, folder, blob_id, prefix, mail.size)
+            uow.add(store_message, user, folder, blob_id, prefix, mail.size,
+                    flight=[deliver_statement(user, folder, blob_id, prefix, mail.size)]
+                    if pipelined else None)
             uow.after_commit.append(lambda: log_local_delivery(user, mail, folder))
             uow.after_commit.append(lambda: changed_here(user))
 
-        if user not in self.directory.quotas:
+        if not has_quota:
             return self._write(fill, uow)
         d = self.intake.db.read(check_quota, user, len(prefix) + mail.size)
         d.addCallback(lambda _: self._write(fill, uow))

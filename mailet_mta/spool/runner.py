@@ -220,7 +220,8 @@ class SpoolRunner(Service):
                 d.addBoth(self._removed, mail)
                 return
             # Shared database: the run counts only if this node still holds the mail.
-            await self.db.write_background(uow.commit, check=(self._finish, mail.name))
+            await self.db.write_background(uow.commit, check=(self._finish, mail.name),
+                                           flight=uow.flight())
         except store.LeaseLost:
             uow.abort()
             log.warn("id={id} was taken over by another node while it ran here; this "

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import time
 
-from sqlalchemy import and_, bindparam, delete, insert, or_, select, update
+from sqlalchemy import and_, bindparam, delete, insert, or_, select, text, update
 from sqlalchemy.engine import Connection
 
 from ..address import MailAddress
@@ -28,6 +28,12 @@ _DELETE_SPOOL = delete(S).where(S.c.name == bindparam("mail_name"))
 _FINISH_OWNED = (delete(S).where(and_(S.c.owner == bindparam("owner"),
                                       S.c.name.in_(bindparam("names", expanding=True))))
                  .returning(S.c.name))
+# PostgreSQL, in the writer's flight (nothing read before the COMMIT): the same removal,
+# failing, and with it the transaction, unless every mail named was this node's.
+_FINISH_OWNED_OR_FAIL = text("""
+WITH gone AS (DELETE FROM spool WHERE owner = :owner AND name = ANY(:names) RETURNING name)
+SELECT CAST(CASE WHEN count(*) = :wanted THEN '1' ELSE 'lease lost' END AS integer)
+FROM gone""")
 
 
 def _address(text: str | None) -> MailAddress | None:
@@ -82,6 +88,11 @@ class FinishOwned(BatchCheck):
 
     def failure(self, key) -> Exception:
         return LeaseLost(key)
+
+    def statement(self, keys: list) -> tuple:
+        names = sorted(set(keys))
+        return (_FINISH_OWNED_OR_FAIL,
+                {"owner": self.owner, "names": names, "wanted": len(names)})
 
 
 def accept_statements(mail: Mail, blob, owner: str, lease_until: float) -> list:

@@ -29,6 +29,8 @@ class UnitOfWork:
     def __init__(self, blobs: BlobStore):
         self.blobs = blobs
         self.ops: list[tuple[Callable[..., Any], tuple]] = []
+        # The statements doing what every op does (PostgreSQL), while each op has them.
+        self._flight: list | None = []
         self._writers: list[BlobWriter] = []
         self.spooled: list[Mail] = []        # new spool rows to hand to the manager after commit
         self.after_commit: list[Callable[[], Any]] = []
@@ -37,9 +39,20 @@ class UnitOfWork:
     def empty(self) -> bool:
         return not (self.ops or self._writers)
 
-    def add(self, fn: Callable[..., Any], *args) -> None:
-        """Run ``fn(conn, *args)`` in the commit transaction."""
+    def add(self, fn: Callable[..., Any], *args, flight: list | None = None) -> None:
+        """Run ``fn(conn, *args)`` in the commit transaction. ``flight``: statements
+        that do the same on PostgreSQL without their results being read, each failing
+        when it cannot (see ``BatchWriter.submit_background``)."""
         self.ops.append((fn, args))
+        if flight is None or self._flight is None:
+            self._flight = None
+        else:
+            self._flight.extend(flight)
+
+    def flight(self) -> list | None:
+        """The statements doing all of :meth:`commit` (PostgreSQL), or None when some
+        op has none or a changed message's blob is still to be written."""
+        return None if self._writers else self._flight
 
     def blob_id_for(self, mail: Mail) -> str:
         """The blob holding ``mail``'s current message, creating one if it changed."""

@@ -195,6 +195,9 @@ class BatchWriter:
         self._checkpointer: _Checkpointer | None = None
         self.batches = 0
         self.writes = 0
+        self.flights = 0            # PostgreSQL: batches sent whole with their COMMIT
+        self.flights_failed = 0     # … of which one statement failed (run again)
+        self.flown_functions = 0    # function writes done by a flight's statements
 
     def start(self) -> None:
         if self._thread is None:
@@ -229,14 +232,18 @@ class BatchWriter:
         return self._queue(_Op(fn, args, kwargs, None))
 
     def submit_background(self, fn: Callable[..., Any], *args,
-                          check: tuple[BatchCheck, Any] | None = None) -> defer.Deferred:
+                          check: tuple[BatchCheck, Any] | None = None,
+                          flight: list | None = None) -> defer.Deferred:
         """Queue ``fn(conn, *args)`` as a write nobody waits on at once: while only
         such writes are queued, the writer waits up to ``LINGER`` for another write to
         commit them with. ``check``: ``(a BatchCheck, key)`` the write needs to pass
-        (checked for the whole batch at once, before the functions run)."""
+        (checked for the whole batch at once, before the functions run). ``flight``:
+        ``[(statement, params), …]`` that do what ``fn`` does, each failing when it
+        cannot (see :meth:`_flight`); the Deferred then fires with None."""
         op = _Op(fn, args, {}, None)
         op.background = True
         op.check = check
+        op.flight = flight
         return self._queue(op)
 
     def submit_statements(self, statements) -> defer.Deferred:
@@ -277,25 +284,39 @@ class BatchWriter:
             if self._checkpointer is not None:
                 self._checkpointer.committed()
 
-    def _commit(self, batch):
+    def _commit(self, batch, flight: bool = True):
+        flew = False
         try:
             with self._transaction() as conn:
                 grouped: dict[Any, list] = {}
                 for op in batch:
                     for statement, params in op.statements or ():
                         grouped.setdefault(statement, []).append(params)
-                if grouped and _pipeline_supported(conn):
-                    self._pipelined(conn, grouped,
-                                    commit=all(op.fn is None for op in batch))
+                pipelined = _pipeline_supported(conn)
+                statements = self._flight(batch) if flight and pipelined else None
+                if statements is not None:
+                    flew = True
+                    self._send_flight(conn, grouped, statements)
+                    self.flights += 1
+                    self.flown_functions += sum(1 for op in batch if op.fn is not None)
+                    results = [(op.deferred, True, None) for op in batch]
                 else:
-                    for statement, params in grouped.items():
-                        self._executemany(conn, statement, params)
-                _run_checks(conn, batch)
-                results = [(op.deferred, True, op.run(conn)) for op in batch]
+                    if grouped and pipelined:
+                        self._pipelined(conn, grouped)
+                    else:
+                        for statement, params in grouped.items():
+                            self._executemany(conn, statement, params)
+                    _run_checks(conn, batch)
+                    results = [(op.deferred, True, op.run(conn)) for op in batch]
             self.batches += 1
             self.writes += len(batch)
             return results
         except BaseException:  # noqa: BLE001 - isolate the failing write below
+            if flew:
+                # A statement of the flight could not do its write's work (a check
+                # not passed, a folder to create): the batch again, the ordinary way.
+                self.flights_failed += 1
+                return self._commit(batch, flight=False)
             if len(batch) == 1:
                 op = batch[0]
                 try:
@@ -306,7 +327,7 @@ class BatchWriter:
                 return [(op.deferred, True, value)]
             results = []
             for op in batch:
-                results.extend(self._commit([op]))
+                results.extend(self._commit([op], flight))
             return results
 
     @contextmanager
@@ -345,20 +366,74 @@ class BatchWriter:
         conn.exec_driver_sql(prepared.sql, [prepared.params(row) for row in rows])
 
     @staticmethod
-    def _pipelined(conn, grouped: dict, commit: bool) -> None:
+    def _pipelined(conn, grouped: dict) -> None:
         """PostgreSQL: the transaction's BEGIN and every grouped statement sent in one
-        flight (psycopg's pipeline mode), and its COMMIT too when the batch has nothing
-        else to run (``commit``): one wait on the server instead of one per statement.
-        The commit is still synchronous (``synchronous_commit`` is the server's)."""
+        flight (psycopg's pipeline mode), before the batch's functions run. psycopg
+        waits for its own BEGIN in a pipeline, and for the pipeline's closing Sync:
+        two waits (see :meth:`_send_flight` for a batch that has no function to run)."""
         raw = conn.connection.dbapi_connection
         with raw.pipeline():
             with raw.cursor() as cursor:
-                for statement, rows in grouped.items():
-                    prepared = driver_sql(conn.dialect, statement,
-                                          tuple(rows[0]) if statement.is_insert else None)
-                    cursor.executemany(prepared.sql, [prepared.params(row) for row in rows])
-            if commit:
-                raw.commit()
+                _send_grouped(conn, cursor, grouped)
+
+    @staticmethod
+    def _send_flight(conn, grouped: dict, statements: list) -> None:
+        """PostgreSQL: BEGIN, the grouped statements, ``statements`` and COMMIT in one
+        pipeline with one Sync: one wait on the server for the whole batch. The
+        BEGIN and COMMIT are sent as statements, the connection in autocommit mode
+        meanwhile: psycopg would send its own BEGIN with a Sync of its own and wait
+        for it, and its commit() adds a Sync before the pipeline's. The commit is
+        still synchronous (``synchronous_commit`` is the server's). When a statement
+        fails, the server skips the rest (the COMMIT too) up to the Sync; the failed
+        transaction is rolled back here. A connection whose mode cannot be put back
+        is closed, never returned to the pool in autocommit mode."""
+        raw = conn.connection.dbapi_connection
+        raw.autocommit = True
+        try:
+            with raw.pipeline():
+                with raw.cursor() as cursor:
+                    cursor.execute("BEGIN")
+                    _send_grouped(conn, cursor, grouped)
+                    for statement, params in statements:
+                        prepared = driver_sql(conn.dialect, statement,
+                                              tuple(params) if statement.is_insert else None)
+                        cursor.execute(prepared.sql, prepared.params(params))
+                    cursor.execute("COMMIT")
+        except BaseException:
+            try:
+                raw.rollback()
+                raw.autocommit = False
+            except Exception:  # noqa: BLE001 - the connection is thrown away instead
+                conn.invalidate()
+            raise
+        raw.autocommit = False
+
+    @staticmethod
+    def _flight(batch) -> list | None:
+        """PostgreSQL: the statements that send the whole batch, after its grouped
+        statements, in one flight with its COMMIT, when every function write of it has
+        a ``flight`` form and every check a statement form (:meth:`BatchCheck.statement`);
+        else None.
+
+        Nothing of a flight's results is read before its COMMIT, so each of its
+        statements fails when it cannot do its work (a lease lost, a folder to
+        create): the transaction is then rolled back and :meth:`_commit` runs the
+        batch again without a flight, functions and checks reading their results."""
+        if any(op.fn is not None and op.flight is None for op in batch):
+            return None
+        keys: dict[BatchCheck, list] = {}
+        for op in batch:
+            if op.check is not None:
+                keys.setdefault(op.check[0], []).append(op.check[1])
+        statements = []
+        for check, wanted in keys.items():
+            statement = check.statement(wanted)
+            if statement is None:
+                return None
+            statements.append(statement)
+        for op in batch:
+            statements.extend(op.flight or ())
+        return statements
 
     @staticmethod
     def _deliver(results) -> None:
@@ -367,6 +442,14 @@ class BatchWriter:
                 d.callback(value)
             else:
                 d.errback(value)
+
+
+def _send_grouped(conn: Connection, cursor, grouped: dict) -> None:
+    """Each grouped statement as one executemany on ``cursor`` (in a pipeline)."""
+    for statement, rows in grouped.items():
+        prepared = driver_sql(conn.dialect, statement,
+                              tuple(rows[0]) if statement.is_insert else None)
+        cursor.executemany(prepared.sql, [prepared.params(row) for row in rows])
 
 
 def _pragma(conn: Connection, setting: str) -> None:
@@ -441,6 +524,12 @@ class BatchCheck:
     def failure(self, key) -> Exception:
         raise NotImplementedError
 
+    def statement(self, keys: list) -> tuple | None:
+        """PostgreSQL: ``(statement, params)`` doing what :meth:`run` does for
+        ``keys`` and failing unless every key passes (its result is not read: see
+        :meth:`BatchWriter._flight`); None when there is none."""
+        return None
+
 
 def _run_checks(conn: Connection, batch) -> None:
     keys: dict[BatchCheck, list] = {}
@@ -457,13 +546,15 @@ def _run_checks(conn: Connection, batch) -> None:
 class _Op:
     """One queued write: a function, or statements that may be grouped."""
 
-    __slots__ = ("fn", "args", "kwargs", "statements", "deferred", "background", "check")
+    __slots__ = ("fn", "args", "kwargs", "statements", "deferred", "background", "check",
+                 "flight")
 
     def __init__(self, fn, args, kwargs, statements):
         self.fn, self.args, self.kwargs, self.statements = fn, args, kwargs, statements
         self.deferred = defer.Deferred()
         self.background = False
         self.check: tuple[BatchCheck, Any] | None = None
+        self.flight: list | None = None
 
     def run(self, conn):
         return self.fn(conn, *self.args, **self.kwargs) if self.fn is not None else None
@@ -532,11 +623,13 @@ class Database:
         return self.writer.submit(fn, *args, **kwargs)
 
     def write_background(self, fn: Callable[..., Any], *args,
-                         check: tuple[BatchCheck, Any] | None = None) -> defer.Deferred:
+                         check: tuple[BatchCheck, Any] | None = None,
+                         flight: list | None = None) -> defer.Deferred:
         """Like :meth:`write`, for a write nobody waits on at once (the result of a
         spool run): it may wait a moment to share the commit of an acceptance.
-        ``check``: ``(BatchCheck, key)``, see :class:`BatchCheck`."""
-        return self.writer.submit_background(fn, *args, check=check)
+        ``check``: ``(BatchCheck, key)``, see :class:`BatchCheck`; ``flight``: the
+        statements that do what ``fn`` does, see :meth:`BatchWriter.submit_background`."""
+        return self.writer.submit_background(fn, *args, check=check, flight=flight)
 
     def write_statements(self, statements) -> defer.Deferred:
         """Execute ``[(statement, params), …]`` in the next batch (grouped executemany)."""

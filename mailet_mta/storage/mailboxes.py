@@ -29,7 +29,8 @@ from .db import execute, fetch_chunks, fetch_one
 from .folder_changes import NOTIFY_CHANNEL, TOMBSTONE_LIMIT, announce, remove_messages
 
 __all__ = ["QuotaExceeded", "MessageInfo", "MessageContent", "format_prefix",
-           "get_or_create_mailbox", "store_message", "message_row_chunks", "mailbox_state",
+           "get_or_create_mailbox", "store_message", "deliver_statement",
+           "message_row_chunks", "mailbox_state",
            "list_messages", "message_content",
            "message_contents", "folder_states", "message_flags", "store_flags",
            "delete_messages", "delete_folder_messages", "expunge_folder_messages",
@@ -132,7 +133,7 @@ _UID_NEXT = select(_mb.c.uid_next, _mb.c.highest_modseq).where(_mb.c.id == bindp
 _PG_MESSAGE_COLUMNS = ("mailbox_id, uid, uidl, blob_id, prefix, size, internal_date, flags, "
                        "deleted, modseq")
 _PG_MESSAGE_VALUES = (":uidl, :blob_id, :prefix, :size, :internal_date, :flags, false")
-_PG_STORE_MESSAGE = text(f"""
+_PG_STORE_CTES = f"""
 WITH quota AS (SELECT quota FROM users WHERE name = :b_user),
 taken AS (
     UPDATE mailboxes SET uid_next = uid_next + 1, highest_modseq = highest_modseq + 1,
@@ -143,10 +144,20 @@ stored AS (
     INSERT INTO messages ({_PG_MESSAGE_COLUMNS})
     SELECT id, uid, {_PG_MESSAGE_VALUES}, modseq FROM taken
     WHERE NOT EXISTS (SELECT 1 FROM quota WHERE quota IS NOT NULL)
-    RETURNING mailbox_id, uid)
+    RETURNING mailbox_id, uid),
+told AS (SELECT uid, pg_notify('{NOTIFY_CHANNEL}', CAST(mailbox_id AS TEXT)) FROM stored)
+"""
+_PG_STORE_MESSAGE = text(_PG_STORE_CTES + """
 SELECT taken.id, taken.uid, taken.modseq, (SELECT quota FROM quota), told.uid
-FROM taken LEFT JOIN (SELECT uid, pg_notify('{NOTIFY_CHANNEL}', CAST(mailbox_id AS TEXT))
-                      FROM stored) AS told ON true""")
+FROM taken LEFT JOIN told ON true""")
+# The same delivery as a statement whose result nobody reads (the database writer
+# sends it with others and the COMMIT in one flight): when it could not store the
+# message (no such folder, or the user has a quota) it fails, and with it the whole
+# transaction, which the writer then runs again the ordinary way (store_message).
+# The failure is a cast of a text that is no number: plain SQL has no RAISE.
+_PG_DELIVER = text(_PG_STORE_CTES + """
+SELECT CAST(CASE WHEN count(told.uid) = 1 THEN '1'
+                 ELSE 'not stored in one statement' END AS integer) FROM told""")
 _PG_INSERT_MESSAGE = text(f"""
 WITH stored AS (
     INSERT INTO messages ({_PG_MESSAGE_COLUMNS})
@@ -298,6 +309,17 @@ def store_message(conn: Connection, user: str, folder: str, blob_id: str, prefix
         "modseq": modseq})
     announce(conn, box_id)
     return uid
+
+
+def deliver_statement(user: str, folder: str, blob_id: str, prefix: bytes,
+                      size: int) -> tuple:
+    """PostgreSQL: ``(statement, params)`` that does what :func:`store_message` does
+    for a user without a quota whose folder exists, or fails (see ``_PG_DELIVER``);
+    for the database writer's pipelined flight, where no result is read."""
+    return (_PG_DELIVER, {
+        "b_user": user, "b_folder": canonical_folder(folder), "uidl": uuid.uuid4().hex,
+        "blob_id": blob_id, "prefix": prefix, "size": len(prefix) + size, "flags": "",
+        "internal_date": time.time()})
 
 
 def _take_uid(conn: Connection, statement, params: dict, create: bool) -> tuple:

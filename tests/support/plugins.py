@@ -139,3 +139,14 @@ class Hold(GenericMailet):
     def service(self, mail):
         d = HELD[mail.name] = defer.Deferred()
         return d
+
+
+class StoreIn(GenericMailet):
+    """Stores the mail in mailbox ``user``'s folder ``folder`` (or the folder named
+    by the mail's attribute ``folder``) through the context, then ghosts it."""
+
+    def service(self, mail):
+        folder = mail.get_attribute("folder") or self.get_init_parameter("folder", "INBOX")
+        d = self.context.store_in_mailbox(self.get_init_parameter("user"), mail, folder)
+        mail.state = "ghost"
+        return d

@@ -147,6 +147,81 @@ async def test_postgresql_batches_of_grouped_statements_commit_and_isolate_a_fai
         assert {f"s{i}" for i in range(5)} | {"m0", "m1", "m2", "d1", "d2"} <= keys
     finally:
         await database.stop()
+@pytest_twisted.ensureDeferred
+async def test_postgresql_acceptances_and_a_delivery_are_one_round_trip(pg_url, tmp_path):
+    """A batch of acceptances (grouped statements) and a delivery (a lease-checked
+    spool removal and a message stored, in their statement forms) is sent to
+    PostgreSQL with its BEGIN and COMMIT before one Sync: one wait on the server,
+    seen in the driver's protocol trace. Everything commits."""
+    import threading
+
+    from psycopg import pq
+
+    from mailet_mta.mail import Mail
+    from mailet_mta.spool.store import FinishOwned, insert_mail
+    from mailet_mta.storage.mailboxes import (
+        deliver_statement,
+        get_or_create_mailbox,
+        list_messages,
+    )
+
+    database = Database(pg_url)
+    database.upgrade()
+    database.start()
+    meta, spool = schema.meta, schema.spool
+    trace = open(tmp_path / "trace", "w+b")
+    mail = Mail(recipients=[], message=b"hi\r\n")
+    try:
+        with database.transaction() as conn:
+            get_or_create_mailbox(conn, "u")
+            conn.execute(insert(schema.blobs).values(id="b1", size=3, data=b"hi\n",
+                                                     created=time.time()))
+            insert_mail(conn, mail, "b1", owner="n1", lease_until=time.time() + 300)
+
+        def trace_on(conn):
+            raw = conn.connection.dbapi_connection
+            raw.pgconn.trace(trace.fileno())
+            raw.pgconn.set_trace_flags(pq.Trace.SUPPRESS_TIMESTAMPS | pq.Trace.REGRESS_MODE)
+
+        def trace_off(conn):
+            conn.connection.dbapi_connection.pgconn.untrace()
+
+        await database.write(trace_on)
+        entered, gate = threading.Event(), threading.Event()
+
+        def hold(conn):
+            entered.set()
+            gate.wait(10)
+
+        busy = database.write(hold)             # while it runs, the next batch queues up
+        assert entered.wait(10)
+        writes = [database.write_statements([(insert(meta), {"key": f"a{i}", "value": "v"})])
+                  for i in range(3)]
+
+        def deliver(conn):
+            raise AssertionError("the statement form runs instead")
+
+        writes.append(database.write_background(
+            deliver, check=(FinishOwned("n1"), mail.name),
+            flight=[deliver_statement("u", "INBOX", "b1", b"", 3)]))
+        gate.set()
+        await busy
+        assert await defer.gatherResults(writes) == [None] * 4
+        await database.write(trace_off)
+        trace.seek(0)
+        sent = trace.read().decode()
+        assert sent.count("\tSync") == 1 and sent.count("ReadyForQuery") == 1, sent
+        assert 'CommandComplete\t "COMMIT"' in sent
+        with database.transaction() as conn:
+            keys = set(conn.execute(select(meta.c.key)).scalars())
+            assert conn.execute(select(spool.c.name)).all() == []
+            assert [m.uid for m in list_messages(conn, "u")] == [1]
+        assert {"a0", "a1", "a2"} <= keys
+    finally:
+        trace.close()
+        await database.stop()
+
+
 def _blob(blob_id, size):
     def write(conn):
         execute(conn, insert(schema.blobs), {"id": blob_id, "size": size,

@@ -27,6 +27,8 @@ from mailet_mta.spool.runner import SpoolRunner
 from mailet_mta.storage import schema
 from mailet_mta.storage.blobs import BlobStore
 from mailet_mta.storage.db import Database
+from mailet_mta.storage.folder_changes import NOTIFY_CHANNEL
+from mailet_mta.storage.mailboxes import get_or_create_mailbox, list_messages, mailbox_state
 from tests.support import plugins
 
 P = "tests.support.plugins."
@@ -41,7 +43,7 @@ def spec(mailet, **params):
 def harness(migrated_db_url, tmp_path):
     made = []
 
-    def build(processors, max_tries=3, lease_seconds=300.0):
+    def build(processors, max_tries=3, lease_seconds=300.0, poll_interval=0.05):
         db = Database(migrated_db_url)
         db.start()
         blobs = BlobStore(tmp_path / "blobs", inline_limit=1024)
@@ -57,7 +59,8 @@ def harness(migrated_db_url, tmp_path):
         ctx = MailetContext(config, directory, blobs, intake=intake)
         pipeline = Pipeline(config.spoolmanager, ctx)
         sm = SpoolRunner(db, blobs, queue, intake, pipeline, threads=4, max_tries=max_tries,
-                         node_name="n1", poll_interval=0.05, lease_seconds=lease_seconds)
+                         node_name="n1", poll_interval=poll_interval,
+                         lease_seconds=lease_seconds)
         sm.startService()
         made.append((sm, db))
         return sm, db, blobs
@@ -341,13 +344,21 @@ async def test_runs_that_finish_together_remove_their_mails_in_one_statement(
     assert 1 <= len(spool_deletes) - before <= 2
 
 
+@pytest.mark.parametrize("keeper", ["repository", "mailbox"])
 @pytest_twisted.ensureDeferred
 async def test_a_mail_another_node_took_over_is_not_removed_and_its_run_is_discarded(
-        harness, held):
+        harness, held, keeper):
     """While a mail runs here its lease runs out and another node claims it: the run's
     results do not commit and its row stays, the other node's; a mail that finished in
-    the same batch is removed with its results."""
-    sm, db, blobs = harness({"root": [spec("Hold"), spec("KeepIn", repository="kept")]})
+    the same batch is removed with its results. Kept in a repository (a write with no
+    flight form) or delivered to a mailbox (on PostgreSQL a flight whose lease check
+    fails, then the batch again the ordinary way)."""
+    keep = (spec("KeepIn", repository="kept") if keeper == "repository"
+            else spec("StoreIn", user="u"))
+    sm, db, blobs = harness({"root": [spec("Hold"), keep]}, poll_interval=60)
+    with db.transaction() as conn:
+        get_or_create_mailbox(conn, "u")
+    failed_flights = db.writer.flights_failed
     (taken, taken_body), (kept, kept_body) = new_mail(), new_mail()
     await accept(sm, blobs, taken, taken_body)
     await accept(sm, blobs, kept, kept_body)
@@ -366,5 +377,87 @@ async def test_a_mail_another_node_took_over_is_not_removed_and_its_run_is_disca
     with db.engine.connect() as conn:
         rows = conn.execute(select(schema.spool.c.name, schema.spool.c.owner)).all()
         kept_names = conn.execute(select(schema.repository_mails.c.name)).scalars().all()
+        stored = list_messages(conn, "u")
     assert [(r.name, r.owner) for r in rows] == [(taken.name, "n2")]
-    assert kept_names == [kept.name]
+    if keeper == "repository":
+        assert kept_names == [kept.name]
+    else:
+        assert [m.uid for m in stored] == [1]
+        assert count(db, schema.messages) == 1
+        if not db.is_sqlite:
+            assert db.writer.flights_failed > failed_flights
+
+
+@pytest_twisted.ensureDeferred
+async def test_deliveries_that_finish_together_commit_in_one_flight(harness, held):
+    """Runs that deliver to mailboxes and finish together commit with their spool
+    removals; on PostgreSQL the batch is sent whole with its COMMIT (no result read
+    before it), and the first delivery to a folder that does not exist yet (its
+    statement in the flight fails) creates the folder the ordinary way. Every message
+    is stored once, uids 1…n, and on PostgreSQL the folder's watchers are notified."""
+    sm, db, blobs = harness({"root": [spec("Hold"), spec("StoreIn", user="u")]},
+                            poll_interval=60)
+    listener = None
+    if not db.is_sqlite:
+        import psycopg
+
+        listener = psycopg.connect(db.engine.url.set(drivername="postgresql")
+                                   .render_as_string(hide_password=False),
+                                   autocommit=True)
+        listener.execute(f"LISTEN {NOTIFY_CHANNEL}")
+    try:
+        first, first_body = new_mail()
+        await accept(sm, blobs, first, first_body)
+        await _held([first.name])
+        failed_flights = db.writer.flights_failed
+        held[first.name].callback(None)
+        await settle(sm, db)
+        if not db.is_sqlite:
+            assert db.writer.flights_failed == failed_flights + 1   # INBOX was missing
+        mails = [new_mail() for _ in range(4)]               # the runner's 4 threads
+        for mail, body in mails:
+            await accept(sm, blobs, mail, body)
+        await _held([mail.name for mail, _ in mails])
+        flown, failed_flights = db.writer.flown_functions, db.writer.flights_failed
+        for mail, _ in mails:                                 # in one reactor turn
+            held[mail.name].callback(None)
+        await settle(sm, db)
+        assert count(db, schema.spool) == 0
+        with db.engine.connect() as conn:
+            stored = list_messages(conn, "u")
+            state = mailbox_state(conn, "u")
+        assert [m.uid for m in stored] == [1, 2, 3, 4, 5]
+        assert state is not None and state[2:4] == (6, 5)   # uid_next, message count
+        if listener is not None:
+            assert db.writer.flown_functions == flown + 4
+            assert db.writer.flights_failed == failed_flights
+            payloads = {n.payload for n in listener.notifies(timeout=2, stop_after=1)}
+            assert str(state[0]) in payloads
+    finally:
+        if listener is not None:
+            listener.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_quota_the_directory_does_not_know_yet_is_still_checked(harness):
+    """A user's quota set after the directory was read: the delivery (on PostgreSQL a
+    flight whose statement stores nothing for a user with a quota) is checked against
+    it at the commit, and a message over it is not stored; the run is retried."""
+    sm, db, blobs = harness({"root": [spec("StoreIn", user="q")]}, poll_interval=60)
+    with db.transaction() as conn:
+        conn.execute(schema.users.insert().values(name="q", password_hash="x", quota=50,
+                                                  created=time.time()))
+        get_or_create_mailbox(conn, "q")
+    mail, body = new_mail(size=100)
+    await accept(sm, blobs, mail, body)
+    for _ in range(250):
+        await sm.wait_idle()
+        with db.engine.connect() as conn:
+            tries = conn.execute(select(schema.spool.c.tries)).scalar()
+        if tries:
+            break
+        await task.deferLater(reactor, 0.02, lambda: None)
+    with db.engine.connect() as conn:
+        row = conn.execute(select(schema.spool.c.tries, schema.spool.c.error_message)).one()
+    assert row.tries == 1 and "mailbox full" in row.error_message
+    assert count(db, schema.messages) == 0
