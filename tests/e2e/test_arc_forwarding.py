@@ -81,7 +81,7 @@ def chain(tmp_path):
         "match": "All", "class": "ARCSeal",
         "parameters": {"key": f"b.test:arc:{tmp_path / 'b.key'}"}})
     b = ServerProcess(tmp_path / "b", b_cfg, name="b")
-    b.cli("aliases", "add", "list@b.test", "carol@c.test")
+    b.admin("aliases", "add", "list@b.test", "carol@c.test")
     servers.append(b.start())
 
     a_cfg = base_config(tmp_path / "a" / "var", servernames=["a.test"])

@@ -123,7 +123,7 @@ def test_read_only_command_on_an_empty_postgresql_database_creates_no_tables(tmp
 
 def test_status_exits_3_when_the_server_is_not_running_and_0_when_it_is(tmp_path):
     srv = ServerProcess(tmp_path, base_config(tmp_path / "var"))
-    srv.cli("db", "upgrade")
+    srv.admin("db", "upgrade")
     stopped = srv.cli("status", check=False)
     assert stopped.returncode == 3 and "server: not running" in stopped.stdout
     with srv:
@@ -150,7 +150,7 @@ def test_queue_show_accepts_the_name_from_the_smtp_reply(tmp_path):
             code, reply = s.data(b"Subject: q\r\n\r\nhi\r\n")
         assert code == 250, reply
         name = reply.decode().split("queued as ")[1].strip()
-        wait_for(lambda: "far.test" in srv.cli("queue", "list").stdout, timeout=30,
+        wait_for(lambda: "far.test" in srv.admin("queue", "list"), timeout=30,
                  what="the mail in the outgoing queue")
         by_name = srv.cli("queue", "show", name)
         assert f"mail {name}" in by_name.stdout and "x@far.test" in by_name.stdout
@@ -206,7 +206,7 @@ def test_json_log_is_one_object_per_line_with_message_and_plain_fields(tmp_path)
 def test_domains_add_and_remove_of_a_servername_say_it_comes_from_the_configuration(tmp_path):
     srv = ServerProcess(tmp_path, base_config(tmp_path / "var",
                                               servernames=["example.com"]))
-    srv.cli("db", "upgrade")
+    srv.admin("db", "upgrade")
     added = srv.cli("domains", "add", "Example.COM", check=False)
     assert added.returncode == 1 and "added" not in added.stdout
     assert "servernames" in one_line(added) and "server.yaml" in added.stderr

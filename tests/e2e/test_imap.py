@@ -400,7 +400,7 @@ def test_getquotaroot_tells_the_quota_the_administrator_set(server):
         time.sleep(0.1)
     typ, data = box.getquotaroot("INBOX")
     assert typ == "OK" and data == [[b'"INBOX"'], [None]], data    # no quota: no root
-    server.srv.cli("users", "quota", server.user, str(1024 * 1024))
+    server.srv.admin("users", "quota", server.user, str(1024 * 1024))
     typ, data = box.getquotaroot("INBOX")
     assert typ == "OK" and data[0] == [b'"INBOX" ""'], data
     assert data[1] == [b'"" (STORAGE 1 1024)'], data

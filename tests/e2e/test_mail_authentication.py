@@ -32,8 +32,14 @@ VERIFY = [
 ]
 
 
-@pytest.fixture
-def pair(tmp_path):
+# Each test that uses the module's pair has a mailbox of its own at B, so what one
+# test delivers is never in another's; the reload test changes B, so it has its own.
+RECIPIENTS = ["bob@b.test", "bob.signed@b.test", "bob.refused@b.test",
+              "bob.outside@b.test", "bob.quarantine@b.test"]
+
+
+def start_pair(tmp_path):
+    """A and B and the zone; stop them with :func:`stop_pair`."""
     key = generate_key("ed25519")
     key_path = tmp_path / "a.test.mail.key"
     key_path.write_bytes(key.private)
@@ -53,7 +59,8 @@ def pair(tmp_path):
     root = b_cfg["spoolmanager"]["processors"]["root"]["mailets"]
     root[0:0] = VERIFY
     b = ServerProcess(tmp_path / "b", b_cfg, name="b")
-    b.add_user("bob@b.test", PASSWORD)
+    for user in RECIPIENTS:
+        b.add_user(user, PASSWORD)
     b.start()
     a_cfg = base_config(tmp_path / "a" / "var", servernames=["a.test"])
     # A delivers to B's listener that checks DMARC before 250: its mail must pass it.
@@ -64,20 +71,37 @@ def pair(tmp_path):
     a = ServerProcess(tmp_path / "a", a_cfg, name="a")
     a.add_user("alice@a.test", PASSWORD)
     a.start()
-    yield a, b
+    return a, b, zone
+
+
+def stop_pair(a, b, zone) -> None:
     a.stop()
     b.stop()
     zone.stop()
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory):
+    a, b, zone = start_pair(tmp_path_factory.mktemp("pair"))
+    yield a, b
+    stop_pair(a, b, zone)
+
+
+@pytest.fixture
+def own_pair(tmp_path):
+    a, b, zone = start_pair(tmp_path)
+    yield a, b
+    stop_pair(a, b, zone)
 
 
 def test_signed_mail_from_a_passes_dkim_spf_and_dmarc_at_b(pair):
     a, b = pair
     with smtplib.SMTP("127.0.0.1", a.port("submission"), timeout=10) as s:
         s.login("alice@a.test", PASSWORD)
-        s.sendmail("alice@a.test", ["bob@b.test"],
-                   b"From: Alice <alice@a.test>\r\nTo: bob@b.test\r\nSubject: signed\r\n"
-                   b"\r\nhello bob\r\n")
-    got = wait_for(lambda: pop3_messages(b, "bob@b.test", PASSWORD), timeout=60,
+        s.sendmail("alice@a.test", ["bob.signed@b.test"],
+                   b"From: Alice <alice@a.test>\r\nTo: bob.signed@b.test\r\n"
+                   b"Subject: signed\r\n\r\nhello bob\r\n")
+    got = wait_for(lambda: pop3_messages(b, "bob.signed@b.test", PASSWORD), timeout=60,
                    what="mail on server B")
     msg = email.message_from_bytes(got[0])
     assert msg["DKIM-Signature"] is not None
@@ -94,36 +118,34 @@ FORGED = (b"From: CEO <ceo@a.test>\r\nTo: bob@b.test\r\nSubject: pay now\r\n"
 
 def test_forged_from_of_a_is_refused_at_end_of_data_with_550_5_7_1(pair):
     _a, b = pair
-    with smtplib.SMTP("127.0.0.1", b.port("mx"), timeout=10) as s:
-        s.ehlo("client.test")
-        s.mail("ceo@evil.test")
-        assert s.rcpt("bob@b.test")[0] == 250
-        code, text = s.data(FORGED)
+    kept = stored_names(b, "dmarc-reject")
+    code, text = _send_forgery(b, "mx", "bob.refused@b.test")
     assert code == 550, text
     assert text.startswith(b"5.7.1") and b"DMARC" in text and b"a.test" in text
-    assert pop3_messages(b, "bob@b.test", PASSWORD) == []
-    assert stored_names(b, "dmarc-reject") == []      # refused, so nothing was kept
+    assert pop3_messages(b, "bob.refused@b.test", PASSWORD) == []
+    assert stored_names(b, "dmarc-reject") == kept    # refused, so nothing was kept
 
 
 def test_forged_from_of_a_sent_to_b_from_outside_is_not_delivered(pair):
     _a, b = pair
+    kept = len(stored_names(b, "dmarc-reject"))
     with smtplib.SMTP("127.0.0.1", b.port("smtp"), timeout=10) as s:
-        s.sendmail("ceo@evil.test", ["bob@b.test"], FORGED)
-    wait_for(lambda: stored_names(b, "dmarc-reject"), timeout=30,
+        s.sendmail("ceo@evil.test", ["bob.outside@b.test"], FORGED)
+    wait_for(lambda: len(stored_names(b, "dmarc-reject")) > kept, timeout=30,
              what="the forged mail in the dmarc-reject repository")
-    assert pop3_messages(b, "bob@b.test", PASSWORD) == []
+    assert pop3_messages(b, "bob.outside@b.test", PASSWORD) == []
 
 
-def _send_forgery(server, listener: str) -> tuple[int, bytes]:
+def _send_forgery(server, listener: str, rcpt: str = "bob@b.test") -> tuple[int, bytes]:
     with smtplib.SMTP("127.0.0.1", server.port(listener), timeout=10) as s:
         s.ehlo("client.test")
         s.mail("ceo@evil.test")
-        assert s.rcpt("bob@b.test")[0] == 250
+        assert s.rcpt(rcpt)[0] == 250
         return s.data(FORGED)
 
 
-def test_reload_turns_dmarc_reject_on_and_a_forgery_is_then_refused(pair):
-    _a, b = pair
+def test_reload_turns_dmarc_reject_on_and_a_forgery_is_then_refused(own_pair):
+    _a, b = own_pair
     code, _text = _send_forgery(b, "smtp")     # no dmarcReject yet: accepted, then kept
     assert code == 250
     wait_for(lambda: stored_names(b, "dmarc-reject"), timeout=30,
@@ -162,8 +184,8 @@ def test_a_forgery_under_p_quarantine_is_filed_into_the_junk_folder(pair):
     forged = (b"From: Bank <service@q.test>\r\nTo: bob@b.test\r\n"
               b"Subject: verify your account\r\n\r\nclick here\r\n")
     with smtplib.SMTP("127.0.0.1", b.port("smtp"), timeout=10) as s:
-        s.sendmail("service@q.test", ["bob@b.test"], forged)
-    junk = wait_for(lambda: _folder_subjects(b, "bob@b.test", "Junk"), timeout=30,
-                    what="the quarantined mail in Junk")
+        s.sendmail("service@q.test", ["bob.quarantine@b.test"], forged)
+    junk = wait_for(lambda: _folder_subjects(b, "bob.quarantine@b.test", "Junk"),
+                    timeout=30, what="the quarantined mail in Junk")
     assert junk == ["verify your account"]
-    assert pop3_messages(b, "bob@b.test", PASSWORD) == []     # not in INBOX
+    assert pop3_messages(b, "bob.quarantine@b.test", PASSWORD) == []     # not in INBOX

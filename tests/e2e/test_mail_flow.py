@@ -21,12 +21,29 @@ from tests.support.server import ServerProcess, base_config, wait_for
 PASSWORD = "correct horse battery"
 
 
+# The tests that only send and read share one server, each with mailboxes of its own
+# (what one delivers is never in another's); the crash tests kill theirs.
+USERS = ["alice@example.com", "bob@example.com", "alice.flow@example.com",
+         "alice.trail@example.com", "bob.swaks@example.com", "alice.curl@example.com"]
+
+
+def start_server(workdir):
+    srv = ServerProcess(workdir, base_config(workdir / "var"))
+    for user in USERS:
+        srv.add_user(user, PASSWORD)
+    return srv.start()
+
+
+@pytest.fixture(scope="module")
+def shared_server(tmp_path_factory):
+    srv = start_server(tmp_path_factory.mktemp("flow") / "a")
+    yield srv
+    srv.stop()
+
+
 @pytest.fixture
 def server(tmp_path):
-    srv = ServerProcess(tmp_path / "a", base_config(tmp_path / "a" / "var"))
-    srv.add_user("alice@example.com", PASSWORD)
-    srv.add_user("bob@example.com", PASSWORD)
-    srv.start()
+    srv = start_server(tmp_path / "a")
     yield srv
     srv.stop()
 
@@ -48,27 +65,31 @@ def pop3_messages(srv, user="alice@example.com", password=PASSWORD) -> list[byte
         box.quit()
 
 
-def test_mail_sent_with_smtplib_is_read_back_with_poplib(server):
+def test_mail_sent_with_smtplib_is_read_back_with_poplib(shared_server):
+    server = shared_server
     body = "line one\r\n.starts with a dot\r\n..two dots\r\n" + "x" * 998 + "\r\n"
     with smtplib.SMTP("127.0.0.1", server.port("smtp"), timeout=10) as s:
-        refused = s.sendmail("carol@example.org", ["alice@example.com"],
-                             message("flow one", body))
+        refused = s.sendmail("carol@example.org", ["alice.flow@example.com"],
+                             message("flow one", body, to="alice.flow@example.com"))
     assert refused == {}
-    got = wait_for(lambda: pop3_messages(server), what="the mail in alice's mailbox")
+    got = wait_for(lambda: pop3_messages(server, "alice.flow@example.com"),
+                   what="the mail in alice's mailbox")
     assert len(got) == 1
     raw = got[0]
     parsed = email.message_from_bytes(raw)
     assert parsed["Return-Path"] == "<carol@example.org>"
-    assert parsed["Delivered-To"] == "alice@example.com"
+    assert parsed["Delivered-To"] == "alice.flow@example.com"
     assert "by example.com" in " ".join(parsed["Received"].split())
     assert raw.endswith(message("flow one", body).split(b"\r\n\r\n", 1)[1])
     assert b"Subject: flow one\r\n" in raw
 
 
-def test_every_mail_leaves_a_queued_and_a_sent_line_at_info(server):
+def test_every_mail_leaves_a_queued_and_a_sent_line_at_info(shared_server):
+    server = shared_server
     with smtplib.SMTP("127.0.0.1", server.port("smtp"), timeout=10) as s:
-        s.sendmail("carol@example.org", ["alice@example.com"], message("trail"))
-    wait_for(lambda: pop3_messages(server), what="delivery")
+        s.sendmail("carol@example.org", ["alice.trail@example.com"],
+                   message("trail", to="alice.trail@example.com"))
+    wait_for(lambda: pop3_messages(server, "alice.trail@example.com"), what="delivery")
     log = wait_for(lambda: "status=sent" in server.log_text() and server.log_text(),
                    what="the delivery line")
     ids = [line.split("id=")[1].split()[0] for line in log.splitlines()
@@ -76,7 +97,7 @@ def test_every_mail_leaves_a_queued_and_a_sent_line_at_info(server):
     assert ids, log[-2000:]
     trail = [line for line in log.splitlines() if f"id={ids[-1]}" in line]
     assert len(trail) == 2, trail          # one at acceptance, one per delivery
-    assert "to=<alice@example.com> relay=local" in trail[1]
+    assert "to=<alice.trail@example.com> relay=local" in trail[1]
     assert "processor=" not in log         # the processors are debug lines
 
 
@@ -98,7 +119,8 @@ def test_at_debug_the_log_names_every_processor_a_mail_runs_through(tmp_path):
     assert any("[mailet_mta.spool#debug]" in line for line in trail)
 
 
-def test_unknown_local_user_is_refused_at_rcpt_with_550_5_1_1(server):
+def test_unknown_local_user_is_refused_at_rcpt_with_550_5_1_1(shared_server):
+    server = shared_server
     with smtplib.SMTP("127.0.0.1", server.port("smtp"), timeout=10) as s:
         s.ehlo("client.example.org")
         s.mail("carol@example.org")
@@ -106,7 +128,8 @@ def test_unknown_local_user_is_refused_at_rcpt_with_550_5_1_1(server):
     assert code == 550 and b"5.1.1" in text
 
 
-def test_relay_from_outside_authorized_addresses_without_auth_is_refused(server):
+def test_relay_from_outside_authorized_addresses_without_auth_is_refused(shared_server):
+    server = shared_server
     # 127.0.0.2 is outside authorizedAddresses (127.0.0.1/32): AUTH is offered → 530.
     with smtplib.SMTP("127.0.0.1", server.port("smtp"), timeout=10,
                       source_address=("127.0.0.2", 0)) as s:
@@ -116,7 +139,8 @@ def test_relay_from_outside_authorized_addresses_without_auth_is_refused(server)
     assert code == 530 and b"5.7.1" in text
 
 
-def test_submission_requires_auth_and_verifies_identity(server):
+def test_submission_requires_auth_and_verifies_identity(shared_server):
+    server = shared_server
     with smtplib.SMTP("127.0.0.1", server.port("submission"), timeout=10) as s:
         s.ehlo("client.example.org")
         code, _ = s.mail("alice@example.com")
@@ -134,29 +158,31 @@ def test_submission_requires_auth_and_verifies_identity(server):
 
 
 @pytest.mark.skipif(shutil.which("swaks") is None, reason="swaks is not installed")
-def test_swaks_delivers_with_auth_plain_on_submission(server):
+def test_swaks_delivers_with_auth_plain_on_submission(shared_server):
+    server = shared_server
     out = subprocess.run(["swaks", "--server", f"127.0.0.1:{server.port('submission')}",
-                          "--from", "alice@example.com", "--to", "bob@example.com",
+                          "--from", "alice@example.com", "--to", "bob.swaks@example.com",
                           "--auth", "PLAIN", "--auth-user", "alice@example.com",
                           "--auth-password", PASSWORD, "--header", "Subject: via swaks",
                           "--timeout", "10"], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "250" in out.stdout
-    got = wait_for(lambda: pop3_messages(server, "bob@example.com"), what="swaks mail")
+    got = wait_for(lambda: pop3_messages(server, "bob.swaks@example.com"), what="swaks mail")
     assert b"Subject: via swaks" in got[0]
 
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
-def test_curl_sends_over_smtp_and_reads_over_pop3(server, tmp_path):
+def test_curl_sends_over_smtp_and_reads_over_pop3(shared_server, tmp_path):
+    server = shared_server
     mail_file = tmp_path / "mail.txt"
-    mail_file.write_bytes(message("via curl"))
+    mail_file.write_bytes(message("via curl", to="alice.curl@example.com"))
     out = subprocess.run(["curl", "-sS", f"smtp://127.0.0.1:{server.port('smtp')}",
                           "--mail-from", "carol@example.org", "--mail-rcpt",
-                          "alice@example.com", "--upload-file", str(mail_file)],
+                          "alice.curl@example.com", "--upload-file", str(mail_file)],
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
-    wait_for(lambda: pop3_messages(server), what="curl mail")
-    got = subprocess.run(["curl", "-sS", "--user", f"alice@example.com:{PASSWORD}",
+    wait_for(lambda: pop3_messages(server, "alice.curl@example.com"), what="curl mail")
+    got = subprocess.run(["curl", "-sS", "--user", f"alice.curl@example.com:{PASSWORD}",
                           f"pop3://127.0.0.1:{server.port('pop3')}/1"],
                          capture_output=True, timeout=60)
     assert got.returncode == 0, got.stderr

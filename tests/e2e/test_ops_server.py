@@ -125,11 +125,12 @@ def test_status_reflects_a_mail_waiting_in_the_spool(tmp_path):
     with srv:
         send(srv, "stuck")
 
-        def spool():
-            report = json.loads(srv.cli("status", "--json").stdout)
+        def spool():    # the same command in this process: a poll is not a start-up
+            report = json.loads(srv.admin("status", "--json"))
             return [s for s in report["spool"] if s["retrying"]] and report
 
-        report = wait_for(spool, what="a retried mail in status")
+        wait_for(spool, what="a retried mail in status")
+        report = json.loads(srv.cli("status", "--json").stdout)
         table = srv.cli("status").stdout
     assert report["server"]["running"] is True
     assert {item["name"] for item in report["server"]["listeners"]} >= {"smtp", "pop3"}
@@ -172,7 +173,7 @@ def test_sighup_applies_new_processors_to_new_mails(server):
     reload_local_mail_into_repository(server)
     wait_for(lambda: "configuration from" in server.log_text(), what="the reload")
     send(server, "after a good reload")
-    wait_for(lambda: "reloaded" in server.cli("repository", "list").stdout,
+    wait_for(lambda: "reloaded" in server.admin("repository", "list"),
              what="the mail in the new repository")
     assert pop3_count(server) == 0
 

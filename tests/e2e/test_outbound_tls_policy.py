@@ -94,8 +94,8 @@ def test_enforce_delivers_over_verified_tls_and_counts_the_session(pair):
     assert b"over verified TLS" in got[0]
     assert b"ESMTPS" in got[0]              # B's Received line: it came over TLS
     today = datetime.datetime.now(datetime.UTC).date().isoformat()
-    report = wait_for(lambda: json.loads(a.cli("tls-report", "--day", today, "--domain",
-                                               "b.test", check=False).stdout or "null"),
+    report = wait_for(lambda: json.loads(a.admin("tls-report", "--day", today, "--domain",
+                                                 "b.test", check=False) or "null"),
                       timeout=20, what="the TLS-RPT count")
     [policy] = report["policies"]
     assert policy["policy"] == {"policy-type": "sts", "policy-domain": "b.test"}
@@ -107,6 +107,6 @@ def test_enforce_with_no_matching_mx_keeps_the_mail_queued_with_4_7_5(pair):
     body["text"] = "version: STSv1\nmode: enforce\nmx: other.b.test\nmax_age: 86400\n"
     a.start()
     send(a, "must not leave")
-    wait_for(lambda: "4.7.5" in a.cli("queue", "show", "1", check=False).stdout,
+    wait_for(lambda: "4.7.5" in a.admin("queue", "show", "1", check=False),
              timeout=60, what="the deferred mail in A's queue")
     assert pop3_messages(b, "bob@b.test", PASSWORD) == []

@@ -25,8 +25,8 @@ def server(tmp_path_factory):
     srv = ServerProcess(root, base_config(root / "var"))
     for user in ("alice@example.com", "carol@example.com", "dora@example.com"):
         srv.add_user(user, PASSWORD)
-    srv.cli("users", "quota", "dora@example.com", "100")
-    srv.cli("aliases", "add", "team@example.com", "carol@example.com", "dora@example.com")
+    srv.admin("users", "quota", "dora@example.com", "100")
+    srv.admin("aliases", "add", "team@example.com", "carol@example.com", "dora@example.com")
     srv.start()
     yield srv
     srv.stop()

@@ -180,7 +180,7 @@ def test_mapping_in_the_configuration_is_accepted_at_rcpt_and_delivered(server):
 
 def test_alias_to_a_remote_address_is_relayed_to_the_other_server(servers):
     a, b = servers
-    a.cli("aliases", "add", "bob@example.com", "bob@example.net")
+    a.admin("aliases", "add", "bob@example.com", "bob@example.net")
     wait_for(lambda: send(a, "<bob@example.com>", "forwarded")[0] == 250,
              timeout=10, what="the running server to see the alias")
     got = wait_for(lambda: pop3(b, "bob@example.net"), timeout=60,

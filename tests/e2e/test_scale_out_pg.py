@@ -91,7 +91,7 @@ def test_two_nodes_deliver_2000_mails_each_exactly_once(cluster, pg_url):
         t.join(600)
     assert len(accepted) == 2000
     counts = wait_for(lambda: (c := delivered(pg_url)) and sum(c.values()) >= 2000 and c,
-                      timeout=300, interval=1.0, what="2000 deliveries")
+                      timeout=300, interval=0.25, what="2000 deliveries")
     assert len(counts) == 2000 and set(counts.values()) == {1}
     nodes = a.cli("nodes").stdout
     assert a.proc and str(a.proc.pid) in nodes and str(b.proc.pid) in nodes
@@ -113,7 +113,7 @@ def test_killed_node_work_is_finished_by_the_other_after_its_lease(cluster, pg_u
     got = list(accepted)
     names = {f"n{i}" for i in got}
     counts = wait_for(lambda: (c := delivered(pg_url)) and names <= set(c) and c,
-                      timeout=120, interval=1.0, what="node b finishing node a's mails")
+                      timeout=120, interval=0.25, what="node b finishing node a's mails")
     assert all(counts[f"n{i}"] == 1 for i in got)
     assert max(counts.values()) == 1
 

@@ -47,8 +47,11 @@ def five_steps(text: str) -> str:
     return text
 
 
-@pytest.fixture
-def seed_server(tmp_path):
+@pytest.fixture(scope="module")
+def seed_server(tmp_path_factory):
+    """One server for the tests after the five steps: they only connect and send, and
+    none sends what another looks for (nothing but the relayed mail reaches a processor)."""
+    tmp_path = tmp_path_factory.mktemp("seed")
     path = tmp_path / "config.xml"
     path.write_text(five_steps(shipped_xml(tmp_path / "var")))
     # At debug the log names each processor a mail runs through (checked below).

@@ -26,7 +26,7 @@ def pop3(srv, user):
 
 
 def queued(a) -> list[dict]:
-    return json.loads(a.cli("queue", "list", "--json").stdout)
+    return json.loads(a.admin("queue", "list", "--json"))
 
 
 def test_all_outbound_mail_goes_through_the_smarthost_with_configured_credentials(

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import email
 import smtplib
+import uuid
 
 import pytest
 
 from tests.support.dns_zone import ZoneServer
-from tests.support.server import ServerProcess, base_config, pop3_messages, wait_for
+from tests.support.server import ServerProcess, base_config, pop3_messages, start_all, wait_for
 
 PASSWORD = "auth-pass-123"
 SECRET = "srs-test-secret-0123456789"
@@ -27,16 +28,17 @@ def from_outside(name: str, tmp_path, servernames) -> dict:
          "authorizedAddresses": []}])
 
 
-@pytest.fixture
-def chain(tmp_path):
+@pytest.fixture(scope="module")
+def chain(tmp_path_factory):
+    """A, B and C for the whole module: each test sends mail of its own through them
+    and looks only for that mail (:func:`forward_through_b` marks it)."""
+    tmp_path = tmp_path_factory.mktemp("srs")
     zone = ZoneServer({
         "a.test": [("TXT", "v=spf1 ip4:192.0.2.1 -all")],    # not the forwarder
         "b.test": [("TXT", "v=spf1 ip4:127.0.0.1 -all")],    # the forwarder
     }).start()
-    servers = []
     a = ServerProcess(tmp_path / "a", from_outside("a", tmp_path, ["a.test"]), name="a")
     a.add_user("alice@a.test", PASSWORD)
-    servers.append(a.start())
 
     c_cfg = from_outside("c", tmp_path, ["c.test"])
     c_cfg["dns"] = {"servers": [zone.address], "timeout": 2}
@@ -44,7 +46,7 @@ def chain(tmp_path):
         0, {"match": "All", "class": "SPF"})
     c = ServerProcess(tmp_path / "c", c_cfg, name="c")
     c.add_user("carol@c.test", PASSWORD)
-    servers.append(c.start())
+    servers = list(start_all(a, c))     # B needs both their ports
 
     secret = tmp_path / "srs.secret"
     secret.write_text(SECRET + "\n")
@@ -54,7 +56,7 @@ def chain(tmp_path):
     b_cfg["spoolmanager"]["processors"]["relay"]["mailets"].insert(0, {
         "match": "All", "class": "SRS", "parameters": {"secretFile": str(secret)}})
     b = ServerProcess(tmp_path / "b", b_cfg, name="b")
-    b.cli("aliases", "add", "bob@b.test", "carol@c.test")
+    b.admin("aliases", "add", "bob@b.test", "carol@c.test")
     servers.append(b.start())
     yield a, b, c
     for server in reversed(servers):
@@ -74,14 +76,21 @@ def send(server, sender: str, rcpt: str, message: bytes) -> tuple[int, bytes]:
         return s.data(message)
 
 
-def forward_through_b(a, b, c) -> str:
+def with_marker(messages: list[bytes], marker: bytes) -> bytes | None:
+    """The message holding ``marker`` (the servers are shared by the module's tests)."""
+    return next((m for m in messages if marker in m), None)
+
+
+def forward_through_b(a, b, c) -> tuple[str, str]:
+    marker = f"via bob {uuid.uuid4().hex}"
     code, _ = send(b, "alice@a.test", "bob@b.test",
-                   b"From: Alice <alice@a.test>\r\nTo: bob@b.test\r\nSubject: via bob"
-                   b"\r\n\r\nhello\r\n")
+                   b"From: Alice <alice@a.test>\r\nTo: bob@b.test\r\nSubject: "
+                   + marker.encode() + b"\r\n\r\nhello\r\n")
     assert code == 250
-    got = wait_for(lambda: pop3_messages(c, "carol@c.test", PASSWORD), timeout=90,
-                   what="the forwarded mail on server C")
-    msg = email.message_from_bytes(got[0])
+    got = wait_for(lambda: with_marker(pop3_messages(c, "carol@c.test", PASSWORD),
+                                       marker.encode()),
+                   timeout=90, what="the forwarded mail on server C")
+    msg = email.message_from_bytes(got)
     return msg["Return-Path"].strip("<>"), " ".join(msg["Authentication-Results"].split())
 
 
@@ -99,13 +108,15 @@ def test_forwarded_mail_has_an_srs_sender_of_b_and_passes_spf_at_c(chain):
 def test_a_bounce_to_the_srs_address_reaches_the_original_sender(chain):
     a, b, c = chain
     return_path, _ = forward_through_b(a, b, c)
+    marker = f"bounced {uuid.uuid4().hex}".encode()
     code, text = send(b, "", return_path,
                       b"From: MAILER-DAEMON@c.test\r\nTo: " + return_path.encode() +
-                      b"\r\nSubject: Undelivered Mail Returned to Sender\r\n\r\nbounced\r\n")
+                      b"\r\nSubject: Undelivered Mail Returned to Sender\r\n\r\n"
+                      + marker + b"\r\n")
     assert code == 250, text
-    got = wait_for(lambda: pop3_messages(a, "alice@a.test", PASSWORD), timeout=90,
-                   what="the bounce at alice on server A")
-    assert b"Undelivered Mail Returned to Sender" in got[0]
+    got = wait_for(lambda: with_marker(pop3_messages(a, "alice@a.test", PASSWORD), marker),
+                   timeout=90, what="the bounce at alice on server A")
+    assert b"Undelivered Mail Returned to Sender" in got
 
 
 def test_a_forged_srs_address_is_refused_at_rcpt(chain):

@@ -34,7 +34,7 @@ def server(tmp_path_factory):
     config["webadmin"] = {"enabled": True, "port": 0, "maxPageSize": 50}
     srv = ServerProcess(tmp, config)
     srv.start()
-    srv.token = srv.cli("webadmin", "token", "create", "e2e-admin").stdout.strip()
+    srv.token = srv.admin("webadmin", "token", "create", "e2e-admin").strip()
     yield srv
     srv.stop()
 
@@ -361,7 +361,7 @@ def test_https_uses_the_certificate_of_the_tls_block(tmp_path):
     config["webadmin"] = {"enabled": True, "port": 0, "https.enabled": True,
                           "tls": {"certificate": str(cert), "privateKey": str(key)}}
     with ServerProcess(tmp_path, config) as srv:
-        token = srv.cli("webadmin", "token", "create", "tls").stdout.strip()
+        token = srv.admin("webadmin", "token", "create", "tls").strip()
         url = f"https://127.0.0.1:{srv.port('webadmin')}"
         trust = ssl.create_default_context(cafile=str(cert))
         with httpx.Client(base_url=url, verify=trust, timeout=30) as client:
@@ -380,7 +380,7 @@ def test_the_api_works_the_same_on_postgresql(tmp_path, pg_url):
     config["storage"]["url"] = pg_url
     config["webadmin"] = {"enabled": True, "port": 0}
     with ServerProcess(tmp_path, config) as srv:
-        token = srv.cli("webadmin", "token", "create", "pg").stdout.strip()
+        token = srv.admin("webadmin", "token", "create", "pg").strip()
         with httpx.Client(base_url=f"http://127.0.0.1:{srv.port('webadmin')}",
                           headers={"Authorization": f"Bearer {token}"}, timeout=30) as api:
             assert api.put("/domains/pg.example").status_code == 201

@@ -34,6 +34,10 @@ def server(tmp_path_factory):
     config["webmail"] = {"enabled": True, "port": 0, "maxBodySize": MAX_BODY,
                          "pageSize": 5,
                          "hostnames": ["mail.example.test", "*.webmail.test"]}
+    # The refusals of the internal credential are what these tests look at, not the
+    # second each failed AUTH waits by default (tests/unit/test_smtp_codes.py).
+    for listener in config["smtpservers"]:
+        listener["authFailureDelay"] = 0
     srv = ServerProcess(tmp, config)
     srv.add_user(*ALICE)
     srv.add_user(*BOB)
@@ -504,7 +508,7 @@ def test_a_sent_message_the_users_quota_cannot_keep_is_sent_and_the_user_told(tm
     srv = ServerProcess(tmp_path, config)
     srv.add_user(*ALICE)
     srv.add_user(*BOB)
-    srv.cli("users", "quota", ALICE[0], "200")
+    srv.admin("users", "quota", ALICE[0], "200")
     srv.start()
     try:
         with login(srv) as client:

@@ -247,7 +247,7 @@ def _server(workdir: Path, name: str, db_url, servernames, users, remote_port=No
     srv = ServerProcess(workdir / name, _config(workdir / name / "var", smtp_port,
                                                 pop3_port, db_url, servernames,
                                                 remote_port, workers), name=name)
-    srv.cli("domains", "add", servernames[0], check=False)
+    srv.admin("domains", "add", servernames[0], check=False)
     for user in users:
         srv.add_user(user, PASSWORD)
     return srv, {"smtp": smtp_port, "pop3": pop3_port}
@@ -378,7 +378,7 @@ def _settle(places, accepted: set[int], timeout: float) -> Counter:
     deadline = time.monotonic() + timeout
     seen = _count_all(places)
     while not accepted <= set(seen) and time.monotonic() < deadline:
-        time.sleep(1.0)
+        time.sleep(0.25)
         seen = _count_all(places)
     time.sleep(1.0)                        # let late, unaccepted ones land before the count
     return _count_all(places)

@@ -69,6 +69,12 @@ class ServerProcess:
 
     # -- lifecycle ----------------------------------------------------------------------
     def start(self, timeout: float = 30.0, data_dir: Path | None = None) -> ServerProcess:
+        return self.launch(data_dir).wait_ready(timeout)
+
+    def launch(self, data_dir: Path | None = None) -> ServerProcess:
+        """Start the process and return at once; :meth:`wait_ready` waits for it to
+        listen. Servers that do not need each other's ports start side by side
+        (:func:`start_all`)."""
         if data_dir is not None:
             self.data_dir = Path(data_dir)
         marker = self.data_dir / "listeners.json"
@@ -76,9 +82,16 @@ class ServerProcess:
             marker.unlink()
         cmd = self.command or [sys.executable, "-m", "mailet_mta", "serve",
                                "--config", str(self.config_path)]
-        log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
-                                     cwd=self.workdir, env=_env())
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
+                                         cwd=self.workdir, env=_env())
+        return self
+
+    def wait_ready(self, timeout: float = 30.0) -> ServerProcess:
+        """Wait until the process started by :meth:`launch` has written its ports to
+        listeners.json; a process that exits first or takes over ``timeout`` fails."""
+        assert self.proc is not None, "launch() first"
+        marker = self.data_dir / "listeners.json"
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -135,27 +148,48 @@ class ServerProcess:
         return result
 
     def add_user(self, address: str, password: str) -> None:
-        """``mailet-mta users add ADDRESS --password-stdin`` run by the command's own main
-        in this process, from the server's directory: the same command without a Python
-        start-up per user (``cli`` runs commands as a separate process)."""
+        """``mailet-mta users add ADDRESS --password-stdin`` (see :meth:`admin`)."""
+        self.admin("users", "add", address, "--password-stdin", input=password + "\n")
+
+    def admin(self, *args, input: str = "", check: bool = True) -> str:
+        """``mailet-mta ARGS --config …`` run by the command's own main in this process,
+        from the server's directory: the same command without a Python start-up (for
+        setting a server up; ``cli`` runs the command as a separate process, as the
+        tests of the commands themselves need). Returns what it printed."""
         from mailet_mta.cli import main
 
+        out = io.StringIO()
         stdin = sys.stdin
-        sys.stdin = io.StringIO(password + "\n")
+        sys.stdin = io.StringIO(input)
         try:
-            with contextlib.chdir(self.workdir):
-                code = main(["users", "add", address, "--password-stdin",
-                             "--config", str(self.config_path)])
+            with contextlib.chdir(self.workdir), contextlib.redirect_stdout(out):
+                code = main([*args, "--config", str(self.config_path)])
         finally:
             sys.stdin = stdin
-        if code != 0:
-            raise AssertionError(f"mailet-mta users add {address} failed with {code}")
+        if check and code != 0:
+            raise AssertionError(f"mailet-mta {' '.join(args)} failed with {code}")
+        return out.getvalue()
 
     def __enter__(self):
         return self.start()
 
     def __exit__(self, *exc):
         self.stop()
+
+
+def start_all(*servers: ServerProcess, timeout: float = 30.0) -> tuple[ServerProcess, ...]:
+    """Start ``servers`` side by side (none needs another's port) and wait for each;
+    if one fails, the others are stopped before the error is raised."""
+    for server in servers:
+        server.launch()
+    try:
+        for server in servers:
+            server.wait_ready(timeout)
+    except BaseException:
+        for server in servers:
+            server.stop()
+        raise
+    return servers
 
 
 def _env() -> dict:
