@@ -167,9 +167,8 @@ class TransactionCommands:
         self._send_now(b"".join((
             b"+OK %s\r\n" % header.encode("ascii"),
             self._drop.listing(lines, self._deleted), b".\r\n")))
-        # The first batch is read once the listing is on its way: a read started
-        # while the reactor still has it to send would hold the interpreter lock the
-        # send waits for.
+        # The first batch is read once the listing is on its way, so that the read
+        # does not compete with the sending of a listing over the buffer bound.
         if self._flow.blocked:
             self._read_first_when_drained = True
         else:
