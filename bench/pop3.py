@@ -26,6 +26,10 @@ How the mailboxes are filled (fast, not through SMTP):
   bench/peers/dovecot.py :func:`argon2id_phc`), so both servers pay a key derivation
   at login; ``--dovecot-scheme plain`` gives it ``{PLAIN}`` passwords instead.
 
+Besides the RETR rate, each session's RETR round trips give the median (``RETR p50
+us``) and the time spent in RETRs over 1 ms (``RETR >1ms ms``: a server waiting, e.g.
+for a read, rather than serving slowly).
+
 Every server gets one unmeasured warm-up session per mailbox (login, STAT, LIST)
 before the repeats; the servers take turns mailbox by mailbox and their order rotates
 every repeat. Server CPU is that of the server's whole process tree (Dovecot's master,
@@ -161,15 +165,25 @@ def session(port: int, user: str, password: str, retr: bool) -> dict:
     out["count"] = count
     assert listing.count(b"\r\n") == count and uidls.count(b"\r\n") == count
     if retr:
-        octets = 0
+        octets, each = 0, []
         t = time.perf_counter()
         for i in range(1, count + 1):
+            start = time.perf_counter()
             octets += len(c.multi(f"RETR {i}"))
+            each.append(time.perf_counter() - start)
         seconds = time.perf_counter() - t
         out.update(retr_per_s=count / seconds, retr_mb_s=octets / seconds / 1e6,
-                   retr_seconds=seconds)
+                   retr_seconds=seconds, **retr_latency(each))
     c.close()
     return out
+
+
+def retr_latency(each: list[float]) -> dict:
+    """The median RETR round trip (µs), and the RETRs that took over 1 ms: how many
+    and how long in all (ms): where a session waited rather than how fast it ran."""
+    slow = [x for x in each if x > 1e-3]
+    return {"retr_p50_us": 1e6 * median(each), "retr_slow": len(slow),
+            "retr_slow_ms": 1000 * sum(slow)}
 
 
 def fill_mailet(data_dir: Path, user: str, count: int, shared_blob: bool) -> None:
@@ -346,7 +360,9 @@ def measure(targets, boxes, repeats) -> dict:
                 print(f"  repeat {rep + 1} {t.name:10} {count:>7} msgs  login "
                       f"{r['login_ms']:7.1f} ms  STAT {r['stat_ms']:7.1f}  LIST "
                       f"{r['list_ms']:7.1f}  UIDL {r['uidl_ms']:7.1f}"
-                      + (f"  RETR {r['retr_per_s']:7.0f}/s" if retr else ""), flush=True)
+                      + (f"  RETR {r['retr_per_s']:7.0f}/s (p50 {r['retr_p50_us']:.0f} us,"
+                         f" {r['retr_slow']} over 1 ms: {r['retr_slow_ms']:.1f} ms)"
+                         if retr else ""), flush=True)
     return results
 
 
@@ -482,7 +498,7 @@ def report_memory(memory: dict) -> None:
 
 def summarize(results) -> dict:
     fields = ("login_ms", "stat_ms", "list_ms", "uidl_ms", "retr_per_s", "retr_mb_s",
-              "server_cpu_ms")
+              "server_cpu_ms", "retr_p50_us", "retr_slow_ms")
     return {count: {name: {f: median([r.get(f) for r in reps]) for f in fields}
                     for name, reps in by_server.items()}
             for count, by_server in results.items()}
@@ -529,10 +545,11 @@ def report(summary, met, ratios=None) -> None:
             ratio = v["retr_per_s"] / ref if ref and v["retr_per_s"] else None
             rows.append([count, name, v["login_ms"], v["stat_ms"], v["list_ms"],
                          v["uidl_ms"], v["retr_per_s"], ratio, v["retr_mb_s"],
-                         v["server_cpu_ms"]])
+                         v["server_cpu_ms"], v.get("retr_p50_us"), v.get("retr_slow_ms")])
     print()
     print_table(["messages", "server", "login ms", "STAT ms", "LIST ms", "UIDL ms",
-                 "RETR msg/s", "x dovecot", "RETR MB/s", "server cpu ms"], rows)
+                 "RETR msg/s", "x dovecot", "RETR MB/s", "server cpu ms", "RETR p50 us",
+                 "RETR >1ms ms"], rows)
     print()
     for count, values in (ratios or {}).items():
         print(f"  RETR x {REFERENCE} per repeat, {count} messages: "

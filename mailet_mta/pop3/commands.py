@@ -2,14 +2,15 @@
 
 They answer from the :class:`~mailet_mta.mailstore.MessageList` read at login:
 message numbers are 1-based positions in it, and messages marked with DELE vanish from
-every answer until RSET. LIST and UIDL send lines rendered at login.
+every answer until RSET. LIST and UIDL send lines rendered at login; a whole LIST or
+UIDL also starts reading the first messages ahead, for the RETRs that usually follow.
 """
 
 from __future__ import annotations
 
 import re
 
-from twisted.internet import defer
+from twisted.internet import defer, tcp
 
 from ..mailstore import MessageList
 from .streaming import CHUNK, whole_response
@@ -42,13 +43,15 @@ class TransactionCommands:
         self._batch_scale = 1               # the next batch's bounds, × READAHEAD_*
         self._prefetch: defer.Deferred | None = None
         self._generation = 0
+        self._read_first_when_drained = False
 
     # -- read-ahead ------------------------------------------------------------------------
     def _content(self, number: int) -> defer.Deferred:
         """Deferred → MessageContent of message ``number`` (or None when it is gone).
 
         A client that RETRs every message asks for them in order: one database read
-        fetches this one and the next ones (up to READAHEAD_OCTETS or
+        (started by the whole LIST or UIDL before, or else by this RETR) fetches this
+        one and the next ones (up to READAHEAD_OCTETS or
         READAHEAD_MESSAGES), so the following RETRs are answered without a trip through
         the reader threads; once half of that batch is sent, the next batch is read
         while the rest is sent. Each batch read ahead has twice the bounds of the last,
@@ -107,8 +110,27 @@ class TransactionCommands:
         return content
 
     def _read_next(self) -> None:
-        generation = self._generation
         self._batch_scale = min(2 * self._batch_scale, _MAX_SCALE)
+        self._read_from(self._ahead_from)
+
+    def _read_first(self) -> None:
+        """Read the first batch ahead, from message 1, when nothing was read yet.
+
+        After a whole LIST or UIDL the client most often goes on with RETR 1: the
+        first batch (the first bounds) is read while the listing is taken in and
+        the next command is on its way, not when the first RETR has arrived. A
+        session that only logs in (and STATs) reads nothing ahead; one that lists
+        holds at most the first batch, as one that RETRs message 1 does.
+        """
+        if self._readahead or self._prefetch is not None or self._ahead_from \
+                or not self._count:
+            return
+        self._batch_scale = 1
+        self._read_from(0)
+
+    def _read_from(self, start: int) -> None:
+        """Read the batch from index ``start`` on a reader thread (``_prefetch``)."""
+        generation = self._generation
 
         def merge(found: dict) -> None:
             if generation == self._generation:
@@ -119,7 +141,7 @@ class TransactionCommands:
             # Nothing is lost: the RETR that needs these messages reads them itself.
             if generation == self._generation:
                 self._prefetch = None
-        self._prefetch = self.backend.open_messages(self._batch(self._ahead_from))
+        self._prefetch = self.backend.open_messages(self._batch(start))
         self._prefetch.addCallbacks(merge, failed)
 
     def _message(self, arg: str) -> int | None:
@@ -142,9 +164,15 @@ class TransactionCommands:
             if number:
                 self.transport.write(b"+OK " + lines[number - 1])
             return
-        self.transport.write(b"".join((b"+OK %s\r\n" % header.encode("ascii"),
-                                       self._drop.listing(lines, self._deleted),
-                                       b".\r\n")))
+        self._send_now(b"".join((
+            b"+OK %s\r\n" % header.encode("ascii"),
+            self._drop.listing(lines, self._deleted), b".\r\n")))
+        # The first batch is read once the listing is on its way, so that the read
+        # does not compete with the sending of a listing over the buffer bound.
+        if self._flow.blocked:
+            self._read_first_when_drained = True
+        else:
+            self._read_first()
 
     def do_LIST(self, arg: str) -> None:
         self._listing(arg, f"{self._count} messages ({self._octets} octets)",
@@ -160,9 +188,35 @@ class TransactionCommands:
         self._last = max(self._last, number)
         whole = self._read_ahead_response(number)
         if whole is not None:
-            self._flow.write_now(self.transport, whole)
+            self._send_now(whole)
             return None
         return self._send_message(number)
+
+    def _send_now(self, data: bytes) -> None:
+        """Hand a reply to the socket in this call.
+
+        A plain TCP transport that holds nothing (no TLS, nothing queued, not closing,
+        the flow not blocked) gets it with one ``send`` on its socket: Twisted's
+        ``write`` would register the socket as writable for the reactor and its
+        ``doWrite`` remove it again, two ``epoll_ctl`` and their bookkeeping for each
+        reply. What the socket does not take, or all of it when the send fails, is
+        written to the transport as before: the reactor sends it (or meets the same
+        error) at its next poll. Any other transport gets
+        :meth:`~mailet_mta.flow.backpressure.FlowControl.write_now`.
+        """
+        transport = self.transport
+        if (not isinstance(transport, tcp.Connection) or transport.TLS
+                or self._flow.blocked or not transport.connected
+                or transport.disconnecting or transport.dataBuffer
+                or getattr(transport, "_tempDataBuffer", True)):
+            self._flow.write_now(transport, data)
+            return
+        try:
+            sent = transport.socket.send(data)
+        except OSError:
+            sent = 0
+        if sent < len(data):
+            transport.write(data[sent:])
 
     def _read_ahead_response(self, number: int) -> bytes | None:
         """The whole RETR response of a small message already read ahead, else None.

@@ -180,6 +180,9 @@ class POP3Server(TransactionCommands, Protocol, TimeoutMixin):
         if self._lost:
             return
         self.resetTimeout()
+        if self._read_first_when_drained:
+            self._read_first_when_drained = False
+            self._read_first()
         if self._streamer is not None:
             self._streamer.resumeProducing()
         self._process()

@@ -6,7 +6,7 @@ import poplib
 
 import pytest
 import pytest_twisted
-from twisted.internet import defer, threads
+from twisted.internet import defer, tcp, threads
 
 from mailet_mta.pop3.commands import READAHEAD_MESSAGES
 from tests.integration.pop3_server_fixture import (
@@ -89,3 +89,40 @@ async def test_read_ahead_stops_at_one_mebibyte_of_messages(server):
     got = await threads.deferToThread(retr_all, server.port)
     assert got == [PREFIX + body(n, big) for n in range(4)]
     assert [len(c) for c in server.extra[0]] == [2, 2]
+
+
+@pytest_twisted.ensureDeferred
+async def test_read_ahead_replies_go_to_the_socket_without_the_reactors_writer_turn(
+        server, monkeypatch):
+    """Over plain TCP, LIST and each RETR answered from the read-ahead are sent with
+    one send on the socket, never registered with the reactor for writing."""
+    count = 20
+    for n in range(count):
+        await server.deliver(body(n))
+    queued = []                      # what each writer registration had to send
+    original = tcp.Server.startWriting
+
+    def counting(transport):
+        queued.append(b"".join([transport.dataBuffer, *transport._tempDataBuffer]))
+        return original(transport)
+
+    monkeypatch.setattr(tcp.Server, "startWriting", counting)
+
+    def session():
+        c = poplib.POP3("127.0.0.1", server.port, timeout=10)
+        c.user(USER)
+        c.pass_(PASSWORD)
+        listed = c.list()[1]
+        got = [b"\r\n".join(c.retr(n)[1]) + b"\r\n" for n in range(1, count + 1)]
+        c.quit()
+        return listed, got
+
+    listed, got = await threads.deferToThread(session)
+    assert len(listed) == count and got == [PREFIX + body(n) for n in range(count)]
+    # The greeting, USER, PASS and QUIT replies take the reactor's writer turn (and
+    # RETR 1 when it came before the first batch landed); LIST and the RETRs read
+    # ahead never do.
+    through_reactor = b"".join(queued)
+    assert b"+OK 20 messages" not in through_reactor
+    assert [n for n in range(count) if b"Subject: m%d\r\n" % n in through_reactor] in (
+        [], [0])

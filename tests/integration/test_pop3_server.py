@@ -266,6 +266,7 @@ async def test_stls_then_login(url, tmp_path):
                              require_ssl=True)
     try:
         await srv.deliver(b"Subject: secret\r\n\r\nover TLS\r\n")
+        await srv.deliver(b"Subject: more\r\n\r\nread ahead, over TLS\r\n")
 
         def session():
             c = poplib.POP3("127.0.0.1", srv.port, timeout=10)
@@ -278,11 +279,14 @@ async def test_stls_then_login(url, tmp_path):
             assert "STLS" not in c.capa()
             c.user(USER)
             c.pass_(PASSWORD)
-            lines = c.retr(1)[1]
+            listed = c.list()[1]
+            # Both answered from the read-ahead, in one piece, through TLS.
+            lines = [c.retr(1)[1][-1], c.retr(2)[1][-1]]
             c.quit()
-            return lines
+            return listed, lines
 
-        assert (await in_thread(session))[-1] == b"over TLS"
+        listed, lines = await in_thread(session)
+        assert len(listed) == 2 and lines == [b"over TLS", b"read ahead, over TLS"]
     finally:
         await srv.service.stopService()
         await srv.db.stop()

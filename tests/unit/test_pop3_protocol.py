@@ -11,7 +11,7 @@ from twisted.internet.testing import StringTransport
 from mailet_mta.config.model import POP3ServerConfig
 from mailet_mta.pop3.factory import POP3ServerFactory
 from tests.unit.pop3_memory_backend import MemoryBackend
-from tests.unit.test_backpressure import SendingTransport
+from tests.unit.test_backpressure import BoundedTransport, SendingTransport
 
 
 class TLSStringTransport(StringTransport):
@@ -828,15 +828,21 @@ def test_batches_read_ahead_keep_to_the_max_octets():
     assert len(backend.reads[0][0]) < 16 < max(len(ids) for ids, _d in backend.reads)
 
 
-def test_a_read_ahead_retr_is_sent_in_the_call_that_read_the_command():
-    backend = MemoryBackend()
-    bodies = _numbered_box(backend, 3)
+def _on_transport(backend, transport):
+    """A session on ``transport`` (a test transport class's instance) and its clock."""
     clock = task.Clock()
     factory = POP3ServerFactory(POP3ServerConfig(connection_timeout=60), backend, None,
                                 clock)
     proto = factory.buildProtocol(None)
-    transport = SendingTransport()
     proto.makeConnection(transport)
+    return proto, clock
+
+
+def test_a_read_ahead_retr_is_sent_in_the_call_that_read_the_command():
+    backend = MemoryBackend()
+    bodies = _numbered_box(backend, 3)
+    transport = SendingTransport()
+    proto, clock = _on_transport(backend, transport)
     for line in (b"USER bob@example.com", b"PASS secret", b"RETR 1"):
         proto.dataReceived(line + b"\r\n")
         clock.advance(0)
@@ -844,3 +850,59 @@ def test_a_read_ahead_retr_is_sent_in_the_call_that_read_the_command():
     proto.dataReceived(b"RETR 2\r\n")             # read ahead by RETR 1
     assert transport.sent.endswith(bodies[1] + b".\r\n")
     assert transport.value() == b""
+
+
+def test_a_whole_listing_reads_the_first_batch_before_the_first_retr():
+    from mailet_mta.pop3.commands import READAHEAD_MESSAGES
+    backend = HeldReads()
+    bodies = _numbered_box(backend, 2 * READAHEAD_MESSAGES)
+    s = Session(backend)
+    s.login()
+    s.cmd("STAT")
+    s.cmd("LIST 3")
+    s.cmd("UIDL 3")
+    assert backend.reads == []                  # logged in, no whole listing: nothing
+    s.cmd("DELE 1")
+    assert s.cmd("LIST").endswith(b".\r\n")
+    assert [ids for ids, _d in backend.reads] == [list(range(2, READAHEAD_MESSAGES + 2))]
+    s.cmd("UIDL")
+    assert len(backend.reads) == 1              # one first batch per session
+    assert s.cmd("RETR 2") == b""               # waits for the read under way
+    backend.release(0)
+    assert s.take().endswith(bodies[1] + b".\r\n")
+    assert s.cmd("RETR 3").endswith(bodies[2] + b".\r\n")
+    assert len(backend.reads) == 1
+
+
+def test_a_client_that_lists_then_retrs_elsewhere_drops_the_first_batch():
+    from mailet_mta.pop3.commands import READAHEAD_MAX_MESSAGES, READAHEAD_MESSAGES
+    backend = HeldReads()
+    far = READAHEAD_MESSAGES + READAHEAD_MAX_MESSAGES
+    bodies = _numbered_box(backend, far + 10)
+    s = Session(backend)
+    s.login()
+    s.cmd("UIDL")
+    assert s.cmd(f"RETR {far}") == b""          # not in the first batch: a read of its own
+    assert backend.reads[1][0][0] == far
+    backend.release(0)                          # the first batch lands late: dropped
+    assert not s.proto._readahead
+    backend.release(1)
+    assert s.take().endswith(bodies[far - 1] + b".\r\n")
+    assert s.cmd("RETR 1") == b""               # read again, from message 1
+    assert backend.reads[2][0][0] == 1
+
+
+def test_the_first_batch_is_read_once_a_listing_over_the_buffer_bound_is_sent():
+    backend = HeldReads()
+    _numbered_box(backend, 20)
+    transport = BoundedTransport()
+    proto, _clock = _on_transport(backend, transport)
+    for line in (b"USER bob@example.com", b"PASS secret"):
+        proto.dataReceived(line + b"\r\n")
+    transport.clear()
+    transport.bound = 100                       # the listing fills the buffer
+    proto.dataReceived(b"LIST\r\n")
+    assert transport.producerState == "producing" and proto._flow.blocked
+    assert backend.reads == []                  # the listing waits to be sent
+    assert transport.drain().endswith(b".\r\n")
+    assert [ids for ids, _d in backend.reads] == [list(range(1, 21))]
