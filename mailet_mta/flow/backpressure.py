@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from twisted.internet import tcp
 from twisted.internet.interfaces import IPushProducer
 from zope.interface import implementer
 
@@ -79,6 +80,30 @@ class FlowControl:
         closing = getattr(transport, "disconnecting", False)
         if flush is not None and not self.blocked and not closing:
             flush()
+
+    def send_now(self, transport, data: bytes) -> None:
+        """Hand ``data`` to the socket in this call, with one ``send`` when possible.
+
+        A plain TCP transport that holds nothing (no TLS, nothing queued, not closing,
+        this flow not blocked) gets it with one ``send`` on its socket: Twisted's
+        ``write`` would register the socket as writable for the reactor and its
+        ``doWrite`` remove it again, two ``epoll_ctl`` and their bookkeeping for each
+        reply. What the socket does not take, or all of it when the send fails, is
+        written to the transport as before: the reactor sends it (or meets the same
+        error) at its next poll. Any other transport gets :meth:`write_now`.
+        """
+        if (not isinstance(transport, tcp.Connection) or transport.TLS
+                or self.blocked or not transport.connected
+                or transport.disconnecting or transport.dataBuffer
+                or getattr(transport, "_tempDataBuffer", True)):
+            self.write_now(transport, data)
+            return
+        try:
+            sent = transport.socket.send(data)
+        except OSError:
+            sent = 0
+        if sent < len(data):
+            transport.write(data[sent:])
 
     def hold_input(self, hold: bool) -> None:
         """Stop (``True``) or resume (``False``) reading; only changes cost a call."""

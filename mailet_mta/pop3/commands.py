@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from twisted.internet import defer, tcp
+from twisted.internet import defer
 
 from ..mailstore import MessageList
 from .streaming import CHUNK, whole_response
@@ -164,7 +164,7 @@ class TransactionCommands:
             if number:
                 self.transport.write(b"+OK " + lines[number - 1])
             return
-        self._send_now(b"".join((
+        self._flow.send_now(self.transport, b"".join((
             b"+OK %s\r\n" % header.encode("ascii"),
             self._drop.listing(lines, self._deleted), b".\r\n")))
         # The first batch is read once the listing is on its way, so that the read
@@ -188,35 +188,9 @@ class TransactionCommands:
         self._last = max(self._last, number)
         whole = self._read_ahead_response(number)
         if whole is not None:
-            self._send_now(whole)
+            self._flow.send_now(self.transport, whole)
             return None
         return self._send_message(number)
-
-    def _send_now(self, data: bytes) -> None:
-        """Hand a reply to the socket in this call.
-
-        A plain TCP transport that holds nothing (no TLS, nothing queued, not closing,
-        the flow not blocked) gets it with one ``send`` on its socket: Twisted's
-        ``write`` would register the socket as writable for the reactor and its
-        ``doWrite`` remove it again, two ``epoll_ctl`` and their bookkeeping for each
-        reply. What the socket does not take, or all of it when the send fails, is
-        written to the transport as before: the reactor sends it (or meets the same
-        error) at its next poll. Any other transport gets
-        :meth:`~mailet_mta.flow.backpressure.FlowControl.write_now`.
-        """
-        transport = self.transport
-        if (not isinstance(transport, tcp.Connection) or transport.TLS
-                or self._flow.blocked or not transport.connected
-                or transport.disconnecting or transport.dataBuffer
-                or getattr(transport, "_tempDataBuffer", True)):
-            self._flow.write_now(transport, data)
-            return
-        try:
-            sent = transport.socket.send(data)
-        except OSError:
-            sent = 0
-        if sent < len(data):
-            transport.write(data[sent:])
 
     def _read_ahead_response(self, number: int) -> bytes | None:
         """The whole RETR response of a small message already read ahead, else None.
