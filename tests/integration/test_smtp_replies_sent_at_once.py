@@ -86,3 +86,35 @@ async def test_the_250_after_the_commit_is_on_the_socket_when_the_mail_was_accep
         assert len(backend.accepted) == 1
     finally:
         await _close(port, client)
+
+
+@pytest_twisted.ensureDeferred
+async def test_what_the_socket_does_not_take_follows_in_order(tmp_path):
+    backend, port, client, proto = await _session(tmp_path)
+    try:
+        _received_now(client)
+        # A client that pipelines far more than the socket buffers and reads nothing:
+        # the replies are sent at once until one is taken in part, the rest waits in
+        # the transport and then in the input, and every reply arrives, in order, once
+        # it reads.
+        proto.transport.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        sends = []                  # (octets offered, octets the socket took)
+        send = proto.transport.writeSomeData
+        proto.transport.writeSomeData = lambda data: sends.append(
+            (len(data), send(data))) or sends[-1][1]
+        count = 20000
+        for i in range(0, count, 1000):
+            proto.dataReceived(b"".join(b"HELP %d\r\n" % n for n in range(i, i + 1000)))
+        received = b""
+        for _ in range(1000):       # the reactor sends the rest as the client reads
+            if received.count(b"\r\n") >= count:
+                break
+            received += _received_now(client, 0.05)
+            await task.deferLater(reactor, 0.01, lambda: None)
+        lines = received.split(b"\r\n")[:-1]
+        assert len(lines) == count
+        assert all(line == b"504 5.5.4 HELP topic '%d' unknown" % n
+                   for n, line in enumerate(lines))
+        assert any(sent < size for size, sent in sends)      # a send taken in part
+    finally:
+        await _close(port, client)
