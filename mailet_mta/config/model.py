@@ -301,10 +301,12 @@ class ServerConfig:
                                       default_factory=TLSPolicyConfig)
     logging: LoggingConfig = doc("log output", default_factory=LoggingConfig)
     workers: int | None = doc(
-        "processes ``serve`` runs (1 to 256, or auto = one per core): with more than "
-        "one, a supervisor opens every listener once and its worker processes share "
-        "them, each a node of the database (docs/operations.md, Worker processes); "
-        "James has no equivalent (one JVM, threads)", default=None,
+        "processes ``serve`` runs (1 to 256, or auto = one per core on PostgreSQL, one "
+        "process on SQLite, whose single writer made a second worker slower in "
+        "docs/BENCHMARKS.md): with more than one, a supervisor opens every listener "
+        "once and its worker processes share them, each a node of the database "
+        "(docs/operations.md, Worker processes); James has no equivalent (one JVM, "
+        "threads)", default=None,
         shown_default="auto")
     extra: dict[str, Any] = doc("sections other subsystems read (e.g. metrics)",
                                 default_factory=dict)
@@ -313,9 +315,16 @@ class ServerConfig:
 
     @property
     def worker_count(self) -> int:
-        """``workers`` with ``auto`` (None) resolved to the number of cores."""
+        """``workers`` with ``auto`` (None) resolved: the number of cores on
+        PostgreSQL, where workers are simply more nodes; one process on SQLite, where
+        every worker waits for the one writer's lock (measured on two cores, two
+        workers had a p99 five to ten times one process's at 1 KB x 16 and were not
+        faster at any size in every repeat: docs/BENCHMARKS.md, "workers 1 and 2")."""
         if self.workers is not None:
             return self.workers
+        url = self.storage.url or ""
+        if not url or url.startswith("sqlite"):
+            return 1
         return max(1, min(MAX_WORKERS, os.cpu_count() or 1))
 
     @property

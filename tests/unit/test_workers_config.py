@@ -34,13 +34,30 @@ def _load(text: str, kind: str = "yaml"):
 def test_workers_accepts_auto_or_a_count(written, workers):
     config = _load(f"servernames: [example.com]\nworkers: {written}\n")
     assert config.workers == workers
-    assert config.worker_count == (workers or max(1, min(MAX_WORKERS, os.cpu_count() or 1)))
+    assert config.worker_count == (workers or 1)       # auto on SQLite: one process
 
 
-def test_workers_defaults_to_one_per_core():
-    config = _load("servernames: [example.com]\n")
+PG = "storage:\n  url: postgresql+psycopg://postgres@127.0.0.1/test\n"
+
+
+def test_workers_defaults_to_one_per_core_on_postgresql():
+    config = _load("servernames: [example.com]\n" + PG)
     assert config.workers is None
     assert config.worker_count == max(1, min(MAX_WORKERS, os.cpu_count() or 1))
+
+
+@pytest.mark.parametrize("storage", ["", "storage:\n  url: sqlite:////tmp/x.sqlite3\n"])
+def test_workers_auto_is_one_process_on_sqlite(storage):
+    """SQLite lets one process write at a time: a second worker measured slower, so
+    auto (written or left out) is one process there, whatever the cores."""
+    for text in ("servernames: [example.com]\n", "servernames: [example.com]\nworkers: auto\n"):
+        config = _load(text + storage)
+        assert config.workers is None
+        assert config.worker_count == 1
+
+
+def test_an_explicit_count_is_kept_on_sqlite():
+    assert _load("servernames: [example.com]\nworkers: 2\n").worker_count == 2
 
 
 @pytest.mark.parametrize("written", ["0", str(MAX_WORKERS + 1), "many", "-2", "true"])
