@@ -19,6 +19,7 @@ import json
 import os
 import socket
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from twisted.application.internet import TimerService
 from twisted.application.service import MultiService
@@ -39,7 +40,6 @@ from .delivery.credentials import RelayCredentials
 from .delivery.resolver import Resolver
 from .delivery.service import OutgoingQueueService
 from .directory import Directory, configured_mappings
-from .imap.factory import make_imap_service
 from .logging_setup import TrailObserver
 from .mail import MimeLimits
 from .metrics import MetricsObserver, metrics_listen, metrics_service, process_figures
@@ -59,10 +59,12 @@ from .storage.blobs import BlobStore, blob_dir
 from .storage.db import Database, default_url
 from .storage.private_files import make_private_dir
 from .tls import trust_root
-from .web.webadmin import webadmin_service
-from .web.webmail import webmail_service
 from .webmail_credential import WebmailCredential
 from .worker_role import WorkerRole
+
+if TYPE_CHECKING:
+    from .web.webadmin import WebAdminService
+    from .web.webmail import WebmailService
 
 log = Logger(namespace="mailet_mta.service")
 
@@ -161,12 +163,22 @@ class MailServer(MultiService):
         self.metrics = metrics_service(config, self)
         if self.metrics is not None:
             self.listeners.append(("metrics", "http", self.metrics))
-        self.webadmin = webadmin_service(config, self)
+        # The web stack (and the IMAP server in _build_listeners) loads only when
+        # configured: a server without them does not pay their import time and memory.
+        self.webadmin: WebAdminService | None = None
+        if webadmin_config(config).enabled:
+            from .web.webadmin import webadmin_service
+
+            self.webadmin = webadmin_service(config, self)
         if self.webadmin is not None:
             self.listeners.append(("webadmin", "http", self.webadmin))
         # Webmail sessions live in the database: every worker serves the web mail on
         # the shared address, as every node on one PostgreSQL does.
-        self.webmail = webmail_service(config, self)
+        self.webmail: WebmailService | None = None
+        if webmail_config(config).enabled:
+            from .web.webmail import webmail_service
+
+            self.webmail = webmail_service(config, self)
         if self.webmail is not None:
             self.listeners.append(("webmail", "http", self.webmail))
         if worker is not None:
@@ -218,6 +230,8 @@ class MailServer(MultiService):
         sm = self.config.spoolmanager
         mime_limits = MimeLimits(sm.max_mime_parts, sm.max_mime_depth)
         for cfg in self.config.imapservers:
+            from .imap.factory import make_imap_service
+
             authenticator = Authenticator(self.db, failure_delay=cfg.auth_failure_delay,
                                           throttle=throttle,
                                           default_domain=self.config.server_name)

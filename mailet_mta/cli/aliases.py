@@ -13,7 +13,6 @@ with the ``mapping`` parameters of the configured RecipientRewriteTable mailets
 
 from __future__ import annotations
 
-from ..admin import mappings as admin
 from .common import add_config_argument, admin_call
 from .tables import format_table
 
@@ -46,6 +45,8 @@ def _call(args, fn, *fn_args):
 
 
 def add_alias(args) -> int:
+    from ..admin import mappings as admin
+
     result = _call(args, admin.add_mappings, args.source, args.targets)
     source = result["source"]
     for target in result["added"]:
@@ -57,6 +58,8 @@ def add_alias(args) -> int:
 
 
 def remove_alias(args) -> int:
+    from ..admin import mappings as admin
+
     removed = _call(args, admin.remove_mappings, args.source, args.targets)
     if not args.targets:
         print(f"{len(removed)} mapping(s) of {removed[0]['source']} removed")
@@ -66,6 +69,8 @@ def remove_alias(args) -> int:
 
 
 def list_aliases(args) -> int:
+    from ..admin import mappings as admin
+
     rows = _call(args, admin.list_mappings, args.source)
     print(format_table(["SOURCE", "TARGET", "KIND", "FROM"],
                        [(m["source"], m["target"], m["kind"], m["origin"]) for m in rows]))

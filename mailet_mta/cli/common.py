@@ -6,8 +6,6 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..api import ConfigurationError
-
 
 class CLIError(Exception):
     """A user error: printed as one line, exit status 1."""
@@ -21,6 +19,7 @@ def add_config_argument(parser: argparse.ArgumentParser) -> None:
 
 def load_config(args):
     """The ServerConfig named by ``--config``, or the embedded default."""
+    from ..api import ConfigurationError
     from ..config import default_config
     from ..config import load_config as load
 

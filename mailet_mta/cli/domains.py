@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from ..admin import domains as admin
 from .common import add_config_argument, admin_call
 from .tables import format_table, format_time
 
@@ -26,12 +25,16 @@ def register(subparsers) -> None:
 
 
 def add_domain(args) -> int:
+    from ..admin import domains as admin
+
     name = admin_call(args, admin.add_domain, args.name)
     print(f"domain {name} added")
     return 0
 
 
 def remove_domain(args) -> int:
+    from ..admin import domains as admin
+
     result = admin_call(args, admin.remove_domain, args.name, args.force)
     still = (f"; it stays local: servernames in {admin.where(args.loaded_config)} lists it"
              if result["still_local"] else "")
@@ -40,6 +43,8 @@ def remove_domain(args) -> int:
 
 
 def list_domains(args) -> int:
+    from ..admin import domains as admin
+
     rows = admin_call(args, admin.list_domains)
     print(format_table(["DOMAIN", "SOURCE", "ADDED"],
                        [(d["name"], d["source"], format_time(d["created"]) if d["created"]

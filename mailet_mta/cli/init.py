@@ -18,7 +18,6 @@ from pathlib import Path
 
 from ..storage.private_files import PRIVATE_FILE, make_private_dir, open_private, write_private
 from .common import CLIError
-from .init_templates import render_xml, render_yaml, standard_pipeline
 
 # (name, local port, standard port) of each listener init writes.
 PORTS = {"smtp": (2525, 25), "submission": (5870, 587), "submissions": (4650, 465),
@@ -52,6 +51,7 @@ def register(sub) -> None:
 def run(args) -> int:
     from ..api import ConfigurationError
     from ..config.validate import check_domain
+    from .init_templates import render_xml, render_yaml, standard_pipeline
 
     target = Path(args.dir).expanduser().resolve()
     try:

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
-
-from ..storage import mailboxes, schema
-from ..storage.users import UserError, get_user, normalise_user
 from .common import CLIError, add_config_argument, open_database
 from .tables import format_table, format_time
 
@@ -22,6 +18,11 @@ def register(subparsers) -> None:
 
 
 def list_mailbox(args) -> int:
+    from sqlalchemy import select
+
+    from ..storage import mailboxes, schema
+    from ..storage.users import UserError, get_user, normalise_user
+
     try:
         user = normalise_user(args.user)
     except UserError as exc:

@@ -11,7 +11,6 @@ import json
 import sys
 import time
 
-from ..admin import queue as admin
 from .common import CLIError, add_config_argument, admin_call
 
 
@@ -48,6 +47,8 @@ def _when(ts: float) -> str:
 
 
 def cmd_list(args) -> int:
+    from ..admin import queue as admin
+
     entries = admin_call(args, admin.list_entries, args.queue)
     if args.json:
         json.dump(entries, sys.stdout, indent=2)
@@ -65,6 +66,8 @@ def cmd_list(args) -> int:
 
 
 def cmd_show(args) -> int:
+    from ..admin import queue as admin
+
     for entry in admin_call(args, admin.get_entries, args.id):
         _print_entry(entry)
     return 0
@@ -88,6 +91,8 @@ def _print_entry(entry: dict) -> None:
 
 
 def cmd_retry(args) -> int:
+    from ..admin import queue as admin
+
     if args.id == "all":
         count = admin_call(args, admin.flush)
     else:
@@ -101,12 +106,16 @@ def cmd_retry(args) -> int:
 
 
 def cmd_delete(args) -> int:
+    from ..admin import queue as admin
+
     admin_call(args, admin.delete, args.id)
     print(f"deleted queue entry {args.id}")
     return 0
 
 
 def cmd_flush(args) -> int:
+    from ..admin import queue as admin
+
     count = admin_call(args, admin.flush)
     print(f"{count} entr{'y' if count == 1 else 'ies'} due now")
     return 0

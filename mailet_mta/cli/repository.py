@@ -11,8 +11,6 @@ from __future__ import annotations
 import argparse
 from collections import Counter
 
-from ..admin import AdminError
-from ..admin import repositories as admin
 from .common import CLIError, add_config_argument, admin_call, load_config, open_blob_store
 from .tables import format_table, format_time
 
@@ -72,6 +70,8 @@ def _count(text: str) -> int:
 
 
 def list_repository(args) -> int:
+    from ..admin import repositories as admin
+
     if args.name is None:
         names = admin_call(args, admin.list_repositories)
         print(format_table(["REPOSITORY", "MAILS"], [(r["name"], r["mails"]) for r in names]))
@@ -85,6 +85,8 @@ def list_repository(args) -> int:
 
 
 def show_mail(args) -> int:
+    from ..admin import repositories as admin
+
     def read(conn, config):
         mail = admin.get_mail(conn, config, args.id)
         _summary, source = admin.message_source(conn, config, open_blob_store(config),
@@ -120,12 +122,17 @@ def show_mail(args) -> int:
 
 
 def remove_mail(args) -> int:
+    from ..admin import repositories as admin
+
     admin_call(args, admin.delete_mail, args.id)
     print(f"mail {args.id} removed")
     return 0
 
 
 def reprocess(args) -> int:
+    from ..admin import AdminError
+    from ..admin import repositories as admin
+
     if args.state is not None:
         try:
             admin.check_processor(load_config(args), args.state)
@@ -140,6 +147,8 @@ def reprocess(args) -> int:
 
 
 def purge_repository(args) -> int:
+    from ..admin import repositories as admin
+
     if args.older_than is None and args.keep is None:
         raise CLIError("repository purge: say what to delete: --older-than AGE and/or "
                        "--keep N (mailet-mta repository remove ID deletes one mail)")

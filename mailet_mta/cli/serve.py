@@ -10,8 +10,6 @@ import os
 import sys
 from contextlib import contextmanager
 
-from ..api import ConfigurationError
-from ..worker_role import ENVIRONMENT, WorkerRole
 from .common import CLIError, add_config_argument, load_config
 
 
@@ -36,9 +34,11 @@ def _start(server) -> None:
 def run(args) -> int:
     from twisted.internet import reactor
 
+    from ..api import ConfigurationError
     from ..logging_setup import start_logging
     from ..service import listen_error
     from ..storage.private_files import restrict_umask
+    from ..worker_role import ENVIRONMENT, WorkerRole
 
     restrict_umask()    # the server's files are private (0600/0700) whatever the umask
     worker = WorkerRole.from_environment()
@@ -118,6 +118,8 @@ def build(config, node_name=None, worker=None):
 @contextmanager
 def storage_errors(config):
     """Turn what the data directory or the database refuses into one CLIError line."""
+    from ..api import ConfigurationError
+
     try:
         yield
     except ConfigurationError as exc:

@@ -6,9 +6,6 @@ of standard input — never from the command line, where other users could see t
 
 from __future__ import annotations
 
-from ..admin import AdminError
-from ..admin import users as admin
-from ..storage import passwords
 from .common import CLIError, add_config_argument, admin_call, read_password
 from .tables import format_table, format_time
 
@@ -41,6 +38,9 @@ def register(subparsers) -> None:
 
 
 def _quota(text: str | None) -> int | None:
+    from ..admin import AdminError
+    from ..admin import users as admin
+
     try:
         return admin.parse_quota(text)
     except AdminError as exc:
@@ -48,6 +48,9 @@ def _quota(text: str | None) -> int | None:
 
 
 def _check_name(name: str) -> str:
+    from ..admin import AdminError
+    from ..admin import users as admin
+
     try:
         return admin.normalise(name)
     except AdminError as exc:
@@ -55,6 +58,9 @@ def _check_name(name: str) -> str:
 
 
 def add_user(args) -> int:
+    from ..admin import users as admin
+    from ..storage import passwords
+
     _check_name(args.user)
     quota = _quota(args.quota)
     password_hash = passwords.hash_password(read_password(args))
@@ -64,6 +70,9 @@ def add_user(args) -> int:
 
 
 def change_password(args) -> int:
+    from ..admin import users as admin
+    from ..storage import passwords
+
     _check_name(args.user)
     password_hash = passwords.hash_password(read_password(args, "New password: "))
     name = admin_call(args, admin.set_password, args.user, password_hash)
@@ -72,12 +81,16 @@ def change_password(args) -> int:
 
 
 def remove_user(args) -> int:
+    from ..admin import users as admin
+
     name = admin_call(args, admin.delete_user, args.user)
     print(f"user {name} removed with their mailboxes")
     return 0
 
 
 def set_quota(args) -> int:
+    from ..admin import users as admin
+
     quota = _quota(args.size)
     name = admin_call(args, admin.set_quota, args.user, quota)
     print(f"quota of {name} set to {'unlimited' if quota is None else f'{quota} octets'}")
@@ -85,6 +98,8 @@ def set_quota(args) -> int:
 
 
 def list_users(args) -> int:
+    from ..admin import users as admin
+
     rows = admin_call(args, admin.list_users, args.domain)
     print(format_table(["USER", "USED", "QUOTA", "CREATED"],
                        [(u["name"], u["used"], "unlimited" if u["quota"] is None

@@ -4,7 +4,6 @@ hash is stored, so a lost token is revoked and a new one created."""
 
 from __future__ import annotations
 
-from ..admin import tokens as admin
 from .common import add_config_argument, admin_call
 from .tables import format_table, format_time
 
@@ -28,11 +27,15 @@ def register(subparsers) -> None:
 
 
 def create_token(args) -> int:
+    from ..admin import tokens as admin
+
     print(admin_call(args, admin.create_token, args.name))
     return 0
 
 
 def list_tokens(args) -> int:
+    from ..admin import tokens as admin
+
     rows = admin_call(args, admin.list_tokens)
     print(format_table(["NAME", "CREATED"], [(t["name"], format_time(t["created"]))
                                              for t in rows]))
@@ -40,6 +43,8 @@ def list_tokens(args) -> int:
 
 
 def revoke_token(args) -> int:
+    from ..admin import tokens as admin
+
     name = admin_call(args, admin.revoke_token, args.name)
     print(f"token {name} revoked")
     return 0

@@ -19,7 +19,6 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from dkim.util import parse_tag_value
 from sqlalchemy import delete, insert, select
 from twisted.internet import defer, protocol, ssl
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP6ClientEndpoint, wrapClientTLS
@@ -117,6 +116,8 @@ def record_id(records: list[bytes]) -> str | None:
     found = [r for r in records if r.split(b";", 1)[0].strip() == b"v=STSv1"]
     if len(found) != 1:                  # §3.1: none, or several, is no policy
         return None
+    from dkim.util import parse_tag_value  # dkimpy and dnspython: when a record is read
+
     try:
         tags = parse_tag_value(found[0])
     except Exception:  # noqa: BLE001 - dkimpy's tag-list errors: no usable record

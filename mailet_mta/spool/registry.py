@@ -12,8 +12,10 @@ A name resolves, in this order, to:
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import inspect
 import pkgutil
+import re
 import sys
 from functools import cache
 from importlib import metadata
@@ -36,9 +38,46 @@ def standard_classes(kind: str) -> dict[str, type]:
     for info in pkgutil.iter_modules(package.__path__, package_name + "."):
         module = importlib.import_module(info.name)
         for name, obj in vars(module).items():
-            if (inspect.isclass(obj) and obj.__module__ == module.__name__
-                    and not name.startswith("_") and iface.implementedBy(obj)):
+            if _is_standard(obj, name, module.__name__, iface):
                 found[name] = obj
+    return found
+
+
+def standard_class(kind: str, name: str) -> type | None:
+    """The standard class ``name`` of ``kind``, as standard_classes(kind) has it, but
+    importing only the module whose source defines it: a server loads the mailets its
+    pipeline names, not every one (DKIM, ARC, SPF... and their libraries)."""
+    _group, _package, iface = _KINDS[kind]
+    for module_name in reversed(_defining_modules(kind).get(name, [])):  # the last wins
+        obj = getattr(importlib.import_module(module_name), name, None)
+        if _is_standard(obj, name, module_name, iface):
+            return obj
+    return standard_classes(kind).get(name)     # not defined by a class statement
+
+
+def _is_standard(obj, name: str, module_name: str, iface) -> bool:
+    return (inspect.isclass(obj) and obj.__module__ == module_name
+            and not name.startswith("_") and iface.implementedBy(obj))
+
+
+_CLASS_LINE = re.compile(r"^class\s+(\w+)", re.MULTILINE)
+
+
+@cache
+def _defining_modules(kind: str) -> dict[str, list[str]]:
+    """Class name -> the standard modules with a top-level ``class`` of that name, in
+    standard_classes' order; read from the sources, nothing imported."""
+    _group, package_name, _iface = _KINDS[kind]
+    package = importlib.import_module(package_name)
+    found: dict[str, list[str]] = {}
+    for info in pkgutil.iter_modules(package.__path__, package_name + "."):
+        spec = importlib.util.find_spec(info.name)
+        origin = spec.origin if spec is not None else None
+        if origin is None or not origin.endswith(".py"):
+            continue
+        with open(origin, encoding="utf-8") as source:
+            for class_name in _CLASS_LINE.findall(source.read()):
+                found.setdefault(class_name, []).append(info.name)
     return found
 
 
@@ -81,7 +120,7 @@ def resolve(kind: str, name: str, source: str | None = None) -> type:
         except (ImportError, AttributeError) as exc:
             raise ConfigurationError(f"cannot load {kind} class {name!r}: {exc}", source) from None
     else:
-        cls = _entry_point(group, name) or standard_classes(kind).get(name)
+        cls = _entry_point(group, name) or standard_class(kind, name)
         if cls is None:
             known = ", ".join(sorted(standard_classes(kind)))
             raise ConfigurationError(
@@ -97,7 +136,7 @@ def resolve(kind: str, name: str, source: str | None = None) -> type:
 def _james_class(kind: str, name: str, source: str | None) -> type:
     """The standard class for one of James's class names, or an error naming it."""
     short = short_name(kind, name)
-    cls = standard_classes(kind).get(short)
+    cls = standard_class(kind, short)
     if cls is None:
         attribute = "class" if kind == "mailet" else "match"
         raise ConfigurationError(
