@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from OpenSSL import crypto
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from twisted.internet import ssl
 
 from .api import ConfigurationError
@@ -14,7 +15,11 @@ _VERSIONS = {"tlsv1.2": ssl.TLSVersion.TLSv1_2, "tlsv1.3": ssl.TLSVersion.TLSv1_
 
 
 def server_context(tls: TLSConfig) -> ssl.CertificateOptions:
-    """CertificateOptions for a listener, with a clear error for a bad file or key."""
+    """CertificateOptions for a listener, with a clear error for a bad file or key.
+
+    The certificate chain and key are loaded with ``cryptography`` and handed to
+    pyOpenSSL as such: pyOpenSSL deprecated its own ``X509``/``PKey`` objects for a
+    context's certificate (24.3) on the way to removing them."""
     if not tls.certificate or not tls.private_key:
         raise ConfigurationError("tls needs both certificate and privateKey", tls.source)
     try:
@@ -23,22 +28,25 @@ def server_context(tls: TLSConfig) -> ssl.CertificateOptions:
     except OSError as exc:
         raise ConfigurationError(f"cannot read TLS file: {exc}", tls.source) from None
     try:
-        certs = [ssl.Certificate.loadPEM(block) for block in _pem_blocks(cert_pem)]
-        key = ssl.KeyPair.load(key_pem, crypto.FILETYPE_PEM)
-    except Exception as exc:  # noqa: BLE001 - pyOpenSSL raises several error types
+        certs = [x509.load_pem_x509_certificate(block) for block in _pem_blocks(cert_pem)]
+        key = serialization.load_pem_private_key(key_pem, password=None)
+    except Exception as exc:  # noqa: BLE001 - cryptography raises several error types
         raise ConfigurationError(f"invalid TLS certificate or key: {exc}", tls.source) from None
     if not certs:
         raise ConfigurationError(f"{tls.certificate} holds no PEM certificate", tls.source)
     version = _VERSIONS.get(tls.minimum_version.lower())
     if version is None:
         raise ConfigurationError("minimumVersion must be TLSv1.2 or TLSv1.3", tls.source)
+    options = ssl.CertificateOptions(privateKey=key, certificate=certs[0],
+                                     extraCertChain=certs[1:], raiseMinimumTo=version)
     try:
-        return ssl.CertificateOptions(
-            privateKey=key.original, certificate=certs[0].original,
-            extraCertChain=[c.original for c in certs[1:]], raiseMinimumTo=version)
+        # Twisted builds the OpenSSL context on first use, where a key that does not
+        # fit would fail every handshake: build it now, so start and check-config say so.
+        options.getContext()
     except Exception as exc:  # noqa: BLE001 - pyOpenSSL raises several error types
         raise ConfigurationError(f"the TLS key does not fit the certificate: {exc}",
                                  tls.source) from None
+    return options
 
 
 def _pem_blocks(data: bytes) -> list[bytes]:
