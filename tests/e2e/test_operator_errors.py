@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from tests.soak.harness import local_only_processors
+from tests.support.certs import make_cert
 from tests.support.server import ROOT, _env, base_config
 
 
@@ -105,6 +106,22 @@ def test_config_error_is_one_line_with_file_line_and_the_server_does_not_start(
         assert "server.yaml" in message, message
         for word in words:
             assert word.lower() in message.lower(), message
+    assert not (tmp_path / "var" / "listeners.json").exists()
+
+
+def test_tls_key_that_does_not_fit_the_certificate_stops_the_start(tmp_path, capsys):
+    """Twisted builds a TLS context at the first handshake: a wrong key must be refused
+    when the file is read, not found by the first client."""
+    cert, _key = make_cert(tmp_path / "a")
+    _cert, other_key = make_cert(tmp_path / "b")
+    path = tmp_path / "server.yaml"
+    path.write_text(yaml.safe_dump(bad(good_config(tmp_path), smtpservers__0__tls={
+        "certificate": str(cert), "privateKey": str(other_key)}), sort_keys=False))
+    check = error_line(check_config_in_process(path, capsys))
+    serve = mailet_mta(tmp_path, "serve", "--config", str(path))
+    assert serve.returncode != 0
+    for message in (check, error_line(serve)):
+        assert "server.yaml" in message and "does not fit the certificate" in message, message
     assert not (tmp_path / "var" / "listeners.json").exists()
 
 
