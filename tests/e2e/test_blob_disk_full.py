@@ -60,8 +60,10 @@ def test_disk_full_during_data_is_452_with_nothing_left_and_the_slot_released(
             assert client.noop()[0] == 250          # the session goes on
         assert list((small_disk / "tmp").iterdir()) == []
         assert sum(f.stat().st_size for f in small_disk.rglob("*") if f.is_file()) == 0
-        # The slot (connectionLimit 1) is free again: the next client is served.
-        with smtplib.SMTP("127.0.0.1", server.port("smtp"), timeout=30) as client:
+        # The slot (connectionLimit 1) is free again: the next client is served. The
+        # server frees it when it sees the first connection closed, a moment after the
+        # client's QUIT: a leaked slot would refuse every try.
+        with _served_within(server.port("smtp"), seconds=10) as client:
             client.ehlo("client.test")
             assert client.sendmail("sender@example.com", ["postmaster@example.com"],
                                    b"Subject: small\r\n\r\nfits\r\n") == {}
@@ -70,6 +72,18 @@ def test_disk_full_during_data_is_452_with_nothing_left_and_the_slot_released(
         code = server.stop(timeout=15)
     assert code == 0, server.log_text()[-3000:]
     assert time.monotonic() - started < 10
+
+
+def _served_within(port: int, seconds: float) -> smtplib.SMTP:
+    """A client the server greets with 220, trying again while it answers 421."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            return smtplib.SMTP("127.0.0.1", port, timeout=30)
+        except smtplib.SMTPConnectError as exc:
+            if exc.smtp_code != 421 or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 def test_leftover_temporary_and_orphan_blob_files_are_removed_at_start(tmp_path):
