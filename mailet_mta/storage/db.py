@@ -116,10 +116,15 @@ def driver_sql(dialect, statement, columns: tuple | None = None) -> DriverSQL:
     return found
 
 
+def _prepared(conn: Connection, statement, params) -> DriverSQL:
+    """:func:`driver_sql` of ``statement`` on ``conn`` for ``params`` (a dict, or the
+    first row of an executemany: an INSERT takes its columns from the keys)."""
+    return driver_sql(conn.dialect, statement, tuple(params) if statement.is_insert else None)
+
+
 def _cursor(conn: Connection, statement, params: dict):
     """A DBAPI cursor of ``conn`` that has executed ``statement`` (the caller closes it)."""
-    prepared = driver_sql(conn.dialect, statement,
-                          tuple(params) if statement.is_insert else None)
+    prepared = _prepared(conn, statement, params)
     cursor = conn.connection.cursor()
     cursor.execute(prepared.sql, prepared.params(params))
     return cursor
@@ -361,8 +366,7 @@ class BatchWriter:
     def _executemany(conn, statement, rows: list[dict]) -> None:
         """One DBAPI executemany for ``rows``, bypassing per-row bind processing
         (the hot statements only carry str, int, float and bytes values)."""
-        prepared = driver_sql(conn.dialect, statement,
-                              tuple(rows[0]) if statement.is_insert else None)
+        prepared = _prepared(conn, statement, rows[0])
         conn.exec_driver_sql(prepared.sql, [prepared.params(row) for row in rows])
 
     @staticmethod
@@ -395,8 +399,7 @@ class BatchWriter:
                     cursor.execute("BEGIN")
                     _send_grouped(conn, cursor, grouped)
                     for statement, params in statements:
-                        prepared = driver_sql(conn.dialect, statement,
-                                              tuple(params) if statement.is_insert else None)
+                        prepared = _prepared(conn, statement, params)
                         cursor.execute(prepared.sql, prepared.params(params))
                     cursor.execute("COMMIT")
         except BaseException:
@@ -447,8 +450,7 @@ class BatchWriter:
 def _send_grouped(conn: Connection, cursor, grouped: dict) -> None:
     """Each grouped statement as one executemany on ``cursor`` (in a pipeline)."""
     for statement, rows in grouped.items():
-        prepared = driver_sql(conn.dialect, statement,
-                              tuple(rows[0]) if statement.is_insert else None)
+        prepared = _prepared(conn, statement, rows[0])
         cursor.executemany(prepared.sql, [prepared.params(row) for row in rows])
 
 

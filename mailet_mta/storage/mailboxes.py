@@ -282,11 +282,8 @@ def store_message(conn: Connection, user: str, folder: str, blob_id: str, prefix
     total = len(prefix) + size
     folder = canonical_folder(folder)
     if conn.dialect.name == "postgresql":
-        return _store_message_pg(conn, user, folder, {
-            "b_user": user, "b_folder": folder, "uidl": uuid.uuid4().hex,
-            "blob_id": blob_id, "prefix": prefix, "size": total, "flags": flags,
-            "internal_date": internal_date if internal_date is not None else time.time()},
-            create)
+        return _store_message_pg(conn, user, folder, _pg_store_params(
+            user, folder, blob_id, prefix, size, internal_date, flags), create)
     if conn.dialect.update_returning:
         box_id, uid_next, modseq, quota = _take_uid(
             conn, _TAKE_UID, {"b_user": user, "b_folder": folder}, create)
@@ -316,10 +313,18 @@ def deliver_statement(user: str, folder: str, blob_id: str, prefix: bytes,
     """PostgreSQL: ``(statement, params)`` that does what :func:`store_message` does
     for a user without a quota whose folder exists, or fails (see ``_PG_DELIVER``);
     for the database writer's pipelined flight, where no result is read."""
-    return (_PG_DELIVER, {
-        "b_user": user, "b_folder": canonical_folder(folder), "uidl": uuid.uuid4().hex,
-        "blob_id": blob_id, "prefix": prefix, "size": len(prefix) + size, "flags": "",
-        "internal_date": time.time()})
+    return (_PG_DELIVER, _pg_store_params(user, canonical_folder(folder), blob_id, prefix,
+                                          size))
+
+
+def _pg_store_params(user: str, folder: str, blob_id: str, prefix: bytes, size: int,
+                     internal_date: float | None = None, flags: str = "") -> dict:
+    """The parameters of _PG_STORE_MESSAGE and _PG_DELIVER (``folder`` canonical,
+    ``size`` the blob's: the stored size adds the prefix)."""
+    return {"b_user": user, "b_folder": folder, "uidl": uuid.uuid4().hex,
+            "blob_id": blob_id, "prefix": prefix, "size": len(prefix) + size,
+            "flags": flags,
+            "internal_date": internal_date if internal_date is not None else time.time()}
 
 
 def _take_uid(conn: Connection, statement, params: dict, create: bool) -> tuple:

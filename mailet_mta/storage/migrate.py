@@ -46,13 +46,15 @@ def head_revisions() -> set[str]:
     parents: set[str] = set()
     for script in (MIGRATIONS / "versions").glob("*.py"):
         for node in ast.parse(script.read_text()).body:
-            if isinstance(node, ast.Assign) and len(node.targets) == 1 \
-                    and isinstance(node.targets[0], ast.Name):
-                name, value = node.targets[0].id, ast.literal_eval(node.value)
-                if name == "revision":
-                    revisions.add(value)
-                elif name == "down_revision" and value is not None:
-                    parents.update([value] if isinstance(value, str) else value)
+            if not (isinstance(node, ast.Assign) and len(node.targets) == 1
+                    and isinstance(node.targets[0], ast.Name)
+                    and node.targets[0].id in ("revision", "down_revision")):
+                continue        # only these two are literals; other assignments may not be
+            value = ast.literal_eval(node.value)
+            if node.targets[0].id == "revision":
+                revisions.add(value)
+            elif value is not None:
+                parents.update([value] if isinstance(value, str) else value)
     return revisions - parents
 
 
