@@ -55,6 +55,7 @@ def start_server(root):
                          processors=local_only_processors())
     srv = ServerProcess(root, config)
     srv.add_user("alice@example.com", PASSWORD)
+    srv.add_user("bob@example.com", PASSWORD)     # a mailbox of large mails, to flood
     return srv.start()
 
 
@@ -212,6 +213,39 @@ def test_client_pipelining_without_reading_does_not_grow_memory(fresh_server, fl
     listener, upgrade, chunk, other_client = FLOODS[flood]
     sock = open_client(fresh_server, listener, upgrade)
     growth, took = flood_and_measure(fresh_server, sock, chunk, other_client(fresh_server))
+    assert growth < MAX_GROWTH_KB, f"RSS grew by {growth} KiB"
+    assert len(took) == 3 and max(took) < 5.0, took
+
+
+def test_pop3_list_and_retr_pipelined_without_reading_do_not_grow_memory(fresh_server):
+    """The transaction commands whose replies go to the socket at once (a whole LIST or
+    UIDL, a RETR answered from the read-ahead, which a LIST also starts): a client
+    that pipelines them over a mailbox of 100 KB messages and never reads fills the
+    socket, the rest waits in the transport under its bound, and no further command
+    is handled; other sessions are served meanwhile."""
+    srv = fresh_server
+    body = b"Subject: read me\r\n\r\n" + (b"x" * 78 + b"\r\n") * 1300      # ~100 KB
+    with smtplib.SMTP("127.0.0.1", srv.port("smtp"), timeout=10) as s:
+        for _ in range(20):
+            s.sendmail("carol@client.example", ["bob@example.com"], body)
+    deadline = time.monotonic() + 30
+    while True:
+        c = poplib.POP3("127.0.0.1", srv.port("pop3"), timeout=10)
+        c.user("bob@example.com")
+        c.pass_(PASSWORD)
+        count = c.stat()[0]
+        c.quit()
+        if count == 20:
+            break
+        assert time.monotonic() < deadline, f"{count} of 20 delivered"
+        time.sleep(0.2)
+    sock = open_client(srv, "pop3")
+    sock.sendall(b"USER bob@example.com\r\n")
+    assert _read_until(sock, b"\r\n").startswith(b"+OK")
+    sock.sendall(f"PASS {PASSWORD}\r\n".encode())
+    assert _read_until(sock, b"\r\n").startswith(b"+OK")
+    chunk = b"LIST\r\nUIDL\r\n" + b"".join(b"RETR %d\r\n" % n for n in range(1, 21))
+    growth, took = flood_and_measure(srv, sock, chunk * 16, pop3_client(srv))
     assert growth < MAX_GROWTH_KB, f"RSS grew by {growth} KiB"
     assert len(took) == 3 and max(took) < 5.0, took
 
