@@ -26,8 +26,10 @@ Never logged: passwords (AUTH payloads stay inside the SASL code) and message bo
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
+import select
 import sys
 import threading
 import time
@@ -45,6 +47,18 @@ from twisted.logger import (
 
 from .api import ConfigurationError
 from .spool.observer import PipelineObserver
+
+# Characters of log lines that may wait for the writer thread before new ones are
+# dropped (and counted): about 20,000 lines of a mail's size.
+MAX_PENDING = 4 * 1024 * 1024
+# The largest write that a pipe takes whole (POSIX: at least 512; 4096 on Linux).
+_ATOMIC_WRITE = getattr(select, "PIPE_BUF", 512)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
 
 _LEVELS = {"debug": LogLevel.debug, "info": LogLevel.info, "warn": LogLevel.warn,
            "warning": LogLevel.warn, "error": LogLevel.error, "critical": LogLevel.critical}
@@ -108,17 +122,38 @@ class LogOutput:
     Elasticsearch read without help; a failure adds ``traceback``.
 
     Called as a Twisted observer for ordinary events, and through :meth:`line` by the
-    per-mail lines. Each line is written and flushed at once, under a lock (events may
-    come from any thread), so a crash loses none that was logged.
+    per-mail lines, from any thread. A line is formatted by its caller and queued; the
+    ``log-writer`` thread writes what is queued, in order, so neither the reactor nor a
+    database thread ever waits for the disk or for a reader of standard output
+    (journald, a pipe). Lines reach the file within milliseconds; a process killed
+    with SIGKILL may lose the lines of that moment (never a mail), a normal exit
+    writes them all (:meth:`close`, run at exit).
+
+    Bounds: at most ``max_pending`` characters wait for the writer. Past that (the
+    disk or the reader of the pipe stalled) new lines are dropped and counted, and
+    once the writer catches up it writes one ``mailet_mta.log#warn`` line saying how
+    many were lost. Lines go out in writes of at most ``PIPE_BUF`` octets, cut between
+    lines, so the workers sharing one pipe never interleave inside a line.
     """
 
-    def __init__(self, out, *, json_lines: bool = False):
+    def __init__(self, out, *, json_lines: bool = False, max_pending: int = MAX_PENDING):
         self.out = out
         self.json_lines = json_lines
-        self._lock = threading.Lock()
+        self.max_pending = max_pending
         self._second = -1
         self._local = ""            # the text timestamp of _second
         self._utc = ""              # the JSON timestamp of _second, without fraction
+        self._lock = threading.Lock()
+        self._pending: list[str] = []
+        self._pending_size = 0
+        self._dropped = 0
+        self._queued = 0            # lines queued, ever
+        self._written = 0           # lines taken and written by the writer, ever
+        self._done = threading.Condition(self._lock)
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._stopping = False      # close() asked the writer to end after this batch
+        self._closed = False        # lines are written by their caller from now on
 
     def _stamp(self, when: float) -> int:
         second = int(when)
@@ -129,9 +164,121 @@ class LogOutput:
         return second
 
     def _write(self, text: str) -> None:
+        """Queue one line for the writer thread (written at once after :meth:`close`)."""
         with self._lock:
-            self.out.write(text)
+            if self._closed:
+                self._emit([text])
+                return
+            if self._pending_size + len(text) > self.max_pending:
+                self._dropped += 1
+                return
+            self._pending.append(text)
+            self._pending_size += len(text)
+            self._queued += 1
+            if self._thread is None:
+                self._start_writer()
+        if not self._wake.is_set():
+            self._wake.set()
+
+    def _start_writer(self) -> None:
+        try:                        # what was printed before goes out first
             self.out.flush()
+        except (OSError, ValueError):
+            pass
+        self._thread = threading.Thread(target=self._run, name="log-writer", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            with self._lock:
+                batch, self._pending, self._pending_size = self._pending, [], 0
+                dropped, self._dropped = self._dropped, 0
+                closing = self._stopping
+            taken = len(batch)
+            if dropped:
+                batch.append(self._dropped_line(dropped))
+            if batch:
+                self._emit(batch)
+            with self._done:
+                self._written += taken
+                self._done.notify_all()
+            if closing:
+                return
+
+    def _dropped_line(self, count: int) -> str:
+        now = time.time()
+        self._stamp(now)
+        message = f"{count} log lines dropped: the log output did not keep up"
+        if not self.json_lines:
+            return f"{self._local} [mailet_mta.log#warn] {message}\n"
+        return json.dumps({"time": self._json_time(now), "level": "warn",
+                           "namespace": "mailet_mta.log", "message": message,
+                           "dropped": count}) + "\n"
+
+    def _emit(self, lines: list[str]) -> None:
+        """Write ``lines`` (each ending in a newline) to the output, in writes of at
+        most PIPE_BUF octets cut between lines. A write error loses these lines, not
+        the writer."""
+        try:
+            fd = self.out.fileno()
+        except (AttributeError, OSError, ValueError):
+            fd = None
+        try:
+            if fd is None:          # not a file (a test's StringIO)
+                self.out.write("".join(lines))
+                self.out.flush()
+                return
+            chunk: list[bytes] = []
+            size = 0
+            for line in lines:
+                data = line.encode("utf-8", "replace")
+                if chunk and size + len(data) > _ATOMIC_WRITE:
+                    _write_all(fd, b"".join(chunk))
+                    chunk, size = [], 0
+                chunk.append(data)
+                size += len(data)
+            if chunk:
+                _write_all(fd, b"".join(chunk))
+        except (OSError, ValueError):
+            pass
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Wait until every line queued before this call is written; False if that
+        took longer than ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        with self._done:
+            target = self._queued
+            while self._written < target:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._wake.set()
+                self._done.wait(left)
+        return True
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Write what is queued and stop the writer; later lines are written at once
+        by their caller (the process is ending). Waits ``timeout`` seconds at most for
+        the writer: lines still queued behind a stalled output are then dropped rather
+        than holding up the exit."""
+        with self._lock:
+            if self._stopping:
+                return
+            self._stopping = True
+            thread = self._thread
+        self._wake.set()
+        if thread is not None:
+            thread.join(timeout)
+        with self._lock:
+            self._closed = True
+            rest, self._pending, self._pending_size = self._pending, [], 0
+            if self._dropped:
+                rest.append(self._dropped_line(self._dropped))
+                self._dropped = 0
+            if rest and (thread is None or not thread.is_alive()):
+                self._emit(rest)
 
     def line(self, level: str, namespace: str, message: str, fields: dict) -> None:
         """Write one per-mail line; ``fields`` are its parts for JSON."""
@@ -195,6 +342,8 @@ def start_logging(logging_config) -> None:
     global _started_with
     globalLogBeginner.beginLoggingTo([make_observer(logging_config)],
                                      redirectStandardIO=False)
+    if output is not None:
+        atexit.register(output.close)
     _started_with = (logging_config.file, logging_config.format)
 
 

@@ -39,6 +39,7 @@ def log_file(tmp_path):
 
     yield path, start
     if logging_setup.output is not None:
+        logging_setup.output.close()
         logging_setup.output.out.close()
     for name, value in saved.items():
         setattr(logging_setup, name, value)
@@ -61,6 +62,9 @@ def _accept(auth_user=None) -> None:
 
 
 def _lines(path) -> list[str]:
+    """The lines in the file once the writer thread wrote everything queued."""
+    if logging_setup.output is not None:
+        assert logging_setup.output.flush()
     return path.read_text().splitlines()
 
 
