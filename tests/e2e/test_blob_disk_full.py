@@ -105,7 +105,7 @@ def test_leftover_temporary_and_orphan_blob_files_are_removed_at_start(tmp_path)
     try:
         assert not partial.exists() and not orphan.exists()
         assert kept[0].exists()
-        assert "removed 2 left-over blob files" in server.log_text()
+        server.wait_log("removed 2 left-over blob files")
     finally:
         server.stop()
 

@@ -206,7 +206,8 @@ def test_a_whole_session_log_holds_neither_password_nor_body(tmp_path):
         with smtplib.SMTP("127.0.0.1", srv.port("submission"), timeout=10) as s:
             with pytest.raises(smtplib.SMTPAuthenticationError):
                 s.login("alice@example.com", PASSWORD + "-wrong")
-    log = srv.log_text()
+    srv.wait_log("status=queued", "sasl_username=alice@example.com")
+    log = srv.settled_log()
     plain = base64.b64encode(f"\0alice@example.com\0{PASSWORD}".encode()).decode()
     assert "status=queued" in log and "sasl_username=alice@example.com" in log
     for secret in (PASSWORD, plain, BODY_MARKER,

@@ -79,7 +79,7 @@ def test_retention_purges_past_the_bound_and_the_cli_purges_on_demand(tmp_path, 
         second = send_refused(server, "second")
         # Only the newest stays: the periodic purge (every second here) removed the first.
         wait_for(lambda: stored_names(server) == [second], what="the retention purge")
-        assert "repository address-error: purged 1 mails" in server.log_text()
+        server.wait_log("repository address-error: purged 1 mails")
     assert purge(server, capsys, "--older-than", "1d") == (
         0, "0 mail(s) purged from address-error")
     code, error = purge(server, capsys)

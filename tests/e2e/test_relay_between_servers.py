@@ -49,7 +49,7 @@ def test_authenticated_mail_is_relayed_to_the_other_server_and_read_there(pair):
     assert msg["Return-Path"] == "<alice@example.com>"
     assert len(msg.get_all("Received")) >= 2          # A's and B's trace headers
     assert b"\r\n.leading dot\r\nhello bob" in got[0]
-    assert "status=sent" in a.log_text()
+    a.wait_log("status=sent")
     queue = a.cli("queue", "list").stdout
     assert "example.net" not in queue                  # delivered, nothing left queued
 

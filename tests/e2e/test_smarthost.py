@@ -69,7 +69,7 @@ def test_all_outbound_mail_goes_through_the_smarthost_with_configured_credential
         got = wait_for(lambda: pop3(b, "bob@example.net"), timeout=60,
                        what="the mail on B")
         assert email.message_from_bytes(got[0])["Subject"] == "via the smarthost"
-        assert "status=sent" in a.log_text()
+        a.wait_log("status=sent")
     finally:
         a.stop()
         b.stop()

@@ -149,9 +149,9 @@ def test_domain_user_repository_reprocess_and_queue_through_the_api(server, api)
     problem(api.delete("/domains/example.org"), 404)
 
     # Every change was logged with the name of the token that made it.
-    log = server.log_text()
-    assert "webadmin: e2e-admin PUT /domains/Example.ORG -> 201" in log
-    assert "webadmin: e2e-admin DELETE /users/carol@example.org -> 204" in log
+    server.wait_log("webadmin: e2e-admin PUT /domains/Example.ORG -> 201",
+                    "webadmin: e2e-admin DELETE /users/carol@example.org -> 204")
+    log = server.settled_log()
     assert "s3cret" not in log and server.token not in log
 
 

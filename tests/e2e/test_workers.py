@@ -210,8 +210,7 @@ def test_a_killed_worker_is_restarted_and_sigterm_stops_every_process(server):
     after = wait_for(lambda: (p := worker_pids(server)).get(0) not in (None, before[0])
                      and len(p) == 2 and p, timeout=30, what="worker 0 restarted")
     assert after[1] == before[1] and alive(after[0])
-    assert "worker 0 (pid %d) was killed by SIGKILL; restarting" % before[0] \
-        in server.log_text()
+    server.wait_log("worker 0 (pid %d) was killed by SIGKILL; restarting" % before[0])
     for n in range(6):
         send(server, f"after restart {n}")
     wait_for(lambda: len(messages(server)) == 6, what="delivery after the restart")

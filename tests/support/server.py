@@ -133,10 +133,35 @@ class ServerProcess:
             self.proc.wait(10)
 
     def log_text(self) -> str:
+        """The log as written so far. The server writes its log from a thread of its
+        own, up to about 50 ms after the event: to check a line that was just logged,
+        use :meth:`wait_log`; to count lines or check what is absent,
+        :meth:`settled_log`."""
         try:
             return self.log_path.read_text(errors="replace")
         except FileNotFoundError:
             return ""
+
+    def wait_log(self, *texts: str, timeout: float = 10.0) -> str:
+        """The log once each of ``texts`` is in it."""
+        def found():
+            log = self.log_text()
+            return log if all(text in log for text in texts) else None
+        return wait_for(found, timeout=timeout, what=f"{texts!r} in the log of {self.name}")
+
+    def settled_log(self, quiet: float = 0.3, timeout: float = 10.0) -> str:
+        """The log once it has not grown for ``quiet`` seconds (longer than the log
+        writer gathers lines): what was logged before this call is all in it."""
+        deadline = time.monotonic() + timeout
+        last, since = self.log_text(), time.monotonic()
+        while time.monotonic() < deadline:
+            time.sleep(0.05)
+            now = self.log_text()
+            if now != last:
+                last, since = now, time.monotonic()
+            elif time.monotonic() - since >= quiet:
+                break
+        return last
 
     # -- the CLI against the same config --------------------------------------------------
     def cli(self, *args, input: str | None = None, check: bool = True):
