@@ -131,10 +131,12 @@ class SMTPServerProtocol(CommandsMixin, TransferMixin, Protocol, TimeoutMixin):
 
     def flush(self) -> None:
         """Send the replies collected since the last flush, in one write handed to the
-        socket at once (:meth:`FlowControl.write_now`): once per received chunk or
-        per completed Deferred, so a pipelined group still gets its replies together."""
+        socket at once (:meth:`FlowControl.send_now`: one ``send`` on a plain TCP
+        socket that holds nothing, without registering it with the reactor): once per
+        received chunk or per completed Deferred, so a pipelined group still gets its
+        replies together."""
         if self._out and not self._lost:
-            self._flow.write_now(self.transport, b"".join(self._out))
+            self._flow.send_now(self.transport, b"".join(self._out))
         self._out = []
 
     def close_with(self, code: int, enhanced: str | None, text: str) -> None:
