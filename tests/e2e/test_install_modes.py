@@ -29,13 +29,20 @@ def _checkout_state() -> dict[str, int]:
     return {p.name: p.stat().st_mtime_ns for p in ROOT.iterdir()}
 
 
-def test_plain_install_exposes_the_twistd_plugin_without_touching_twisted(tmp_path):
-    # `pip install DIR` builds inside DIR (build/, *.egg-info): build from a copy, so
-    # the checkout is left as it was.
+def _source_copy(tmp_path) -> Path:
+    """The checkout's files without what a build or a run made (the built C module
+    included)."""
     source = tmp_path / "source"
     shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(
         ".git", ".venv", "build", "*.egg-info", "__pycache__", ".*_cache", ".hypothesis",
-        "var"))
+        "var", "*.so"))
+    return source
+
+
+def test_plain_install_exposes_the_twistd_plugin_without_touching_twisted(tmp_path):
+    # `pip install DIR` builds inside DIR (build/, *.egg-info): build from a copy, so
+    # the checkout is left as it was.
+    source = _source_copy(tmp_path)
     before = _checkout_state()
     target = tmp_path / "site"
     built = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps",
@@ -61,3 +68,39 @@ def test_plain_install_exposes_the_twistd_plugin_without_touching_twisted(tmp_pa
     first = out.stdout.splitlines()[0]
     assert first.startswith(str(target)) and first.split()[1].startswith(str(target)), out.stdout
     assert "mailet-mta" in out.stdout, out.stderr
+
+
+def test_without_a_c_compiler_both_installs_succeed_with_the_python_scans(tmp_path):
+    """The C scans are optional: with no working compiler (CC=/bin/false) a plain and
+    an editable install both succeed, and the server reads DATA with the Python ones."""
+    source = _source_copy(tmp_path)
+    env = dict(os.environ, CC="/bin/false")
+    target = tmp_path / "site"
+    plain = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps",
+                            "--target", str(target), str(source)], capture_output=True,
+                           text=True, env=env, timeout=300)
+    assert plain.returncode == 0, plain.stderr[-2000:]
+    assert not list(target.rglob("_line_scan*.so"))
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    editable = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q",
+                               "--no-deps", "-e", str(source), "--config-settings",
+                               "editable_mode=strict"], capture_output=True, text=True,
+                              env=env, cwd=tmp_path, timeout=300)
+    assert editable.returncode == 0, editable.stderr[-2000:]
+    check = ("from mailet_mta.smtp import data_reader as d\n"
+             "out = []\n"
+             "r = d.DotDataReader(out.append)\n"
+             "rest = r.feed(b'Subject: x\\r\\n\\r\\n..dot\\r\\n.\\r\\nQUIT\\r\\n')\n"
+             "print(d.C_SCANS, d.__file__, b''.join(out), rest, r.bare_line_end)\n")
+    site = next(p for p in sys.path if p.endswith("site-packages"))
+    # The plain install: -S keeps this checkout's editable install out of sight. The
+    # editable one: its own finder provides mailet_mta, this environment the rest.
+    for python, flags, path in ((sys.executable, ["-S"], f"{target}{os.pathsep}{site}"),
+                                (str(venv / "bin" / "python"), [], site)):
+        out = subprocess.run([python, *flags, "-c", check], capture_output=True, text=True,
+                             cwd=tmp_path, timeout=120, env=dict(os.environ, PYTHONPATH=path))
+        assert out.returncode == 0, out.stderr[-2000:]
+        c_scans, path, *result = out.stdout.split(" ", 2)
+        assert c_scans == "False" and path.startswith(str(tmp_path)), out.stdout + out.stderr
+        assert result == ["b'Subject: x\\r\\n\\r\\n.dot\\r\\n' b'QUIT\\r\\n' False\n"], out.stdout
