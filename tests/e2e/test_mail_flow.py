@@ -90,14 +90,14 @@ def test_every_mail_leaves_a_queued_and_a_sent_line_at_info(shared_server):
         s.sendmail("carol@example.org", ["alice.trail@example.com"],
                    message("trail", to="alice.trail@example.com"))
     wait_for(lambda: pop3_messages(server, "alice.trail@example.com"), what="delivery")
-    log = wait_for(lambda: "status=sent" in server.log_text() and server.log_text(),
-                   what="the delivery line")
-    ids = [line.split("id=")[1].split()[0] for line in log.splitlines()
-           if "status=queued" in line]
-    assert ids, log[-2000:]
-    trail = [line for line in log.splitlines() if f"id={ids[-1]}" in line]
+    # The server is shared: this mail's delivery line, then its whole trail by its id.
+    log = server.wait_log("to=<alice.trail@example.com> relay=local")
+    [sent] = [line for line in log.splitlines()
+              if "to=<alice.trail@example.com> relay=local" in line]
+    trail = [line for line in log.splitlines()
+             if f"id={sent.split('id=')[1].split()[0]} " in line]
     assert len(trail) == 2, trail          # one at acceptance, one per delivery
-    assert "to=<alice.trail@example.com> relay=local" in trail[1]
+    assert "status=queued" in trail[0] and trail[1] == sent
     assert "processor=" not in log         # the processors are debug lines
 
 
