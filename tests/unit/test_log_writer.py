@@ -11,7 +11,6 @@ import time
 
 import pytest
 
-from mailet_mta import logging_setup
 from mailet_mta.logging_setup import LogOutput
 
 
@@ -143,7 +142,6 @@ def test_close_writes_what_is_queued_and_later_lines_at_once(log_file):
 
 def test_the_server_output_is_closed_at_exit(log_file):
     """start_logging registers close() with atexit, so a normal exit loses no line."""
-    import atexit
     import subprocess
     import sys
 
@@ -156,4 +154,3 @@ def test_the_server_output_is_closed_at_exit(log_file):
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
     lines = [line for line in path.read_text().splitlines() if "mailet_mta.mail#info" in line]
     assert len(lines) == 3000
-    assert atexit is not None and logging_setup is not None

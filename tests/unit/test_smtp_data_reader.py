@@ -33,10 +33,6 @@ def scans(request):
         yield request.param
 
 
-def has_bare_line_end(raw: bytes) -> bool:
-    return data_reader.has_bare_line_end(raw)
-
-
 def read_all(pieces, limit=0):
     out = []
     reader = DotDataReader(out.append, limit)
